@@ -1,0 +1,37 @@
+# Cachefleet: `make run` starts the service, `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps run test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the tests and benchmarks use: Redis OSS (a second engine) and redis-benchmark.
+system-deps:
+	@if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null; \
+	else echo "Install redis-server and redis-tools (e.g. sudo apt-get install redis-server redis-tools)"; exit 1; fi
+
+run: install
+	$(BIN)/cachefleet up
+
+test: install system-deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench: install system-deps
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

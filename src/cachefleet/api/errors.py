@@ -1,0 +1,108 @@
+"""AWS error responses: the one place where domain errors become ElastiCache error codes.
+
+The HTTP status and Sender/Receiver fault of a modelled error come from botocore's error
+shapes; the common AWS errors that no model lists (authentication, unknown action, missing
+parameter) are in ``_COMMON``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botocore.model import ServiceModel
+
+from cachefleet.domain import errors as domain
+
+
+class ApiError(Exception):
+    """An error answered to the client under an AWS error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    status: int
+    sender_fault: bool
+
+
+_COMMON: dict[str, ErrorKind] = {
+    "MissingParameter": ErrorKind(400, True),
+    "InvalidParameterValue": ErrorKind(400, True),
+    "InvalidParameterCombination": ErrorKind(400, True),
+    "InvalidAction": ErrorKind(400, True),
+    "MalformedQueryString": ErrorKind(400, True),
+    "MissingAction": ErrorKind(400, True),
+    "MissingAuthenticationToken": ErrorKind(403, True),
+    "IncompleteSignature": ErrorKind(400, True),
+    "InvalidClientTokenId": ErrorKind(403, True),
+    "SignatureDoesNotMatch": ErrorKind(403, True),
+    "RequestExpired": ErrorKind(400, True),
+    "InvalidQueryParameter": ErrorKind(400, True),
+    "ValidationError": ErrorKind(400, True),
+    "Throttling": ErrorKind(400, True),
+    "InternalFailure": ErrorKind(500, False),
+    "ServiceUnavailable": ErrorKind(503, False),
+}
+
+# Domain error class + resource kind -> the error shape name in botocore's ElastiCache model.
+_SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
+    (domain.NotFound, "ReplicationGroup"): "ReplicationGroupNotFoundFault",
+    (domain.NotFound, "CacheCluster"): "CacheClusterNotFoundFault",
+    (domain.NotFound, "CacheSubnetGroup"): "CacheSubnetGroupNotFoundFault",
+    (domain.NotFound, "CacheParameterGroup"): "CacheParameterGroupNotFoundFault",
+    (domain.NotFound, "CacheSecurityGroup"): "CacheSecurityGroupNotFoundFault",
+    (domain.NotFound, "Snapshot"): "SnapshotNotFoundFault",
+    (domain.NotFound, "User"): "UserNotFoundFault",
+    (domain.NotFound, "UserGroup"): "UserGroupNotFoundFault",
+    (domain.NotFound, "NodeGroup"): "NodeGroupNotFoundFault",
+    (domain.AlreadyExists, "ReplicationGroup"): "ReplicationGroupAlreadyExistsFault",
+    (domain.AlreadyExists, "CacheCluster"): "CacheClusterAlreadyExistsFault",
+    (domain.AlreadyExists, "CacheSubnetGroup"): "CacheSubnetGroupAlreadyExistsFault",
+    (domain.InvalidState, "ReplicationGroup"): "InvalidReplicationGroupStateFault",
+    (domain.InvalidState, "CacheCluster"): "InvalidCacheClusterStateFault",
+    (domain.InUse, "CacheSubnetGroup"): "CacheSubnetGroupInUse",
+    (domain.InUse, "Subnet"): "SubnetInUse",
+    (domain.QuotaExceeded, "Tag"): "TagQuotaPerResourceExceeded",
+    (domain.QuotaExceeded, "CacheCluster"): "ClusterQuotaForCustomerExceededFault",
+    (domain.QuotaExceeded, "CacheNode"): "NodeQuotaForCustomerExceededFault",
+    (domain.QuotaExceeded, "NodeInCluster"): "NodeQuotaForClusterExceededFault",
+    (domain.QuotaExceeded, "CacheSubnetGroup"): "CacheSubnetGroupQuotaExceededFault",
+    (domain.QuotaExceeded, "Subnet"): "CacheSubnetQuotaExceededFault",
+    (domain.QuotaExceeded, "NodeGroup"): "NodeGroupsPerReplicationGroupQuotaExceededFault",
+    (domain.InsufficientCapacity, "CacheCluster"): "InsufficientCacheClusterCapacityFault",
+    (domain.InvalidSubnet, "Subnet"): "InvalidSubnet",
+    (domain.InvalidArn, "Resource"): "InvalidARNFault",
+    (domain.TagNotFound, "Tag"): "TagNotFoundFault",
+}
+
+
+class ErrorCatalog:
+    """Knows the code, status and fault of every error a service can answer."""
+
+    def __init__(self, *models: ServiceModel) -> None:
+        self._kinds = dict(_COMMON)
+        self._codes_by_shape: dict[str, str] = {}
+        for model in models:
+            for shape in model.error_shapes:
+                error = shape.metadata.get("error", {})
+                code = error.get("code", shape.name)
+                self._codes_by_shape[shape.name] = code
+                self._kinds[code] = ErrorKind(error.get("httpStatusCode", 400), error.get("senderFault", True))
+
+    def kind(self, code: str) -> ErrorKind:
+        return self._kinds.get(code, ErrorKind(400, True))
+
+    def from_domain(self, error: domain.CachefleetError) -> ApiError:
+        if isinstance(error, domain.InvalidParameterCombination):
+            return ApiError("InvalidParameterCombination", error.message)
+        if isinstance(error, domain.InvalidParameterValue):
+            return ApiError("InvalidParameterValue", error.message)
+        shape = _SHAPES.get((type(error), error.resource))
+        if shape is None:
+            # Every domain error must have a mapping; a missing one is our bug, not the client's.
+            raise LookupError(f"no ElastiCache error for {type(error).__name__}({error.resource})")
+        return ApiError(self._codes_by_shape.get(shape, shape), error.message)

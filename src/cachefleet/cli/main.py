@@ -1,0 +1,84 @@
+"""The ``cachefleet`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from cachefleet import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cachefleet")
+def main() -> None:
+    """Cachefleet: a self-hosted, ElastiCache-compatible managed Valkey/Redis service."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="State and node files (default: XDG data dir).")
+@click.option("--listen", default="127.0.0.1:8379", show_default=True, help="HOST:PORT of the API.")
+@click.option("--node-network", default="127.80.0.0/16", show_default=True, help="Address block nodes get their addresses from.")
+@click.option("--region", default="us-east-1", show_default=True, help="Default region shown in instructions.")
+@click.option(
+    "--credentials-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="AWS-style credentials file; requests are then signature-checked (required off loopback).",
+)
+@click.option(
+    "--engine-path",
+    "engine_paths",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Extra directory holding valkey-server/redis-server builds (searched first).",
+)
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+def up(
+    data_dir: Path | None,
+    listen: str,
+    node_network: str,
+    region: str,
+    credentials_file: Path | None,
+    engine_paths: tuple[Path, ...],
+    log_level: str,
+) -> None:
+    """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
+    from cachefleet.app import Settings, StartupError, default_data_dir, serve
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    settings = Settings(
+        data_dir=(data_dir or default_data_dir()).resolve(),
+        listen=listen,
+        node_network=node_network,
+        region=region,
+        credentials_file=credentials_file,
+        engine_paths=tuple(p.resolve() for p in engine_paths),
+    )
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data dir whose nodes to stop.")
+def down(data_dir: Path | None) -> None:
+    """Stop the control plane and every cache node of a data dir (their data is lost, as without persistence)."""
+    from cachefleet.app import default_data_dir
+    from cachefleet.app import down as stop_all
+
+    directory = (data_dir or default_data_dir()).resolve()
+    if not directory.exists():
+        raise click.ClickException(f"{directory} is not a Cachefleet data dir.")
+    pid, nodes = asyncio.run(stop_all(directory))
+    if pid is not None:
+        click.echo(f"stopped the control plane (pid {pid})")
+    click.echo(f"stopped {len(nodes)} cache node(s) of {directory}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,550 @@
+"""Level-triggered reconciliation: make the engine processes match the desired state.
+
+One worker per resource (a replication group with all its member clusters, or a standalone
+cluster) takes one idempotent pass at a time: it looks at the stored desired state and at
+the processes, and takes the next steps. Every pass can be interrupted by a crash and
+simply run again: processes are found again by the provider, engines are asked for their
+actual role and bound addresses, and nothing is started twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+from cachefleet.domain import nodetypes
+from cachefleet.domain.model import (
+    CacheCluster,
+    ClusterStatus,
+    GroupStatus,
+    NodeGroup,
+    NodeStatus,
+    ReplicationGroup,
+)
+from cachefleet.domain.ports import Clock, Resource, StateStore
+from cachefleet.domain.service import event_for
+from cachefleet.engine.admin import AdminClient, EngineError
+from cachefleet.engine.config import NodeConfig, render
+from cachefleet.providers.local import NodeStartFailed
+
+log = logging.getLogger(__name__)
+
+START_ATTEMPTS = 2
+
+
+class Provider(Protocol):
+    def adopt_all(self) -> dict[str, int]: ...
+    def pid(self, key: str) -> int | None: ...
+    def node_dir(self, key: str) -> Path: ...
+    async def start(self, key: str, *, binary: Path, config: str, address: str, port: int) -> int: ...
+    async def stop(self, key: str, *, graceful: bool = False, timeout: float = 5.0) -> None: ...
+    def remove(self, key: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class Binaries(Protocol):
+    def binary(self, engine: str, version: str) -> _Binary: ...
+
+
+class _Binary(Protocol):
+    @property
+    def server(self) -> Path: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: Literal["group", "cluster"]
+    region: str
+    key: str
+
+
+class Retry(Exception):
+    """The pass made what progress it could; run it again after ``delay`` seconds."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+def node_key(cluster: CacheCluster) -> str:
+    return f"{cluster.region}/{cluster.cluster_id}-{cluster.node.node_id}"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        provider: Provider,
+        binaries: Binaries,
+        clock: Clock,
+        resync_interval: float = 2.0,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._binaries = binaries
+        self._clock = clock
+        self._resync_interval = resync_interval
+        self._dirty: set[Target] = set()
+        self._workers: dict[Target, asyncio.Task[None]] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._admins: dict[str, AdminClient] = {}
+        # Observed state, rebuilt from the engines after a restart of the control plane.
+        self._verified: dict[str, int] = {}  # node key -> pid whose role and binds were checked
+        self._binds: dict[str, list[str]] = {}  # node key -> addresses it listens on
+        self._resync_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ wiring
+    def on_change(self, kind: type[Resource], region: str, key: str) -> None:
+        if kind is ReplicationGroup:
+            self._kick(Target("group", region, key))
+        elif kind is CacheCluster:
+            cluster = self._store.get(CacheCluster, region, key)
+            if cluster is not None and cluster.replication_group_id is not None:
+                self._kick(Target("group", region, cluster.replication_group_id))
+            else:
+                self._kick(Target("cluster", region, key))
+
+    def on_node_exit(self, key: str, status: int) -> None:
+        for cluster in self._store.list(CacheCluster):
+            if node_key(cluster) == key:
+                self._verified.pop(key, None)
+                self._binds.pop(key, None)
+                self.on_change(CacheCluster, cluster.region, cluster.cluster_id)
+                return
+
+    async def start(self) -> None:
+        running = self._provider.adopt_all()
+        known = {node_key(c) for c in self._store.list(CacheCluster)}
+        for key in sorted(set(running) - known):
+            log.warning("stopping orphan engine %s (pid %s): no cache cluster owns it", key, running[key])
+            await self._provider.stop(key)
+            self._provider.remove(key)
+        self._resync()
+        self._resync_task = asyncio.create_task(self._resync_loop(), name="reconciler-resync")
+
+    async def stop(self) -> None:
+        """Stops reconciling. Engine processes keep running; a later start adopts them."""
+        self._stopping = True
+        for timer in self._timers:
+            timer.cancel()
+        tasks = list(self._workers.values())
+        if self._resync_task is not None:
+            tasks.append(self._resync_task)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for admin in self._admins.values():
+            await admin.close()
+        self._admins.clear()
+        self._provider.close()
+
+    async def idle(self) -> None:
+        """Waits until no worker is busy (used by tests and benchmarks)."""
+        while self._workers:
+            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+
+    # ------------------------------------------------------------------ scheduling
+    def _resync(self) -> None:
+        for group in self._store.list(ReplicationGroup):
+            self._kick(Target("group", group.region, group.group_id))
+        for cluster in self._store.list(CacheCluster):
+            if cluster.replication_group_id is None:
+                self._kick(Target("cluster", cluster.region, cluster.cluster_id))
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._resync_interval)
+            self._resync()
+
+    def _kick(self, target: Target) -> None:
+        if self._stopping:
+            return
+        self._dirty.add(target)
+        if target not in self._workers:
+            self._workers[target] = asyncio.create_task(self._work(target), name=f"reconcile {target.key}")
+
+    def _later(self, target: Target, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self._kick(target)
+
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    async def _work(self, target: Target) -> None:
+        try:
+            while target in self._dirty:
+                self._dirty.discard(target)
+                try:
+                    if target.kind == "group":
+                        await self._reconcile_group(target)
+                    else:
+                        await self._reconcile_cluster(target)
+                except Retry as retry:
+                    if retry.args and retry.args[0]:
+                        log.info("%s: %s; again in %.3f s", target.key, retry.args[0], retry.delay)
+                    self._later(target, retry.delay)
+                except EngineError as error:
+                    log.warning("%s: %s; again in 0.5 s", target.key, error)
+                    self._later(target, 0.5)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("reconciling %s failed; again in 2 s", target.key)
+                    self._later(target, 2.0)
+        finally:
+            self._workers.pop(target, None)
+
+    # ------------------------------------------------------------------ replication groups
+    async def _reconcile_group(self, target: Target) -> None:
+        group = self._store.get(ReplicationGroup, target.region, target.key)
+        if group is None:
+            return
+        members = self._members(group)
+        if group.status == GroupStatus.DELETING:
+            await self._delete_group(group, members)
+            return
+        if group.status == GroupStatus.CREATE_FAILED:
+            for cluster in members.values():
+                await self._provider.stop(node_key(cluster))
+            return
+        for node_group in group.node_groups:
+            await self._reconcile_node_group(group, node_group, members)
+        await self._settle_group(group)
+
+    async def _reconcile_node_group(
+        self, group: ReplicationGroup, node_group: NodeGroup, members: dict[str, CacheCluster]
+    ) -> None:
+        primary = members.get(node_group.primary_cluster_id)
+        if primary is None:
+            raise Retry(1.0, f"primary {node_group.primary_cluster_id} of {group.group_id} has no record")
+        try:
+            await self._ensure_running(primary, replica_of=None)
+        except NodeStartFailed as failure:
+            await self._node_failed(group, primary, str(failure))
+            return
+        source = (primary.node.address, primary.port)
+        replicas = [members[cid] for cid in node_group.replica_cluster_ids if cid in members]
+        live = [c for c in replicas if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
+        outcomes = await asyncio.gather(
+            *(self._ensure_running(c, replica_of=source) for c in live), return_exceptions=True
+        )
+        started = []
+        for cluster, outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, NodeStartFailed):
+                await self._node_failed(group, cluster, str(outcome))
+                current = self._store.get(ReplicationGroup, group.region, group.group_id)
+                if current is None or current.status == GroupStatus.CREATE_FAILED:
+                    return
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                started.append(cluster)
+
+        await self._place_endpoints(node_group, primary, started)
+
+        for cluster in replicas:
+            if cluster.status == ClusterStatus.DELETING:
+                await self._destroy_cluster(cluster, group=group)
+
+        self._mark_available(primary)
+        pending = []
+        for cluster in started:
+            if cluster.status == ClusterStatus.AVAILABLE and self._verified.get(node_key(cluster)) is not None:
+                continue
+            if await self._in_sync(cluster, source):
+                self._mark_available(cluster)
+            else:
+                pending.append(cluster.cluster_id)
+        if pending:
+            raise Retry(0.005, "")
+
+    async def _settle_group(self, group: ReplicationGroup) -> None:
+        current = self._store.get(ReplicationGroup, group.region, group.group_id)
+        if current is None or current.status not in (GroupStatus.CREATING, GroupStatus.MODIFYING):
+            return
+        members = self._members(current)
+        if any(c.status not in (ClusterStatus.AVAILABLE, ClusterStatus.CREATE_FAILED) for c in members.values()):
+            return
+        if len(members) != len(current.member_cluster_ids):
+            return
+        node_group = current.node_groups[0]
+        updated = replace(current, status=GroupStatus.AVAILABLE)
+        with self._store.transaction() as tx:
+            tx.put(updated)
+            if current.status == GroupStatus.CREATING:
+                message = (
+                    f"Replication group {current.group_id} created and available: primary endpoint "
+                    f"{node_group.primary_endpoint}:{current.port}, reader endpoint "
+                    f"{node_group.reader_endpoint}:{current.port}"
+                )
+            else:
+                message = f"Replication group {current.group_id} modified and available"
+            tx.add_event(event_for(updated, message, self._clock.now()))
+
+    async def _in_sync(self, replica: CacheCluster, source: tuple[str, int]) -> bool:
+        info = await self._admin(replica).info("replication")
+        return (
+            info.get("role") == "slave"
+            and info.get("master_host") == source[0]
+            and info.get("master_port") == str(source[1])
+            and info.get("master_link_status") == "up"
+        )
+
+    async def _place_endpoints(self, node_group: NodeGroup, primary: CacheCluster, replicas: list[CacheCluster]) -> None:
+        """Binds the primary endpoint on the primary and the reader endpoint on a replica."""
+        desired: dict[str, list[str]] = {node_key(primary): [primary.node.address]}
+        for replica in replicas:
+            desired[node_key(replica)] = [replica.node.address]
+        if node_group.primary_endpoint:
+            desired[node_key(primary)].append(node_group.primary_endpoint)
+        if node_group.reader_endpoint:
+            holder = primary
+            if replicas:
+                current = [r for r in replicas if node_group.reader_endpoint in self._binds.get(node_key(r), [])]
+                holder = current[0] if current else replicas[0]
+            desired[node_key(holder)].append(node_group.reader_endpoint)
+        clusters = {node_key(c): c for c in [primary, *replicas]}
+        for key in desired:
+            if key not in self._binds:
+                self._binds[key] = await self._admin(clusters[key]).bound_addresses()
+        # Release addresses first: an address can be bound by one process only.
+        for key, wanted in desired.items():
+            if set(self._binds[key]) - set(wanted):
+                await self._set_binds(clusters[key], wanted)
+        for key, wanted in desired.items():
+            if set(wanted) - set(self._binds[key]):
+                await self._set_binds(clusters[key], wanted)
+
+    async def _set_binds(self, cluster: CacheCluster, addresses: list[str]) -> None:
+        key = node_key(cluster)
+        await self._admin(cluster).bind(addresses)
+        self._binds[key] = list(addresses)
+        log.info("node %s listens on %s", key, " ".join(addresses))
+
+    async def _delete_group(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
+        retained = group.node_groups[0].primary_cluster_id if group.retain_primary_cluster else None
+        for cluster in members.values():
+            if cluster.cluster_id != retained:
+                await self._destroy_cluster(cluster, group=None)
+        keep = members.get(retained) if retained else None
+        if keep is not None and self._provider.pid(node_key(keep)) is not None:
+            await self._set_binds(keep, [keep.node.address])
+        with self._store.transaction() as tx:
+            if keep is not None:
+                standalone = replace(
+                    keep,
+                    replication_group_id=None,
+                    node_group_id=None,
+                    status=ClusterStatus.AVAILABLE,
+                )
+                tx.put(standalone)
+                tx.add_event(
+                    event_for(
+                        standalone,
+                        f"Cache cluster {keep.cluster_id} left replication group {group.group_id} and is now standalone",
+                        self._clock.now(),
+                    )
+                )
+            tx.delete(group)
+            tx.add_event(event_for(group, f"Replication group {group.group_id} deleted", self._clock.now()))
+
+    # ------------------------------------------------------------------ standalone clusters
+    async def _reconcile_cluster(self, target: Target) -> None:
+        cluster = self._store.get(CacheCluster, target.region, target.key)
+        if cluster is None:
+            return
+        if cluster.replication_group_id is not None:
+            self._kick(Target("group", cluster.region, cluster.replication_group_id))
+            return
+        if cluster.status == ClusterStatus.DELETING:
+            await self._destroy_cluster(cluster, group=None)
+            return
+        if cluster.status == ClusterStatus.CREATE_FAILED:
+            await self._provider.stop(node_key(cluster))
+            return
+        try:
+            await self._ensure_running(cluster, replica_of=None)
+        except NodeStartFailed as failure:
+            await self._node_failed(None, cluster, str(failure))
+            return
+        self._mark_available(cluster)
+
+    # ------------------------------------------------------------------ nodes
+    async def _ensure_running(self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None) -> None:
+        """Starts the cluster's node if needed, and makes its role match ``replica_of``."""
+        key = node_key(cluster)
+        pid = self._provider.pid(key)
+        if pid is not None and self._verified.get(key) == pid:
+            return
+        if pid is None:
+            restarted = cluster.status not in (ClusterStatus.CREATING,)
+            await self._start_node(cluster, replica_of)
+            if restarted:
+                self._record(
+                    cluster,
+                    f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} restarted: its engine "
+                    "process had stopped"
+                    + ("; the node was a primary, so its data was lost" if replica_of is None else "; it resyncs from the primary"),
+                )
+        else:
+            await self._fix_role(cluster, replica_of)
+        self._verified[key] = self._provider.pid(key) or 0
+
+    async def _start_node(self, cluster: CacheCluster, replica_of: tuple[str, int] | None) -> None:
+        key = node_key(cluster)
+        binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        config = render(
+            NodeConfig(
+                address=cluster.node.address,
+                port=cluster.port,
+                directory=self._provider.node_dir(key),
+                maxmemory=nodetypes.maxmemory_bytes(cluster.node_type),
+                replica_of=replica_of,
+            )
+        )
+        last: NodeStartFailed | None = None
+        for _ in range(START_ATTEMPTS):
+            try:
+                await self._provider.start(
+                    key, binary=binary.server, config=config, address=cluster.node.address, port=cluster.port
+                )
+            except NodeStartFailed as failure:
+                last = failure
+                continue
+            self._binds[key] = [cluster.node.address]
+            await self._drop_admin(key)
+            return
+        assert last is not None
+        raise last
+
+    async def _fix_role(self, cluster: CacheCluster, replica_of: tuple[str, int] | None) -> None:
+        admin = self._admin(cluster)
+        info = await admin.info("replication")
+        if replica_of is None:
+            if info.get("role") != "master":
+                log.info("promoting %s to primary", cluster.cluster_id)
+                await admin.promote()
+        elif info.get("role") != "slave" or (info.get("master_host"), info.get("master_port")) != (
+            replica_of[0],
+            str(replica_of[1]),
+        ):
+            log.info("pointing %s at %s:%s", cluster.cluster_id, *replica_of)
+            await admin.replicate(*replica_of)
+        self._binds[node_key(cluster)] = await admin.bound_addresses()
+
+    async def _node_failed(self, group: ReplicationGroup | None, cluster: CacheCluster, reason: str) -> None:
+        """A node would not start: fail the create, or retry a node that used to run."""
+        message = f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} would not start: {reason}"
+        log.warning("%s", message)
+        if group is not None and group.status == GroupStatus.CREATING:
+            members = self._members(group)
+            for member in members.values():
+                await self._provider.stop(node_key(member))
+            with self._store.transaction() as tx:
+                for member in members.values():
+                    tx.put(replace(member, status=ClusterStatus.CREATE_FAILED, status_reason=reason))
+                failed = replace(group, status=GroupStatus.CREATE_FAILED, status_reason=message)
+                tx.put(failed)
+                tx.add_event(event_for(cluster, message, self._clock.now()))
+                tx.add_event(
+                    event_for(failed, f"Replication group {group.group_id} create-failed: {message}", self._clock.now())
+                )
+            return
+        if cluster.status == ClusterStatus.CREATING:
+            await self._provider.stop(node_key(cluster))
+            with self._store.transaction() as tx:
+                tx.put(replace(cluster, status=ClusterStatus.CREATE_FAILED, status_reason=reason))
+                tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} create-failed: {message}", self._clock.now()))
+            return
+        self._record(cluster, message + "; trying again in 5 s")
+        raise Retry(5.0, message)
+
+    async def _destroy_cluster(self, cluster: CacheCluster, *, group: ReplicationGroup | None) -> None:
+        """Stops the node, removes its files, then its record (and its place in ``group``)."""
+        key = node_key(cluster)
+        await self._provider.stop(key)
+        await self._drop_admin(key)
+        self._verified.pop(key, None)
+        self._binds.pop(key, None)
+        self._provider.remove(key)
+        with self._store.transaction() as tx:
+            tx.delete(cluster)
+            tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} deleted", self._clock.now()))
+            if group is not None:
+                current = self._store.get(ReplicationGroup, group.region, group.group_id)
+                if current is not None:
+                    tx.put(
+                        replace(
+                            current,
+                            node_groups=tuple(
+                                replace(ng, member_cluster_ids=tuple(c for c in ng.member_cluster_ids if c != cluster.cluster_id))
+                                for ng in current.node_groups
+                            ),
+                        )
+                    )
+
+    def _mark_available(self, cluster: CacheCluster) -> None:
+        current = self._store.get(CacheCluster, cluster.region, cluster.cluster_id)
+        if current is None or current.status not in (ClusterStatus.CREATING, ClusterStatus.MODIFYING):
+            return
+        created = current.status == ClusterStatus.CREATING
+        updated = replace(current, status=ClusterStatus.AVAILABLE, node=replace(current.node, status=NodeStatus.AVAILABLE))
+        role = "replica" if current.replication_group_id and not self._is_primary(current) else "primary"
+        with self._store.transaction() as tx:
+            tx.put(updated)
+            if created:
+                message = (
+                    f"Cache cluster {current.cluster_id} created: added cache node {current.node.node_id} "
+                    f"({role}) at {current.node.address}:{current.port} in availability zone {current.availability_zone}"
+                )
+            else:
+                message = f"Cache cluster {current.cluster_id} is available"
+            tx.add_event(event_for(updated, message, self._clock.now()))
+
+    def _is_primary(self, cluster: CacheCluster) -> bool:
+        if cluster.replication_group_id is None:
+            return True
+        group = self._store.get(ReplicationGroup, cluster.region, cluster.replication_group_id)
+        return group is not None and any(ng.primary_cluster_id == cluster.cluster_id for ng in group.node_groups)
+
+    def _record(self, resource: Resource, message: str) -> None:
+        with self._store.transaction() as tx:
+            tx.add_event(event_for(resource, message, self._clock.now()))
+
+    def _members(self, group: ReplicationGroup) -> dict[str, CacheCluster]:
+        found = {}
+        for cluster_id in group.member_cluster_ids:
+            cluster = self._store.get(CacheCluster, group.region, cluster_id)
+            if cluster is not None:
+                found[cluster_id] = cluster
+        return found
+
+    def _admin(self, cluster: CacheCluster) -> AdminClient:
+        key = node_key(cluster)
+        admin = self._admins.get(key)
+        if admin is None:
+            admin = AdminClient(cluster.node.address, cluster.port)
+            self._admins[key] = admin
+        return admin
+
+    async def _drop_admin(self, key: str) -> None:
+        admin = self._admins.pop(key, None)
+        if admin is not None:
+            await admin.close()
+
+
+def node_keys(clusters: Iterable[CacheCluster]) -> set[str]:
+    return {node_key(c) for c in clusters}

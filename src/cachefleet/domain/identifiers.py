@@ -1,0 +1,147 @@
+"""Identifier rules, ARNs and availability zones, as ElastiCache has them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cachefleet.domain.errors import InvalidArn, InvalidParameterValue, InvalidSubnet
+
+ACCOUNT_ID = "000000000000"
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$")
+ZONE_LETTERS = "abcdef"
+DEFAULT_ZONE_LETTERS = "abc"
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9-]*$")
+_SUBNET_GROUP_NAME = re.compile(r"^[a-z0-9._-]+$")
+_SUBNET_ID = re.compile(r"^subnet-(?P<zone>[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-[0-9]+[a-z])(?:-[a-z0-9-]+)?$")
+
+
+def _check_identifier(value: str, *, parameter: str, noun: str, max_length: int) -> str:
+    lowered = value.lower()
+    problem = ""
+    if not lowered:
+        problem = "must not be blank"
+    elif len(lowered) > max_length:
+        problem = f"must be at most {max_length} characters long"
+    elif not _IDENTIFIER.match(lowered):
+        problem = "must begin with a letter and contain only ASCII letters, digits and hyphens"
+    elif lowered.endswith("-") or "--" in lowered:
+        problem = "must not end with a hyphen or contain two consecutive hyphens"
+    if problem:
+        raise InvalidParameterValue(f"Invalid {noun} '{value}': the {parameter} {problem}.")
+    return lowered
+
+
+def replication_group_id(value: str) -> str:
+    """ElastiCache keeps identifiers lower case; so do we."""
+    return _check_identifier(value, parameter="ReplicationGroupId", noun="replication group id", max_length=40)
+
+
+def cache_cluster_id(value: str) -> str:
+    return _check_identifier(value, parameter="CacheClusterId", noun="cache cluster id", max_length=50)
+
+
+def subnet_group_name(value: str) -> str:
+    lowered = value.lower()
+    if not lowered or len(lowered) > 255 or not _SUBNET_GROUP_NAME.match(lowered):
+        raise InvalidParameterValue(
+            f"Invalid cache subnet group name '{value}': use 1 to 255 letters, digits, periods, "
+            "underscores and hyphens."
+        )
+    return lowered
+
+
+def member_cluster_id(group_id: str, number: int) -> str:
+    """Cluster mode disabled members are named <group>-001, -002, ... as ElastiCache does."""
+    return f"{group_id}-{number:03d}"
+
+
+def availability_zones(region: str) -> tuple[str, ...]:
+    return tuple(region + letter for letter in ZONE_LETTERS)
+
+
+def default_availability_zones(region: str) -> tuple[str, ...]:
+    return tuple(region + letter for letter in DEFAULT_ZONE_LETTERS)
+
+
+def check_availability_zone(region: str, zone: str, *, parameter: str) -> str:
+    if zone not in availability_zones(region):
+        raise InvalidParameterValue(
+            f"Invalid availability zone '{zone}' for {parameter}: zones of {region} are "
+            f"{', '.join(availability_zones(region))}."
+        )
+    return zone
+
+
+def subnet_zone(region: str, subnet_id: str) -> str:
+    """Subnets are named after the zone they are in: subnet-us-east-1a, subnet-us-east-1b-private."""
+    match = _SUBNET_ID.match(subnet_id)
+    if not match:
+        raise InvalidSubnet(
+            f"Subnet '{subnet_id}' does not name an availability zone. Cachefleet subnets are named "
+            f"after their zone: use subnet-{region}a, subnet-{region}b-private and the like.",
+            resource="Subnet",
+        )
+    zone = match.group("zone")
+    if zone not in availability_zones(region):
+        raise InvalidSubnet(
+            f"Subnet '{subnet_id}' is in zone {zone}, which is not a zone of region {region} "
+            f"({', '.join(availability_zones(region))}).",
+            resource="Subnet",
+        )
+    return zone
+
+
+# ARN resource types, as ElastiCache writes them.
+ARN_TYPES = {
+    "replicationgroup": "ReplicationGroup",
+    "cluster": "CacheCluster",
+    "subnetgroup": "CacheSubnetGroup",
+    "parametergroup": "CacheParameterGroup",
+    "snapshot": "Snapshot",
+    "user": "User",
+    "usergroup": "UserGroup",
+    "securitygroup": "CacheSecurityGroup",
+    "reserved-instance": "ReservedCacheNode",
+    "serverlesscache": "ServerlessCache",
+}
+
+
+@dataclass(frozen=True)
+class Arn:
+    region: str
+    resource_type: str  # one of ARN_TYPES
+    resource_id: str
+
+    def __str__(self) -> str:
+        return f"arn:aws:elasticache:{self.region}:{ACCOUNT_ID}:{self.resource_type}:{self.resource_id}"
+
+
+def arn(region: str, resource_type: str, resource_id: str) -> str:
+    return str(Arn(region, resource_type, resource_id))
+
+
+def parse_arn(value: str, *, region: str) -> Arn:
+    parts = value.split(":", 6)
+    if len(parts) != 7 or parts[0] != "arn" or parts[2] != "elasticache" or not parts[6]:
+        raise InvalidArn(
+            f"The ARN '{value}' is not a valid ElastiCache ARN: expected "
+            f"arn:aws:elasticache:{region}:{ACCOUNT_ID}:<type>:<id>.",
+            resource="Resource",
+        )
+    _, _, _, arn_region, account, resource_type, resource_id = parts
+    if resource_type not in ARN_TYPES:
+        raise InvalidArn(
+            f"The ARN '{value}' names an unknown resource type '{resource_type}'; "
+            f"known types are {', '.join(sorted(ARN_TYPES))}.",
+            resource="Resource",
+        )
+    if arn_region != region:
+        raise InvalidArn(
+            f"The ARN '{value}' is in region {arn_region}, but the request was made in {region}.",
+            resource="Resource",
+        )
+    if account != ACCOUNT_ID:
+        raise InvalidArn(f"The ARN '{value}' names account {account}; this account is {ACCOUNT_ID}.", resource="Resource")
+    return Arn(arn_region, resource_type, resource_id)

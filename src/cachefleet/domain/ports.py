@@ -1,0 +1,68 @@
+"""The small protocols the domain needs from the outside world.
+
+``store/`` implements :class:`StateStore`; ``engine/`` provides an :class:`EngineCatalog`.
+The wiring happens once, at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol, TypeVar
+
+from cachefleet.domain.model import (
+    CacheCluster,
+    CacheSubnetGroup,
+    EngineRelease,
+    Event,
+    EventSourceType,
+    ReplicationGroup,
+)
+
+Resource = ReplicationGroup | CacheCluster | CacheSubnetGroup
+R = TypeVar("R", ReplicationGroup, CacheCluster, CacheSubnetGroup)
+
+
+class Transaction(Protocol):
+    """Writes made inside one transaction become visible together, or not at all."""
+
+    def put(self, resource: Resource) -> None: ...
+
+    def delete(self, resource: Resource) -> None: ...
+
+    def add_event(self, event: Event) -> None: ...
+
+
+class StateStore(Protocol):
+    """Durable desired state and events.
+
+    Contract: reads see every committed transaction; a transaction that raises is rolled
+    back entirely; a crash never leaves part of a transaction behind.
+    """
+
+    def get(self, kind: type[R], region: str, key: str) -> R | None: ...
+
+    def list(self, kind: type[R], region: str | None = None) -> list[R]: ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def events(
+        self,
+        region: str,
+        *,
+        start: dt.datetime,
+        end: dt.datetime,
+        source_type: EventSourceType | None = None,
+        source_id: str | None = None,
+    ) -> Iterator[Event]: ...
+
+
+class EngineCatalog(Protocol):
+    """The engine builds installed on this machine."""
+
+    def releases(self) -> Sequence[EngineRelease]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...

@@ -1,0 +1,273 @@
+"""Nodes as local child processes, each on its own loopback (or local) address.
+
+A node lives in ``<data-dir>/nodes/<key>/``: ``engine.conf``, ``data/``, ``engine.log``.
+Engines run in their own session so they outlive the control plane. Their command line
+names their config file, which is how a restarted control plane finds and adopts them
+(``/proc/*/cmdline``) instead of starting duplicates. Exits are seen at once through a
+pidfd, for children and adopted processes alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "engine.conf"
+START_TIMEOUT = 15.0
+
+
+class NodeStartFailed(Exception):
+    """The engine process exited or never answered; the message says why, from its log."""
+
+
+@dataclass(frozen=True)
+class NodeProcess:
+    key: str
+    pid: int
+
+
+ExitListener = Callable[[str, int], None]
+
+
+def check_network_usable(address: str) -> None:
+    """Raises OSError with a clear message if this machine cannot listen on ``address``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"cannot listen on {address} ({error.strerror}). Use a block of 127.0.0.0/8 "
+                "(every address there reaches the loopback device) or add the addresses to an interface, "
+                f"for example: ip route add local {address}/32 dev lo",
+            ) from error
+
+
+class LocalProvider:
+    def __init__(self, data_dir: Path, *, on_exit: ExitListener | None = None) -> None:
+        self.nodes_dir = (data_dir / "nodes").resolve()
+        self.nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._pids: dict[str, int] = {}
+        self._pidfds: dict[str, int] = {}
+        self.on_exit = on_exit
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ discovery
+    def node_dir(self, key: str) -> Path:
+        return self.nodes_dir / key
+
+    def scan(self) -> dict[str, int]:
+        """Engine processes of this data directory, by node key, found in /proc."""
+        found: dict[str, int] = {}
+        prefix = str(self.nodes_dir) + os.sep
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                    argv = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) < 2:
+                continue
+            config = argv[1].decode(errors="replace")
+            if config.startswith(prefix) and config.endswith(os.sep + CONFIG_NAME):
+                key = config[len(prefix) : -len(CONFIG_NAME) - 1]
+                found[key] = int(entry.name)
+        return found
+
+    def adopt_all(self) -> dict[str, int]:
+        """Takes over every running engine of this data directory; returns them by key."""
+        self._loop = asyncio.get_running_loop()
+        for key, pid in self.scan().items():
+            self._track(key, pid)
+        return dict(self._pids)
+
+    def pid(self, key: str) -> int | None:
+        return self._pids.get(key)
+
+    def running(self) -> dict[str, int]:
+        return dict(self._pids)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, key: str, *, binary: Path, config: str, address: str, port: int) -> int:
+        """Starts the node (or returns the pid of the one already running) once it answers PING."""
+        self._loop = asyncio.get_running_loop()
+        existing = self._pids.get(key)
+        if existing is not None:
+            return existing
+        directory = self.node_dir(key)
+        (directory / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
+        config_path = directory / CONFIG_NAME
+        temporary = config_path.with_suffix(".tmp")
+        temporary.write_text(config)
+        os.replace(temporary, config_path)
+        stdout_path = directory / "stdout.log"
+        with contextlib.suppress(FileNotFoundError):
+            (directory / "engine.log").unlink()
+        pid = os.posix_spawn(
+            str(binary),
+            [str(binary), str(config_path)],
+            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(stdout_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
+        self._track(key, pid)
+        try:
+            await self._wait_ready(key, pid, address, port)
+        except NodeStartFailed:
+            await self.stop(key)
+            raise
+        return pid
+
+    async def _wait_ready(self, key: str, pid: int, address: str, port: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = 0.001
+        while True:
+            if self._pids.get(key) != pid or not _alive(pid):
+                raise NodeStartFailed(self._why_dead(key))
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
+            except (OSError, TimeoutError):
+                pass
+            else:
+                try:
+                    writer.write(b"PING\r\n")
+                    reply = await asyncio.wait_for(reader.readline(), 2.0)
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+                if reply.startswith(b"+PONG"):
+                    return
+            if time.monotonic() > deadline:
+                raise NodeStartFailed(f"the engine did not answer PING on {address}:{port} within {START_TIMEOUT:.0f} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _why_dead(self, key: str) -> str:
+        directory = self.node_dir(key)
+        lines: list[str] = []
+        for name in ("engine.log", "stdout.log"):
+            try:
+                lines += (directory / name).read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+        interesting = [line for line in lines if "#" in line or "rror" in line or "FATAL" in line or "Fatal" in line]
+        detail = (interesting or lines)[-3:]
+        return "the engine exited during start-up" + (": " + " | ".join(s.strip() for s in detail) if detail else "")
+
+    async def stop(self, key: str, *, graceful: bool = False, timeout: float = 5.0) -> None:
+        """Stops the node's process and waits until it is gone. SIGKILL unless ``graceful``."""
+        pid = self._pids.get(key)
+        if pid is None:
+            return
+        self._forget(key)
+        await terminate(pid, graceful=graceful, timeout=timeout)
+
+    def fence(self, key: str) -> None:
+        """Kills the node at once (SIGKILL) so that it cannot take another write."""
+        pid = self._pids.get(key)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def remove(self, key: str) -> None:
+        shutil.rmtree(self.node_dir(key), ignore_errors=True)
+        parent = self.node_dir(key).parent
+        with contextlib.suppress(OSError):
+            if parent != self.nodes_dir:
+                parent.rmdir()
+
+    def close(self) -> None:
+        """Stops watching; the engine processes keep running."""
+        for key in list(self._pidfds):
+            self._unwatch(key)
+
+    # ------------------------------------------------------------------ exit watching
+    def _track(self, key: str, pid: int) -> None:
+        self._pids[key] = pid
+        if self._loop is None:
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._exited(key, pid)
+            return
+        self._pidfds[key] = pidfd
+        self._loop.add_reader(pidfd, self._exited, key, pid)
+
+    def _unwatch(self, key: str) -> None:
+        pidfd = self._pidfds.pop(key, None)
+        if pidfd is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    def _forget(self, key: str) -> None:
+        self._unwatch(key)
+        self._pids.pop(key, None)
+
+    def _exited(self, key: str, pid: int) -> None:
+        status = _reap(pid)
+        if self._pids.get(key) != pid:
+            return
+        self._forget(key)
+        log.warning("node %s (pid %s) exited with status %s", key, pid, status)
+        if self.on_exit is not None:
+            self.on_exit(key, status)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def _reap(pid: int) -> int:
+    """Collects a child's exit status; adopted processes are reaped by their own parent."""
+    try:
+        waited, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return -1
+    if waited == 0:
+        return -1
+    return os.waitstatus_to_exitcode(status)
+
+
+async def terminate(pid: int, *, graceful: bool, timeout: float = 5.0) -> None:
+    """Ends a process we started and waits until it is gone (escalating to SIGKILL)."""
+    try:
+        os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        _reap(pid)
+        if not _alive(pid):
+            break
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+        await asyncio.sleep(0.002)
+    _reap(pid)
+
