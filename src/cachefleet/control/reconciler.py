@@ -253,7 +253,8 @@ class Reconciler:
             else:
                 started.append(cluster)
 
-        await self._place_endpoints(node_group, primary, started)
+        leaving = [c for c in replicas if c not in started and self._provider.pid(node_key(c)) is not None]
+        await self._place_endpoints(node_group, primary, started, leaving)
 
         for cluster in replicas:
             if cluster.status == ClusterStatus.DELETING:
@@ -303,10 +304,19 @@ class Reconciler:
             and info.get("master_link_status") == "up"
         )
 
-    async def _place_endpoints(self, node_group: NodeGroup, primary: CacheCluster, replicas: list[CacheCluster]) -> None:
-        """Binds the primary endpoint on the primary and the reader endpoint on a replica."""
+    async def _place_endpoints(
+        self,
+        node_group: NodeGroup,
+        primary: CacheCluster,
+        replicas: list[CacheCluster],
+        leaving: list[CacheCluster],
+    ) -> None:
+        """Binds the primary endpoint on the primary and the reader endpoint on a replica.
+
+        Nodes that are ``leaving`` (being deleted, failed) keep only their own address.
+        """
         desired: dict[str, list[str]] = {node_key(primary): [primary.node.address]}
-        for replica in replicas:
+        for replica in [*replicas, *leaving]:
             desired[node_key(replica)] = [replica.node.address]
         if node_group.primary_endpoint:
             desired[node_key(primary)].append(node_group.primary_endpoint)
@@ -316,7 +326,7 @@ class Reconciler:
                 current = [r for r in replicas if node_group.reader_endpoint in self._binds.get(node_key(r), [])]
                 holder = current[0] if current else replicas[0]
             desired[node_key(holder)].append(node_group.reader_endpoint)
-        clusters = {node_key(c): c for c in [primary, *replicas]}
+        clusters = {node_key(c): c for c in [primary, *replicas, *leaving]}
         for key in desired:
             if key not in self._binds:
                 self._binds[key] = await self._admin(clusters[key]).bound_addresses()

@@ -79,12 +79,13 @@ class LocalProvider:
                     argv = handle.read().split(b"\0")
             except OSError:
                 continue
-            if len(argv) < 2:
-                continue
-            config = argv[1].decode(errors="replace")
-            if config.startswith(prefix) and config.endswith(os.sep + CONFIG_NAME):
-                key = config[len(prefix) : -len(CONFIG_NAME) - 1]
-                found[key] = int(entry.name)
+            # The config file is the engine's first argument (later for a script engine:
+            # "/bin/sh script config").
+            for raw in argv[1:3]:
+                config = raw.decode(errors="replace")
+                if config.startswith(prefix) and config.endswith(os.sep + CONFIG_NAME):
+                    found[config[len(prefix) : -len(CONFIG_NAME) - 1]] = int(entry.name)
+                    break
         return found
 
     def adopt_all(self) -> dict[str, int]:

@@ -1,0 +1,365 @@
+"""Every invalid request gets ElastiCache's error code, a message saying what to change, and changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from helpers import (
+    Server,
+    engine_pids,
+    error_code,
+    events_of,
+    free_port,
+    fresh_network,
+    raw_call,
+    wait_cluster,
+    wait_group,
+    wait_group_gone,
+)
+
+FAKES = Path(__file__).resolve().parent.parent / "fakes"
+VALID = {
+    "ReplicationGroupId": "bad",
+    "ReplicationGroupDescription": "bad input",
+    "Engine": "valkey",
+    "CacheNodeType": "cache.t4g.micro",
+}
+
+
+def expect(code: str, call, /, *, status: int | None = None, says: str | None = None, **kwargs) -> str:
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    error = caught.value.response["Error"]
+    assert error["Code"] == code, f"{call.__name__}({kwargs}) -> {error}"
+    assert len(error["Message"]) > 20, error
+    if status is not None:
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    if says is not None:
+        assert says in error["Message"], error["Message"]
+    return str(error["Message"])
+
+
+@pytest.fixture(scope="module")
+def stable(server):
+    """A group that stays available for the whole module."""
+    ec = server.client()
+    ec.create_replication_group(**{**VALID, "ReplicationGroupId": "stable", "NumCacheClusters": 2})
+    wait_group(ec, "stable")
+    yield "stable"
+    ec.delete_replication_group(ReplicationGroupId="stable")
+    wait_group_gone(ec, "stable")
+
+
+def _nothing_created(server, ec, group_id="bad"):
+    with pytest.raises(ec.exceptions.ReplicationGroupNotFoundFault):
+        ec.describe_replication_groups(ReplicationGroupId=group_id)
+    clusters = [c["CacheClusterId"] for c in ec.describe_cache_clusters()["CacheClusters"]]
+    assert not [c for c in clusters if c.startswith(f"{group_id}-")]
+    assert not [k for k in engine_pids(server.data_dir) if f"/{group_id}-" in k]
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "says"),
+    [
+        ({"ReplicationGroupId": "1abc"}, "InvalidParameterValue", "begin with a letter"),
+        ({"ReplicationGroupId": "a--b"}, "InvalidParameterValue", "consecutive hyphens"),
+        ({"ReplicationGroupId": "ends-"}, "InvalidParameterValue", "hyphen"),
+        ({"ReplicationGroupId": "x" * 41}, "InvalidParameterValue", "at most 40"),
+        ({"NumCacheClusters": 7}, "InvalidParameterValue", "1 to 6"),
+        ({"NumCacheClusters": 0}, "InvalidParameterValue", "1 to 6"),
+        ({"ReplicasPerNodeGroup": 6}, "InvalidParameterValue", "0 to 5"),
+        ({"NumCacheClusters": 2, "ReplicasPerNodeGroup": 3}, "InvalidParameterCombination", "disagree"),
+        ({"NumCacheClusters": 2, "PreferredCacheClusterAZs": ["us-east-1a"]}, "InvalidParameterCombination", "one zone per cluster"),
+        ({"NumCacheClusters": 1, "PreferredCacheClusterAZs": ["us-west-2a"]}, "InvalidParameterValue", "zones of us-east-1"),
+        ({"NumCacheClusters": 1, "PreferredCacheClusterAZs": ["us-east-1f"]}, "InvalidParameterValue", "not in cache subnet group default"),
+        ({"Engine": "memcached"}, "InvalidParameterValue", "Installed: "),
+        ({"Engine": "dragonfly"}, "InvalidParameterValue", "valkey or redis"),
+        ({"EngineVersion": "6.2"}, "InvalidParameterValue", "valkey 8.1.8"),
+        ({"CacheNodeType": "cache.huge"}, "InvalidParameterValue", "cache.t4g.micro"),
+        ({"CacheNodeType": None}, "InvalidParameterValue", "CacheNodeType must be provided"),
+        ({"Port": 0}, "InvalidParameterValue", "between 1 and 65535"),
+        ({"Port": 70000}, "InvalidParameterValue", "between 1 and 65535"),
+        ({"CacheSubnetGroupName": "nope"}, "CacheSubnetGroupNotFoundFault", "nope"),
+        ({"CacheParameterGroupName": "custom-params"}, "CacheParameterGroupNotFound", "default.valkey"),
+        ({"CacheParameterGroupName": "default.redis7"}, "InvalidParameterCombination", "family"),
+        ({"AutomaticFailoverEnabled": True}, "InvalidParameterCombination", "AutomaticFailoverEnabled is not supported"),
+        ({"NumNodeGroups": 3}, "InvalidParameterCombination", "NumNodeGroups"),
+        ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "TransitEncryptionEnabled"),
+        ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterCombination", "AuthToken"),
+        ({"SnapshotRetentionLimit": 3}, "InvalidParameterCombination", "SnapshotRetentionLimit"),
+        ({"SecurityGroupIds": ["sg-123"]}, "InvalidParameterCombination", "SecurityGroupIds"),
+        ({"PrimaryClusterId": "missing-cluster"}, "CacheClusterNotFound", "missing-cluster"),
+        ({"Tags": [{"Key": f"k{i}", "Value": "v"} for i in range(51)]}, "TagQuotaPerResourceExceeded", "50"),
+        ({"Tags": [{"Key": "aws:owner", "Value": "v"}]}, "InvalidParameterValue", "aws:"),
+        ({"PreferredMaintenanceWindow": "sun:05:00-sun:05:30"}, "InvalidParameterValue", "60 minutes"),
+        ({"PreferredMaintenanceWindow": "someday"}, "InvalidParameterValue", "ddd:hh24:mi"),
+        ({"SnapshotWindow": "25:00-26:00"}, "InvalidParameterValue", "hh24:mi"),
+        ({"NetworkType": "ipv6"}, "InvalidParameterCombination", "NetworkType"),
+    ],
+)
+def test_create_replication_group_rejects(server, ec, changes, code, says):
+    params = {**VALID, **changes}
+    params = {k: v for k, v in params.items() if v is not None}
+    expect(code, ec.create_replication_group, says=says, **params)
+    _nothing_created(server, ec)
+
+
+def test_create_replication_group_that_exists(ec, stable):
+    expect("ReplicationGroupAlreadyExists", ec.create_replication_group, status=400, **{**VALID, "ReplicationGroupId": "STABLE"})
+
+
+def test_create_replication_group_over_a_cluster_name_in_use(server, ec):
+    ec.create_cache_cluster(CacheClusterId="taken-001", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    wait_cluster(ec, "taken-001")
+    expect("CacheClusterAlreadyExists", ec.create_replication_group, says="taken-001", **{**VALID, "ReplicationGroupId": "taken"})
+    with pytest.raises(ec.exceptions.ReplicationGroupNotFoundFault):
+        ec.describe_replication_groups(ReplicationGroupId="taken")
+    clusters = [c["CacheClusterId"] for c in ec.describe_cache_clusters()["CacheClusters"]]
+    assert [c for c in clusters if c.startswith("taken-")] == ["taken-001"]
+    assert "ReplicationGroupId" not in ec.describe_cache_clusters(CacheClusterId="taken-001")["CacheClusters"][0]
+    ec.delete_cache_cluster(CacheClusterId="taken-001")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="taken-001", WaiterConfig={"Delay": 1})
+
+
+def test_required_parameters_are_checked_by_the_server(server):
+    status, body = raw_call(server.url, {"Action": "CreateReplicationGroup", "Version": "2015-02-02", "ReplicationGroupId": "x"})
+    assert status == 400
+    assert error_code(body) == "MissingParameter"
+    assert "ReplicationGroupDescription" in body
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"NumCacheClusters": "three"}, "InvalidParameterValue"),
+        ({"AutomaticFailoverEnabled": "maybe"}, "InvalidParameterValue"),
+        ({"NetworkType": "ipx"}, "InvalidParameterValue"),
+    ],
+)
+def test_types_and_enums_are_checked_by_the_server(server, params, code):
+    request = {"Action": "CreateReplicationGroup", "Version": "2015-02-02", **{k: str(v) for k, v in VALID.items()}, **params}
+    status, body = raw_call(server.url, request)
+    assert (status, error_code(body)) == (400, code), body
+
+
+def test_modify_replication_group_rejects(ec, stable):
+    expect("ReplicationGroupNotFoundFault", ec.modify_replication_group, status=404, ReplicationGroupId="nope")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="CacheNodeType",
+           ReplicationGroupId=stable, CacheNodeType="cache.r7g.large", ApplyImmediately=True)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="EngineVersion",
+           ReplicationGroupId=stable, EngineVersion="9.1")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="AutomaticFailoverEnabled",
+           ReplicationGroupId=stable, AutomaticFailoverEnabled=True)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="PrimaryClusterId",
+           ReplicationGroupId=stable, PrimaryClusterId="stable-002")
+    expect("InvalidParameterValue", ec.modify_replication_group, ReplicationGroupId=stable, PreferredMaintenanceWindow="bad")
+    group = ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]
+    assert group["Status"] == "available" and group["Description"] == "bad input"
+    assert group["CacheNodeType"] == "cache.t4g.micro"
+
+
+def test_delete_replication_group_rejects(ec):
+    expect("ReplicationGroupNotFoundFault", ec.delete_replication_group, ReplicationGroupId="nope")
+
+
+def test_delete_replication_group_with_final_snapshot_is_refused(ec, stable):
+    expect("InvalidParameterCombination", ec.delete_replication_group, says="FinalSnapshotIdentifier",
+           ReplicationGroupId=stable, FinalSnapshotIdentifier="final")
+    assert ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]["Status"] == "available"
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "says"),
+    [
+        ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "NumCacheNodes": 2}, "InvalidParameterValue", "exactly one node"),
+        ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "AZMode": "cross-az"}, "InvalidParameterValue", "Memcached"),
+        ({"CacheClusterId": "c1", "Engine": "valkey"}, "InvalidParameterValue", "CacheNodeType"),
+        ({"CacheClusterId": "c1", "Engine": "memcached", "CacheNodeType": "cache.t4g.micro"}, "InvalidParameterValue", "memcached"),
+        ({"CacheClusterId": "c1", "Engine": "redis", "EngineVersion": "2.8", "CacheNodeType": "cache.t4g.micro"}, "InvalidParameterValue", "redis 7.0.15"),
+        ({"CacheClusterId": "-c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}, "InvalidParameterValue", "begin with a letter"),
+        ({"CacheClusterId": "c" * 51, "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}, "InvalidParameterValue", "at most 50"),
+        ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "PreferredAvailabilityZone": "us-east-1e"}, "InvalidParameterValue", "subnet group"),
+        ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "SnapshotArns": ["arn:aws:s3:::b/k.rdb"]}, "InvalidParameterCombination", "SnapshotArns"),
+        ({"CacheClusterId": "c1", "ReplicationGroupId": "nope"}, "ReplicationGroupNotFoundFault", "nope"),
+    ],
+)
+def test_create_cache_cluster_rejects(server, ec, params, code, says):
+    expect(code, ec.create_cache_cluster, says=says, **params)
+    assert "c1" not in [c["CacheClusterId"] for c in ec.describe_cache_clusters()["CacheClusters"]]
+    assert not [k for k in engine_pids(server.data_dir) if "/c1-" in k]
+
+
+def test_create_cache_cluster_joining_a_group_rejects(ec, stable):
+    expect("InvalidParameterCombination", ec.create_cache_cluster, says="omit Engine",
+           CacheClusterId="joiner", ReplicationGroupId=stable, Engine="redis")
+    expect("InvalidParameterCombination", ec.create_cache_cluster, says="CacheNodeType",
+           CacheClusterId="joiner", ReplicationGroupId=stable, CacheNodeType="cache.r7g.large")
+    expect("CacheClusterAlreadyExists", ec.create_cache_cluster, CacheClusterId="stable-002", ReplicationGroupId=stable)
+    assert ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]["MemberClusters"] == [
+        "stable-001", "stable-002",
+    ]
+
+
+def test_a_full_group_takes_no_more_replicas(ec):
+    ec.create_replication_group(**{**VALID, "ReplicationGroupId": "full", "NumCacheClusters": 6})
+    wait_group(ec, "full")
+    expect("InvalidParameterValue", ec.create_cache_cluster, says="6 cache clusters", CacheClusterId="full-007", ReplicationGroupId="full")
+    ec.delete_replication_group(ReplicationGroupId="full")
+    wait_group_gone(ec, "full")
+
+
+def test_delete_cache_cluster_rejects(ec, stable):
+    expect("CacheClusterNotFound", ec.delete_cache_cluster, status=404, CacheClusterId="nope")
+    expect("InvalidCacheClusterState", ec.delete_cache_cluster, says="primary", CacheClusterId="stable-001")
+    expect("InvalidParameterCombination", ec.delete_cache_cluster, says="FinalSnapshotIdentifier",
+           CacheClusterId="stable-002", FinalSnapshotIdentifier="snap")
+    assert ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]["MemberClusters"] == [
+        "stable-001", "stable-002",
+    ]
+
+
+def test_describe_calls_reject(ec):
+    expect("ReplicationGroupNotFoundFault", ec.describe_replication_groups, ReplicationGroupId="nope")
+    expect("CacheClusterNotFound", ec.describe_cache_clusters, CacheClusterId="nope")
+    expect("CacheSubnetGroupNotFoundFault", ec.describe_cache_subnet_groups, CacheSubnetGroupName="nope")
+    for call in (ec.describe_replication_groups, ec.describe_cache_clusters, ec.describe_cache_engine_versions,
+                 ec.describe_cache_subnet_groups, ec.describe_events):
+        expect("InvalidParameterValue", call, says="between 20 and 100", MaxRecords=10)
+        expect("InvalidParameterValue", call, says="between 20 and 100", MaxRecords=101)
+        expect("InvalidParameterValue", call, says="Marker", Marker="not-a-marker!")
+
+
+def test_engine_versions_filters(ec):
+    assert ec.describe_cache_engine_versions(Engine="memcached")["CacheEngineVersions"] == []
+    valkey = ec.describe_cache_engine_versions(Engine="valkey")["CacheEngineVersions"]
+    assert {v["EngineVersion"] for v in valkey} == {"8.1", "9.1"}
+    assert {v["CacheParameterGroupFamily"] for v in valkey} == {"valkey8", "valkey9"}
+    default = ec.describe_cache_engine_versions(Engine="valkey", DefaultOnly=True)["CacheEngineVersions"]
+    assert [v["EngineVersion"] for v in default] == ["9.1"]
+    redis = ec.describe_cache_engine_versions(Engine="redis", EngineVersion="7.0")["CacheEngineVersions"]
+    assert [v["CacheParameterGroupFamily"] for v in redis] == ["redis7"]
+    assert ec.describe_cache_engine_versions(CacheParameterGroupFamily="valkey8")["CacheEngineVersions"][0]["EngineVersion"] == "8.1"
+
+
+def test_subnet_group_rejects(server, ec, stable):
+    ec.create_cache_subnet_group(
+        CacheSubnetGroupName="sg-bad", CacheSubnetGroupDescription="d", SubnetIds=["subnet-us-east-1a"]
+    )
+    expect("CacheSubnetGroupAlreadyExists", ec.create_cache_subnet_group, CacheSubnetGroupName="SG-BAD",
+           CacheSubnetGroupDescription="d", SubnetIds=["subnet-us-east-1a"])
+    expect("CacheSubnetGroupAlreadyExists", ec.create_cache_subnet_group, CacheSubnetGroupName="default",
+           CacheSubnetGroupDescription="d", SubnetIds=["subnet-us-east-1a"])
+    expect("InvalidSubnet", ec.create_cache_subnet_group, says="subnet-us-east-1a",
+           CacheSubnetGroupName="sg2", CacheSubnetGroupDescription="d", SubnetIds=["subnet-0abc123"])
+    expect("InvalidSubnet", ec.create_cache_subnet_group, says="not a zone of region",
+           CacheSubnetGroupName="sg2", CacheSubnetGroupDescription="d", SubnetIds=["subnet-eu-west-1a"])
+    expect("CacheSubnetQuotaExceededFault", ec.create_cache_subnet_group, CacheSubnetGroupName="sg2",
+           CacheSubnetGroupDescription="d", SubnetIds=[f"subnet-us-east-1a-{i}" for i in range(21)])
+    expect("InvalidParameterValue", ec.create_cache_subnet_group, CacheSubnetGroupName="bad name!",
+           CacheSubnetGroupDescription="d", SubnetIds=["subnet-us-east-1a"])
+    expect("CacheSubnetGroupNotFoundFault", ec.modify_cache_subnet_group, CacheSubnetGroupName="nope",
+           CacheSubnetGroupDescription="x")
+    expect("CacheSubnetGroupNotFoundFault", ec.delete_cache_subnet_group, CacheSubnetGroupName="nope")
+    expect("InvalidParameterValue", ec.delete_cache_subnet_group, CacheSubnetGroupName="default")
+    # A zone that hosts nodes cannot be taken out of the subnet group.
+    ec.create_cache_cluster(CacheClusterId="sgnode", Engine="valkey", CacheNodeType="cache.t4g.micro",
+                            CacheSubnetGroupName="sg-bad")
+    expect("SubnetInUse", ec.modify_cache_subnet_group, says="us-east-1a",
+           CacheSubnetGroupName="sg-bad", SubnetIds=["subnet-us-east-1b"])
+    expect("CacheSubnetGroupInUse", ec.delete_cache_subnet_group, CacheSubnetGroupName="sg-bad")
+    names = [g["CacheSubnetGroupName"] for g in ec.describe_cache_subnet_groups()["CacheSubnetGroups"]]
+    assert "sg2" not in names
+    subnets = ec.describe_cache_subnet_groups(CacheSubnetGroupName="sg-bad")["CacheSubnetGroups"][0]["Subnets"]
+    assert [s["SubnetIdentifier"] for s in subnets] == ["subnet-us-east-1a"]
+    wait_cluster(ec, "sgnode")
+    ec.delete_cache_cluster(CacheClusterId="sgnode")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="sgnode", WaiterConfig={"Delay": 1})
+    ec.delete_cache_subnet_group(CacheSubnetGroupName="sg-bad")
+
+
+def test_tag_calls_reject(ec, stable):
+    arn = f"arn:aws:elasticache:us-east-1:000000000000:replicationgroup:{stable}"
+    expect("InvalidARN", ec.list_tags_for_resource, ResourceName="not-an-arn")
+    expect("InvalidARN", ec.list_tags_for_resource, says="region",
+           ResourceName=f"arn:aws:elasticache:eu-west-1:000000000000:replicationgroup:{stable}")
+    expect("InvalidARN", ec.list_tags_for_resource, ResourceName="arn:aws:elasticache:us-east-1:000000000000:widget:x")
+    expect("ReplicationGroupNotFoundFault", ec.list_tags_for_resource,
+           ResourceName="arn:aws:elasticache:us-east-1:000000000000:replicationgroup:nope")
+    expect("CacheClusterNotFound", ec.add_tags_to_resource, Tags=[{"Key": "a", "Value": "b"}],
+           ResourceName="arn:aws:elasticache:us-east-1:000000000000:cluster:nope")
+    expect("SnapshotNotFoundFault", ec.list_tags_for_resource,
+           ResourceName="arn:aws:elasticache:us-east-1:000000000000:snapshot:nope")
+    expect("TagNotFound", ec.remove_tags_from_resource, ResourceName=arn, TagKeys=["never-set"])
+    expect("TagQuotaPerResourceExceeded", ec.add_tags_to_resource, ResourceName=arn,
+           Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(51)])
+    assert ec.list_tags_for_resource(ResourceName=arn)["TagList"] == []
+
+
+def test_describe_events_rejects(ec):
+    expect("InvalidParameterValue", ec.describe_events, says="20160", Duration=30000)
+    now = dt.datetime.now(dt.UTC)
+    expect("InvalidParameterCombination", ec.describe_events, StartTime=now, EndTime=now - dt.timedelta(hours=1))
+
+
+def test_protocol_level_errors(server):
+    def call(params, **kwargs):
+        status, body = raw_call(server.url, params, **kwargs)
+        return status, error_code(body)
+
+    assert call({"Action": "LaunchRockets", "Version": "2015-02-02"}) == (400, "InvalidAction")
+    assert call({"Action": "DescribeReplicationGroups", "Version": "2010-01-01"}) == (400, "InvalidAction")
+    assert call({"Version": "2015-02-02"}) == (400, "MissingAction")
+    assert call({"Action": "DescribeReplicationGroups"}, access_key=None) == (403, "MissingAuthenticationToken")
+    assert call({"Action": "DescribeReplicationGroups"}, access_key=None,
+                headers={"Authorization": "AWS4-HMAC-SHA256 garbage"}) == (400, "IncompleteSignature")
+    # GET with a query string works like POST.
+    status, body = raw_call(server.url, {"Action": "DescribeCacheEngineVersions", "Version": "2015-02-02"}, method="GET")
+    assert status == 200 and "<CacheParameterGroupFamily>valkey8</CacheParameterGroupFamily>" in body
+
+
+@pytest.fixture(scope="module")
+def fake_engines(tmp_path_factory):
+    """A server that also has a build that never answers (7.2) and one that cannot start (7.1)."""
+    root = tmp_path_factory.mktemp("fakes")
+    running = Server(
+        data_dir=root / "data", network=fresh_network(), port=free_port(),
+        extra=["--engine-path", str(FAKES / "hanging"), "--engine-path", str(FAKES / "failing")],
+    ).start()
+    yield running
+    running.down()
+
+
+def test_an_engine_that_will_not_start_fails_the_create_with_the_reason(fake_engines):
+    ec = fake_engines.client()
+    ec.create_replication_group(**{**VALID, "ReplicationGroupId": "doomed", "EngineVersion": "7.1", "NumCacheClusters": 2})
+    group = wait_group(ec, "doomed", status="create-failed")
+    assert group["MemberClusters"] == ["doomed-001", "doomed-002"]
+    messages = events_of(ec, "doomed")
+    assert any("create-failed" in m and "cachefleet test engine always fails" in m for m in messages), messages
+    assert not [k for k in engine_pids(fake_engines.data_dir) if "/doomed-" in k]
+    expect("InvalidParameterCombination", ec.delete_replication_group, says="RetainPrimaryCluster",
+           ReplicationGroupId="doomed", RetainPrimaryCluster=True)
+    ec.delete_replication_group(ReplicationGroupId="doomed")
+    wait_group_gone(ec, "doomed")
+    assert ec.describe_cache_clusters()["CacheClusters"] == []
+
+    ec.create_cache_cluster(CacheClusterId="doomed-solo", Engine="valkey", EngineVersion="7.1", CacheNodeType="cache.t4g.micro")
+    wait_cluster(ec, "doomed-solo", status="create-failed")
+    assert any("would not start" in m for m in events_of(ec, "doomed-solo"))
+    ec.delete_cache_cluster(CacheClusterId="doomed-solo")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="doomed-solo", WaiterConfig={"Delay": 1})
+
+
+def test_operations_on_a_group_that_is_still_creating_are_refused(fake_engines):
+    ec = fake_engines.client()
+    ec.create_replication_group(**{**VALID, "ReplicationGroupId": "slow", "EngineVersion": "7.2", "NumCacheClusters": 2})
+    assert ec.describe_replication_groups(ReplicationGroupId="slow")["ReplicationGroups"][0]["Status"] == "creating"
+    expect("InvalidReplicationGroupState", ec.delete_replication_group, says="creating", ReplicationGroupId="slow")
+    expect("InvalidReplicationGroupState", ec.modify_replication_group, ReplicationGroupId="slow", ReplicationGroupDescription="x")
+    expect("InvalidReplicationGroupState", ec.create_cache_cluster, CacheClusterId="slow-009", ReplicationGroupId="slow")
+    expect("InvalidCacheClusterState", ec.delete_cache_cluster, CacheClusterId="slow-002")
+    assert ec.describe_replication_groups(ReplicationGroupId="slow")["ReplicationGroups"][0]["Status"] == "creating"

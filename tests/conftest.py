@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import Server, free_port, fresh_network  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """One real control plane shared by the API tests; every test uses its own resource names."""
+    root = Path(tempfile.mkdtemp(prefix="cachefleet-test-"))
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port()).start()
+    try:
+        yield running
+    finally:
+        running.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def ec(server: Server) -> Any:
+    return server.client()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Any]:
+    """Starts extra servers with their own data dir; all are brought down at the end."""
+    started: list[Server] = []
+
+    def make(*extra: str, data_dir: Path | None = None, start: bool = True) -> Server:
+        instance = Server(
+            data_dir=data_dir or tmp_path / f"data{len(started)}",
+            network=fresh_network(),
+            port=free_port(),
+            extra=list(extra),
+        )
+        started.append(instance)
+        return instance.start() if start else instance
+
+    yield make
+    for instance in started:
+        instance.down()

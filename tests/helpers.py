@@ -1,0 +1,238 @@
+"""Starting real Cachefleet servers for tests, and waiting on them."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import redis
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHEFLEET = [sys.executable, "-m", "cachefleet.cli.main"]
+_networks = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fresh_network() -> str:
+    """A /24 of loopback that no other test server of this run (or a parallel run) uses."""
+    second = 100 + os.getpid() % 100
+    third = next(_networks) % 256
+    return f"127.{second}.{third}.0/24"
+
+
+def engine_pids(data_dir: Path) -> dict[str, int]:
+    """Engine processes whose command line names a config file under ``data_dir``."""
+    prefix = str((data_dir / "nodes").resolve()) + os.sep
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state in ("Z", "X"):
+            continue
+        for raw in argv[1:3]:
+            if raw.decode(errors="replace").startswith(prefix):
+                found[raw.decode()[len(prefix) :]] = int(entry.name)
+                break
+    return found
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    network: str
+    port: int
+    extra: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait: bool = True) -> Server:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [
+                *CACHEFLEET, "up",
+                "--data-dir", str(self.data_dir),
+                "--listen", f"127.0.0.1:{self.port}",
+                "--node-network", self.network,
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"cachefleet up exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise TimeoutError(f"cachefleet up did not listen within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """Stops the control plane only (engine nodes keep running)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def down(self) -> None:
+        """Stops the control plane and every node of the data dir, and checks none is left."""
+        self.stop()
+        subprocess.run([*CACHEFLEET, "down", "--data-dir", str(self.data_dir)], check=True, capture_output=True, cwd=ROOT)
+        left = engine_pids(self.data_dir)
+        assert not left, f"engine processes left behind: {left}"
+
+    def client(self, service: str = "elasticache", region: str = "us-east-1", **kwargs: Any) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id=kwargs.pop("access_key", "AKIDTEST"),
+            aws_secret_access_key=kwargs.pop("secret_key", "secret"),
+            config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
+            **kwargs,
+        )
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.02, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def group_status(ec: Any, group_id: str) -> str | None:
+    try:
+        return str(ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]["Status"])
+    except ec.exceptions.ReplicationGroupNotFoundFault:
+        return None
+
+
+def wait_group(ec: Any, group_id: str, status: str = "available", timeout: float = 30.0) -> dict[str, Any]:
+    wait_for(lambda: group_status(ec, group_id) == status, timeout=timeout, what=f"{group_id} to be {status}")
+    return dict(ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0])
+
+
+def wait_group_gone(ec: Any, group_id: str, timeout: float = 30.0) -> None:
+    wait_for(lambda: group_status(ec, group_id) is None, timeout=timeout, what=f"{group_id} to be deleted")
+
+
+def cluster_status(ec: Any, cluster_id: str) -> str | None:
+    try:
+        return str(ec.describe_cache_clusters(CacheClusterId=cluster_id)["CacheClusters"][0]["CacheClusterStatus"])
+    except ec.exceptions.CacheClusterNotFoundFault:
+        return None
+
+
+def wait_cluster(ec: Any, cluster_id: str, status: str = "available", timeout: float = 30.0) -> dict[str, Any]:
+    wait_for(lambda: cluster_status(ec, cluster_id) == status, timeout=timeout, what=f"{cluster_id} to be {status}")
+    return dict(
+        ec.describe_cache_clusters(CacheClusterId=cluster_id, ShowCacheNodeInfo=True)["CacheClusters"][0]
+    )
+
+
+def engine(address: str, port: int = 6379) -> redis.Redis:
+    return redis.Redis(host=address, port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True)
+
+
+def events_of(ec: Any, source_id: str) -> list[str]:
+    events = ec.describe_events(SourceIdentifier=source_id, Duration=60)["Events"]
+    return [str(e["Message"]) for e in events]
+
+
+def raw_call(
+    url: str,
+    params: dict[str, str],
+    *,
+    service: str = "elasticache",
+    region: str = "us-east-1",
+    access_key: str | None = "AKIDTEST",
+    secret_key: str = "secret",
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Sends a Query-protocol request as it is, signed with SigV4 unless ``access_key`` is None."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    body = urllib.parse.urlencode(params)
+    if method == "GET":
+        request = AWSRequest(method="GET", url=f"{url}/?{body}", headers=dict(headers or {}))
+    else:
+        request = AWSRequest(
+            method="POST",
+            url=url + "/",
+            data=body.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", **(headers or {})},
+        )
+    if access_key is not None:
+        SigV4Auth(Credentials(access_key, secret_key), service, region).add_auth(request)
+    prepared = request.prepare()
+    raw = urllib.request.Request(prepared.url, data=prepared.body, headers=dict(prepared.headers), method=method)
+    try:
+        with urllib.request.urlopen(raw, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def error_code(xml: str) -> str:
+    import re
+
+    match = re.search(r"<Code>([^<]*)</Code>", xml)
+    return match.group(1) if match else ""
