@@ -52,7 +52,7 @@ def engine_pids(data_dir: Path) -> dict[str, int]:
             continue
         for raw in argv[1:3]:
             if raw.decode(errors="replace").startswith(prefix):
-                found[raw.decode()[len(prefix) :]] = int(entry.name)
+                found[raw.decode()[len(prefix) :].removesuffix("/engine.conf")] = int(entry.name)
                 break
     return found
 
@@ -236,3 +236,32 @@ def error_code(xml: str) -> str:
 
     match = re.search(r"<Code>([^<]*)</Code>", xml)
     return match.group(1) if match else ""
+
+
+def engine_processes(data_dir: Path) -> list[tuple[str, int]]:
+    """Like engine_pids, but every process: duplicates of one node would show twice."""
+    prefix = str((data_dir / "nodes").resolve()) + os.sep
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state in ("Z", "X"):
+            continue
+        for raw in argv[1:3]:
+            if raw.decode(errors="replace").startswith(prefix):
+                found.append((raw.decode()[len(prefix) :].removesuffix("/engine.conf"), int(entry.name)))
+                break
+    return sorted(found)
+
+
+def write_replicated(address: str, key: str, value: str, replicas: int, port: int = 6379) -> None:
+    """SET on the primary, then WAIT on the same connection until ``replicas`` have it."""
+    client = engine(address, port)
+    client.set(key, value)
+    acknowledged = client.wait(replicas, 5000)
+    assert acknowledged >= replicas, f"only {acknowledged} of {replicas} replicas acknowledged {key}"

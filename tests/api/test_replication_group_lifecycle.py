@@ -42,7 +42,7 @@ def test_create_write_read_add_replica_delete(server, ec, engine_name):
     writer = engine(primary["Address"])
     writer.set("greeting", "hello")
     assert writer.info("replication")["role"] == "master"
-    writer.wait(2, 2000)
+    assert writer.wait(2, 2000) == 2
     read = engine(reader["Address"])
     assert read.info("replication")["role"] == "slave"
     assert read.get("greeting") == "hello"

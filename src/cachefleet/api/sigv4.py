@@ -64,7 +64,7 @@ def load_credentials(path: Path) -> dict[str, str]:
 
 
 class Authenticator:
-    def __init__(self, secrets: Mapping[str, str] | None, *, clock: object = None) -> None:
+    def __init__(self, secrets: Mapping[str, str] | None) -> None:
         """``secrets`` None means dev mode: any well-formed credentials are accepted."""
         self._secrets = secrets
 
@@ -175,23 +175,28 @@ class Authenticator:
             )
         if "host" not in parsed.signed_headers:
             raise ApiError("SignatureDoesNotMatch", "The Host header must be signed.")
-        payload = UNSIGNED_PAYLOAD if parsed.presigned else headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
-        canonical = canonical_request(
-            method=method,
-            path=path,
-            query=[(k, v) for k, v in query if not (parsed.presigned and k == "X-Amz-Signature")],
-            headers=headers,
-            signed_headers=parsed.signed_headers,
-            payload_hash=payload,
-        )
+        # Presigned URLs of most services hash the (empty) body; S3-style ones say UNSIGNED-PAYLOAD.
+        payloads = [headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()]
+        if parsed.presigned:
+            payloads.append(UNSIGNED_PAYLOAD)
         scope = f"{parsed.date}/{parsed.region}/{parsed.service}/aws4_request"
-        expected = signature(secret, parsed.date, parsed.region, parsed.service, parsed.amz_date, scope, canonical)
-        if not hmac.compare_digest(expected, parsed.signature):
-            raise ApiError(
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided. "
-                "Check your AWS Secret Access Key and signing method.",
+        for payload in payloads:
+            canonical = canonical_request(
+                method=method,
+                path=path,
+                query=[(k, v) for k, v in query if not (parsed.presigned and k == "X-Amz-Signature")],
+                headers=headers,
+                signed_headers=parsed.signed_headers,
+                payload_hash=payload,
             )
+            expected = signature(secret, parsed.date, parsed.region, parsed.service, parsed.amz_date, scope, canonical)
+            if hmac.compare_digest(expected, parsed.signature):
+                return
+        raise ApiError(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method.",
+        )
 
 
 def _uri_encode(value: str) -> str:

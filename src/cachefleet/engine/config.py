@@ -1,8 +1,8 @@
 """Renders an engine's configuration file from what a node is and does.
 
 Defaults follow ElastiCache's default parameter groups: no persistence, ``volatile-lru``
-eviction, ``tcp-keepalive 300``. Replication is made fast to start: diskless sync with no
-delay, so an empty replica is in sync a few milliseconds after it starts.
+eviction, ``tcp-keepalive 300``. Replication is made fast to start and to catch up: see
+the comments on the replication settings below.
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ def render(config: NodeConfig) -> str:
         ("maxmemory-policy", config.maxmemory_policy),
         ("tcp-keepalive", "300"),
         ("timeout", "0"),
-        ("repl-diskless-sync", "yes"),
-        ("repl-diskless-sync-delay", "0"),
-        ("repl-diskless-sync-max-replicas", "0"),
+        # Disk-based full sync: with diskless sync the primary starts streaming to a new
+        # replica only on its first REPLCONF ACK, which often comes a full second later
+        # (measured: bench/sync_modes.py). The sync file is deleted once sent.
+        ("repl-diskless-sync", "no"),
+        ("rdb-del-sync-files", "yes"),
         # An empty replica loads straight from the socket: no RDB file, no waiting for
         # the next cron tick to notice that the file is complete (Valkey 9 waits ~1 s).
         ("repl-diskless-load", "on-empty-db"),

@@ -109,6 +109,9 @@ class LocalProvider:
         if existing is not None:
             return existing
         directory = self.node_dir(key)
+        # A node starts empty, as ElastiCache nodes without persistence do: never from a
+        # file a previous run left behind (a replication sync file, say).
+        shutil.rmtree(directory / "data", ignore_errors=True)
         (directory / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
         config_path = directory / CONFIG_NAME
         temporary = config_path.with_suffix(".tmp")

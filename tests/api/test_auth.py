@@ -1,0 +1,120 @@
+"""SigV4: dev mode on loopback accepts any well-formed credentials; a credentials file makes it check them."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from helpers import error_code, raw_call
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    from helpers import Server, free_port, fresh_network
+
+    root = tmp_path_factory.mktemp("auth")
+    credentials = root / "credentials"
+    credentials.write_text(
+        "[default]\naws_access_key_id = AKIAGOOD\naws_secret_access_key = good-secret\n"
+        "[ops]\naws_access_key_id = AKIAOPS\naws_secret_access_key = ops-secret\n"
+    )
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(),
+                     extra=["--credentials-file", str(credentials)]).start()
+    yield running
+    running.down()
+
+
+def test_dev_mode_accepts_any_credentials(server):
+    for key, secret in (("AKIDANY", "whatever"), ("another", "x")):
+        versions = server.client(access_key=key, secret_key=secret).describe_cache_engine_versions()
+        assert versions["CacheEngineVersions"]
+
+
+def test_checked_mode_accepts_the_right_secrets(checked):
+    for key, secret in (("AKIAGOOD", "good-secret"), ("AKIAOPS", "ops-secret")):
+        assert checked.client(access_key=key, secret_key=secret).describe_cache_engine_versions()["CacheEngineVersions"]
+
+
+def test_checked_mode_refuses_a_wrong_secret(checked):
+    with pytest.raises(ClientError) as caught:
+        checked.client(access_key="AKIAGOOD", secret_key="wrong").describe_replication_groups()
+    assert caught.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_checked_mode_refuses_an_unknown_key(checked):
+    with pytest.raises(ClientError) as caught:
+        checked.client(access_key="AKIAUNKNOWN", secret_key="good-secret").describe_replication_groups()
+    assert caught.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def test_checked_mode_refuses_an_unsigned_request(checked):
+    status, body = raw_call(checked.url, {"Action": "DescribeReplicationGroups", "Version": "2015-02-02"}, access_key=None)
+    assert (status, error_code(body)) == (403, "MissingAuthenticationToken")
+
+
+def test_a_signature_covers_the_body(checked):
+    """Changing a parameter after signing breaks the signature."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method="POST", url=checked.url + "/",
+        data=b"Action=DescribeReplicationGroups&Version=2015-02-02&MaxRecords=20",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    SigV4Auth(Credentials("AKIAGOOD", "good-secret"), "elasticache", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    tampered = b"Action=DescribeReplicationGroups&Version=2015-02-02&MaxRecords=99"
+    raw = urllib.request.Request(prepared.url, data=tampered, headers=dict(prepared.headers), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(raw, timeout=10)
+    assert caught.value.code == 403
+    assert error_code(caught.value.read().decode()) == "SignatureDoesNotMatch"
+
+
+def test_presigned_urls(checked):
+    good = checked.client(access_key="AKIAGOOD", secret_key="good-secret")
+    url = good.generate_presigned_url("describe_cache_engine_versions", Params={"Engine": "valkey"}, ExpiresIn=60, HttpMethod="GET")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read().decode()
+    assert response.status == 200 and "<Engine>valkey</Engine>" in body
+    forged = url.replace("Engine=valkey", "Engine=redis")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(forged, timeout=10)
+    assert error_code(caught.value.read().decode()) == "SignatureDoesNotMatch"
+    wrong = checked.client(access_key="AKIAGOOD", secret_key="bad").generate_presigned_url(
+        "describe_cache_engine_versions", ExpiresIn=60, HttpMethod="GET"
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(wrong, timeout=10)
+    assert caught.value.code == 403
+
+
+def test_resources_are_partitioned_by_region(server):
+    east = server.client(region="us-east-1")
+    west = server.client(region="eu-west-1")
+    west.create_cache_subnet_group(
+        CacheSubnetGroupName="regional", CacheSubnetGroupDescription="west", SubnetIds=["subnet-eu-west-1a"]
+    )
+    try:
+        with pytest.raises(east.exceptions.CacheSubnetGroupNotFoundFault):
+            east.describe_cache_subnet_groups(CacheSubnetGroupName="regional")
+        found = west.describe_cache_subnet_groups(CacheSubnetGroupName="regional")["CacheSubnetGroups"][0]
+        assert found["ARN"] == "arn:aws:elasticache:eu-west-1:000000000000:subnetgroup:regional"
+        # The default subnet group of a region has that region's zones.
+        default = west.describe_cache_subnet_groups(CacheSubnetGroupName="default")["CacheSubnetGroups"][0]
+        assert {s["SubnetAvailabilityZone"]["Name"] for s in default["Subnets"]} == {"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+        # Names are per region: the same name can exist in another region.
+        east.create_cache_subnet_group(
+            CacheSubnetGroupName="regional", CacheSubnetGroupDescription="east", SubnetIds=["subnet-us-east-1a"]
+        )
+        assert east.describe_cache_subnet_groups(CacheSubnetGroupName="regional")["CacheSubnetGroups"][0][
+            "CacheSubnetGroupDescription"] == "east"
+        east.delete_cache_subnet_group(CacheSubnetGroupName="regional")
+    finally:
+        west.delete_cache_subnet_group(CacheSubnetGroupName="regional")
