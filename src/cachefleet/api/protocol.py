@@ -68,10 +68,11 @@ class QueryParser:
             base = ".".join(name.split(".")[:-1] + [item_name]) if item_name else name
         else:
             base = name + "." + member.serialization.get("name", "member")
-        if name in params and params[name] == "":
-            return []
         indexes = _indexes(params, base + ".")
         if not indexes:
+            if params.get(name) == "":  # an explicitly empty list
+                self._check_range(shape, 0, name, what="number of items")
+                return []
             return None
         items = []
         for index in indexes:

@@ -1,0 +1,197 @@
+"""Our Query parser and XML serializer agree with botocore's own serializer and parser, for every operation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import string
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore import parsers, serialize
+from botocore.model import ListShape, MapShape, Shape, StructureShape
+
+from cachefleet.api.errors import ApiError, ErrorCatalog
+from cachefleet.api.protocol import QueryParser, XmlSerializer
+from cachefleet.domain import errors as domain
+
+MODEL = botocore.session.get_session().get_service_model("elasticache")
+OPERATIONS = sorted(MODEL.operation_names)
+
+
+def random_value(shape: Shape, rng: random.Random, depth: int = 0) -> Any:
+    if isinstance(shape, StructureShape):
+        members = {}
+        for name, member in shape.members.items():
+            if name in shape.required_members or (depth < 4 and rng.random() < 0.6):
+                value = random_value(member, rng, depth + 1)
+                if value is not None:
+                    members[name] = value
+        if not members and shape.members and depth > 0:
+            # An empty structure has no wire form; give it one member.
+            name = rng.choice(sorted(shape.members))
+            members[name] = random_value(shape.members[name], rng, depth + 1)
+        return members
+    if isinstance(shape, ListShape):
+        low = shape.metadata.get("min", 0)
+        count = max(low, rng.randint(0, 3 if depth < 4 else 1))
+        return [random_value(shape.member, rng, depth + 1) for _ in range(count)]
+    if isinstance(shape, MapShape):
+        return {random_text(rng, shape.key): random_value(shape.value, rng, depth + 1) for _ in range(rng.randint(0, 2))}
+    kind = shape.type_name
+    if kind == "string":
+        return random_text(rng, shape)
+    if kind in ("integer", "long"):
+        return rng.randint(shape.metadata.get("min", -1000), shape.metadata.get("max", 100000))
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind in ("double", "float"):
+        return round(rng.uniform(-1e6, 1e6), 3)
+    if kind == "timestamp":
+        return dt.datetime(2026, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59),
+                           rng.randint(0, 59), rng.randint(0, 999) * 1000, tzinfo=dt.UTC)
+    if kind == "blob":
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 8)))
+    raise AssertionError(kind)
+
+
+def random_text(rng: random.Random, shape: Shape) -> str:
+    enum = shape.metadata.get("enum")
+    if enum:
+        return rng.choice(enum)
+    low = shape.metadata.get("min", 0)
+    high = min(shape.metadata.get("max", 24), 24)
+    length = rng.randint(max(low, 1), max(high, low, 1))
+    pattern = shape.metadata.get("pattern")
+    if pattern == "\\d+":
+        return "".join(rng.choice(string.digits) for _ in range(length))
+    if pattern:  # identifiers: a letter, then letters and digits
+        return rng.choice(string.ascii_letters) + "".join(rng.choice(string.ascii_letters) for _ in range(length - 1))
+    alphabet = string.ascii_letters + string.digits + " -_.:/&<>\"'=+%é"
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def normalize(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
+
+
+def drop_empty_lists(value: Any) -> Any:
+    """An empty list, an empty structure and an absent one look the same once serialized."""
+    if isinstance(value, dict):
+        cleaned = {k: drop_empty_lists(v) for k, v in value.items()}
+        return {k: v for k, v in cleaned.items() if v != [] and v != {}}
+    if isinstance(value, list):
+        return [v for v in (drop_empty_lists(item) for item in value) if v != {}]
+    return value
+
+
+@pytest.mark.parametrize("operation_name", OPERATIONS)
+def test_parser_reads_what_botocore_sends(operation_name):
+    operation = MODEL.operation_model(operation_name)
+    if operation.input_shape is None:
+        return
+    rng = random.Random(operation_name)
+    serializer = serialize.create_serializer("query")
+    for _ in range(15):
+        params = random_value(operation.input_shape, rng)
+        body = serializer.serialize_to_request(params, operation)["body"]
+        flat = {k: str(v) for k, v in body.items() if k not in ("Action", "Version")}
+        parsed = QueryParser().parse(operation, flat)
+        expected = normalize(params)
+        # botocore writes nothing for an empty list of a structure/list member; both read back as absent.
+        assert drop_empty_lists(normalize(parsed)) == drop_empty_lists(expected)
+
+
+@pytest.mark.parametrize("operation_name", OPERATIONS)
+def test_botocore_reads_what_we_serialize(operation_name):
+    operation = MODEL.operation_model(operation_name)
+    if operation.output_shape is None:
+        xml = XmlSerializer(MODEL).response(operation, None, "req-1")
+        assert f"<{operation_name}Response" in xml
+        return
+    rng = random.Random(operation_name + "-out")
+    parser = parsers.create_parser("query")
+    for _ in range(15):
+        result = random_value(operation.output_shape, rng)
+        xml = XmlSerializer(MODEL).response(operation, result, "req-1")
+        parsed = parser.parse({"body": xml.encode(), "headers": {}, "status_code": 200}, operation.output_shape)
+        assert parsed["ResponseMetadata"]["RequestId"] == "req-1"
+        assert drop_empty_lists(normalize(parsed)) == drop_empty_lists(normalize(result))
+
+
+def test_error_responses_parse_with_botocore():
+    operation = MODEL.operation_model("DescribeReplicationGroups")
+    xml = XmlSerializer(MODEL).error(code="ReplicationGroupNotFoundFault", message="Replication group x <not> found.",
+                                     sender_fault=True, request_id="req-2")
+    parsed = parsers.create_parser("query").parse({"body": xml.encode(), "headers": {}, "status_code": 404}, operation.output_shape)
+    assert parsed["Error"] == {"Type": "Sender", "Code": "ReplicationGroupNotFoundFault", "Message": "Replication group x <not> found."}
+    assert parsed["ResponseMetadata"]["RequestId"] == "req-2"
+
+
+def test_serializer_refuses_members_the_model_does_not_have():
+    operation = MODEL.operation_model("DescribeReplicationGroups")
+    with pytest.raises(ValueError, match="NotAMember"):
+        XmlSerializer(MODEL).response(operation, {"NotAMember": 1}, "r")
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "says"),
+    [
+        ({"ReplicationGroupId": "x"}, "MissingParameter", "ReplicationGroupDescription"),
+        ({"ReplicationGroupId": "x", "ReplicationGroupDescription": "d", "NumCacheClusters": "x"}, "InvalidParameterValue", "integer"),
+        ({"ReplicationGroupId": "x", "ReplicationGroupDescription": "d", "MultiAZEnabled": "yes"}, "InvalidParameterValue", "true or false"),
+        ({"ReplicationGroupId": "x", "ReplicationGroupDescription": "d", "ClusterMode": "sometimes"}, "InvalidParameterValue", "enabled"),
+        ({"ReplicationGroupId": "x", "ReplicationGroupDescription": "d", "UserGroupIds": ""}, "InvalidParameterValue", "at least 1"),
+    ],
+)
+def test_parser_checks_types_required_members_enums_and_ranges(params, code, says):
+    with pytest.raises(ApiError) as caught:
+        QueryParser().parse(MODEL.operation_model("CreateReplicationGroup"), params)
+    assert caught.value.code == code
+    assert says in caught.value.message
+
+
+def test_nested_members_and_lists_are_parsed():
+    parsed = QueryParser().parse(
+        MODEL.operation_model("CreateReplicationGroup"),
+        {
+            "ReplicationGroupId": "demo",
+            "ReplicationGroupDescription": "d",
+            "Tags.Tag.2.Key": "b",
+            "Tags.Tag.2.Value": "2",
+            "Tags.Tag.1.Key": "a",
+            "Tags.Tag.1.Value": "1",
+            "PreferredCacheClusterAZs.AvailabilityZone.1": "us-east-1a",
+            "NodeGroupConfiguration.NodeGroupConfiguration.1.Slots": "0-100",
+            "NodeGroupConfiguration.NodeGroupConfiguration.1.ReplicaAvailabilityZones.AvailabilityZone.1": "us-east-1b",
+            "NumCacheClusters": "3",
+            "AutomaticFailoverEnabled": "TRUE",
+        },
+    )
+    assert parsed["Tags"] == [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]
+    assert parsed["PreferredCacheClusterAZs"] == ["us-east-1a"]
+    assert parsed["NodeGroupConfiguration"] == [{"Slots": "0-100", "ReplicaAvailabilityZones": ["us-east-1b"]}]
+    assert parsed["NumCacheClusters"] == 3 and parsed["AutomaticFailoverEnabled"] is True
+
+
+def test_every_domain_error_maps_to_an_error_shape_of_the_model():
+    from cachefleet.api import errors as api_errors
+
+    catalog = ErrorCatalog(MODEL)
+    shapes = {shape.name for shape in MODEL.error_shapes}
+    for (kind, resource), shape in api_errors._SHAPES.items():
+        assert shape in shapes, shape
+        mapped = catalog.from_domain(kind("message", resource=resource))
+        assert catalog.kind(mapped.code).status in (400, 404)
+    assert catalog.from_domain(domain.InvalidParameterValue("m")).code == "InvalidParameterValue"
+    assert catalog.kind("ReplicationGroupNotFoundFault").status == 404
+    assert catalog.kind("CacheClusterNotFound").status == 404
+    assert catalog.kind("CacheSubnetGroupNotFoundFault").status == 400
+    assert catalog.kind("SignatureDoesNotMatch").status == 403
