@@ -20,6 +20,12 @@ from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Sh
 from cachefleet.api.errors import ApiError
 
 _INDEX = re.compile(r"^[1-9][0-9]*$")
+# Characters XML 1.0 cannot carry (a client may send them; they must not break the response).
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: str) -> str:
+    return escape(_NOT_XML.sub("\ufffd", value))
 
 
 class QueryParser:
@@ -203,7 +209,7 @@ class XmlSerializer:
         kind = "Sender" if sender_fault else "Receiver"
         return (
             f'<ErrorResponse xmlns="{self._namespace}"><Error><Type>{kind}</Type>'
-            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
+            f"<Code>{xml_text(code)}</Code><Message>{xml_text(message)}</Message></Error>"
             f"<RequestId>{request_id}</RequestId></ErrorResponse>"
         )
 
@@ -259,4 +265,4 @@ class XmlSerializer:
             return base64.b64encode(value).decode()
         if kind in ("double", "float"):
             return repr(float(value))
-        return escape(str(value))
+        return xml_text(str(value))
