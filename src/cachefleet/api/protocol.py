@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -186,11 +186,19 @@ def format_timestamp(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+Writer = Callable[[Any, list[str]], None]
+
+
 class XmlSerializer:
-    """Writes Query-protocol XML responses by walking an operation's output shape."""
+    """Writes Query-protocol XML responses by walking an operation's output shape.
+
+    Each shape is compiled once into a writer function, so that a response of a hundred
+    replication groups costs list appends, not a walk of botocore's model.
+    """
 
     def __init__(self, service: ServiceModel) -> None:
         self._namespace = service.metadata.get("xmlNamespace", "")
+        self._writers: dict[str, Writer] = {}
 
     def response(self, operation: OperationModel, result: Mapping[str, Any] | None, request_id: str) -> str:
         name = operation.name
@@ -199,7 +207,7 @@ class XmlSerializer:
         if shape is not None:
             wrapper = shape.serialization.get("resultWrapper", f"{name}Result")
             parts.append(f"<{wrapper}>")
-            self._members(shape, result or {}, parts)
+            self._writer(shape)(result or {}, parts)
             parts.append(f"</{wrapper}>")
         parts.append(f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>")
         parts.append(f"</{name}Response>")
@@ -213,56 +221,111 @@ class XmlSerializer:
             f"<RequestId>{request_id}</RequestId></ErrorResponse>"
         )
 
-    def _members(self, shape: StructureShape, value: Mapping[str, Any], parts: list[str]) -> None:
-        unknown = set(value) - set(shape.members)
-        if unknown:
-            # A handler that returns a member the model does not have is a bug of ours.
-            raise ValueError(f"{shape.name} has no members {sorted(unknown)}")
-        for member_name, member in shape.members.items():
-            item = value.get(member_name)
-            if item is None:
-                continue
-            self._element(member, member.serialization.get("name", member_name), item, parts)
+    def _writer(self, shape: Shape) -> Writer:
+        """The function that writes a value of ``shape`` (its content, without its own tag)."""
+        writer = self._writers.get(shape.name)
+        if writer is None:
+            # Placeholder first: recursive shapes refer to themselves.
+            self._writers[shape.name] = lambda value, parts: self._writers[shape.name](value, parts)
+            writer = self._compile(shape)
+            self._writers[shape.name] = writer
+        return writer
 
-    def _element(self, shape: Shape, tag: str, value: Any, parts: list[str]) -> None:
+    def _compile(self, shape: Shape) -> Writer:
         if isinstance(shape, StructureShape):
-            parts.append(f"<{tag}>")
-            self._members(shape, value, parts)
-            parts.append(f"</{tag}>")
-        elif isinstance(shape, ListShape):
-            item_tag = shape.member.serialization.get("name", "member")
-            if shape.serialization.get("flattened"):
-                for item in value:
-                    self._element(shape.member, item_tag if item_tag != "member" else tag, item, parts)
-            else:
-                parts.append(f"<{tag}>")
-                for item in value:
-                    self._element(shape.member, item_tag, item, parts)
-                parts.append(f"</{tag}>")
-        elif isinstance(shape, MapShape):
-            key_tag = shape.key.serialization.get("name", "key")
-            value_tag = shape.value.serialization.get("name", "value")
-            if not shape.serialization.get("flattened"):
-                parts.append(f"<{tag}>")
-            for key, item in value.items():
-                parts.append("<entry>" if not shape.serialization.get("flattened") else f"<{tag}>")
-                self._element(shape.key, key_tag, key, parts)
-                self._element(shape.value, value_tag, item, parts)
-                parts.append("</entry>" if not shape.serialization.get("flattened") else f"</{tag}>")
-            if not shape.serialization.get("flattened"):
-                parts.append(f"</{tag}>")
-        else:
-            parts.append(f"<{tag}>{self._scalar(shape, value)}</{tag}>")
+            return self._compile_structure(shape)
+        if isinstance(shape, ListShape):
+            return self._compile_list(shape)
+        if isinstance(shape, MapShape):
+            return self._compile_map(shape)
+        return _scalar_writer(shape.type_name)
 
-    @staticmethod
-    def _scalar(shape: Shape, value: Any) -> str:
-        kind = shape.type_name
-        if kind == "boolean":
-            return "true" if value else "false"
-        if kind == "timestamp":
-            return format_timestamp(value)
-        if kind == "blob":
-            return base64.b64encode(value).decode()
-        if kind in ("double", "float"):
-            return repr(float(value))
-        return xml_text(str(value))
+    def _compile_structure(self, shape: StructureShape) -> Writer:
+        members = [
+            (
+                name,
+                f"<{tag}>",
+                f"</{tag}>",
+                # A flattened list repeats the member's own tag for each item, with no wrapper.
+                self._compile_list(member, item_tag=tag) if _flattened(member) else self._writer(member),
+                _flattened(member),
+            )
+            for name, member in shape.members.items()
+            for tag in [member.serialization.get("name", name)]
+        ]
+        known = frozenset(shape.members)
+        shape_name = shape.name
+
+        def write(value: Mapping[str, Any], parts: list[str]) -> None:
+            unknown = value.keys() - known
+            if unknown:
+                # A handler that returns a member the model does not have is a bug of ours.
+                raise ValueError(f"{shape_name} has no members {sorted(unknown)}")
+            for name, open_tag, close_tag, inner, flattened in members:
+                item = value.get(name)
+                if item is None:
+                    continue
+                if flattened:
+                    inner(item, parts)
+                else:
+                    parts.append(open_tag)
+                    inner(item, parts)
+                    parts.append(close_tag)
+
+        return write
+
+    def _compile_list(self, shape: Shape, item_tag: str | None = None) -> Writer:
+        assert isinstance(shape, ListShape)
+        item_tag = item_tag or shape.member.serialization.get("name", "member")
+        open_tag, close_tag = f"<{item_tag}>", f"</{item_tag}>"
+        inner = self._writer(shape.member)
+
+        def write(value: list[Any], parts: list[str]) -> None:
+            for item in value:
+                parts.append(open_tag)
+                inner(item, parts)
+                parts.append(close_tag)
+
+        return write
+
+    def _compile_map(self, shape: MapShape) -> Writer:
+        key_tag = shape.key.serialization.get("name", "key")
+        value_tag = shape.value.serialization.get("name", "value")
+        entry = shape.name if shape.serialization.get("flattened") else "entry"
+        write_key, write_value = self._writer(shape.key), self._writer(shape.value)
+
+        def write(value: Mapping[str, Any], parts: list[str]) -> None:
+            for key, item in value.items():
+                parts.append(f"<{entry}><{key_tag}>")
+                write_key(key, parts)
+                parts.append(f"</{key_tag}><{value_tag}>")
+                write_value(item, parts)
+                parts.append(f"</{value_tag}></{entry}>")
+
+        return write
+
+
+def _flattened(shape: Shape) -> bool:
+    return isinstance(shape, ListShape) and bool(shape.serialization.get("flattened"))
+
+
+_SPECIAL = re.compile("[&<>]|" + _NOT_XML.pattern)
+
+
+def _text(value: Any, parts: list[str]) -> None:
+    text = str(value)
+    parts.append(xml_text(text) if _SPECIAL.search(text) else text)
+
+
+def _scalar_writer(kind: str) -> Writer:
+    if kind == "boolean":
+        return lambda value, parts: parts.append("true" if value else "false")
+    if kind == "timestamp":
+        return lambda value, parts: parts.append(format_timestamp(value))
+    if kind == "blob":
+        return lambda value, parts: parts.append(base64.b64encode(value).decode())
+    if kind in ("double", "float"):
+        return lambda value, parts: parts.append(repr(float(value)))
+    if kind in ("integer", "long"):
+        return lambda value, parts: parts.append(str(int(value)))
+    return _text

@@ -1,0 +1,17 @@
+"""Runs every benchmark in turn (make bench)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["create_group.py", "throughput.py", "describe_scale.py"]
+
+if __name__ == "__main__":
+    failed = 0
+    for script in SCRIPTS:
+        print(f"== {script}", flush=True)
+        failed |= subprocess.run([sys.executable, str(HERE / script)], cwd=HERE).returncode
+    sys.exit(failed)
