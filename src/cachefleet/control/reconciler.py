@@ -72,7 +72,11 @@ class Retry(Exception):
 
 
 def node_key(cluster: CacheCluster) -> str:
-    return f"{cluster.region}/{cluster.cluster_id}-{cluster.node.node_id}"
+    """A node is known by its address: unique in the node network, and stable for the node's life.
+
+    (A warm node becomes a cluster's node by being given its address; see control/warm.py.)
+    """
+    return cluster.node.address
 
 
 class Reconciler:
@@ -423,6 +427,7 @@ class Reconciler:
                 directory=self._provider.node_dir(key),
                 maxmemory=nodetypes.maxmemory_bytes(cluster.node_type),
                 replica_of=replica_of,
+                label=f"node {cluster.node.node_id} of cache cluster {cluster.cluster_id} ({cluster.region})",
             )
         )
         last: NodeStartFailed | None = None

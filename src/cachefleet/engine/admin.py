@@ -45,6 +45,10 @@ class AdminClient:
                     await self._client.connection.disconnect()
                 raise EngineError(f"{self.address}:{self.port}: {error}") from error
 
+    async def execute(self, *args: str) -> Any:
+        """Any command; the reply as redis-py decodes it (strings, lists, ints)."""
+        return await self._call(*args)
+
     async def ping(self) -> bool:
         return bool(await self._call("PING"))
 

@@ -1,6 +1,7 @@
 """Nodes as local child processes, each on its own loopback (or local) address.
 
-A node lives in ``<data-dir>/nodes/<key>/``: ``engine.conf``, ``data/``, ``engine.log``.
+A node lives in ``<data-dir>/nodes/<key>/`` (the key is the node's address):
+``engine.conf``, ``data/``, ``engine.log``.
 Engines run in their own session so they outlive the control plane. Their command line
 names their config file, which is how a restarted control plane finds and adopts them
 (``/proc/*/cmdline``) instead of starting duplicates. Exits are seen at once through a
