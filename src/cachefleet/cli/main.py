@@ -36,6 +36,13 @@ def main() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Extra directory holding valkey-server/redis-server builds (searched first).",
 )
+@click.option(
+    "--warm-nodes",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Cluster-mode engine processes kept warm (newest Valkey) so new shards serve at once; 0 turns it off.",
+)
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def up(
     data_dir: Path | None,
@@ -44,6 +51,7 @@ def up(
     region: str,
     credentials_file: Path | None,
     engine_paths: tuple[Path, ...],
+    warm_nodes: int,
     log_level: str,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
@@ -57,6 +65,7 @@ def up(
         region=region,
         credentials_file=credentials_file,
         engine_paths=tuple(p.resolve() for p in engine_paths),
+        warm_nodes=warm_nodes,
     )
     try:
         asyncio.run(serve(settings))

@@ -17,7 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+from cachefleet.control.sharded import ShardedTopology
+from cachefleet.control.warm import WarmPool
 from cachefleet.domain import nodetypes
+from cachefleet.domain.base import event_for
 from cachefleet.domain.model import (
     CacheCluster,
     ClusterStatus,
@@ -27,7 +30,6 @@ from cachefleet.domain.model import (
     ReplicationGroup,
 )
 from cachefleet.domain.ports import Clock, Resource, StateStore
-from cachefleet.domain.service import event_for
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.config import NodeConfig, render
 from cachefleet.providers.local import NodeStartFailed
@@ -45,6 +47,7 @@ class Provider(Protocol):
     async def stop(self, key: str, *, graceful: bool = False, timeout: float = 5.0) -> None: ...
     def remove(self, key: str) -> None: ...
     def close(self) -> None: ...
+    def write_config(self, key: str, config: str) -> Path: ...
 
 
 class Binaries(Protocol):
@@ -88,6 +91,7 @@ class Reconciler:
         binaries: Binaries,
         clock: Clock,
         resync_interval: float = 2.0,
+        warm: WarmPool | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
@@ -103,6 +107,8 @@ class Reconciler:
         self._binds: dict[str, list[str]] = {}  # node key -> addresses it listens on
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._warm = warm
+        self._sharded = ShardedTopology(self)
 
     # ------------------------------------------------------------------ wiring
     def on_change(self, kind: type[Resource], region: str, key: str) -> None:
@@ -126,12 +132,17 @@ class Reconciler:
     async def start(self) -> None:
         running = self._provider.adopt_all()
         known = {node_key(c) for c in self._store.list(CacheCluster)}
+        if self._warm is not None:
+            await self._warm.adopt({k: v for k, v in running.items() if k not in known})
+            known |= self._warm.addresses()
         for key in sorted(set(running) - known):
             log.warning("stopping orphan engine %s (pid %s): no cache cluster owns it", key, running[key])
             await self._provider.stop(key)
             self._provider.remove(key)
         self._resync()
         self._resync_task = asyncio.create_task(self._resync_loop(), name="reconciler-resync")
+        if self._warm is not None:
+            self._warm.start()
 
     async def stop(self) -> None:
         """Stops reconciling. Engine processes keep running; a later start adopts them."""
@@ -146,6 +157,8 @@ class Reconciler:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._warm is not None:
+            await self._warm.stop()
         for admin in self._admins.values():
             await admin.close()
         self._admins.clear()
@@ -224,8 +237,14 @@ class Reconciler:
             for cluster in members.values():
                 await self._provider.stop(node_key(cluster))
             return
-        for node_group in group.node_groups:
-            await self._reconcile_node_group(group, node_group, members)
+        if group.cluster_enabled:
+            await self._sharded.reconcile(group, members)
+        else:
+            for node_group in group.node_groups:
+                await self._reconcile_node_group(group, node_group, members)
+        current = self._store.get(ReplicationGroup, group.region, group.group_id)
+        if current is not None and current.pending_node_type is not None:
+            await self._apply_node_type(current)
         await self._settle_group(group)
 
     async def _reconcile_node_group(
@@ -298,6 +317,36 @@ class Reconciler:
             else:
                 message = f"Replication group {current.group_id} modified and available"
             tx.add_event(event_for(updated, message, self._clock.now()))
+
+    async def _apply_node_type(self, group: ReplicationGroup) -> None:
+        """Vertical scaling: every node gets the new node type's maxmemory, if its data fits."""
+        node_type = group.pending_node_type
+        assert node_type is not None
+        limit = nodetypes.maxmemory_bytes(node_type)
+        members = [c for c in self._members(group).values() if c.status == ClusterStatus.AVAILABLE]
+        for cluster in members:
+            used = int((await self._admin(cluster).info("memory")).get("used_memory", "0"))
+            if used > limit:
+                with self._store.transaction() as tx:
+                    tx.put(replace(group, pending_node_type=None))
+                    tx.add_event(
+                        event_for(
+                            group,
+                            f"Scaling replication group {group.group_id} to {node_type} failed: node of {cluster.cluster_id} "
+                            f"holds {used} bytes, more than {node_type}'s {limit} bytes of memory; it stays {group.node_type}",
+                            self._clock.now(),
+                        )
+                    )
+                return
+        for cluster in members:
+            await self._admin(cluster).config_set("maxmemory", str(limit))
+        with self._store.transaction() as tx:
+            for cluster in self._members(group).values():
+                tx.put(replace(cluster, node_type=node_type))
+            tx.put(replace(group, node_type=node_type, pending_node_type=None))
+            tx.add_event(
+                event_for(group, f"Replication group {group.group_id} scaled to {node_type}", self._clock.now())
+            )
 
     async def _in_sync(self, replica: CacheCluster, source: tuple[str, int]) -> bool:
         info = await self._admin(replica).info("replication")
@@ -397,15 +446,19 @@ class Reconciler:
         self._mark_available(cluster)
 
     # ------------------------------------------------------------------ nodes
-    async def _ensure_running(self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None) -> None:
-        """Starts the cluster's node if needed, and makes its role match ``replica_of``."""
+    async def _ensure_running(
+        self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool = False
+    ) -> None:
+        """Starts the cluster's node if needed; makes its role match ``replica_of`` (cluster mode
+        disabled) or its settings match its node type (cluster mode enabled: roles are the
+        topology's business)."""
         key = node_key(cluster)
         pid = self._provider.pid(key)
         if pid is not None and self._verified.get(key) == pid:
             return
         if pid is None:
             restarted = cluster.status not in (ClusterStatus.CREATING,)
-            await self._start_node(cluster, replica_of)
+            await self._start_node(cluster, replica_of, sharded=sharded)
             if restarted:
                 self._record(
                     cluster,
@@ -413,23 +466,37 @@ class Reconciler:
                     "process had stopped"
                     + ("; the node was a primary, so its data was lost" if replica_of is None else "; it resyncs from the primary"),
                 )
+        elif sharded:
+            await self._adopt_sharded(cluster)
         else:
             await self._fix_role(cluster, replica_of)
         self._verified[key] = self._provider.pid(key) or 0
 
-    async def _start_node(self, cluster: CacheCluster, replica_of: tuple[str, int] | None) -> None:
-        key = node_key(cluster)
-        binary = self._binaries.binary(cluster.engine, cluster.engine_version)
-        config = render(
+    def _config(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool) -> str:
+        return render(
             NodeConfig(
                 address=cluster.node.address,
                 port=cluster.port,
-                directory=self._provider.node_dir(key),
+                directory=self._provider.node_dir(node_key(cluster)),
                 maxmemory=nodetypes.maxmemory_bytes(cluster.node_type),
                 replica_of=replica_of,
+                cluster=sharded,
                 label=f"node {cluster.node.node_id} of cache cluster {cluster.cluster_id} ({cluster.region})",
             )
         )
+
+    async def _adopt_sharded(self, cluster: CacheCluster) -> None:
+        """A running cluster-mode node (adopted after a restart, or a warm node just given to a
+        cluster): give it its node type's memory and the config file it would be started with."""
+        admin = self._admin(cluster)
+        await admin.config_set("maxmemory", str(nodetypes.maxmemory_bytes(cluster.node_type)))
+        self._provider.write_config(node_key(cluster), self._config(cluster, None, sharded=True))
+        self._binds[node_key(cluster)] = await admin.bound_addresses()
+
+    async def _start_node(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool = False) -> None:
+        key = node_key(cluster)
+        binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        config = self._config(cluster, replica_of, sharded=sharded)
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from cachefleet.domain import identifiers, nodetypes, validation
+from cachefleet.domain.base import (
+    DEFAULT_PORT,
+    DEFAULT_SUBNET_GROUP,
+    DEFAULT_VPC,
+    MAX_CLUSTERS_PER_GROUP,
+    MAX_NODES_PER_REGION,
+    ChangeListener,
+    UseCases,
+)
 from cachefleet.domain.errors import (
     AlreadyExists,
     InUse,
@@ -40,18 +49,13 @@ from cachefleet.domain.model import (
     Subnet,
     Tag,
 )
-from cachefleet.domain.ports import Clock, EngineCatalog, Resource, StateStore, Transaction
+from cachefleet.domain.ports import Clock, EngineCatalog, Resource, StateStore, WarmNodes
+from cachefleet.domain.scaling import Scaling, wants_cluster_mode
 
-MAX_CLUSTERS_PER_GROUP = 6  # a primary and five replicas
-MAX_NODES_PER_REGION = 300  # ElastiCache's default node quota per region
 MAX_SUBNET_GROUPS = 50
 MAX_SUBNETS_PER_GROUP = 20
-DEFAULT_SUBNET_GROUP = "default"
-DEFAULT_VPC = "vpc-cachefleet"
-DEFAULT_PORT = 6379
 MAX_EVENT_DURATION = dt.timedelta(days=14)
 
-ChangeListener = Callable[[type[Resource], str, str], None]
 
 _GROUP_UNSUPPORTED: dict[str, Any] = {
     "GlobalReplicationGroupId": None,
@@ -77,6 +81,13 @@ _GROUP_UNSUPPORTED: dict[str, Any] = {
     "IpDiscovery": "ipv4",
     "TransitEncryptionMode": None,
     "ServerlessCacheSnapshotName": None,
+}
+
+# Cluster mode enabled: shards are supported; automatic failover is part of cluster mode.
+_SHARDED_GROUP_UNSUPPORTED: dict[str, Any] = {
+    k: v
+    for k, v in _GROUP_UNSUPPORTED.items()
+    if k not in ("NumNodeGroups", "NodeGroupConfiguration", "ClusterMode", "AutomaticFailoverEnabled")
 }
 
 _CLUSTER_UNSUPPORTED: dict[str, Any] = {
@@ -109,7 +120,6 @@ _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
     "EngineVersion": None,
     "Engine": None,
     "SnapshotRetentionLimit": 0,
-    "CacheNodeType": None,
     "AuthToken": None,
     "AuthTokenUpdateStrategy": None,
     "UserGroupIdsToAdd": None,
@@ -123,7 +133,7 @@ _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
 }
 
 
-class ElastiCache:
+class ElastiCache(UseCases):
     """The ElastiCache use cases of one Cachefleet installation (all regions)."""
 
     def __init__(
@@ -134,12 +144,14 @@ class ElastiCache:
         clock: Clock,
         node_network: ipaddress.IPv4Network,
         on_change: ChangeListener | None = None,
+        warm: WarmNodes | None = None,
     ) -> None:
-        self._store = store
-        self._catalog = catalog
-        self._clock = clock
-        self._network = node_network
-        self._on_change = on_change or (lambda kind, region, key: None)
+        super().__init__(
+            store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
+        )
+        self.scaling = Scaling(
+            store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
+        )
 
     # ------------------------------------------------------------------ engines
     def engine_releases(
@@ -168,11 +180,27 @@ class ElastiCache:
 
     # ------------------------------------------------------------------ replication groups
     def create_replication_group(self, region: Region, params: Mapping[str, Any]) -> ReplicationGroup:
-        validation.not_yet(params, _GROUP_UNSUPPORTED, operation="CreateReplicationGroup")
+        sharded = wants_cluster_mode(params)
+        validation.not_yet(
+            params, _SHARDED_GROUP_UNSUPPORTED if sharded else _GROUP_UNSUPPORTED, operation="CreateReplicationGroup"
+        )
         group_id = identifiers.replication_group_id(params["ReplicationGroupId"])
         description = params["ReplicationGroupDescription"]
         if self._store.get(ReplicationGroup, region, group_id) is not None:
             raise AlreadyExists(f"Replication group {group_id} already exists.", resource="ReplicationGroup")
+        if sharded:
+            release = validation.resolve_engine(self._catalog.releases(), params.get("Engine"), params.get("EngineVersion"))
+            return self.scaling.create_sharded_group(
+                region,
+                params,
+                group_id=group_id,
+                release=release,
+                node_type=self._node_type(params),
+                port=validation.port(params.get("Port", DEFAULT_PORT)),
+                subnet_group=self._subnet_group(region, params.get("CacheSubnetGroupName", DEFAULT_SUBNET_GROUP)),
+                common=self._common(params),
+                tags=validation.tags(params.get("Tags")),
+            )
 
         seed = None
         if "PrimaryClusterId" in params:
@@ -183,11 +211,7 @@ class ElastiCache:
             subnet_group = self._subnet_group(region, params.get("CacheSubnetGroupName", seed.subnet_group_name))
         else:
             release = validation.resolve_engine(self._catalog.releases(), params.get("Engine"), params.get("EngineVersion"))
-            if "CacheNodeType" not in params:
-                raise InvalidParameterValue(
-                    "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
-                )
-            node_type = nodetypes.check_node_type(params["CacheNodeType"])
+            node_type = self._node_type(params)
             port = validation.port(params.get("Port", DEFAULT_PORT))
             subnet_group = self._subnet_group(region, params.get("CacheSubnetGroupName", DEFAULT_SUBNET_GROUP))
         parameter_group = validation.parameter_group(params.get("CacheParameterGroupName"), release)
@@ -215,13 +239,7 @@ class ElastiCache:
         addresses = validation.allocate_addresses(self._network, self._used_addresses(), new_count + 2)
         endpoint_addresses = addresses[new_count:]
         now = self._clock.now()
-        common = {
-            "preferred_maintenance_window": validation.maintenance_window(
-                params.get("PreferredMaintenanceWindow", "sun:05:00-sun:06:00")
-            ),
-            "auto_minor_version_upgrade": params.get("AutoMinorVersionUpgrade", True),
-            "snapshot_window": validation.snapshot_window(params.get("SnapshotWindow", "05:00-06:00")),
-        }
+        common = self._common(params)
         tags = validation.tags(params.get("Tags"))
         clusters = []
         for index, cluster_id in enumerate(member_ids):
@@ -293,6 +311,25 @@ class ElastiCache:
             )
         self._changed(group)
         return group
+
+    @staticmethod
+    def _node_type(params: Mapping[str, Any]) -> str:
+        if "CacheNodeType" not in params:
+            raise InvalidParameterValue(
+                "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
+            )
+        return nodetypes.check_node_type(params["CacheNodeType"])
+
+    @staticmethod
+    def _common(params: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings every member cluster shares with its group."""
+        return {
+            "preferred_maintenance_window": validation.maintenance_window(
+                params.get("PreferredMaintenanceWindow", "sun:05:00-sun:06:00")
+            ),
+            "auto_minor_version_upgrade": params.get("AutoMinorVersionUpgrade", True),
+            "snapshot_window": validation.snapshot_window(params.get("SnapshotWindow", "05:00-06:00")),
+        }
 
     def _seed_cluster(self, region: Region, params: Mapping[str, Any]) -> CacheCluster:
         seed_id = identifiers.cache_cluster_id(params["PrimaryClusterId"])
@@ -397,6 +434,13 @@ class ElastiCache:
                 "Cachefleet yet; omit PrimaryClusterId."
             )
         self._require_group_status(group, GroupStatus.AVAILABLE, action="modified")
+        if "CacheNodeType" in params:
+            others = set(params) - {"ReplicationGroupId", "CacheNodeType", "ApplyImmediately"}
+            if others:
+                raise InvalidParameterCombination(
+                    f"Change CacheNodeType on its own; send {', '.join(sorted(others))} in another ModifyReplicationGroup."
+                )
+            return self.scaling.change_node_type(group, params["CacheNodeType"])
         changes: dict[str, Any] = {}
         if "ReplicationGroupDescription" in params:
             changes["description"] = params["ReplicationGroupDescription"]
@@ -654,15 +698,6 @@ class ElastiCache:
         return clusters
 
     # ------------------------------------------------------------------ subnet groups
-    def default_subnet_group(self, region: Region) -> CacheSubnetGroup:
-        return CacheSubnetGroup(
-            region=region,
-            name=DEFAULT_SUBNET_GROUP,
-            description="default",
-            subnets=tuple(Subnet(f"subnet-{zone}", zone) for zone in identifiers.default_availability_zones(region)),
-            vpc_id=DEFAULT_VPC,
-        )
-
     def create_cache_subnet_group(self, region: Region, params: Mapping[str, Any]) -> CacheSubnetGroup:
         name = identifiers.subnet_group_name(params["CacheSubnetGroupName"])
         if name == DEFAULT_SUBNET_GROUP or self._store.get(CacheSubnetGroup, region, name) is not None:
@@ -807,71 +842,6 @@ class ElastiCache:
                 source_id=source_id.lower() if source_id else None,
             )
         )
-
-    # ------------------------------------------------------------------ helpers
-    def _group(self, region: Region, group_id: str) -> ReplicationGroup:
-        group = self._store.get(ReplicationGroup, region, group_id.lower())
-        if group is None:
-            raise NotFound(f"Replication group {group_id} not found.", resource="ReplicationGroup")
-        return group
-
-    def _cluster(self, region: Region, cluster_id: str) -> CacheCluster:
-        cluster = self._store.get(CacheCluster, region, cluster_id.lower())
-        if cluster is None:
-            raise NotFound(f"Cache cluster {cluster_id} not found.", resource="CacheCluster")
-        return cluster
-
-    def _subnet_group(self, region: Region, name: str) -> CacheSubnetGroup:
-        lowered = name.lower()
-        if lowered == DEFAULT_SUBNET_GROUP:
-            return self.default_subnet_group(region)
-        group = self._store.get(CacheSubnetGroup, region, lowered)
-        if group is None:
-            raise NotFound(f"Cache subnet group {name} not found.", resource="CacheSubnetGroup")
-        return group
-
-    def _members(self, group: ReplicationGroup) -> list[CacheCluster]:
-        found = []
-        for cluster_id in group.member_cluster_ids:
-            cluster = self._store.get(CacheCluster, group.region, cluster_id)
-            if cluster is not None:
-                found.append(cluster)
-        return found
-
-    def _all_clusters(self) -> list[CacheCluster]:
-        return self._store.list(CacheCluster)
-
-    def _used_addresses(self) -> set[str]:
-        used = {cluster.node.address for cluster in self._all_clusters()}
-        for group in self._store.list(ReplicationGroup):
-            for node_group in group.node_groups:
-                used.update(a for a in (node_group.primary_endpoint, node_group.reader_endpoint) if a)
-            if group.configuration_endpoint:
-                used.add(group.configuration_endpoint)
-        return used
-
-    @staticmethod
-    def _require_group_status(group: ReplicationGroup, status: GroupStatus, *, action: str) -> None:
-        if group.status != status:
-            raise InvalidState(
-                f"Replication group {group.group_id} is {group.status}; it can be {action} once it is {status}.",
-                resource="ReplicationGroup",
-            )
-
-    def _event(self, tx: Transaction, resource: Resource, message: str) -> None:
-        tx.add_event(event_for(resource, message, self._clock.now()))
-
-    def _changed(self, resource: Resource) -> None:
-        self._on_change(type(resource), resource.region, resource.key)
-
-
-def event_for(resource: Resource, message: str, when: dt.datetime) -> Event:
-    if isinstance(resource, ReplicationGroup):
-        return Event(resource.region, EventSourceType.REPLICATION_GROUP, resource.group_id, message, when)
-    if isinstance(resource, CacheCluster):
-        return Event(resource.region, EventSourceType.CACHE_CLUSTER, resource.cluster_id, message, when)
-    return Event(resource.region, EventSourceType.CACHE_SUBNET_GROUP, resource.name, message, when)
-
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())

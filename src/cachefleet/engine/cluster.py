@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from cachefleet.engine.admin import AdminClient
+from redis.exceptions import ResponseError
 
-SLOTS = 16384
+from cachefleet.domain.slots import SLOTS, parse, ranges_of
+from cachefleet.engine.admin import AdminClient, EngineError
+
+__all__ = ["SLOTS", "ClusterNode", "ClusterView", "add_slots", "migrate_slots", "parse_nodes", "view"]
 MIGRATE_BATCH = 1000
 MIGRATE_TIMEOUT_MS = 10000
 
@@ -74,7 +78,7 @@ def parse_nodes(text: str) -> ClusterView:
                     slot, other = body.split("-<-")
                     importing[int(slot)] = other
                 continue
-            slots.update(expand(item))
+            slots.update(parse(item))
         flags = frozenset(flags_text.split(","))
         node = ClusterNode(
             node_id=node_id,
@@ -96,58 +100,8 @@ def parse_nodes(text: str) -> ClusterView:
     return ClusterView(myself=myself, nodes=nodes)
 
 
-def expand(ranges: str) -> set[int]:
-    """``"0-5,9"`` -> {0, 1, 2, 3, 4, 5, 9}"""
-    slots: set[int] = set()
-    for part in ranges.replace(" ", ",").split(","):
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        slots.update(range(int(low), int(high or low) + 1))
-    return slots
-
-
-def compress(slots: Iterable[int]) -> str:
-    """{0, 1, 2, 9} -> ``"0-2,9"``"""
-    ordered = sorted(set(slots))
-    ranges: list[str] = []
-    start = previous = None
-    for slot in ordered:
-        if start is None:
-            start = previous = slot
-        elif slot == previous + 1:  # type: ignore[operator]
-            previous = slot
-        else:
-            ranges.append(f"{start}-{previous}" if start != previous else str(start))
-            start = previous = slot
-    if start is not None:
-        ranges.append(f"{start}-{previous}" if start != previous else str(start))
-    return ",".join(ranges)
-
-
-def ranges_of(slots: Iterable[int]) -> list[tuple[int, int]]:
-    return [
-        (int(low), int(high or low))
-        for part in compress(slots).split(",")
-        if part
-        for low, _, high in [part.partition("-")]
-    ]
-
-
-def even_split(count: int) -> list[set[int]]:
-    """ElastiCache's default: slots spread evenly, lower shards taking the remainder."""
-    base, extra = divmod(SLOTS, count)
-    result = []
-    start = 0
-    for index in range(count):
-        size = base + (1 if index < extra else 0)
-        result.append(set(range(start, start + size)))
-        start += size
-    return result
-
-
 async def view(admin: AdminClient) -> ClusterView:
-    return parse_nodes(str(await admin.execute("CLUSTER", "NODES")))
+    return parse_nodes(await admin.text("CLUSTER", "NODES"))
 
 
 async def add_slots(admin: AdminClient, slots: Iterable[int]) -> None:
@@ -158,36 +112,53 @@ async def add_slots(admin: AdminClient, slots: Iterable[int]) -> None:
         await admin.execute("CLUSTER", "ADDSLOTSRANGE", *args)
 
 
-async def migrate_slot(
-    slot: int,
+def _raise_errors(admin: AdminClient, what: str, slots: Sequence[int], replies: Sequence[Any], *, tolerate: str = "") -> None:
+    for slot, reply in zip(slots, replies, strict=True):
+        if isinstance(reply, ResponseError) and not (tolerate and tolerate in str(reply)):
+            raise EngineError(f"{admin.address}:{admin.port}: {what} of slot {slot}: {reply}")
+
+
+async def migrate_slots(
+    slots: Sequence[int],
     *,
     source: AdminClient,
     source_id: str,
     target: AdminClient,
     target_id: str,
-    others: Sequence[AdminClient] = (),
 ) -> int:
-    """Moves one slot and its keys from ``source`` to ``target``; returns the keys moved.
+    """Moves slots and their keys from ``source`` to ``target``; returns the keys moved.
 
-    Idempotent: running it again after an interruption (at any step) finishes the move.
+    Every step is one pipelined round trip for the whole batch of slots (MIGRATE itself
+    takes one slot's keys per command). Idempotent: running it again after an
+    interruption at any step finishes the move.
     """
-    await target.execute("CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
-    await source.execute("CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+    ordered = sorted(slots)
+    replies = await target.pipeline([("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) for slot in ordered])
+    # A slot the target already owns was finalized on the target before an interruption.
+    done = {slot for slot, r in zip(ordered, replies, strict=True) if isinstance(r, ResponseError) and "already the owner" in str(r)}
+    _raise_errors(target, "IMPORTING", ordered, replies, tolerate="already the owner")
+    moving = [slot for slot in ordered if slot not in done]
+    replies = await source.pipeline([("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) for slot in moving])
+    _raise_errors(source, "MIGRATING", moving, replies)
     moved = 0
-    while True:
-        keys = await source.execute("CLUSTER", "GETKEYSINSLOT", str(slot), str(MIGRATE_BATCH))
-        if not keys:
+    pending = moving
+    while pending:
+        listed = await source.pipeline([("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH) for slot in pending])
+        batch = [(slot, keys) for slot, keys in zip(pending, listed, strict=True) if isinstance(keys, list) and keys]
+        if not batch:
             break
-        await source.execute(
-            "MIGRATE", target.address, str(target.port), "", "0", str(MIGRATE_TIMEOUT_MS), "REPLACE", "KEYS", *keys
+        replies = await source.pipeline(
+            [
+                ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", "KEYS", *keys)
+                for _, keys in batch
+            ]
         )
-        moved += len(keys)
-    # The target first, so that it serves the slot before the source stops redirecting to it.
-    await target.execute("CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
-    await source.execute("CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
-    for other in others:
-        try:
-            await other.execute("CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
-        except Exception:  # noqa: BLE001 - gossip will tell the others anyway
-            pass
+        _raise_errors(source, "MIGRATE", [slot for slot, _ in batch], replies)
+        moved += sum(len(keys) for _, keys in batch)
+        pending = [slot for slot, keys in batch if len(keys) >= MIGRATE_BATCH]
+    # The target first, so that it serves the slots before the source stops redirecting to it.
+    finalize = [("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in ordered]
+    _raise_errors(target, "SETSLOT NODE", ordered, await target.pipeline(finalize))
+    # The other primaries learn it from the target, which broadcasts its new epoch at once.
+    _raise_errors(source, "SETSLOT NODE", ordered, await source.pipeline(finalize))
     return moved

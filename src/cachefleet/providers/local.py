@@ -114,10 +114,7 @@ class LocalProvider:
         # file a previous run left behind (a replication sync file, say).
         shutil.rmtree(directory / "data", ignore_errors=True)
         (directory / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
-        config_path = directory / CONFIG_NAME
-        temporary = config_path.with_suffix(".tmp")
-        temporary.write_text(config)
-        os.replace(temporary, config_path)
+        config_path = self.write_config(key, config)
         stdout_path = directory / "stdout.log"
         with contextlib.suppress(FileNotFoundError):
             (directory / "engine.log").unlink()
@@ -139,6 +136,15 @@ class LocalProvider:
             await self.stop(key)
             raise
         return pid
+
+    def write_config(self, key: str, config: str) -> Path:
+        """Writes the node's config file atomically (read by the engine at its next start)."""
+        config_path = self.node_dir(key) / CONFIG_NAME
+        config_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = config_path.with_suffix(".tmp")
+        temporary.write_text(config)
+        os.replace(temporary, config_path)
+        return config_path
 
     async def _wait_ready(self, key: str, pid: int, address: str, port: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT
