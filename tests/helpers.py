@@ -90,6 +90,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True) -> Server:
+        if self.log_path is not None:
+            # A restart takes a new port: the old one may have been taken by another process meanwhile.
+            self.port = free_port()
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -98,6 +101,7 @@ class Server:
                 "--data-dir", str(self.data_dir),
                 "--listen", f"127.0.0.1:{self.port}",
                 "--node-network", self.network,
+                *([] if "--warm-nodes" in self.extra else ["--warm-nodes", "0"]),
                 *self.extra,
             ],
             stdout=log,
@@ -110,16 +114,22 @@ class Server:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until this very process answers /healthz (not whatever else listens on the port)."""
+        import json
+        import urllib.request
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"cachefleet up exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if json.loads(response.read()).get("pid") == self.process.pid:
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
         raise TimeoutError(f"cachefleet up did not listen within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:

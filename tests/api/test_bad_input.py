@@ -87,7 +87,6 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"CacheParameterGroupName": "custom-params"}, "CacheParameterGroupNotFound", "default.valkey"),
         ({"CacheParameterGroupName": "default.redis7"}, "InvalidParameterCombination", "family"),
         ({"AutomaticFailoverEnabled": True}, "InvalidParameterCombination", "AutomaticFailoverEnabled is not supported"),
-        ({"NumNodeGroups": 3}, "InvalidParameterCombination", "NumNodeGroups"),
         ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "TransitEncryptionEnabled"),
         ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterCombination", "AuthToken"),
         ({"SnapshotRetentionLimit": 3}, "InvalidParameterCombination", "SnapshotRetentionLimit"),
@@ -148,8 +147,14 @@ def test_types_and_enums_are_checked_by_the_server(server, params, code):
 
 def test_modify_replication_group_rejects(ec, stable):
     expect("ReplicationGroupNotFoundFault", ec.modify_replication_group, status=404, ReplicationGroupId="nope")
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="CacheNodeType",
-           ReplicationGroupId=stable, CacheNodeType="cache.r7g.large", ApplyImmediately=True)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="CacheNodeType on its own",
+           ReplicationGroupId=stable, CacheNodeType="cache.r7g.large", ReplicationGroupDescription="x")
+    expect("InvalidParameterValue", ec.modify_replication_group, says="cache.t4g.micro",
+           ReplicationGroupId=stable, CacheNodeType="cache.giant")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="already uses",
+           ReplicationGroupId=stable, CacheNodeType="cache.t4g.micro")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="SecurityGroupIds",
+           ReplicationGroupId=stable, SecurityGroupIds=["sg-1"])
     expect("InvalidParameterCombination", ec.modify_replication_group, says="EngineVersion",
            ReplicationGroupId=stable, EngineVersion="9.1")
     expect("InvalidParameterCombination", ec.modify_replication_group, says="AutomaticFailoverEnabled",

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import redis
 
-from helpers import engine, engine_pids, events_of, node_addresses, wait_cluster, wait_for, wait_group, wait_group_gone
+from helpers import (
+    engine,
+    engine_pids,
+    events_of,
+    node_addresses,
+    wait_cluster,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+)
 
 
 def _nodes_of(server, addresses):

@@ -55,7 +55,11 @@ def up(
     log_level: str,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
+    import faulthandler
+
     from cachefleet.app import Settings, StartupError, default_data_dir, serve
+
+    faulthandler.enable()
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = Settings(
