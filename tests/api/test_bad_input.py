@@ -368,3 +368,122 @@ def test_operations_on_a_group_that_is_still_creating_are_refused(fake_engines):
     expect("InvalidReplicationGroupState", ec.create_cache_cluster, CacheClusterId="slow-009", ReplicationGroupId="slow")
     expect("InvalidCacheClusterState", ec.delete_cache_cluster, CacheClusterId="slow-002")
     assert ec.describe_replication_groups(ReplicationGroupId="slow")["ReplicationGroups"][0]["Status"] == "creating"
+
+
+SHARDED = {**VALID, "ReplicationGroupId": "badshards"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "says"),
+    [
+        ({"NodeGroupConfiguration": [{"Slots": "0-9000"}, {"Slots": "8000-16383"}]}, "InvalidParameterValue", "overlap"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-8000"}, {"Slots": "9000-16383"}]}, "InvalidParameterValue", "8001-8999"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-8000"}, {"Slots": "8001-16384"}]}, "InvalidParameterValue", "0-16383"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-8000"}, {"Slots": "banana"}]}, "InvalidParameterValue", "slot ranges like"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-16383"}, {"ReplicaCount": 1}]}, "InvalidParameterValue", "every node group"),
+        ({"NumNodeGroups": 3, "NodeGroupConfiguration": [{"Slots": "0-16383"}]}, "InvalidParameterCombination", "one configuration per node group"),
+        ({"NodeGroupConfiguration": [{"NodeGroupId": "0001"}, {"NodeGroupId": "1"}]}, "InvalidParameterValue", "different"),
+        ({"NodeGroupConfiguration": [{"NodeGroupId": "abc"}]}, "InvalidParameterValue", "must match"),
+        ({"NodeGroupConfiguration": [{"NodeGroupId": "0"}]}, "InvalidParameterValue", "shard number"),
+        ({"NumNodeGroups": 2, "ReplicasPerNodeGroup": 6}, "InvalidParameterValue", "0 to 5"),
+        ({"NodeGroupConfiguration": [{"ReplicaCount": 2, "ReplicaAvailabilityZones": ["us-east-1a"]}]}, "InvalidParameterCombination", "one zone per replica"),
+        ({"NumNodeGroups": 501}, "NodeGroupsPerReplicationGroupQuotaExceeded", "500"),
+        ({"NumNodeGroups": 100, "ReplicasPerNodeGroup": 5}, "NodeGroupsPerReplicationGroupQuotaExceeded", "500 nodes"),
+        ({"NumNodeGroups": 2, "AutomaticFailoverEnabled": False}, "InvalidParameterCombination", "Automatic failover must be enabled"),
+        ({"NumNodeGroups": 2, "NumCacheClusters": 2}, "InvalidParameterCombination", "NumCacheClusters"),
+        ({"NumNodeGroups": 2, "ClusterMode": "disabled"}, "InvalidParameterCombination", "ClusterMode is disabled"),
+        ({"ClusterMode": "compatible"}, "InvalidParameterCombination", "compatible"),
+        ({"NumNodeGroups": 2, "CacheParameterGroupName": "default.valkey9"}, "InvalidParameterCombination", "cluster.on"),
+        ({"NumNodeGroups": 2, "MultiAZEnabled": True}, "InvalidParameterCombination", "MultiAZEnabled"),
+    ],
+)
+def test_create_sharded_group_rejects(server, ec, changes, code, says):
+    expect(code, ec.create_replication_group, says=says, **{**SHARDED, **changes})
+    _nothing_created(server, ec, "badshards")
+
+
+@pytest.fixture(scope="module")
+def sharded(server):
+    ec = server.client()
+    ec.create_replication_group(**{**SHARDED, "ReplicationGroupId": "sharded", "NumNodeGroups": 2, "ReplicasPerNodeGroup": 1})
+    wait_group(ec, "sharded")
+    yield "sharded"
+    ec.delete_replication_group(ReplicationGroupId="sharded")
+    wait_group_gone(ec, "sharded")
+
+
+def test_resharding_rejects(ec, sharded, stable):
+    reshard = ec.modify_replication_group_shard_configuration
+    expect("ReplicationGroupNotFoundFault", reshard, ReplicationGroupId="nope", NodeGroupCount=2, ApplyImmediately=True)
+    expect("InvalidParameterCombination", reshard, says="cluster mode disabled",
+           ReplicationGroupId=stable, NodeGroupCount=2, ApplyImmediately=True)
+    expect("InvalidParameterValue", reshard, says="ApplyImmediately", ReplicationGroupId=sharded, NodeGroupCount=3,
+           ApplyImmediately=False)
+    expect("InvalidParameterValue", reshard, says="NodeGroupsToRemove", ReplicationGroupId=sharded, NodeGroupCount=1,
+           ApplyImmediately=True)
+    expect("NodeGroupNotFoundFault", reshard, says="0009", ReplicationGroupId=sharded, NodeGroupCount=1,
+           NodeGroupsToRemove=["0009"], ApplyImmediately=True)
+    expect("InvalidParameterCombination", reshard, says="leaves", ReplicationGroupId=sharded, NodeGroupCount=1,
+           NodeGroupsToRemove=["0001", "0002"], ApplyImmediately=True)
+    expect("InvalidParameterValue", reshard, says="at least one node group", ReplicationGroupId=sharded, NodeGroupCount=0,
+           ApplyImmediately=True)
+    expect("NodeGroupsPerReplicationGroupQuotaExceeded", reshard, ReplicationGroupId=sharded, NodeGroupCount=501,
+           ApplyImmediately=True)
+    expect("InvalidParameterCombination", reshard, says="NodeGroupCount is 3", ReplicationGroupId=sharded, NodeGroupCount=3,
+           ReshardingConfiguration=[{"NodeGroupId": "0003"}], ApplyImmediately=True)
+    group = ec.describe_replication_groups(ReplicationGroupId=sharded)["ReplicationGroups"][0]
+    assert group["Status"] == "available" and len(group["NodeGroups"]) == 2 and not group["PendingModifiedValues"]
+
+
+def test_replica_count_changes_reject(ec, sharded, stable):
+    increase, decrease = ec.increase_replica_count, ec.decrease_replica_count
+    expect("InvalidParameterValue", increase, says="above that", ReplicationGroupId=sharded, NewReplicaCount=1, ApplyImmediately=True)
+    expect("InvalidParameterValue", increase, says="0 to 5", ReplicationGroupId=sharded, NewReplicaCount=6, ApplyImmediately=True)
+    expect("InvalidParameterCombination", increase, says="one of the two", ReplicationGroupId=sharded, ApplyImmediately=True)
+    expect("NodeGroupNotFoundFault", increase, ReplicationGroupId=sharded, ApplyImmediately=True,
+           ReplicaConfiguration=[{"NodeGroupId": "0007", "NewReplicaCount": 2}])
+    expect("InvalidParameterValue", decrease, says="below that", ReplicationGroupId=sharded, NewReplicaCount=1, ApplyImmediately=True)
+    expect("InvalidParameterValue", decrease, says="primary", ReplicationGroupId=sharded,
+           ReplicasToRemove=["sharded-0001-001"], ApplyImmediately=True)
+    expect("InvalidParameterValue", decrease, says="not a member", ReplicationGroupId=sharded,
+           ReplicasToRemove=["stable-002"], ApplyImmediately=True)
+    expect("InvalidParameterValue", increase, says="ApplyImmediately", ReplicationGroupId=stable, NewReplicaCount=3,
+           ApplyImmediately=False)
+    group = ec.describe_replication_groups(ReplicationGroupId=sharded)["ReplicationGroups"][0]
+    assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [2, 2]
+
+
+def test_scaling_while_another_modification_runs_is_refused(ec):
+    ec.create_replication_group(**{**SHARDED, "ReplicationGroupId": "busy", "NumNodeGroups": 2})
+    wait_group(ec, "busy")
+    ec.increase_replica_count(ReplicationGroupId="busy", NewReplicaCount=1, ApplyImmediately=True)
+    expect("InvalidReplicationGroupState", ec.modify_replication_group_shard_configuration, says="modifying",
+           ReplicationGroupId="busy", NodeGroupCount=3, ApplyImmediately=True)
+    expect("InvalidReplicationGroupState", ec.increase_replica_count, ReplicationGroupId="busy", NewReplicaCount=2,
+           ApplyImmediately=True)
+    group = wait_group(ec, "busy")
+    assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [2, 2]
+    ec.delete_replication_group(ReplicationGroupId="busy")
+    wait_group_gone(ec, "busy")
+
+
+def test_node_type_listing_rejects(ec, stable):
+    expect("InvalidParameterCombination", ec.list_allowed_node_type_modifications, says="one of the two")
+    expect("ReplicationGroupNotFoundFault", ec.list_allowed_node_type_modifications, ReplicationGroupId="nope")
+    expect("CacheClusterNotFound", ec.list_allowed_node_type_modifications, CacheClusterId="nope")
+    allowed = ec.list_allowed_node_type_modifications(CacheClusterId="stable-001")
+    assert "cache.t4g.small" in allowed["ScaleUpModifications"] and "cache.t4g.micro" not in allowed["ScaleUpModifications"]
+
+
+def test_a_node_network_too_small_for_the_shards(tmp_path):
+    """A /28 holds 14 addresses: 5 shards of 3 nodes and a configuration endpoint do not fit."""
+    network = fresh_network().replace(".0/24", ".0/28")
+    tiny = Server(data_dir=tmp_path / "tiny", network=network, port=free_port()).start()
+    try:
+        ec = tiny.client()
+        expect("InsufficientCacheClusterCapacity", ec.create_replication_group, says="--node-network",
+               **{**SHARDED, "NumNodeGroups": 5, "ReplicasPerNodeGroup": 2})
+        assert ec.describe_replication_groups()["ReplicationGroups"] == []
+        assert ec.describe_cache_clusters()["CacheClusters"] == []
+    finally:
+        tiny.down()
