@@ -17,6 +17,7 @@ from helpers import (
     fresh_network,
     raw_call,
     wait_cluster,
+    wait_for,
     wait_group,
     wait_group_gone,
 )
@@ -86,7 +87,6 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"CacheSubnetGroupName": "nope"}, "CacheSubnetGroupNotFoundFault", "nope"),
         ({"CacheParameterGroupName": "custom-params"}, "CacheParameterGroupNotFound", "default.valkey"),
         ({"CacheParameterGroupName": "default.redis7"}, "InvalidParameterCombination", "family"),
-        ({"AutomaticFailoverEnabled": True}, "InvalidParameterCombination", "AutomaticFailoverEnabled is not supported"),
         ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "TransitEncryptionEnabled"),
         ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterCombination", "AuthToken"),
         ({"SnapshotRetentionLimit": 3}, "InvalidParameterCombination", "SnapshotRetentionLimit"),
@@ -157,10 +157,10 @@ def test_modify_replication_group_rejects(ec, stable):
            ReplicationGroupId=stable, SecurityGroupIds=["sg-1"])
     expect("InvalidParameterCombination", ec.modify_replication_group, says="EngineVersion",
            ReplicationGroupId=stable, EngineVersion="9.1")
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="AutomaticFailoverEnabled",
-           ReplicationGroupId=stable, AutomaticFailoverEnabled=True)
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="PrimaryClusterId",
-           ReplicationGroupId=stable, PrimaryClusterId="stable-002")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="UserGroupIdsToAdd",
+           ReplicationGroupId=stable, UserGroupIdsToAdd=["group-1"])
+    expect("InvalidParameterValue", ec.modify_replication_group, says="not a member",
+           ReplicationGroupId=stable, PrimaryClusterId="stable-009")
     expect("InvalidParameterValue", ec.modify_replication_group, ReplicationGroupId=stable, PreferredMaintenanceWindow="bad")
     group = ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]
     assert group["Status"] == "available" and group["Description"] == "bad input"
@@ -394,7 +394,7 @@ SHARDED = {**VALID, "ReplicationGroupId": "badshards"}
         ({"NumNodeGroups": 2, "ClusterMode": "disabled"}, "InvalidParameterCombination", "ClusterMode is disabled"),
         ({"ClusterMode": "compatible"}, "InvalidParameterCombination", "compatible"),
         ({"NumNodeGroups": 2, "CacheParameterGroupName": "default.valkey9"}, "InvalidParameterCombination", "cluster.on"),
-        ({"NumNodeGroups": 2, "MultiAZEnabled": True}, "InvalidParameterCombination", "MultiAZEnabled"),
+
     ],
 )
 def test_create_sharded_group_rejects(server, ec, changes, code, says):
@@ -487,3 +487,75 @@ def test_a_node_network_too_small_for_the_shards(tmp_path):
         assert ec.describe_cache_clusters()["CacheClusters"] == []
     finally:
         tiny.down()
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "says"),
+    [
+        ({"MultiAZEnabled": True, "NumCacheClusters": 2}, "InvalidParameterCombination", "MultiAZEnabled needs AutomaticFailoverEnabled"),
+        ({"AutomaticFailoverEnabled": True, "NumCacheClusters": 1}, "InvalidParameterCombination", "at least one replica"),
+        ({"AutomaticFailoverEnabled": True, "MultiAZEnabled": True, "NumCacheClusters": 2, "CacheSubnetGroupName": "one-zone"},
+         "InvalidParameterCombination", "two availability zones"),
+        ({"NumNodeGroups": 2, "MultiAZEnabled": True}, "InvalidParameterCombination", "at least one replica"),
+    ],
+)
+def test_failover_settings_reject(server, ec, changes, code, says):
+    try:
+        ec.create_cache_subnet_group(CacheSubnetGroupName="one-zone", CacheSubnetGroupDescription="a",
+                                     SubnetIds=["subnet-us-east-1a"])
+    except ec.exceptions.CacheSubnetGroupAlreadyExistsFault:
+        pass
+    expect(code, ec.create_replication_group, says=says, **{**VALID, **changes})
+    _nothing_created(server, ec)
+
+
+def test_ha_operations_reject(ec, stable, sharded):
+    expect("InvalidReplicationGroupState", ec.test_failover, says="automatic failover",
+           ReplicationGroupId=stable, NodeGroupId="0001")
+    expect("ReplicationGroupNotFoundFault", ec.test_failover, ReplicationGroupId="nope", NodeGroupId="0001")
+    expect("NodeGroupNotFoundFault", ec.test_failover, ReplicationGroupId=sharded, NodeGroupId="0009")
+    expect("InvalidParameterValue", ec.reboot_cache_cluster, says="not one of its nodes",
+           CacheClusterId="stable-001", CacheNodeIdsToReboot=["0002"])
+    expect("CacheClusterNotFound", ec.reboot_cache_cluster, CacheClusterId="nope", CacheNodeIdsToReboot=["0001"])
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="cannot be disabled",
+           ReplicationGroupId=sharded, AutomaticFailoverEnabled=False)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="MultiAZEnabled needs",
+           ReplicationGroupId=stable, MultiAZEnabled=True)
+    expect("InvalidParameterValue", ec.modify_replication_group, says="not a member",
+           ReplicationGroupId=stable, PrimaryClusterId="sharded-0001-001")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="on its own",
+           ReplicationGroupId=stable, PrimaryClusterId="stable-002", ReplicationGroupDescription="x")
+    group = ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]
+    assert group["AutomaticFailover"] == "disabled" and group["MultiAZ"] == "disabled" and group["Status"] == "available"
+
+
+def test_failover_limits(ec):
+    ec.create_replication_group(**{**VALID, "ReplicationGroupId": "limits", "NumCacheClusters": 2,
+                                   "AutomaticFailoverEnabled": True})
+    wait_group(ec, "limits")
+    # The last replica of a group with automatic failover cannot go.
+    expect("InvalidReplicationGroupState", ec.delete_cache_cluster, says="last replica", CacheClusterId="limits-002")
+    expect("InvalidParameterValue", ec.decrease_replica_count, says="automatic failover needs one",
+           ReplicationGroupId="limits", NewReplicaCount=0, ApplyImmediately=True)
+    # One failover at a time.
+    ec.test_failover(ReplicationGroupId="limits", NodeGroupId="0001")
+    expect("TestFailoverNotAvailableFault", ec.test_failover, says="already in progress", ReplicationGroupId="limits",
+           NodeGroupId="0001")
+    wait_group(ec, "limits")
+    # At most 15 test failovers in 24 hours (one was made above).
+    for _ in range(14):
+        wait_for(lambda: _test_failover_accepted(ec, "limits"), timeout=30, interval=0.05, what="a test failover")
+    wait_group(ec, "limits")
+    expect("APICallRateForCustomerExceeded", ec.test_failover, says="24 hours", ReplicationGroupId="limits", NodeGroupId="0001")
+    ec.delete_replication_group(ReplicationGroupId="limits")
+    wait_group_gone(ec, "limits")
+
+
+def _test_failover_accepted(ec, group_id):
+    try:
+        ec.test_failover(ReplicationGroupId=group_id, NodeGroupId="0001")
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("TestFailoverNotAvailableFault", "InvalidReplicationGroupState"):
+            return False
+        raise

@@ -109,6 +109,16 @@ def list_allowed_node_type_modifications(ctx: Context, params: dict[str, Any]) -
     return {"ScaleUpModifications": up, "ScaleDownModifications": down}
 
 
+# ---------------------------------------------------------------------- high availability
+def test_failover(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return {"ReplicationGroup": _group_view(ctx, ctx.service.availability.test_failover(ctx.region, params))}
+
+
+def reboot_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    cluster = ctx.service.availability.reboot_cache_cluster(ctx.region, params)
+    return {"CacheCluster": views.cache_cluster(cluster, show_nodes=False)}
+
+
 # ---------------------------------------------------------------------- cache clusters
 def create_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"CacheCluster": views.cache_cluster(ctx.service.create_cache_cluster(ctx.region, params), show_nodes=False)}

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+from cachefleet.control.failover import RECOVERING, Failover
+from cachefleet.control.health import HealthMonitor
 from cachefleet.control.sharded import ShardedTopology
 from cachefleet.control.warm import WarmPool
 from cachefleet.domain import nodetypes
@@ -48,6 +50,7 @@ class Provider(Protocol):
     def remove(self, key: str) -> None: ...
     def close(self) -> None: ...
     def write_config(self, key: str, config: str) -> Path: ...
+    def fence(self, key: str) -> None: ...
 
 
 class Binaries(Protocol):
@@ -109,6 +112,9 @@ class Reconciler:
         self._stopping = False
         self._warm = warm
         self._sharded = ShardedTopology(self)
+        self._health = HealthMonitor(on_change=self._on_health)
+        self._failover = Failover(self)
+        self._rebooted: set[str] = set()  # node keys stopped for a reboot, not yet available again
 
     # ------------------------------------------------------------------ wiring
     def on_change(self, kind: type[Resource], region: str, key: str) -> None:
@@ -129,6 +135,12 @@ class Reconciler:
                 self.on_change(CacheCluster, cluster.region, cluster.cluster_id)
                 return
 
+    def _on_health(self, key: str) -> None:
+        for cluster in self._store.list(CacheCluster):
+            if node_key(cluster) == key:
+                self.on_change(CacheCluster, cluster.region, cluster.cluster_id)
+                return
+
     async def start(self) -> None:
         running = self._provider.adopt_all()
         known = {node_key(c) for c in self._store.list(CacheCluster)}
@@ -141,6 +153,7 @@ class Reconciler:
             self._provider.remove(key)
         self._resync()
         self._resync_task = asyncio.create_task(self._resync_loop(), name="reconciler-resync")
+        self._health.start()
         if self._warm is not None:
             self._warm.start()
 
@@ -159,6 +172,7 @@ class Reconciler:
                 await task
         if self._warm is not None:
             await self._warm.stop()
+        await self._health.stop()
         for admin in self._admins.values():
             await admin.close()
         self._admins.clear()
@@ -237,11 +251,13 @@ class Reconciler:
             for cluster in members.values():
                 await self._provider.stop(node_key(cluster))
             return
+        await self._reboot_replicas(group, members)
         if group.cluster_enabled:
             await self._sharded.reconcile(group, members)
         else:
             for node_group in group.node_groups:
                 await self._reconcile_node_group(group, node_group, members)
+        self._watch(group)
         current = self._store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.pending_node_type is not None:
             await self._apply_node_type(current)
@@ -253,6 +269,9 @@ class Reconciler:
         primary = members.get(node_group.primary_cluster_id)
         if primary is None:
             raise Retry(1.0, f"primary {node_group.primary_cluster_id} of {group.group_id} has no record")
+        trouble = self._failover.trouble(group, node_group, primary)
+        if trouble is not None and await self._failover.run(group, node_group, members, trouble):
+            raise Retry(0.0, "")  # again at once, with the new primary
         try:
             await self._ensure_running(primary, replica_of=None)
         except NodeStartFailed as failure:
@@ -294,6 +313,52 @@ class Reconciler:
                 pending.append(cluster.cluster_id)
         if pending:
             raise Retry(0.005, "")
+
+    def _watch(self, group: ReplicationGroup) -> None:
+        """Nodes of groups with automatic failover are PINGed, so that a hang is noticed."""
+        current = self._store.get(ReplicationGroup, group.region, group.group_id)
+        for cluster in self._members(group).values():
+            key = node_key(cluster)
+            running = self._provider.pid(key) is not None
+            if current is not None and current.automatic_failover == "enabled" and running:
+                self._health.watch(key, cluster.node.address, cluster.port)
+            elif self._health.watching(key):
+                self._health.unwatch(key)
+
+    async def _reboot_replicas(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
+        """Rebooted nodes (and, with automatic failover, hung replicas) are stopped here; the
+        rest of the pass starts them again. A rebooting primary is the failover's business."""
+        primaries = {ng.primary_cluster_id for ng in group.node_groups}
+        requested = group.failover_request is not None
+        for cluster in members.values():
+            key = node_key(cluster)
+            if self._provider.pid(key) is None:
+                continue
+            rebooting = (
+                cluster.status == ClusterStatus.REBOOTING
+                and key not in self._rebooted
+                and not (cluster.cluster_id in primaries and requested)
+            )
+            hung = (
+                group.automatic_failover == "enabled"
+                and cluster.cluster_id not in primaries
+                and not self._health.healthy(key)
+            )
+            if rebooting or hung:
+                if rebooting:
+                    self._rebooted.add(key)
+                if hung:
+                    self._record(
+                        cluster,
+                        f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} stopped answering "
+                        f"({self._health.silent_for(key):.1f} s); replacing it",
+                    )
+                self._provider.fence(key)
+                await self._provider.stop(key)
+                self._health.unwatch(key)
+                self._verified.pop(key, None)
+                self._binds.pop(key, None)
+                await self._drop_admin(key)
 
     async def _settle_group(self, group: ReplicationGroup) -> None:
         current = self._store.get(ReplicationGroup, group.region, group.group_id)
@@ -438,6 +503,15 @@ class Reconciler:
         if cluster.status == ClusterStatus.CREATE_FAILED:
             await self._provider.stop(node_key(cluster))
             return
+        if (
+            cluster.status == ClusterStatus.REBOOTING
+            and node_key(cluster) not in self._rebooted
+            and self._provider.pid(node_key(cluster)) is not None
+        ):
+            self._rebooted.add(node_key(cluster))
+            await self._provider.stop(node_key(cluster), graceful=True)
+            self._verified.pop(node_key(cluster), None)
+            await self._drop_admin(node_key(cluster))
         try:
             await self._ensure_running(cluster, replica_of=None)
         except NodeStartFailed as failure:
@@ -457,9 +531,9 @@ class Reconciler:
         if pid is not None and self._verified.get(key) == pid:
             return
         if pid is None:
-            restarted = cluster.status not in (ClusterStatus.CREATING,)
+            quiet = cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING) or cluster.status_reason == RECOVERING
             await self._start_node(cluster, replica_of, sharded=sharded)
-            if restarted:
+            if not quiet:
                 self._record(
                     cluster,
                     f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} restarted: its engine "
@@ -558,6 +632,8 @@ class Reconciler:
         """Stops the node, removes its files, then its record (and its place in ``group``)."""
         key = node_key(cluster)
         await self._provider.stop(key)
+        if self._health.watching(key):
+            self._health.unwatch(key)
         await self._drop_admin(key)
         self._verified.pop(key, None)
         self._binds.pop(key, None)
@@ -580,14 +656,21 @@ class Reconciler:
 
     def _mark_available(self, cluster: CacheCluster) -> None:
         current = self._store.get(CacheCluster, cluster.region, cluster.cluster_id)
-        if current is None or current.status not in (ClusterStatus.CREATING, ClusterStatus.MODIFYING):
+        if current is None or current.status not in (ClusterStatus.CREATING, ClusterStatus.MODIFYING, ClusterStatus.REBOOTING):
             return
         created = current.status == ClusterStatus.CREATING
-        updated = replace(current, status=ClusterStatus.AVAILABLE, node=replace(current.node, status=NodeStatus.AVAILABLE))
+        updated = replace(
+            current, status=ClusterStatus.AVAILABLE, status_reason="", node=replace(current.node, status=NodeStatus.AVAILABLE)
+        )
+        self._rebooted.discard(node_key(current))
         role = "replica" if current.replication_group_id and not self._is_primary(current) else "primary"
         with self._store.transaction() as tx:
             tx.put(updated)
-            if created:
+            if current.status_reason == RECOVERING:
+                message = f"Finished recovery for cache nodes {current.cluster_id}: it is a replica in sync with the primary"
+            elif current.status == ClusterStatus.REBOOTING:
+                message = f"Cache node {current.node.node_id} of cache cluster {current.cluster_id} rebooted"
+            elif created:
                 message = (
                     f"Cache cluster {current.cluster_id} created: added cache node {current.node.node_id} "
                     f"({role}) at {current.node.address}:{current.port} in availability zone {current.availability_zone}"

@@ -62,6 +62,13 @@ class ShardedTopology:
         from cachefleet.control.reconciler import Retry, node_key
 
         ops = self.ops
+        for node_group in group.node_groups:
+            primary = members.get(node_group.primary_cluster_id)
+            if primary is None:
+                continue
+            trouble = ops._failover.trouble(group, node_group, primary)
+            if trouble is not None and await ops._failover.run(group, node_group, members, trouble):
+                raise Retry(0.0, "")  # again at once, with the new primary
         live = [c for c in members.values() if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
         outcomes = await asyncio.gather(
             *(ops._ensure_running(c, replica_of=None, sharded=True) for c in live), return_exceptions=True

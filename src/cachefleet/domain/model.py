@@ -147,6 +147,21 @@ class Resharding:
         return dict(self.target_slots).get(node_group_id, "")
 
 
+class FailoverKind(StrEnum):
+    TEST = "test"  # TestFailover
+    REBOOT = "reboot"  # RebootCacheCluster of a primary
+    SWITCHOVER = "switchover"  # ModifyReplicationGroup PrimaryClusterId
+
+
+@dataclass(frozen=True)
+class FailoverRequest:
+    """A planned failover the reconciler is asked to carry out (one at a time per group)."""
+
+    node_group_id: str
+    kind: FailoverKind
+    target_cluster_id: str | None = None
+
+
 @dataclass(frozen=True)
 class ReplicationGroup:
     region: Region
@@ -174,6 +189,7 @@ class ReplicationGroup:
     status_reason: str = ""
     resharding: Resharding | None = None
     pending_node_type: str | None = None
+    failover_request: FailoverRequest | None = None
 
     @property
     def key(self) -> str:

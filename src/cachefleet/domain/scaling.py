@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cachefleet.domain import identifiers, nodetypes, slots, validation
+from cachefleet.domain.availability import check_failover_settings
 from cachefleet.domain.base import (
     DEFAULT_PORT,
     MAX_NODE_GROUPS,
@@ -114,6 +115,10 @@ class Scaling(UseCases):
                 )
         parameter_group = validation.parameter_group(params.get("CacheParameterGroupName"), release, cluster_mode=True)
         specs = self._shard_specs(region, params, subnet_group)
+        multi_az = bool(params.get("MultiAZEnabled", False))
+        check_failover_settings(
+            automatic=True, multi_az=multi_az, replicas_per_node_group=[s.replicas for s in specs] if multi_az else []
+        )
         total = sum(1 + spec.replicas for spec in specs)
         self._check_node_quotas(total, cluster_total=total)
         now = self._clock.now()
@@ -167,6 +172,7 @@ class Scaling(UseCases):
                 cluster_enabled=True,
                 configuration_endpoint=configuration_endpoint,
                 automatic_failover="enabled",
+                multi_az="enabled" if multi_az else "disabled",
                 tags=tags,
                 **common,
             )
@@ -545,7 +551,9 @@ class Scaling(UseCases):
 
     @staticmethod
     def _check_minimum_replicas(group: ReplicationGroup, removals: Sequence[str]) -> None:
-        if group.automatic_failover != "enabled" or group.cluster_enabled:
+        """Automatic failover (cluster mode disabled) and Multi-AZ need a replica in every node group."""
+        needs_replica = group.multi_az == "enabled" or (group.automatic_failover == "enabled" and not group.cluster_enabled)
+        if not needs_replica:
             return
         for node_group in group.node_groups:
             left = [c for c in node_group.replica_cluster_ids if c not in removals]

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from cachefleet.domain import identifiers, nodetypes, validation
+from cachefleet.domain.availability import Availability, check_failover_settings
 from cachefleet.domain.base import (
     DEFAULT_PORT,
     DEFAULT_SUBNET_GROUP,
@@ -59,11 +60,6 @@ MAX_EVENT_DURATION = dt.timedelta(days=14)
 
 _GROUP_UNSUPPORTED: dict[str, Any] = {
     "GlobalReplicationGroupId": None,
-    "AutomaticFailoverEnabled": False,
-    "MultiAZEnabled": False,
-    "NumNodeGroups": 1,
-    "NodeGroupConfiguration": None,
-    "ClusterMode": "disabled",
     "CacheSecurityGroupNames": None,
     "SecurityGroupIds": None,
     "SnapshotArns": None,
@@ -84,11 +80,8 @@ _GROUP_UNSUPPORTED: dict[str, Any] = {
 }
 
 # Cluster mode enabled: shards are supported; automatic failover is part of cluster mode.
-_SHARDED_GROUP_UNSUPPORTED: dict[str, Any] = {
-    k: v
-    for k, v in _GROUP_UNSUPPORTED.items()
-    if k not in ("NumNodeGroups", "NodeGroupConfiguration", "ClusterMode", "AutomaticFailoverEnabled")
-}
+_SHARDED_GROUP_UNSUPPORTED: dict[str, Any] = dict(_GROUP_UNSUPPORTED)
+_GROUP_UNSUPPORTED.update({"NumNodeGroups": 1, "NodeGroupConfiguration": None, "ClusterMode": "disabled"})
 
 _CLUSTER_UNSUPPORTED: dict[str, Any] = {
     "CacheSecurityGroupNames": None,
@@ -109,8 +102,6 @@ _CLUSTER_UNSUPPORTED: dict[str, Any] = {
 
 _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
     "SnapshottingClusterId": None,
-    "AutomaticFailoverEnabled": False,
-    "MultiAZEnabled": False,
     "NodeGroupId": None,
     "CacheSecurityGroupNames": None,
     "SecurityGroupIds": None,
@@ -150,6 +141,9 @@ class ElastiCache(UseCases):
             store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
         )
         self.scaling = Scaling(
+            store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
+        )
+        self.availability = Availability(
             store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
         )
 
@@ -217,6 +211,14 @@ class ElastiCache(UseCases):
         parameter_group = validation.parameter_group(params.get("CacheParameterGroupName"), release)
 
         count = self._initial_cluster_count(params, seeded=seed is not None)
+        automatic = bool(params.get("AutomaticFailoverEnabled", False))
+        multi_az = bool(params.get("MultiAZEnabled", False))
+        check_failover_settings(automatic=automatic, multi_az=multi_az, replicas_per_node_group=[count - 1])
+        if multi_az and len(subnet_group.availability_zones) < 2:
+            raise InvalidParameterCombination(
+                f"Multi-AZ needs subnets in two availability zones or more; cache subnet group {subnet_group.name} "
+                f"has only {', '.join(subnet_group.availability_zones)}."
+            )
         zones = self._zones_for(region, params.get("PreferredCacheClusterAZs"), count, subnet_group, seed)
         new_count = count - (1 if seed else 0)
         if len(self._all_clusters()) + new_count > MAX_NODES_PER_REGION:
@@ -297,6 +299,8 @@ class ElastiCache(UseCases):
             ),
             create_time=now,
             tags=tags,
+            automatic_failover="enabled" if automatic else "disabled",
+            multi_az="enabled" if multi_az else "disabled",
             **common,
         )
         with self._store.transaction() as tx:
@@ -428,12 +432,18 @@ class ElastiCache(UseCases):
     def modify_replication_group(self, region: Region, params: Mapping[str, Any]) -> ReplicationGroup:
         group = self._group(region, params["ReplicationGroupId"])
         validation.not_yet(params, _MODIFY_GROUP_UNSUPPORTED, operation="ModifyReplicationGroup")
-        if "PrimaryClusterId" in params and params["PrimaryClusterId"].lower() != group.node_groups[0].primary_cluster_id:
-            raise InvalidParameterCombination(
-                "ModifyReplicationGroup: changing PrimaryClusterId (a planned switchover) is not supported by "
-                "Cachefleet yet; omit PrimaryClusterId."
-            )
         self._require_group_status(group, GroupStatus.AVAILABLE, action="modified")
+        if "PrimaryClusterId" in params:
+            others = set(params) - {"ReplicationGroupId", "PrimaryClusterId", "ApplyImmediately"}
+            if others:
+                raise InvalidParameterCombination(
+                    f"Change PrimaryClusterId on its own; send {', '.join(sorted(others))} in another ModifyReplicationGroup."
+                )
+            if group.cluster_enabled:
+                raise InvalidParameterCombination(
+                    "PrimaryClusterId applies to cluster mode disabled groups; use TestFailover on a node group instead."
+                )
+            return self.availability.switchover(group, params["PrimaryClusterId"])
         if "CacheNodeType" in params:
             others = set(params) - {"ReplicationGroupId", "CacheNodeType", "ApplyImmediately"}
             if others:
@@ -450,6 +460,8 @@ class ElastiCache(UseCases):
             changes["auto_minor_version_upgrade"] = params["AutoMinorVersionUpgrade"]
         if "SnapshotWindow" in params:
             changes["snapshot_window"] = validation.snapshot_window(params["SnapshotWindow"])
+        if "AutomaticFailoverEnabled" in params or "MultiAZEnabled" in params:
+            changes.update(self.availability.modify_settings(group, params))
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if not changed:
             return group
@@ -678,6 +690,13 @@ class ElastiCache(UseCases):
                 resource="CacheCluster",
             )
         self._require_group_status(group, GroupStatus.AVAILABLE, action="changed")
+        node_group = next(ng for ng in group.node_groups if cluster.cluster_id in ng.member_cluster_ids)
+        if group.automatic_failover == "enabled" and len(node_group.replica_cluster_ids) <= 1:
+            raise InvalidState(
+                f"Cache cluster {cluster.cluster_id} is the last replica of replication group {group.group_id}, which "
+                "has automatic failover enabled; disable automatic failover first, or add another replica.",
+                resource="ReplicationGroup",
+            )
         updated = replace(group, status=GroupStatus.MODIFYING)
         with self._store.transaction() as tx:
             tx.put(deleting)

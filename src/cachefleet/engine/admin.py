@@ -91,12 +91,22 @@ class AdminClient:
     async def promote(self) -> None:
         await self.execute("REPLICAOF", "NO", "ONE")
 
+    async def config_get(self, name: str) -> str:
+        """One setting's value (CONFIG GET answers a flat list or a map, by protocol and parser)."""
+        reply = await self.execute("CONFIG", "GET", name)
+        if isinstance(reply, dict):
+            values = list(reply.values())
+        elif isinstance(reply, list):
+            values = reply[1::2]
+        else:
+            values = []
+        if not values:
+            return ""
+        value = values[0]
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     async def bound_addresses(self) -> list[str]:
-        reply = await self.execute("CONFIG", "GET", "bind")
-        if isinstance(reply, list) and len(reply) == 2:
-            value = reply[1]
-            return (value.decode() if isinstance(value, bytes) else str(value)).split()
-        return []
+        return (await self.config_get("bind")).split()
 
     async def bind(self, addresses: list[str]) -> None:
         await self.execute("CONFIG", "SET", "bind", " ".join(addresses))
