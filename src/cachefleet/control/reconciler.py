@@ -364,6 +364,8 @@ class Reconciler:
         current = self._store.get(ReplicationGroup, group.region, group.group_id)
         if current is None or current.status not in (GroupStatus.CREATING, GroupStatus.MODIFYING):
             return
+        if current.resharding is not None or current.failover_request is not None or current.pending_node_type is not None:
+            return  # work in progress; the pass that finishes it settles the group
         members = self._members(current)
         if any(c.status not in (ClusterStatus.AVAILABLE, ClusterStatus.CREATE_FAILED) for c in members.values()):
             return

@@ -46,6 +46,7 @@ STEADY_NODE_TIMEOUT = "15000"
 JOIN_TIMEOUT = 10.0
 PROGRESS_INTERVAL = 0.25
 SLOT_BATCH = 32
+DRAIN_SECONDS = 1.0
 LANES = 8
 
 
@@ -362,6 +363,8 @@ class ShardedTopology:
         self, group: ReplicationGroup, leaving: list[CacheCluster], admins: dict[str, AdminClient], ids: dict[str, str]
     ) -> None:
         """Forgets leaving nodes on every node that stays, then stops them and drops their records."""
+        from cachefleet.control.reconciler import node_key
+
         ops = self.ops
         names = {c.cluster_id for c in leaving}
         staying = [name for name in admins if name not in names]
@@ -374,6 +377,10 @@ class ShardedTopology:
                     await admins[name].execute("CLUSTER", "FORGET", node_id)
                 except EngineError as error:
                     log.info("forget %s on %s: %s", cluster.cluster_id, name, error)
+        # Drain: a node that just gave its last slot away answers MOVED for a moment longer,
+        # so that a client with a command already on its way is redirected, not cut off.
+        if any(ops._provider.pid(node_key(c)) is not None for c in leaving):
+            await asyncio.sleep(DRAIN_SECONDS)
         for cluster in leaving:
             await ops._destroy_cluster(cluster, group=group)
         current = ops._store.get(ReplicationGroup, group.region, group.group_id)
