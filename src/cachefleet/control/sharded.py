@@ -17,7 +17,8 @@ after a crash, and re-forms a cluster whose nodes all restarted:
 
 While nodes join, ``cluster-node-timeout`` is lowered so that gossip spreads the slot map
 within a tick or two (the engine pings a peer only every ``node-timeout/2``), and the
-engine's rejoin delay, derived from it, shrinks to its 500 ms floor.
+engine's rejoin delay, derived from it, shrinks to a second. It goes back to 15 s before
+slots move and once the cluster is formed: a busy machine must not look like a failure.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMING_NODE_TIMEOUT = "500"
+FORMING_NODE_TIMEOUT = "1000"
 STEADY_NODE_TIMEOUT = "15000"
 JOIN_TIMEOUT = 10.0
 PROGRESS_INTERVAL = 0.25
@@ -153,6 +154,7 @@ class ShardedTopology:
                 await engine_cluster.add_slots(admins[primaries[ng_id]], mine)
         moving = [slot for slot in misplaced if slot in owners]
         if moving:
+            await self._node_timeout(live, STEADY_NODE_TIMEOUT)
             await self._migrate(group, admins, ids, primaries, owners, target, moving)
             views = await self._views(admins)
             owners = self._owners(views, {ng_id: ids[p] for ng_id, p in primaries.items() if p in ids})
