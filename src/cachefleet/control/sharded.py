@@ -68,18 +68,18 @@ class ShardedTopology:
             primary = members.get(node_group.primary_cluster_id)
             if primary is None:
                 continue
-            trouble = ops._failover.trouble(group, node_group, primary)
-            if trouble is not None and await ops._failover.run(group, node_group, members, trouble):
+            trouble = ops.failover.trouble(group, node_group, primary)
+            if trouble is not None and await ops.failover.run(group, node_group, members, trouble):
                 raise Retry(0.0, "")  # again at once, with the new primary
         live = [c for c in members.values() if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
         outcomes = await asyncio.gather(
-            *(ops._ensure_running(c, replica_of=None, sharded=True) for c in live), return_exceptions=True
+            *(ops.ensure_running(c, replica_of=None, sharded=True) for c in live), return_exceptions=True
         )
         started: list[CacheCluster] = []
         for cluster, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, NodeStartFailed):
-                await ops._node_failed(group, cluster, str(outcome))
-                current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+                await ops.node_failed(group, cluster, str(outcome))
+                current = ops.store.get(ReplicationGroup, group.region, group.group_id)
                 if current is None or current.status == GroupStatus.CREATE_FAILED:
                     return
             elif isinstance(outcome, BaseException):
@@ -89,7 +89,7 @@ class ShardedTopology:
         if (
             group.status == GroupStatus.AVAILABLE
             and group.resharding is None
-            and all(ops._verified.get(node_key(c)) == ops._provider.pid(node_key(c)) and c.status == ClusterStatus.AVAILABLE for c in started)
+            and all(ops.verified.get(node_key(c)) == ops.provider.pid(node_key(c)) and c.status == ClusterStatus.AVAILABLE for c in started)
             and len(started) == len(live)
         ):
             await self._place_configuration_endpoint(group, started, members)
@@ -104,7 +104,7 @@ class ShardedTopology:
         from cachefleet.control.reconciler import node_key
 
         ops = self.ops
-        admins = {c.cluster_id: ops._admin(c) for c in live}
+        admins = {c.cluster_id: ops.admin(c) for c in live}
         views = await self._views(admins)
         ids = {cid: view.myself.node_id for cid, view in views.items()}
         primaries = {ng.node_group_id: ng.primary_cluster_id for ng in group.node_groups}
@@ -161,7 +161,7 @@ class ShardedTopology:
         self._record_slots(group, owners)
 
         # 6. Shards being removed (now empty) and replicas being deleted leave the cluster.
-        group = ops._store.get(ReplicationGroup, group.region, group.group_id) or group
+        group = ops.store.get(ReplicationGroup, group.region, group.group_id) or group
         leaving = [c for c in members.values() if c.status == ClusterStatus.DELETING]
         removed_groups = set(group.resharding.removing) if group.resharding else set()
         for ng_id in removed_groups:
@@ -185,15 +185,15 @@ class ShardedTopology:
         await self._node_timeout(live, STEADY_NODE_TIMEOUT)
         await self._place_configuration_endpoint(group, live, members)
         for cluster in live:
-            ops._mark_available(cluster)
-            ops._verified[node_key(cluster)] = ops._provider.pid(node_key(cluster)) or 0
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+            ops.mark_available(cluster)
+            ops.verified[node_key(cluster)] = ops.provider.pid(node_key(cluster)) or 0
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.resharding is not None:
-            with ops._store.transaction() as tx:
+            with ops.store.transaction() as tx:
                 tx.put(replace(current, resharding=None))
                 tx.add_event(
                     event_for(current, f"Resharding of {current.group_id} completed: {len(current.node_groups)} node groups",
-                              ops._clock.now())
+                              ops.clock.now())
                 )
 
     # ------------------------------------------------------------------ observing
@@ -251,7 +251,7 @@ class ShardedTopology:
             key = node_key(cluster)
             lowered = key in self._fast
             if (value == FORMING_NODE_TIMEOUT) != lowered:
-                await self.ops._admin(cluster).config_set("cluster-node-timeout", value)
+                await self.ops.admin(cluster).config_set("cluster-node-timeout", value)
                 if value == FORMING_NODE_TIMEOUT:
                     self._fast.add(key)
                 else:
@@ -306,7 +306,7 @@ class ShardedTopology:
         for (source_ng, target_ng), pair_slots in by_pair.items():
             for start in range(0, len(pair_slots), SLOT_BATCH):
                 batches.append((source_ng, target_ng, pair_slots[start : start + SLOT_BATCH]))
-        members = {c.cluster_id: c for c in ops._members(group).values()}
+        members = {c.cluster_id: c for c in ops.members(group).values()}
         queue: asyncio.Queue[tuple[str, str, list[int]]] = asyncio.Queue()
         for batch in batches:
             queue.put_nowait(batch)
@@ -343,13 +343,13 @@ class ShardedTopology:
         finally:
             self._record_slots(group, progress)
         log.info("%s: moved %d slots with %d keys", group.group_id, len(moving), moved[0])
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None:
-            ops._record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
+            ops.record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
 
     def _record_slots(self, group: ReplicationGroup, owners: dict[int, str]) -> None:
         """Stores which slots each node group owns now (Describe shows them, and the progress)."""
-        store = self.ops._store
+        store = self.ops.store
         current = store.get(ReplicationGroup, group.region, group.group_id)
         if current is None:
             return
@@ -381,16 +381,16 @@ class ShardedTopology:
                     log.info("forget %s on %s: %s", cluster.cluster_id, name, error)
         # Drain: a node that just gave its last slot away answers MOVED for a moment longer,
         # so that a client with a command already on its way is redirected, not cut off.
-        if any(ops._provider.pid(node_key(c)) is not None for c in leaving):
+        if any(ops.provider.pid(node_key(c)) is not None for c in leaving):
             await asyncio.sleep(DRAIN_SECONDS)
         for cluster in leaving:
-            await ops._destroy_cluster(cluster, group=group)
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+            await ops.destroy_cluster(cluster, group=group)
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.resharding is not None:
             gone = set(current.resharding.removing)
             kept = tuple(ng for ng in current.node_groups if ng.node_group_id not in gone or ng.member_cluster_ids)
             if kept != current.node_groups:
-                with ops._store.transaction() as tx:
+                with ops.store.transaction() as tx:
                     tx.put(replace(current, node_groups=kept))
 
     async def _place_configuration_endpoint(
@@ -408,15 +408,15 @@ class ShardedTopology:
             return
         ops = self.ops
         for cluster in running.values():
-            if node_key(cluster) not in ops._binds:
-                ops._binds[node_key(cluster)] = await ops._admin(cluster).bound_addresses()
-        holders = [c for c in candidates if endpoint in ops._binds.get(node_key(c), [])]
+            if node_key(cluster) not in ops.binds:
+                ops.binds[node_key(cluster)] = await ops.admin(cluster).bound_addresses()
+        holders = [c for c in candidates if endpoint in ops.binds.get(node_key(c), [])]
         holder = holders[0] if holders else candidates[0]
         for cluster in running.values():
-            if cluster is not holder and endpoint in ops._binds.get(node_key(cluster), []):
-                await ops._set_binds(cluster, [cluster.node.address])
-        if endpoint not in ops._binds.get(node_key(holder), []):
-            await ops._set_binds(holder, [holder.node.address, endpoint])
+            if cluster is not holder and endpoint in ops.binds.get(node_key(cluster), []):
+                await ops.set_binds(cluster, [cluster.node.address])
+        if endpoint not in ops.binds.get(node_key(holder), []):
+            await ops.set_binds(holder, [holder.node.address, endpoint])
 
 
 def member_node_groups(group: ReplicationGroup) -> dict[str, NodeGroup]:
