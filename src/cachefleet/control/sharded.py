@@ -47,7 +47,9 @@ STEADY_NODE_TIMEOUT = "15000"
 JOIN_TIMEOUT = 10.0
 PROGRESS_INTERVAL = 0.25
 SLOT_BATCH = 32
-DRAIN_SECONDS = 1.0
+DRAIN_QUIET = 0.5
+DRAIN_MAX = 5.0
+DRAIN_POLL = 0.1
 LANES = 8
 
 
@@ -379,10 +381,7 @@ class ShardedTopology:
                     await admins[name].execute("CLUSTER", "FORGET", node_id)
                 except EngineError as error:
                     log.info("forget %s on %s: %s", cluster.cluster_id, name, error)
-        # Drain: a node that just gave its last slot away answers MOVED for a moment longer,
-        # so that a client with a command already on its way is redirected, not cut off.
-        if any(ops.provider.pid(node_key(c)) is not None for c in leaving):
-            await asyncio.sleep(DRAIN_SECONDS)
+        await self._drain([c for c in leaving if ops.provider.pid(node_key(c)) is not None])
         for cluster in leaving:
             await ops.destroy_cluster(cluster, group=group)
         current = ops.store.get(ReplicationGroup, group.region, group.group_id)
@@ -392,6 +391,40 @@ class ShardedTopology:
             if kept != current.node_groups:
                 with ops.store.transaction() as tx:
                     tx.put(replace(current, node_groups=kept))
+
+    async def _drain(self, leaving: list[CacheCluster]) -> None:
+        """Leaving nodes keep answering (MOVED) until clients stop sending them commands.
+
+        A node that just gave its last slot away still gets commands from clients whose slot
+        map is stale; stopping it then would cut those off instead of redirecting them. Wait
+        until no client command arrived for DRAIN_QUIET seconds (at most DRAIN_MAX).
+        """
+        if not leaving:
+            return
+        admins = [AdminClient(c.node.address, c.port) for c in leaving]
+        deadline = time.monotonic() + DRAIN_MAX
+        quiet_since = time.monotonic()
+        try:
+            last = [await self._commands(a) for a in admins]
+            while time.monotonic() < deadline:
+                await asyncio.sleep(DRAIN_POLL)
+                now = [await self._commands(a) for a in admins]
+                # Our own INFO is one command per poll.
+                if any(n - before > 1 for n, before in zip(now, last, strict=True)):
+                    quiet_since = time.monotonic()
+                last = now
+                if time.monotonic() - quiet_since >= DRAIN_QUIET:
+                    return
+        finally:
+            for admin in admins:
+                await admin.close()
+
+    @staticmethod
+    async def _commands(admin: AdminClient) -> int:
+        try:
+            return int((await admin.info("stats")).get("total_commands_processed", "0"))
+        except EngineError:
+            return 0
 
     async def _place_configuration_endpoint(
         self, group: ReplicationGroup, live: list[CacheCluster], members: dict[str, CacheCluster]
