@@ -15,18 +15,48 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cachefleet.engine.admin import AdminClient, EngineError
-
 log = logging.getLogger(__name__)
 
-INTERVAL = 0.1
+INTERVAL = 0.2
 TIMEOUT = 0.25
 FAILURES = 2
 
 
+class _Probe:
+    """A bare connection that sends PING and expects +PONG: a fraction of a client's cost."""
+
+    def __init__(self, address: str, port: int, timeout: float) -> None:
+        self.address = address
+        self.port = port
+        self.timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self._writer is None or self._reader is None:
+                    self._reader, self._writer = await asyncio.open_connection(self.address, self.port)
+                self._writer.write(b"PING\r\n")
+                line = await self._reader.readline()
+            if line.startswith(b"+PONG"):
+                return True
+        except (OSError, TimeoutError):
+            pass
+        await self.close()  # a late reply must never be read as the answer to the next PING
+        return False
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
 @dataclass
 class _Watched:
-    client: AdminClient
+    probe: _Probe
     failures: int = 0
     last_answer: float = field(default_factory=time.monotonic)
 
@@ -50,13 +80,13 @@ class HealthMonitor:
 
     def watch(self, key: str, address: str, port: int) -> None:
         if key not in self._watched:
-            self._watched[key] = _Watched(AdminClient(address, port, timeout=self._timeout))
+            self._watched[key] = _Watched(_Probe(address, port, self._timeout))
 
     def unwatch(self, key: str) -> None:
         watched = self._watched.pop(key, None)
         self._unhealthy.discard(key)
         if watched is not None:
-            asyncio.get_running_loop().create_task(watched.client.close())
+            asyncio.get_running_loop().create_task(watched.probe.close())
 
     def watching(self, key: str) -> bool:
         return key in self._watched
@@ -79,7 +109,7 @@ class HealthMonitor:
                 await self._task
             self._task = None
         for watched in self._watched.values():
-            await watched.client.close()
+            await watched.probe.close()
         self._watched.clear()
 
     async def _loop(self) -> None:
@@ -93,9 +123,7 @@ class HealthMonitor:
         watched = self._watched.get(key)
         if watched is None:
             return
-        try:
-            await watched.client.ping()
-        except (EngineError, OSError):
+        if not await watched.probe.ping():
             watched.failures += 1
             if watched.failures >= self._failures and key not in self._unhealthy and key in self._watched:
                 self._unhealthy.add(key)
