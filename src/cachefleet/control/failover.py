@@ -195,7 +195,7 @@ class Failover:
         return max(offsets, key=lambda item: item[:3])[3]
 
     async def _promote(self, group: ReplicationGroup, chosen: CacheCluster) -> None:
-        from cachefleet.control.reconciler import node_key
+        from cachefleet.control.reconciler import Retry, node_key
 
         ops = self.ops
         admin = ops.admin(chosen)
@@ -209,8 +209,12 @@ class Failover:
         await admin.promote()
         node_group = next(ng for ng in group.node_groups if chosen.cluster_id in ng.member_cluster_ids)
         if node_group.primary_endpoint:
-            # Clients of the primary endpoint reconnect to the same address: it must answer now.
-            await ops.set_binds(chosen, [chosen.node.address, node_group.primary_endpoint])
+            # Clients of the primary endpoint reconnect to the same address: it must answer now
+            # (unless the new primary is forking; then the reconciler's next pass binds it).
+            try:
+                await ops.set_binds(chosen, [chosen.node.address, node_group.primary_endpoint])
+            except Retry:
+                pass
         ops.verified[node_key(chosen)] = ops.provider.pid(node_key(chosen)) or 0
 
     def _give_up(self, group: ReplicationGroup, message: str) -> None:

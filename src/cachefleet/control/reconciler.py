@@ -284,6 +284,10 @@ class Reconciler:
         except NodeStartFailed as failure:
             await self.node_failed(group, primary, str(failure))
             return
+        if node_group.primary_endpoint and node_group.primary_endpoint not in self.binds.get(node_key(primary), []):
+            # Before replicas start: their full sync makes the primary fork, and a fork is no
+            # time to change what it listens on (see set_binds).
+            await self._place_endpoints(node_group, primary, [], [], reader=False)
         source = (primary.node.address, primary.port)
         replicas = [members[cid] for cid in node_group.replica_cluster_ids if cid in members]
         live = [c for c in replicas if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
@@ -382,7 +386,12 @@ class Reconciler:
         updated = replace(current, status=GroupStatus.AVAILABLE)
         with self.store.transaction() as tx:
             tx.put(updated)
-            if current.status == GroupStatus.CREATING:
+            if current.status == GroupStatus.CREATING and current.cluster_enabled:
+                message = (
+                    f"Replication group {current.group_id} created and available: {len(current.node_groups)} node "
+                    f"group(s), configuration endpoint {current.configuration_endpoint}:{current.port}"
+                )
+            elif current.status == GroupStatus.CREATING:
                 message = (
                     f"Replication group {current.group_id} created and available: primary endpoint "
                     f"{node_group.primary_endpoint}:{current.port}, reader endpoint "
@@ -437,17 +446,23 @@ class Reconciler:
         primary: CacheCluster,
         replicas: list[CacheCluster],
         leaving: list[CacheCluster],
+        *,
+        reader: bool = True,
     ) -> None:
         """Binds the primary endpoint on the primary and the reader endpoint on a replica.
 
-        Nodes that are ``leaving`` (being deleted, failed) keep only their own address.
+        Nodes that are ``leaving`` (being deleted, failed) keep only their own address. With
+        ``reader`` false, only the primary's addresses are looked at (whatever reader endpoint
+        it holds stays).
         """
         desired: dict[str, list[str]] = {node_key(primary): [primary.node.address]}
         for replica in [*replicas, *leaving]:
             desired[node_key(replica)] = [replica.node.address]
         if node_group.primary_endpoint:
             desired[node_key(primary)].append(node_group.primary_endpoint)
-        if node_group.reader_endpoint:
+        if not reader and node_group.reader_endpoint in self.binds.get(node_key(primary), []):
+            desired[node_key(primary)].append(node_group.reader_endpoint)
+        elif reader and node_group.reader_endpoint:
             holder = primary
             if replicas:
                 current = [r for r in replicas if node_group.reader_endpoint in self.binds.get(node_key(r), [])]
@@ -466,8 +481,28 @@ class Reconciler:
                 await self.set_binds(clusters[key], wanted)
 
     async def set_binds(self, cluster: CacheCluster, addresses: list[str]) -> None:
+        """Makes the node listen on exactly these addresses (its own first, then endpoints).
+
+        Never while the engine has a child process: right after a fork the child still holds
+        the listening sockets, a rebind then fails, and the engine's own rollback can leave it
+        listening nowhere. If a rebind fails anyway, the node's own address is restored over
+        the admin connection, which stays open whatever the engine listens on.
+        """
         key = node_key(cluster)
-        await self.admin(cluster).bind(addresses)
+        admin = self.admin(cluster)
+        if await admin.forking():
+            raise Retry(0.05, f"{cluster.cluster_id} is saving in the background; its addresses change after")
+        try:
+            await admin.bind(addresses)
+        except EngineError:
+            for _ in range(40):
+                try:
+                    await admin.bind([cluster.node.address])
+                    self.binds[key] = [cluster.node.address]
+                    break
+                except EngineError:
+                    await asyncio.sleep(0.05)
+            raise
         self.binds[key] = list(addresses)
         log.info("node %s listens on %s", key, " ".join(addresses))
 

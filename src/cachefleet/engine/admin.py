@@ -108,6 +108,11 @@ class AdminClient:
     async def bound_addresses(self) -> list[str]:
         return (await self.config_get("bind")).split()
 
+    async def forking(self) -> bool:
+        """Whether a child process (background save, AOF rewrite) is running."""
+        info = await self.info("persistence")
+        return any(info.get(f) == "1" for f in ("rdb_bgsave_in_progress", "aof_rewrite_in_progress", "module_fork_in_progress"))
+
     async def bind(self, addresses: list[str]) -> None:
         await self.execute("CONFIG", "SET", "bind", " ".join(addresses))
 
