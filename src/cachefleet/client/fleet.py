@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -127,13 +128,15 @@ class Fleet:
         self._session = session
         self._config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=timeout)
         self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()  # boto3 sessions are not thread-safe; the clients they make are
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self._session.client(
-                service, endpoint_url=self.endpoint_url, region_name=self.region, config=self._config
-            )
-        return self._clients[service]
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(
+                    service, endpoint_url=self.endpoint_url, region_name=self.region, config=self._config
+                )
+            return self._clients[service]
 
     def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
         try:
