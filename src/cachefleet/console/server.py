@@ -129,7 +129,7 @@ class Console:
         origin = request.headers.get("Origin")
         if origin and origin != f"{request.scheme}://{request.host}":
             raise ConsoleProblem("Cross-origin console calls are refused.", status=403, code="Forbidden")
-        if request.method != "GET" and request.content_type != "application/json":
+        if (request.method == "POST" or request.body_exists) and request.content_type != "application/json":
             raise ConsoleProblem("Send JSON (Content-Type: application/json).", status=415, code="UnsupportedMediaType")
 
     def _fleet(self, request: web.Request) -> Fleet:

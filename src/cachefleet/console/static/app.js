@@ -68,7 +68,7 @@ async function call(method, path, body) {
       ? data.error
       : { code: `HTTP${response.status}`, message: `The console API answered HTTP ${response.status}.` };
     if (error.code === "MissingAuthenticationToken" || error.code === "InvalidClientTokenId" || error.code === "SignatureDoesNotMatch") {
-      if (!state.session.dev_mode) showSignIn(error.message);
+      if (!state.session.dev_mode) showSignIn(`${error.message} (${error.code})`);
     }
     throw new ApiError(error.code, error.message);
   }
@@ -113,7 +113,8 @@ function showSignIn(reason) {
   const secret = h("input", { id: "secret-key", type: "password", autocomplete: "current-password" });
   app.replaceChildren(
     h("h1", {}, "Sign in"),
-    h("p", { class: "muted" }, reason || "This Cachefleet checks AWS credentials. They stay in this browser tab."),
+    h("p", { class: reason ? "flash error" : "muted", id: "sign-in-reason" },
+      reason || "This Cachefleet checks AWS credentials. They stay in this browser tab."),
     h("form", { class: "card grid", onsubmit: (event) => {
       event.preventDefault();
       sessionStorage.setItem("cachefleet.credentials", JSON.stringify({ accessKey: access.value, secretKey: secret.value }));
@@ -122,21 +123,24 @@ function showSignIn(reason) {
     } },
     h("label", { class: "field" }, "Access key ID", access),
     h("label", { class: "field" }, "Secret access key", secret),
-    h("button", { class: "primary", type: "submit" }, "Sign in")));
+    h("button", { class: "primary", type: "submit", id: "sign-in" }, "Sign in")));
 }
 
 // ---------------------------------------------------------------------- list page
 async function listPage(app) {
+  const page = state.page;
   const rows = h("tbody", { id: "resource-rows" });
   const table = h("table", { id: "resources" },
     h("thead", {}, h("tr", {}, ...["Name", "Kind", "Status", "Engine", "Node type", "Cluster mode", "Shards", "Nodes", "Endpoint"]
       .map((c) => h("th", { class: ["Shards", "Nodes"].includes(c) ? "num" : null }, c)))),
     rows);
+  const form = await createForm();
+  if (page !== state.page) return; // sent to the sign-in page meanwhile
   app.replaceChildren(
     h("h1", {}, "Replication groups and cache clusters"),
     table,
     h("h2", {}, "Create a replication group"),
-    await createForm());
+    form);
 
   const refresh = async () => {
     const data = await call("GET", "/resources");
@@ -161,7 +165,7 @@ async function listPage(app) {
 
 async function createForm() {
   let engines = [];
-  try { engines = await call("GET", "/engines"); } catch (e) { showError(e); }
+  try { engines = await call("GET", "/engines"); } catch (e) { if (state.session.dev_mode) showError(e); }
   // Valkey first: it is the default engine, as in `cachefleet create`.
   const engineNames = [...new Set(engines.map((e) => e.engine))].sort((a, b) => (a === "valkey" ? -1 : b === "valkey" ? 1 : a.localeCompare(b)));
   if (!engineNames.length) engineNames.push("valkey");
