@@ -179,3 +179,29 @@ def test_console_pages_are_served_by_cachefleet_up(server, path):
     for asset in ("app.js", "chart.js", "style.css"):
         with urllib.request.urlopen(f"{server.url}/console/static/{asset}", timeout=10) as response:
             assert response.status == 200 and len(response.read()) > 500
+
+
+def test_chart_component_draws_one_line_per_node_from_get_metric_data_series(server, page, screenshot):
+    """The chart the group page uses once GetMetricData answers (fed here the facade's chart format)."""
+    page.goto(f"{server.url}/console/")
+    expect(page.locator("#create-form")).to_be_visible()
+    drawn = page.evaluate(
+        """() => {
+            const start = Date.parse("2026-01-01T00:00:00Z");
+            const points = (scale) => Array.from({length: 30}, (_, i) => [new Date(start + i * 10000).toISOString(), scale * (i % 7)]);
+            const chart = window.renderChart({metric: "GetTypeCmds", stat: "Sum", unit: "Count", period: 10,
+                series: [{node: "g-001", points: points(10)}, {node: "g-002", points: points(20)}]});
+            const box = document.createElement("div");
+            box.className = "charts";
+            box.style.margin = "0 20px";
+            box.append(chart);
+            document.body.append(box);
+            const lines = [...chart.querySelectorAll("polyline")];
+            return {title: chart.querySelector("h3").textContent, lines: lines.map((l) => l.getAttribute("points").split(" ").length),
+                    legend: [...chart.querySelectorAll(".legend > span")].map((item) => item.textContent)};
+        }"""
+    )
+    assert drawn["title"] == "GetTypeCmds /s"  # sums per period are shown per second
+    assert drawn["lines"] == [30, 30]
+    assert drawn["legend"] == ["g-001 1", "g-002 2"]  # the last points, per second: 10 * (29 % 7) / 10 s, 20 * 1 / 10 s
+    screenshot(page, "chart")

@@ -7,7 +7,9 @@ with rich and the console hands them to the browser unchanged. API errors surfac
 
 Credentials: real ones are used when configured (environment, shared files, explicit keys);
 when none are configured, dummy keys are supplied, which a Cachefleet listening on loopback
-(dev mode) accepts.
+(dev mode) accepts. The EC2 instance-metadata provider is left out of the lookup: it would
+send a request to 169.254.169.254 every time nothing is configured, and a Cachefleet
+endpoint never issues instance-role credentials.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -117,7 +120,9 @@ class Fleet:
         if access_key and secret_key:
             session = boto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
         else:
-            session = boto3.Session()
+            core = botocore.session.Session()
+            core.get_component("credential_provider").remove("iam-role")
+            session = boto3.Session(botocore_session=core)
             if session.get_credentials() is None:
                 session = boto3.Session(
                     aws_access_key_id=DUMMY_CREDENTIALS[0],
