@@ -205,3 +205,22 @@ def test_chart_component_draws_one_line_per_node_from_get_metric_data_series(ser
     assert drawn["lines"] == [30, 30]
     assert drawn["legend"] == ["g-001 1", "g-002 2"]  # the last points, per second: 10 * (29 % 7) / 10 s, 20 * 1 / 10 s
     screenshot(page, "chart")
+
+
+def test_standalone_cluster_is_listed_shown_and_deleted(server, ec, page, screenshot):
+    ec.create_cache_cluster(CacheClusterId="websolo", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    page.goto(f"{server.url}/console/")
+    row = page.locator('#resources tr[data-name="websolo"]')
+    expect(row).to_contain_text("cache cluster")
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "available", timeout=AVAILABLE_TIMEOUT)
+    row.locator("a").click()
+    node = ec.describe_cache_clusters(CacheClusterId="websolo", ShowCacheNodeInfo=True)["CacheClusters"][0]["CacheNodes"][0]
+    expect(page.locator('#nodes-table tr[data-node="websolo"] .endpoint')).to_have_text(f"{node['Endpoint']['Address']}:6379")
+    expect(page.locator("#shards")).to_contain_text("A standalone cache cluster has one node")
+    expect(page.locator("#scale-replicas")).to_have_count(0)  # groups only
+    screenshot(page, "standalone")
+    page.click("#delete")
+    page.click("#delete-confirm-yes")
+    expect(page.locator("#gone")).to_contain_text("websolo does not exist", timeout=AVAILABLE_TIMEOUT)
+    with pytest.raises(ec.exceptions.CacheClusterNotFoundFault):
+        ec.describe_cache_clusters(CacheClusterId="websolo")
