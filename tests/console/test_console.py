@@ -70,20 +70,22 @@ def test_create_a_group_see_it_available_with_nodes_and_endpoints_then_delete_it
 def test_scale_from_the_page_and_blocked_actions_show_the_api_message(server, ec, page, screenshot):
     ec.create_replication_group(
         ReplicationGroupId="webscale", ReplicationGroupDescription="scale", Engine="valkey",
-        CacheNodeType="cache.t4g.micro", NumCacheClusters=1,
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=2,
     )
     wait_group(ec, "webscale")
     page.goto(f"{server.url}/console/#/r/webscale")
-    expect(page.locator("#nodes-table tbody tr")).to_have_count(1)
+    expect(page.locator("#nodes-table tbody tr")).to_have_count(2)
+    expect(page.locator("#scale-replicas")).to_have_value("1")
 
-    page.fill("#scale-replicas", "1")
+    page.fill("#scale-replicas", "2")
     page.click("#scale-replicas-submit")
     expect(page.locator(".flash.notice")).to_contain_text("webscale")
     # The new replica appears live and becomes available.
-    replica = page.locator('#nodes-table tr[data-role="replica"]')
-    expect(replica).to_have_count(1, timeout=AVAILABLE_TIMEOUT)
-    expect(replica.locator("[data-status]")).to_have_attribute("data-status", "available", timeout=AVAILABLE_TIMEOUT)
-    assert len(wait_group(ec, "webscale")["MemberClusters"]) == 2
+    replicas = page.locator('#nodes-table tr[data-role="replica"]')
+    expect(replicas).to_have_count(2, timeout=AVAILABLE_TIMEOUT)
+    for i in range(2):
+        expect(replicas.nth(i).locator("[data-status]")).to_have_attribute("data-status", "available", timeout=AVAILABLE_TIMEOUT)
+    assert len(wait_group(ec, "webscale")["MemberClusters"]) == 3
 
     # Not served yet by the server (TestFailover: issue 4; resharding: cluster mode, issue 3):
     # the page shows the API's own message.

@@ -256,13 +256,17 @@ async function resourcePage(app, name) {
     const items = await call("GET", `/resources/${encodeURIComponent(name)}/events?minutes=1440`);
     renderEvents(events, items);
   };
+  let metricsPause = 0;
   const refreshMetrics = async () => {
     if (gone) return;
+    if (metricsPause > 0) { metricsPause -= 1; return; }
     try {
       const data = await call("POST", `/resources/${encodeURIComponent(name)}/metrics`, { minutes: 15, period: 10 });
       metrics.replaceChildren(h("div", { class: "charts" }, ...data.charts.map((chart) => window.renderChart(chart))));
     } catch (e) {
-      // The CloudWatch API answers here once it is served; until then its error is shown in place.
+      // The CloudWatch API answers here once it is served; until then its error is shown in place
+      // (and asked again only every minute when the action is not served at all).
+      if (e.code === "InvalidAction") metricsPause = 5;
       metrics.replaceChildren(h("div", { class: "metrics-note", id: "metrics-unavailable" },
         h("strong", {}, "Metrics are not available: "), e.message, e.code ? ` (${e.code})` : ""));
     }
