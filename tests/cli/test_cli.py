@@ -99,7 +99,7 @@ def test_create_show_connect_scale_events_delete(cli, ec):
 
     deleted = cli("delete", "clilife", "--wait")
     ok(deleted)
-    assert "clilife is deleted" in deleted.stdout
+    assert "clilife is deleted" in deleted.stdout and "2/2 nodes removed" in deleted.stderr
     with pytest.raises(ec.exceptions.ReplicationGroupNotFoundFault):
         ec.describe_replication_groups(ReplicationGroupId="clilife")
     assert "Replication group clilife deleted" in ok(cli("events", "clilife", "--since", "10m"))

@@ -77,9 +77,9 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def _progress_until(client: Fleet, name: str, *, until: str, label: str) -> dict[str, Any]:
-    """Waits with a progress bar: nodes available (creating) or nodes gone (deleting)."""
-    initial: list[int] = []
+def _progress_until(client: Fleet, name: str, *, until: str, label: str, nodes: int = 0) -> dict[str, Any]:
+    """Waits with a progress bar: nodes available (creating) or nodes gone (deleting ``nodes``)."""
+    initial: list[int] = [nodes] if nodes else []
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -258,7 +258,7 @@ def delete(name: str, wait: bool, yes: bool) -> None:
     view = client.delete(name)
     out.print(f"Deleting {name} ({view['status']}).")
     if wait:
-        _progress_until(client, name, until="deleted", label=f"Deleting {name}")
+        _progress_until(client, name, until="deleted", label=f"Deleting {name}", nodes=len(view["nodes"]))
         out.print(f"{name} is deleted.")
 
 
