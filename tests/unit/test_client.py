@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from cachefleet.cli.commands import _duration, _period_for, top_table
+from cachefleet.cli.commands import _duration, _period_for, _valid_period, top_table
 from cachefleet.client.fleet import ApiFailure, _cluster_view, _group_view, connect_options, translate
 
 
@@ -84,6 +84,7 @@ def test_durations_and_periods():
     assert _period_for(dt.timedelta(minutes=1)) == 1
     assert _period_for(dt.timedelta(minutes=15)) == 30
     assert _period_for(dt.timedelta(hours=3)) == 180
+    assert [_valid_period(s) for s in (1, 2, 5, 9, 29, 45, 60, 119, 300)] == [1, 1, 5, 5, 10, 30, 60, 60, 300]
     for since in (dt.timedelta(minutes=m) for m in (1, 7, 60, 600, 60 * 24 * 14)):
         assert since.total_seconds() / _period_for(since) <= 60
 
@@ -92,15 +93,15 @@ def test_top_turns_sums_into_rates_per_node():
     view = _group_view(_group(cluster_enabled=False), [])
     primary, replica = (n["cache_cluster_id"] for n in view["nodes"])
     data = {
-        ("KeyBasedCmds", "Sum", primary): [("t0", 10.0), ("t1", 500.0)],
-        ("NonKeyTypeCmds", "Sum", primary): [("t1", 100.0)],
+        ("NonKeyTypeCmds", "Sum", primary): [("t0", 10.0), ("t1", 100.0)],
         ("GetTypeCmds", "Sum", primary): [("t1", 300.0)],
+        ("SetTypeCmds", "Sum", primary): [("t1", 200.0)],
         ("BytesUsedForCache", "Average", primary): [("t1", 3 * 1024 * 1024)],
         ("ReplicationLag", "Average", replica): [("t1", 0.25)],
     }
     table = top_table(view, data, period=5)
     cells = {column.header: list(column.cells) for column in table.columns}
-    assert cells["Ops/s"] == ["120", "-"]
+    assert cells["Ops/s"] == ["120", "-"]  # (300 gets + 200 sets + 100 others) / 5 s, the latest period
     assert cells["Gets/s"] == ["60", "-"]
     assert cells["Memory"] == ["3.0 MiB", "-"]
     assert cells["Lag"] == ["-", "0.2 s"]

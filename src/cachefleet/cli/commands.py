@@ -41,8 +41,10 @@ UNITS = {
     "CacheHitRate": "Percent",
 }
 # What `top` asks for: (metric, statistic). Command counts are summed per period and shown per second.
+# ElastiCache has no total-commands metric: reads (GetTypeCmds) + writes (SetTypeCmds) + commands on
+# no key (NonKeyTypeCmds, e.g. PING, INFO) make the total. (KeyBasedCmds counts only the generic key
+# commands such as DEL and EXPIRE.)
 TOP_METRICS = [
-    ("KeyBasedCmds", "Sum"),
     ("NonKeyTypeCmds", "Sum"),
     ("GetTypeCmds", "Sum"),
     ("SetTypeCmds", "Sum"),
@@ -290,9 +292,10 @@ def top_table(view: dict[str, Any], data: dict[tuple[str, str, str], list[tuple[
         return _latest(data.get((metric, stat, node["cache_cluster_id"]), []))
 
     for node in view["nodes"]:
-        key_based, non_key = value("KeyBasedCmds", "Sum", node), value("NonKeyTypeCmds", "Sum", node)
         gets, sets = value("GetTypeCmds", "Sum", node), value("SetTypeCmds", "Sum", node)
-        ops = None if key_based is None and non_key is None else ((key_based or 0) + (non_key or 0)) / period
+        non_key = value("NonKeyTypeCmds", "Sum", node)
+        counts = [c for c in (gets, sets, non_key) if c is not None]
+        ops = sum(counts) / period if counts else None
         lag = value("ReplicationLag", "Average", node)
         table.add_row(
             f"{node['cache_cluster_id']}/{node['cache_node_id']}",
@@ -310,6 +313,13 @@ def top_table(view: dict[str, Any], data: dict[tuple[str, str, str], list[tuple[
     return table
 
 
+def _valid_period(seconds: int) -> int:
+    """The largest CloudWatch period not above ``seconds``: 1, 5, 10, 30 or a multiple of 60."""
+    if seconds >= 60:
+        return seconds // 60 * 60
+    return max(p for p in (1, 5, 10, 30) if p <= max(1, seconds))
+
+
 def top_sample(client: Fleet, name: str, period: int) -> Table:
     view = client.describe(name)
     # Whole periods only: the current, partial one would show too low a rate.
@@ -321,18 +331,20 @@ def top_sample(client: Fleet, name: str, period: int) -> Table:
 
 @click.command()
 @click.argument("name")
-@click.option("--interval", type=click.IntRange(1, 300), default=2, show_default=True, help="Seconds between refreshes.")
+@click.option("--interval", type=click.IntRange(1, 300), default=5, show_default=True,
+              help="Seconds between refreshes (rates are over the last whole CloudWatch period: 1, 5, 10, 30 s...).")
 @click.option("--iterations", "-n", type=click.IntRange(min=1), default=None, help="Stop after N refreshes (default: until Ctrl-C).")
 def top(name: str, interval: int, iterations: int | None) -> None:
     """Live per-node ops/s, CPU, memory, connections, hit rate and replication lag (CloudWatch metrics)."""
     client = fleet()
-    table = top_sample(client, name, interval)  # fail before taking over the terminal
+    period = _valid_period(interval)
+    table = top_sample(client, name, period)  # fail before taking over the terminal
     count = 1
     try:
         with Live(table, console=out, auto_refresh=False) as live:
             while iterations is None or count < iterations:
                 time.sleep(interval)
-                live.update(top_sample(client, name, interval), refresh=True)
+                live.update(top_sample(client, name, period), refresh=True)
                 count += 1
     except KeyboardInterrupt:
         pass

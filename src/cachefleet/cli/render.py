@@ -126,9 +126,9 @@ def number(value: float | None, unit: str = "") -> str:
             size /= 1024
     if unit == "Percent":
         return f"{value:.1f} %"
-    if float(value).is_integer():
+    if float(value).is_integer() or abs(value) >= 100:
         return f"{value:.0f}"
-    return f"{value:.2f}"
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
