@@ -31,7 +31,8 @@ def free_port() -> int:
 
 
 class BenchServer:
-    def __init__(self, network: str) -> None:
+    def __init__(self, network: str, extra: list[str] | None = None) -> None:
+        self.extra = extra or []
         self.root = Path(tempfile.mkdtemp(prefix="cachefleet-bench-"))
         self.port = free_port()
         self.network = network
@@ -41,7 +42,8 @@ class BenchServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cachefleet.cli.main", "up", "--data-dir", str(self.root / "data"),
-             "--listen", f"127.0.0.1:{self.port}", "--node-network", self.network, "--log-level", "WARNING"],
+             "--listen", f"127.0.0.1:{self.port}", "--node-network", self.network, "--log-level", "WARNING",
+             *self.extra],
             stdout=subprocess.DEVNULL, stderr=open(self.root / "server.log", "wb"), cwd=ROOT,
         )
         deadline = time.monotonic() + 30
@@ -70,8 +72,8 @@ class BenchServer:
 
 
 @contextlib.contextmanager
-def server(network: str) -> Iterator[BenchServer]:
-    running = BenchServer(network)
+def server(network: str, extra: list[str] | None = None) -> Iterator[BenchServer]:
+    running = BenchServer(network, extra)
     running.start()
     try:
         yield running

@@ -29,11 +29,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_held_networks: list[int] = []
+
+
 def fresh_network() -> str:
-    """A /24 of loopback that no other test server of this run (or a parallel run) uses."""
-    second = 100 + os.getpid() % 100
-    third = next(_networks) % 256
-    return f"127.{second}.{third}.0/24"
+    """A /24 of loopback that no other test server, of this run or of a parallel one, uses.
+
+    Each network is claimed with an flock on a file in /tmp, held until this process ends.
+    """
+    import fcntl
+    import random
+
+    lock_dir = Path("/tmp/cachefleet-test-networks")
+    lock_dir.mkdir(exist_ok=True)
+    rng = random.Random(os.getpid() * 7919 + next(_networks))
+    while True:
+        network = f"127.{rng.randint(100, 199)}.{rng.randint(0, 255)}.0/24"
+        handle = os.open(lock_dir / network.replace("/", "_"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            continue
+        _held_networks.append(handle)
+        return network
 
 
 def engine_pids(data_dir: Path) -> dict[str, int]:
@@ -71,6 +90,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True) -> Server:
+        if self.log_path is not None:
+            # A restart takes a new port: the old one may have been taken by another process meanwhile.
+            self.port = free_port()
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -79,6 +101,7 @@ class Server:
                 "--data-dir", str(self.data_dir),
                 "--listen", f"127.0.0.1:{self.port}",
                 "--node-network", self.network,
+                *([] if "--warm-nodes" in self.extra else ["--warm-nodes", "0"]),
                 *self.extra,
             ],
             stdout=log,
@@ -91,16 +114,22 @@ class Server:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until this very process answers /healthz (not whatever else listens on the port)."""
+        import json
+        import urllib.request
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"cachefleet up exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if json.loads(response.read()).get("pid") == self.process.pid:
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
         raise TimeoutError(f"cachefleet up did not listen within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
@@ -265,3 +294,12 @@ def write_replicated(address: str, key: str, value: str, replicas: int, port: in
     client.set(key, value)
     acknowledged = client.wait(replicas, 5000)
     assert acknowledged >= replicas, f"only {acknowledged} of {replicas} replicas acknowledged {key}"
+
+
+def node_addresses(ec: Any, cluster_ids: list[str]) -> dict[str, str]:
+    """Cache cluster id -> its node's address."""
+    found = {}
+    for cluster_id in cluster_ids:
+        cluster = ec.describe_cache_clusters(CacheClusterId=cluster_id, ShowCacheNodeInfo=True)["CacheClusters"][0]
+        found[cluster_id] = cluster["CacheNodes"][0]["Endpoint"]["Address"]
+    return found

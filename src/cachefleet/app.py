@@ -23,6 +23,7 @@ from cachefleet.api.server import ApiServer
 from cachefleet.api.sigv4 import Authenticator, load_credentials
 from cachefleet.console.server import Console
 from cachefleet.control.reconciler import Reconciler
+from cachefleet.control.warm import WarmPool
 from cachefleet.domain.service import ElastiCache
 from cachefleet.engine.catalog import Catalog
 from cachefleet.providers import local
@@ -57,6 +58,7 @@ class Settings:
     region: str = DEFAULT_REGION
     credentials_file: Path | None = None
     engine_paths: tuple[Path, ...] = ()
+    warm_nodes: int = 3
 
     @property
     def host(self) -> str:
@@ -180,7 +182,19 @@ class Cachefleet:
         self.store = SqliteStore(self.settings.data_dir / "state.db")
         os.chmod(self.settings.data_dir / "state.db", 0o600)
         provider = local.LocalProvider(self.settings.data_dir)
-        self.reconciler = Reconciler(store=self.store, provider=provider, binaries=self.catalog, clock=clock)
+        valkeys = sorted(
+            (r for r in self.catalog.releases() if r.engine == "valkey"),
+            key=lambda r: tuple(int(p) for p in r.version.split(".")),
+        )
+        warm = WarmPool(
+            store=self.store,
+            provider=provider,
+            binaries=self.catalog,
+            network=self.network,
+            release=valkeys[-1] if valkeys else None,
+            size=self.settings.warm_nodes,
+        )
+        self.reconciler = Reconciler(store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm)
         provider.on_exit = self.reconciler.on_node_exit
         service = ElastiCache(
             store=self.store,
@@ -188,6 +202,7 @@ class Cachefleet:
             clock=clock,
             node_network=self.network,
             on_change=self.reconciler.on_change,
+            warm=warm,
         )
         api = ApiServer(service=service, authenticator=self.authenticator)
         app = web.Application(client_max_size=4 * 1024 * 1024)

@@ -17,6 +17,7 @@ from helpers import (
     engine_processes,
     events_of,
     free_port,
+    node_addresses,
     wait_for,
     wait_group,
     wait_group_gone,
@@ -26,8 +27,14 @@ from helpers import (
 SPEC = {"ReplicationGroupDescription": "d", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "NumCacheClusters": 3}
 
 
-def _group_processes(data_dir, group_id):
-    return [(key, pid) for key, pid in engine_processes(data_dir) if key.startswith(f"us-east-1/{group_id}-")]
+def _addresses(ec, group_id):
+    members = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]["MemberClusters"]
+    return set(node_addresses(ec, members).values())
+
+
+def _group_processes(server, addresses):
+    """(address, pid) of every engine process at these addresses; duplicates would show twice."""
+    return [(key, pid) for key, pid in engine_processes(server.data_dir) if key in addresses]
 
 
 def test_restart_adopts_running_nodes_without_restarting_them(make_server):
@@ -38,28 +45,30 @@ def test_restart_adopts_running_nodes_without_restarting_them(make_server):
     primary = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
     reader = group["NodeGroups"][0]["ReaderEndpoint"]["Address"]
     write_replicated(primary, "before", "restart", 2)
-    before = _group_processes(server.data_dir, "adopt")
+    addresses = _addresses(ec, "adopt")
+    before = _group_processes(server, addresses)
     assert len(before) == 3
 
     assert server.stop(signal.SIGTERM) == 0
     # With the control plane down, the nodes still serve on every address.
-    assert _group_processes(server.data_dir, "adopt") == before
+    assert _group_processes(server, addresses) == before
     engine(primary).set("while", "down")
     assert engine(reader).get("before") == "restart"
 
     server.start()
     ec = server.client()
     group = wait_group(ec, "adopt")
-    assert _group_processes(server.data_dir, "adopt") == before  # same processes: adopted, not restarted
+    assert _group_processes(server, addresses) == before  # same processes: adopted, not restarted
     assert engine(primary).get("while") == "down"
     assert engine(reader).get("before") == "restart"
     assert not any("restarted" in m for m in events_of(ec, "adopt-001") + events_of(ec, "adopt-002"))
     # Adopted nodes are fully managed: a new replica joins, deletion stops them.
     ec.create_cache_cluster(CacheClusterId="adopt-004", ReplicationGroupId="adopt")
     wait_for(lambda: "adopt-004" in wait_group(ec, "adopt")["MemberClusters"], what="new replica")
+    addresses = _addresses(ec, "adopt")
     ec.delete_replication_group(ReplicationGroupId="adopt")
     wait_group_gone(ec, "adopt")
-    wait_for(lambda: not _group_processes(server.data_dir, "adopt"), what="adopted processes to stop")
+    wait_for(lambda: not _group_processes(server, addresses), what="adopted processes to stop")
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.004, 0.015, 0.04, 0.1])
@@ -70,7 +79,8 @@ def test_sigkill_in_the_middle_of_a_create_ends_available(make_server, delay):
     steady = wait_group(ec, "steady")
     steady_primary = steady["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
     write_replicated(steady_primary, "precious", "data", 2)
-    steady_processes = _group_processes(server.data_dir, "steady")
+    steady_addresses = _addresses(ec, "steady")
+    steady_processes = _group_processes(server, steady_addresses)
 
     ec.create_replication_group(ReplicationGroupId="crashy", **SPEC)
     time.sleep(delay)
@@ -79,13 +89,13 @@ def test_sigkill_in_the_middle_of_a_create_ends_available(make_server, delay):
     server.start()
     ec = server.client()
     group = wait_group(ec, "crashy")
-    processes = _group_processes(server.data_dir, "crashy")
+    processes = _group_processes(server, _addresses(ec, "crashy"))
     assert len(processes) == 3, processes  # no orphan, no duplicate
     assert len({key for key, _ in processes}) == 3
     write_replicated(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"], "after", "crash", 2)
     assert engine(group["NodeGroups"][0]["ReaderEndpoint"]["Address"]).get("after") == "crash"
     assert engine(steady_primary).get("precious") == "data"
-    assert _group_processes(server.data_dir, "steady") == steady_processes
+    assert _group_processes(server, steady_addresses) == steady_processes
 
 
 def test_sigkill_in_the_middle_of_a_delete_finishes_the_delete(make_server):
@@ -118,7 +128,7 @@ def test_down_stops_the_nodes_and_up_brings_them_back(make_server):
     server.start()
     ec = server.client()
     group = wait_group(ec, "downed")
-    wait_for(lambda: len(_group_processes(server.data_dir, "downed")) == 3, what="nodes to come back")
+    wait_for(lambda: len(_group_processes(server, _addresses(ec, "downed"))) == 3, what="nodes to come back")
     primary = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
     wait_for(lambda: primary.set("back", "1"), what="primary endpoint to accept writes")
     assert any("restarted" in m for m in events_of(ec, "downed-001"))
@@ -152,7 +162,8 @@ def test_a_crashed_node_is_restarted_and_resyncs(make_server):
     write_replicated(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"], "k", "v", 2)
     primary = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
     pids = engine_pids(server.data_dir)
-    replica_key = "us-east-1/crashnode-002-0001"
+    addresses = node_addresses(ec, ["crashnode-001", "crashnode-002"])
+    replica_key = addresses["crashnode-002"]
     os.kill(pids[replica_key], signal.SIGKILL)
     wait_for(lambda: engine_pids(server.data_dir).get(replica_key) not in (None, pids[replica_key]), what="replica restart")
     replica_address = [m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CacheClusterId"] == "crashnode-002"][0]
@@ -160,7 +171,7 @@ def test_a_crashed_node_is_restarted_and_resyncs(make_server):
     wait_for(lambda: replica.get("k") == "v", what="restarted replica to resync")
     assert any("restarted" in m and "resyncs" in m for m in events_of(ec, "crashnode-002"))
     # Without automatic failover, a crashed primary restarts in place; its data is gone.
-    primary_key = "us-east-1/crashnode-001-0001"
+    primary_key = addresses["crashnode-001"]
     os.kill(pids[primary_key], signal.SIGKILL)
     wait_for(lambda: engine_pids(server.data_dir).get(primary_key) not in (None, pids[primary_key]), what="primary restart")
     wait_for(lambda: _ping(primary), what="primary endpoint back")

@@ -17,6 +17,7 @@ from helpers import (
     fresh_network,
     raw_call,
     wait_cluster,
+    wait_for,
     wait_group,
     wait_group_gone,
 )
@@ -86,8 +87,6 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"CacheSubnetGroupName": "nope"}, "CacheSubnetGroupNotFoundFault", "nope"),
         ({"CacheParameterGroupName": "custom-params"}, "CacheParameterGroupNotFound", "default.valkey"),
         ({"CacheParameterGroupName": "default.redis7"}, "InvalidParameterCombination", "family"),
-        ({"AutomaticFailoverEnabled": True}, "InvalidParameterCombination", "AutomaticFailoverEnabled is not supported"),
-        ({"NumNodeGroups": 3}, "InvalidParameterCombination", "NumNodeGroups"),
         ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "TransitEncryptionEnabled"),
         ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterCombination", "AuthToken"),
         ({"SnapshotRetentionLimit": 3}, "InvalidParameterCombination", "SnapshotRetentionLimit"),
@@ -148,14 +147,20 @@ def test_types_and_enums_are_checked_by_the_server(server, params, code):
 
 def test_modify_replication_group_rejects(ec, stable):
     expect("ReplicationGroupNotFoundFault", ec.modify_replication_group, status=404, ReplicationGroupId="nope")
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="CacheNodeType",
-           ReplicationGroupId=stable, CacheNodeType="cache.r7g.large", ApplyImmediately=True)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="CacheNodeType on its own",
+           ReplicationGroupId=stable, CacheNodeType="cache.r7g.large", ReplicationGroupDescription="x")
+    expect("InvalidParameterValue", ec.modify_replication_group, says="cache.t4g.micro",
+           ReplicationGroupId=stable, CacheNodeType="cache.giant")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="already uses",
+           ReplicationGroupId=stable, CacheNodeType="cache.t4g.micro")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="SecurityGroupIds",
+           ReplicationGroupId=stable, SecurityGroupIds=["sg-1"])
     expect("InvalidParameterCombination", ec.modify_replication_group, says="EngineVersion",
            ReplicationGroupId=stable, EngineVersion="9.1")
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="AutomaticFailoverEnabled",
-           ReplicationGroupId=stable, AutomaticFailoverEnabled=True)
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="PrimaryClusterId",
-           ReplicationGroupId=stable, PrimaryClusterId="stable-002")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="UserGroupIdsToAdd",
+           ReplicationGroupId=stable, UserGroupIdsToAdd=["group-1"])
+    expect("InvalidParameterValue", ec.modify_replication_group, says="not a member",
+           ReplicationGroupId=stable, PrimaryClusterId="stable-009")
     expect("InvalidParameterValue", ec.modify_replication_group, ReplicationGroupId=stable, PreferredMaintenanceWindow="bad")
     group = ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]
     assert group["Status"] == "available" and group["Description"] == "bad input"
@@ -363,3 +368,194 @@ def test_operations_on_a_group_that_is_still_creating_are_refused(fake_engines):
     expect("InvalidReplicationGroupState", ec.create_cache_cluster, CacheClusterId="slow-009", ReplicationGroupId="slow")
     expect("InvalidCacheClusterState", ec.delete_cache_cluster, CacheClusterId="slow-002")
     assert ec.describe_replication_groups(ReplicationGroupId="slow")["ReplicationGroups"][0]["Status"] == "creating"
+
+
+SHARDED = {**VALID, "ReplicationGroupId": "badshards"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "says"),
+    [
+        ({"NodeGroupConfiguration": [{"Slots": "0-9000"}, {"Slots": "8000-16383"}]}, "InvalidParameterValue", "overlap"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-8000"}, {"Slots": "9000-16383"}]}, "InvalidParameterValue", "8001-8999"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-8000"}, {"Slots": "8001-16384"}]}, "InvalidParameterValue", "0-16383"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-8000"}, {"Slots": "banana"}]}, "InvalidParameterValue", "slot ranges like"),
+        ({"NodeGroupConfiguration": [{"Slots": "0-16383"}, {"ReplicaCount": 1}]}, "InvalidParameterValue", "every node group"),
+        ({"NumNodeGroups": 3, "NodeGroupConfiguration": [{"Slots": "0-16383"}]}, "InvalidParameterCombination", "one configuration per node group"),
+        ({"NodeGroupConfiguration": [{"NodeGroupId": "0001"}, {"NodeGroupId": "1"}]}, "InvalidParameterValue", "different"),
+        ({"NodeGroupConfiguration": [{"NodeGroupId": "abc"}]}, "InvalidParameterValue", "must match"),
+        ({"NodeGroupConfiguration": [{"NodeGroupId": "0"}]}, "InvalidParameterValue", "shard number"),
+        ({"NumNodeGroups": 2, "ReplicasPerNodeGroup": 6}, "InvalidParameterValue", "0 to 5"),
+        ({"NodeGroupConfiguration": [{"ReplicaCount": 2, "ReplicaAvailabilityZones": ["us-east-1a"]}]}, "InvalidParameterCombination", "one zone per replica"),
+        ({"NumNodeGroups": 501}, "NodeGroupsPerReplicationGroupQuotaExceeded", "500"),
+        ({"NumNodeGroups": 100, "ReplicasPerNodeGroup": 5}, "NodeGroupsPerReplicationGroupQuotaExceeded", "500 nodes"),
+        ({"NumNodeGroups": 2, "AutomaticFailoverEnabled": False}, "InvalidParameterCombination", "Automatic failover must be enabled"),
+        ({"NumNodeGroups": 2, "NumCacheClusters": 2}, "InvalidParameterCombination", "NumCacheClusters"),
+        ({"NumNodeGroups": 2, "ClusterMode": "disabled"}, "InvalidParameterCombination", "ClusterMode is disabled"),
+        ({"ClusterMode": "compatible"}, "InvalidParameterCombination", "compatible"),
+        ({"NumNodeGroups": 2, "CacheParameterGroupName": "default.valkey9"}, "InvalidParameterCombination", "cluster.on"),
+
+    ],
+)
+def test_create_sharded_group_rejects(server, ec, changes, code, says):
+    expect(code, ec.create_replication_group, says=says, **{**SHARDED, **changes})
+    _nothing_created(server, ec, "badshards")
+
+
+@pytest.fixture(scope="module")
+def sharded(server):
+    ec = server.client()
+    ec.create_replication_group(**{**SHARDED, "ReplicationGroupId": "sharded", "NumNodeGroups": 2, "ReplicasPerNodeGroup": 1})
+    wait_group(ec, "sharded")
+    yield "sharded"
+    ec.delete_replication_group(ReplicationGroupId="sharded")
+    wait_group_gone(ec, "sharded")
+
+
+def test_resharding_rejects(ec, sharded, stable):
+    reshard = ec.modify_replication_group_shard_configuration
+    expect("ReplicationGroupNotFoundFault", reshard, ReplicationGroupId="nope", NodeGroupCount=2, ApplyImmediately=True)
+    expect("InvalidParameterCombination", reshard, says="cluster mode disabled",
+           ReplicationGroupId=stable, NodeGroupCount=2, ApplyImmediately=True)
+    expect("InvalidParameterValue", reshard, says="ApplyImmediately", ReplicationGroupId=sharded, NodeGroupCount=3,
+           ApplyImmediately=False)
+    expect("InvalidParameterValue", reshard, says="NodeGroupsToRemove", ReplicationGroupId=sharded, NodeGroupCount=1,
+           ApplyImmediately=True)
+    expect("NodeGroupNotFoundFault", reshard, says="0009", ReplicationGroupId=sharded, NodeGroupCount=1,
+           NodeGroupsToRemove=["0009"], ApplyImmediately=True)
+    expect("InvalidParameterCombination", reshard, says="leaves", ReplicationGroupId=sharded, NodeGroupCount=1,
+           NodeGroupsToRemove=["0001", "0002"], ApplyImmediately=True)
+    expect("InvalidParameterValue", reshard, says="at least one node group", ReplicationGroupId=sharded, NodeGroupCount=0,
+           ApplyImmediately=True)
+    expect("NodeGroupsPerReplicationGroupQuotaExceeded", reshard, ReplicationGroupId=sharded, NodeGroupCount=501,
+           ApplyImmediately=True)
+    expect("InvalidParameterCombination", reshard, says="NodeGroupCount is 3", ReplicationGroupId=sharded, NodeGroupCount=3,
+           ReshardingConfiguration=[{"NodeGroupId": "0003"}], ApplyImmediately=True)
+    group = ec.describe_replication_groups(ReplicationGroupId=sharded)["ReplicationGroups"][0]
+    assert group["Status"] == "available" and len(group["NodeGroups"]) == 2 and not group["PendingModifiedValues"]
+
+
+def test_replica_count_changes_reject(ec, sharded, stable):
+    increase, decrease = ec.increase_replica_count, ec.decrease_replica_count
+    expect("InvalidParameterValue", increase, says="above that", ReplicationGroupId=sharded, NewReplicaCount=1, ApplyImmediately=True)
+    expect("InvalidParameterValue", increase, says="0 to 5", ReplicationGroupId=sharded, NewReplicaCount=6, ApplyImmediately=True)
+    expect("InvalidParameterCombination", increase, says="one of the two", ReplicationGroupId=sharded, ApplyImmediately=True)
+    expect("NodeGroupNotFoundFault", increase, ReplicationGroupId=sharded, ApplyImmediately=True,
+           ReplicaConfiguration=[{"NodeGroupId": "0007", "NewReplicaCount": 2}])
+    expect("InvalidParameterValue", decrease, says="below that", ReplicationGroupId=sharded, NewReplicaCount=1, ApplyImmediately=True)
+    expect("InvalidParameterValue", decrease, says="primary", ReplicationGroupId=sharded,
+           ReplicasToRemove=["sharded-0001-001"], ApplyImmediately=True)
+    expect("InvalidParameterValue", decrease, says="not a member", ReplicationGroupId=sharded,
+           ReplicasToRemove=["stable-002"], ApplyImmediately=True)
+    expect("InvalidParameterValue", increase, says="ApplyImmediately", ReplicationGroupId=stable, NewReplicaCount=3,
+           ApplyImmediately=False)
+    group = ec.describe_replication_groups(ReplicationGroupId=sharded)["ReplicationGroups"][0]
+    assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [2, 2]
+
+
+def test_scaling_while_another_modification_runs_is_refused(ec):
+    ec.create_replication_group(**{**SHARDED, "ReplicationGroupId": "busy", "NumNodeGroups": 2})
+    wait_group(ec, "busy")
+    ec.increase_replica_count(ReplicationGroupId="busy", NewReplicaCount=1, ApplyImmediately=True)
+    expect("InvalidReplicationGroupState", ec.modify_replication_group_shard_configuration, says="modifying",
+           ReplicationGroupId="busy", NodeGroupCount=3, ApplyImmediately=True)
+    expect("InvalidReplicationGroupState", ec.increase_replica_count, ReplicationGroupId="busy", NewReplicaCount=2,
+           ApplyImmediately=True)
+    group = wait_group(ec, "busy")
+    assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [2, 2]
+    ec.delete_replication_group(ReplicationGroupId="busy")
+    wait_group_gone(ec, "busy")
+
+
+def test_node_type_listing_rejects(ec, stable):
+    expect("InvalidParameterCombination", ec.list_allowed_node_type_modifications, says="one of the two")
+    expect("ReplicationGroupNotFoundFault", ec.list_allowed_node_type_modifications, ReplicationGroupId="nope")
+    expect("CacheClusterNotFound", ec.list_allowed_node_type_modifications, CacheClusterId="nope")
+    allowed = ec.list_allowed_node_type_modifications(CacheClusterId="stable-001")
+    assert "cache.t4g.small" in allowed["ScaleUpModifications"] and "cache.t4g.micro" not in allowed["ScaleUpModifications"]
+
+
+def test_a_node_network_too_small_for_the_shards(tmp_path):
+    """A /28 holds 14 addresses: 5 shards of 3 nodes and a configuration endpoint do not fit."""
+    network = fresh_network().replace(".0/24", ".0/28")
+    tiny = Server(data_dir=tmp_path / "tiny", network=network, port=free_port()).start()
+    try:
+        ec = tiny.client()
+        expect("InsufficientCacheClusterCapacity", ec.create_replication_group, says="--node-network",
+               **{**SHARDED, "NumNodeGroups": 5, "ReplicasPerNodeGroup": 2})
+        assert ec.describe_replication_groups()["ReplicationGroups"] == []
+        assert ec.describe_cache_clusters()["CacheClusters"] == []
+    finally:
+        tiny.down()
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "says"),
+    [
+        ({"MultiAZEnabled": True, "NumCacheClusters": 2}, "InvalidParameterCombination", "MultiAZEnabled needs AutomaticFailoverEnabled"),
+        ({"AutomaticFailoverEnabled": True, "NumCacheClusters": 1}, "InvalidParameterCombination", "at least one replica"),
+        ({"AutomaticFailoverEnabled": True, "MultiAZEnabled": True, "NumCacheClusters": 2, "CacheSubnetGroupName": "one-zone"},
+         "InvalidParameterCombination", "two availability zones"),
+        ({"NumNodeGroups": 2, "MultiAZEnabled": True}, "InvalidParameterCombination", "at least one replica"),
+    ],
+)
+def test_failover_settings_reject(server, ec, changes, code, says):
+    try:
+        ec.create_cache_subnet_group(CacheSubnetGroupName="one-zone", CacheSubnetGroupDescription="a",
+                                     SubnetIds=["subnet-us-east-1a"])
+    except ec.exceptions.CacheSubnetGroupAlreadyExistsFault:
+        pass
+    expect(code, ec.create_replication_group, says=says, **{**VALID, **changes})
+    _nothing_created(server, ec)
+
+
+def test_ha_operations_reject(ec, stable, sharded):
+    expect("InvalidReplicationGroupState", ec.test_failover, says="automatic failover",
+           ReplicationGroupId=stable, NodeGroupId="0001")
+    expect("ReplicationGroupNotFoundFault", ec.test_failover, ReplicationGroupId="nope", NodeGroupId="0001")
+    expect("NodeGroupNotFoundFault", ec.test_failover, ReplicationGroupId=sharded, NodeGroupId="0009")
+    expect("InvalidParameterValue", ec.reboot_cache_cluster, says="not one of its nodes",
+           CacheClusterId="stable-001", CacheNodeIdsToReboot=["0002"])
+    expect("CacheClusterNotFound", ec.reboot_cache_cluster, CacheClusterId="nope", CacheNodeIdsToReboot=["0001"])
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="cannot be disabled",
+           ReplicationGroupId=sharded, AutomaticFailoverEnabled=False)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="MultiAZEnabled needs",
+           ReplicationGroupId=stable, MultiAZEnabled=True)
+    expect("InvalidParameterValue", ec.modify_replication_group, says="not a member",
+           ReplicationGroupId=stable, PrimaryClusterId="sharded-0001-001")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="on its own",
+           ReplicationGroupId=stable, PrimaryClusterId="stable-002", ReplicationGroupDescription="x")
+    group = ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]
+    assert group["AutomaticFailover"] == "disabled" and group["MultiAZ"] == "disabled" and group["Status"] == "available"
+
+
+def test_failover_limits(ec):
+    ec.create_replication_group(**{**VALID, "ReplicationGroupId": "limits", "NumCacheClusters": 2,
+                                   "AutomaticFailoverEnabled": True})
+    wait_group(ec, "limits")
+    # The last replica of a group with automatic failover cannot go.
+    expect("InvalidReplicationGroupState", ec.delete_cache_cluster, says="last replica", CacheClusterId="limits-002")
+    expect("InvalidParameterValue", ec.decrease_replica_count, says="automatic failover needs one",
+           ReplicationGroupId="limits", NewReplicaCount=0, ApplyImmediately=True)
+    # One failover at a time.
+    ec.test_failover(ReplicationGroupId="limits", NodeGroupId="0001")
+    expect("TestFailoverNotAvailableFault", ec.test_failover, says="already in progress", ReplicationGroupId="limits",
+           NodeGroupId="0001")
+    wait_group(ec, "limits")
+    # At most 15 test failovers in 24 hours (one was made above).
+    for _ in range(14):
+        wait_for(lambda: _test_failover_accepted(ec, "limits"), timeout=30, interval=0.05, what="a test failover")
+    wait_group(ec, "limits")
+    expect("APICallRateForCustomerExceeded", ec.test_failover, says="24 hours", ReplicationGroupId="limits", NodeGroupId="0001")
+    ec.delete_replication_group(ReplicationGroupId="limits")
+    wait_group_gone(ec, "limits")
+
+
+def _test_failover_accepted(ec, group_id):
+    try:
+        ec.test_failover(ReplicationGroupId=group_id, NodeGroupId="0001")
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("TestFailoverNotAvailableFault", "InvalidReplicationGroupState"):
+            return False
+        raise

@@ -5,12 +5,22 @@ from __future__ import annotations
 import pytest
 import redis
 
-from helpers import engine, engine_pids, events_of, wait_cluster, wait_for, wait_group, wait_group_gone
+from helpers import (
+    engine,
+    engine_pids,
+    events_of,
+    node_addresses,
+    wait_cluster,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+)
 
 
-def _nodes_of(server, cluster_ids):
+def _nodes_of(server, addresses):
+    """Running engine processes among these node addresses."""
     pids = engine_pids(server.data_dir)
-    return {cid: pid for key, pid in pids.items() for cid in cluster_ids if key.startswith(f"us-east-1/{cid}-")}
+    return {address: pids[address] for address in addresses if address in pids}
 
 
 @pytest.mark.parametrize("engine_name", ["valkey", "redis"])
@@ -54,7 +64,8 @@ def test_create_write_read_add_replica_delete(server, ec, engine_name):
     assert version == server_info.get("valkey_version", server_info["redis_version"])
 
     # Every member runs as its own process, and each node has its own address.
-    processes = _nodes_of(server, group["MemberClusters"])
+    addresses = node_addresses(ec, group["MemberClusters"])
+    processes = _nodes_of(server, addresses.values())
     assert len(processes) == 3 and len(set(processes.values())) == 3
 
     # Add a replica with CreateCacheCluster: it syncs the data that is already there.
@@ -71,17 +82,17 @@ def test_create_write_read_add_replica_delete(server, ec, engine_name):
     # Remove it again with DeleteCacheCluster.
     ec.delete_cache_cluster(CacheClusterId=f"{group_id}-extra")
     wait_for(lambda: f"{group_id}-extra" not in wait_group(ec, group_id)["MemberClusters"], what="replica removal")
-    assert f"{group_id}-extra" not in _nodes_of(server, [f"{group_id}-extra"])
+    assert not _nodes_of(server, [extra_address])
 
     deleted = ec.delete_replication_group(ReplicationGroupId=group_id)["ReplicationGroup"]
     assert deleted["Status"] == "deleting"
     wait_group_gone(ec, group_id)
-    wait_for(lambda: not _nodes_of(server, group["MemberClusters"]), what="processes to stop")
+    wait_for(lambda: not _nodes_of(server, addresses.values()), what="processes to stop")
     for cluster_id in group["MemberClusters"]:
         with pytest.raises(ec.exceptions.CacheClusterNotFoundFault):
             ec.describe_cache_clusters(CacheClusterId=cluster_id)
     # Node directories are cleaned up as well.
-    assert not list((server.data_dir / "nodes" / "us-east-1").glob(f"{group_id}-*"))
+    assert not [a for a in addresses.values() if (server.data_dir / "nodes" / a).exists()]
     messages = events_of(ec, group_id)
     assert any("Creating replication group" in m for m in messages)
     assert any("created and available" in m for m in messages)
@@ -131,7 +142,7 @@ def test_standalone_cache_cluster(server, ec):
     assert "solo" in [c["CacheClusterId"] for c in standalone]
     ec.delete_cache_cluster(CacheClusterId="solo")
     ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="solo", WaiterConfig={"Delay": 1})
-    assert not _nodes_of(server, ["solo"])
+    assert not _nodes_of(server, [node["Endpoint"]["Address"]])
 
 
 def test_delete_with_retain_primary_cluster_keeps_data(server, ec):
@@ -140,6 +151,7 @@ def test_delete_with_retain_primary_cluster_keeps_data(server, ec):
         CacheNodeType="cache.t4g.micro", NumCacheClusters=2,
     )
     group = wait_group(ec, "retain")
+    addresses = node_addresses(ec, ["retain-001", "retain-002"])
     primary_endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
     engine(primary_endpoint).set("kept", "yes")
     ec.delete_replication_group(ReplicationGroupId="retain", RetainPrimaryCluster=True)
@@ -148,12 +160,12 @@ def test_delete_with_retain_primary_cluster_keeps_data(server, ec):
     assert "ReplicationGroupId" not in kept
     address = kept["CacheNodes"][0]["Endpoint"]["Address"]
     assert engine(address).get("kept") == "yes"
-    assert set(_nodes_of(server, ["retain-001", "retain-002"])) == {"retain-001"}
+    assert set(_nodes_of(server, addresses.values())) == {addresses["retain-001"]}
     # The group's endpoint addresses are released by the retained node.
     with pytest.raises(redis.exceptions.ConnectionError):
         engine(primary_endpoint).ping()
     ec.delete_cache_cluster(CacheClusterId="retain-001")
-    wait_for(lambda: not _nodes_of(server, ["retain-001"]), what="retained primary to stop")
+    wait_for(lambda: not _nodes_of(server, [addresses["retain-001"]]), what="retained primary to stop")
 
 
 def test_primary_cluster_id_seeds_a_group_from_a_standalone_cluster(ec):

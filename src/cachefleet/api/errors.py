@@ -77,6 +77,8 @@ _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
     (domain.InvalidSubnet, "Subnet"): "InvalidSubnet",
     (domain.InvalidArn, "Resource"): "InvalidARNFault",
     (domain.TagNotFound, "Tag"): "TagNotFoundFault",
+    (domain.RateExceeded, "TestFailover"): "APICallRateForCustomerExceededFault",
+    (domain.NotAvailable, "TestFailover"): "TestFailoverNotAvailableFault",
 }
 
 

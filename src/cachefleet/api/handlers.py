@@ -91,6 +91,34 @@ def describe_replication_groups(ctx: Context, params: dict[str, Any]) -> dict[st
     return {"ReplicationGroups": [views.replication_group(g, clusters) for g in page], "Marker": marker}
 
 
+# ---------------------------------------------------------------------- shards, replicas, node types
+def modify_replication_group_shard_configuration(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return {"ReplicationGroup": _group_view(ctx, ctx.service.scaling.modify_shard_configuration(ctx.region, params))}
+
+
+def increase_replica_count(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return {"ReplicationGroup": _group_view(ctx, ctx.service.scaling.increase_replica_count(ctx.region, params))}
+
+
+def decrease_replica_count(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return {"ReplicationGroup": _group_view(ctx, ctx.service.scaling.decrease_replica_count(ctx.region, params))}
+
+
+def list_allowed_node_type_modifications(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    up, down = ctx.service.scaling.allowed_node_type_modifications(ctx.region, params)
+    return {"ScaleUpModifications": up, "ScaleDownModifications": down}
+
+
+# ---------------------------------------------------------------------- high availability
+def test_failover(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return {"ReplicationGroup": _group_view(ctx, ctx.service.availability.test_failover(ctx.region, params))}
+
+
+def reboot_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    cluster = ctx.service.availability.reboot_cache_cluster(ctx.region, params)
+    return {"CacheCluster": views.cache_cluster(cluster, show_nodes=False)}
+
+
 # ---------------------------------------------------------------------- cache clusters
 def create_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"CacheCluster": views.cache_cluster(ctx.service.create_cache_cluster(ctx.region, params), show_nodes=False)}

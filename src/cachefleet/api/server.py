@@ -9,6 +9,7 @@ serialized against the operation's output shape.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -62,7 +63,7 @@ class ApiServer:
         app.router.add_route("GET", "/healthz", self.health)
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cachefleet.domain import identifiers
+from cachefleet.domain import identifiers, slots
 from cachefleet.domain.model import (
     CacheCluster,
     CacheSubnetGroup,
@@ -31,6 +31,17 @@ def _node_group_status(group: ReplicationGroup) -> str:
     if group.status == GroupStatus.CREATE_FAILED:
         return "create-failed"
     return group.status.value
+
+
+def pending_modified_values(group: ReplicationGroup) -> dict[str, Any]:
+    pending: dict[str, Any] = {}
+    if group.resharding is not None:
+        owned = {ng.node_group_id: slots.parse(ng.slots) for ng in group.node_groups}
+        target = {name: slots.parse(ranges) for name, ranges in group.resharding.target_slots}
+        left = slots.moves(owned, target)
+        total = max(group.resharding.total_slots, 1)
+        pending["Resharding"] = {"SlotMigration": {"ProgressPercentage": round(100.0 * (total - left) / total, 2)}}
+    return pending
 
 
 def replication_group(group: ReplicationGroup, clusters: Mapping[str, CacheCluster]) -> dict[str, Any]:
@@ -64,7 +75,7 @@ def replication_group(group: ReplicationGroup, clusters: Mapping[str, CacheClust
         "ReplicationGroupId": group.group_id,
         "Description": group.description,
         "Status": group.status.value,
-        "PendingModifiedValues": {},
+        "PendingModifiedValues": pending_modified_values(group),
         "MemberClusters": list(group.member_cluster_ids),
         "NodeGroups": node_groups,
         "AutomaticFailover": group.automatic_failover,

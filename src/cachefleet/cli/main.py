@@ -93,6 +93,13 @@ for _command in commands.COMMANDS:
     type=click.Path(path_type=Path, file_okay=False),
     help="Extra directory holding valkey-server/redis-server builds (searched first).",
 )
+@click.option(
+    "--warm-nodes",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Cluster-mode engine processes kept warm (newest Valkey) so new shards serve at once; 0 turns it off.",
+)
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def up(
     data_dir: Path | None,
@@ -101,10 +108,15 @@ def up(
     region: str,
     credentials_file: Path | None,
     engine_paths: tuple[Path, ...],
+    warm_nodes: int,
     log_level: str,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
+    import faulthandler
+
     from cachefleet.app import Settings, StartupError, default_data_dir, serve
+
+    faulthandler.enable()
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = Settings(
@@ -114,6 +126,7 @@ def up(
         region=region,
         credentials_file=credentials_file,
         engine_paths=tuple(p.resolve() for p in engine_paths),
+        warm_nodes=warm_nodes,
     )
     try:
         asyncio.run(serve(settings))

@@ -17,7 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+from cachefleet.control.failover import RECOVERING, Failover
+from cachefleet.control.health import HealthMonitor
+from cachefleet.control.sharded import ShardedTopology
+from cachefleet.control.warm import WarmPool
 from cachefleet.domain import nodetypes
+from cachefleet.domain.base import event_for
 from cachefleet.domain.model import (
     CacheCluster,
     ClusterStatus,
@@ -27,7 +32,6 @@ from cachefleet.domain.model import (
     ReplicationGroup,
 )
 from cachefleet.domain.ports import Clock, Resource, StateStore
-from cachefleet.domain.service import event_for
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.config import NodeConfig, render
 from cachefleet.providers.local import NodeStartFailed
@@ -45,6 +49,8 @@ class Provider(Protocol):
     async def stop(self, key: str, *, graceful: bool = False, timeout: float = 5.0) -> None: ...
     def remove(self, key: str) -> None: ...
     def close(self) -> None: ...
+    def write_config(self, key: str, config: str) -> Path: ...
+    def fence(self, key: str) -> None: ...
 
 
 class Binaries(Protocol):
@@ -72,7 +78,11 @@ class Retry(Exception):
 
 
 def node_key(cluster: CacheCluster) -> str:
-    return f"{cluster.region}/{cluster.cluster_id}-{cluster.node.node_id}"
+    """A node is known by its address: unique in the node network, and stable for the node's life.
+
+    (A warm node becomes a cluster's node by being given its address; see control/warm.py.)
+    """
+    return cluster.node.address
 
 
 class Reconciler:
@@ -84,6 +94,7 @@ class Reconciler:
         binaries: Binaries,
         clock: Clock,
         resync_interval: float = 2.0,
+        warm: WarmPool | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
@@ -99,6 +110,11 @@ class Reconciler:
         self._binds: dict[str, list[str]] = {}  # node key -> addresses it listens on
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._warm = warm
+        self._sharded = ShardedTopology(self)
+        self._health = HealthMonitor(on_change=self._on_health)
+        self._failover = Failover(self)
+        self._rebooted: set[str] = set()  # node keys stopped for a reboot, not yet available again
 
     # ------------------------------------------------------------------ wiring
     def on_change(self, kind: type[Resource], region: str, key: str) -> None:
@@ -119,15 +135,27 @@ class Reconciler:
                 self.on_change(CacheCluster, cluster.region, cluster.cluster_id)
                 return
 
+    def _on_health(self, key: str) -> None:
+        for cluster in self._store.list(CacheCluster):
+            if node_key(cluster) == key:
+                self.on_change(CacheCluster, cluster.region, cluster.cluster_id)
+                return
+
     async def start(self) -> None:
         running = self._provider.adopt_all()
         known = {node_key(c) for c in self._store.list(CacheCluster)}
+        if self._warm is not None:
+            await self._warm.adopt({k: v for k, v in running.items() if k not in known})
+            known |= self._warm.addresses()
         for key in sorted(set(running) - known):
             log.warning("stopping orphan engine %s (pid %s): no cache cluster owns it", key, running[key])
             await self._provider.stop(key)
             self._provider.remove(key)
         self._resync()
         self._resync_task = asyncio.create_task(self._resync_loop(), name="reconciler-resync")
+        self._health.start()
+        if self._warm is not None:
+            self._warm.start()
 
     async def stop(self) -> None:
         """Stops reconciling. Engine processes keep running; a later start adopts them."""
@@ -142,6 +170,9 @@ class Reconciler:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._warm is not None:
+            await self._warm.stop()
+        await self._health.stop()
         for admin in self._admins.values():
             await admin.close()
         self._admins.clear()
@@ -220,8 +251,16 @@ class Reconciler:
             for cluster in members.values():
                 await self._provider.stop(node_key(cluster))
             return
-        for node_group in group.node_groups:
-            await self._reconcile_node_group(group, node_group, members)
+        await self._reboot_replicas(group, members)
+        if group.cluster_enabled:
+            await self._sharded.reconcile(group, members)
+        else:
+            for node_group in group.node_groups:
+                await self._reconcile_node_group(group, node_group, members)
+        self._watch(group)
+        current = self._store.get(ReplicationGroup, group.region, group.group_id)
+        if current is not None and current.pending_node_type is not None:
+            await self._apply_node_type(current)
         await self._settle_group(group)
 
     async def _reconcile_node_group(
@@ -230,6 +269,9 @@ class Reconciler:
         primary = members.get(node_group.primary_cluster_id)
         if primary is None:
             raise Retry(1.0, f"primary {node_group.primary_cluster_id} of {group.group_id} has no record")
+        trouble = self._failover.trouble(group, node_group, primary)
+        if trouble is not None and await self._failover.run(group, node_group, members, trouble):
+            raise Retry(0.0, "")  # again at once, with the new primary
         try:
             await self._ensure_running(primary, replica_of=None)
         except NodeStartFailed as failure:
@@ -272,6 +314,52 @@ class Reconciler:
         if pending:
             raise Retry(0.005, "")
 
+    def _watch(self, group: ReplicationGroup) -> None:
+        """Nodes of groups with automatic failover are PINGed, so that a hang is noticed."""
+        current = self._store.get(ReplicationGroup, group.region, group.group_id)
+        for cluster in self._members(group).values():
+            key = node_key(cluster)
+            running = self._provider.pid(key) is not None
+            if current is not None and current.automatic_failover == "enabled" and running:
+                self._health.watch(key, cluster.node.address, cluster.port)
+            elif self._health.watching(key):
+                self._health.unwatch(key)
+
+    async def _reboot_replicas(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
+        """Rebooted nodes (and, with automatic failover, hung replicas) are stopped here; the
+        rest of the pass starts them again. A rebooting primary is the failover's business."""
+        primaries = {ng.primary_cluster_id for ng in group.node_groups}
+        requested = group.failover_request is not None
+        for cluster in members.values():
+            key = node_key(cluster)
+            if self._provider.pid(key) is None:
+                continue
+            rebooting = (
+                cluster.status == ClusterStatus.REBOOTING
+                and key not in self._rebooted
+                and not (cluster.cluster_id in primaries and requested)
+            )
+            hung = (
+                group.automatic_failover == "enabled"
+                and cluster.cluster_id not in primaries
+                and not self._health.healthy(key)
+            )
+            if rebooting or hung:
+                if rebooting:
+                    self._rebooted.add(key)
+                if hung:
+                    self._record(
+                        cluster,
+                        f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} stopped answering "
+                        f"({self._health.silent_for(key):.1f} s); replacing it",
+                    )
+                self._provider.fence(key)
+                await self._provider.stop(key)
+                self._health.unwatch(key)
+                self._verified.pop(key, None)
+                self._binds.pop(key, None)
+                await self._drop_admin(key)
+
     async def _settle_group(self, group: ReplicationGroup) -> None:
         current = self._store.get(ReplicationGroup, group.region, group.group_id)
         if current is None or current.status not in (GroupStatus.CREATING, GroupStatus.MODIFYING):
@@ -294,6 +382,36 @@ class Reconciler:
             else:
                 message = f"Replication group {current.group_id} modified and available"
             tx.add_event(event_for(updated, message, self._clock.now()))
+
+    async def _apply_node_type(self, group: ReplicationGroup) -> None:
+        """Vertical scaling: every node gets the new node type's maxmemory, if its data fits."""
+        node_type = group.pending_node_type
+        assert node_type is not None
+        limit = nodetypes.maxmemory_bytes(node_type)
+        members = [c for c in self._members(group).values() if c.status == ClusterStatus.AVAILABLE]
+        for cluster in members:
+            used = int((await self._admin(cluster).info("memory")).get("used_memory", "0"))
+            if used > limit:
+                with self._store.transaction() as tx:
+                    tx.put(replace(group, pending_node_type=None))
+                    tx.add_event(
+                        event_for(
+                            group,
+                            f"Scaling replication group {group.group_id} to {node_type} failed: node of {cluster.cluster_id} "
+                            f"holds {used} bytes, more than {node_type}'s {limit} bytes of memory; it stays {group.node_type}",
+                            self._clock.now(),
+                        )
+                    )
+                return
+        for cluster in members:
+            await self._admin(cluster).config_set("maxmemory", str(limit))
+        with self._store.transaction() as tx:
+            for cluster in self._members(group).values():
+                tx.put(replace(cluster, node_type=node_type))
+            tx.put(replace(group, node_type=node_type, pending_node_type=None))
+            tx.add_event(
+                event_for(group, f"Replication group {group.group_id} scaled to {node_type}", self._clock.now())
+            )
 
     async def _in_sync(self, replica: CacheCluster, source: tuple[str, int]) -> bool:
         info = await self._admin(replica).info("replication")
@@ -385,6 +503,15 @@ class Reconciler:
         if cluster.status == ClusterStatus.CREATE_FAILED:
             await self._provider.stop(node_key(cluster))
             return
+        if (
+            cluster.status == ClusterStatus.REBOOTING
+            and node_key(cluster) not in self._rebooted
+            and self._provider.pid(node_key(cluster)) is not None
+        ):
+            self._rebooted.add(node_key(cluster))
+            await self._provider.stop(node_key(cluster), graceful=True)
+            self._verified.pop(node_key(cluster), None)
+            await self._drop_admin(node_key(cluster))
         try:
             await self._ensure_running(cluster, replica_of=None)
         except NodeStartFailed as failure:
@@ -393,38 +520,57 @@ class Reconciler:
         self._mark_available(cluster)
 
     # ------------------------------------------------------------------ nodes
-    async def _ensure_running(self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None) -> None:
-        """Starts the cluster's node if needed, and makes its role match ``replica_of``."""
+    async def _ensure_running(
+        self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool = False
+    ) -> None:
+        """Starts the cluster's node if needed; makes its role match ``replica_of`` (cluster mode
+        disabled) or its settings match its node type (cluster mode enabled: roles are the
+        topology's business)."""
         key = node_key(cluster)
         pid = self._provider.pid(key)
         if pid is not None and self._verified.get(key) == pid:
             return
         if pid is None:
-            restarted = cluster.status not in (ClusterStatus.CREATING,)
-            await self._start_node(cluster, replica_of)
-            if restarted:
+            quiet = cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING) or cluster.status_reason == RECOVERING
+            await self._start_node(cluster, replica_of, sharded=sharded)
+            if not quiet:
                 self._record(
                     cluster,
                     f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} restarted: its engine "
                     "process had stopped"
                     + ("; the node was a primary, so its data was lost" if replica_of is None else "; it resyncs from the primary"),
                 )
+        elif sharded:
+            await self._adopt_sharded(cluster)
         else:
             await self._fix_role(cluster, replica_of)
         self._verified[key] = self._provider.pid(key) or 0
 
-    async def _start_node(self, cluster: CacheCluster, replica_of: tuple[str, int] | None) -> None:
-        key = node_key(cluster)
-        binary = self._binaries.binary(cluster.engine, cluster.engine_version)
-        config = render(
+    def _config(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool) -> str:
+        return render(
             NodeConfig(
                 address=cluster.node.address,
                 port=cluster.port,
-                directory=self._provider.node_dir(key),
+                directory=self._provider.node_dir(node_key(cluster)),
                 maxmemory=nodetypes.maxmemory_bytes(cluster.node_type),
                 replica_of=replica_of,
+                cluster=sharded,
+                label=f"node {cluster.node.node_id} of cache cluster {cluster.cluster_id} ({cluster.region})",
             )
         )
+
+    async def _adopt_sharded(self, cluster: CacheCluster) -> None:
+        """A running cluster-mode node (adopted after a restart, or a warm node just given to a
+        cluster): give it its node type's memory and the config file it would be started with."""
+        admin = self._admin(cluster)
+        await admin.config_set("maxmemory", str(nodetypes.maxmemory_bytes(cluster.node_type)))
+        self._provider.write_config(node_key(cluster), self._config(cluster, None, sharded=True))
+        self._binds[node_key(cluster)] = await admin.bound_addresses()
+
+    async def _start_node(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool = False) -> None:
+        key = node_key(cluster)
+        binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        config = self._config(cluster, replica_of, sharded=sharded)
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:
@@ -486,6 +632,8 @@ class Reconciler:
         """Stops the node, removes its files, then its record (and its place in ``group``)."""
         key = node_key(cluster)
         await self._provider.stop(key)
+        if self._health.watching(key):
+            self._health.unwatch(key)
         await self._drop_admin(key)
         self._verified.pop(key, None)
         self._binds.pop(key, None)
@@ -508,14 +656,21 @@ class Reconciler:
 
     def _mark_available(self, cluster: CacheCluster) -> None:
         current = self._store.get(CacheCluster, cluster.region, cluster.cluster_id)
-        if current is None or current.status not in (ClusterStatus.CREATING, ClusterStatus.MODIFYING):
+        if current is None or current.status not in (ClusterStatus.CREATING, ClusterStatus.MODIFYING, ClusterStatus.REBOOTING):
             return
         created = current.status == ClusterStatus.CREATING
-        updated = replace(current, status=ClusterStatus.AVAILABLE, node=replace(current.node, status=NodeStatus.AVAILABLE))
+        updated = replace(
+            current, status=ClusterStatus.AVAILABLE, status_reason="", node=replace(current.node, status=NodeStatus.AVAILABLE)
+        )
+        self._rebooted.discard(node_key(current))
         role = "replica" if current.replication_group_id and not self._is_primary(current) else "primary"
         with self._store.transaction() as tx:
             tx.put(updated)
-            if created:
+            if current.status_reason == RECOVERING:
+                message = f"Finished recovery for cache nodes {current.cluster_id}: it is a replica in sync with the primary"
+            elif current.status == ClusterStatus.REBOOTING:
+                message = f"Cache node {current.node.node_id} of cache cluster {current.cluster_id} rebooted"
+            elif created:
                 message = (
                     f"Cache cluster {current.cluster_id} created: added cache node {current.node.node_id} "
                     f"({role}) at {current.node.address}:{current.port} in availability zone {current.availability_zone}"

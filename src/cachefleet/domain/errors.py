@@ -59,3 +59,11 @@ class InvalidArn(CachefleetError):
 
 class TagNotFound(CachefleetError):
     """A tag key to remove is not on the resource."""
+
+
+class RateExceeded(CachefleetError):
+    """Too many calls of an operation in its window."""
+
+
+class NotAvailable(CachefleetError):
+    """The operation cannot run now (for example, a failover is already in progress)."""

@@ -132,6 +132,37 @@ class NodeGroup:
 
 
 @dataclass(frozen=True)
+class Resharding:
+    """An online slot migration in progress (ModifyReplicationGroupShardConfiguration).
+
+    ``target_slots`` is where every slot must end up; node groups in ``removing`` are
+    stopped once they own no slot. Progress is derived from the node groups' slots.
+    """
+
+    target_slots: tuple[tuple[str, str], ...]  # (node group id, slot ranges)
+    total_slots: int
+    removing: tuple[str, ...] = ()
+
+    def target_of(self, node_group_id: str) -> str:
+        return dict(self.target_slots).get(node_group_id, "")
+
+
+class FailoverKind(StrEnum):
+    TEST = "test"  # TestFailover
+    REBOOT = "reboot"  # RebootCacheCluster of a primary
+    SWITCHOVER = "switchover"  # ModifyReplicationGroup PrimaryClusterId
+
+
+@dataclass(frozen=True)
+class FailoverRequest:
+    """A planned failover the reconciler is asked to carry out (one at a time per group)."""
+
+    node_group_id: str
+    kind: FailoverKind
+    target_cluster_id: str | None = None
+
+
+@dataclass(frozen=True)
 class ReplicationGroup:
     region: Region
     group_id: str
@@ -156,10 +187,19 @@ class ReplicationGroup:
     tags: tuple[Tag, ...] = ()
     retain_primary_cluster: bool = False
     status_reason: str = ""
+    resharding: Resharding | None = None
+    pending_node_type: str | None = None
+    failover_request: FailoverRequest | None = None
 
     @property
     def key(self) -> str:
         return self.group_id
+
+    def node_group(self, node_group_id: str) -> NodeGroup | None:
+        for node_group in self.node_groups:
+            if node_group.node_group_id == node_group_id:
+                return node_group
+        return None
 
     @property
     def member_cluster_ids(self) -> tuple[str, ...]:

@@ -66,3 +66,32 @@ class EngineCatalog(Protocol):
 
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
+
+
+class WarmNodes(Protocol):
+    """Engine processes started ahead of need, each on an address of its own.
+
+    A new cluster-mode primary can be given the address of a warm node: the node is
+    already past the engine's start-up delays, which makes provisioning near instant.
+    """
+
+    def addresses(self) -> set[str]:
+        """Every address the pool holds (taken by no resource yet)."""
+        ...
+
+    def take(self, engine: str, version: str, count: int) -> list[str]:
+        """Up to ``count`` addresses of ready warm nodes of that engine build."""
+        ...
+
+    def give_back(self, addresses: Sequence[str]) -> None: ...
+
+
+class NoWarmNodes:
+    def addresses(self) -> set[str]:
+        return set()
+
+    def take(self, engine: str, version: str, count: int) -> list[str]:
+        return []
+
+    def give_back(self, addresses: Sequence[str]) -> None:
+        return None

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from cachefleet.domain import identifiers, nodetypes, validation
+from cachefleet.domain.availability import Availability, check_failover_settings
+from cachefleet.domain.base import (
+    DEFAULT_PORT,
+    DEFAULT_SUBNET_GROUP,
+    DEFAULT_VPC,
+    MAX_CLUSTERS_PER_GROUP,
+    MAX_NODES_PER_REGION,
+    ChangeListener,
+    UseCases,
+)
 from cachefleet.domain.errors import (
     AlreadyExists,
     InUse,
@@ -40,26 +50,16 @@ from cachefleet.domain.model import (
     Subnet,
     Tag,
 )
-from cachefleet.domain.ports import Clock, EngineCatalog, Resource, StateStore, Transaction
+from cachefleet.domain.ports import Clock, EngineCatalog, Resource, StateStore, WarmNodes
+from cachefleet.domain.scaling import Scaling, wants_cluster_mode
 
-MAX_CLUSTERS_PER_GROUP = 6  # a primary and five replicas
-MAX_NODES_PER_REGION = 300  # ElastiCache's default node quota per region
 MAX_SUBNET_GROUPS = 50
 MAX_SUBNETS_PER_GROUP = 20
-DEFAULT_SUBNET_GROUP = "default"
-DEFAULT_VPC = "vpc-cachefleet"
-DEFAULT_PORT = 6379
 MAX_EVENT_DURATION = dt.timedelta(days=14)
 
-ChangeListener = Callable[[type[Resource], str, str], None]
 
 _GROUP_UNSUPPORTED: dict[str, Any] = {
     "GlobalReplicationGroupId": None,
-    "AutomaticFailoverEnabled": False,
-    "MultiAZEnabled": False,
-    "NumNodeGroups": 1,
-    "NodeGroupConfiguration": None,
-    "ClusterMode": "disabled",
     "CacheSecurityGroupNames": None,
     "SecurityGroupIds": None,
     "SnapshotArns": None,
@@ -78,6 +78,10 @@ _GROUP_UNSUPPORTED: dict[str, Any] = {
     "TransitEncryptionMode": None,
     "ServerlessCacheSnapshotName": None,
 }
+
+# Cluster mode enabled: shards are supported; automatic failover is part of cluster mode.
+_SHARDED_GROUP_UNSUPPORTED: dict[str, Any] = dict(_GROUP_UNSUPPORTED)
+_GROUP_UNSUPPORTED.update({"NumNodeGroups": 1, "NodeGroupConfiguration": None, "ClusterMode": "disabled"})
 
 _CLUSTER_UNSUPPORTED: dict[str, Any] = {
     "CacheSecurityGroupNames": None,
@@ -98,8 +102,6 @@ _CLUSTER_UNSUPPORTED: dict[str, Any] = {
 
 _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
     "SnapshottingClusterId": None,
-    "AutomaticFailoverEnabled": False,
-    "MultiAZEnabled": False,
     "NodeGroupId": None,
     "CacheSecurityGroupNames": None,
     "SecurityGroupIds": None,
@@ -109,7 +111,6 @@ _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
     "EngineVersion": None,
     "Engine": None,
     "SnapshotRetentionLimit": 0,
-    "CacheNodeType": None,
     "AuthToken": None,
     "AuthTokenUpdateStrategy": None,
     "UserGroupIdsToAdd": None,
@@ -123,7 +124,7 @@ _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
 }
 
 
-class ElastiCache:
+class ElastiCache(UseCases):
     """The ElastiCache use cases of one Cachefleet installation (all regions)."""
 
     def __init__(
@@ -134,12 +135,17 @@ class ElastiCache:
         clock: Clock,
         node_network: ipaddress.IPv4Network,
         on_change: ChangeListener | None = None,
+        warm: WarmNodes | None = None,
     ) -> None:
-        self._store = store
-        self._catalog = catalog
-        self._clock = clock
-        self._network = node_network
-        self._on_change = on_change or (lambda kind, region, key: None)
+        super().__init__(
+            store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
+        )
+        self.scaling = Scaling(
+            store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
+        )
+        self.availability = Availability(
+            store=store, catalog=catalog, clock=clock, node_network=node_network, on_change=on_change, warm=warm
+        )
 
     # ------------------------------------------------------------------ engines
     def engine_releases(
@@ -168,11 +174,27 @@ class ElastiCache:
 
     # ------------------------------------------------------------------ replication groups
     def create_replication_group(self, region: Region, params: Mapping[str, Any]) -> ReplicationGroup:
-        validation.not_yet(params, _GROUP_UNSUPPORTED, operation="CreateReplicationGroup")
+        sharded = wants_cluster_mode(params)
+        validation.not_yet(
+            params, _SHARDED_GROUP_UNSUPPORTED if sharded else _GROUP_UNSUPPORTED, operation="CreateReplicationGroup"
+        )
         group_id = identifiers.replication_group_id(params["ReplicationGroupId"])
         description = params["ReplicationGroupDescription"]
         if self._store.get(ReplicationGroup, region, group_id) is not None:
             raise AlreadyExists(f"Replication group {group_id} already exists.", resource="ReplicationGroup")
+        if sharded:
+            release = validation.resolve_engine(self._catalog.releases(), params.get("Engine"), params.get("EngineVersion"))
+            return self.scaling.create_sharded_group(
+                region,
+                params,
+                group_id=group_id,
+                release=release,
+                node_type=self._node_type(params),
+                port=validation.port(params.get("Port", DEFAULT_PORT)),
+                subnet_group=self._subnet_group(region, params.get("CacheSubnetGroupName", DEFAULT_SUBNET_GROUP)),
+                common=self._common(params),
+                tags=validation.tags(params.get("Tags")),
+            )
 
         seed = None
         if "PrimaryClusterId" in params:
@@ -183,16 +205,20 @@ class ElastiCache:
             subnet_group = self._subnet_group(region, params.get("CacheSubnetGroupName", seed.subnet_group_name))
         else:
             release = validation.resolve_engine(self._catalog.releases(), params.get("Engine"), params.get("EngineVersion"))
-            if "CacheNodeType" not in params:
-                raise InvalidParameterValue(
-                    "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
-                )
-            node_type = nodetypes.check_node_type(params["CacheNodeType"])
+            node_type = self._node_type(params)
             port = validation.port(params.get("Port", DEFAULT_PORT))
             subnet_group = self._subnet_group(region, params.get("CacheSubnetGroupName", DEFAULT_SUBNET_GROUP))
         parameter_group = validation.parameter_group(params.get("CacheParameterGroupName"), release)
 
         count = self._initial_cluster_count(params, seeded=seed is not None)
+        automatic = bool(params.get("AutomaticFailoverEnabled", False))
+        multi_az = bool(params.get("MultiAZEnabled", False))
+        check_failover_settings(automatic=automatic, multi_az=multi_az, replicas_per_node_group=[count - 1])
+        if multi_az and len(subnet_group.availability_zones) < 2:
+            raise InvalidParameterCombination(
+                f"Multi-AZ needs subnets in two availability zones or more; cache subnet group {subnet_group.name} "
+                f"has only {', '.join(subnet_group.availability_zones)}."
+            )
         zones = self._zones_for(region, params.get("PreferredCacheClusterAZs"), count, subnet_group, seed)
         new_count = count - (1 if seed else 0)
         if len(self._all_clusters()) + new_count > MAX_NODES_PER_REGION:
@@ -215,13 +241,7 @@ class ElastiCache:
         addresses = validation.allocate_addresses(self._network, self._used_addresses(), new_count + 2)
         endpoint_addresses = addresses[new_count:]
         now = self._clock.now()
-        common = {
-            "preferred_maintenance_window": validation.maintenance_window(
-                params.get("PreferredMaintenanceWindow", "sun:05:00-sun:06:00")
-            ),
-            "auto_minor_version_upgrade": params.get("AutoMinorVersionUpgrade", True),
-            "snapshot_window": validation.snapshot_window(params.get("SnapshotWindow", "05:00-06:00")),
-        }
+        common = self._common(params)
         tags = validation.tags(params.get("Tags"))
         clusters = []
         for index, cluster_id in enumerate(member_ids):
@@ -279,6 +299,8 @@ class ElastiCache:
             ),
             create_time=now,
             tags=tags,
+            automatic_failover="enabled" if automatic else "disabled",
+            multi_az="enabled" if multi_az else "disabled",
             **common,
         )
         with self._store.transaction() as tx:
@@ -293,6 +315,25 @@ class ElastiCache:
             )
         self._changed(group)
         return group
+
+    @staticmethod
+    def _node_type(params: Mapping[str, Any]) -> str:
+        if "CacheNodeType" not in params:
+            raise InvalidParameterValue(
+                "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
+            )
+        return nodetypes.check_node_type(params["CacheNodeType"])
+
+    @staticmethod
+    def _common(params: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings every member cluster shares with its group."""
+        return {
+            "preferred_maintenance_window": validation.maintenance_window(
+                params.get("PreferredMaintenanceWindow", "sun:05:00-sun:06:00")
+            ),
+            "auto_minor_version_upgrade": params.get("AutoMinorVersionUpgrade", True),
+            "snapshot_window": validation.snapshot_window(params.get("SnapshotWindow", "05:00-06:00")),
+        }
 
     def _seed_cluster(self, region: Region, params: Mapping[str, Any]) -> CacheCluster:
         seed_id = identifiers.cache_cluster_id(params["PrimaryClusterId"])
@@ -391,12 +432,25 @@ class ElastiCache:
     def modify_replication_group(self, region: Region, params: Mapping[str, Any]) -> ReplicationGroup:
         group = self._group(region, params["ReplicationGroupId"])
         validation.not_yet(params, _MODIFY_GROUP_UNSUPPORTED, operation="ModifyReplicationGroup")
-        if "PrimaryClusterId" in params and params["PrimaryClusterId"].lower() != group.node_groups[0].primary_cluster_id:
-            raise InvalidParameterCombination(
-                "ModifyReplicationGroup: changing PrimaryClusterId (a planned switchover) is not supported by "
-                "Cachefleet yet; omit PrimaryClusterId."
-            )
         self._require_group_status(group, GroupStatus.AVAILABLE, action="modified")
+        if "PrimaryClusterId" in params:
+            others = set(params) - {"ReplicationGroupId", "PrimaryClusterId", "ApplyImmediately"}
+            if others:
+                raise InvalidParameterCombination(
+                    f"Change PrimaryClusterId on its own; send {', '.join(sorted(others))} in another ModifyReplicationGroup."
+                )
+            if group.cluster_enabled:
+                raise InvalidParameterCombination(
+                    "PrimaryClusterId applies to cluster mode disabled groups; use TestFailover on a node group instead."
+                )
+            return self.availability.switchover(group, params["PrimaryClusterId"])
+        if "CacheNodeType" in params:
+            others = set(params) - {"ReplicationGroupId", "CacheNodeType", "ApplyImmediately"}
+            if others:
+                raise InvalidParameterCombination(
+                    f"Change CacheNodeType on its own; send {', '.join(sorted(others))} in another ModifyReplicationGroup."
+                )
+            return self.scaling.change_node_type(group, params["CacheNodeType"])
         changes: dict[str, Any] = {}
         if "ReplicationGroupDescription" in params:
             changes["description"] = params["ReplicationGroupDescription"]
@@ -406,6 +460,8 @@ class ElastiCache:
             changes["auto_minor_version_upgrade"] = params["AutoMinorVersionUpgrade"]
         if "SnapshotWindow" in params:
             changes["snapshot_window"] = validation.snapshot_window(params["SnapshotWindow"])
+        if "AutomaticFailoverEnabled" in params or "MultiAZEnabled" in params:
+            changes.update(self.availability.modify_settings(group, params))
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if not changed:
             return group
@@ -634,6 +690,13 @@ class ElastiCache:
                 resource="CacheCluster",
             )
         self._require_group_status(group, GroupStatus.AVAILABLE, action="changed")
+        node_group = next(ng for ng in group.node_groups if cluster.cluster_id in ng.member_cluster_ids)
+        if group.automatic_failover == "enabled" and len(node_group.replica_cluster_ids) <= 1:
+            raise InvalidState(
+                f"Cache cluster {cluster.cluster_id} is the last replica of replication group {group.group_id}, which "
+                "has automatic failover enabled; disable automatic failover first, or add another replica.",
+                resource="ReplicationGroup",
+            )
         updated = replace(group, status=GroupStatus.MODIFYING)
         with self._store.transaction() as tx:
             tx.put(deleting)
@@ -654,15 +717,6 @@ class ElastiCache:
         return clusters
 
     # ------------------------------------------------------------------ subnet groups
-    def default_subnet_group(self, region: Region) -> CacheSubnetGroup:
-        return CacheSubnetGroup(
-            region=region,
-            name=DEFAULT_SUBNET_GROUP,
-            description="default",
-            subnets=tuple(Subnet(f"subnet-{zone}", zone) for zone in identifiers.default_availability_zones(region)),
-            vpc_id=DEFAULT_VPC,
-        )
-
     def create_cache_subnet_group(self, region: Region, params: Mapping[str, Any]) -> CacheSubnetGroup:
         name = identifiers.subnet_group_name(params["CacheSubnetGroupName"])
         if name == DEFAULT_SUBNET_GROUP or self._store.get(CacheSubnetGroup, region, name) is not None:
@@ -807,71 +861,6 @@ class ElastiCache:
                 source_id=source_id.lower() if source_id else None,
             )
         )
-
-    # ------------------------------------------------------------------ helpers
-    def _group(self, region: Region, group_id: str) -> ReplicationGroup:
-        group = self._store.get(ReplicationGroup, region, group_id.lower())
-        if group is None:
-            raise NotFound(f"Replication group {group_id} not found.", resource="ReplicationGroup")
-        return group
-
-    def _cluster(self, region: Region, cluster_id: str) -> CacheCluster:
-        cluster = self._store.get(CacheCluster, region, cluster_id.lower())
-        if cluster is None:
-            raise NotFound(f"Cache cluster {cluster_id} not found.", resource="CacheCluster")
-        return cluster
-
-    def _subnet_group(self, region: Region, name: str) -> CacheSubnetGroup:
-        lowered = name.lower()
-        if lowered == DEFAULT_SUBNET_GROUP:
-            return self.default_subnet_group(region)
-        group = self._store.get(CacheSubnetGroup, region, lowered)
-        if group is None:
-            raise NotFound(f"Cache subnet group {name} not found.", resource="CacheSubnetGroup")
-        return group
-
-    def _members(self, group: ReplicationGroup) -> list[CacheCluster]:
-        found = []
-        for cluster_id in group.member_cluster_ids:
-            cluster = self._store.get(CacheCluster, group.region, cluster_id)
-            if cluster is not None:
-                found.append(cluster)
-        return found
-
-    def _all_clusters(self) -> list[CacheCluster]:
-        return self._store.list(CacheCluster)
-
-    def _used_addresses(self) -> set[str]:
-        used = {cluster.node.address for cluster in self._all_clusters()}
-        for group in self._store.list(ReplicationGroup):
-            for node_group in group.node_groups:
-                used.update(a for a in (node_group.primary_endpoint, node_group.reader_endpoint) if a)
-            if group.configuration_endpoint:
-                used.add(group.configuration_endpoint)
-        return used
-
-    @staticmethod
-    def _require_group_status(group: ReplicationGroup, status: GroupStatus, *, action: str) -> None:
-        if group.status != status:
-            raise InvalidState(
-                f"Replication group {group.group_id} is {group.status}; it can be {action} once it is {status}.",
-                resource="ReplicationGroup",
-            )
-
-    def _event(self, tx: Transaction, resource: Resource, message: str) -> None:
-        tx.add_event(event_for(resource, message, self._clock.now()))
-
-    def _changed(self, resource: Resource) -> None:
-        self._on_change(type(resource), resource.region, resource.key)
-
-
-def event_for(resource: Resource, message: str, when: dt.datetime) -> Event:
-    if isinstance(resource, ReplicationGroup):
-        return Event(resource.region, EventSourceType.REPLICATION_GROUP, resource.group_id, message, when)
-    if isinstance(resource, CacheCluster):
-        return Event(resource.region, EventSourceType.CACHE_CLUSTER, resource.cluster_id, message, when)
-    return Event(resource.region, EventSourceType.CACHE_SUBNET_GROUP, resource.name, message, when)
-
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())

@@ -158,6 +158,10 @@ def parameter_group(name: str | None, release: EngineRelease, *, cluster_mode: b
     default = f"default.{release.family}" + (".cluster.on" if cluster_mode else "")
     if name is None or name == default:
         return default
+    if cluster_mode and name == f"default.{release.family}":
+        raise InvalidParameterCombination(
+            f"Cache parameter group {name} has cluster mode disabled; a cluster mode enabled group uses {default}."
+        )
     if name.startswith("default.") and name.removeprefix("default.").split(".")[0] != release.family:
         raise InvalidParameterCombination(
             f"Cache parameter group {name} is not of family {release.family} ({release.engine} "

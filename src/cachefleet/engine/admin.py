@@ -1,14 +1,22 @@
-"""An asyncio admin connection to one engine process (Valkey or Redis OSS)."""
+"""An asyncio admin connection to one engine process (Valkey or Redis OSS).
+
+One connection per node, one request at a time; a request may be a pipeline of many
+commands sent in a single write (slot migration sends hundreds). Replies are raw (bytes),
+since keys need not be text; ``text`` decodes for commands whose replies are.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
+
+Command = Sequence[str | bytes | int]
 
 
 class EngineError(Exception):
@@ -19,69 +27,103 @@ class AdminClient:
     def __init__(self, address: str, port: int, *, timeout: float = 2.0) -> None:
         self.address = address
         self.port = port
-        self._client = redis.Redis(
+        self._connection = Connection(
             host=address,
             port=port,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
-            decode_responses=True,
-            single_connection_client=True,
+            decode_responses=False,
             retry=Retry(NoBackoff(), 0),
             client_name="cachefleet-admin",
             lib_name=None,
             lib_version=None,
         )
-        # Parse INFO ourselves so that every value is the engine's own text.
-        self._client.set_response_callback("INFO", lambda response, **_: response)
         self._lock = asyncio.Lock()
 
-    async def _call(self, *args: Any) -> Any:
-        # single_connection_client shares one connection: one command at a time.
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Sends the commands in one write; each reply, or the ResponseError the engine gave."""
+        if not commands:
+            return []
         async with self._lock:
             try:
-                return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
-            except (RedisError, OSError) as error:
-                if self._client.connection is not None:
-                    await self._client.connection.disconnect()
-                raise EngineError(f"{self.address}:{self.port}: {error}") from error
+                await self._connection.connect()  # type: ignore[no-untyped-call]
+                await self._connection.send_packed_command(self._connection.pack_commands(commands))
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await self._connection.read_response(disconnect_on_error=False))
+                    except ResponseError as error:
+                        replies.append(error)
+                return replies
+            except (TimeoutError, RedisError, OSError) as error:
+                await self._connection.disconnect()
+                raise EngineError(f"{self.address}:{self.port}: {error or type(error).__name__}") from error
+
+    async def execute(self, *args: str | bytes | int) -> Any:
+        """One command; its raw reply. An error reply raises EngineError."""
+        (reply,) = await self.pipeline([args])
+        if isinstance(reply, ResponseError):
+            raise EngineError(f"{self.address}:{self.port}: {reply}")
+        return reply
+
+    async def text(self, *args: str | bytes | int) -> str:
+        reply = await self.execute(*args)
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    async def transaction(self, commands: Sequence[Command]) -> list[Any]:
+        """Runs the commands in one MULTI/EXEC: the engine applies them together, or none."""
+        replies = await self.pipeline([("MULTI",), *commands, ("EXEC",)])
+        errors = [r for r in replies if isinstance(r, ResponseError)]
+        if errors or replies[-1] is None:
+            raise EngineError(f"{self.address}:{self.port}: transaction failed: {errors[0] if errors else 'aborted'}")
+        result: list[Any] = replies[-1]
+        return result
 
     async def ping(self) -> bool:
-        return bool(await self._call("PING"))
+        return bool(await self.execute("PING"))
 
-    async def info(self, section: str = "default") -> dict[str, Any]:
-        raw = await self._call("INFO", section)
-        return parse_info(raw.decode() if isinstance(raw, bytes) else str(raw))
+    async def info(self, section: str = "default") -> dict[str, str]:
+        return parse_info(await self.text("INFO", section))
 
     async def replicate(self, host: str, port: int) -> None:
-        await self._call("REPLICAOF", host, str(port))
+        await self.execute("REPLICAOF", host, str(port))
 
     async def promote(self) -> None:
-        await self._call("REPLICAOF", "NO", "ONE")
+        await self.execute("REPLICAOF", "NO", "ONE")
+
+    async def config_get(self, name: str) -> str:
+        """One setting's value (CONFIG GET answers a flat list or a map, by protocol and parser)."""
+        reply = await self.execute("CONFIG", "GET", name)
+        if isinstance(reply, dict):
+            values = list(reply.values())
+        elif isinstance(reply, list):
+            values = reply[1::2]
+        else:
+            values = []
+        if not values:
+            return ""
+        value = values[0]
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     async def bound_addresses(self) -> list[str]:
-        reply = await self._call("CONFIG", "GET", "bind")
-        if isinstance(reply, list) and len(reply) == 2:
-            return str(reply[1]).split()
-        if isinstance(reply, dict):
-            return str(reply.get("bind", "")).split()
-        return []
+        return (await self.config_get("bind")).split()
 
     async def bind(self, addresses: list[str]) -> None:
-        await self._call("CONFIG", "SET", "bind", " ".join(addresses))
+        await self.execute("CONFIG", "SET", "bind", " ".join(addresses))
 
     async def config_set(self, name: str, value: str) -> None:
-        await self._call("CONFIG", "SET", name, value)
+        await self.execute("CONFIG", "SET", name, value)
 
     async def close(self) -> None:
         try:
-            await self._client.aclose()
+            await self._connection.disconnect()
         except (RedisError, OSError):
             pass
 
 
-def parse_info(text: str) -> dict[str, Any]:
+def parse_info(text: str) -> dict[str, str]:
     """INFO's ``key:value`` lines as a flat dict (values stay strings)."""
-    result: dict[str, Any] = {}
+    result: dict[str, str] = {}
     for line in text.splitlines():
         if not line or line.startswith("#") or ":" not in line:
             continue

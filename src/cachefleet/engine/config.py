@@ -18,6 +18,8 @@ class NodeConfig:
     directory: Path
     maxmemory: int
     replica_of: tuple[str, int] | None = None
+    cluster: bool = False
+    label: str = ""
     maxmemory_policy: str = "volatile-lru"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -61,12 +63,26 @@ def render(config: NodeConfig) -> str:
         ("repl-backlog-size", "1mb"),
         ("replica-read-only", "yes"),
     ]
+    if config.cluster:
+        settings += [
+            ("cluster-enabled", "yes"),
+            ("cluster-config-file", str(directory / "data" / "nodes.conf")),
+            # Peers must see this node under its own address, not 127.0.0.1.
+            ("cluster-announce-ip", config.address),
+            ("cluster-node-timeout", "15000"),
+            # Cachefleet decides failovers (and fences first); the cluster must not race it.
+            ("cluster-replica-no-failover", "yes"),
+            ("cluster-require-full-coverage", "no"),
+            ("cluster-allow-replica-migration", "no"),
+        ]
     if config.replica_of is not None:
         host, port = config.replica_of
         settings.append(("replicaof", f"{host} {port}"))
     for key, value in config.extra.items():
         settings.append((key, value))
     lines = ["# Written by Cachefleet; changes are overwritten when the node is (re)started."]
+    if config.label:
+        lines.append(f"# {config.label}")
     for key, value in settings:
         if key == "replicaof":
             lines.append(f"{key} {value}")

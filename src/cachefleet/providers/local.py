@@ -1,6 +1,7 @@
 """Nodes as local child processes, each on its own loopback (or local) address.
 
-A node lives in ``<data-dir>/nodes/<key>/``: ``engine.conf``, ``data/``, ``engine.log``.
+A node lives in ``<data-dir>/nodes/<key>/`` (the key is the node's address):
+``engine.conf``, ``data/``, ``engine.log``.
 Engines run in their own session so they outlive the control plane. Their command line
 names their config file, which is how a restarted control plane finds and adopts them
 (``/proc/*/cmdline``) instead of starting duplicates. Exits are seen at once through a
@@ -113,10 +114,7 @@ class LocalProvider:
         # file a previous run left behind (a replication sync file, say).
         shutil.rmtree(directory / "data", ignore_errors=True)
         (directory / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
-        config_path = directory / CONFIG_NAME
-        temporary = config_path.with_suffix(".tmp")
-        temporary.write_text(config)
-        os.replace(temporary, config_path)
+        config_path = self.write_config(key, config)
         stdout_path = directory / "stdout.log"
         with contextlib.suppress(FileNotFoundError):
             (directory / "engine.log").unlink()
@@ -138,6 +136,15 @@ class LocalProvider:
             await self.stop(key)
             raise
         return pid
+
+    def write_config(self, key: str, config: str) -> Path:
+        """Writes the node's config file atomically (read by the engine at its next start)."""
+        config_path = self.node_dir(key) / CONFIG_NAME
+        config_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = config_path.with_suffix(".tmp")
+        temporary.write_text(config)
+        os.replace(temporary, config_path)
+        return config_path
 
     async def _wait_ready(self, key: str, pid: int, address: str, port: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT

@@ -1,0 +1,232 @@
+"""Failover of one shard: fence the old primary, promote the best replica, recover the old node.
+
+Patroni's rules, in this order, so that a shard never has two primaries:
+
+1. a *planned* failover (TestFailover, a reboot, a switchover) first drains the primary:
+   writes are paused and the chosen replica must reach the primary's offset, so that no
+   acknowledged write is lost; a *lost* primary (exited, or not answering) cannot drain;
+2. the old primary is fenced (SIGKILL) before anything is promoted;
+3. the reachable, answering replica with the highest replication offset is promoted
+   (a replica in another availability zone wins a tie) -- a write confirmed with
+   ``WAIT 1`` is on at least one replica, hence on the one with the highest offset;
+4. the endpoint moves at once (cluster mode disabled: the primary endpoint address is
+   bound on the new primary; cluster mode enabled: CLUSTER FAILOVER TAKEOVER);
+5. the lost node comes back under the same id as a fresh replica of the new primary
+   (the reconciler's next pass starts it and waits for its full sync).
+
+Every decision is recorded as an event with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from cachefleet.domain.base import event_for
+from cachefleet.domain.model import (
+    CacheCluster,
+    ClusterStatus,
+    FailoverKind,
+    GroupStatus,
+    NodeGroup,
+    NodeStatus,
+    ReplicationGroup,
+)
+from cachefleet.engine.admin import EngineError
+
+if TYPE_CHECKING:
+    from cachefleet.control.reconciler import Reconciler
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 5.0
+RECOVERING = "recovering"
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Why the primary of a node group must be replaced now."""
+
+    reason: str
+    planned: bool
+    kind: FailoverKind | None = None
+    target: str | None = None
+
+
+class Failover:
+    def __init__(self, ops: Reconciler) -> None:
+        self.ops = ops
+
+    def trouble(self, group: ReplicationGroup, node_group: NodeGroup, primary: CacheCluster) -> Trouble | None:
+        """Whether this node group's primary must be failed over now (a pure look at what we know)."""
+        from cachefleet.control.reconciler import node_key
+
+        request = group.failover_request
+        if request is not None and request.node_group_id == node_group.node_group_id:
+            reasons = {
+                FailoverKind.TEST: "Test Failover API called",
+                FailoverKind.REBOOT: f"cache cluster {primary.cluster_id} is being rebooted",
+                FailoverKind.SWITCHOVER: f"PrimaryClusterId changed to {request.target_cluster_id}",
+            }
+            return Trouble(reasons[request.kind], planned=True, kind=request.kind, target=request.target_cluster_id)
+        if group.automatic_failover != "enabled" or primary.status in (ClusterStatus.CREATING, ClusterStatus.DELETING):
+            return None
+        key = node_key(primary)
+        if self.ops._provider.pid(key) is None:
+            return Trouble(f"the engine process of primary {primary.cluster_id} exited", planned=False)
+        if not self.ops._health.healthy(key):
+            silent = self.ops._health.silent_for(key)
+            return Trouble(f"primary {primary.cluster_id} stopped answering ({silent:.1f} s without a PING reply)", planned=False)
+        return None
+
+    async def run(
+        self, group: ReplicationGroup, node_group: NodeGroup, members: dict[str, CacheCluster], trouble: Trouble
+    ) -> bool:
+        """Carries out the failover; False if there is no replica to promote (nothing was changed)."""
+        from cachefleet.control.reconciler import node_key
+
+        ops = self.ops
+        old = members[node_group.primary_cluster_id]
+        candidates = [
+            members[c]
+            for c in node_group.replica_cluster_ids
+            if c in members
+            and members[c].status == ClusterStatus.AVAILABLE
+            and ops._provider.pid(node_key(members[c])) is not None
+            and ops._health.healthy(node_key(members[c]))
+        ]
+        if trouble.target is not None:
+            candidates = [c for c in candidates if c.cluster_id == trouble.target]
+        if not candidates:
+            self._give_up(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
+                                 f"{trouble.reason}, and no replica is available to take over")
+            return False
+
+        old_key = node_key(old)
+        if trouble.planned and ops._provider.pid(old_key) is not None:
+            if not await self._drain(old, candidates):
+                self._give_up(group, f"Failover of node group {node_group.node_group_id} of {group.group_id} "
+                                     "called off: no replica caught up with the primary within "
+                                     f"{DRAIN_TIMEOUT:.0f} s; the primary keeps serving")
+                await self._resume(old)
+                return False
+
+        # Fence first: the old primary must not take another write once anything is promoted.
+        ops._provider.fence(old_key)
+        await ops._provider.stop(old_key)
+        ops._health.unwatch(old_key)
+        await ops._drop_admin(old_key)
+        ops._binds.pop(old_key, None)
+
+        chosen = await self._best(candidates, old)
+        if chosen is None:
+            self._give_up(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
+                                 "no replica answered; the old primary will be restarted")
+            return False
+        await self._promote(group, chosen)
+
+        # The rest of the shard follows on the reconciler's next pass; only the store changes here.
+        now = ops._clock.now()
+        current = ops._store.get(ReplicationGroup, group.region, group.group_id) or group
+        node_groups = tuple(
+            replace(ng, primary_cluster_id=chosen.cluster_id) if ng.node_group_id == node_group.node_group_id else ng
+            for ng in current.node_groups
+        )
+        updated = replace(current, node_groups=node_groups, status=GroupStatus.MODIFYING, failover_request=None)
+        recovering = replace(
+            old,
+            status=ClusterStatus.MODIFYING,
+            status_reason=RECOVERING,
+            node=replace(old.node, status=NodeStatus.CREATING),
+        )
+        with ops._store.transaction() as tx:
+            tx.put(updated)
+            tx.put(recovering)
+            tx.add_event(event_for(updated, f"Failover from primary node {old.cluster_id} to replica node "
+                                            f"{chosen.cluster_id} completed ({trouble.reason})", now))
+            tx.add_event(event_for(recovering, f"Recovering cache nodes {old.cluster_id}", now))
+        for cluster in members.values():
+            ops._verified.pop(node_key(cluster), None)
+        log.warning("%s: failed over %s -> %s: %s", group.group_id, old.cluster_id, chosen.cluster_id, trouble.reason)
+        return True
+
+    # ------------------------------------------------------------------ steps
+    async def _drain(self, primary: CacheCluster, candidates: list[CacheCluster]) -> bool:
+        """Pauses writes on the primary until a candidate has everything it acknowledged."""
+        ops = self.ops
+        admin = ops._admin(primary)
+        try:
+            await admin.execute("CLIENT", "PAUSE", str(int(DRAIN_TIMEOUT * 1000) + 1000), "WRITE")
+            target = int((await admin.info("replication")).get("master_repl_offset", "0"))
+        except EngineError:
+            return True  # the primary is gone after all: nothing more to drain
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while time.monotonic() < deadline:
+            for candidate in candidates:
+                try:
+                    if _offset(await ops._admin(candidate).info("replication")) >= target:
+                        return True
+                except EngineError:
+                    continue
+            await asyncio.sleep(0.002)
+        return False
+
+    async def _resume(self, primary: CacheCluster) -> None:
+        try:
+            await self.ops._admin(primary).execute("CLIENT", "UNPAUSE")
+        except EngineError:
+            pass
+
+    async def _best(self, candidates: list[CacheCluster], old: CacheCluster) -> CacheCluster | None:
+        """The candidate with the highest replication offset; another zone than the old primary wins a tie."""
+        ops = self.ops
+        offsets: list[tuple[int, bool, int, CacheCluster]] = []
+        for order, candidate in enumerate(candidates):
+            try:
+                info = await ops._admin(candidate).info("replication")
+            except EngineError:
+                continue
+            offsets.append((_offset(info), candidate.availability_zone != old.availability_zone, -order, candidate))
+        if not offsets:
+            return None
+        return max(offsets, key=lambda item: item[:3])[3]
+
+    async def _promote(self, group: ReplicationGroup, chosen: CacheCluster) -> None:
+        from cachefleet.control.reconciler import node_key
+
+        ops = self.ops
+        admin = ops._admin(chosen)
+        if group.cluster_enabled:
+            # Takes the slots at once, without asking the other primaries to vote.
+            await admin.execute("CLUSTER", "FAILOVER", "TAKEOVER")
+            deadline = time.monotonic() + 5.0
+            while (await admin.info("replication")).get("role") != "master" and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+            return
+        await admin.promote()
+        node_group = next(ng for ng in group.node_groups if chosen.cluster_id in ng.member_cluster_ids)
+        if node_group.primary_endpoint:
+            # Clients of the primary endpoint reconnect to the same address: it must answer now.
+            await ops._set_binds(chosen, [chosen.node.address, node_group.primary_endpoint])
+        ops._verified[node_key(chosen)] = ops._provider.pid(node_key(chosen)) or 0
+
+    def _give_up(self, group: ReplicationGroup, message: str) -> None:
+        ops = self.ops
+        current = ops._store.get(ReplicationGroup, group.region, group.group_id) or group
+        with ops._store.transaction() as tx:
+            if current.failover_request is not None:
+                tx.put(replace(current, failover_request=None))
+            tx.add_event(event_for(current, message, ops._clock.now()))
+        log.warning("%s", message)
+
+
+def _offset(info: dict[str, str]) -> int:
+    """How much of the replication stream this node holds."""
+    for field_name in ("slave_repl_offset", "master_repl_offset"):
+        value = info.get(field_name)
+        if value is not None and value.lstrip("-").isdigit():
+            return int(value)
+    return -1

@@ -1,0 +1,398 @@
+"""Cluster mode enabled: real Redis Cluster shards, online resharding and replica changes under load."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import threading
+import time
+
+import pytest
+from redis.cluster import RedisCluster
+
+from cachefleet.domain import slots as slotmath
+from helpers import (
+    Server,
+    engine,
+    free_port,
+    fresh_network,
+    node_addresses,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+)
+
+SHARDED = {
+    "ReplicationGroupDescription": "sharded",
+    "Engine": "valkey",
+    "CacheNodeType": "cache.t4g.micro",
+}
+
+
+@pytest.fixture(scope="module")
+def cluster_server(tmp_path_factory):
+    """A server with its warm pool on (the default), as users run it."""
+    root = tmp_path_factory.mktemp("cluster")
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(), extra=["--warm-nodes", "3"]).start()
+    yield running
+    running.down()
+
+
+def cluster_client(group):
+    endpoint = group["ConfigurationEndpoint"]
+    return RedisCluster(host=endpoint["Address"], port=endpoint["Port"], decode_responses=True, socket_timeout=10)
+
+
+def assert_describe_matches_cluster_shards(group):
+    """NodeGroups (slots, members, roles, endpoints) are exactly what the engines say."""
+    client = cluster_client(group)
+    try:
+        shards = client.cluster_shards()
+    finally:
+        client.close()
+    engine_view = {}
+    for shard in shards:
+        slots = set()
+        for low, high in zip(shard["slots"][::2], shard["slots"][1::2], strict=True):
+            slots.update(range(low, high + 1))
+        nodes = {
+            (node["ip"] if isinstance(node["ip"], str) else node["ip"].decode()): (
+                node["role"] if isinstance(node["role"], str) else node["role"].decode()
+            )
+            for node in shard["nodes"]
+        }
+        if slots:
+            engine_view[frozenset(slots)] = nodes
+    described = {}
+    for node_group in group["NodeGroups"]:
+        slots = frozenset(slotmath.parse(node_group["Slots"]))
+        described[slots] = {
+            m["ReadEndpoint"]["Address"]: "master" if m["CurrentRole"] == "primary" else "replica"
+            for m in node_group["NodeGroupMembers"]
+        }
+    assert described == engine_view
+
+
+def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
+    ec = cluster_server.client()
+    created = ec.create_replication_group(ReplicationGroupId="shop", NumNodeGroups=3, ReplicasPerNodeGroup=2, **SHARDED)
+    group = created["ReplicationGroup"]
+    assert group["Status"] == "creating" and group["ClusterEnabled"] is True
+    group = wait_group(ec, "shop")
+    assert group["ClusterMode"] == "enabled" and group["AutomaticFailover"] == "enabled"
+    assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0001", "0002", "0003"]
+    assert [ng["Slots"] for ng in group["NodeGroups"]] == ["0-5461", "5462-10922", "10923-16383"]
+    assert len(group["MemberClusters"]) == 9
+    assert group["MemberClusters"][0] == "shop-0001-001"
+    cluster = ec.describe_cache_clusters(CacheClusterId="shop-0002-003")["CacheClusters"][0]
+    assert cluster["CacheParameterGroup"]["CacheParameterGroupName"] == "default.valkey9.cluster.on"
+    assert_describe_matches_cluster_shards(group)
+
+    # redis-py's RedisCluster, given only the configuration endpoint, reaches every slot.
+    client = cluster_client(group)
+    keys = {f"user:{i}": str(i) for i in range(3000)}
+    for key, value in keys.items():
+        client.set(key, value)
+    covered = {RedisCluster.keyslot(client, key) for key in keys}
+    assert len(covered) > 2500
+    assert all(client.get(key) == value for key, value in keys.items())
+    client.close()
+
+    # valkey-glide's GlideClusterClient too.
+    async def with_glide():
+        from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
+
+        endpoint = group["ConfigurationEndpoint"]
+        glide = await GlideClusterClient.create(
+            GlideClusterClientConfiguration([NodeAddress(endpoint["Address"], endpoint["Port"])], request_timeout=5000)
+        )
+        try:
+            for i in range(0, 3000, 7):
+                assert (await glide.get(f"user:{i}")).decode() == str(i)
+            for i in range(500):
+                await glide.set(f"glide:{i}", str(i))
+            return [(await glide.get(f"glide:{i}")).decode() for i in range(500)]
+        finally:
+            await glide.close()
+
+    assert asyncio.run(with_glide()) == [str(i) for i in range(500)]
+    ec.delete_replication_group(ReplicationGroupId="shop")
+    wait_group_gone(ec, "shop")
+
+
+def test_node_group_configuration_with_explicit_slots_and_zones(cluster_server):
+    ec = cluster_server.client()
+    ec.create_replication_group(
+        ReplicationGroupId="custom",
+        NodeGroupConfiguration=[
+            {"NodeGroupId": "0001", "Slots": "0-999", "ReplicaCount": 1, "PrimaryAvailabilityZone": "us-east-1c",
+             "ReplicaAvailabilityZones": ["us-east-1a"]},
+            {"NodeGroupId": "0002", "Slots": "1000-16383", "ReplicaCount": 0},
+        ],
+        **SHARDED,
+    )
+    group = wait_group(ec, "custom")
+    assert [(ng["NodeGroupId"], ng["Slots"], len(ng["NodeGroupMembers"])) for ng in group["NodeGroups"]] == [
+        ("0001", "0-999", 2), ("0002", "1000-16383", 1),
+    ]
+    zones = {m["CacheClusterId"]: m["PreferredAvailabilityZone"] for m in group["NodeGroups"][0]["NodeGroupMembers"]}
+    assert zones == {"custom-0001-001": "us-east-1c", "custom-0001-002": "us-east-1a"}
+    assert_describe_matches_cluster_shards(group)
+    ec.delete_replication_group(ReplicationGroupId="custom")
+    wait_group_gone(ec, "custom")
+
+
+class Load:
+    """A writer and a reader running against the cluster, counting every failed operation.
+
+    With ``glide`` the client is valkey-glide's GlideClusterClient, else redis-py's
+    RedisCluster. redis-py (8.1) cannot follow an ASK redirect to a primary it has not
+    seen yet — a new shard's primary, while slots move to it (redis-py issue #4015) — so
+    scaling out is exercised with glide, and redis-py covers everything else.
+    """
+
+    def __init__(self, group, *, glide: bool = False, prefix: str = "load"):
+        self.group = group
+        self.glide = glide
+        self.prefix = prefix
+        self.errors: list[str] = []
+        self.written = 0
+        self.reads = 0
+        self._stop = threading.Event()
+        target = self._glide if glide else None
+        self._threads = (
+            [threading.Thread(target=target)] if glide else [threading.Thread(target=self._write), threading.Thread(target=self._read)]
+        )
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _glide(self):
+        async def run():
+            from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
+
+            endpoint = self.group["ConfigurationEndpoint"]
+            client = await GlideClusterClient.create(
+                GlideClusterClientConfiguration([NodeAddress(endpoint["Address"], endpoint["Port"])], request_timeout=10000)
+            )
+            rng = random.Random(11)
+            try:
+                while not self._stop.is_set():
+                    try:
+                        await client.set(f"{self.prefix}:{self.written}", str(self.written))
+                        self.written += 1
+                        index = rng.randrange(self.written)
+                        value = await client.get(f"{self.prefix}:{index}")
+                        if value is None or value.decode() != str(index):
+                            self.errors.append(f"read {self.prefix}:{index} gave {value!r}")
+                        self.reads += 1
+                    except Exception as error:  # noqa: BLE001 - every failure counts
+                        self.errors.append(f"glide: {error!r}")
+            finally:
+                await client.close()
+
+        asyncio.run(run())
+
+    def _write(self):
+        client = cluster_client(self.group)
+        while not self._stop.is_set():
+            try:
+                client.set(f"{self.prefix}:{self.written}", str(self.written))
+                self.written += 1
+            except Exception as error:  # noqa: BLE001 - every failure counts
+                self.errors.append(f"write: {error!r}")
+        client.close()
+
+    def _read(self):
+        client = cluster_client(self.group)
+        rng = random.Random(7)
+        while not self._stop.is_set():
+            if self.written == 0:
+                time.sleep(0.01)
+                continue
+            index = rng.randrange(self.written)
+            try:
+                value = client.get(f"{self.prefix}:{index}")
+                if value != str(index):
+                    self.errors.append(f"read {self.prefix}:{index} gave {value!r}")
+                self.reads += 1
+            except Exception as error:  # noqa: BLE001
+                self.errors.append(f"read: {error!r}")
+        client.close()
+
+
+def wait_reshard(ec, group_id, timeout=240.0):
+    progress = []
+
+    def done():
+        group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+        migration = group["PendingModifiedValues"].get("Resharding", {}).get("SlotMigration")
+        if migration:
+            progress.append(migration["ProgressPercentage"])
+        return group if group["Status"] == "available" else None
+
+    return wait_for(done, timeout=timeout, interval=0.2, what=f"{group_id} to finish resharding"), progress
+
+
+def test_scale_out_and_in_under_load(cluster_server):
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="elastic", NumNodeGroups=3, ReplicasPerNodeGroup=1, **SHARDED)
+    group = wait_group(ec, "elastic")
+    client = cluster_client(group)
+    pipe = client.pipeline()
+    for i in range(20000):
+        pipe.set(f"seed:{i}", str(i))
+    pipe.execute()
+    client.close()
+
+    with Load(group, glide=True, prefix="glide") as glide_load:
+        ec.modify_replication_group_shard_configuration(ReplicationGroupId="elastic", NodeGroupCount=4, ApplyImmediately=True)
+        group, progress = wait_reshard(ec, "elastic")
+        assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0001", "0002", "0003", "0004"]
+        assert all(len(ng["NodeGroupMembers"]) == 2 for ng in group["NodeGroups"])
+        sizes = [len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]]
+        assert sizes == [4096] * 4
+        assert_describe_matches_cluster_shards(group)
+
+        with Load(group, prefix="redispy") as load:
+            ec.modify_replication_group_shard_configuration(
+                ReplicationGroupId="elastic", NodeGroupCount=2, NodeGroupsToRemove=["0001", "0003"], ApplyImmediately=True
+            )
+            group, progress_in = wait_reshard(ec, "elastic")
+            assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0002", "0004"]
+            assert sorted(len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]) == [8192, 8192]
+            assert_describe_matches_cluster_shards(group)
+            time.sleep(0.5)
+    for run in (glide_load, load):
+        assert run.errors == [], run.errors[:5]
+        assert run.written > 100 and run.reads > 100
+    assert progress and progress_in and max(progress + progress_in) <= 100.0
+    client = cluster_client(group)
+    assert all(client.get(f"seed:{i}") == str(i) for i in range(20000))
+    for run in (glide_load, load):
+        assert all(client.get(f"{run.prefix}:{i}") == str(i) for i in range(run.written))
+    client.close()
+    assert len(group["MemberClusters"]) == 4
+    messages = [e["Message"] for e in ec.describe_events(SourceIdentifier="elastic")["Events"]]
+    assert any("Resharding replication group elastic: 3 -> 4 node groups" in m for m in messages)
+    assert any("Resharding of elastic completed: 2 node groups" in m for m in messages)
+    ec.delete_replication_group(ReplicationGroupId="elastic")
+    wait_group_gone(ec, "elastic")
+
+
+def test_replica_count_up_and_down_under_load(cluster_server):
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="replicas", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
+    group = wait_group(ec, "replicas")
+    with Load(group) as load:
+        ec.increase_replica_count(ReplicationGroupId="replicas", NewReplicaCount=3, ApplyImmediately=True)
+        group = wait_group(ec, "replicas")
+        assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [4, 4]
+        assert_describe_matches_cluster_shards(group)
+        # A new replica serves its shard's data once it is available.
+        new = [m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CacheClusterId"].endswith("-004")][0]
+        replica = engine(new["ReadEndpoint"]["Address"])
+        assert replica.execute_command("ROLE")[0] == "slave"
+        ec.increase_replica_count(
+            ReplicationGroupId="replicas", ApplyImmediately=True,
+            ReplicaConfiguration=[{"NodeGroupId": "0002", "NewReplicaCount": 4}],
+        )
+        group = wait_group(ec, "replicas")
+        assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [4, 5]
+        ec.decrease_replica_count(ReplicationGroupId="replicas", NewReplicaCount=1, ApplyImmediately=True)
+        wait_for(lambda: [len(ng["NodeGroupMembers"]) for ng in wait_group(ec, "replicas")["NodeGroups"]] == [2, 2],
+                 what="replicas removed")
+        ec.decrease_replica_count(ReplicationGroupId="replicas", ReplicasToRemove=["replicas-0002-002"], ApplyImmediately=True)
+        wait_for(lambda: [len(ng["NodeGroupMembers"]) for ng in wait_group(ec, "replicas")["NodeGroups"]] == [2, 1],
+                 what="named replica removed")
+        group = wait_group(ec, "replicas")
+        assert_describe_matches_cluster_shards(group)
+    assert load.errors == [], load.errors[:5]
+    ec.delete_replication_group(ReplicationGroupId="replicas")
+    wait_group_gone(ec, "replicas")
+
+
+def test_replica_count_of_a_cluster_mode_disabled_group(cluster_server):
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="flat", NumCacheClusters=1, **SHARDED)
+    group = wait_group(ec, "flat")
+    engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]).set("k", "v")
+    ec.increase_replica_count(ReplicationGroupId="flat", NewReplicaCount=2, ApplyImmediately=True)
+    group = wait_group(ec, "flat")
+    assert group["MemberClusters"] == ["flat-001", "flat-002", "flat-003"]
+    addresses = node_addresses(ec, ["flat-002", "flat-003"])
+    assert all(engine(a).get("k") == "v" for a in addresses.values())
+    ec.decrease_replica_count(ReplicationGroupId="flat", NewReplicaCount=0, ApplyImmediately=True)
+    wait_for(lambda: wait_group(ec, "flat")["MemberClusters"] == ["flat-001"], what="replicas removed")
+    ec.delete_replication_group(ReplicationGroupId="flat")
+    wait_group_gone(ec, "flat")
+
+
+def test_vertical_scaling_changes_every_nodes_memory(cluster_server):
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="bigger", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
+    group = wait_group(ec, "bigger")
+    allowed = ec.list_allowed_node_type_modifications(ReplicationGroupId="bigger")
+    assert "cache.r7g.large" in allowed["ScaleUpModifications"]
+    assert "cache.t4g.micro" not in allowed["ScaleUpModifications"] + allowed["ScaleDownModifications"]
+    ec.modify_replication_group(ReplicationGroupId="bigger", CacheNodeType="cache.r7g.large", ApplyImmediately=True)
+    group = wait_group(ec, "bigger")
+    assert group["CacheNodeType"] == "cache.r7g.large"
+    addresses = node_addresses(ec, group["MemberClusters"])
+    assert {int(engine(a).config_get("maxmemory")["maxmemory"]) for a in addresses.values()} == {round(13.07 * 1024**3)}
+    assert {c["CacheNodeType"] for c in ec.describe_cache_clusters()["CacheClusters"] if c.get("ReplicationGroupId") == "bigger"} == {
+        "cache.r7g.large"
+    }
+    ec.delete_replication_group(ReplicationGroupId="bigger")
+    wait_group_gone(ec, "bigger")
+
+
+def test_a_reshard_interrupted_by_a_control_plane_crash_finishes(make_server):
+    server = make_server("--warm-nodes", "0")
+    ec = server.client()
+    ec.create_replication_group(ReplicationGroupId="crashy", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
+    group = wait_group(ec, "crashy")
+    client = cluster_client(group)
+    pipe = client.pipeline()
+    for i in range(60000):
+        pipe.set(f"k:{i}", str(i))
+    pipe.execute()
+    client.close()
+    ec.modify_replication_group_shard_configuration(ReplicationGroupId="crashy", NodeGroupCount=4, ApplyImmediately=True)
+
+    def migrating():
+        group = ec.describe_replication_groups(ReplicationGroupId="crashy")["ReplicationGroups"][0]
+        progress = group["PendingModifiedValues"].get("Resharding", {}).get("SlotMigration", {}).get("ProgressPercentage", 0)
+        return 0 < progress < 100
+
+    wait_for(migrating, timeout=60, interval=0.05, what="slot migration to be under way")
+    server.stop(signal.SIGKILL)
+    server.start()
+    ec = server.client()
+    group, _ = wait_reshard(ec, "crashy")
+    assert sorted(len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]) == [4096] * 4
+    assert_describe_matches_cluster_shards(group)
+    # Every key is in exactly one shard: the one that owns its slot.
+    total = 0
+    for node_group in group["NodeGroups"]:
+        primary = [m for m in node_group["NodeGroupMembers"] if m["CurrentRole"] == "primary"][0]
+        node = engine(primary["ReadEndpoint"]["Address"])
+        owned = slotmath.parse(node_group["Slots"])
+        counts = node.pipeline(transaction=False)
+        for slot in range(slotmath.SLOTS):
+            counts.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+        per_slot = counts.execute()
+        assert sum(count for slot, count in enumerate(per_slot) if slot not in owned) == 0
+        total += node.dbsize()
+    assert total == 60000
+    client = cluster_client(group)
+    assert all(client.get(f"k:{i}") == str(i) for i in range(0, 60000, 13))
+    client.close()

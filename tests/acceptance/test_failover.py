@@ -1,0 +1,383 @@
+"""High availability with real engines: kill -9 and SIGSTOP of primaries, TestFailover, reboots, Multi-AZ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from helpers import engine, engine_pids, events_of, node_addresses, wait_for, wait_group, wait_group_gone
+
+HA = {
+    "ReplicationGroupDescription": "ha",
+    "Engine": "valkey",
+    "CacheNodeType": "cache.t4g.micro",
+    "AutomaticFailoverEnabled": True,
+}
+
+
+def members(group):
+    return {m["CacheClusterId"]: m for ng in group["NodeGroups"] for m in ng["NodeGroupMembers"]}
+
+
+def primary_of(group, node_group=0):
+    return next(m for m in group["NodeGroups"][node_group]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+
+
+def assert_one_primary_all_replicas_synced(group):
+    """Exactly one primary per shard, every member running, every replica in sync with it."""
+    for node_group in group["NodeGroups"]:
+        roles = {}
+        for member in node_group["NodeGroupMembers"]:
+            node = engine(member["ReadEndpoint"]["Address"])
+            info = node.info("replication")
+            roles[member["CacheClusterId"]] = info["role"]
+            if member["CurrentRole"] == "replica":
+                assert info["role"] == "slave" and info["master_link_status"] == "up", (member, info)
+        assert list(roles.values()).count("master") == 1, roles
+        described = [m["CacheClusterId"] for m in node_group["NodeGroupMembers"] if m["CurrentRole"] == "primary"]
+        assert [cid for cid, role in roles.items() if role == "master"] == described
+
+
+def kill(server, address, sig=signal.SIGKILL):
+    os.kill(engine_pids(server.data_dir)[address], sig)
+
+
+class ConfirmedWriter:
+    """Writes k:N on the primary endpoint and confirms each with WAIT 1; reconnects on errors."""
+
+    def __init__(self, address):
+        self.address = address
+        self.confirmed: list[int] = []
+        self.attempts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        client = redis.Redis(host=self.address, socket_timeout=1, socket_connect_timeout=0.5)
+        n = 0
+        while not self._stop.is_set():
+            try:
+                self.attempts += 1
+                client.set(f"k:{n}", n)
+                if client.wait(1, 200) >= 1:
+                    self.confirmed.append(n)
+                n += 1
+            except redis.RedisError:
+                client = redis.Redis(host=self.address, socket_timeout=1, socket_connect_timeout=0.5)
+                time.sleep(0.005)
+
+
+def test_kill_9_of_the_primary_under_load_loses_no_confirmed_write(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-kill", NumCacheClusters=3, **HA)
+    group = wait_group(ec, "ha-kill")
+    assert group["AutomaticFailover"] == "enabled"
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    old = primary_of(group)
+    with ConfirmedWriter(endpoint) as writer:
+        wait_for(lambda: len(writer.confirmed) > 200, what="confirmed writes before the kill")
+        kill(server, old["ReadEndpoint"]["Address"])
+        before = len(writer.confirmed)
+        wait_for(lambda: len(writer.confirmed) > before + 200, what="confirmed writes after the failover")
+    group = wait_group(ec, "ha-kill")
+    new = primary_of(group)
+    assert new["CacheClusterId"] != old["CacheClusterId"]
+    # The primary endpoint follows the new primary; the old node is back as a synced replica.
+    assert engine(endpoint).info("replication")["role"] == "master"
+    assert members(group)[old["CacheClusterId"]]["CurrentRole"] == "replica"
+    assert_one_primary_all_replicas_synced(group)
+    primary = engine(endpoint)
+    missing = [n for n in writer.confirmed if primary.get(f"k:{n}") is None]
+    assert missing == [], f"{len(missing)} WAIT-confirmed writes lost, e.g. {missing[:5]}"
+    messages = events_of(ec, "ha-kill")
+    assert any(m.startswith(f"Failover from primary node {old['CacheClusterId']} to replica node {new['CacheClusterId']} completed")
+               for m in messages), messages
+    assert any("Finished recovery for cache nodes" in m for m in events_of(ec, old["CacheClusterId"]))
+    ec.delete_replication_group(ReplicationGroupId="ha-kill")
+    wait_group_gone(ec, "ha-kill")
+
+
+def test_a_hung_primary_is_detected_fenced_and_replaced(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-hang", NumCacheClusters=2, **HA)
+    group = wait_group(ec, "ha-hang")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    old = primary_of(group)
+    old_address = old["ReadEndpoint"]["Address"]
+    hung_pid = engine_pids(server.data_dir)[old_address]
+    engine(endpoint).set("before", "hang")
+    assert engine(endpoint).wait(1, 1000) == 1
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _answers_as_primary(endpoint), timeout=20, what="the primary endpoint to answer as a primary again")
+    finally:
+        try:
+            os.kill(hung_pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    # The hung process was fenced (killed), not left to come back as a second primary.
+    wait_for(lambda: not _alive(hung_pid), what="the hung process to be gone")
+    group = wait_group(ec, "ha-hang")
+    assert primary_of(group)["CacheClusterId"] != old["CacheClusterId"]
+    assert engine(endpoint).get("before") == "hang"
+    assert_one_primary_all_replicas_synced(group)
+    assert any("stopped answering" in m for m in events_of(ec, "ha-hang"))
+    ec.delete_replication_group(ReplicationGroupId="ha-hang")
+    wait_group_gone(ec, "ha-hang")
+
+
+def _answers_as_primary(address):
+    try:
+        node = redis.Redis(host=address, socket_timeout=0.3, socket_connect_timeout=0.3)
+        node.set("probe", "1")
+        return node.info("replication")["role"] == "master"
+    except redis.RedisError:
+        return False
+
+
+def _alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_test_failover_cluster_mode_disabled_event_sequence(ec):
+    ec.create_replication_group(ReplicationGroupId="ha-test", NumCacheClusters=2, **HA)
+    group = wait_group(ec, "ha-test")
+    old = primary_of(group)
+    engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]).set("kept", "1")
+    answer = ec.test_failover(ReplicationGroupId="ha-test", NodeGroupId="0001")["ReplicationGroup"]
+    assert answer["Status"] == "modifying"
+    group = wait_group(ec, "ha-test")
+    new = primary_of(group)
+    assert new["CacheClusterId"] != old["CacheClusterId"]
+    assert engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]).get("kept") == "1"
+    assert_one_primary_all_replicas_synced(group)
+    group_events = events_of(ec, "ha-test")
+    node_events = events_of(ec, old["CacheClusterId"])
+    sequence = [
+        next(i for i, m in enumerate(group_events) if m == "Test Failover API called for node group 0001"),
+        next(i for i, m in enumerate(group_events)
+             if m.startswith(f"Failover from primary node {old['CacheClusterId']} to replica node {new['CacheClusterId']} completed")),
+    ]
+    assert sequence == sorted(sequence)
+    recovering = [m for m in node_events if m.startswith("Recovering cache nodes") or m.startswith("Finished recovery")]
+    assert recovering == [f"Recovering cache nodes {old['CacheClusterId']}",
+                          f"Finished recovery for cache nodes {old['CacheClusterId']}: it is a replica in sync with the primary"]
+    ec.delete_replication_group(ReplicationGroupId="ha-test")
+    wait_group_gone(ec, "ha-test")
+
+
+def test_test_failover_cluster_mode_enabled(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-shards", NumNodeGroups=2, ReplicasPerNodeGroup=1, **HA)
+    group = wait_group(ec, "ha-shards")
+    endpoint = group["ConfigurationEndpoint"]
+    client = RedisCluster(host=endpoint["Address"], port=endpoint["Port"], decode_responses=True)
+    for i in range(500):
+        client.set(f"s:{i}", i)
+    old = primary_of(group, 1)
+    ec.test_failover(ReplicationGroupId="ha-shards", NodeGroupId="0002")
+    group = wait_group(ec, "ha-shards")
+    new = primary_of(group, 1)
+    assert new["CacheClusterId"] != old["CacheClusterId"]
+    assert group["NodeGroups"][1]["Slots"] == "8192-16383"
+    assert_one_primary_all_replicas_synced(group)
+    assert all(client.get(f"s:{i}") == str(i) for i in range(500))
+    messages = events_of(ec, "ha-shards")
+    assert "Test Failover API called for node group 0002" in messages
+    assert any(m.startswith(f"Failover from primary node {old['CacheClusterId']}") for m in messages)
+    assert any(m.startswith("Finished recovery") for m in events_of(ec, old["CacheClusterId"]))
+
+    # kill -9 of a shard's primary: writes to that shard's keys succeed again through the cluster client.
+    victim = primary_of(group, 0)
+    key = next(f"s:{i}" for i in range(500) if client.keyslot(f"s:{i}") < 8192)
+    kill(server, victim["ReadEndpoint"]["Address"])
+    wait_for(lambda: _cluster_write(client, key), timeout=30, what="writes to the failed shard")
+    group = wait_group(ec, "ha-shards")
+    assert primary_of(group, 0)["CacheClusterId"] != victim["CacheClusterId"]
+    assert_one_primary_all_replicas_synced(group)
+    client.close()
+    ec.delete_replication_group(ReplicationGroupId="ha-shards")
+    wait_group_gone(ec, "ha-shards")
+
+
+def _cluster_write(client, key):
+    try:
+        client.set(key, "after")
+        return client.get(key) == "after"
+    except redis.RedisError:
+        return False
+
+
+def test_twenty_failovers_in_a_row(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-many", NumCacheClusters=3, **HA)
+    group = wait_group(ec, "ha-many")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    primaries = []
+    for round_number in range(20):
+        primary = primary_of(group)
+        primaries.append(primary["CacheClusterId"])
+        engine(endpoint).set("round", round_number)
+        assert engine(endpoint).wait(2, 2000) == 2
+        kill(server, primary["ReadEndpoint"]["Address"])
+        wait_for(lambda: _answers_as_primary(endpoint), timeout=20, what=f"failover {round_number}")
+        group = wait_group(ec, "ha-many")
+        wait_for(lambda: _all_synced(ec, "ha-many"), timeout=20, what=f"recovery {round_number}")
+        group = wait_group(ec, "ha-many")
+        assert_one_primary_all_replicas_synced(group)
+        assert len(engine_pids(server.data_dir).keys() & set(node_addresses(ec, group["MemberClusters"]).values())) == 3
+        assert engine(endpoint).get("round") == str(round_number)
+    assert all(a != b for a, b in zip(primaries, primaries[1:], strict=False))  # a new primary every round
+    ec.delete_replication_group(ReplicationGroupId="ha-many")
+    wait_group_gone(ec, "ha-many")
+
+
+def _all_synced(ec, group_id):
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    try:
+        assert_one_primary_all_replicas_synced(group)
+        return group["Status"] == "available"
+    except (AssertionError, redis.RedisError):
+        return False
+
+
+def test_multi_az_failover_prefers_another_zone(server, ec):
+    ec.create_replication_group(
+        ReplicationGroupId="ha-az", NumCacheClusters=3, MultiAZEnabled=True,
+        PreferredCacheClusterAZs=["us-east-1a", "us-east-1a", "us-east-1b"], **HA,
+    )
+    group = wait_group(ec, "ha-az")
+    assert group["MultiAZ"] == "enabled"
+    endpoint = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+    endpoint.set("x", 1)
+    assert endpoint.wait(2, 2000) == 2
+    kill(server, primary_of(group)["ReadEndpoint"]["Address"])
+    wait_for(lambda: _all_synced(ec, "ha-az"), timeout=20, what="failover and recovery")
+    group = wait_group(ec, "ha-az")
+    assert primary_of(group)["CacheClusterId"] == "ha-az-003"
+    assert primary_of(group)["PreferredAvailabilityZone"] == "us-east-1b"
+    ec.delete_replication_group(ReplicationGroupId="ha-az")
+    wait_group_gone(ec, "ha-az")
+
+
+def test_reboot_cache_cluster(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-reboot", NumCacheClusters=2, **HA)
+    group = wait_group(ec, "ha-reboot")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    engine(endpoint).set("kept", "yes")
+    assert engine(endpoint).wait(1, 1000) == 1
+    replica = next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "replica")
+    pid = engine_pids(server.data_dir)[replica["ReadEndpoint"]["Address"]]
+    rebooting = ec.reboot_cache_cluster(CacheClusterId=replica["CacheClusterId"], CacheNodeIdsToReboot=["0001"])["CacheCluster"]
+    assert rebooting["CacheClusterStatus"] == "rebooting cache cluster nodes"
+    ec.get_waiter("cache_cluster_available").wait(CacheClusterId=replica["CacheClusterId"], WaiterConfig={"Delay": 1})
+    assert engine_pids(server.data_dir)[replica["ReadEndpoint"]["Address"]] != pid
+    wait_for(lambda: engine(replica["ReadEndpoint"]["Address"]).get("kept") == "yes", what="rebooted replica to resync")
+    # A rebooted primary fails over first: no data is lost.
+    primary = primary_of(group)
+    ec.reboot_cache_cluster(CacheClusterId=primary["CacheClusterId"], CacheNodeIdsToReboot=["0001"])
+    wait_for(lambda: _all_synced(ec, "ha-reboot"), timeout=20, what="failover of the rebooted primary")
+    group = wait_group(ec, "ha-reboot")
+    assert primary_of(group)["CacheClusterId"] != primary["CacheClusterId"]
+    assert engine(endpoint).get("kept") == "yes"
+    ec.delete_replication_group(ReplicationGroupId="ha-reboot")
+    wait_group_gone(ec, "ha-reboot")
+
+    # A standalone cluster restarts in place; its data is gone, as on ElastiCache.
+    ec.create_cache_cluster(CacheClusterId="ha-solo", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    ec.get_waiter("cache_cluster_available").wait(CacheClusterId="ha-solo", WaiterConfig={"Delay": 1})
+    address = node_addresses(ec, ["ha-solo"])["ha-solo"]
+    engine(address).set("gone", "soon")
+    ec.reboot_cache_cluster(CacheClusterId="ha-solo", CacheNodeIdsToReboot=["0001"])
+    wait_for(lambda: ec.describe_cache_clusters(CacheClusterId="ha-solo")["CacheClusters"][0]["CacheClusterStatus"] == "available",
+             what="reboot")
+    assert engine(address).get("gone") is None
+    assert any("rebooted" in m for m in events_of(ec, "ha-solo"))
+    ec.delete_cache_cluster(CacheClusterId="ha-solo")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="ha-solo", WaiterConfig={"Delay": 1})
+
+
+def test_switchover_with_primary_cluster_id_loses_nothing(ec):
+    ec.create_replication_group(ReplicationGroupId="ha-switch", NumCacheClusters=2, **HA)
+    group = wait_group(ec, "ha-switch")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    client = redis.Redis(host=endpoint)
+    pipe = client.pipeline(transaction=False)
+    for i in range(20000):
+        pipe.set(f"w:{i}", i)
+    pipe.execute()
+    ec.modify_replication_group(ReplicationGroupId="ha-switch", PrimaryClusterId="ha-switch-002", ApplyImmediately=True)
+    wait_for(lambda: _all_synced(ec, "ha-switch") and primary_of(wait_group(ec, "ha-switch"))["CacheClusterId"] == "ha-switch-002",
+             timeout=20, what="switchover")
+    assert engine(endpoint).dbsize() == 20000
+    ec.delete_replication_group(ReplicationGroupId="ha-switch")
+    wait_group_gone(ec, "ha-switch")
+
+
+def test_without_automatic_failover_a_primary_restarts_in_place(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-off", NumCacheClusters=2, **{**HA, "AutomaticFailoverEnabled": False})
+    group = wait_group(ec, "ha-off")
+    old = primary_of(group)
+    kill(server, old["ReadEndpoint"]["Address"])
+    wait_for(lambda: _answers_as_primary(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]), what="restart in place")
+    group = wait_group(ec, "ha-off")
+    assert primary_of(group)["CacheClusterId"] == old["CacheClusterId"]
+    assert any("data was lost" in m for m in events_of(ec, old["CacheClusterId"]))
+    # Turning automatic failover on later works too.
+    ec.modify_replication_group(ReplicationGroupId="ha-off", AutomaticFailoverEnabled=True, ApplyImmediately=True)
+    group = wait_group(ec, "ha-off")
+    assert group["AutomaticFailover"] == "enabled"
+    kill(server, primary_of(group)["ReadEndpoint"]["Address"])
+    wait_for(lambda: _all_synced(ec, "ha-off"), timeout=20, what="failover after enabling it")
+    assert primary_of(wait_group(ec, "ha-off"))["CacheClusterId"] != old["CacheClusterId"]
+    ec.delete_replication_group(ReplicationGroupId="ha-off")
+    wait_group_gone(ec, "ha-off")
+
+
+@pytest.mark.parametrize("unused", [None])
+def test_glide_follows_a_cluster_mode_failover(server, ec, unused):
+    ec.create_replication_group(ReplicationGroupId="ha-glide", NumNodeGroups=2, ReplicasPerNodeGroup=1, **HA)
+    group = wait_group(ec, "ha-glide")
+
+    async def scenario():
+        from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
+
+        endpoint = group["ConfigurationEndpoint"]
+        client = await GlideClusterClient.create(
+            GlideClusterClientConfiguration([NodeAddress(endpoint["Address"], endpoint["Port"])], request_timeout=2000)
+        )
+        try:
+            await client.set("g:1", "one")
+            kill(server, primary_of(group, 0)["ReadEndpoint"]["Address"])
+            kill(server, primary_of(group, 1)["ReadEndpoint"]["Address"])
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    await client.set("g:2", "two")
+                    return (await client.get("g:1")).decode(), (await client.get("g:2")).decode()
+                except Exception:  # noqa: BLE001 - the client reconnects while the shards fail over
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == ("one", "two")
+    wait_for(lambda: _all_synced(ec, "ha-glide"), timeout=30, what="recovery of both shards")
+    ec.delete_replication_group(ReplicationGroupId="ha-glide")
+    wait_group_gone(ec, "ha-glide")

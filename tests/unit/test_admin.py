@@ -1,0 +1,49 @@
+"""The admin client against a real engine process (the replies' shapes differ by protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from cachefleet.engine.admin import AdminClient
+from cachefleet.engine.catalog import Catalog
+from cachefleet.engine.config import NodeConfig, render
+from helpers import fresh_network
+
+
+def test_admin_client_reads_settings_info_and_pipelines():
+    binary = Catalog.discover().binaries()[0]
+    directory = Path(tempfile.mkdtemp())
+    address = fresh_network().replace(".0/24", ".9")
+    (directory / "data").mkdir()
+    (directory / "engine.conf").write_text(render(NodeConfig(address=address, port=6379, directory=directory, maxmemory=2**28)))
+    process = subprocess.Popen([str(binary.server), str(directory / "engine.conf")])
+
+    async def scenario():
+        admin = AdminClient(address, 6379)
+        for _ in range(200):
+            try:
+                await admin.ping()
+                break
+            except Exception:  # noqa: BLE001 - still starting
+                await asyncio.sleep(0.01)
+        try:
+            assert await admin.bound_addresses() == [address]
+            assert await admin.config_get("maxmemory") == str(2**28)
+            assert (await admin.info("replication"))["role"] == "master"
+            replies = await admin.pipeline([("SET", "k", b"\xff\x00binary"), ("GET", "k"), ("INCR", "k")])
+            assert replies[:2] == [b"OK", b"\xff\x00binary"]
+            assert "not an integer" in str(replies[2])  # an error reply comes back in place, the rest still read
+            assert await admin.transaction([("SET", "a", "1"), ("INCR", "a")]) == [b"OK", 2]
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
