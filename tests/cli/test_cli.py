@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,13 +118,57 @@ def test_standalone_cluster_in_ls_show_connect_delete(cli, ec):
         ec.describe_cache_clusters(CacheClusterId="clisolo")
 
 
-def test_commands_blocked_on_other_work_print_the_api_message(cli, ec):
-    """failover (TestFailover), scale --shards and create --shards (cluster mode), top and metrics
-    (the CloudWatch API) are not served yet: each prints the server's message and exits 1."""
+def test_failover_moves_the_primary_to_the_replica(cli, ec):
+    created = ok(cli("create", "clifo", "--replicas", "1", "--wait"))
+    assert re.search(r"Automatic failover\s+enabled", created)  # the default with a replica
+    assert "Failing over shard 0001 of clifo (TestFailover)" in ok(cli("failover", "clifo"))
+
+    def roles():
+        view = json.loads(ok(cli("show", "clifo", "--json")))
+        return view["status"] == "available" and {n["cache_cluster_id"]: n["role"] for n in view["nodes"]}
+
+    assert wait_for(lambda: roles() == {"clifo-001": "replica", "clifo-002": "primary"}, timeout=60, what="failover")
+    # The primary endpoint followed: `connect` reaches the new primary and can write.
+    assert "role:master" in ok(cli("connect", "clifo", "info", "replication"))
+    assert ok(cli("connect", "clifo", "set", "after", "failover")).strip() == "OK"
+    assert "Failover from primary node clifo-001 to replica node clifo-002 completed" in ok(cli("events", "clifo"))
+    ok(cli("delete", "clifo", "--wait"))
+
+
+def test_cluster_mode_create_connect_reshard(cli, ec):
+    created = json.loads(ok(cli("create", "clicm", "--shards", "2", "--replicas", "1", "--wait", "--json")))
+    assert created["cluster_mode"] and created["configuration_endpoint"]
+    assert [s["id"] for s in created["shards"]] == ["0001", "0002"]
+    assert all(len(s["nodes"]) == 2 for s in created["shards"])
+    shown = ok(cli("show", "clicm"))
+    assert "0-8191" in shown and "8192-16383" in shown and created["configuration_endpoint"] in shown
+
+    # connect: the configuration endpoint with -c, so keys of every slot can be written.
+    keys = [f"key-{i}" for i in range(12)]
+    for key in keys:
+        assert ok(cli("connect", "clicm", "set", key, key)).strip() == "OK"
+    per_shard = [engine(s["nodes"][0]["endpoint"].split(":")[0]).dbsize() for s in created["shards"]]
+    assert sum(per_shard) == len(keys) and all(per_shard), per_shard  # the keys landed on both shards
+
+    failed(cli("failover", "clicm"), "clicm has 2 shards (0001, 0002): choose one with --shard")
+    assert "Failing over shard 0002 of clicm" in ok(cli("failover", "clicm", "--shard", "0002"))
+    wait_group(ec, "clicm", timeout=60)
+
+    ok(cli("scale", "clicm", "--shards", "3", "--wait"))
+    group = wait_group(ec, "clicm", timeout=120)
+    assert len(group["NodeGroups"]) == 3
+    for key in keys:  # every key still there, wherever its slot went
+        assert ok(cli("connect", "clicm", "get", key)).strip() == key
+    ok(cli("delete", "clicm", "--wait"))
+
+
+def test_refusals_and_missing_apis_print_the_api_message(cli, ec):
+    """A single-node group cannot fail over, cluster mode disabled cannot reshard, and top/metrics
+    need the CloudWatch API (not on this branch): each prints the server's message and exits 1."""
     ok(cli("create", "cliblocked", "--wait"))
-    failed(cli("failover", "cliblocked"), "TestFailover", "(InvalidAction)")
-    failed(cli("scale", "cliblocked", "--shards", "2"), "ModifyReplicationGroupShardConfiguration", "(InvalidAction)")
-    failed(cli("create", "clisharded", "--shards", "2", "--replicas", "1"), "NumNodeGroups", "(InvalidParameterCombination)")
+    failed(cli("failover", "cliblocked"), "does not have automatic failover enabled", "(InvalidReplicationGroupState)")
+    failed(cli("scale", "cliblocked", "--shards", "2"), "cluster mode disabled", "(InvalidParameterCombination)")
+    failed(cli("create", "clibad", "--replicas", "0", "--multi-az"), "(InvalidParameterCombination)")
     failed(cli("top", "cliblocked", "--iterations", "1"), "monitoring", "(InvalidAction)")
     failed(cli("metrics", "cliblocked", "CPUUtilization", "--since", "5m"), "monitoring", "(InvalidAction)")
     ok(cli("delete", "cliblocked", "--wait"))

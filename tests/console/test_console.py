@@ -67,15 +67,16 @@ def test_create_a_group_see_it_available_with_nodes_and_endpoints_then_delete_it
     expect(page.locator("#resource-rows")).not_to_contain_text("webflow")
 
 
-def test_scale_from_the_page_and_blocked_actions_show_the_api_message(server, ec, page, screenshot):
+def test_scale_and_fail_over_from_the_page(server, ec, page, screenshot):
     ec.create_replication_group(
         ReplicationGroupId="webscale", ReplicationGroupDescription="scale", Engine="valkey",
-        CacheNodeType="cache.t4g.micro", NumCacheClusters=2,
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True,
     )
     wait_group(ec, "webscale")
     page.goto(f"{server.url}/console/#/r/webscale")
     expect(page.locator("#nodes-table tbody tr")).to_have_count(2)
     expect(page.locator("#scale-replicas")).to_have_value("1")
+    expect(page.locator("#summary")).to_contain_text("Automatic failover")
 
     page.fill("#scale-replicas", "2")
     page.click("#scale-replicas-submit")
@@ -85,23 +86,58 @@ def test_scale_from_the_page_and_blocked_actions_show_the_api_message(server, ec
     expect(replicas).to_have_count(2, timeout=AVAILABLE_TIMEOUT)
     for i in range(2):
         expect(replicas.nth(i).locator("[data-status]")).to_have_attribute("data-status", "available", timeout=AVAILABLE_TIMEOUT)
+    wait_group(ec, "webscale")
     assert len(wait_group(ec, "webscale")["MemberClusters"]) == 3
 
-    # Not served yet by the server (TestFailover: issue 4; resharding: cluster mode, issue 3):
-    # the page shows the API's own message.
+    # Fail over from the page: the roles change live and the event shows.
     page.click("#failover-submit")
-    expect(page.locator(".flash.error")).to_contain_text("TestFailover")
-    expect(page.locator(".flash.error")).to_contain_text("InvalidAction")
+    expect(page.locator(".flash.notice")).to_contain_text("Failing over shard 0001 of webscale (TestFailover)")
+    expect(page.locator('#nodes-table tr[data-node="webscale-001"]')).to_have_attribute("data-role", "replica", timeout=60_000)
+    expect(page.locator("#events-table")).to_contain_text("Failover from primary node webscale-001", timeout=AVAILABLE_TIMEOUT)
+    group = wait_group(ec, "webscale", timeout=60)
+    primary = next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    expect(page.locator(f'#nodes-table tr[data-node="{primary["CacheClusterId"]}"]')).to_have_attribute("data-role", "primary")
+    screenshot(page, "failed-over")
+
+    # Refused by the API: its message is shown (a cluster-mode-disabled group has no shards to add).
     page.fill("#scale-shards", "2")
     page.click("#scale-shards-submit")
-    expect(page.locator(".flash.error")).to_contain_text("ModifyReplicationGroupShardConfiguration")
+    expect(page.locator(".flash.error")).to_contain_text("cluster mode disabled")
+    expect(page.locator(".flash.error")).to_contain_text("InvalidParameterCombination")
     # The place for metric charts shows why there are none (the CloudWatch API is not served on this branch).
     expect(page.locator("#metrics-unavailable")).to_contain_text("Metrics are not available")
     expect(page.locator("#metrics-unavailable")).to_contain_text("monitoring")
-    screenshot(page, "blocked-actions")
     assert "Traceback" not in page.content()
     ec.delete_replication_group(ReplicationGroupId="webscale")
     wait_group_gone(ec, "webscale")
+
+
+def test_sharded_group_created_and_resharded_from_the_page(server, ec, page, screenshot):
+    page.goto(f"{server.url}/console/")
+    page.fill("#create-name", "websharded")
+    page.fill("#create-replicas", "1")
+    page.check("#create-cluster-mode")
+    page.fill("#create-shards", "2")
+    page.click("#create-submit")
+    expect(page).to_have_url(re.compile(r"#/r/websharded$"))
+    expect(page.locator("#status [data-status]")).to_have_attribute("data-status", "available", timeout=60_000)
+    group = wait_group(ec, "websharded")
+    assert group["ClusterEnabled"] and len(group["NodeGroups"]) == 2
+    configuration = group["ConfigurationEndpoint"]
+    expect(page.locator("#summary")).to_contain_text(f"valkey-cli -h {configuration['Address']} -p 6379 -c")
+    expect(page.locator("#shards-table tbody tr")).to_have_count(2)
+    expect(page.locator('#shards-table tr[data-shard="0001"]')).to_contain_text("0-8191")
+    expect(page.locator("#nodes-table tbody tr")).to_have_count(4)
+
+    page.fill("#scale-shards", "3")
+    page.click("#scale-shards-submit")
+    expect(page.locator(".flash.notice")).to_contain_text("Resharding websharded from 2 to 3 shard(s)")
+    expect(page.locator("#shards-table tbody tr")).to_have_count(3, timeout=60_000)
+    expect(page.locator("#status [data-status]")).to_have_attribute("data-status", "available", timeout=120_000)
+    assert len(wait_group(ec, "websharded", timeout=120)["NodeGroups"]) == 3
+    screenshot(page, "resharded")
+    ec.delete_replication_group(ReplicationGroupId="websharded")
+    wait_group_gone(ec, "websharded", timeout=60)
 
 
 def test_api_errors_show_their_message_never_a_stack_trace(server, ec, page, screenshot):

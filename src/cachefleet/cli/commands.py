@@ -120,6 +120,9 @@ def _progress_until(client: Fleet, name: str, *, until: str, label: str, nodes: 
 @click.option("--engine-version", default=None, help="For example 8.1 or 7.0 (default: the newest installed).")
 @click.option("--node-type", default="cache.t4g.micro", show_default=True)
 @click.option("--description", default=None)
+@click.option("--automatic-failover/--no-automatic-failover", default=None,
+              help="Promote a replica when the primary fails (default: on when there are replicas).")
+@click.option("--multi-az", is_flag=True, help="Multi-AZ (needs automatic failover).")
 @click.option("--wait", is_flag=True, help="Wait (with a progress bar) until the group is available.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def create(
@@ -130,6 +133,8 @@ def create(
     engine_version: str | None,
     node_type: str,
     description: str | None,
+    automatic_failover: bool | None,
+    multi_az: bool,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -143,6 +148,8 @@ def create(
         engine_version=engine_version,
         node_type=node_type,
         description=description,
+        automatic_failover=automatic_failover,
+        multi_az=multi_az,
     )
     if wait:
         created = _progress_until(client, created["id"], until="available", label=f"Creating {created['id']}")

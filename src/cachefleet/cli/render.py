@@ -63,6 +63,9 @@ def resource(view: Mapping[str, Any]) -> RenderableType:
     header.add_row("Engine", f"{view['engine']} {_or_dash(view['engine_version'])}")
     header.add_row("Node type", _or_dash(view["node_type"]))
     header.add_row("Cluster mode", "enabled" if view["cluster_mode"] else "disabled")
+    if view["kind"] == "group":
+        header.add_row("Automatic failover", _or_dash(view.get("automatic_failover")))
+        header.add_row("Multi-AZ", _or_dash(view.get("multi_az")))
     if view.get("configuration_endpoint"):
         header.add_row("Configuration endpoint", str(view["configuration_endpoint"]))
     if view.get("replication_group_id"):

@@ -243,8 +243,14 @@ class Fleet:
         engine_version: str | None = None,
         node_type: str = DEFAULT_NODE_TYPE,
         description: str | None = None,
+        automatic_failover: bool | None = None,
+        multi_az: bool = False,
     ) -> dict[str, Any]:
-        """A replication group: cluster mode disabled (one shard) unless ``shards`` is given."""
+        """A replication group: cluster mode disabled (one shard) unless ``shards`` is given.
+
+        Automatic failover defaults to on when there is a replica to fail over to (as the
+        ElastiCache console does); a cluster-mode-enabled group always has it.
+        """
         params: dict[str, Any] = {
             "ReplicationGroupId": name,
             "ReplicationGroupDescription": description or f"{name} (created with cachefleet)",
@@ -257,6 +263,12 @@ class Fleet:
             params.update(NumNodeGroups=shards, ReplicasPerNodeGroup=replicas, ClusterMode="enabled")
         else:
             params["NumCacheClusters"] = replicas + 1
+        if automatic_failover is None and shards is None:
+            automatic_failover = replicas >= 1
+        if automatic_failover is not None:
+            params["AutomaticFailoverEnabled"] = automatic_failover
+        if multi_az:
+            params["MultiAZEnabled"] = True
         group = self.call("elasticache", "create_replication_group", **params)["ReplicationGroup"]
         return _group_view(group, [])
 

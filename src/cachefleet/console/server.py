@@ -217,6 +217,8 @@ class Console:
             engine_version=str(body.get("engine_version") or "") or None,
             node_type=str(body.get("node_type") or "cache.t4g.micro"),
             description=str(body.get("description") or "") or None,
+            automatic_failover=None if body.get("automatic_failover") is None else bool(body["automatic_failover"]),
+            multi_az=bool(body.get("multi_az")),
         )
         return _json(created, status=201)
 

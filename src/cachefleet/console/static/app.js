@@ -180,6 +180,8 @@ async function createForm() {
   fillVersions();
   const nodeType = h("select", { id: "create-node-type", name: "node_type" }, ...NODE_TYPES.map((t) => h("option", { value: t }, t)));
   const replicas = h("input", { id: "create-replicas", name: "replicas", type: "number", min: 0, max: 5, value: "1" });
+  const automatic = h("input", { id: "create-automatic-failover", type: "checkbox", checked: true });
+  const multiAz = h("input", { id: "create-multi-az", type: "checkbox" });
   const clusterMode = h("input", { id: "create-cluster-mode", type: "checkbox" });
   const shards = h("input", { id: "create-shards", name: "shards", type: "number", min: 1, max: 500, value: "3", disabled: true });
   clusterMode.addEventListener("change", () => { shards.disabled = !clusterMode.checked; });
@@ -190,6 +192,9 @@ async function createForm() {
       const body = {
         name: name.value.trim(), engine: engine.value, engine_version: version.value,
         node_type: nodeType.value, replicas: replicas.value,
+        // Automatic failover needs a replica; a cluster-mode-enabled group always has it.
+        automatic_failover: clusterMode.checked ? undefined : automatic.checked && Number(replicas.value) > 0,
+        multi_az: multiAz.checked,
       };
       if (clusterMode.checked) body.shards = shards.value;
       const created = await call("POST", "/resources", body);
@@ -202,6 +207,8 @@ async function createForm() {
   h("label", { class: "field" }, "Engine version", version),
   h("label", { class: "field" }, "Node type", nodeType),
   h("label", { class: "field" }, "Replicas per shard", replicas),
+  h("label", { class: "check" }, automatic, "Automatic failover"),
+  h("label", { class: "check" }, multiAz, "Multi-AZ"),
   h("label", { class: "check" }, clusterMode, "Cluster mode (sharded)"),
   h("label", { class: "field" }, "Shards", shards),
   submit);
@@ -295,6 +302,8 @@ function renderSummary(summary, view) {
     ["Engine", `${dash(view.engine)} ${view.engine_version || ""}`],
     ["Node type", view.node_type],
     ["Cluster mode", view.cluster_mode ? "enabled" : "disabled"],
+    ["Automatic failover", view.kind === "group" ? view.automatic_failover : null],
+    ["Multi-AZ", view.kind === "group" ? view.multi_az : null],
     ["Configuration endpoint", view.configuration_endpoint],
     ["Replication group", view.replication_group_id],
     ["Connect", connectCommand(view)],
@@ -374,7 +383,7 @@ function renderEvents(box, items) {
   box.replaceChildren(h("table", { id: "events-table" },
     h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Source"), h("th", {}, "Message"))),
     h("tbody", {}, ...items.slice().reverse().map((e) => h("tr", {},
-      h("td", { class: "mono" }, e.date ? new Date(e.date).toLocaleString() : "–"), h("td", {}, e.source), h("td", { class: "event-message" }, e.message))))));
+      h("td", { class: "mono nowrap" }, e.date ? new Date(e.date).toLocaleString() : "–"), h("td", {}, e.source), h("td", { class: "event-message" }, e.message))))));
 }
 
 // ---------------------------------------------------------------------- routing
