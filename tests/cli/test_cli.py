@@ -118,7 +118,15 @@ def test_standalone_cluster_in_ls_show_connect_delete(cli, ec):
         ec.describe_cache_clusters(CacheClusterId="clisolo")
 
 
-def test_failover_moves_the_primary_to_the_replica(cli, ec):
+# TestFailover is limited to 15 calls a day per region: tests that fail over use a region of their own
+# on the shared server, so they neither use up nor find used up another test's allowance.
+FAILOVER_REGION = "eu-west-1"
+
+
+def test_failover_moves_the_primary_to_the_replica(server, tmp_path):
+    def cli(*args: str, **kwargs):
+        return run(server.url, "--region", FAILOVER_REGION, *args, home=tmp_path, **kwargs)
+
     created = ok(cli("create", "clifo", "--replicas", "1", "--wait"))
     assert re.search(r"Automatic failover\s+enabled", created)  # the default with a replica
     assert "Failing over shard 0001 of clifo (TestFailover)" in ok(cli("failover", "clifo"))
@@ -135,7 +143,12 @@ def test_failover_moves_the_primary_to_the_replica(cli, ec):
     ok(cli("delete", "clifo", "--wait"))
 
 
-def test_cluster_mode_create_connect_reshard(cli, ec):
+def test_cluster_mode_create_connect_reshard(server, tmp_path):
+    ec = server.client(region=FAILOVER_REGION)
+
+    def cli(*args: str, **kwargs):
+        return run(server.url, "--region", FAILOVER_REGION, *args, home=tmp_path, **kwargs)
+
     created = json.loads(ok(cli("create", "clicm", "--shards", "2", "--replicas", "1", "--wait", "--json")))
     assert created["cluster_mode"] and created["configuration_endpoint"]
     assert [s["id"] for s in created["shards"]] == ["0001", "0002"]
