@@ -22,8 +22,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per test module: Playwright's sync API keeps an asyncio loop marked as running
+    while it is open, so it must be closed before tests that call asyncio.run() (unit tests) run."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
     with sync_playwright() as playwright:
