@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["create_group.py", "throughput.py", "describe_scale.py", "cluster_create.py", "reshard.py"]
+SCRIPTS = ["create_group.py", "throughput.py", "describe_scale.py", "cluster_create.py", "reshard.py", "failover.py"]
 
 if __name__ == "__main__":
     failed = 0

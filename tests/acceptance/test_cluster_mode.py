@@ -195,7 +195,7 @@ class Load:
                             self.errors.append(f"read {self.prefix}:{index} gave {value!r}")
                         self.reads += 1
                     except Exception as error:  # noqa: BLE001 - every failure counts
-                        self.errors.append(f"glide: {error!r}")
+                        self.errors.append(f"{time.strftime('%H:%M:%S')} glide: {error!r}")
             finally:
                 await client.close()
 
@@ -208,7 +208,7 @@ class Load:
                 client.set(f"{self.prefix}:{self.written}", str(self.written))
                 self.written += 1
             except Exception as error:  # noqa: BLE001 - every failure counts
-                self.errors.append(f"write: {error!r}")
+                self.errors.append(f"{time.strftime('%H:%M:%S')} write: {error!r}")
         client.close()
 
     def _read(self):
@@ -225,7 +225,7 @@ class Load:
                     self.errors.append(f"read {self.prefix}:{index} gave {value!r}")
                 self.reads += 1
             except Exception as error:  # noqa: BLE001
-                self.errors.append(f"read: {error!r}")
+                self.errors.append(f"{time.strftime('%H:%M:%S')} read: {error!r}")
         client.close()
 
 

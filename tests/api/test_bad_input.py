@@ -529,7 +529,8 @@ def test_ha_operations_reject(ec, stable, sharded):
     assert group["AutomaticFailover"] == "disabled" and group["MultiAZ"] == "disabled" and group["Status"] == "available"
 
 
-def test_failover_limits(ec):
+def test_failover_limits(make_server):
+    ec = make_server().client()  # a server of its own: TestFailover calls count per region
     ec.create_replication_group(**{**VALID, "ReplicationGroupId": "limits", "NumCacheClusters": 2,
                                    "AutomaticFailoverEnabled": True})
     wait_group(ec, "limits")

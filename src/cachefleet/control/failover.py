@@ -75,10 +75,10 @@ class Failover:
         if group.automatic_failover != "enabled" or primary.status in (ClusterStatus.CREATING, ClusterStatus.DELETING):
             return None
         key = node_key(primary)
-        if self.ops._provider.pid(key) is None:
+        if self.ops.provider.pid(key) is None:
             return Trouble(f"the engine process of primary {primary.cluster_id} exited", planned=False)
-        if not self.ops._health.healthy(key):
-            silent = self.ops._health.silent_for(key)
+        if not self.ops.health.healthy(key):
+            silent = self.ops.health.silent_for(key)
             return Trouble(f"primary {primary.cluster_id} stopped answering ({silent:.1f} s without a PING reply)", planned=False)
         return None
 
@@ -95,8 +95,8 @@ class Failover:
             for c in node_group.replica_cluster_ids
             if c in members
             and members[c].status == ClusterStatus.AVAILABLE
-            and ops._provider.pid(node_key(members[c])) is not None
-            and ops._health.healthy(node_key(members[c]))
+            and ops.provider.pid(node_key(members[c])) is not None
+            and ops.health.healthy(node_key(members[c]))
         ]
         if trouble.target is not None:
             candidates = [c for c in candidates if c.cluster_id == trouble.target]
@@ -106,7 +106,7 @@ class Failover:
             return False
 
         old_key = node_key(old)
-        if trouble.planned and ops._provider.pid(old_key) is not None:
+        if trouble.planned and ops.provider.pid(old_key) is not None:
             if not await self._drain(old, candidates):
                 self._give_up(group, f"Failover of node group {node_group.node_group_id} of {group.group_id} "
                                      "called off: no replica caught up with the primary within "
@@ -115,11 +115,11 @@ class Failover:
                 return False
 
         # Fence first: the old primary must not take another write once anything is promoted.
-        ops._provider.fence(old_key)
-        await ops._provider.stop(old_key)
-        ops._health.unwatch(old_key)
-        await ops._drop_admin(old_key)
-        ops._binds.pop(old_key, None)
+        ops.provider.fence(old_key)
+        await ops.provider.stop(old_key)
+        ops.health.unwatch(old_key)
+        await ops.drop_admin(old_key)
+        ops.binds.pop(old_key, None)
 
         chosen = await self._best(candidates, old)
         if chosen is None:
@@ -129,8 +129,8 @@ class Failover:
         await self._promote(group, chosen)
 
         # The rest of the shard follows on the reconciler's next pass; only the store changes here.
-        now = ops._clock.now()
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id) or group
+        now = ops.clock.now()
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id) or group
         node_groups = tuple(
             replace(ng, primary_cluster_id=chosen.cluster_id) if ng.node_group_id == node_group.node_group_id else ng
             for ng in current.node_groups
@@ -142,14 +142,14 @@ class Failover:
             status_reason=RECOVERING,
             node=replace(old.node, status=NodeStatus.CREATING),
         )
-        with ops._store.transaction() as tx:
+        with ops.store.transaction() as tx:
             tx.put(updated)
             tx.put(recovering)
             tx.add_event(event_for(updated, f"Failover from primary node {old.cluster_id} to replica node "
                                             f"{chosen.cluster_id} completed ({trouble.reason})", now))
             tx.add_event(event_for(recovering, f"Recovering cache nodes {old.cluster_id}", now))
         for cluster in members.values():
-            ops._verified.pop(node_key(cluster), None)
+            ops.verified.pop(node_key(cluster), None)
         log.warning("%s: failed over %s -> %s: %s", group.group_id, old.cluster_id, chosen.cluster_id, trouble.reason)
         return True
 
@@ -157,7 +157,7 @@ class Failover:
     async def _drain(self, primary: CacheCluster, candidates: list[CacheCluster]) -> bool:
         """Pauses writes on the primary until a candidate has everything it acknowledged."""
         ops = self.ops
-        admin = ops._admin(primary)
+        admin = ops.admin(primary)
         try:
             await admin.execute("CLIENT", "PAUSE", str(int(DRAIN_TIMEOUT * 1000) + 1000), "WRITE")
             target = int((await admin.info("replication")).get("master_repl_offset", "0"))
@@ -167,7 +167,7 @@ class Failover:
         while time.monotonic() < deadline:
             for candidate in candidates:
                 try:
-                    if _offset(await ops._admin(candidate).info("replication")) >= target:
+                    if _offset(await ops.admin(candidate).info("replication")) >= target:
                         return True
                 except EngineError:
                     continue
@@ -176,7 +176,7 @@ class Failover:
 
     async def _resume(self, primary: CacheCluster) -> None:
         try:
-            await self.ops._admin(primary).execute("CLIENT", "UNPAUSE")
+            await self.ops.admin(primary).execute("CLIENT", "UNPAUSE")
         except EngineError:
             pass
 
@@ -186,7 +186,7 @@ class Failover:
         offsets: list[tuple[int, bool, int, CacheCluster]] = []
         for order, candidate in enumerate(candidates):
             try:
-                info = await ops._admin(candidate).info("replication")
+                info = await ops.admin(candidate).info("replication")
             except EngineError:
                 continue
             offsets.append((_offset(info), candidate.availability_zone != old.availability_zone, -order, candidate))
@@ -198,7 +198,7 @@ class Failover:
         from cachefleet.control.reconciler import node_key
 
         ops = self.ops
-        admin = ops._admin(chosen)
+        admin = ops.admin(chosen)
         if group.cluster_enabled:
             # Takes the slots at once, without asking the other primaries to vote.
             await admin.execute("CLUSTER", "FAILOVER", "TAKEOVER")
@@ -210,16 +210,16 @@ class Failover:
         node_group = next(ng for ng in group.node_groups if chosen.cluster_id in ng.member_cluster_ids)
         if node_group.primary_endpoint:
             # Clients of the primary endpoint reconnect to the same address: it must answer now.
-            await ops._set_binds(chosen, [chosen.node.address, node_group.primary_endpoint])
-        ops._verified[node_key(chosen)] = ops._provider.pid(node_key(chosen)) or 0
+            await ops.set_binds(chosen, [chosen.node.address, node_group.primary_endpoint])
+        ops.verified[node_key(chosen)] = ops.provider.pid(node_key(chosen)) or 0
 
     def _give_up(self, group: ReplicationGroup, message: str) -> None:
         ops = self.ops
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id) or group
-        with ops._store.transaction() as tx:
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id) or group
+        with ops.store.transaction() as tx:
             if current.failover_request is not None:
                 tx.put(replace(current, failover_request=None))
-            tx.add_event(event_for(current, message, ops._clock.now()))
+            tx.add_event(event_for(current, message, ops.clock.now()))
         log.warning("%s", message)
 
 

@@ -86,6 +86,13 @@ def node_key(cluster: CacheCluster) -> str:
 
 
 class Reconciler:
+    """Schedules reconcile passes and owns the node operations.
+
+    The public members (``store``, ``provider``, ``health``, ``admin()``, ``ensure_running()``,
+    ``set_binds()``, ``destroy_cluster()``...) are the toolkit of the two collaborators that
+    act on a shard: ``ShardedTopology`` (cluster mode enabled) and ``Failover``.
+    """
+
     def __init__(
         self,
         *,
@@ -96,24 +103,24 @@ class Reconciler:
         resync_interval: float = 2.0,
         warm: WarmPool | None = None,
     ) -> None:
-        self._store = store
-        self._provider = provider
+        self.store = store
+        self.provider = provider
         self._binaries = binaries
-        self._clock = clock
+        self.clock = clock
         self._resync_interval = resync_interval
         self._dirty: set[Target] = set()
         self._workers: dict[Target, asyncio.Task[None]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._admins: dict[str, AdminClient] = {}
         # Observed state, rebuilt from the engines after a restart of the control plane.
-        self._verified: dict[str, int] = {}  # node key -> pid whose role and binds were checked
-        self._binds: dict[str, list[str]] = {}  # node key -> addresses it listens on
+        self.verified: dict[str, int] = {}  # node key -> pid whose role and binds were checked
+        self.binds: dict[str, list[str]] = {}  # node key -> addresses it listens on
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._warm = warm
         self._sharded = ShardedTopology(self)
-        self._health = HealthMonitor(on_change=self._on_health)
-        self._failover = Failover(self)
+        self.health = HealthMonitor(on_change=self._on_health)
+        self.failover = Failover(self)
         self._rebooted: set[str] = set()  # node keys stopped for a reboot, not yet available again
 
     # ------------------------------------------------------------------ wiring
@@ -121,39 +128,39 @@ class Reconciler:
         if kind is ReplicationGroup:
             self._kick(Target("group", region, key))
         elif kind is CacheCluster:
-            cluster = self._store.get(CacheCluster, region, key)
+            cluster = self.store.get(CacheCluster, region, key)
             if cluster is not None and cluster.replication_group_id is not None:
                 self._kick(Target("group", region, cluster.replication_group_id))
             else:
                 self._kick(Target("cluster", region, key))
 
     def on_node_exit(self, key: str, status: int) -> None:
-        for cluster in self._store.list(CacheCluster):
+        for cluster in self.store.list(CacheCluster):
             if node_key(cluster) == key:
-                self._verified.pop(key, None)
-                self._binds.pop(key, None)
+                self.verified.pop(key, None)
+                self.binds.pop(key, None)
                 self.on_change(CacheCluster, cluster.region, cluster.cluster_id)
                 return
 
     def _on_health(self, key: str) -> None:
-        for cluster in self._store.list(CacheCluster):
+        for cluster in self.store.list(CacheCluster):
             if node_key(cluster) == key:
                 self.on_change(CacheCluster, cluster.region, cluster.cluster_id)
                 return
 
     async def start(self) -> None:
-        running = self._provider.adopt_all()
-        known = {node_key(c) for c in self._store.list(CacheCluster)}
+        running = self.provider.adopt_all()
+        known = {node_key(c) for c in self.store.list(CacheCluster)}
         if self._warm is not None:
             await self._warm.adopt({k: v for k, v in running.items() if k not in known})
             known |= self._warm.addresses()
         for key in sorted(set(running) - known):
             log.warning("stopping orphan engine %s (pid %s): no cache cluster owns it", key, running[key])
-            await self._provider.stop(key)
-            self._provider.remove(key)
+            await self.provider.stop(key)
+            self.provider.remove(key)
         self._resync()
         self._resync_task = asyncio.create_task(self._resync_loop(), name="reconciler-resync")
-        self._health.start()
+        self.health.start()
         if self._warm is not None:
             self._warm.start()
 
@@ -172,11 +179,11 @@ class Reconciler:
                 await task
         if self._warm is not None:
             await self._warm.stop()
-        await self._health.stop()
+        await self.health.stop()
         for admin in self._admins.values():
             await admin.close()
         self._admins.clear()
-        self._provider.close()
+        self.provider.close()
 
     async def idle(self) -> None:
         """Waits until no worker is busy (used by tests and benchmarks)."""
@@ -185,9 +192,9 @@ class Reconciler:
 
     # ------------------------------------------------------------------ scheduling
     def _resync(self) -> None:
-        for group in self._store.list(ReplicationGroup):
+        for group in self.store.list(ReplicationGroup):
             self._kick(Target("group", group.region, group.group_id))
-        for cluster in self._store.list(CacheCluster):
+        for cluster in self.store.list(CacheCluster):
             if cluster.replication_group_id is None:
                 self._kick(Target("cluster", cluster.region, cluster.cluster_id))
 
@@ -240,16 +247,16 @@ class Reconciler:
 
     # ------------------------------------------------------------------ replication groups
     async def _reconcile_group(self, target: Target) -> None:
-        group = self._store.get(ReplicationGroup, target.region, target.key)
+        group = self.store.get(ReplicationGroup, target.region, target.key)
         if group is None:
             return
-        members = self._members(group)
+        members = self.members(group)
         if group.status == GroupStatus.DELETING:
             await self._delete_group(group, members)
             return
         if group.status == GroupStatus.CREATE_FAILED:
             for cluster in members.values():
-                await self._provider.stop(node_key(cluster))
+                await self.provider.stop(node_key(cluster))
             return
         await self._reboot_replicas(group, members)
         if group.cluster_enabled:
@@ -258,7 +265,7 @@ class Reconciler:
             for node_group in group.node_groups:
                 await self._reconcile_node_group(group, node_group, members)
         self._watch(group)
-        current = self._store.get(ReplicationGroup, group.region, group.group_id)
+        current = self.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.pending_node_type is not None:
             await self._apply_node_type(current)
         await self._settle_group(group)
@@ -269,25 +276,25 @@ class Reconciler:
         primary = members.get(node_group.primary_cluster_id)
         if primary is None:
             raise Retry(1.0, f"primary {node_group.primary_cluster_id} of {group.group_id} has no record")
-        trouble = self._failover.trouble(group, node_group, primary)
-        if trouble is not None and await self._failover.run(group, node_group, members, trouble):
+        trouble = self.failover.trouble(group, node_group, primary)
+        if trouble is not None and await self.failover.run(group, node_group, members, trouble):
             raise Retry(0.0, "")  # again at once, with the new primary
         try:
-            await self._ensure_running(primary, replica_of=None)
+            await self.ensure_running(primary, replica_of=None)
         except NodeStartFailed as failure:
-            await self._node_failed(group, primary, str(failure))
+            await self.node_failed(group, primary, str(failure))
             return
         source = (primary.node.address, primary.port)
         replicas = [members[cid] for cid in node_group.replica_cluster_ids if cid in members]
         live = [c for c in replicas if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
         outcomes = await asyncio.gather(
-            *(self._ensure_running(c, replica_of=source) for c in live), return_exceptions=True
+            *(self.ensure_running(c, replica_of=source) for c in live), return_exceptions=True
         )
         started = []
         for cluster, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, NodeStartFailed):
-                await self._node_failed(group, cluster, str(outcome))
-                current = self._store.get(ReplicationGroup, group.region, group.group_id)
+                await self.node_failed(group, cluster, str(outcome))
+                current = self.store.get(ReplicationGroup, group.region, group.group_id)
                 if current is None or current.status == GroupStatus.CREATE_FAILED:
                     return
             elif isinstance(outcome, BaseException):
@@ -295,20 +302,20 @@ class Reconciler:
             else:
                 started.append(cluster)
 
-        leaving = [c for c in replicas if c not in started and self._provider.pid(node_key(c)) is not None]
+        leaving = [c for c in replicas if c not in started and self.provider.pid(node_key(c)) is not None]
         await self._place_endpoints(node_group, primary, started, leaving)
 
         for cluster in replicas:
             if cluster.status == ClusterStatus.DELETING:
-                await self._destroy_cluster(cluster, group=group)
+                await self.destroy_cluster(cluster, group=group)
 
-        self._mark_available(primary)
+        self.mark_available(primary)
         pending = []
         for cluster in started:
-            if cluster.status == ClusterStatus.AVAILABLE and self._verified.get(node_key(cluster)) is not None:
+            if cluster.status == ClusterStatus.AVAILABLE and self.verified.get(node_key(cluster)) is not None:
                 continue
             if await self._in_sync(cluster, source):
-                self._mark_available(cluster)
+                self.mark_available(cluster)
             else:
                 pending.append(cluster.cluster_id)
         if pending:
@@ -316,14 +323,14 @@ class Reconciler:
 
     def _watch(self, group: ReplicationGroup) -> None:
         """Nodes of groups with automatic failover are PINGed, so that a hang is noticed."""
-        current = self._store.get(ReplicationGroup, group.region, group.group_id)
-        for cluster in self._members(group).values():
+        current = self.store.get(ReplicationGroup, group.region, group.group_id)
+        for cluster in self.members(group).values():
             key = node_key(cluster)
-            running = self._provider.pid(key) is not None
+            running = self.provider.pid(key) is not None
             if current is not None and current.automatic_failover == "enabled" and running:
-                self._health.watch(key, cluster.node.address, cluster.port)
-            elif self._health.watching(key):
-                self._health.unwatch(key)
+                self.health.watch(key, cluster.node.address, cluster.port)
+            elif self.health.watching(key):
+                self.health.unwatch(key)
 
     async def _reboot_replicas(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
         """Rebooted nodes (and, with automatic failover, hung replicas) are stopped here; the
@@ -332,7 +339,7 @@ class Reconciler:
         requested = group.failover_request is not None
         for cluster in members.values():
             key = node_key(cluster)
-            if self._provider.pid(key) is None:
+            if self.provider.pid(key) is None:
                 continue
             rebooting = (
                 cluster.status == ClusterStatus.REBOOTING
@@ -342,36 +349,38 @@ class Reconciler:
             hung = (
                 group.automatic_failover == "enabled"
                 and cluster.cluster_id not in primaries
-                and not self._health.healthy(key)
+                and not self.health.healthy(key)
             )
             if rebooting or hung:
                 if rebooting:
                     self._rebooted.add(key)
                 if hung:
-                    self._record(
+                    self.record(
                         cluster,
                         f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} stopped answering "
-                        f"({self._health.silent_for(key):.1f} s); replacing it",
+                        f"({self.health.silent_for(key):.1f} s); replacing it",
                     )
-                self._provider.fence(key)
-                await self._provider.stop(key)
-                self._health.unwatch(key)
-                self._verified.pop(key, None)
-                self._binds.pop(key, None)
-                await self._drop_admin(key)
+                self.provider.fence(key)
+                await self.provider.stop(key)
+                self.health.unwatch(key)
+                self.verified.pop(key, None)
+                self.binds.pop(key, None)
+                await self.drop_admin(key)
 
     async def _settle_group(self, group: ReplicationGroup) -> None:
-        current = self._store.get(ReplicationGroup, group.region, group.group_id)
+        current = self.store.get(ReplicationGroup, group.region, group.group_id)
         if current is None or current.status not in (GroupStatus.CREATING, GroupStatus.MODIFYING):
             return
-        members = self._members(current)
+        if current.resharding is not None or current.failover_request is not None or current.pending_node_type is not None:
+            return  # work in progress; the pass that finishes it settles the group
+        members = self.members(current)
         if any(c.status not in (ClusterStatus.AVAILABLE, ClusterStatus.CREATE_FAILED) for c in members.values()):
             return
         if len(members) != len(current.member_cluster_ids):
             return
         node_group = current.node_groups[0]
         updated = replace(current, status=GroupStatus.AVAILABLE)
-        with self._store.transaction() as tx:
+        with self.store.transaction() as tx:
             tx.put(updated)
             if current.status == GroupStatus.CREATING:
                 message = (
@@ -381,40 +390,40 @@ class Reconciler:
                 )
             else:
                 message = f"Replication group {current.group_id} modified and available"
-            tx.add_event(event_for(updated, message, self._clock.now()))
+            tx.add_event(event_for(updated, message, self.clock.now()))
 
     async def _apply_node_type(self, group: ReplicationGroup) -> None:
         """Vertical scaling: every node gets the new node type's maxmemory, if its data fits."""
         node_type = group.pending_node_type
         assert node_type is not None
         limit = nodetypes.maxmemory_bytes(node_type)
-        members = [c for c in self._members(group).values() if c.status == ClusterStatus.AVAILABLE]
+        members = [c for c in self.members(group).values() if c.status == ClusterStatus.AVAILABLE]
         for cluster in members:
-            used = int((await self._admin(cluster).info("memory")).get("used_memory", "0"))
+            used = int((await self.admin(cluster).info("memory")).get("used_memory", "0"))
             if used > limit:
-                with self._store.transaction() as tx:
+                with self.store.transaction() as tx:
                     tx.put(replace(group, pending_node_type=None))
                     tx.add_event(
                         event_for(
                             group,
                             f"Scaling replication group {group.group_id} to {node_type} failed: node of {cluster.cluster_id} "
                             f"holds {used} bytes, more than {node_type}'s {limit} bytes of memory; it stays {group.node_type}",
-                            self._clock.now(),
+                            self.clock.now(),
                         )
                     )
                 return
         for cluster in members:
-            await self._admin(cluster).config_set("maxmemory", str(limit))
-        with self._store.transaction() as tx:
-            for cluster in self._members(group).values():
+            await self.admin(cluster).config_set("maxmemory", str(limit))
+        with self.store.transaction() as tx:
+            for cluster in self.members(group).values():
                 tx.put(replace(cluster, node_type=node_type))
             tx.put(replace(group, node_type=node_type, pending_node_type=None))
             tx.add_event(
-                event_for(group, f"Replication group {group.group_id} scaled to {node_type}", self._clock.now())
+                event_for(group, f"Replication group {group.group_id} scaled to {node_type}", self.clock.now())
             )
 
     async def _in_sync(self, replica: CacheCluster, source: tuple[str, int]) -> bool:
-        info = await self._admin(replica).info("replication")
+        info = await self.admin(replica).info("replication")
         return (
             info.get("role") == "slave"
             and info.get("master_host") == source[0]
@@ -441,36 +450,36 @@ class Reconciler:
         if node_group.reader_endpoint:
             holder = primary
             if replicas:
-                current = [r for r in replicas if node_group.reader_endpoint in self._binds.get(node_key(r), [])]
+                current = [r for r in replicas if node_group.reader_endpoint in self.binds.get(node_key(r), [])]
                 holder = current[0] if current else replicas[0]
             desired[node_key(holder)].append(node_group.reader_endpoint)
         clusters = {node_key(c): c for c in [primary, *replicas, *leaving]}
         for key in desired:
-            if key not in self._binds:
-                self._binds[key] = await self._admin(clusters[key]).bound_addresses()
+            if key not in self.binds:
+                self.binds[key] = await self.admin(clusters[key]).bound_addresses()
         # Release addresses first: an address can be bound by one process only.
         for key, wanted in desired.items():
-            if set(self._binds[key]) - set(wanted):
-                await self._set_binds(clusters[key], wanted)
+            if set(self.binds[key]) - set(wanted):
+                await self.set_binds(clusters[key], wanted)
         for key, wanted in desired.items():
-            if set(wanted) - set(self._binds[key]):
-                await self._set_binds(clusters[key], wanted)
+            if set(wanted) - set(self.binds[key]):
+                await self.set_binds(clusters[key], wanted)
 
-    async def _set_binds(self, cluster: CacheCluster, addresses: list[str]) -> None:
+    async def set_binds(self, cluster: CacheCluster, addresses: list[str]) -> None:
         key = node_key(cluster)
-        await self._admin(cluster).bind(addresses)
-        self._binds[key] = list(addresses)
+        await self.admin(cluster).bind(addresses)
+        self.binds[key] = list(addresses)
         log.info("node %s listens on %s", key, " ".join(addresses))
 
     async def _delete_group(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
         retained = group.node_groups[0].primary_cluster_id if group.retain_primary_cluster else None
         for cluster in members.values():
             if cluster.cluster_id != retained:
-                await self._destroy_cluster(cluster, group=None)
+                await self.destroy_cluster(cluster, group=None)
         keep = members.get(retained) if retained else None
-        if keep is not None and self._provider.pid(node_key(keep)) is not None:
-            await self._set_binds(keep, [keep.node.address])
-        with self._store.transaction() as tx:
+        if keep is not None and self.provider.pid(node_key(keep)) is not None:
+            await self.set_binds(keep, [keep.node.address])
+        with self.store.transaction() as tx:
             if keep is not None:
                 standalone = replace(
                     keep,
@@ -483,58 +492,58 @@ class Reconciler:
                     event_for(
                         standalone,
                         f"Cache cluster {keep.cluster_id} left replication group {group.group_id} and is now standalone",
-                        self._clock.now(),
+                        self.clock.now(),
                     )
                 )
             tx.delete(group)
-            tx.add_event(event_for(group, f"Replication group {group.group_id} deleted", self._clock.now()))
+            tx.add_event(event_for(group, f"Replication group {group.group_id} deleted", self.clock.now()))
 
     # ------------------------------------------------------------------ standalone clusters
     async def _reconcile_cluster(self, target: Target) -> None:
-        cluster = self._store.get(CacheCluster, target.region, target.key)
+        cluster = self.store.get(CacheCluster, target.region, target.key)
         if cluster is None:
             return
         if cluster.replication_group_id is not None:
             self._kick(Target("group", cluster.region, cluster.replication_group_id))
             return
         if cluster.status == ClusterStatus.DELETING:
-            await self._destroy_cluster(cluster, group=None)
+            await self.destroy_cluster(cluster, group=None)
             return
         if cluster.status == ClusterStatus.CREATE_FAILED:
-            await self._provider.stop(node_key(cluster))
+            await self.provider.stop(node_key(cluster))
             return
         if (
             cluster.status == ClusterStatus.REBOOTING
             and node_key(cluster) not in self._rebooted
-            and self._provider.pid(node_key(cluster)) is not None
+            and self.provider.pid(node_key(cluster)) is not None
         ):
             self._rebooted.add(node_key(cluster))
-            await self._provider.stop(node_key(cluster), graceful=True)
-            self._verified.pop(node_key(cluster), None)
-            await self._drop_admin(node_key(cluster))
+            await self.provider.stop(node_key(cluster), graceful=True)
+            self.verified.pop(node_key(cluster), None)
+            await self.drop_admin(node_key(cluster))
         try:
-            await self._ensure_running(cluster, replica_of=None)
+            await self.ensure_running(cluster, replica_of=None)
         except NodeStartFailed as failure:
-            await self._node_failed(None, cluster, str(failure))
+            await self.node_failed(None, cluster, str(failure))
             return
-        self._mark_available(cluster)
+        self.mark_available(cluster)
 
     # ------------------------------------------------------------------ nodes
-    async def _ensure_running(
+    async def ensure_running(
         self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool = False
     ) -> None:
         """Starts the cluster's node if needed; makes its role match ``replica_of`` (cluster mode
         disabled) or its settings match its node type (cluster mode enabled: roles are the
         topology's business)."""
         key = node_key(cluster)
-        pid = self._provider.pid(key)
-        if pid is not None and self._verified.get(key) == pid:
+        pid = self.provider.pid(key)
+        if pid is not None and self.verified.get(key) == pid:
             return
         if pid is None:
             quiet = cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING) or cluster.status_reason == RECOVERING
             await self._start_node(cluster, replica_of, sharded=sharded)
             if not quiet:
-                self._record(
+                self.record(
                     cluster,
                     f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} restarted: its engine "
                     "process had stopped"
@@ -544,14 +553,14 @@ class Reconciler:
             await self._adopt_sharded(cluster)
         else:
             await self._fix_role(cluster, replica_of)
-        self._verified[key] = self._provider.pid(key) or 0
+        self.verified[key] = self.provider.pid(key) or 0
 
     def _config(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool) -> str:
         return render(
             NodeConfig(
                 address=cluster.node.address,
                 port=cluster.port,
-                directory=self._provider.node_dir(node_key(cluster)),
+                directory=self.provider.node_dir(node_key(cluster)),
                 maxmemory=nodetypes.maxmemory_bytes(cluster.node_type),
                 replica_of=replica_of,
                 cluster=sharded,
@@ -562,10 +571,10 @@ class Reconciler:
     async def _adopt_sharded(self, cluster: CacheCluster) -> None:
         """A running cluster-mode node (adopted after a restart, or a warm node just given to a
         cluster): give it its node type's memory and the config file it would be started with."""
-        admin = self._admin(cluster)
+        admin = self.admin(cluster)
         await admin.config_set("maxmemory", str(nodetypes.maxmemory_bytes(cluster.node_type)))
-        self._provider.write_config(node_key(cluster), self._config(cluster, None, sharded=True))
-        self._binds[node_key(cluster)] = await admin.bound_addresses()
+        self.provider.write_config(node_key(cluster), self._config(cluster, None, sharded=True))
+        self.binds[node_key(cluster)] = await admin.bound_addresses()
 
     async def _start_node(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool = False) -> None:
         key = node_key(cluster)
@@ -574,20 +583,20 @@ class Reconciler:
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:
-                await self._provider.start(
+                await self.provider.start(
                     key, binary=binary.server, config=config, address=cluster.node.address, port=cluster.port
                 )
             except NodeStartFailed as failure:
                 last = failure
                 continue
-            self._binds[key] = [cluster.node.address]
-            await self._drop_admin(key)
+            self.binds[key] = [cluster.node.address]
+            await self.drop_admin(key)
             return
         assert last is not None
         raise last
 
     async def _fix_role(self, cluster: CacheCluster, replica_of: tuple[str, int] | None) -> None:
-        admin = self._admin(cluster)
+        admin = self.admin(cluster)
         info = await admin.info("replication")
         if replica_of is None:
             if info.get("role") != "master":
@@ -599,50 +608,50 @@ class Reconciler:
         ):
             log.info("pointing %s at %s:%s", cluster.cluster_id, *replica_of)
             await admin.replicate(*replica_of)
-        self._binds[node_key(cluster)] = await admin.bound_addresses()
+        self.binds[node_key(cluster)] = await admin.bound_addresses()
 
-    async def _node_failed(self, group: ReplicationGroup | None, cluster: CacheCluster, reason: str) -> None:
+    async def node_failed(self, group: ReplicationGroup | None, cluster: CacheCluster, reason: str) -> None:
         """A node would not start: fail the create, or retry a node that used to run."""
         message = f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} would not start: {reason}"
         log.warning("%s", message)
         if group is not None and group.status == GroupStatus.CREATING:
-            members = self._members(group)
+            members = self.members(group)
             for member in members.values():
-                await self._provider.stop(node_key(member))
-            with self._store.transaction() as tx:
+                await self.provider.stop(node_key(member))
+            with self.store.transaction() as tx:
                 for member in members.values():
                     tx.put(replace(member, status=ClusterStatus.CREATE_FAILED, status_reason=reason))
                 failed = replace(group, status=GroupStatus.CREATE_FAILED, status_reason=message)
                 tx.put(failed)
-                tx.add_event(event_for(cluster, message, self._clock.now()))
+                tx.add_event(event_for(cluster, message, self.clock.now()))
                 tx.add_event(
-                    event_for(failed, f"Replication group {group.group_id} create-failed: {message}", self._clock.now())
+                    event_for(failed, f"Replication group {group.group_id} create-failed: {message}", self.clock.now())
                 )
             return
         if cluster.status == ClusterStatus.CREATING:
-            await self._provider.stop(node_key(cluster))
-            with self._store.transaction() as tx:
+            await self.provider.stop(node_key(cluster))
+            with self.store.transaction() as tx:
                 tx.put(replace(cluster, status=ClusterStatus.CREATE_FAILED, status_reason=reason))
-                tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} create-failed: {message}", self._clock.now()))
+                tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} create-failed: {message}", self.clock.now()))
             return
-        self._record(cluster, message + "; trying again in 5 s")
+        self.record(cluster, message + "; trying again in 5 s")
         raise Retry(5.0, message)
 
-    async def _destroy_cluster(self, cluster: CacheCluster, *, group: ReplicationGroup | None) -> None:
+    async def destroy_cluster(self, cluster: CacheCluster, *, group: ReplicationGroup | None) -> None:
         """Stops the node, removes its files, then its record (and its place in ``group``)."""
         key = node_key(cluster)
-        await self._provider.stop(key)
-        if self._health.watching(key):
-            self._health.unwatch(key)
-        await self._drop_admin(key)
-        self._verified.pop(key, None)
-        self._binds.pop(key, None)
-        self._provider.remove(key)
-        with self._store.transaction() as tx:
+        await self.provider.stop(key)
+        if self.health.watching(key):
+            self.health.unwatch(key)
+        await self.drop_admin(key)
+        self.verified.pop(key, None)
+        self.binds.pop(key, None)
+        self.provider.remove(key)
+        with self.store.transaction() as tx:
             tx.delete(cluster)
-            tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} deleted", self._clock.now()))
+            tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} deleted", self.clock.now()))
             if group is not None:
-                current = self._store.get(ReplicationGroup, group.region, group.group_id)
+                current = self.store.get(ReplicationGroup, group.region, group.group_id)
                 if current is not None:
                     tx.put(
                         replace(
@@ -654,8 +663,8 @@ class Reconciler:
                         )
                     )
 
-    def _mark_available(self, cluster: CacheCluster) -> None:
-        current = self._store.get(CacheCluster, cluster.region, cluster.cluster_id)
+    def mark_available(self, cluster: CacheCluster) -> None:
+        current = self.store.get(CacheCluster, cluster.region, cluster.cluster_id)
         if current is None or current.status not in (ClusterStatus.CREATING, ClusterStatus.MODIFYING, ClusterStatus.REBOOTING):
             return
         created = current.status == ClusterStatus.CREATING
@@ -664,7 +673,7 @@ class Reconciler:
         )
         self._rebooted.discard(node_key(current))
         role = "replica" if current.replication_group_id and not self._is_primary(current) else "primary"
-        with self._store.transaction() as tx:
+        with self.store.transaction() as tx:
             tx.put(updated)
             if current.status_reason == RECOVERING:
                 message = f"Finished recovery for cache nodes {current.cluster_id}: it is a replica in sync with the primary"
@@ -677,27 +686,27 @@ class Reconciler:
                 )
             else:
                 message = f"Cache cluster {current.cluster_id} is available"
-            tx.add_event(event_for(updated, message, self._clock.now()))
+            tx.add_event(event_for(updated, message, self.clock.now()))
 
     def _is_primary(self, cluster: CacheCluster) -> bool:
         if cluster.replication_group_id is None:
             return True
-        group = self._store.get(ReplicationGroup, cluster.region, cluster.replication_group_id)
+        group = self.store.get(ReplicationGroup, cluster.region, cluster.replication_group_id)
         return group is not None and any(ng.primary_cluster_id == cluster.cluster_id for ng in group.node_groups)
 
-    def _record(self, resource: Resource, message: str) -> None:
-        with self._store.transaction() as tx:
-            tx.add_event(event_for(resource, message, self._clock.now()))
+    def record(self, resource: Resource, message: str) -> None:
+        with self.store.transaction() as tx:
+            tx.add_event(event_for(resource, message, self.clock.now()))
 
-    def _members(self, group: ReplicationGroup) -> dict[str, CacheCluster]:
+    def members(self, group: ReplicationGroup) -> dict[str, CacheCluster]:
         found = {}
         for cluster_id in group.member_cluster_ids:
-            cluster = self._store.get(CacheCluster, group.region, cluster_id)
+            cluster = self.store.get(CacheCluster, group.region, cluster_id)
             if cluster is not None:
                 found[cluster_id] = cluster
         return found
 
-    def _admin(self, cluster: CacheCluster) -> AdminClient:
+    def admin(self, cluster: CacheCluster) -> AdminClient:
         key = node_key(cluster)
         admin = self._admins.get(key)
         if admin is None:
@@ -705,7 +714,7 @@ class Reconciler:
             self._admins[key] = admin
         return admin
 
-    async def _drop_admin(self, key: str) -> None:
+    async def drop_admin(self, key: str) -> None:
         admin = self._admins.pop(key, None)
         if admin is not None:
             await admin.close()

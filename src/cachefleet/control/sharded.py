@@ -17,7 +17,8 @@ after a crash, and re-forms a cluster whose nodes all restarted:
 
 While nodes join, ``cluster-node-timeout`` is lowered so that gossip spreads the slot map
 within a tick or two (the engine pings a peer only every ``node-timeout/2``), and the
-engine's rejoin delay, derived from it, shrinks to its 500 ms floor.
+engine's rejoin delay, derived from it, shrinks to a second. It goes back to 15 s before
+slots move and once the cluster is formed: a busy machine must not look like a failure.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMING_NODE_TIMEOUT = "500"
+FORMING_NODE_TIMEOUT = "1000"
 STEADY_NODE_TIMEOUT = "15000"
 JOIN_TIMEOUT = 10.0
 PROGRESS_INTERVAL = 0.25
 SLOT_BATCH = 32
+DRAIN_QUIET = 0.5
+DRAIN_MAX = 5.0
+DRAIN_POLL = 0.1
 LANES = 8
 
 
@@ -66,18 +70,18 @@ class ShardedTopology:
             primary = members.get(node_group.primary_cluster_id)
             if primary is None:
                 continue
-            trouble = ops._failover.trouble(group, node_group, primary)
-            if trouble is not None and await ops._failover.run(group, node_group, members, trouble):
+            trouble = ops.failover.trouble(group, node_group, primary)
+            if trouble is not None and await ops.failover.run(group, node_group, members, trouble):
                 raise Retry(0.0, "")  # again at once, with the new primary
         live = [c for c in members.values() if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
         outcomes = await asyncio.gather(
-            *(ops._ensure_running(c, replica_of=None, sharded=True) for c in live), return_exceptions=True
+            *(ops.ensure_running(c, replica_of=None, sharded=True) for c in live), return_exceptions=True
         )
         started: list[CacheCluster] = []
         for cluster, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, NodeStartFailed):
-                await ops._node_failed(group, cluster, str(outcome))
-                current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+                await ops.node_failed(group, cluster, str(outcome))
+                current = ops.store.get(ReplicationGroup, group.region, group.group_id)
                 if current is None or current.status == GroupStatus.CREATE_FAILED:
                     return
             elif isinstance(outcome, BaseException):
@@ -87,7 +91,7 @@ class ShardedTopology:
         if (
             group.status == GroupStatus.AVAILABLE
             and group.resharding is None
-            and all(ops._verified.get(node_key(c)) == ops._provider.pid(node_key(c)) and c.status == ClusterStatus.AVAILABLE for c in started)
+            and all(ops.verified.get(node_key(c)) == ops.provider.pid(node_key(c)) and c.status == ClusterStatus.AVAILABLE for c in started)
             and len(started) == len(live)
         ):
             await self._place_configuration_endpoint(group, started, members)
@@ -102,7 +106,7 @@ class ShardedTopology:
         from cachefleet.control.reconciler import node_key
 
         ops = self.ops
-        admins = {c.cluster_id: ops._admin(c) for c in live}
+        admins = {c.cluster_id: ops.admin(c) for c in live}
         views = await self._views(admins)
         ids = {cid: view.myself.node_id for cid, view in views.items()}
         primaries = {ng.node_group_id: ng.primary_cluster_id for ng in group.node_groups}
@@ -152,13 +156,14 @@ class ShardedTopology:
                 await engine_cluster.add_slots(admins[primaries[ng_id]], mine)
         moving = [slot for slot in misplaced if slot in owners]
         if moving:
+            await self._node_timeout(live, STEADY_NODE_TIMEOUT)
             await self._migrate(group, admins, ids, primaries, owners, target, moving)
             views = await self._views(admins)
             owners = self._owners(views, {ng_id: ids[p] for ng_id, p in primaries.items() if p in ids})
         self._record_slots(group, owners)
 
         # 6. Shards being removed (now empty) and replicas being deleted leave the cluster.
-        group = ops._store.get(ReplicationGroup, group.region, group.group_id) or group
+        group = ops.store.get(ReplicationGroup, group.region, group.group_id) or group
         leaving = [c for c in members.values() if c.status == ClusterStatus.DELETING]
         removed_groups = set(group.resharding.removing) if group.resharding else set()
         for ng_id in removed_groups:
@@ -182,15 +187,15 @@ class ShardedTopology:
         await self._node_timeout(live, STEADY_NODE_TIMEOUT)
         await self._place_configuration_endpoint(group, live, members)
         for cluster in live:
-            ops._mark_available(cluster)
-            ops._verified[node_key(cluster)] = ops._provider.pid(node_key(cluster)) or 0
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+            ops.mark_available(cluster)
+            ops.verified[node_key(cluster)] = ops.provider.pid(node_key(cluster)) or 0
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.resharding is not None:
-            with ops._store.transaction() as tx:
+            with ops.store.transaction() as tx:
                 tx.put(replace(current, resharding=None))
                 tx.add_event(
                     event_for(current, f"Resharding of {current.group_id} completed: {len(current.node_groups)} node groups",
-                              ops._clock.now())
+                              ops.clock.now())
                 )
 
     # ------------------------------------------------------------------ observing
@@ -248,7 +253,7 @@ class ShardedTopology:
             key = node_key(cluster)
             lowered = key in self._fast
             if (value == FORMING_NODE_TIMEOUT) != lowered:
-                await self.ops._admin(cluster).config_set("cluster-node-timeout", value)
+                await self.ops.admin(cluster).config_set("cluster-node-timeout", value)
                 if value == FORMING_NODE_TIMEOUT:
                     self._fast.add(key)
                 else:
@@ -303,7 +308,7 @@ class ShardedTopology:
         for (source_ng, target_ng), pair_slots in by_pair.items():
             for start in range(0, len(pair_slots), SLOT_BATCH):
                 batches.append((source_ng, target_ng, pair_slots[start : start + SLOT_BATCH]))
-        members = {c.cluster_id: c for c in ops._members(group).values()}
+        members = {c.cluster_id: c for c in ops.members(group).values()}
         queue: asyncio.Queue[tuple[str, str, list[int]]] = asyncio.Queue()
         for batch in batches:
             queue.put_nowait(batch)
@@ -340,13 +345,13 @@ class ShardedTopology:
         finally:
             self._record_slots(group, progress)
         log.info("%s: moved %d slots with %d keys", group.group_id, len(moving), moved[0])
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None:
-            ops._record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
+            ops.record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
 
     def _record_slots(self, group: ReplicationGroup, owners: dict[int, str]) -> None:
         """Stores which slots each node group owns now (Describe shows them, and the progress)."""
-        store = self.ops._store
+        store = self.ops.store
         current = store.get(ReplicationGroup, group.region, group.group_id)
         if current is None:
             return
@@ -362,6 +367,8 @@ class ShardedTopology:
         self, group: ReplicationGroup, leaving: list[CacheCluster], admins: dict[str, AdminClient], ids: dict[str, str]
     ) -> None:
         """Forgets leaving nodes on every node that stays, then stops them and drops their records."""
+        from cachefleet.control.reconciler import node_key
+
         ops = self.ops
         names = {c.cluster_id for c in leaving}
         staying = [name for name in admins if name not in names]
@@ -374,15 +381,50 @@ class ShardedTopology:
                     await admins[name].execute("CLUSTER", "FORGET", node_id)
                 except EngineError as error:
                     log.info("forget %s on %s: %s", cluster.cluster_id, name, error)
+        await self._drain([c for c in leaving if ops.provider.pid(node_key(c)) is not None])
         for cluster in leaving:
-            await ops._destroy_cluster(cluster, group=group)
-        current = ops._store.get(ReplicationGroup, group.region, group.group_id)
+            await ops.destroy_cluster(cluster, group=group)
+        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.resharding is not None:
             gone = set(current.resharding.removing)
             kept = tuple(ng for ng in current.node_groups if ng.node_group_id not in gone or ng.member_cluster_ids)
             if kept != current.node_groups:
-                with ops._store.transaction() as tx:
+                with ops.store.transaction() as tx:
                     tx.put(replace(current, node_groups=kept))
+
+    async def _drain(self, leaving: list[CacheCluster]) -> None:
+        """Leaving nodes keep answering (MOVED) until clients stop sending them commands.
+
+        A node that just gave its last slot away still gets commands from clients whose slot
+        map is stale; stopping it then would cut those off instead of redirecting them. Wait
+        until no client command arrived for DRAIN_QUIET seconds (at most DRAIN_MAX).
+        """
+        if not leaving:
+            return
+        admins = [AdminClient(c.node.address, c.port) for c in leaving]
+        deadline = time.monotonic() + DRAIN_MAX
+        quiet_since = time.monotonic()
+        try:
+            last = [await self._commands(a) for a in admins]
+            while time.monotonic() < deadline:
+                await asyncio.sleep(DRAIN_POLL)
+                now = [await self._commands(a) for a in admins]
+                # Our own INFO is one command per poll.
+                if any(n - before > 1 for n, before in zip(now, last, strict=True)):
+                    quiet_since = time.monotonic()
+                last = now
+                if time.monotonic() - quiet_since >= DRAIN_QUIET:
+                    return
+        finally:
+            for admin in admins:
+                await admin.close()
+
+    @staticmethod
+    async def _commands(admin: AdminClient) -> int:
+        try:
+            return int((await admin.info("stats")).get("total_commands_processed", "0"))
+        except EngineError:
+            return 0
 
     async def _place_configuration_endpoint(
         self, group: ReplicationGroup, live: list[CacheCluster], members: dict[str, CacheCluster]
@@ -399,15 +441,15 @@ class ShardedTopology:
             return
         ops = self.ops
         for cluster in running.values():
-            if node_key(cluster) not in ops._binds:
-                ops._binds[node_key(cluster)] = await ops._admin(cluster).bound_addresses()
-        holders = [c for c in candidates if endpoint in ops._binds.get(node_key(c), [])]
+            if node_key(cluster) not in ops.binds:
+                ops.binds[node_key(cluster)] = await ops.admin(cluster).bound_addresses()
+        holders = [c for c in candidates if endpoint in ops.binds.get(node_key(c), [])]
         holder = holders[0] if holders else candidates[0]
         for cluster in running.values():
-            if cluster is not holder and endpoint in ops._binds.get(node_key(cluster), []):
-                await ops._set_binds(cluster, [cluster.node.address])
-        if endpoint not in ops._binds.get(node_key(holder), []):
-            await ops._set_binds(holder, [holder.node.address, endpoint])
+            if cluster is not holder and endpoint in ops.binds.get(node_key(cluster), []):
+                await ops.set_binds(cluster, [cluster.node.address])
+        if endpoint not in ops.binds.get(node_key(holder), []):
+            await ops.set_binds(holder, [holder.node.address, endpoint])
 
 
 def member_node_groups(group: ReplicationGroup) -> dict[str, NodeGroup]:
