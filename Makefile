@@ -14,12 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests and benchmarks use: Redis OSS (a second engine) and redis-benchmark.
+# Debian packages the tests and benchmarks use: Redis OSS (a second engine) and redis-benchmark;
+# Chromium for the console tests (Playwright drives Debian's build: `playwright install` cannot download here).
 system-deps:
-	@if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then :; \
+	@if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null && [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null; \
-	else echo "Install redis-server and redis-tools (e.g. sudo apt-get install redis-server redis-tools)"; exit 1; fi
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools chromium >/dev/null; \
+	else echo "Install redis-server, redis-tools and chromium (e.g. sudo apt-get install redis-server redis-tools chromium)"; exit 1; fi
 
 run: install
 	$(BIN)/cachefleet up

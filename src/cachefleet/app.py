@@ -21,6 +21,7 @@ from aiohttp import web
 
 from cachefleet.api.server import ApiServer
 from cachefleet.api.sigv4 import Authenticator, load_credentials
+from cachefleet.console.server import Console
 from cachefleet.control.reconciler import Reconciler
 from cachefleet.control.warm import WarmPool
 from cachefleet.domain.service import ElastiCache
@@ -206,6 +207,7 @@ class Cachefleet:
         api = ApiServer(service=service, authenticator=self.authenticator)
         app = web.Application(client_max_size=4 * 1024 * 1024)
         api.routes(app)
+        Console(api_url=self.api_url, region=self.settings.region, dev_mode=self.authenticator.dev_mode).routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -226,6 +228,12 @@ class Cachefleet:
             self.store.close()
         self._lock.release()
 
+    @property
+    def api_url(self) -> str:
+        """Where this process reaches its own API (the console's facade calls it like any client)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
     def banner(self) -> str:
         endpoint = f"http://{self.host}:{self.port}"
         mode = (
@@ -243,6 +251,7 @@ class Cachefleet:
                 "Point the AWS CLI or boto3 at it:",
                 f"  export AWS_ENDPOINT_URL_ELASTICACHE={endpoint} AWS_DEFAULT_REGION={self.settings.region}",
                 f"  aws elasticache describe-cache-engine-versions --endpoint-url {endpoint}",
+                f"Web console: {endpoint}/console/   CLI: cachefleet --endpoint-url {endpoint} ls",
                 "Stop with Ctrl-C (the cache nodes keep running; `cachefleet down` stops them).",
             ]
         )

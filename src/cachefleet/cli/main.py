@@ -1,21 +1,78 @@
-"""The ``cachefleet`` command."""
+"""The ``cachefleet`` command.
+
+``up``/``down`` run and stop the control plane (they use ``cachefleet.app``, the composition
+root). Every other command is a client of the public API (``cachefleet.client``) on the
+endpoint given by ``--endpoint-url`` or ``CACHEFLEET_ENDPOINT``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cachefleet import __version__
+from cachefleet.cli import commands
+from cachefleet.client.fleet import DEFAULT_ENDPOINT, ApiFailure, Fleet
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CachefleetGroup(click.Group):
+    """Suggests close command names on typos; prints API failures as messages, not tracebacks."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0]) if args else ""
+        if args and self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
+            matches = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiFailure as failure:
+            commands.err.print(
+                f"[bold red]Error:[/bold red] {failure.message}" + (f" [dim]({failure.code})[/dim]" if failure.code else ""),
+                soft_wrap=True,
+                markup=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=CachefleetGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cachefleet")
-def main() -> None:
-    """Cachefleet: a self-hosted, ElastiCache-compatible managed Valkey/Redis service."""
+@click.option(
+    "--endpoint-url",
+    envvar="CACHEFLEET_ENDPOINT",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="The Cachefleet API (also CACHEFLEET_ENDPOINT).",
+)
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Region (also AWS_DEFAULT_REGION; default us-east-1).")
+@click.pass_context
+def main(ctx: click.Context, endpoint_url: str, region: str | None) -> None:
+    """Cachefleet: a self-hosted, ElastiCache-compatible managed Valkey/Redis service.
+
+    Without AWS credentials configured, dummy ones are used (a Cachefleet on loopback
+    accepts any); configured credentials are used as they are.
+    """
+    made: list[Fleet] = []
+
+    def factory() -> Fleet:
+        if not made:
+            made.append(Fleet(endpoint_url, region))
+        return made[0]
+
+    ctx.obj = factory
+
+
+for _command in commands.COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()

@@ -1,0 +1,611 @@
+"""Everyday operations on a Cachefleet endpoint, as ElastiCache and CloudWatch API calls.
+
+``Fleet`` wraps boto3 clients of one endpoint and region. Its methods return plain,
+JSON-friendly dicts (a normalized view of groups, shards and nodes) so the CLI renders them
+with rich and the console hands them to the browser unchanged. API errors surface as
+``ApiFailure`` carrying the API's error code and message, never botocore's exception zoo.
+
+Credentials: real ones are used when configured (environment, shared files, explicit keys);
+when none are configured, dummy keys are supplied, which a Cachefleet listening on loopback
+(dev mode) accepts. The EC2 instance-metadata provider is left out of the lookup: it would
+send a request to 169.254.169.254 every time nothing is configured, and a Cachefleet
+endpoint never issues instance-role credentials.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8379"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_NODE_TYPE = "cache.t4g.micro"
+DUMMY_CREDENTIALS = ("cachefleet-dev", "cachefleet-dev")
+NAMESPACE = "AWS/ElastiCache"
+_AVAILABLE = "available"
+_FAILED = ("create-failed", "incompatible-network", "restore-failed")
+_XML_CODE = re.compile(r"<Code>([^<]*)</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+
+
+class ApiFailure(Exception):
+    """The API (or the way to it) said no; ``message`` is what to show the user."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code})" if self.code else self.message
+
+
+class NotFound(ApiFailure):
+    def __init__(self, message: str) -> None:
+        super().__init__("NotFound", message, status=404)
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
+
+
+def translate(error: Exception, endpoint: str) -> ApiFailure:
+    """botocore's exceptions -> ApiFailure with the server's own code and message."""
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        code = str(info.get("Code", ""))
+        message = str(info.get("Message", "")) or str(error)
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        # A service whose protocol botocore could not parse the error of (for example an XML
+        # error answering a CBOR request) leaves the raw body in Message: dig the code out.
+        if "<Code>" in message:
+            found_code, found_message = _XML_CODE.search(message), _XML_MESSAGE.search(message)
+            code = found_code.group(1) if found_code else code
+            message = _unescape(found_message.group(1)) if found_message else message
+        elif code.isdigit() and message.lstrip().startswith("<"):
+            message = f"HTTP {code} from {endpoint}"
+        return ApiFailure(code, message, status=status)
+    if isinstance(error, EndpointConnectionError):
+        return ApiFailure(
+            "ConnectionFailed", f"Cannot reach Cachefleet at {endpoint}: is `cachefleet up` running there?", status=502
+        )
+    if isinstance(error, ReadTimeoutError):
+        return ApiFailure("Timeout", f"Cachefleet at {endpoint} did not answer in time.", status=504)
+    if isinstance(error, NoCredentialsError):
+        return ApiFailure("NoCredentials", "No AWS credentials are configured.", status=401)
+    return ApiFailure(type(error).__name__, str(error), status=502)
+
+
+def _endpoint(value: dict[str, Any] | None) -> str | None:
+    if not value or not value.get("Address"):
+        return None
+    return f"{value['Address']}:{value['Port']}"
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else str(value)
+
+
+class Fleet:
+    """The replication groups and cache clusters of one region of one Cachefleet endpoint."""
+
+    def __init__(
+        self,
+        endpoint_url: str = DEFAULT_ENDPOINT,
+        region: str | None = None,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.endpoint_url = endpoint_url.rstrip("/")
+        if access_key and secret_key:
+            session = boto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+        else:
+            core = botocore.session.Session()
+            core.get_component("credential_provider").remove("iam-role")
+            session = boto3.Session(botocore_session=core)
+            if session.get_credentials() is None:
+                session = boto3.Session(
+                    aws_access_key_id=DUMMY_CREDENTIALS[0],
+                    aws_secret_access_key=DUMMY_CREDENTIALS[1],
+                    region_name=session.region_name,
+                )
+        self.region = region or session.region_name or DEFAULT_REGION
+        self._session = session
+        self._config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=timeout)
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()  # boto3 sessions are not thread-safe; the clients they make are
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(
+                    service, endpoint_url=self.endpoint_url, region_name=self.region, config=self._config
+                )
+            return self._clients[service]
+
+    def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+        try:
+            return dict(getattr(self.client(service), operation)(**params))
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, self.endpoint_url) from None
+
+    def _pages(self, service: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        marker: str | None = None
+        while True:
+            page = self.call(service, operation, **params, **({"Marker": marker} if marker else {}))
+            items.extend(page.get(key, []))
+            marker = page.get("Marker")
+            if not marker:
+                return items
+
+    # ------------------------------------------------------------------ reading
+    def _raw_group(self, name: str) -> dict[str, Any] | None:
+        try:
+            groups = self.call("elasticache", "describe_replication_groups", ReplicationGroupId=name)["ReplicationGroups"]
+            return dict(groups[0])
+        except ApiFailure as failure:
+            if failure.code == "ReplicationGroupNotFoundFault":
+                return None
+            raise
+
+    def _raw_cluster(self, name: str) -> dict[str, Any] | None:
+        try:
+            clusters = self.call("elasticache", "describe_cache_clusters", CacheClusterId=name, ShowCacheNodeInfo=True)
+            return dict(clusters["CacheClusters"][0])
+        except ApiFailure as failure:
+            if failure.code in ("CacheClusterNotFound", "CacheClusterNotFoundFault"):
+                return None
+            raise
+
+    def _all_clusters(self, **params: Any) -> list[dict[str, Any]]:
+        return self._pages("elasticache", "describe_cache_clusters", "CacheClusters", ShowCacheNodeInfo=True, **params)
+
+    def overview(self) -> list[dict[str, Any]]:
+        """Every replication group and standalone cache cluster, summarized, sorted by name."""
+        groups = self._pages("elasticache", "describe_replication_groups", "ReplicationGroups")
+        clusters = self._all_clusters()
+        summaries = [_summary(_group_view(group, clusters)) for group in groups]
+        summaries += [_summary(_cluster_view(c)) for c in clusters if not c.get("ReplicationGroupId")]
+        return sorted(summaries, key=lambda s: str(s["id"]))
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A replication group, or else a cache cluster, of that name, with shards and nodes."""
+        name = name.lower()
+        group = self._raw_group(name)
+        if group is not None:
+            members = set(group.get("MemberClusters", []))
+            clusters = [c for c in self._all_clusters() if c["CacheClusterId"] in members]
+            return _group_view(group, clusters)
+        cluster = self._raw_cluster(name)
+        if cluster is not None:
+            return _cluster_view(cluster)
+        raise NotFound(f"No replication group or cache cluster named {name} in {self.region}.")
+
+    def engines(self) -> list[dict[str, Any]]:
+        versions = self._pages("elasticache", "describe_cache_engine_versions", "CacheEngineVersions")
+        return [
+            {"engine": v["Engine"], "version": v["EngineVersion"], "description": v.get("CacheEngineVersionDescription", "")}
+            for v in versions
+        ]
+
+    def events(self, name: str | None = None, *, minutes: int = 60) -> list[dict[str, Any]]:
+        """Events of the last ``minutes``, oldest first; of one group (and its clusters) or cluster."""
+        sources: set[str] | None = None
+        if name is not None:
+            name = name.lower()
+            sources = {name}
+            try:
+                sources.update(node["cache_cluster_id"] for node in self.describe(name)["nodes"])
+            except NotFound:
+                pass  # deleted: its own events are still there to show
+        raw = self._pages("elasticache", "describe_events", "Events", Duration=minutes, MaxRecords=100)
+        events = [
+            {
+                "date": _iso(e.get("Date")),
+                "source": e.get("SourceIdentifier", ""),
+                "source_type": e.get("SourceType", ""),
+                "message": e.get("Message", ""),
+            }
+            for e in raw
+            if sources is None or e.get("SourceIdentifier", "").lower() in sources
+        ]
+        return sorted(events, key=lambda e: str(e["date"]))
+
+    # ------------------------------------------------------------------ changing
+    def create(
+        self,
+        name: str,
+        *,
+        shards: int | None = None,
+        replicas: int = 0,
+        engine: str = "valkey",
+        engine_version: str | None = None,
+        node_type: str = DEFAULT_NODE_TYPE,
+        description: str | None = None,
+        automatic_failover: bool | None = None,
+        multi_az: bool = False,
+    ) -> dict[str, Any]:
+        """A replication group: cluster mode disabled (one shard) unless ``shards`` is given.
+
+        Automatic failover defaults to on when there is a replica to fail over to (as the
+        ElastiCache console does); a cluster-mode-enabled group always has it.
+        """
+        params: dict[str, Any] = {
+            "ReplicationGroupId": name,
+            "ReplicationGroupDescription": description or f"{name} (created with cachefleet)",
+            "Engine": engine,
+            "CacheNodeType": node_type,
+        }
+        if engine_version:
+            params["EngineVersion"] = engine_version
+        if shards is not None:
+            params.update(NumNodeGroups=shards, ReplicasPerNodeGroup=replicas, ClusterMode="enabled")
+        else:
+            params["NumCacheClusters"] = replicas + 1
+        if automatic_failover is None and shards is None:
+            automatic_failover = replicas >= 1
+        if automatic_failover is not None:
+            params["AutomaticFailoverEnabled"] = automatic_failover
+        if multi_az:
+            params["MultiAZEnabled"] = True
+        group = self.call("elasticache", "create_replication_group", **params)["ReplicationGroup"]
+        return _group_view(group, [])
+
+    def delete(self, name: str) -> dict[str, Any]:
+        """Deletes a replication group, or a standalone cache cluster; returns it as the API answered."""
+        resource = self.describe(name)
+        if resource["kind"] == "group":
+            group = self.call("elasticache", "delete_replication_group", ReplicationGroupId=resource["id"])
+            return _group_view(group["ReplicationGroup"], [])
+        if resource.get("replication_group_id"):
+            raise ApiFailure(
+                "InvalidParameterCombination",
+                f"Cache cluster {resource['id']} is a member of replication group {resource['replication_group_id']}: "
+                f"delete the group, or remove replicas with `scale {resource['replication_group_id']} --replicas N`.",
+            )
+        cluster = self.call("elasticache", "delete_cache_cluster", CacheClusterId=resource["id"])
+        return _cluster_view(cluster["CacheCluster"])
+
+    def describe_or_gone(self, name: str) -> dict[str, Any]:
+        try:
+            return self.describe(name)
+        except NotFound:
+            return {"kind": "gone", "id": name, "status": "deleted", "shards": [], "nodes": []}
+
+    def _group(self, name: str) -> dict[str, Any]:
+        resource = self.describe(name)
+        if resource["kind"] != "group":
+            raise ApiFailure(
+                "InvalidParameterValue",
+                f"{resource['id']} is a standalone cache cluster; this operation needs a replication group.",
+            )
+        return resource
+
+    def scale_replicas(self, name: str, replicas: int) -> list[str]:
+        """Sets the number of replicas per shard; returns what was done, one line an action.
+
+        IncreaseReplicaCount/DecreaseReplicaCount first. A server that does not serve them yet
+        (InvalidAction) gets, for a cluster-mode-disabled group, the older way: one
+        CreateCacheCluster per added replica, one DeleteCacheCluster per removed one.
+        """
+        group = self._group(name)
+        current = min((len(shard["nodes"]) - 1 for shard in group["shards"]), default=0)
+        if replicas == current and all(len(s["nodes"]) - 1 == replicas for s in group["shards"]):
+            return [f"{group['id']} already has {replicas} replica(s) per shard."]
+        operation = "increase_replica_count" if replicas > current else "decrease_replica_count"
+        try:
+            self.call("elasticache", operation, ReplicationGroupId=group["id"], NewReplicaCount=replicas, ApplyImmediately=True)
+            verb = "Increasing" if replicas > current else "Decreasing"
+            return [f"{verb} the replicas of {group['id']} from {current} to {replicas} per shard."]
+        except ApiFailure as failure:
+            if failure.code != "InvalidAction" or group["cluster_mode"]:
+                raise
+        return self._scale_replicas_by_clusters(group, replicas)
+
+    def _scale_replicas_by_clusters(self, group: dict[str, Any], replicas: int) -> list[str]:
+        """One replica at a time: the group is ``modifying`` until each change is done."""
+        nodes = group["shards"][0]["nodes"] if group["shards"] else []
+        done: list[str] = []
+        current = len(nodes) - 1
+        if replicas > current:
+            taken = {node["cache_cluster_id"] for node in nodes}
+            number = 1
+            steps = []
+            for _ in range(replicas - current):
+                while f"{group['id']}-{number:03d}" in taken:
+                    number += 1
+                taken.add(f"{group['id']}-{number:03d}")
+                steps.append(f"{group['id']}-{number:03d}")
+            for i, cluster_id in enumerate(steps):
+                if i:
+                    self.wait(group["id"], timeout=300)
+                self.call("elasticache", "create_cache_cluster", CacheClusterId=cluster_id, ReplicationGroupId=group["id"])
+                done.append(f"Adding replica {cluster_id} to {group['id']} (CreateCacheCluster).")
+        else:
+            leaving = sorted((n for n in nodes if n["role"] != "primary"), key=lambda n: n["cache_cluster_id"], reverse=True)
+            for i, node in enumerate(leaving[: current - replicas]):
+                if i:
+                    self.wait(group["id"], timeout=300)
+                self.call("elasticache", "delete_cache_cluster", CacheClusterId=node["cache_cluster_id"])
+                done.append(f"Removing replica {node['cache_cluster_id']} from {group['id']} (DeleteCacheCluster).")
+        return done
+
+    def scale_shards(self, name: str, shards: int) -> list[str]:
+        group = self._group(name)
+        params: dict[str, Any] = {"ReplicationGroupId": group["id"], "NodeGroupCount": shards, "ApplyImmediately": True}
+        current = [shard["id"] for shard in group["shards"]]
+        if shards < len(current):
+            params["NodeGroupsToRetain"] = current[:shards]
+        self.call("elasticache", "modify_replication_group_shard_configuration", **params)
+        return [f"Resharding {group['id']} from {len(current)} to {shards} shard(s)."]
+
+    def failover(self, name: str, shard: str | None = None) -> list[str]:
+        group = self._group(name)
+        shard_ids = [s["id"] for s in group["shards"]]
+        if shard is None:
+            if len(shard_ids) != 1:
+                raise ApiFailure(
+                    "MissingParameter",
+                    f"{group['id']} has {len(shard_ids)} shards ({', '.join(shard_ids)}): choose one with --shard.",
+                )
+            shard = shard_ids[0]
+        self.call("elasticache", "test_failover", ReplicationGroupId=group["id"], NodeGroupId=shard)
+        return [f"Failing over shard {shard} of {group['id']} (TestFailover)."]
+
+    # ------------------------------------------------------------------ waiting
+    def wait(
+        self,
+        name: str,
+        *,
+        until: str = _AVAILABLE,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Polls until the resource is ``available`` (or ``deleted``: gone); raises on failure."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resource = self.describe_or_gone(name)
+            if progress is not None:
+                progress(resource)
+            settled = until != _AVAILABLE or all(node["status"] == _AVAILABLE for node in resource["nodes"])
+            if resource["status"] == until and settled:
+                return resource
+            if until == _AVAILABLE and resource["status"] in _FAILED + ("deleted",):
+                reasons = [e["message"] for e in self.events(name, minutes=60)][-3:]
+                raise ApiFailure(
+                    "OperationFailed",
+                    f"{name} is {resource['status']}" + (": " + " / ".join(reasons) if reasons else "."),
+                )
+            if time.monotonic() > deadline:
+                raise ApiFailure("Timeout", f"{name} is still {resource['status']} after {timeout:.0f} s.")
+            time.sleep(interval)
+
+    # ------------------------------------------------------------------ metrics (CloudWatch API)
+    def metric_data(
+        self,
+        name: str,
+        metrics: Sequence[tuple[str, str]],
+        *,
+        start: dt.datetime,
+        end: dt.datetime,
+        period: int,
+        nodes: Iterable[dict[str, Any]] | None = None,
+    ) -> dict[tuple[str, str, str], list[tuple[str, float]]]:
+        """GetMetricData for every node of ``name``: (metric, stat) pairs -> series per node.
+
+        Keys are (metric name, stat, cache cluster id); values are (ISO timestamp, value) oldest
+        first. Dimensions are AWS/ElastiCache's per-node pair CacheClusterId + CacheNodeId.
+        """
+        node_list = list(nodes if nodes is not None else self.describe(name)["nodes"])
+        queries = []
+        keys: dict[str, tuple[str, str, str]] = {}
+        for i, node in enumerate(node_list):
+            for j, (metric, stat) in enumerate(metrics):
+                query_id = f"m{i}_{j}"
+                keys[query_id] = (metric, stat, node["cache_cluster_id"])
+                queries.append(
+                    {
+                        "Id": query_id,
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": NAMESPACE,
+                                "MetricName": metric,
+                                "Dimensions": [
+                                    {"Name": "CacheClusterId", "Value": node["cache_cluster_id"]},
+                                    {"Name": "CacheNodeId", "Value": node["cache_node_id"]},
+                                ],
+                            },
+                            "Period": period,
+                            "Stat": stat,
+                        },
+                        "ReturnData": True,
+                    }
+                )
+        series: dict[tuple[str, str, str], list[tuple[str, float]]] = {key: [] for key in keys.values()}
+        for batch_start in range(0, len(queries), 500):  # GetMetricData takes at most 500 queries
+            token: str | None = None
+            while True:
+                page = self.call(
+                    "cloudwatch",
+                    "get_metric_data",
+                    MetricDataQueries=queries[batch_start : batch_start + 500],
+                    StartTime=start,
+                    EndTime=end,
+                    ScanBy="TimestampAscending",
+                    **({"NextToken": token} if token else {}),
+                )
+                for result in page.get("MetricDataResults", []):
+                    key = keys.get(result["Id"])
+                    if key is not None:
+                        series[key].extend(
+                            (str(_iso(t)), float(v)) for t, v in zip(result["Timestamps"], result["Values"], strict=False)
+                        )
+                token = page.get("NextToken")
+                if not token:
+                    break
+        for values in series.values():
+            values.sort()
+        return series
+
+
+# ---------------------------------------------------------------------- views
+def _node(cluster: dict[str, Any] | None, member: dict[str, Any], shard: str | None) -> dict[str, Any]:
+    node = (cluster or {}).get("CacheNodes", [{}])[0] if cluster else {}
+    return {
+        "cache_cluster_id": member["CacheClusterId"],
+        "cache_node_id": member.get("CacheNodeId") or node.get("CacheNodeId", "0001"),
+        "shard": shard,
+        "role": member.get("CurrentRole") or ("primary" if shard is None else "-"),
+        "status": (cluster or {}).get("CacheClusterStatus", "unknown"),
+        "endpoint": _endpoint(member.get("ReadEndpoint")) or _endpoint(node.get("Endpoint")),
+        "zone": member.get("PreferredAvailabilityZone") or (cluster or {}).get("PreferredAvailabilityZone"),
+        "engine_version": (cluster or {}).get("EngineVersion"),
+        "created": _iso((cluster or {}).get("CacheClusterCreateTime")),
+    }
+
+
+def _group_view(group: dict[str, Any], clusters: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    by_id = {c["CacheClusterId"]: c for c in clusters}
+    shards = []
+    nodes = []
+    placed = set()
+    for node_group in group.get("NodeGroups", []):
+        shard_nodes = []
+        for member in node_group.get("NodeGroupMembers", []):
+            node = _node(by_id.get(member["CacheClusterId"]), member, node_group["NodeGroupId"])
+            shard_nodes.append(node)
+            placed.add(member["CacheClusterId"])
+        shard_nodes.sort(key=lambda n: (n["role"] != "primary", n["cache_cluster_id"]))
+        nodes.extend(shard_nodes)
+        shards.append(
+            {
+                "id": node_group["NodeGroupId"],
+                "status": node_group.get("Status"),
+                "slots": node_group.get("Slots"),
+                "primary_endpoint": _endpoint(node_group.get("PrimaryEndpoint")),
+                "reader_endpoint": _endpoint(node_group.get("ReaderEndpoint")),
+                "nodes": shard_nodes,
+            }
+        )
+    # Members not (yet) in a node group, e.g. while the group is being created.
+    for cluster_id in group.get("MemberClusters", []):
+        if cluster_id not in placed:
+            nodes.append(_node(by_id.get(cluster_id), {"CacheClusterId": cluster_id}, None) | {"role": "-"})
+    any_cluster = next(iter(by_id.values()), {})
+    return {
+        "kind": "group",
+        "id": group["ReplicationGroupId"],
+        "description": group.get("Description", ""),
+        "status": group.get("Status"),
+        "engine": group.get("Engine") or any_cluster.get("Engine"),
+        "engine_version": any_cluster.get("EngineVersion"),
+        "node_type": group.get("CacheNodeType"),
+        "cluster_mode": bool(group.get("ClusterEnabled")),
+        "configuration_endpoint": _endpoint(group.get("ConfigurationEndpoint")),
+        "automatic_failover": group.get("AutomaticFailover"),
+        "multi_az": group.get("MultiAZ"),
+        "tls": bool(group.get("TransitEncryptionEnabled")),
+        "auth": bool(group.get("AuthTokenEnabled")) or bool(group.get("UserGroupIds")),
+        "arn": group.get("ARN"),
+        "created": _iso(group.get("ReplicationGroupCreateTime")),
+        "member_clusters": list(group.get("MemberClusters", [])),
+        "shards": shards,
+        "nodes": nodes,
+    }
+
+
+def _cluster_view(cluster: dict[str, Any]) -> dict[str, Any]:
+    node = _node(cluster, {"CacheClusterId": cluster["CacheClusterId"]}, None)
+    return {
+        "kind": "cluster",
+        "id": cluster["CacheClusterId"],
+        "description": "",
+        "status": cluster.get("CacheClusterStatus"),
+        "engine": cluster.get("Engine"),
+        "engine_version": cluster.get("EngineVersion"),
+        "node_type": cluster.get("CacheNodeType"),
+        "cluster_mode": False,
+        "configuration_endpoint": _endpoint(cluster.get("ConfigurationEndpoint")),
+        "replication_group_id": cluster.get("ReplicationGroupId"),
+        "tls": bool(cluster.get("TransitEncryptionEnabled")),
+        "auth": bool(cluster.get("AuthTokenEnabled")),
+        "arn": cluster.get("ARN"),
+        "created": _iso(cluster.get("CacheClusterCreateTime")),
+        "member_clusters": [cluster["CacheClusterId"]],
+        "shards": [],
+        "nodes": [node],
+    }
+
+
+def _summary(view: dict[str, Any]) -> dict[str, Any]:
+    endpoint = view["configuration_endpoint"]
+    if endpoint is None and view["shards"]:
+        endpoint = view["shards"][0]["primary_endpoint"]
+    if endpoint is None and view["kind"] == "cluster":
+        endpoint = view["nodes"][0]["endpoint"]
+    return {
+        "kind": view["kind"],
+        "id": view["id"],
+        "status": view["status"],
+        "engine": view["engine"],
+        "engine_version": view["engine_version"],
+        "node_type": view["node_type"],
+        "cluster_mode": view["cluster_mode"],
+        "shards": len(view["shards"]),
+        "nodes": len(view["nodes"]),
+        "endpoint": endpoint,
+    }
+
+
+def connect_options(resource: dict[str, Any]) -> list[str]:
+    """valkey-cli/redis-cli arguments reaching ``resource`` (host, port, -c, TLS and auth).
+
+    Cluster mode enabled: the configuration endpoint with ``-c`` (follow MOVED/ASK).
+    Cluster mode disabled: the primary endpoint of the only shard. A standalone cluster:
+    its node. TLS and AUTH are the hook for when Cachefleet serves them: ``--tls`` (the CA
+    to verify against is to be added with ``--cacert`` once the TLS work decides where
+    Cachefleet publishes it) and ``--askpass`` (prompts for the auth token; never put it on
+    the command line, where other users can read it).
+    """
+    if resource["cluster_mode"] and resource.get("configuration_endpoint"):
+        target, cluster_flag = resource["configuration_endpoint"], True
+    elif resource["kind"] == "group":
+        shard = resource["shards"][0] if resource["shards"] else {}
+        target, cluster_flag = shard.get("primary_endpoint"), False
+    else:
+        target, cluster_flag = resource["nodes"][0]["endpoint"] if resource["nodes"] else None, False
+    if not target:
+        raise ApiFailure(
+            "InvalidState", f"{resource['id']} has no endpoint yet (it is {resource['status']}); wait until it is available."
+        )
+    host, _, port = str(target).rpartition(":")
+    arguments = ["-h", host, "-p", port]
+    if cluster_flag:
+        arguments.append("-c")
+    if resource.get("tls"):
+        arguments.append("--tls")
+    if resource.get("auth"):
+        arguments.append("--askpass")
+    return arguments

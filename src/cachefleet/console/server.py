@@ -1,0 +1,267 @@
+"""The web console: static pages under ``/console`` and a thin JSON facade under ``/console/api``.
+
+Why a same-origin facade, not the browser calling the Query API itself:
+
+* One client stack. The facade is ``cachefleet.client.Fleet`` — the boto3 client the CLI
+  uses — so the console does exactly what ``cachefleet create/scale/failover/delete`` do
+  (including the scale fallback), and the CloudWatch charts speak whatever wire protocol
+  boto3 speaks for CloudWatch (botocore now prefers smithy-rpc-v2-cbor there), with no
+  SigV4, XML or CBOR code written again in JavaScript.
+* Still the public API only: every facade call is a signed HTTP request to this server's
+  own API endpoint, checked like any other client's; the facade holds no state and never
+  touches the store (an import-linter contract says so).
+* Credentials never live on the server. In dev mode (loopback, no credentials file) the
+  facade signs with dummy keys, as the CLI does. Otherwise the browser keeps the user's
+  access key and secret in sessionStorage and sends them with each facade call (headers
+  ``X-Cachefleet-Access-Key``/``X-Cachefleet-Secret-Key``); the facade signs that one
+  request with them, so the API's own authentication decides.
+* Cross-site requests are refused: every facade call must carry ``X-Cachefleet-Console``
+  (a custom header, which a foreign page cannot send without a CORS preflight that is never
+  granted) and mutations must be JSON.
+
+Pages are rendered in the browser from the JSON (they poll for live status), so there are no
+server-side templates: the static files in ``static/`` ship in the package, no build step.
+Errors reach the page as ``{"error": {"code", "message"}}`` with the API's message; an
+unexpected failure is logged here and the page gets a short message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cachefleet.client.fleet import ApiFailure, Fleet
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+CONSOLE_HEADER = "X-Cachefleet-Console"
+DEV_KEYS = ("cachefleet-console", "cachefleet-console")
+# The metrics the group page charts: (metric, statistic, unit), AWS/ElastiCache names.
+CHART_METRICS = [
+    ("EngineCPUUtilization", "Average", "Percent"),
+    ("DatabaseMemoryUsagePercentage", "Average", "Percent"),
+    ("CurrConnections", "Average", "Count"),
+    ("GetTypeCmds", "Sum", "Count"),
+    ("SetTypeCmds", "Sum", "Count"),
+    ("CacheHitRate", "Average", "Percent"),
+    ("ReplicationLag", "Average", "Seconds"),
+]
+MAX_METRIC_MINUTES = 24 * 60
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ConsoleProblem(Exception):
+    """A request the facade itself refuses (bad body, missing header)."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "InvalidRequest") -> None:
+        super().__init__(message)
+        self.message, self.status, self.code = message, status, code
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.json_response(value, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+def _error(code: str, message: str, status: int) -> web.Response:
+    return _json({"error": {"code": code, "message": message}}, status=status)
+
+
+class Console:
+    """The console's routes; ``api_url`` is this server's own API endpoint."""
+
+    def __init__(self, *, api_url: str, region: str, dev_mode: bool) -> None:
+        self.api_url = api_url
+        self.region = region
+        self.dev_mode = dev_mode
+        self._fleets: dict[tuple[str, str, str], Fleet] = {}
+        self._lock = threading.Lock()
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/console", self.redirect)
+        app.router.add_get("/console/", self.index)
+        app.router.add_static("/console/static/", STATIC, append_version=False)
+        api = [
+            ("GET", "/console/api/session", self.session),
+            ("GET", "/console/api/engines", self.engines),
+            ("GET", "/console/api/resources", self.list_resources),
+            ("POST", "/console/api/resources", self.create),
+            ("GET", "/console/api/resources/{name}", self.describe),
+            ("DELETE", "/console/api/resources/{name}", self.delete),
+            ("GET", "/console/api/resources/{name}/events", self.events),
+            ("POST", "/console/api/resources/{name}/scale", self.scale),
+            ("POST", "/console/api/resources/{name}/failover", self.failover),
+            ("POST", "/console/api/resources/{name}/metrics", self.metrics),
+        ]
+        for method, path, handler in api:
+            app.router.add_route(method, path, self._guarded(handler))
+
+    # ------------------------------------------------------------------ plumbing
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                self._check_same_origin(request)
+                return await handler(request)
+            except ApiFailure as failure:
+                return _error(failure.code or "Error", failure.message, failure.status if failure.status >= 400 else 400)
+            except ConsoleProblem as problem:
+                return _error(problem.code, problem.message, problem.status)
+            except Exception:
+                log.exception("console request %s %s failed", request.method, request.path)
+                return _error("InternalFailure", "The console could not complete this request; see the server log.", 500)
+
+        return guarded
+
+    @staticmethod
+    def _check_same_origin(request: web.Request) -> None:
+        if request.headers.get(CONSOLE_HEADER) != "1":
+            raise ConsoleProblem(f"Console API calls must carry the {CONSOLE_HEADER} header.", status=403, code="Forbidden")
+        origin = request.headers.get("Origin")
+        if origin and origin != f"{request.scheme}://{request.host}":
+            raise ConsoleProblem("Cross-origin console calls are refused.", status=403, code="Forbidden")
+        if (request.method == "POST" or request.body_exists) and request.content_type != "application/json":
+            raise ConsoleProblem("Send JSON (Content-Type: application/json).", status=415, code="UnsupportedMediaType")
+
+    def _fleet(self, request: web.Request) -> Fleet:
+        region = request.query.get("region") or self.region
+        access_key = request.headers.get("X-Cachefleet-Access-Key", "")
+        secret_key = request.headers.get("X-Cachefleet-Secret-Key", "")
+        if not (access_key and secret_key):
+            if not self.dev_mode:
+                raise ApiFailure(
+                    "MissingAuthenticationToken",
+                    "This Cachefleet checks credentials: sign in with an access key and secret key.",
+                    status=403,
+                )
+            access_key, secret_key = DEV_KEYS
+        key = (region, access_key, hashlib.sha256(secret_key.encode()).hexdigest())
+        with self._lock:
+            fleet = self._fleets.get(key)
+            if fleet is None:
+                if len(self._fleets) > 64:
+                    self._fleets.clear()
+                fleet = Fleet(self.api_url, region, access_key=access_key, secret_key=secret_key)
+                self._fleets[key] = fleet
+            return fleet
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConsoleProblem("The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise ConsoleProblem("The request body must be a JSON object.")
+        return body
+
+    @staticmethod
+    def _int(body: dict[str, Any], key: str, *, default: int | None = None) -> int | None:
+        value = body.get(key, default)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConsoleProblem(f"{key} must be a whole number, not {value!r}.") from None
+
+    # ------------------------------------------------------------------ pages
+    async def redirect(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/console/")
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # ------------------------------------------------------------------ facade
+    async def session(self, request: web.Request) -> web.StreamResponse:
+        return _json({"region": self.region, "dev_mode": self.dev_mode, "endpoint": self.api_url})
+
+    async def engines(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(fleet.engines))
+
+    async def list_resources(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json({"region": fleet.region, "resources": await asyncio.to_thread(fleet.overview)})
+
+    async def describe(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(fleet.describe, request.match_info["name"]))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        minutes = self._int(dict(request.query), "minutes", default=24 * 60) or 60
+        return _json(await asyncio.to_thread(fleet.events, request.match_info["name"], minutes=minutes))
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        name = str(body.get("name") or "").strip()
+        if not name:
+            raise ConsoleProblem("Give the replication group a name.", code="MissingParameter")
+        created = await asyncio.to_thread(
+            fleet.create,
+            name,
+            shards=self._int(body, "shards"),
+            replicas=self._int(body, "replicas", default=0) or 0,
+            engine=str(body.get("engine") or "valkey"),
+            engine_version=str(body.get("engine_version") or "") or None,
+            node_type=str(body.get("node_type") or "cache.t4g.micro"),
+            description=str(body.get("description") or "") or None,
+            automatic_failover=None if body.get("automatic_failover") is None else bool(body["automatic_failover"]),
+            multi_az=bool(body.get("multi_az")),
+        )
+        return _json(created, status=201)
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(fleet.delete, request.match_info["name"]))
+
+    async def scale(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        shards, replicas = self._int(body, "shards"), self._int(body, "replicas")
+        name = request.match_info["name"]
+        if (shards is None) == (replicas is None):
+            raise ConsoleProblem("Give either a number of shards or a number of replicas.")
+        if shards is not None:
+            lines = await asyncio.to_thread(fleet.scale_shards, name, shards)
+        else:
+            lines = await asyncio.to_thread(fleet.scale_replicas, name, replicas or 0)
+        return _json({"messages": lines})
+
+    async def failover(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        shard = str(body.get("shard") or "") or None
+        return _json({"messages": await asyncio.to_thread(fleet.failover, request.match_info["name"], shard)})
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """The charted metrics of every node (GetMetricData on the same endpoint)."""
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        minutes = min(MAX_METRIC_MINUTES, max(1, self._int(body, "minutes", default=15) or 15))
+        period = max(1, self._int(body, "period", default=10) or 10)
+        end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        start = end - dt.timedelta(minutes=minutes)
+        name = request.match_info["name"]
+        pairs = [(metric, stat) for metric, stat, _ in CHART_METRICS]
+        data = await asyncio.to_thread(fleet.metric_data, name, pairs, start=start, end=end, period=period)
+        charts = []
+        for metric, stat, unit in CHART_METRICS:
+            series = [
+                {"node": cluster_id, "points": points}
+                for (m, s, cluster_id), points in data.items()
+                if m == metric and s == stat
+            ]
+            charts.append({"metric": metric, "stat": stat, "unit": unit, "period": period, "series": series})
+        return _json({"start": start.isoformat(), "end": end.isoformat(), "charts": charts})

@@ -1,0 +1,426 @@
+// The Cachefleet console: pages rendered from the same-origin JSON facade (/console/api),
+// which calls Cachefleet's public ElastiCache and CloudWatch APIs. Status is polled.
+"use strict";
+
+const POLL_MS = 2000;
+const METRICS_POLL_MS = 10000;
+const NODE_TYPES = ["cache.t4g.micro", "cache.t4g.small", "cache.t4g.medium", "cache.m7g.large", "cache.r7g.large"];
+
+const state = {
+  session: null,
+  region: localStorage.getItem("cachefleet.region") || "",
+  timers: [],
+  page: 0, // bumped on every navigation: late answers for an old page are dropped
+};
+
+class ApiError extends Error {
+  constructor(code, message) { super(message); this.code = code; }
+}
+
+// ---------------------------------------------------------------------- helpers
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (key === "value") el.value = value;
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+function statusBadge(status) {
+  return h("span", { class: `status status-${status || "unknown"}`, "data-status": status || "" }, status || "unknown");
+}
+
+function dash(value) { return value === null || value === undefined || value === "" ? "–" : String(value); }
+
+function credentials() {
+  const raw = sessionStorage.getItem("cachefleet.credentials");
+  return raw ? JSON.parse(raw) : null;
+}
+
+async function call(method, path, body) {
+  const headers = { "X-Cachefleet-Console": "1" };
+  const creds = credentials();
+  if (creds) {
+    headers["X-Cachefleet-Access-Key"] = creds.accessKey;
+    headers["X-Cachefleet-Secret-Key"] = creds.secretKey;
+  }
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const region = state.region || (state.session && state.session.region) || "";
+  const url = `/console/api${path}${path.includes("?") ? "&" : "?"}region=${encodeURIComponent(region)}`;
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError("ConnectionFailed", "Cachefleet did not answer: is `cachefleet up` still running?");
+  }
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  if (!response.ok) {
+    const error = data && data.error
+      ? data.error
+      : { code: `HTTP${response.status}`, message: `The console API answered HTTP ${response.status}.` };
+    if (error.code === "MissingAuthenticationToken" || error.code === "InvalidClientTokenId" || error.code === "SignatureDoesNotMatch") {
+      if (!state.session.dev_mode) showSignIn(`${error.message} (${error.code})`);
+    }
+    throw new ApiError(error.code, error.message);
+  }
+  return data;
+}
+
+function flash(kind, message, code) {
+  const box = document.getElementById("flash");
+  const item = h("div", { class: `flash ${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("span", { class: "message" }, message),
+    code ? h("span", { class: "code" }, `(${code})`) : null,
+    h("button", { class: "link", onclick: () => item.remove(), "aria-label": "dismiss", style: "color:inherit" }, "dismiss"));
+  box.replaceChildren(item);
+  if (kind === "notice") setTimeout(() => item.remove(), 8000);
+}
+
+function showError(error) {
+  if (error instanceof ApiError) flash("error", error.message, error.code);
+  else flash("error", "Something went wrong in the page; reload it.", null);
+}
+
+function every(ms, fn) {
+  const page = state.page;
+  const tick = async () => {
+    if (page !== state.page) return;
+    try { await fn(); } catch (e) { /* the page shows its own error state */ }
+    if (page === state.page) state.timers.push(setTimeout(tick, ms));
+  };
+  state.timers.push(setTimeout(tick, ms));
+}
+
+async function withButton(button, action) {
+  button.disabled = true;
+  try { await action(); } catch (e) { showError(e); } finally { button.disabled = false; }
+}
+
+// ---------------------------------------------------------------------- sign-in (when credentials are checked)
+function showSignIn(reason) {
+  const app = document.getElementById("app");
+  state.page += 1;
+  const access = h("input", { id: "access-key", autocomplete: "username" });
+  const secret = h("input", { id: "secret-key", type: "password", autocomplete: "current-password" });
+  app.replaceChildren(
+    h("h1", {}, "Sign in"),
+    h("p", { class: reason ? "flash error" : "muted", id: "sign-in-reason" },
+      reason || "This Cachefleet checks AWS credentials. They stay in this browser tab."),
+    h("form", { class: "card grid", onsubmit: (event) => {
+      event.preventDefault();
+      sessionStorage.setItem("cachefleet.credentials", JSON.stringify({ accessKey: access.value, secretKey: secret.value }));
+      document.getElementById("sign-out").hidden = false;
+      route();
+    } },
+    h("label", { class: "field" }, "Access key ID", access),
+    h("label", { class: "field" }, "Secret access key", secret),
+    h("button", { class: "primary", type: "submit", id: "sign-in" }, "Sign in")));
+}
+
+// ---------------------------------------------------------------------- list page
+async function listPage(app) {
+  const page = state.page;
+  const rows = h("tbody", { id: "resource-rows" });
+  const table = h("table", { id: "resources" },
+    h("thead", {}, h("tr", {}, ...["Name", "Kind", "Status", "Engine", "Node type", "Cluster mode", "Shards", "Nodes", "Endpoint"]
+      .map((c) => h("th", { class: ["Shards", "Nodes"].includes(c) ? "num" : null }, c)))),
+    rows);
+  const form = await createForm();
+  if (page !== state.page) return; // sent to the sign-in page meanwhile
+  app.replaceChildren(
+    h("h1", {}, "Replication groups and cache clusters"),
+    table,
+    h("h2", {}, "Create a replication group"),
+    form);
+
+  const refresh = async () => {
+    const data = await call("GET", "/resources");
+    if (!data.resources.length) {
+      rows.replaceChildren(h("tr", {}, h("td", { colspan: 9, class: "muted" }, `No replication groups or cache clusters in ${data.region} yet.`)));
+      return;
+    }
+    rows.replaceChildren(...data.resources.map((r) => h("tr", { "data-name": r.id },
+      h("td", {}, h("a", { href: `#/r/${encodeURIComponent(r.id)}` }, r.id)),
+      h("td", {}, r.kind === "group" ? "replication group" : "cache cluster"),
+      h("td", { class: "status-cell" }, statusBadge(r.status)),
+      h("td", {}, `${dash(r.engine)} ${r.engine_version || ""}`),
+      h("td", {}, dash(r.node_type)),
+      h("td", {}, r.cluster_mode ? "enabled" : "disabled"),
+      h("td", { class: "num" }, r.kind === "group" ? r.shards : "–"),
+      h("td", { class: "num" }, r.nodes),
+      h("td", { class: "mono" }, dash(r.endpoint)))));
+  };
+  try { await refresh(); } catch (e) { showError(e); }
+  every(POLL_MS, refresh);
+}
+
+async function createForm() {
+  let engines = [];
+  try { engines = await call("GET", "/engines"); } catch (e) { if (state.session.dev_mode) showError(e); }
+  // Valkey first: it is the default engine, as in `cachefleet create`.
+  const engineNames = [...new Set(engines.map((e) => e.engine))].sort((a, b) => (a === "valkey" ? -1 : b === "valkey" ? 1 : a.localeCompare(b)));
+  if (!engineNames.length) engineNames.push("valkey");
+  const name = h("input", { id: "create-name", name: "name", required: true, placeholder: "my-cache", autocomplete: "off" });
+  const engine = h("select", { id: "create-engine", name: "engine" }, ...engineNames.map((e) => h("option", { value: e }, e)));
+  const version = h("select", { id: "create-version", name: "engine_version" });
+  const fillVersions = () => {
+    version.replaceChildren(h("option", { value: "" }, "newest"),
+      ...engines.filter((e) => e.engine === engine.value).map((e) => h("option", { value: e.version }, e.version)));
+  };
+  engine.addEventListener("change", fillVersions);
+  fillVersions();
+  const nodeType = h("select", { id: "create-node-type", name: "node_type" }, ...NODE_TYPES.map((t) => h("option", { value: t }, t)));
+  const replicas = h("input", { id: "create-replicas", name: "replicas", type: "number", min: 0, max: 5, value: "1" });
+  const automatic = h("input", { id: "create-automatic-failover", type: "checkbox", checked: true });
+  const multiAz = h("input", { id: "create-multi-az", type: "checkbox" });
+  const clusterMode = h("input", { id: "create-cluster-mode", type: "checkbox" });
+  const shards = h("input", { id: "create-shards", name: "shards", type: "number", min: 1, max: 500, value: "3", disabled: true });
+  clusterMode.addEventListener("change", () => { shards.disabled = !clusterMode.checked; });
+  const submit = h("button", { class: "primary", type: "submit", id: "create-submit" }, "Create");
+  const form = h("form", { class: "card grid", id: "create-form", onsubmit: (event) => {
+    event.preventDefault();
+    withButton(submit, async () => {
+      const body = {
+        name: name.value.trim(), engine: engine.value, engine_version: version.value,
+        node_type: nodeType.value, replicas: replicas.value,
+        // Automatic failover needs a replica; a cluster-mode-enabled group always has it.
+        automatic_failover: clusterMode.checked ? undefined : automatic.checked && Number(replicas.value) > 0,
+        multi_az: multiAz.checked,
+      };
+      if (clusterMode.checked) body.shards = shards.value;
+      const created = await call("POST", "/resources", body);
+      flash("notice", `Creating replication group ${created.id}.`);
+      location.hash = `#/r/${encodeURIComponent(created.id)}`;
+    });
+  } },
+  h("label", { class: "field" }, "Name", name),
+  h("label", { class: "field" }, "Engine", engine),
+  h("label", { class: "field" }, "Engine version", version),
+  h("label", { class: "field" }, "Node type", nodeType),
+  h("label", { class: "field" }, "Replicas per shard", replicas),
+  h("label", { class: "check" }, automatic, "Automatic failover"),
+  h("label", { class: "check" }, multiAz, "Multi-AZ"),
+  h("label", { class: "check" }, clusterMode, "Cluster mode (sharded)"),
+  h("label", { class: "field" }, "Shards", shards),
+  submit);
+  return form;
+}
+
+// ---------------------------------------------------------------------- resource page
+async function resourcePage(app, name) {
+  const title = h("span", {}, name);
+  const badge = h("span", { id: "status" });
+  const summary = h("dl", { class: "summary card", id: "summary" });
+  const actions = h("div", { class: "card actions", id: "actions" });
+  const shards = h("div", { id: "shards" });
+  const nodes = h("div", { id: "nodes" });
+  const metrics = h("div", { id: "metrics" }, h("div", { class: "metrics-note" }, "Loading metrics…"));
+  const events = h("div", { id: "events" });
+  app.replaceChildren(
+    h("p", {}, h("a", { href: "#/" }, "← All groups and clusters")),
+    h("h1", {}, title, badge),
+    summary, actions,
+    h("h2", {}, "Shards"), shards,
+    h("h2", {}, "Nodes"), nodes,
+    h("h2", {}, "Metrics"), metrics,
+    h("h2", {}, "Events"), events);
+
+  let built = false;
+  let gone = false;
+  const refresh = async () => {
+    if (gone) return;
+    let view;
+    try {
+      view = await call("GET", `/resources/${encodeURIComponent(name)}`);
+    } catch (e) {
+      if (e.code === "NotFound") {
+        gone = true;
+        badge.replaceChildren(statusBadge("deleted"));
+        summary.replaceChildren(h("dt", {}, "Status"), h("dd", { id: "gone" }, `${name} does not exist (any more).`));
+        actions.replaceChildren(h("a", { href: "#/" }, "Back to the list"));
+        shards.replaceChildren(); nodes.replaceChildren(); metrics.replaceChildren();
+        await refreshEvents();
+        return;
+      }
+      throw e;
+    }
+    badge.replaceChildren(statusBadge(view.status));
+    renderSummary(summary, view);
+    if (!built) { renderActions(actions, view); built = true; } else updateActions(actions, view);
+    renderShards(shards, view);
+    renderNodes(nodes, view);
+  };
+  const refreshEvents = async () => {
+    const items = await call("GET", `/resources/${encodeURIComponent(name)}/events?minutes=1440`);
+    renderEvents(events, items);
+  };
+  let metricsPause = 0;
+  const refreshMetrics = async () => {
+    if (gone) return;
+    if (metricsPause > 0) { metricsPause -= 1; return; }
+    try {
+      const data = await call("POST", `/resources/${encodeURIComponent(name)}/metrics`, { minutes: 15, period: 10 });
+      metrics.replaceChildren(h("div", { class: "charts" }, ...data.charts.map((chart) => window.renderChart(chart))));
+    } catch (e) {
+      // The CloudWatch API answers here once it is served; until then its error is shown in place
+      // (and asked again only every minute when the action is not served at all).
+      if (e.code === "InvalidAction") metricsPause = 5;
+      metrics.replaceChildren(h("div", { class: "metrics-note", id: "metrics-unavailable" },
+        h("strong", {}, "Metrics are not available: "), e.message, e.code ? ` (${e.code})` : ""));
+    }
+  };
+  try { await refresh(); } catch (e) { showError(e); }
+  refreshEvents().catch(showError);
+  refreshMetrics();
+  every(POLL_MS, async () => { await refresh(); await refreshEvents(); });
+  every(METRICS_POLL_MS, refreshMetrics);
+}
+
+function connectCommand(view) {
+  let target = null, cluster = false;
+  if (view.cluster_mode && view.configuration_endpoint) { target = view.configuration_endpoint; cluster = true; }
+  else if (view.kind === "group" && view.shards.length) target = view.shards[0].primary_endpoint;
+  else if (view.nodes.length) target = view.nodes[0].endpoint;
+  if (!target) return null;
+  const i = target.lastIndexOf(":");
+  return `valkey-cli -h ${target.slice(0, i)} -p ${target.slice(i + 1)}${cluster ? " -c" : ""}`;
+}
+
+function renderSummary(summary, view) {
+  const rows = [
+    ["Kind", view.kind === "group" ? "Replication group" : "Cache cluster"],
+    ["Description", view.description],
+    ["Engine", `${dash(view.engine)} ${view.engine_version || ""}`],
+    ["Node type", view.node_type],
+    ["Cluster mode", view.cluster_mode ? "enabled" : "disabled"],
+    ["Automatic failover", view.kind === "group" ? view.automatic_failover : null],
+    ["Multi-AZ", view.kind === "group" ? view.multi_az : null],
+    ["Configuration endpoint", view.configuration_endpoint],
+    ["Replication group", view.replication_group_id],
+    ["Connect", connectCommand(view)],
+    ["ARN", view.arn],
+    ["Created", view.created ? new Date(view.created).toLocaleString() : null],
+  ].filter(([, value]) => value);
+  summary.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key), h("dd", { class: key === "Connect" ? "mono" : null }, value)]));
+}
+
+function renderActions(actions, view) {
+  const name = view.id;
+  const done = (result) => flash("notice", (result.messages || []).join(" ") || "Done.");
+  const parts = [];
+  if (view.kind === "group") {
+    const replicasNow = view.shards.length ? view.shards[0].nodes.length - 1 : 0;
+    const replicas = h("input", { id: "scale-replicas", type: "number", min: 0, max: 5, value: String(replicasNow) });
+    const replicasButton = h("button", { id: "scale-replicas-submit", onclick: () => withButton(replicasButton, async () =>
+      done(await call("POST", `/resources/${encodeURIComponent(name)}/scale`, { replicas: replicas.value }))) }, "Set replicas");
+    const shards = h("input", { id: "scale-shards", type: "number", min: 1, max: 500, value: String(view.shards.length || 1) });
+    const shardsButton = h("button", { id: "scale-shards-submit", onclick: () => withButton(shardsButton, async () =>
+      done(await call("POST", `/resources/${encodeURIComponent(name)}/scale`, { shards: shards.value }))) }, "Set shards");
+    const shard = h("select", { id: "failover-shard" }, ...view.shards.map((s) => h("option", { value: s.id }, `shard ${s.id}`)));
+    const failoverButton = h("button", { id: "failover-submit", onclick: () => withButton(failoverButton, async () =>
+      done(await call("POST", `/resources/${encodeURIComponent(name)}/failover`, { shard: shard.value }))) }, "Fail over");
+    parts.push(
+      h("div", { class: "group" }, h("label", { class: "field" }, "Replicas per shard", replicas), replicasButton),
+      h("div", { class: "group" }, h("label", { class: "field" }, "Shards", shards), shardsButton),
+      h("div", { class: "group" }, h("label", { class: "field" }, "Test a failover", shard), failoverButton));
+  }
+  const confirmBox = h("span", { id: "delete-confirm", class: "confirm", hidden: true });
+  const deleteButton = h("button", { class: "danger", id: "delete", onclick: () => {
+    const yes = h("button", { class: "danger", id: "delete-confirm-yes", onclick: () => withButton(yes, async () => {
+      const result = await call("DELETE", `/resources/${encodeURIComponent(name)}`);
+      confirmBox.hidden = true;
+      flash("notice", `Deleting ${name} (${result.status}).`);
+    }) }, "Yes, delete");
+    const no = h("button", { onclick: () => { confirmBox.hidden = true; } }, "Cancel");
+    confirmBox.replaceChildren(`Delete ${name} and all its data?`, yes, no);
+    confirmBox.hidden = false;
+  } }, "Delete");
+  parts.push(h("div", { class: "group" }, deleteButton, confirmBox));
+  actions.replaceChildren(...parts);
+}
+
+function updateActions(actions, view) {
+  const select = actions.querySelector("#failover-shard");
+  if (select && select.options.length !== view.shards.length) {
+    select.replaceChildren(...view.shards.map((s) => h("option", { value: s.id }, `shard ${s.id}`)));
+  }
+}
+
+function renderShards(box, view) {
+  if (!view.shards.length) {
+    box.replaceChildren(h("p", { class: "muted" }, view.kind === "group" ? "No shards yet." : "A standalone cache cluster has one node and no shards."));
+    return;
+  }
+  box.replaceChildren(h("table", { id: "shards-table" },
+    h("thead", {}, h("tr", {}, ...["Shard", "Status", "Slots", "Primary endpoint", "Reader endpoint", "Nodes"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...view.shards.map((s) => h("tr", { "data-shard": s.id },
+      h("td", {}, s.id), h("td", {}, statusBadge(s.status)), h("td", {}, dash(s.slots)),
+      h("td", { class: "mono primary-endpoint" }, dash(s.primary_endpoint)),
+      h("td", { class: "mono reader-endpoint" }, dash(s.reader_endpoint)),
+      h("td", { class: "num" }, s.nodes.length))))));
+}
+
+function renderNodes(box, view) {
+  box.replaceChildren(h("table", { id: "nodes-table" },
+    h("thead", {}, h("tr", {}, ...["Cache cluster", "Node", "Shard", "Role", "Status", "Endpoint", "Zone", "Engine version"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...view.nodes.map((n) => h("tr", { "data-node": n.cache_cluster_id, "data-role": n.role },
+      h("td", {}, n.cache_cluster_id), h("td", {}, dash(n.cache_node_id)), h("td", {}, dash(n.shard)),
+      h("td", { class: `role-${n.role}` }, dash(n.role)), h("td", {}, statusBadge(n.status)),
+      h("td", { class: "mono endpoint" }, dash(n.endpoint)), h("td", {}, dash(n.zone)), h("td", {}, dash(n.engine_version)))))));
+}
+
+function renderEvents(box, items) {
+  if (!items.length) { box.replaceChildren(h("p", { class: "muted" }, "No events in the last 24 hours.")); return; }
+  box.replaceChildren(h("table", { id: "events-table" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Source"), h("th", {}, "Message"))),
+    h("tbody", {}, ...items.slice().reverse().map((e) => h("tr", {},
+      h("td", { class: "mono nowrap" }, e.date ? new Date(e.date).toLocaleString() : "–"), h("td", {}, e.source), h("td", { class: "event-message" }, e.message))))));
+}
+
+// ---------------------------------------------------------------------- routing
+async function route() {
+  state.page += 1;
+  state.timers.forEach(clearTimeout);
+  state.timers = [];
+  const app = document.getElementById("app");
+  const match = location.hash.match(/^#\/r\/(.+)$/);
+  try {
+    if (match) await resourcePage(app, decodeURIComponent(match[1]));
+    else await listPage(app);
+  } catch (e) { showError(e); }
+}
+
+async function start() {
+  try {
+    state.session = await call("GET", "/session");
+  } catch (e) {
+    showError(e);
+    state.session = { region: "us-east-1", dev_mode: true };
+  }
+  const region = document.getElementById("region");
+  region.value = state.region || state.session.region;
+  region.addEventListener("change", () => {
+    state.region = region.value.trim();
+    localStorage.setItem("cachefleet.region", state.region);
+    route();
+  });
+  document.getElementById("mode").textContent = state.session.dev_mode ? "dev mode" : "credentials checked";
+  const signOut = document.getElementById("sign-out");
+  signOut.hidden = !credentials();
+  signOut.addEventListener("click", () => { sessionStorage.removeItem("cachefleet.credentials"); signOut.hidden = true; showSignIn(); });
+  window.addEventListener("hashchange", route);
+  if (!state.session.dev_mode && !credentials()) showSignIn();
+  else route();
+}
+
+window.addEventListener("error", () => flash("error", "Something went wrong in the page; reload it.", null));
+start();

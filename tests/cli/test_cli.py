@@ -1,0 +1,220 @@
+"""The real `cachefleet` command against a live server: every command, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import engine, free_port, wait_for, wait_group
+
+CACHEFLEET = str(Path(sys.executable).with_name("cachefleet"))
+
+
+def run(
+    endpoint: str | None, *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Runs the installed `cachefleet` with no AWS credentials or config of the user's."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CACHEFLEET_"))}
+    clean.update(HOME=str(home), COLUMNS="200", AWS_CONFIG_FILE=str(home / "none"), AWS_SHARED_CREDENTIALS_FILE=str(home / "none"))
+    if endpoint is not None:
+        clean["CACHEFLEET_ENDPOINT"] = endpoint
+    clean.update(env or {})
+    return subprocess.run([CACHEFLEET, *args], capture_output=True, text=True, env=clean, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    return done.stdout
+
+
+def failed(done: subprocess.CompletedProcess[str], *fragments: str, code: int = 1) -> str:
+    """A clean failure: the expected exit code, the message, and no traceback."""
+    assert done.returncode == code, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    assert "Traceback" not in done.stderr + done.stdout
+    for fragment in fragments:
+        assert fragment in done.stderr, f"{fragment!r} not in stderr: {done.stderr}"
+    return done.stderr
+
+
+@pytest.fixture
+def cli(server, tmp_path):
+    def invoke(*args: str, **kwargs):
+        return run(server.url, *args, home=tmp_path, **kwargs)
+
+    return invoke
+
+
+def test_create_show_connect_scale_events_delete(cli, ec):
+    created = cli("create", "clilife", "--replicas", "1", "--wait")
+    ok(created)
+    assert "2/2 nodes available" in created.stderr  # the progress bar's last state
+    group = ec.describe_replication_groups(ReplicationGroupId="clilife")["ReplicationGroups"][0]
+    assert group["Status"] == "available"
+    primary = group["NodeGroups"][0]["PrimaryEndpoint"]
+    reader = group["NodeGroups"][0]["ReaderEndpoint"]
+    primary_text = f"{primary['Address']}:{primary['Port']}"
+    assert primary_text in created.stdout
+
+    # ls: the group with its status and endpoint.
+    listed = ok(cli("ls"))
+    line = next(line for line in listed.splitlines() if "clilife" in line)
+    assert "available" in line and "replication group" in line and primary_text in line
+    listed_json = json.loads(ok(cli("ls", "--json")))
+    assert {"id": "clilife", "status": "available", "nodes": 2, "shards": 1}.items() <= next(
+        item for item in listed_json if item["id"] == "clilife"
+    ).items()
+
+    # show: shards, nodes, roles, endpoints, zones — the same as the API says.
+    shown = ok(cli("show", "clilife"))
+    assert f"{reader['Address']}:{reader['Port']}" in shown
+    for member in group["NodeGroups"][0]["NodeGroupMembers"]:
+        row = next(line for line in shown.splitlines() if member["CacheClusterId"] in line and "0001" in line)
+        assert member["CurrentRole"] in row
+        assert f"{member['ReadEndpoint']['Address']}:6379" in row
+        assert member["PreferredAvailabilityZone"] in row
+    view = json.loads(ok(cli("show", "clilife", "--json")))
+    assert [(n["cache_cluster_id"], n["role"]) for n in view["nodes"]] == [("clilife-001", "primary"), ("clilife-002", "replica")]
+
+    # connect: valkey-cli on the primary endpoint (a write works there, and lands on the real primary).
+    assert ok(cli("connect", "clilife", "set", "greeting", "hello")).strip() == "OK"
+    assert engine(primary["Address"]).get("greeting") == "hello"
+    assert "role:master" in ok(cli("connect", "clilife", "info", "replication"))
+
+    # scale --replicas: up to 2, then down to 1 (IncreaseReplicaCount, or the documented fallback).
+    ok(cli("scale", "clilife", "--replicas", "2", "--wait"))
+    grown = wait_group(ec, "clilife")
+    assert len(grown["MemberClusters"]) == 3
+    new_member = next(m for m in grown["NodeGroups"][0]["NodeGroupMembers"] if m["CacheClusterId"] not in view["member_clusters"])
+    assert engine(new_member["ReadEndpoint"]["Address"]).get("greeting") == "hello"  # a real, synced replica
+    ok(cli("scale", "clilife", "--replicas", "1", "--wait"))
+    assert len(wait_group(ec, "clilife")["MemberClusters"]) == 2
+
+    events = ok(cli("events", "clilife"))
+    assert "created and available" in events and "clilife-003" in events
+
+    deleted = cli("delete", "clilife", "--wait")
+    ok(deleted)
+    assert "clilife is deleted" in deleted.stdout and "2/2 nodes removed" in deleted.stderr
+    with pytest.raises(ec.exceptions.ReplicationGroupNotFoundFault):
+        ec.describe_replication_groups(ReplicationGroupId="clilife")
+    assert "Replication group clilife deleted" in ok(cli("events", "clilife", "--since", "10m"))
+    assert "clilife" not in ok(cli("ls"))
+
+
+def test_standalone_cluster_in_ls_show_connect_delete(cli, ec):
+    ec.create_cache_cluster(CacheClusterId="clisolo", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    wait_for(lambda: json.loads(ok(cli("show", "clisolo", "--json")))["status"] == "available", what="clisolo available")
+    line = next(line for line in ok(cli("ls")).splitlines() if "clisolo" in line)
+    assert "cache cluster" in line and "available" in line
+    assert ok(cli("connect", "clisolo", "ping")).strip() == "PONG"
+    ok(cli("delete", "clisolo", "--wait"))
+    with pytest.raises(ec.exceptions.CacheClusterNotFoundFault):
+        ec.describe_cache_clusters(CacheClusterId="clisolo")
+
+
+# TestFailover is limited to 15 calls a day per region: tests that fail over use a region of their own
+# on the shared server, so they neither use up nor find used up another test's allowance.
+FAILOVER_REGION = "eu-west-1"
+
+
+def test_failover_moves_the_primary_to_the_replica(server, tmp_path):
+    def cli(*args: str, **kwargs):
+        return run(server.url, "--region", FAILOVER_REGION, *args, home=tmp_path, **kwargs)
+
+    created = ok(cli("create", "clifo", "--replicas", "1", "--wait"))
+    assert re.search(r"Automatic failover\s+enabled", created)  # the default with a replica
+    assert "Failing over shard 0001 of clifo (TestFailover)" in ok(cli("failover", "clifo"))
+
+    def roles():
+        view = json.loads(ok(cli("show", "clifo", "--json")))
+        return view["status"] == "available" and {n["cache_cluster_id"]: n["role"] for n in view["nodes"]}
+
+    assert wait_for(lambda: roles() == {"clifo-001": "replica", "clifo-002": "primary"}, timeout=60, what="failover")
+    # The primary endpoint followed: `connect` reaches the new primary and can write.
+    assert "role:master" in ok(cli("connect", "clifo", "info", "replication"))
+    assert ok(cli("connect", "clifo", "set", "after", "failover")).strip() == "OK"
+    assert "Failover from primary node clifo-001 to replica node clifo-002 completed" in ok(cli("events", "clifo"))
+    ok(cli("delete", "clifo", "--wait"))
+
+
+def test_cluster_mode_create_connect_reshard(server, tmp_path):
+    ec = server.client(region=FAILOVER_REGION)
+
+    def cli(*args: str, **kwargs):
+        return run(server.url, "--region", FAILOVER_REGION, *args, home=tmp_path, **kwargs)
+
+    created = json.loads(ok(cli("create", "clicm", "--shards", "2", "--replicas", "1", "--wait", "--json")))
+    assert created["cluster_mode"] and created["configuration_endpoint"]
+    assert [s["id"] for s in created["shards"]] == ["0001", "0002"]
+    assert all(len(s["nodes"]) == 2 for s in created["shards"])
+    shown = ok(cli("show", "clicm"))
+    assert "0-8191" in shown and "8192-16383" in shown and created["configuration_endpoint"] in shown
+
+    # connect: the configuration endpoint with -c, so keys of every slot can be written.
+    keys = [f"key-{i}" for i in range(12)]
+    for key in keys:
+        assert ok(cli("connect", "clicm", "set", key, key)).strip() == "OK"
+    per_shard = [engine(s["nodes"][0]["endpoint"].split(":")[0]).dbsize() for s in created["shards"]]
+    assert sum(per_shard) == len(keys) and all(per_shard), per_shard  # the keys landed on both shards
+
+    failed(cli("failover", "clicm"), "clicm has 2 shards (0001, 0002): choose one with --shard")
+    assert "Failing over shard 0002 of clicm" in ok(cli("failover", "clicm", "--shard", "0002"))
+    wait_group(ec, "clicm", timeout=60)
+
+    ok(cli("scale", "clicm", "--shards", "3", "--wait"))
+    group = wait_group(ec, "clicm", timeout=120)
+    assert len(group["NodeGroups"]) == 3
+    for key in keys:  # every key still there, wherever its slot went
+        assert ok(cli("connect", "clicm", "get", key)).strip() == key
+    ok(cli("delete", "clicm", "--wait"))
+
+
+def test_refusals_and_missing_apis_print_the_api_message(cli, ec):
+    """A single-node group cannot fail over, cluster mode disabled cannot reshard, and top/metrics
+    need the CloudWatch API (not on this branch): each prints the server's message and exits 1."""
+    ok(cli("create", "cliblocked", "--wait"))
+    failed(cli("failover", "cliblocked"), "does not have automatic failover enabled", "(InvalidReplicationGroupState)")
+    failed(cli("scale", "cliblocked", "--shards", "2"), "cluster mode disabled", "(InvalidParameterCombination)")
+    failed(cli("create", "clibad", "--replicas", "0", "--multi-az"), "(InvalidParameterCombination)")
+    failed(cli("top", "cliblocked", "--iterations", "1"), "monitoring", "(InvalidAction)")
+    failed(cli("metrics", "cliblocked", "CPUUtilization", "--since", "5m"), "monitoring", "(InvalidAction)")
+    ok(cli("delete", "cliblocked", "--wait"))
+
+
+def test_errors_are_messages_with_nonzero_exit(cli, server, tmp_path):
+    failed(cli("show", "nosuchgroup"), "No replication group or cache cluster named nosuchgroup")
+    failed(cli("create", "bad_name!"), "(InvalidParameterValue)")
+    failed(cli("scale", "nosuchgroup", "--replicas", "1"), "No replication group")
+    failed(cli("delete", "nosuchgroup", "--yes"), "nosuchgroup")
+    failed(cli("scale", "x"), "exactly one of --shards N or --replicas R", code=2)
+    # Typos get a suggestion.
+    failed(cli("shw", "x"), "No such command 'shw'", "Did you mean 'show'", code=2)
+    failed(cli("create", "x", "--replica", "1"), "Did you mean '--replicas'", code=2)
+    failed(cli("events", "--since", "ten minutes"), "use a number with s, m, h or d", code=2)
+    # Nobody listening there.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    failed(run(nowhere, "ls", home=tmp_path), f"Cannot reach Cachefleet at {nowhere}")
+    failed(run(None, "--endpoint-url", nowhere, "ls", home=tmp_path), f"Cannot reach Cachefleet at {nowhere}")
+    # --region reaches another region's (empty) inventory.
+    assert "No replication groups or cache clusters in eu-west-3" in ok(cli("--region", "eu-west-3", "ls"))
+
+
+def test_configured_credentials_are_used_as_they_are(make_server, tmp_path):
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[ops]\naws_access_key_id = AKIDOPS\naws_secret_access_key = ops-secret\n")
+    checked = make_server("--credentials-file", str(credentials))
+    right = {"AWS_ACCESS_KEY_ID": "AKIDOPS", "AWS_SECRET_ACCESS_KEY": "ops-secret"}
+    assert "No replication groups" in ok(run(checked.url, "ls", home=tmp_path, env=right))
+    wrong = {"AWS_ACCESS_KEY_ID": "AKIDOPS", "AWS_SECRET_ACCESS_KEY": "not-it"}
+    failed(run(checked.url, "ls", home=tmp_path, env=wrong), "(SignatureDoesNotMatch)")
+    # Without configured credentials the CLI signs with dummy keys, which a checking server refuses.
+    failed(run(checked.url, "ls", home=tmp_path), "(InvalidClientTokenId)")
+    # A profile in the shared credentials file is used too.
+    profile = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_PROFILE": "ops"}
+    assert "No replication groups" in ok(run(checked.url, "ls", home=tmp_path, env=profile))
