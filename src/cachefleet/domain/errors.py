@@ -59,3 +59,7 @@ class InvalidArn(CachefleetError):
 
 class TagNotFound(CachefleetError):
     """A tag key to remove is not on the resource."""
+
+
+class ValidationError(CachefleetError):
+    """A request CloudWatch rejects as malformed (for example, a metric math expression)."""

@@ -71,7 +71,6 @@ _GROUP_UNSUPPORTED: dict[str, Any] = {
     "AtRestEncryptionEnabled": False,
     "KmsKeyId": None,
     "UserGroupIds": None,
-    "LogDeliveryConfigurations": None,
     "DataTieringEnabled": False,
     "NetworkType": "ipv4",
     "IpDiscovery": "ipv4",
@@ -115,7 +114,6 @@ _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
     "UserGroupIdsToAdd": None,
     "UserGroupIdsToRemove": None,
     "RemoveUserGroups": None,
-    "LogDeliveryConfigurations": None,
     "IpDiscovery": None,
     "TransitEncryptionEnabled": None,
     "TransitEncryptionMode": None,
@@ -223,6 +221,9 @@ class ElastiCache:
             "snapshot_window": validation.snapshot_window(params.get("SnapshotWindow", "05:00-06:00")),
         }
         tags = validation.tags(params.get("Tags"))
+        log_delivery = validation.log_deliveries(
+            params.get("LogDeliveryConfigurations"), operation="CreateReplicationGroup"
+        )
         clusters = []
         for index, cluster_id in enumerate(member_ids):
             if seed is not None and cluster_id == seed.cluster_id:
@@ -279,6 +280,7 @@ class ElastiCache:
             ),
             create_time=now,
             tags=tags,
+            log_delivery=log_delivery,
             **common,
         )
         with self._store.transaction() as tx:
@@ -406,6 +408,10 @@ class ElastiCache:
             changes["auto_minor_version_upgrade"] = params["AutoMinorVersionUpgrade"]
         if "SnapshotWindow" in params:
             changes["snapshot_window"] = validation.snapshot_window(params["SnapshotWindow"])
+        if "LogDeliveryConfigurations" in params:
+            changes["log_delivery"] = validation.log_deliveries(
+                params["LogDeliveryConfigurations"], existing=group.log_delivery, operation="ModifyReplicationGroup"
+            )
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if not changed:
             return group
