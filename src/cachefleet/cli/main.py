@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -93,6 +94,94 @@ def valkey_cli(args: tuple[str, ...]) -> None:
     if not preferred:
         raise click.ClickException("No valkey-cli or redis-cli is installed.")
     os.execv(str(preferred[0]), [str(preferred[0]), *args])
+
+
+def _client(service: str, endpoint: str, region: str) -> Any:
+    """A boto3 client of our own API; without configured credentials, dev-mode ones (loopback servers accept any)."""
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    credentials = botocore.session.get_session().get_credentials()
+    keys = {} if credentials is not None else {"aws_access_key_id": "cachefleet", "aws_secret_access_key": "cachefleet"}
+    return boto3.client(service, endpoint_url=endpoint, region_name=region, config=Config(retries={"max_attempts": 2}), **keys)
+
+
+@main.command()
+@click.argument("group")
+@click.option("--slow", is_flag=True, help="The slow log (default: the engine log).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries as they are delivered (Ctrl-C stops).")
+@click.option("--since", default="1h", show_default=True, help="How far back to start: 30s, 15m, 2h, 1d.")
+@click.option("--endpoint-url", envvar="CACHEFLEET_ENDPOINT", default="http://127.0.0.1:8379", show_default=True,
+              help="The Cachefleet API (or CACHEFLEET_ENDPOINT).")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default="us-east-1", show_default=True)
+def logs(group: str, slow: bool, follow: bool, since: str, endpoint_url: str, region: str) -> None:
+    """Print the slow log or engine log of replication group GROUP.
+
+    Reads the entries Cachefleet delivered to the group's CloudWatch Logs destination
+    (LogDeliveryConfigurations), through the CloudWatch Logs API of the server.
+    """
+    import time
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    log_type = "slow-log" if slow else "engine-log"
+    window = _duration(since)
+    try:
+        elasticache = _client("elasticache", endpoint_url, region)
+        found = elasticache.describe_replication_groups(ReplicationGroupId=group)["ReplicationGroups"][0]
+        deliveries = {d["LogType"]: d for d in found.get("LogDeliveryConfigurations", [])}
+        delivery = deliveries.get(log_type)
+        if delivery is None:
+            raise click.ClickException(
+                f"Replication group {group} does not deliver its {log_type}. Enable it with: aws elasticache "
+                f"modify-replication-group --replication-group-id {group} --apply-immediately --log-delivery-configurations "
+                f"'{{\"LogType\":\"{log_type}\",\"DestinationType\":\"cloudwatch-logs\",\"DestinationDetails\":"
+                f"{{\"CloudWatchLogsDetails\":{{\"LogGroup\":\"/cachefleet/{group}\"}}}},\"LogFormat\":\"text\"}}'"
+            )
+        if delivery["DestinationType"] != "cloudwatch-logs":
+            stream = delivery["DestinationDetails"]["KinesisFirehoseDetails"]["DeliveryStream"]
+            raise click.ClickException(
+                f"The {log_type} of {group} goes to the Firehose delivery stream {stream}: its records are in "
+                f"<data-dir>/logs/kinesis-firehose/{region}/{stream}.log on the Cachefleet server. Deliver it to "
+                "cloudwatch-logs to read it here."
+            )
+        log_group = delivery["DestinationDetails"]["CloudWatchLogsDetails"]["LogGroup"]
+        streams = [f"{cluster}-0001-{log_type}" for cluster in found["MemberClusters"]]
+        client = _client("logs", endpoint_url, region)
+        start = int((time.time() - window) * 1000)
+        seen: set[str] = set()
+        while True:
+            try:
+                pages = client.get_paginator("filter_log_events").paginate(
+                    logGroupName=log_group, logStreamNames=streams, startTime=start
+                )
+                events = [event for page in pages for event in page["events"]]
+            except client.exceptions.ResourceNotFoundException:
+                events = []  # nothing delivered yet
+            for event in events:
+                if event["eventId"] in seen:
+                    continue
+                seen.add(event["eventId"])
+                start = max(start, event["timestamp"])
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event["timestamp"] / 1000))
+                click.echo(f"{stamp} {event['logStreamName'].removesuffix('-' + log_type)}  {event['message']}")
+            if not follow:
+                return
+            time.sleep(1.0)
+    except ClientError as error:
+        raise click.ClickException(f"{error.response['Error']['Code']}: {error.response['Error']['Message']}") from None
+    except BotoCoreError as error:
+        raise click.ClickException(f"Cannot reach Cachefleet at {endpoint_url}: {error}") from None
+    except KeyboardInterrupt:
+        return
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise click.BadParameter(f"'{text}': use a number and a unit, such as 30s, 15m, 2h or 1d.", param_hint="--since")
+    return int(text[:-1]) * units[text[-1]]
 
 
 if __name__ == "__main__":
