@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["create_group.py", "throughput.py", "describe_scale.py"]
+SCRIPTS = ["create_group.py", "throughput.py", "describe_scale.py", "metric_query.py", "sampling_cost.py",
+           "sampling_throughput.py"]
 
 if __name__ == "__main__":
     failed = 0

@@ -7,6 +7,7 @@ hands in columns of samples, and these functions turn them into datapoints.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -112,40 +113,37 @@ def count_datapoints(start: float, end: float, period: int) -> int:
 
 
 def aggregate(samples: Samples, start: float, end: float, period: int, *, keep_values: bool = False) -> list[Datapoint]:
-    """Datapoints of ``period`` seconds from ``start`` (aligned) to ``end`` (exclusive), oldest first."""
+    """Datapoints of ``period`` seconds from ``start`` (aligned) to ``end`` (exclusive), oldest first.
+
+    Samples come in time order, so each period is a slice: its statistics are computed by the
+    built-ins over the slice, not value by value.
+    """
     origin = align_start(start, period)
-    buckets: dict[int, Datapoint] = {}
     timestamps, sums = samples.timestamps, samples.sums
     counts, mins, maxs = samples.counts, samples.mins, samples.maxs
-    for i, stamp in enumerate(timestamps):
-        if stamp < origin or stamp >= end:
-            continue
-        index = int((stamp - origin) // period)
-        point = buckets.get(index)
-        if point is None:
-            point = buckets[index] = Datapoint(origin + index * period)
-        value = sums[i]
+    points: list[Datapoint] = []
+    index = bisect.bisect_left(timestamps, origin)
+    stop = bisect.bisect_left(timestamps, end)
+    while index < stop:
+        bucket = int((timestamps[index] - origin) // period)
+        bucket_start = origin + bucket * period
+        upper = min(bisect.bisect_left(timestamps, bucket_start + period, index, stop), stop)
+        values = sums[index:upper]
         if counts is None:
-            point.sample_count += 1
-            point.total += value
-            if value < point.minimum:
-                point.minimum = value
-            if value > point.maximum:
-                point.maximum = value
+            point = Datapoint(bucket_start, float(len(values)), math.fsum(values), min(values), max(values))
             if keep_values:
-                point.values.append(value)
+                point.values = list(values)
         else:
             assert mins is not None and maxs is not None
-            count = counts[i]
-            if not count:
-                continue
-            point.sample_count += count
-            point.total += value
-            point.minimum = min(point.minimum, mins[i])
-            point.maximum = max(point.maximum, maxs[i])
+            weights = counts[index:upper]
+            point = Datapoint(bucket_start, math.fsum(weights), math.fsum(values), min(mins[index:upper]),
+                              max(maxs[index:upper]))
             if keep_values:
-                point.values.append(value / count)
-    return [buckets[index] for index in sorted(buckets)]
+                point.values = [total / count for total, count in zip(values, weights, strict=True) if count]
+        if point.sample_count:
+            points.append(point)
+        index = upper
+    return points
 
 
 def percentile(values: Sequence[float], rank: float) -> float:

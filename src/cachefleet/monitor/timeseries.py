@@ -95,16 +95,21 @@ class RingFile:
         last = math.ceil(end / step)
         if last <= first:
             return [], []
-        times = self._times.tolist()
-        column = self._values[offset::width].tolist()
+        low, high = first * step, end
         stamps: list[float] = []
         values: list[float] = []
-        for index in range(first, last):
-            slot = index % slots
-            stamp = times[slot]
-            if stamp == index * step:
-                value = column[slot]
-                if value == value:  # not NaN
+        # The window is at most one lap: one or two contiguous runs of slots. A slot holds the
+        # expected time, an older one (a lap ago) or a newer one (after ``end``): keep the first.
+        begin = first % slots
+        count = last - first
+        runs = [(begin, min(slots, begin + count))]
+        if begin + count > slots:
+            runs.append((0, begin + count - slots))
+        for a, b in runs:
+            times = self._times[a:b].tolist()
+            column = self._values[a * width + offset : b * width : width].tolist()
+            for stamp, value in zip(times, column, strict=True):
+                if low <= stamp < high and value == value:
                     stamps.append(stamp)
                     values.append(value)
         return stamps, values
