@@ -171,7 +171,7 @@ class Expression:
     """A metric math expression: ids, numbers, + - * /, parentheses and a few functions.
 
     Functions: SUM, AVG, MIN, MAX (of METRICS() or a series: per timestamp across series; of
-    one series: a constant line), METRICS() and METRICS("label part"), ABS, FILL(series, value).
+    one series: a constant line), METRICS() and METRICS("label part"), ABS.
     Arithmetic between series keeps the timestamps both have.
     """
 
@@ -333,10 +333,6 @@ def _function(name: str, arguments: list[Value], error: Callable[[str], Validati
         if isinstance(argument, dict):
             return {t: abs(v) for t, v in argument.items()}
         return [Labelled(item.label, {t: abs(v) for t, v in item.series.items()}) for item in argument]
-    if name == "FILL":
-        if len(arguments) != 2 or not isinstance(arguments[1], float) or not isinstance(arguments[0], dict):
-            raise error("FILL takes a time series and a number")
-        return arguments[0]  # gaps are filled by the caller, who knows the period grid
     raise error(f"unknown function {name}")
 
 

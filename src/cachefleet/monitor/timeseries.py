@@ -14,7 +14,6 @@ last write), then ``slots`` float64 timestamps, then ``slots * width`` float32 v
 from __future__ import annotations
 
 import array
-import contextlib
 import logging
 import math
 import mmap
@@ -60,9 +59,9 @@ class RingFile:
             os.replace(temporary, path)
         self._file = open(path, "r+b")  # noqa: SIM115 - kept open with the mapping
         self._map = mmap.mmap(self._file.fileno(), size)
-        view = memoryview(self._map)
-        self._times = view[HEADER : HEADER + slots * 8].cast("d")
-        self._values = view[HEADER + slots * 8 :].cast("f")
+        self._view = memoryview(self._map)
+        self._times = self._view[HEADER : HEADER + slots * 8].cast("d")
+        self._values = self._view[HEADER + slots * 8 :].cast("f")
 
     @property
     def last_write(self) -> float:
@@ -145,10 +144,10 @@ class RingFile:
         self._map.flush()
 
     def close(self) -> None:
-        with contextlib.suppress(BufferError, ValueError):
-            self._times.release()
-            self._values.release()
-            self._map.close()
+        self._times.release()
+        self._values.release()
+        self._view.release()
+        self._map.close()
         self._file.close()
 
 
@@ -224,7 +223,12 @@ class TimeSeriesStore:
         series.seconds.write(stamp, values)
 
     def roll_up(self, minute: int) -> None:
-        for series in list(self._open.values()):
+        """Aggregates ``minute`` for every node written to; closes the files of nodes no longer written."""
+        for key, series in list(self._open.items()):
+            if series.seconds.last_write < minute - 120:
+                series.close()  # reopened on demand by a query
+                del self._open[key]
+                continue
             series.roll_up(minute)
 
     def prune(self, now: float | None = None) -> list[SeriesKey]:
