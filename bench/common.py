@@ -38,10 +38,10 @@ class BenchServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cachefleet.cli.main", "up", "--data-dir", str(self.root / "data"),
-             "--listen", f"127.0.0.1:{self.port}", "--node-network", self.network, "--log-level", "WARNING"],
+             "--listen", f"127.0.0.1:{self.port}", "--node-network", self.network, "--log-level", "WARNING", *extra],
             stdout=subprocess.DEVNULL, stderr=open(self.root / "server.log", "wb"), cwd=ROOT,
         )
         deadline = time.monotonic() + 30

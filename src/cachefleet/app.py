@@ -65,6 +65,7 @@ class Settings:
     region: str = DEFAULT_REGION
     credentials_file: Path | None = None
     engine_paths: tuple[Path, ...] = ()
+    sample_interval: int = 1  # seconds between metric samples of every node; 0: no sampling
 
     @property
     def host(self) -> str:
@@ -274,7 +275,9 @@ class Cachefleet:
         self.alarm_monitor = AlarmMonitor(cloudwatch)
         fleet = Fleet(self.store, provider)
         self.log_deliverer = LogDeliverer(self.settings.data_dir / "logs", fleet.log_sources)
-        self.sampler = Sampler(directory=fleet.nodes, store=self.timeseries, on_tick=self._on_tick)
+        self.sampler = Sampler(
+            directory=fleet.nodes, store=self.timeseries, on_tick=self._on_tick, interval=max(1, self.settings.sample_interval)
+        )
         api = ApiServer(
             service=service,
             authenticator=self.authenticator,
@@ -296,7 +299,8 @@ class Cachefleet:
             raise StartupError(f"Cannot listen on {self.host}:{self.port}: {error.strerror}.") from None
         await self.reconciler.start()
         self.timeseries.prune()
-        await self.sampler.start()
+        if self.settings.sample_interval > 0:
+            await self.sampler.start()
 
     def _on_tick(self, second: int) -> None:
         """After each sampling tick: evaluate alarms, deliver logs; once an hour, drop old series."""

@@ -38,6 +38,8 @@ def main() -> None:
     help="Extra directory holding valkey-server/redis-server builds (searched first).",
 )
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--sample-interval", default=1, show_default=True, type=click.IntRange(0, 60),
+              help="Seconds between metric samples of every node (0 turns metrics, alarms and log delivery off).")
 def up(
     data_dir: Path | None,
     listen: str,
@@ -46,6 +48,7 @@ def up(
     credentials_file: Path | None,
     engine_paths: tuple[Path, ...],
     log_level: str,
+    sample_interval: int,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     from cachefleet.app import Settings, StartupError, default_data_dir, serve
@@ -58,6 +61,7 @@ def up(
         region=region,
         credentials_file=credentials_file,
         engine_paths=tuple(p.resolve() for p in engine_paths),
+        sample_interval=sample_interval,
     )
     try:
         asyncio.run(serve(settings))

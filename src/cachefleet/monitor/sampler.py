@@ -2,7 +2,7 @@
 
 One tick sends ``INFO clients memory stats replication persistence cpu commandstats
 keyspace`` to every node at once (pipelined, one lean connection per node), reads the node's
-``/proc/<pid>/stat`` and ``statm``, turns raw counters into per-second values under
+``/proc/<pid>/stat`` (CPU time and resident memory), turns raw counters into per-second values under
 ElastiCache's metric names (:func:`derive`, pure) and writes one row per node. The tick is
 aligned to the wall-clock second; a slow node costs its own sample, never the others'.
 """
@@ -31,10 +31,18 @@ TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CORES = os.cpu_count() or 1
 NAN = math.nan
-_LINE = re.compile(r"^([A-Za-z0-9_|.\-]+):(.*?)\r?$", re.M)
-_CMDSTAT = re.compile(r"^cmdstat_([^:]+):calls=(\d+),usec=(\d+)", re.M)
-_KEYSPACE = re.compile(r"^db(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)", re.M)
-_SLAVE = re.compile(r"^slave\d+:ip=([^,]+),port=(\d+),state=([a-z_]+),offset=(\d+),lag=(\d+)", re.M)
+FIELDS = (
+    "connected_clients", "used_memory", "maxmemory", "mem_fragmentation_ratio", "total_connections_received",
+    "total_net_input_bytes", "total_net_output_bytes", "total_net_repl_output_bytes", "evicted_keys", "expired_keys",
+    "keyspace_hits", "keyspace_misses", "active_defrag_hits", "acl_access_denied_auth", "acl_access_denied_cmd",
+    "acl_access_denied_key", "acl_access_denied_channel", "role", "connected_slaves", "master_link_status",
+    "master_repl_offset", "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "used_cpu_sys", "used_cpu_user",
+    "used_cpu_sys_main_thread", "used_cpu_user_main_thread",
+)
+_FIELDS = re.compile(r"\n(" + "|".join(sorted(FIELDS, key=len, reverse=True)) + r"):([^\r\n]*)")
+_CMDSTAT = re.compile(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)")
+_KEYSPACE = re.compile(r"\ndb(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)")
+_SLAVE = re.compile(r"\nslave\d+:ip=([^,]+),port=\d+,state=([a-z_]+),offset=\d+,lag=(\d+)")
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,12 @@ class Raw:
 
 
 def parse_info(text: str) -> tuple[dict[str, str], dict[str, tuple[int, int]], tuple[int, int, int], dict[str, int]]:
-    info = dict(_LINE.findall(text))
+    """INFO's fields, commandstats (calls, usec), keyspace totals and online replicas' lag.
+
+    Runs once per node per second, so only the fields the metrics use are picked out, by one
+    regular expression (a third of the cost of splitting every line).
+    """
+    info = dict(_FIELDS.findall(text))
     commands = {name: (int(calls), int(usec)) for name, calls, usec in _CMDSTAT.findall(text)}
     keys = expires = ttl0 = 0
     for db, k, e, ttl in _KEYSPACE.findall(text):
@@ -84,22 +97,24 @@ def parse_info(text: str) -> tuple[dict[str, str], dict[str, tuple[int, int]], t
         expires += int(e)
         if db == "0":
             ttl0 = int(ttl)
-    replicas = {ip: int(lag) for ip, _, state, _, lag in _SLAVE.findall(text) if state == "online"}
+    replicas: dict[str, int] = {}
+    if info.get("connected_slaves", "0") != "0":
+        for ip, state, lag in _SLAVE.findall(text):
+            if state == "online":
+                replicas[ip] = int(lag)
     return info, commands, (keys, expires, ttl0), replicas
 
 
 def read_process(pid: int | None) -> tuple[int | None, int | None]:
-    """(utime + stime in clock ticks, resident bytes) of a process, or Nones if it is gone."""
+    """(utime + stime in clock ticks, resident bytes) of a process, from /proc/<pid>/stat; Nones if it is gone."""
     if pid is None:
         return None, None
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
-        with open(f"/proc/{pid}/statm", "rb") as handle:
-            resident = int(handle.read().split()[1]) * PAGE_SIZE
+        return int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE_SIZE
     except (OSError, IndexError, ValueError):
         return None, None
-    return int(fields[11]) + int(fields[12]), resident
 
 
 def _number(info: dict[str, str], key: str, default: float = NAN) -> float:
@@ -263,19 +278,16 @@ class Sampler:
             now = time.time()
             await asyncio.sleep(self._interval - (now % self._interval) + 0.002)
             second = int(time.time())
-            started = time.process_time()
             try:
                 await self.tick(second)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("metric sampling failed at %s", second)
-            spent = time.process_time() - started
-            self.tick_seconds = spent
-            self.cpu_seconds += spent
             self.ticks += 1
 
     async def tick(self, second: int) -> None:
+        started = time.process_time()
         nodes = {node.key: node for node in self._directory()}
         for key in list(self._probes):
             if key not in nodes:
@@ -299,8 +311,10 @@ class Sampler:
                     probe.connecting = asyncio.create_task(self._connect(probe))
                 continue
             pending.append((probe, connection.send(*INFO_COMMAND)))
+        spent = time.process_time() - started
         if pending:
             await asyncio.wait([future for _, future in pending], timeout=0.8 * self._interval)
+        started = time.process_time()
         at = time.monotonic()
         available = host_available_memory()
         fresh: list[tuple[_Probe, Raw]] = []
@@ -331,6 +345,9 @@ class Sampler:
         if self._last_minute is not None and minute != self._last_minute:
             self._store.roll_up(self._last_minute)
         self._last_minute = minute
+        spent += time.process_time() - started
+        self.tick_seconds = spent
+        self.cpu_seconds += spent
         if self._on_tick is not None:
             self._on_tick(second)
 
