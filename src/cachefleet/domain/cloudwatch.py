@@ -169,11 +169,18 @@ class CloudWatch:
             if "MetricName" not in source or "Namespace" not in source:
                 raise InvalidParameterValue(f"Query {query_id}: MetricStat.Metric needs a Namespace and a MetricName.")
             metric = MetricId.of(source["Namespace"], source["MetricName"], _dimensions(source.get("Dimensions", [])))
+            labels[query_id] = query.get("Label") or metric.name
+            periods[query_id] = period
+            if period == 1 and statistic in ("Sum", "Average", "Minimum", "Maximum"):
+                # 1-second periods of 1-second samples: each sample is its own datapoint.
+                samples = self._source.samples(region, metric, start, end, step=1)
+                if samples is None or stat.get("Unit") not in (None, samples.unit):
+                    return {}
+                origin = metrics.align_start(start, 1)
+                return {t: v for t, v in zip(samples.timestamps, samples.sums, strict=True) if origin <= t < end}
             points, unit = self._datapoints(region, metric, start, end, period, keep_values=statistic.startswith("p"))
             if stat.get("Unit") not in (None, unit):
                 points = []
-            labels[query_id] = query.get("Label") or metric.name
-            periods[query_id] = period
             return {p.timestamp: p.statistic(statistic) for p in points}
 
         def resolve(query_id: str, trail: tuple[str, ...] = ()) -> metrics.Value:
