@@ -196,6 +196,7 @@ class Fleet:
                     memory_bytes=nodetypes.maxmemory_bytes(cluster.node_type),
                     group_id=cluster.replication_group_id or "",
                     shard=cluster.node_group_id or "",
+                    engine=f"{cluster.engine} {cluster.engine_version}",
                 )
             )
         return nodes

@@ -60,6 +60,7 @@ class NodeInfo:
     memory_bytes: int  # the node type's memory
     group_id: str = ""
     shard: str = ""
+    engine: str = ""  # engine and version, e.g. "valkey 8.1.8": nodes of one build share a command table
 
     @property
     def series_key(self) -> SeriesKey:
@@ -252,7 +253,8 @@ class Sampler:
         self._store = store
         self._interval = interval
         self._probes: dict[str, _Probe] = {}
-        self._families: dict[str, dict[str, tuple[int, ...]]] = {}  # engine address -> classification cache key
+        self._families: dict[str, dict[str, tuple[int, ...]]] = {}  # engine build -> command families
+        self._loading: dict[str, asyncio.Future[dict[str, tuple[int, ...]] | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._on_tick = on_tick
         self.latest: dict[str, tuple[NodeInfo, int, list[float]]] = {}  # node key -> (node, second, row)
@@ -355,8 +357,7 @@ class Sampler:
         node = probe.node
         try:
             connection = await RespConnection.open(node.address, node.port)
-            reply = await asyncio.wait_for(connection.call("COMMAND"), 2.0)
-            probe.families = catalog.classify_command_reply(reply)
+            probe.families = await self._command_families(node.engine or f"{node.address}:{node.port}", connection)
             probe.connection = connection
             probe.retry_at = 0.0
         except (OSError, TimeoutError, ConnectionError, Exception) as error:  # noqa: BLE001 - any failure: retry later
@@ -364,6 +365,30 @@ class Sampler:
             probe.retry_at = time.monotonic() + 2.0
         finally:
             probe.connecting = None
+
+    async def _command_families(self, build: str, connection: RespConnection) -> dict[str, tuple[int, ...]]:
+        """The command families of an engine build, read from one of its nodes, once.
+
+        The command table is large (~1 MB of reply objects): a hundred nodes connecting at once
+        must not each read it, or the control plane's memory balloons.
+        """
+        found = self._families.get(build)
+        if found is not None:
+            return found
+        pending = self._loading.get(build)
+        if pending is not None:
+            result = await asyncio.shield(pending)
+            if result is None:
+                raise ConnectionError(f"the command table of {build} could not be read")
+            return result
+        pending = self._loading[build] = asyncio.get_running_loop().create_future()
+        try:
+            found = catalog.classify_command_reply(await asyncio.wait_for(connection.call("COMMAND"), 2.0))
+            self._families[build] = found
+            return found
+        finally:
+            pending.set_result(found)
+            del self._loading[build]
 
     @staticmethod
     def _close(probe: _Probe) -> None:

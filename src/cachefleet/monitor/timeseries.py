@@ -159,7 +159,7 @@ class RingFile:
         self._file.close()
 
 
-def _no_nan(values: list[float]) -> bool:
+def _no_nan(values: Sequence[float]) -> bool:
     try:
         return not math.isnan(math.fsum(values))
     except (OverflowError, ValueError):
