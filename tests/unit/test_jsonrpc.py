@@ -150,3 +150,21 @@ def test_malformed_bodies_are_serialization_errors():
         assert caught.value.code == "SerializationException"
     assert json.loads(DocumentWriter(JSON).response(MODEL.operation_model("ListMetrics"), {"Metrics": []})) == {"Metrics": []}
     assert cbor2.loads(DocumentWriter(CBOR).response(MODEL.operation_model("ListMetrics"), {})) == {}
+
+
+LOGS = botocore.session.get_session().get_service_model("logs")
+
+
+@pytest.mark.parametrize("operation_name", ["FilterLogEvents", "GetLogEvents", "DescribeLogStreams"])
+def test_logs_operations_round_trip(operation_name):
+    operation = LOGS.operation_model(operation_name)
+    rng = random.Random(operation_name)
+    for _ in range(10):
+        params = random_value(operation.input_shape, rng)
+        body = serialize.create_serializer("json").serialize_to_request(params, operation)["body"]
+        parsed = DocumentReader().parse(operation, decode_body(body, JSON), JSON)
+        assert drop_empty(normalize(parsed)) == drop_empty(normalize(params))
+        result = random_value(operation.output_shape, rng)
+        written = DocumentWriter(JSON).response(operation, result)
+        back = parsers.create_parser("json").parse({"body": written, "headers": {}, "status_code": 200}, operation.output_shape)
+        assert drop_empty(normalize(back)) == drop_empty(normalize(result))

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -54,6 +54,9 @@ class ServiceApi:
     model: ServiceModel
     serializer: XmlSerializer
     handlers: Any  # module whose functions are named after the operations
+    # Writers compile per shape name, and shape names mean different things in different
+    # services (CloudWatch Logs' Timestamp is a long): one writer per service and encoding.
+    writers: dict[str, DocumentWriter] = field(default_factory=lambda: {JSON: DocumentWriter(JSON), CBOR: DocumentWriter(CBOR)})
 
     def speaks(self, protocol: str) -> bool:
         spoken = self.model.metadata.get("protocols") or [self.model.metadata.get("protocol")]
@@ -99,7 +102,6 @@ class ApiServer:
         self._errors = ErrorCatalog(*models.values())
         self._parser = QueryParser()
         self._reader = DocumentReader()
-        self._writers = {JSON: DocumentWriter(JSON), CBOR: DocumentWriter(CBOR)}
         self.requests = 0
         self.errors = 0
 
@@ -197,7 +199,7 @@ class ApiServer:
                 text = api.serializer.response(operation, result, request_id)
                 return web.Response(text=text, content_type="text/xml", headers={"x-amzn-RequestId": request_id})
             return web.Response(
-                body=self._writers[call.protocol].response(operation, result),
+                body=api.writers[call.protocol].response(operation, result),
                 headers=self._document_headers(api, call, request_id),
             )
         except CachefleetError as error:
@@ -228,7 +230,7 @@ class ApiServer:
         headers = self._document_headers(api, call, request_id)
         if api.query_compatible:
             headers["x-amzn-query-error"] = f"{error.code};{'Sender' if kind.sender_fault else 'Receiver'}"
-        body = self._writers[call.protocol].error(
+        body = api.writers[call.protocol].error(
             code=error.code, type_name=self._errors.shape_name(error.code), message=error.message
         )
         return web.Response(body=body, status=kind.status, headers=headers)
