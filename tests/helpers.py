@@ -29,11 +29,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_SECOND_OCTET = 100 + int.from_bytes(os.urandom(2), "big") % 150
+
+
+def _in_use(network: str) -> bool:
+    """Whether another process (a parallel test run on this machine) listens in this /24."""
+    base = network.rsplit(".", 2)[0]
+    for host in range(1, 13):
+        with socket.socket() as probe:
+            try:
+                probe.bind((f"{base}.{host}", 6379))
+            except OSError:
+                return True
+    return False
+
+
 def fresh_network() -> str:
-    """A /24 of loopback that no other test server of this run (or a parallel run) uses."""
-    second = 100 + os.getpid() % 100
-    third = next(_networks) % 256
-    return f"127.{second}.{third}.0/24"
+    """A /24 of loopback that no other test server of this run (or a parallel run) uses.
+
+    Parallel runs on one machine (other worktrees) pick their block at random and skip a /24
+    where something already listens: two servers handing out the same node address make
+    ``CONFIG SET bind`` fail on one of them.
+    """
+    for _ in range(256):
+        third = next(_networks) % 256
+        network = f"127.{_SECOND_OCTET}.{third}.0/24"
+        if not _in_use(network):
+            return network
+    return network
 
 
 def engine_pids(data_dir: Path) -> dict[str, int]:
