@@ -34,7 +34,7 @@ _SECOND_OCTET = 100 + int.from_bytes(os.urandom(2), "big") % 150
 
 def _in_use(network: str) -> bool:
     """Whether another process (a parallel test run on this machine) listens in this /24."""
-    base = network.rsplit(".", 2)[0]
+    base = network.split("/")[0].rsplit(".", 1)[0]  # "127.S.T"
     for host in range(1, 13):
         with socket.socket() as probe:
             try:
