@@ -29,7 +29,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-_SECOND_OCTET = 100 + int.from_bytes(os.urandom(2), "big") % 150
+def _claim_second_octet() -> tuple[int, int]:
+    """A block 127.S.0.0/16 for this test process alone, held by a lock file until it exits.
+
+    Test runs of several worktrees share the machine; two servers handing out the same node
+    address make ``CONFIG SET bind`` fail on one of them. Blocks 200-254 first (runs that do
+    not take this lock use 100-199).
+    """
+    import fcntl
+    import random
+
+    candidates = list(range(200, 255))
+    random.shuffle(candidates)
+    spare = list(range(100, 200))
+    random.shuffle(spare)
+    for octet in candidates + spare:
+        handle = os.open(f"/tmp/cachefleet-test-net-{octet}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            continue
+        return octet, handle  # the handle stays open: the lock lasts as long as the process
+    raise RuntimeError("every 127.S.0.0/16 test block is taken by another test run")
+
+
+_SECOND_OCTET, _OCTET_LOCK = _claim_second_octet()
 
 
 def _in_use(network: str) -> bool:
@@ -47,9 +72,8 @@ def _in_use(network: str) -> bool:
 def fresh_network() -> str:
     """A /24 of loopback that no other test server of this run (or a parallel run) uses.
 
-    Parallel runs on one machine (other worktrees) pick their block at random and skip a /24
-    where something already listens: two servers handing out the same node address make
-    ``CONFIG SET bind`` fail on one of them.
+    The /16 is this process's own (see ``_claim_second_octet``); a /24 where something still
+    listens (a server of an earlier process) is skipped.
     """
     for _ in range(256):
         third = next(_networks) % 256
