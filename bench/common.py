@@ -46,7 +46,7 @@ class BenchServer:
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/healthz", timeout=1):
                 return
             time.sleep(0.02)
         raise RuntimeError((self.root / "server.log").read_text())

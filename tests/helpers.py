@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,12 +144,15 @@ class Server:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"cachefleet up exited with {self.process.returncode}:\n{self.log()}")
+            # An HTTP answer, not just a TCP connect: right after the previous server on this
+            # port was killed, a connect can succeed with nobody listening (seen here ~1 in 4).
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
             except OSError:
                 time.sleep(0.02)
-        raise TimeoutError(f"cachefleet up did not listen within {timeout} s:\n{self.log()}")
+        raise TimeoutError(f"cachefleet up did not answer within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
