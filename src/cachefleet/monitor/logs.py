@@ -264,8 +264,9 @@ class LogDeliverer:
         for node in self._nodes.values():
             if node.connection is not None:
                 node.connection.close()
-        with contextlib.suppress(OSError):
-            self._save()
+        if self._nodes:
+            with contextlib.suppress(OSError):
+                self._save()
 
 
 class LogFiles:
