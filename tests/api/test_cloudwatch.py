@@ -164,9 +164,9 @@ def test_roles_replication_and_host_metrics(server, loaded):
     assert maximum("metrics-001", "CurrConnections") >= 1
 
 
-def aws_cli(server, *args: str) -> subprocess.CompletedProcess[str]:
+def aws_cli(server, *args: str, config: str = "/dev/null") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDCLI", "AWS_SECRET_ACCESS_KEY": "cli-secret", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+           "AWS_CONFIG_FILE": config, "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
     return subprocess.run([AWS, *args, "--endpoint-url", server.url, "--output", "json"], capture_output=True, text=True,
                           env=env, timeout=120)
 
@@ -184,6 +184,21 @@ def test_aws_cli_reads_metrics_and_reports_errors(server, loaded):
                    "--period", "1", "--statistics", "Sum")
     assert done.returncode != 0
     assert "InvalidParameterCombination" in done.stderr and "1,440" in done.stderr
+
+
+def test_aws_cli_puts_an_alarm_with_a_webhook_action(server, tmp_path):
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\ncli_follow_urlparam = false\n")  # as the README says
+    done = aws_cli(server, "cloudwatch", "put-metric-alarm", "--alarm-name", "cli-alarm", "--namespace", "AWS/ElastiCache",
+                   "--metric-name", "CurrConnections", "--dimensions", "Name=CacheClusterId,Value=metrics-001",
+                   "Name=CacheNodeId,Value=0001", "--statistic", "Maximum", "--period", "10", "--evaluation-periods", "1",
+                   "--threshold", "100", "--comparison-operator", "GreaterThanThreshold",
+                   "--alarm-actions", "https://hooks.example.com/cachefleet", config=str(config))
+    assert done.returncode == 0, done.stderr
+    done = aws_cli(server, "cloudwatch", "describe-alarms", "--alarm-names", "cli-alarm")
+    alarm = json.loads(done.stdout)["MetricAlarms"][0]
+    assert alarm["AlarmActions"] == ["https://hooks.example.com/cachefleet"] and alarm["Threshold"] == 100
+    server.client("cloudwatch").delete_alarms(AlarmNames=["cli-alarm"])
 
 
 def test_query_and_cbor_protocols_answer_the_same(server, loaded):
