@@ -170,8 +170,7 @@ class LogDeliverer:
         for key, source in sources.items():
             node = self._nodes.get(key)
             if node is None:
-                saved = self._saved.get(key) or {}
-                node = self._nodes[key] = _Node(source, _Position(**saved) if saved else _Position())
+                node = self._nodes[key] = _Node(source, self._saved_position(key))
             node.source = source
             if node.position.pid != source.pid:
                 # A restarted engine starts a new slow log (ids from 0) and a new engine.log.
@@ -186,6 +185,15 @@ class LogDeliverer:
                 log.exception("log delivery for %s failed", key)
         if changed:
             self._save()
+
+    def _saved_position(self, key: str) -> _Position:
+        saved = self._saved.get(key)
+        if not isinstance(saved, dict):
+            return _Position()
+        try:
+            return _Position(**saved)
+        except TypeError:  # a positions file of another version: start from the current state
+            return _Position()
 
     async def _slow_log(self, node: _Node) -> bool:
         source = node.source
