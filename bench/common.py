@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -67,6 +68,7 @@ class BenchServer:
                        capture_output=True, cwd=ROOT, check=False)
         if self.process is not None:
             self.process.wait(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @contextlib.contextmanager
