@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -39,16 +40,16 @@ class BenchServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cachefleet.cli.main", "up", "--data-dir", str(self.root / "data"),
              "--listen", f"127.0.0.1:{self.port}", "--node-network", self.network, "--log-level", "WARNING",
-             *self.extra],
+             *self.extra, *extra],
             stdout=subprocess.DEVNULL, stderr=open(self.root / "server.log", "wb"), cwd=ROOT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/healthz", timeout=1):
                 return
             time.sleep(0.02)
         raise RuntimeError((self.root / "server.log").read_text())
@@ -69,6 +70,7 @@ class BenchServer:
                        capture_output=True, cwd=ROOT, check=False)
         if self.process is not None:
             self.process.wait(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @contextlib.contextmanager

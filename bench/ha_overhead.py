@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     print(f"{args.groups} groups x 2 nodes with automatic failover; {machine()}")
-    with server("127.93.0.0/22", extra=["--warm-nodes", "0"]) as running:
+    with server("127.86.0.0/22", extra=["--warm-nodes", "0"]) as running:
         ec = running.client()
         for index in range(args.groups):
             ec.create_replication_group(ReplicationGroupId=f"ha{index}", ReplicationGroupDescription="bench", Engine="valkey",

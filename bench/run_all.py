@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["create_group.py", "throughput.py", "describe_scale.py", "cluster_create.py", "reshard.py", "failover.py", "ha_overhead.py"]
+SCRIPTS = [
+    "create_group.py", "throughput.py", "describe_scale.py", "cluster_create.py", "reshard.py", "failover.py",
+    "ha_overhead.py", "metric_query.py", "sampling_cost.py", "sampling_throughput.py",
+]
 
 if __name__ == "__main__":
     failed = 0

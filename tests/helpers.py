@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,13 +117,14 @@ class Server:
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until this very process answers /healthz (not whatever else listens on the port)."""
         import json
-        import urllib.request
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"cachefleet up exited with {self.process.returncode}:\n{self.log()}")
+            # An HTTP answer, not just a TCP connect: right after the previous server on this
+            # port was killed, a connect can succeed with nobody listening (seen here ~1 in 4).
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
                     if json.loads(response.read()).get("pid") == self.process.pid:

@@ -12,6 +12,9 @@ from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 def random_value(shape: Shape, rng: random.Random, depth: int = 0) -> Any:
     if isinstance(shape, StructureShape):
+        if getattr(shape, "is_tagged_union", False):
+            name = rng.choice(sorted(shape.members))
+            return {name: random_value(shape.members[name], rng, depth + 1)}
         members = {}
         for name, member in shape.members.items():
             if name in shape.required_members or (depth < 4 and rng.random() < 0.6):

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fcntl
+import gc
 import ipaddress
 import logging
 import os
@@ -22,10 +23,19 @@ from aiohttp import web
 from cachefleet.api.server import ApiServer
 from cachefleet.api.sigv4 import Authenticator, load_credentials
 from cachefleet.console.server import Console
-from cachefleet.control.reconciler import Reconciler
+from cachefleet.control.reconciler import Reconciler, node_key
 from cachefleet.control.warm import WarmPool
+from cachefleet.domain import nodetypes
+from cachefleet.domain.alarms import AlarmState, MetricAlarm
+from cachefleet.domain.cloudwatch import CloudWatch
+from cachefleet.domain.model import CacheCluster, ClusterStatus, ReplicationGroup
 from cachefleet.domain.service import ElastiCache
 from cachefleet.engine.catalog import Catalog
+from cachefleet.monitor.alarms import AlarmMonitor
+from cachefleet.monitor.logs import LogDeliverer, LogFiles, LogSource
+from cachefleet.monitor.prometheus import Exposition
+from cachefleet.monitor.sampler import NodeInfo, Sampler
+from cachefleet.monitor.timeseries import TimeSeriesStore
 from cachefleet.providers import local
 from cachefleet.store.sqlite import SqliteStore
 
@@ -59,6 +69,7 @@ class Settings:
     credentials_file: Path | None = None
     engine_paths: tuple[Path, ...] = ()
     warm_nodes: int = 3
+    sample_interval: int = 1  # seconds between metric samples of every node; 0: no sampling
 
     @property
     def host(self) -> str:
@@ -147,6 +158,74 @@ def running_pid(data_dir: Path) -> int | None:
         os.close(handle)
 
 
+class Fleet:
+    """What the monitor needs to know of the nodes: read from the store and the provider.
+
+    Built per sampling tick from the store's in-memory mirror; the reconciler knows nothing
+    of the monitor.
+    """
+
+    def __init__(self, store: SqliteStore, provider: local.LocalProvider) -> None:
+        self._store = store
+        self._provider = provider
+
+    def _members(self) -> list[tuple[CacheCluster, ReplicationGroup | None, str, int]]:
+        groups = {(g.region, g.group_id): g for g in self._store.list(ReplicationGroup)}
+        found = []
+        for cluster in self._store.list(CacheCluster):
+            if cluster.status in (ClusterStatus.CREATE_FAILED, ClusterStatus.DELETING):
+                continue
+            key = node_key(cluster)
+            pid = self._provider.pid(key)
+            if pid is None:
+                continue
+            group = groups.get((cluster.region, cluster.replication_group_id or ""))
+            found.append((cluster, group, key, pid))
+        return found
+
+    def nodes(self) -> list[NodeInfo]:
+        nodes = []
+        for cluster, group, key, pid in self._members():
+            primary = group is None or any(ng.primary_cluster_id == cluster.cluster_id for ng in group.node_groups)
+            nodes.append(
+                NodeInfo(
+                    key=key,
+                    region=cluster.region,
+                    cluster_id=cluster.cluster_id,
+                    node_id=cluster.node.node_id,
+                    address=cluster.node.address,
+                    port=cluster.port,
+                    pid=pid,
+                    role="primary" if primary else "replica",
+                    memory_bytes=nodetypes.maxmemory_bytes(cluster.node_type),
+                    group_id=cluster.replication_group_id or "",
+                    shard=cluster.node_group_id or "",
+                    engine=f"{cluster.engine} {cluster.engine_version}",
+                )
+            )
+        return nodes
+
+    def log_sources(self) -> list[LogSource]:
+        sources = []
+        for cluster, group, key, pid in self._members():
+            if group is None or not group.log_delivery:
+                continue
+            sources.append(
+                LogSource(
+                    key=key,
+                    region=cluster.region,
+                    cluster_id=cluster.cluster_id,
+                    node_id=cluster.node.node_id,
+                    address=cluster.node.address,
+                    port=cluster.port,
+                    pid=pid,
+                    engine_log=self._provider.node_dir(key) / "engine.log",
+                    deliveries=group.log_delivery,
+                )
+            )
+        return sources
+
+
 class Cachefleet:
     """A running control plane."""
 
@@ -175,6 +254,11 @@ class Cachefleet:
         self._runner: web.AppRunner | None = None
         self.store: SqliteStore | None = None
         self.reconciler: Reconciler | None = None
+        self.timeseries: TimeSeriesStore | None = None
+        self.sampler: Sampler | None = None
+        self.alarm_monitor: AlarmMonitor | None = None
+        self.log_deliverer: LogDeliverer | None = None
+        self.api: ApiServer | None = None
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -204,10 +288,25 @@ class Cachefleet:
             on_change=self.reconciler.on_change,
             warm=warm,
         )
-        api = ApiServer(service=service, authenticator=self.authenticator)
+        self.timeseries = TimeSeriesStore(self.settings.data_dir / "metrics")
+        cloudwatch = CloudWatch(store=self.store, source=self.timeseries, clock=clock)
+        self.alarm_monitor = AlarmMonitor(cloudwatch)
+        fleet = Fleet(self.store, provider)
+        self.log_deliverer = LogDeliverer(self.settings.data_dir / "logs", fleet.log_sources)
+        self.sampler = Sampler(
+            directory=fleet.nodes, store=self.timeseries, on_tick=self._on_tick, interval=max(1, self.settings.sample_interval)
+        )
+        api = ApiServer(
+            service=service,
+            authenticator=self.authenticator,
+            cloudwatch=cloudwatch,
+            log_reader=LogFiles(self.settings.data_dir / "logs"),
+        )
+        self.api = api
         app = web.Application(client_max_size=4 * 1024 * 1024)
         api.routes(app)
         Console(api_url=self.api_url, region=self.settings.region, dev_mode=self.authenticator.dev_mode).routes(app)
+        app.router.add_get("/metrics", Exposition(self.sampler, self._figures).handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -218,10 +317,70 @@ class Cachefleet:
             self._lock.release()
             raise StartupError(f"Cannot listen on {self.host}:{self.port}: {error.strerror}.") from None
         await self.reconciler.start()
+        self.timeseries.prune()
+        if self.settings.sample_interval > 0:
+            await self.sampler.start()
+
+    def _on_tick(self, second: int) -> None:
+        """After each sampling tick: evaluate alarms, deliver logs; once an hour, drop old series."""
+        if self.alarm_monitor is not None:
+            self.alarm_monitor.on_tick(second)
+        if self.log_deliverer is not None:
+            self.log_deliverer.on_tick(second)
+        if self.timeseries is not None and second % 3600 == 0:
+            self.timeseries.prune()
+
+    def _figures(self) -> list[tuple[str, str, str, dict[str, str], float]]:
+        """Control-plane figures for /metrics."""
+        figures: list[tuple[str, str, str, dict[str, str], float]] = []
+        if self.api is not None:
+            figures.append(("cachefleet_api_requests", "API requests served", "counter", {}, float(self.api.requests)))
+            figures.append(("cachefleet_api_errors", "API requests answered with an error", "counter", {},
+                            float(self.api.errors)))
+        if self.store is not None:
+            counts: dict[tuple[str, str], int] = {}
+            for group in self.store.list(ReplicationGroup):
+                counts[(group.region, group.status.value)] = counts.get((group.region, group.status.value), 0) + 1
+            for (region, status), count in sorted(counts.items()):
+                figures.append(("cachefleet_replication_groups", "Replication groups by status", "gauge",
+                                {"region": region, "status": status}, float(count)))
+            alarms: dict[tuple[str, str], int] = {(r, s.value): 0 for r in {a.region for a in self.store.list(MetricAlarm)}
+                                                  for s in AlarmState}
+            for alarm in self.store.list(MetricAlarm):
+                alarms[(alarm.region, alarm.state.value)] += 1
+            for (region, state), count in sorted(alarms.items()):
+                figures.append(("cachefleet_alarms", "CloudWatch alarms by state", "gauge",
+                                {"region": region, "state": state}, float(count)))
+        if self.sampler is not None:
+            figures.append(("cachefleet_sampled_nodes", "Nodes sampled at the last tick", "gauge", {},
+                            float(len(self.sampler.latest))))
+            figures.append(("cachefleet_sampler_ticks", "Metric sampling ticks", "counter", {}, float(self.sampler.ticks)))
+            figures.append(("cachefleet_sampler_cpu_seconds", "CPU time spent sampling", "counter", {},
+                            self.sampler.cpu_seconds))
+        if self.reconciler is not None:
+            figures.append(("cachefleet_reconcile_workers", "Reconcile workers busy", "gauge", {},
+                            float(self.reconciler.busy)))
+        if self.alarm_monitor is not None:
+            figures.append(("cachefleet_alarm_notifications", "Alarm webhook deliveries", "counter",
+                            {"result": "delivered"}, float(self.alarm_monitor.delivered)))
+            figures.append(("cachefleet_alarm_notifications", "Alarm webhook deliveries", "counter",
+                            {"result": "failed"}, float(self.alarm_monitor.failed)))
+        if self.log_deliverer is not None:
+            figures.append(("cachefleet_log_records_delivered", "Slow-log and engine-log records delivered", "counter",
+                            {}, float(self.log_deliverer.delivered)))
+        return figures
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.sampler is not None:
+            await self.sampler.stop()
+        if self.alarm_monitor is not None:
+            await self.alarm_monitor.stop()
+        if self.log_deliverer is not None:
+            await self.log_deliverer.stop()
+        if self.timeseries is not None:
+            self.timeseries.close()
         if self.reconciler is not None:
             await self.reconciler.stop()
         if self.store is not None:
@@ -260,6 +419,11 @@ class Cachefleet:
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     fleet = Cachefleet(settings)
     await fleet.start()
+    # Everything loaded so far (botocore's service models above all) lives as long as the
+    # process: keep it out of the collector's way, or each full collection walks it (~40 ms
+    # pauses, the tail latency of every API call that allocates a lot, such as GetMetricData).
+    gc.collect()
+    gc.freeze()
     print(fleet.banner(), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

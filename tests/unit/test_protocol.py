@@ -131,8 +131,10 @@ def test_nested_members_and_lists_are_parsed():
 def test_every_domain_error_maps_to_an_error_shape_of_the_model():
     from cachefleet.api import errors as api_errors
 
-    catalog = ErrorCatalog(MODEL)
-    shapes = {shape.name for shape in MODEL.error_shapes}
+    session = botocore.session.get_session()
+    models = [MODEL, session.get_service_model("cloudwatch"), session.get_service_model("logs")]
+    catalog = ErrorCatalog(*models)
+    shapes = {shape.name for model in models for shape in model.error_shapes}
     for (kind, resource), shape in api_errors._SHAPES.items():
         assert shape in shapes, shape
         mapped = catalog.from_domain(kind("message", resource=resource))

@@ -44,6 +44,7 @@ _COMMON: dict[str, ErrorKind] = {
     "InvalidQueryParameter": ErrorKind(400, True),
     "ValidationError": ErrorKind(400, True),
     "Throttling": ErrorKind(400, True),
+    "SerializationException": ErrorKind(400, True),
     "InternalFailure": ErrorKind(500, False),
     "ServiceUnavailable": ErrorKind(503, False),
 }
@@ -79,6 +80,13 @@ _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
     (domain.TagNotFound, "Tag"): "TagNotFoundFault",
     (domain.RateExceeded, "TestFailover"): "APICallRateForCustomerExceededFault",
     (domain.NotAvailable, "TestFailover"): "TestFailoverNotAvailableFault",
+    # CloudWatch
+    (domain.NotFound, "MetricAlarm"): "ResourceNotFound",
+    (domain.QuotaExceeded, "MetricAlarm"): "LimitExceededFault",
+    (domain.InvalidState, "MetricAlarm"): "InvalidFormatFault",
+    # CloudWatch Logs
+    (domain.NotFound, "LogGroup"): "ResourceNotFoundException",
+    (domain.NotFound, "LogStream"): "ResourceNotFoundException",
 }
 
 
@@ -88,12 +96,18 @@ class ErrorCatalog:
     def __init__(self, *models: ServiceModel) -> None:
         self._kinds = dict(_COMMON)
         self._codes_by_shape: dict[str, str] = {}
+        self._shapes_by_code: dict[str, str] = {}
         for model in models:
             for shape in model.error_shapes:
                 error = shape.metadata.get("error", {})
                 code = error.get("code", shape.name)
                 self._codes_by_shape[shape.name] = code
-                self._kinds[code] = ErrorKind(error.get("httpStatusCode", 400), error.get("senderFault", True))
+                self._shapes_by_code.setdefault(code, shape.name)
+                self._kinds.setdefault(code, ErrorKind(error.get("httpStatusCode", 400), error.get("senderFault", True)))
+
+    def shape_name(self, code: str) -> str:
+        """The error shape's name for ``code`` (the ``__type`` of JSON/CBOR errors), or the code itself."""
+        return self._shapes_by_code.get(code, code)
 
     def kind(self, code: str) -> ErrorKind:
         return self._kinds.get(code, ErrorKind(400, True))
@@ -103,6 +117,8 @@ class ErrorCatalog:
             return ApiError("InvalidParameterCombination", error.message)
         if isinstance(error, domain.InvalidParameterValue):
             return ApiError("InvalidParameterValue", error.message)
+        if isinstance(error, domain.ValidationError):
+            return ApiError("ValidationError", error.message)
         shape = _SHAPES.get((type(error), error.resource))
         if shape is None:
             # Every domain error must have a mapping; a missing one is our bug, not the client's.

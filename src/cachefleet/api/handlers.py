@@ -28,6 +28,8 @@ class Context:
     service: ElastiCache
     region: Region
     request_id: str
+    cloudwatch: Any = None  # domain.cloudwatch.CloudWatch, for the monitoring service
+    log_reader: Any = None  # api.logs.LogReader, for the logs service
 
 
 def paginate(
@@ -136,7 +138,17 @@ def describe_cache_clusters(ctx: Context, params: dict[str, Any]) -> dict[str, A
     )
     page, marker = paginate(clusters, params, key=lambda c: c.cluster_id)
     show = params.get("ShowCacheNodeInfo", False)
-    return {"CacheClusters": [views.cache_cluster(c, show_nodes=show) for c in page], "Marker": marker}
+    wanted = {c.replication_group_id for c in page if c.replication_group_id}
+    deliveries = {
+        g.group_id: g.log_delivery for g in ctx.service.describe_replication_groups(ctx.region) if g.group_id in wanted
+    }
+    return {
+        "CacheClusters": [
+            views.cache_cluster(c, show_nodes=show, group_log_delivery=deliveries.get(c.replication_group_id or "", ()))
+            for c in page
+        ],
+        "Marker": marker,
+    }
 
 
 # ---------------------------------------------------------------------- engines

@@ -77,7 +77,7 @@ class QueryParser:
         indexes = _indexes(params, base + ".")
         if not indexes:
             if params.get(name) == "":  # an explicitly empty list
-                self._check_range(shape, 0, name, what="number of items")
+                check_range(shape, 0, name, what="number of items")
                 return []
             return None
         items = []
@@ -85,7 +85,7 @@ class QueryParser:
             value = self._value(member, params, f"{base}.{index}")
             if value is not None:
                 items.append(value)
-        self._check_range(shape, len(items), name, what="number of items")
+        check_range(shape, len(items), name, what="number of items")
         return items
 
     def _map(self, shape: MapShape, params: Mapping[str, str], name: str) -> dict[str, Any] | None:
@@ -106,23 +106,14 @@ class QueryParser:
     def _scalar(self, shape: Shape, raw: str, name: str) -> Any:
         kind = shape.type_name
         if kind == "string":
-            enum = shape.metadata.get("enum")
-            if enum and raw not in enum:
-                raise ApiError(
-                    "InvalidParameterValue",
-                    f"Invalid value '{raw}' for parameter {name}: valid values are {', '.join(enum)}.",
-                )
-            self._check_range(shape, len(raw), name, what="length")
-            pattern = shape.metadata.get("pattern")
-            if pattern and not re.fullmatch(pattern, raw):
-                raise ApiError("InvalidParameterValue", f"Value '{raw}' for parameter {name} must match {pattern}.")
+            check_string(shape, raw, name)
             return raw
         if kind in ("integer", "long"):
             try:
                 value = int(raw)
             except ValueError:
                 raise ApiError("InvalidParameterValue", f"Value '{raw}' for parameter {name} is not a valid integer.") from None
-            self._check_range(shape, value, name, what="value")
+            check_range(shape, value, name, what="value")
             return value
         if kind in ("double", "float"):
             try:
@@ -143,14 +134,29 @@ class QueryParser:
                 raise ApiError("InvalidParameterValue", f"Value for parameter {name} is not valid base64.") from None
         raise ApiError("InvalidParameterValue", f"Parameter {name} has an unsupported type {kind}.")
 
-    @staticmethod
-    def _check_range(shape: Shape, value: int, name: str, *, what: str) -> None:
-        low = shape.metadata.get("min")
-        high = shape.metadata.get("max")
-        if low is not None and value < low:
-            raise ApiError("InvalidParameterValue", f"The {what} of parameter {name} must be at least {low}.")
-        if high is not None and value > high:
-            raise ApiError("InvalidParameterValue", f"The {what} of parameter {name} must be at most {high}.")
+
+
+def check_string(shape: Shape, raw: str, name: str) -> None:
+    """A string member's enum, length and pattern, as every protocol checks them."""
+    enum = shape.metadata.get("enum")
+    if enum and raw not in enum:
+        raise ApiError(
+            "InvalidParameterValue",
+            f"Invalid value '{raw}' for parameter {name}: valid values are {', '.join(enum)}.",
+        )
+    check_range(shape, len(raw), name, what="length")
+    pattern = shape.metadata.get("pattern")
+    if pattern and not re.fullmatch(pattern, raw):
+        raise ApiError("InvalidParameterValue", f"Value '{raw}' for parameter {name} must match {pattern}.")
+
+
+def check_range(shape: Shape, value: int, name: str, *, what: str) -> None:
+    low = shape.metadata.get("min")
+    high = shape.metadata.get("max")
+    if low is not None and value < low:
+        raise ApiError("InvalidParameterValue", f"The {what} of parameter {name} must be at least {low}.")
+    if high is not None and value > high:
+        raise ApiError("InvalidParameterValue", f"The {what} of parameter {name} must be at most {high}.")
 
 
 def _indexes(params: Mapping[str, str], prefix: str) -> list[int]:

@@ -12,6 +12,7 @@ from cachefleet.domain.model import (
     EngineRelease,
     Event,
     GroupStatus,
+    LogDelivery,
     ReplicationGroup,
     Tag,
 )
@@ -25,6 +26,25 @@ def endpoint(address: str | None, port: int) -> dict[str, Any] | None:
 
 def tag_list(tags: tuple[Tag, ...]) -> list[dict[str, str]]:
     return [{"Key": tag.key, "Value": tag.value} for tag in tags]
+
+
+def log_delivery(items: tuple[LogDelivery, ...]) -> list[dict[str, Any]]:
+    views = []
+    for item in items:
+        if item.destination_type == "cloudwatch-logs":
+            details = {"CloudWatchLogsDetails": {"LogGroup": item.destination}}
+        else:
+            details = {"KinesisFirehoseDetails": {"DeliveryStream": item.destination}}
+        views.append(
+            {
+                "LogType": item.log_type,
+                "DestinationType": item.destination_type,
+                "DestinationDetails": details,
+                "LogFormat": item.log_format,
+                "Status": item.status,
+            }
+        )
+    return views
 
 
 def _node_group_status(group: ReplicationGroup) -> str:
@@ -91,7 +111,7 @@ def replication_group(group: ReplicationGroup, clusters: Mapping[str, CacheClust
         "MemberClustersOutpostArns": [],
         "ARN": identifiers.arn(group.region, "replicationgroup", group.group_id),
         "UserGroupIds": [],
-        "LogDeliveryConfigurations": [],
+        "LogDeliveryConfigurations": log_delivery(group.log_delivery),
         "ReplicationGroupCreateTime": group.create_time,
         "DataTiering": "disabled",
         "AutoMinorVersionUpgrade": group.auto_minor_version_upgrade,
@@ -102,7 +122,9 @@ def replication_group(group: ReplicationGroup, clusters: Mapping[str, CacheClust
     }
 
 
-def cache_cluster(cluster: CacheCluster, *, show_nodes: bool) -> dict[str, Any]:
+def cache_cluster(
+    cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[LogDelivery, ...] = ()
+) -> dict[str, Any]:
     view: dict[str, Any] = {
         "CacheClusterId": cluster.cluster_id,
         "ClientDownloadLandingPage": "https://valkey.io/download/",
@@ -131,8 +153,8 @@ def cache_cluster(cluster: CacheCluster, *, show_nodes: bool) -> dict[str, Any]:
         "TransitEncryptionEnabled": False,
         "AtRestEncryptionEnabled": False,
         "ARN": identifiers.arn(cluster.region, "cluster", cluster.cluster_id),
-        "ReplicationGroupLogDeliveryEnabled": False,
-        "LogDeliveryConfigurations": [],
+        "ReplicationGroupLogDeliveryEnabled": bool(group_log_delivery),
+        "LogDeliveryConfigurations": log_delivery(group_log_delivery),
         "NetworkType": "ipv4",
         "IpDiscovery": "ipv4",
     }

@@ -101,6 +101,8 @@ for _command in commands.COMMANDS:
     help="Cluster-mode engine processes kept warm (newest Valkey) so new shards serve at once; 0 turns it off.",
 )
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--sample-interval", default=1, show_default=True, type=click.IntRange(0, 60),
+              help="Seconds between metric samples of every node (0 turns metrics, alarms and log delivery off).")
 def up(
     data_dir: Path | None,
     listen: str,
@@ -110,6 +112,7 @@ def up(
     engine_paths: tuple[Path, ...],
     warm_nodes: int,
     log_level: str,
+    sample_interval: int,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
@@ -127,6 +130,7 @@ def up(
         credentials_file=credentials_file,
         engine_paths=tuple(p.resolve() for p in engine_paths),
         warm_nodes=warm_nodes,
+        sample_interval=sample_interval,
     )
     try:
         asyncio.run(serve(settings))
@@ -163,6 +167,83 @@ def valkey_cli(args: tuple[str, ...]) -> None:
     if not preferred:
         raise click.ClickException("No valkey-cli or redis-cli is installed.")
     os.execv(str(preferred[0]), [str(preferred[0]), *args])
+
+
+@main.command()
+@click.argument("group")
+@click.option("--slow", is_flag=True, help="The slow log (default: the engine log).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries as they are delivered (Ctrl-C stops).")
+@click.option("--since", default="1h", show_default=True, help="How far back to start: 30s, 15m, 2h, 1d.")
+@click.pass_obj
+def logs(fleet_factory: Any, group: str, slow: bool, follow: bool, since: str) -> None:
+    """Print the slow log or engine log of replication group GROUP.
+
+    Reads the entries Cachefleet delivered to the group's CloudWatch Logs destination
+    (LogDeliveryConfigurations), through the CloudWatch Logs API of the server.
+    """
+    import time
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    log_type = "slow-log" if slow else "engine-log"
+    window = _duration(since)
+    fleet = fleet_factory()
+    region, endpoint_url = fleet.region, fleet.endpoint_url
+    try:
+        elasticache = fleet.client("elasticache")
+        found = elasticache.describe_replication_groups(ReplicationGroupId=group)["ReplicationGroups"][0]
+        deliveries = {d["LogType"]: d for d in found.get("LogDeliveryConfigurations", [])}
+        delivery = deliveries.get(log_type)
+        if delivery is None:
+            raise click.ClickException(
+                f"Replication group {group} does not deliver its {log_type}. Enable it with: aws elasticache "
+                f"modify-replication-group --replication-group-id {group} --apply-immediately --log-delivery-configurations "
+                f"'{{\"LogType\":\"{log_type}\",\"DestinationType\":\"cloudwatch-logs\",\"DestinationDetails\":"
+                f"{{\"CloudWatchLogsDetails\":{{\"LogGroup\":\"/cachefleet/{group}\"}}}},\"LogFormat\":\"text\"}}'"
+            )
+        if delivery["DestinationType"] != "cloudwatch-logs":
+            stream = delivery["DestinationDetails"]["KinesisFirehoseDetails"]["DeliveryStream"]
+            raise click.ClickException(
+                f"The {log_type} of {group} goes to the Firehose delivery stream {stream}: its records are in "
+                f"<data-dir>/logs/kinesis-firehose/{region}/{stream}.log on the Cachefleet server. Deliver it to "
+                "cloudwatch-logs to read it here."
+            )
+        log_group = delivery["DestinationDetails"]["CloudWatchLogsDetails"]["LogGroup"]
+        streams = [f"{cluster}-0001-{log_type}" for cluster in found["MemberClusters"]]
+        client = fleet.client("logs")
+        start = int((time.time() - window) * 1000)
+        seen: set[str] = set()
+        while True:
+            try:
+                pages = client.get_paginator("filter_log_events").paginate(
+                    logGroupName=log_group, logStreamNames=streams, startTime=start
+                )
+                events = [event for page in pages for event in page["events"]]
+            except client.exceptions.ResourceNotFoundException:
+                events = []  # nothing delivered yet
+            for event in events:
+                if event["eventId"] in seen:
+                    continue
+                seen.add(event["eventId"])
+                start = max(start, event["timestamp"])
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event["timestamp"] / 1000))
+                click.echo(f"{stamp} {event['logStreamName'].removesuffix('-' + log_type)}  {event['message']}")
+            if not follow:
+                return
+            time.sleep(1.0)
+    except ClientError as error:
+        raise click.ClickException(f"{error.response['Error']['Code']}: {error.response['Error']['Message']}") from None
+    except BotoCoreError as error:
+        raise click.ClickException(f"Cannot reach Cachefleet at {endpoint_url}: {error}") from None
+    except KeyboardInterrupt:
+        return
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise click.BadParameter(f"'{text}': use a number and a unit, such as 30s, 15m, 2h or 1d.", param_hint="--since")
+    return int(text[:-1]) * units[text[-1]]
 
 
 if __name__ == "__main__":

@@ -185,6 +185,11 @@ class Reconciler:
         self._admins.clear()
         self.provider.close()
 
+    @property
+    def busy(self) -> int:
+        """Resources being reconciled right now."""
+        return len(self._workers)
+
     async def idle(self) -> None:
         """Waits until no worker is busy (used by tests and benchmarks)."""
         while self._workers:

@@ -67,3 +67,6 @@ class RateExceeded(CachefleetError):
 
 class NotAvailable(CachefleetError):
     """The operation cannot run now (for example, a failover is already in progress)."""
+
+class ValidationError(CachefleetError):
+    """A request CloudWatch rejects as malformed (for example, a metric math expression)."""

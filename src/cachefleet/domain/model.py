@@ -78,6 +78,17 @@ class EngineRelease:
 
 
 @dataclass(frozen=True)
+class LogDelivery:
+    """Where a replication group's slow log or engine log goes (LogDeliveryConfigurations)."""
+
+    log_type: str  # slow-log | engine-log
+    destination_type: str  # cloudwatch-logs | kinesis-firehose
+    destination: str  # the log group, or the delivery stream
+    log_format: str  # text | json
+    status: str = "active"
+
+
+@dataclass(frozen=True)
 class CacheNode:
     node_id: str  # "0001", as ElastiCache numbers nodes within a cluster
     address: str
@@ -190,6 +201,7 @@ class ReplicationGroup:
     resharding: Resharding | None = None
     pending_node_type: str | None = None
     failover_request: FailoverRequest | None = None
+    log_delivery: tuple[LogDelivery, ...] = ()
 
     @property
     def key(self) -> str:

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
+from cachefleet.domain.alarms import MetricAlarm
+from cachefleet.domain.metrics import MetricId, Samples
 from cachefleet.domain.model import (
     CacheCluster,
     CacheSubnetGroup,
@@ -20,8 +22,8 @@ from cachefleet.domain.model import (
     ReplicationGroup,
 )
 
-Resource = ReplicationGroup | CacheCluster | CacheSubnetGroup
-R = TypeVar("R", ReplicationGroup, CacheCluster, CacheSubnetGroup)
+Resource = ReplicationGroup | CacheCluster | CacheSubnetGroup | MetricAlarm
+R = TypeVar("R", ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm)
 
 
 class Transaction(Protocol):
@@ -95,3 +97,14 @@ class NoWarmNodes:
 
     def give_back(self, addresses: Sequence[str]) -> None:
         return None
+
+class MetricSource(Protocol):
+    """Where metric samples come from (the monitor's time series).
+
+    ``samples`` returns the samples of ``metric`` between ``start`` and ``end`` (epoch seconds)
+    at ``step`` 1 (1-second samples) or 60 (1-minute aggregates), or None if the metric is unknown.
+    """
+
+    def metrics(self, region: str) -> list[MetricId]: ...
+
+    def samples(self, region: str, metric: MetricId, start: float, end: float, *, step: int) -> Samples | None: ...

@@ -71,7 +71,6 @@ _GROUP_UNSUPPORTED: dict[str, Any] = {
     "AtRestEncryptionEnabled": False,
     "KmsKeyId": None,
     "UserGroupIds": None,
-    "LogDeliveryConfigurations": None,
     "DataTieringEnabled": False,
     "NetworkType": "ipv4",
     "IpDiscovery": "ipv4",
@@ -116,7 +115,6 @@ _MODIFY_GROUP_UNSUPPORTED: dict[str, Any] = {
     "UserGroupIdsToAdd": None,
     "UserGroupIdsToRemove": None,
     "RemoveUserGroups": None,
-    "LogDeliveryConfigurations": None,
     "IpDiscovery": None,
     "TransitEncryptionEnabled": None,
     "TransitEncryptionMode": None,
@@ -243,6 +241,9 @@ class ElastiCache(UseCases):
         now = self._clock.now()
         common = self._common(params)
         tags = validation.tags(params.get("Tags"))
+        log_delivery = validation.log_deliveries(
+            params.get("LogDeliveryConfigurations"), operation="CreateReplicationGroup"
+        )
         clusters = []
         for index, cluster_id in enumerate(member_ids):
             if seed is not None and cluster_id == seed.cluster_id:
@@ -301,6 +302,7 @@ class ElastiCache(UseCases):
             tags=tags,
             automatic_failover="enabled" if automatic else "disabled",
             multi_az="enabled" if multi_az else "disabled",
+            log_delivery=log_delivery,
             **common,
         )
         with self._store.transaction() as tx:
@@ -462,6 +464,10 @@ class ElastiCache(UseCases):
             changes["snapshot_window"] = validation.snapshot_window(params["SnapshotWindow"])
         if "AutomaticFailoverEnabled" in params or "MultiAZEnabled" in params:
             changes.update(self.availability.modify_settings(group, params))
+        if "LogDeliveryConfigurations" in params:
+            changes["log_delivery"] = validation.log_deliveries(
+                params["LogDeliveryConfigurations"], existing=group.log_delivery, operation="ModifyReplicationGroup"
+            )
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if not changed:
             return group

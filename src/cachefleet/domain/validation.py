@@ -14,7 +14,7 @@ from cachefleet.domain.errors import (
     NotFound,
     QuotaExceeded,
 )
-from cachefleet.domain.model import EngineRelease, Tag
+from cachefleet.domain.model import EngineRelease, LogDelivery, Tag
 
 MAX_TAGS = 50
 ENGINES = ("valkey", "redis")
@@ -190,3 +190,60 @@ def allocate_addresses(network: ipaddress.IPv4Network, used: set[str], count: in
         f"({len(used)} in use). Delete unused clusters, or start Cachefleet with a larger --node-network.",
         resource="CacheCluster",
     )
+
+
+LOG_TYPES = ("slow-log", "engine-log")
+_LOG_GROUP = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
+_DELIVERY_STREAM = re.compile(r"^[a-zA-Z0-9_.\-]{1,64}$")
+
+
+def log_deliveries(
+    raw: Sequence[Mapping[str, Any]] | None, *, existing: Sequence[LogDelivery] = (), operation: str
+) -> tuple[LogDelivery, ...]:
+    """Applies LogDeliveryConfigurations to ``existing`` (Enabled false removes a log type)."""
+    current = {item.log_type: item for item in existing}
+    seen: set[str] = set()
+    for index, item in enumerate(raw or (), 1):
+        where = f"{operation}: LogDeliveryConfigurations.member.{index}"
+        log_type = item.get("LogType")
+        if log_type not in LOG_TYPES:
+            raise InvalidParameterValue(f"{where}: LogType must be slow-log or engine-log.")
+        if log_type in seen:
+            raise InvalidParameterCombination(f"{where}: {log_type} is configured twice; give each LogType once.")
+        seen.add(log_type)
+        if item.get("Enabled") is False:
+            current.pop(log_type, None)
+            continue
+        before = current.get(log_type)
+        destination_type = item.get("DestinationType") or (before.destination_type if before else None)
+        log_format = item.get("LogFormat") or (before.log_format if before else None)
+        if destination_type is None or log_format is None:
+            raise InvalidParameterValue(
+                f"{where}: give DestinationType (cloudwatch-logs or kinesis-firehose), DestinationDetails and LogFormat "
+                "(text or json)."
+            )
+        details = item.get("DestinationDetails") or {}
+        if destination_type == "cloudwatch-logs":
+            destination = (details.get("CloudWatchLogsDetails") or {}).get("LogGroup")
+            if destination is None and before is not None and before.destination_type == destination_type:
+                destination = before.destination
+            if not destination or not _LOG_GROUP.match(destination):
+                raise InvalidParameterValue(
+                    f"{where}: DestinationDetails.CloudWatchLogsDetails.LogGroup must name a log group (letters, digits "
+                    "and . - _ / #, at most 512 characters)."
+                )
+            if details.get("KinesisFirehoseDetails"):
+                raise InvalidParameterCombination(f"{where}: KinesisFirehoseDetails goes with DestinationType kinesis-firehose.")
+        else:
+            destination = (details.get("KinesisFirehoseDetails") or {}).get("DeliveryStream")
+            if destination is None and before is not None and before.destination_type == destination_type:
+                destination = before.destination
+            if not destination or not _DELIVERY_STREAM.match(destination):
+                raise InvalidParameterValue(
+                    f"{where}: DestinationDetails.KinesisFirehoseDetails.DeliveryStream must name a delivery stream "
+                    "(letters, digits and _ . -, at most 64 characters)."
+                )
+            if details.get("CloudWatchLogsDetails"):
+                raise InvalidParameterCombination(f"{where}: CloudWatchLogsDetails goes with DestinationType cloudwatch-logs.")
+        current[log_type] = LogDelivery(log_type, destination_type, destination, log_format)
+    return tuple(current[t] for t in LOG_TYPES if t in current)

@@ -62,6 +62,9 @@ def render(config: NodeConfig) -> str:
         ("bind-source-addr", config.address),
         ("repl-backlog-size", "1mb"),
         ("replica-read-only", "yes"),
+        # ElastiCache's slow log defaults (what log delivery reads).
+        ("slowlog-log-slower-than", "10000"),
+        ("slowlog-max-len", "128"),
     ]
     if config.cluster:
         settings += [

@@ -16,13 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cachefleet.domain.alarms import MetricAlarm
 from cachefleet.domain.model import CacheCluster, CacheSubnetGroup, Event, EventSourceType, ReplicationGroup
 from cachefleet.domain.ports import R, Resource
 from cachefleet.store.codec import decode, encode
 
 log = logging.getLogger(__name__)
 
-KINDS: dict[str, type] = {cls.__name__: cls for cls in (ReplicationGroup, CacheCluster, CacheSubnetGroup)}
+KINDS: dict[str, type] = {cls.__name__: cls for cls in (ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm)}
 EVENT_RETENTION = dt.timedelta(days=14)
 
 _SCHEMA = """
