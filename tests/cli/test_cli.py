@@ -7,9 +7,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from helpers import engine, free_port, wait_for, wait_group
 
@@ -175,16 +177,42 @@ def test_cluster_mode_create_connect_reshard(server, tmp_path):
     ok(cli("delete", "clicm", "--wait"))
 
 
-def test_refusals_and_missing_apis_print_the_api_message(cli, ec):
-    """A single-node group cannot fail over, cluster mode disabled cannot reshard, and top/metrics
-    need the CloudWatch API (not on this branch): each prints the server's message and exits 1."""
+def test_refusals_print_the_api_message(cli, ec):
+    """A single-node group cannot fail over and cluster mode disabled cannot reshard: each prints
+    the server's message and exits 1."""
     ok(cli("create", "cliblocked", "--wait"))
     failed(cli("failover", "cliblocked"), "does not have automatic failover enabled", "(InvalidReplicationGroupState)")
     failed(cli("scale", "cliblocked", "--shards", "2"), "cluster mode disabled", "(InvalidParameterCombination)")
     failed(cli("create", "clibad", "--replicas", "0", "--multi-az"), "(InvalidParameterCombination)")
-    failed(cli("top", "cliblocked", "--iterations", "1"), "monitoring", "(InvalidAction)")
-    failed(cli("metrics", "cliblocked", "CPUUtilization", "--since", "5m"), "monitoring", "(InvalidAction)")
+    failed(cli("metrics", "nosuchgroup", "CPUUtilization"), "No replication group or cache cluster named nosuchgroup")
     ok(cli("delete", "cliblocked", "--wait"))
+
+
+def test_metrics_and_top_show_real_data(cli, ec):
+    """A known load of GETs shows up in `metrics` (CloudWatch Sum) and in `top`."""
+    import json as jsonlib
+
+    ok(cli("create", "climetrics", "--wait"))
+    group = wait_group(ec, "climetrics")
+    address = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    node = redis.Redis(host=address)
+    node.set("k", "v")
+    for _ in range(300):
+        node.get("k")
+    time.sleep(3)  # a few sampling ticks
+
+    def total_gets():
+        shown = jsonlib.loads(ok(cli("metrics", "climetrics", "GetTypeCmds", "--stat", "Sum", "--since", "5m",
+                                     "--period", "60", "--json")))
+        return sum(value for values in shown["series"].values() for _, value in values)
+
+    deadline = time.monotonic() + 30
+    while total_gets() < 300 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert 300 <= total_gets() <= 310  # the GETs above (and nothing much else)
+    table = ok(cli("top", "climetrics", "--iterations", "1", "--interval", "1"))
+    assert "climetrics-001" in table
+    ok(cli("delete", "climetrics", "--wait"))
 
 
 def test_errors_are_messages_with_nonzero_exit(cli, server, tmp_path):

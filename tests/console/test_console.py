@@ -110,9 +110,14 @@ def test_scale_and_fail_over_from_the_page(server, page, screenshot):
     page.click("#scale-shards-submit")
     expect(page.locator(".flash.error")).to_contain_text("cluster mode disabled")
     expect(page.locator(".flash.error")).to_contain_text("InvalidParameterCombination")
-    # The place for metric charts shows why there are none (the CloudWatch API is not served on this branch).
-    expect(page.locator("#metrics-unavailable")).to_contain_text("Metrics are not available")
-    expect(page.locator("#metrics-unavailable")).to_contain_text("monitoring")
+    # The metric charts have data points (CloudWatch, sampled every second).
+    chart = page.locator('#metrics .chart[data-metric="CurrConnections"]')
+    expect(chart).to_be_visible(timeout=30_000)
+    page.wait_for_function(
+        """() => Number(document.querySelector('#metrics .chart[data-metric="CurrConnections"]')?.dataset.points || 0) > 0""",
+        timeout=60_000,
+    )
+    screenshot(page, "metrics")
     assert "Traceback" not in page.content()
     ec.delete_replication_group(ReplicationGroupId="webscale")
     wait_group_gone(ec, "webscale")

@@ -39,6 +39,9 @@ FIELDS = (
     "master_repl_offset", "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "used_cpu_sys", "used_cpu_user",
     "used_cpu_sys_main_thread", "used_cpu_user_main_thread",
 )
+# A node first seen this young is counted from its start: the commands it served before the
+# first sample belong to its first period, not to a baseline.
+FRESH_NODE_SECONDS = 10
 _FIELDS = re.compile(r"\n(" + "|".join(sorted(FIELDS, key=len, reverse=True)) + r"):([^\r\n]*)")
 _CMDSTAT = re.compile(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)")
 _KEYSPACE = re.compile(r"\ndb(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)")
@@ -82,6 +85,7 @@ class Raw:
     cpu_ticks: int | None
     rss: int | None
     pid: int | None
+    age: float | None = None  # seconds since the engine process started
 
 
 def parse_info(text: str) -> tuple[dict[str, str], dict[str, tuple[int, int]], tuple[int, int, int], dict[str, int]]:
@@ -106,16 +110,22 @@ def parse_info(text: str) -> tuple[dict[str, str], dict[str, tuple[int, int]], t
     return info, commands, (keys, expires, ttl0), replicas
 
 
-def read_process(pid: int | None) -> tuple[int | None, int | None]:
-    """(utime + stime in clock ticks, resident bytes) of a process, from /proc/<pid>/stat; Nones if it is gone."""
+def read_process(pid: int | None) -> tuple[int | None, int | None, int | None]:
+    """(utime + stime, start time) in clock ticks and resident bytes of a process, from
+    /proc/<pid>/stat; Nones if it is gone."""
     if pid is None:
-        return None, None
+        return None, None, None
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
-        return int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE_SIZE
+        return int(fields[11]) + int(fields[12]), int(fields[21]) * PAGE_SIZE, int(fields[19])
     except (OSError, IndexError, ValueError):
-        return None, None
+        return None, None, None
+
+
+def system_uptime() -> float:
+    with open("/proc/uptime", "rb") as handle:
+        return float(handle.read().split()[0])
 
 
 def _number(info: dict[str, str], key: str, default: float = NAN) -> float:
@@ -126,6 +136,15 @@ def _number(info: dict[str, str], key: str, default: float = NAN) -> float:
         return float(value)
     except ValueError:
         return default
+
+
+def _from_start(raw: Raw) -> Raw | None:
+    """A zero baseline at the engine's start, for a node first sampled in its first seconds."""
+    uptime = raw.age
+    if uptime is None or uptime > FRESH_NODE_SECONDS:  # gone, or an old node (adopted after a restart)
+        return None
+    zero = {key: "0" for key, value in raw.info.items() if _number(raw.info, key) == _number(raw.info, key)}
+    return Raw(raw.at - max(uptime, 1.0), zero, {}, (0, 0, 0), {}, None, None, raw.pid)
 
 
 def _delta(now: float, before: float) -> float:
@@ -319,6 +338,7 @@ class Sampler:
         started = time.process_time()
         at = time.monotonic()
         available = host_available_memory()
+        booted = system_uptime()
         fresh: list[tuple[_Probe, Raw]] = []
         for probe, future in pending:
             if not future.done():
@@ -329,15 +349,18 @@ class Sampler:
                 self._close(probe)
                 continue
             info, commands, keyspace, replicas = parse_info(future.result())
-            ticks, rss = read_process(probe.node.pid)
-            fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid)))
+            ticks, rss, started_at = read_process(probe.node.pid)
+            age = booted - started_at / TICKS_PER_SECOND if started_at is not None else None
+            fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid, age)))
         lags: dict[str, int] = {}
         for _, raw in fresh:
             lags.update(raw.replicas)
         for probe, raw in fresh:
             previous, probe.last = probe.last, raw
             if previous is None:
-                continue
+                previous = _from_start(raw)
+                if previous is None:
+                    continue
             lag = float(lags.get(probe.node.address, NAN))
             row = derive(previous, raw, families=probe.families, memory_bytes=probe.node.memory_bytes,
                          host_available=available, replica_lag=lag)
