@@ -35,7 +35,7 @@ def benchmark(address: str, requests: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--requests", type=int, default=200000)
     args = parser.parse_args()
     if not shutil.which("redis-benchmark"):

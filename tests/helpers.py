@@ -56,6 +56,13 @@ def fresh_network() -> str:
         return network
 
 
+def _leads_its_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
 def engine_pids(data_dir: Path) -> dict[str, int]:
     """Engine processes whose command line names a config file under ``data_dir``."""
     prefix = str((data_dir / "nodes").resolve()) + os.sep
@@ -68,8 +75,8 @@ def engine_pids(data_dir: Path) -> dict[str, int]:
             state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state in ("Z", "X"):
-            continue
+        if state in ("Z", "X") or not _leads_its_group(int(entry.name)):
+            continue  # an engine's forked child (a background save) has the same command line
         for raw in argv[1:3]:
             if raw.decode(errors="replace").startswith(prefix):
                 found[raw.decode()[len(prefix) :].removesuffix("/engine.conf")] = int(entry.name)
@@ -281,7 +288,7 @@ def engine_processes(data_dir: Path) -> list[tuple[str, int]]:
             state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state in ("Z", "X"):
+        if state in ("Z", "X") or not _leads_its_group(int(entry.name)):
             continue
         for raw in argv[1:3]:
             if raw.decode(errors="replace").startswith(prefix):

@@ -448,5 +448,5 @@ async def down(data_dir: Path, *, timeout: float = 10.0) -> tuple[int | None, li
         await local.terminate(pid, graceful=True, timeout=timeout)
     provider = local.LocalProvider(data_dir)
     nodes = provider.scan()
-    await asyncio.gather(*(local.terminate(p, graceful=True, timeout=timeout) for p in nodes.values()))
+    await asyncio.gather(*(local.terminate(p, graceful=True, timeout=timeout, engine=True) for p in nodes.values()))
     return pid, sorted(nodes)

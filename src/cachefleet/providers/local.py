@@ -84,7 +84,7 @@ class LocalProvider:
             # "/bin/sh script config").
             for raw in argv[1:3]:
                 config = raw.decode(errors="replace")
-                if config.startswith(prefix) and config.endswith(os.sep + CONFIG_NAME):
+                if config.startswith(prefix) and config.endswith(os.sep + CONFIG_NAME) and _is_leader(int(entry.name)):
                     found[config[len(prefix) : -len(CONFIG_NAME) - 1]] = int(entry.name)
                     break
         return found
@@ -189,14 +189,13 @@ class LocalProvider:
         if pid is None:
             return
         self._forget(key)
-        await terminate(pid, graceful=graceful, timeout=timeout)
+        await terminate(pid, graceful=graceful, timeout=timeout, engine=True)
 
     def fence(self, key: str) -> None:
         """Kills the node at once (SIGKILL) so that it cannot take another write."""
         pid = self._pids.get(key)
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            kill_engine(pid, signal.SIGKILL)
 
     def remove(self, key: str) -> None:
         shutil.rmtree(self.node_dir(key), ignore_errors=True)
@@ -264,20 +263,54 @@ def _reap(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-async def terminate(pid: int, *, graceful: bool, timeout: float = 5.0) -> None:
-    """Ends a process we started and waits until it is gone (escalating to SIGKILL)."""
+def _is_leader(pid: int) -> bool:
+    """Engines lead their process group; their forked children (same command line) do not."""
     try:
-        os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+        return os.getpgid(pid) == pid
     except ProcessLookupError:
+        return False
+
+
+def kill_engine(pid: int, signum: int) -> None:
+    """Signals an engine and, for SIGKILL, the children it forked (a background save).
+
+    Engines run as session leaders (started with setsid), so their process group holds them
+    and their children only. A child outliving its killed engine would keep the listening
+    sockets it inherited, and the next node given that address could not bind it.
+    """
+    try:
+        if signum == signal.SIGKILL and os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+async def terminate(pid: int, *, graceful: bool, timeout: float = 5.0, engine: bool = False) -> None:
+    """Ends a process we started and waits until it is gone (escalating to SIGKILL)."""
+    if not _alive(pid):
+        _reap(pid)
         return
+    signum = signal.SIGTERM if graceful else signal.SIGKILL
+    if engine:
+        kill_engine(pid, signum)
+    else:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return
     deadline = time.monotonic() + timeout
     while _alive(pid):
         _reap(pid)
         if not _alive(pid):
             break
         if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            if engine:
+                kill_engine(pid, signal.SIGKILL)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
         await asyncio.sleep(0.002)
     _reap(pid)
