@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 import redis
 
@@ -203,6 +207,59 @@ def test_reader_endpoint_moves_off_a_replica_being_deleted(ec):
     wait_for(lambda: engine(reader).info("replication")["role"] == "slave", what="reader endpoint on the new replica")
     ec.delete_replication_group(ReplicationGroupId="reader")
     wait_group_gone(ec, "reader")
+
+
+def _reads_through(reader: str, until_role: bytes) -> dict[str, int]:
+    """GETs of ``probe`` through the reader endpoint, a fresh connection each, until a node of ``until_role`` answers it."""
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            client = redis.Redis(host=reader, port=6379, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                reply = client.get("probe")
+                role = client.execute_command("ROLE")[0]
+            finally:
+                client.close()
+        except redis.BusyLoadingError:
+            reply, role = b"LOADING", b"?"
+        except redis.ConnectionError:
+            continue  # the endpoint moving between nodes
+        outcome = f"{reply!r} from {role.decode()}"
+        seen[outcome] = seen.get(outcome, 0) + 1
+        if role == until_role and reply == b"here":
+            return seen
+    raise AssertionError(f"no read from a {until_role!r} within 60 s: {seen}")
+
+
+def test_reader_endpoint_serves_only_synced_data(server, ec):
+    """The reader endpoint moves to a replica only once its full sync is done: a new replica, or
+    one that restarted after a crash, never answers for it with an empty data set."""
+    ec.create_replication_group(
+        ReplicationGroupId="synced", ReplicationGroupDescription="r", Engine="valkey",
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=1,
+    )
+    group = wait_group(ec, "synced")
+    reader = group["NodeGroups"][0]["ReaderEndpoint"]["Address"]
+    primary = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+    # Enough data that a full sync takes a while.
+    for start in range(0, 200_000, 10_000):
+        primary.mset({f"k:{i}": "v" * 20 for i in range(start, start + 10_000)})
+    primary.set("probe", "here")
+
+    ec.create_cache_cluster(CacheClusterId="synced-002", ReplicationGroupId="synced")
+    assert set(_reads_through(reader, b"slave")) == {"b'here' from master", "b'here' from slave"}
+    replica = wait_cluster(ec, "synced-002")["CacheNodes"][0]["Endpoint"]["Address"]
+    assert wait_group(ec, "synced")["MemberClusters"] == ["synced-001", "synced-002"]
+
+    # The replica holding the reader endpoint dies; its restarted process starts empty.
+    old_pid = engine_pids(server.data_dir)[replica]
+    os.kill(old_pid, signal.SIGKILL)
+    seen = _reads_through(reader, b"slave")
+    assert all(outcome.startswith("b'here'") for outcome in seen), seen
+    assert engine_pids(server.data_dir)[replica] != old_pid
+    ec.delete_replication_group(ReplicationGroupId="synced")
+    wait_group_gone(ec, "synced")
 
 
 def test_modify_replication_group_description_and_windows(ec):

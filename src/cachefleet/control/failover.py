@@ -216,6 +216,7 @@ class Failover:
             except Retry:
                 pass
         ops.verified[node_key(chosen)] = ops.provider.pid(node_key(chosen)) or 0
+        ops.synced.pop(node_key(chosen), None)  # if it ever follows again, it syncs again first
 
     def _give_up(self, group: ReplicationGroup, message: str) -> None:
         ops = self.ops

@@ -115,6 +115,7 @@ class Reconciler:
         # Observed state, rebuilt from the engines after a restart of the control plane.
         self.verified: dict[str, int] = {}  # node key -> pid whose role and binds were checked
         self.binds: dict[str, list[str]] = {}  # node key -> addresses it listens on
+        self.synced: dict[str, int] = {}  # replica's node key -> pid that finished its full sync
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._warm = warm
@@ -289,12 +290,16 @@ class Reconciler:
         except NodeStartFailed as failure:
             await self.node_failed(group, primary, str(failure))
             return
-        if node_group.primary_endpoint and node_group.primary_endpoint not in self.binds.get(node_key(primary), []):
-            # Before replicas start: their full sync makes the primary fork, and a fork is no
-            # time to change what it listens on (see set_binds).
-            await self._place_endpoints(node_group, primary, [], [], reader=False)
         source = (primary.node.address, primary.port)
         replicas = [members[cid] for cid in node_group.replica_cluster_ids if cid in members]
+        reader_homeless = await self._reader_homeless(node_group, primary, replicas)
+        if reader_homeless or (
+            node_group.primary_endpoint and node_group.primary_endpoint not in self.binds.get(node_key(primary), [])
+        ):
+            # Before replicas start: their full sync makes the primary fork, and a fork is no
+            # time to change what it listens on (see set_binds). The reader endpoint waits on
+            # the primary while no replica holds it (a replica takes it once in sync).
+            await self._place_endpoints(node_group, primary, [], [], reader=False, reader_on_primary=reader_homeless)
         live = [c for c in replicas if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
         outcomes = await asyncio.gather(
             *(self.ensure_running(c, replica_of=source) for c in live), return_exceptions=True
@@ -311,22 +316,29 @@ class Reconciler:
             else:
                 started.append(cluster)
 
+        # Only a replica that finished its full sync (this process of it) may serve reads.
+        synced, pending = [], []
+        for cluster in started:
+            key = node_key(cluster)
+            pid = self.provider.pid(key)
+            if pid is not None and self.synced.get(key) == pid:
+                synced.append(cluster)
+            elif await self._in_sync(cluster, source):
+                self.synced[key] = pid or 0
+                synced.append(cluster)
+            else:
+                pending.append(cluster.cluster_id)
+
         leaving = [c for c in replicas if c not in started and self.provider.pid(node_key(c)) is not None]
-        await self._place_endpoints(node_group, primary, started, leaving)
+        await self._place_endpoints(node_group, primary, started, leaving, readers=synced)
 
         for cluster in replicas:
             if cluster.status == ClusterStatus.DELETING:
                 await self.destroy_cluster(cluster, group=group)
 
         self.mark_available(primary)
-        pending = []
-        for cluster in started:
-            if cluster.status == ClusterStatus.AVAILABLE and self.verified.get(node_key(cluster)) is not None:
-                continue
-            if await self._in_sync(cluster, source):
-                self.mark_available(cluster)
-            else:
-                pending.append(cluster.cluster_id)
+        for cluster in synced:
+            self.mark_available(cluster)
         if pending:
             raise Retry(0.005, "")
 
@@ -445,6 +457,20 @@ class Reconciler:
             and info.get("master_link_status") == "up"
         )
 
+    async def _reader_homeless(self, node_group: NodeGroup, primary: CacheCluster, replicas: list[CacheCluster]) -> bool:
+        """True when no running node of the shard listens on its reader endpoint."""
+        if not node_group.reader_endpoint:
+            return False
+        for cluster in [primary, *replicas]:
+            key = node_key(cluster)
+            if self.provider.pid(key) is None:
+                continue
+            if key not in self.binds:
+                self.binds[key] = await self.admin(cluster).bound_addresses()
+            if node_group.reader_endpoint in self.binds[key]:
+                return False
+        return True
+
     async def _place_endpoints(
         self,
         node_group: NodeGroup,
@@ -453,25 +479,33 @@ class Reconciler:
         leaving: list[CacheCluster],
         *,
         reader: bool = True,
+        reader_on_primary: bool = False,
+        readers: list[CacheCluster] | None = None,
     ) -> None:
         """Binds the primary endpoint on the primary and the reader endpoint on a replica.
 
-        Nodes that are ``leaving`` (being deleted, failed) keep only their own address. With
-        ``reader`` false, only the primary's addresses are looked at (whatever reader endpoint
-        it holds stays).
+        The reader endpoint goes to one of ``readers`` (default: the replicas), preferably the
+        one holding it, or to the primary while there is none. Nodes that are ``leaving`` (being
+        deleted, failed) keep only their own address. With ``reader`` false, only the primary's
+        addresses are looked at: it keeps whatever reader endpoint it holds, or takes it if
+        ``reader_on_primary``.
         """
         desired: dict[str, list[str]] = {node_key(primary): [primary.node.address]}
         for replica in [*replicas, *leaving]:
             desired[node_key(replica)] = [replica.node.address]
         if node_group.primary_endpoint:
             desired[node_key(primary)].append(node_group.primary_endpoint)
-        if not reader and node_group.reader_endpoint in self.binds.get(node_key(primary), []):
-            desired[node_key(primary)].append(node_group.reader_endpoint)
-        elif reader and node_group.reader_endpoint:
+        if not reader:
+            if node_group.reader_endpoint and (
+                reader_on_primary or node_group.reader_endpoint in self.binds.get(node_key(primary), [])
+            ):
+                desired[node_key(primary)].append(node_group.reader_endpoint)
+        elif node_group.reader_endpoint:
+            candidates = replicas if readers is None else readers
             holder = primary
-            if replicas:
-                current = [r for r in replicas if node_group.reader_endpoint in self.binds.get(node_key(r), [])]
-                holder = current[0] if current else replicas[0]
+            if candidates:
+                current = [r for r in candidates if node_group.reader_endpoint in self.binds.get(node_key(r), [])]
+                holder = current[0] if current else candidates[0]
             desired[node_key(holder)].append(node_group.reader_endpoint)
         clusters = {node_key(c): c for c in [primary, *replicas, *leaving]}
         for key in desired:
