@@ -98,6 +98,8 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"PreferredMaintenanceWindow": "someday"}, "InvalidParameterValue", "ddd:hh24:mi"),
         ({"SnapshotWindow": "25:00-26:00"}, "InvalidParameterValue", "hh24:mi"),
         ({"NetworkType": "ipv6"}, "InvalidParameterCombination", "NetworkType"),
+        ({"Durability": "sync"}, "InvalidParameterCombination", "Durability sync"),
+        ({"Durability": "async"}, "InvalidParameterCombination", "default or disabled"),
     ],
 )
 def test_create_replication_group_rejects(server, ec, changes, code, says):
@@ -162,6 +164,8 @@ def test_modify_replication_group_rejects(ec, stable):
     expect("InvalidParameterValue", ec.modify_replication_group, says="not a member",
            ReplicationGroupId=stable, PrimaryClusterId="stable-009")
     expect("InvalidParameterValue", ec.modify_replication_group, ReplicationGroupId=stable, PreferredMaintenanceWindow="bad")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="Durability async",
+           ReplicationGroupId=stable, Durability="async")
     group = ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]
     assert group["Status"] == "available" and group["Description"] == "bad input"
     assert group["CacheNodeType"] == "cache.t4g.micro"
@@ -203,6 +207,14 @@ def test_create_cache_cluster_joining_a_group_rejects(ec, stable):
            CacheClusterId="joiner", ReplicationGroupId=stable, Engine="redis")
     expect("InvalidParameterCombination", ec.create_cache_cluster, says="CacheNodeType",
            CacheClusterId="joiner", ReplicationGroupId=stable, CacheNodeType="cache.r7g.large")
+    expect("InvalidParameterCombination", ec.create_cache_cluster, says="omit CacheParameterGroupName",
+           CacheClusterId="joiner", ReplicationGroupId=stable, CacheParameterGroupName="custom-params")
+    expect("InvalidParameterCombination", ec.create_cache_cluster, says="omit PreferredMaintenanceWindow",
+           CacheClusterId="joiner", ReplicationGroupId=stable, PreferredMaintenanceWindow="mon:01:00-mon:02:00")
+    expect("InvalidParameterCombination", ec.create_cache_cluster, says="SnapshotWindow",
+           CacheClusterId="joiner", ReplicationGroupId=stable, SnapshotWindow="01:00-02:00")
+    expect("InvalidParameterCombination", ec.create_cache_cluster, says="AutoMinorVersionUpgrade",
+           CacheClusterId="joiner", ReplicationGroupId=stable, AutoMinorVersionUpgrade=False)
     expect("CacheClusterAlreadyExists", ec.create_cache_cluster, CacheClusterId="stable-002", ReplicationGroupId=stable)
     assert ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]["MemberClusters"] == [
         "stable-001", "stable-002",

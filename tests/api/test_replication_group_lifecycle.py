@@ -273,9 +273,11 @@ def test_modify_replication_group_description_and_windows(ec):
         ReplicationGroupDescription="after",
         PreferredMaintenanceWindow="mon:01:00-mon:02:30",
         AutoMinorVersionUpgrade=False,
+        Durability="disabled",  # standard behaviour: accepted
         ApplyImmediately=True,
     )["ReplicationGroup"]
     assert modified["Description"] == "after"
+    assert modified["EffectiveDurability"] == "disabled"
     assert modified["AutoMinorVersionUpgrade"] is False
     cluster = ec.describe_cache_clusters(CacheClusterId="modify-001")["CacheClusters"][0]
     assert cluster["PreferredMaintenanceWindow"] == "mon:01:00-mon:02:30"

@@ -118,6 +118,7 @@ def replication_group(group: ReplicationGroup, clusters: Mapping[str, CacheClust
         "NetworkType": "ipv4",
         "IpDiscovery": "ipv4",
         "ClusterMode": "enabled" if group.cluster_enabled else "disabled",
+        "EffectiveDurability": "disabled",
         "Engine": group.engine,
     }
 

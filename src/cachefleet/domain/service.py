@@ -176,6 +176,7 @@ class ElastiCache(UseCases):
         validation.not_yet(
             params, _SHARDED_GROUP_UNSUPPORTED if sharded else _GROUP_UNSUPPORTED, operation="CreateReplicationGroup"
         )
+        validation.durability(params, operation="CreateReplicationGroup")
         group_id = identifiers.replication_group_id(params["ReplicationGroupId"])
         description = params["ReplicationGroupDescription"]
         if self._store.get(ReplicationGroup, region, group_id) is not None:
@@ -434,6 +435,7 @@ class ElastiCache(UseCases):
     def modify_replication_group(self, region: Region, params: Mapping[str, Any]) -> ReplicationGroup:
         group = self._group(region, params["ReplicationGroupId"])
         validation.not_yet(params, _MODIFY_GROUP_UNSUPPORTED, operation="ModifyReplicationGroup")
+        validation.durability(params, operation="ModifyReplicationGroup")
         self._require_group_status(group, GroupStatus.AVAILABLE, action="modified")
         if "PrimaryClusterId" in params:
             others = set(params) - {"ReplicationGroupId", "PrimaryClusterId", "ApplyImmediately"}
@@ -619,11 +621,15 @@ class ElastiCache(UseCases):
             ("CacheNodeType", group.node_type),
             ("Port", group.port),
             ("CacheSubnetGroupName", group.subnet_group_name),
+            ("CacheParameterGroupName", group.parameter_group_name),
+            ("PreferredMaintenanceWindow", group.preferred_maintenance_window),
+            ("SnapshotWindow", group.snapshot_window),
+            ("AutoMinorVersionUpgrade", group.auto_minor_version_upgrade),
         ):
-            if member in params and str(params[member]).lower() != str(value):
+            if member in params and str(params[member]).lower() != str(value).lower():
                 raise InvalidParameterCombination(
                     f"{member} {params[member]} differs from replication group {group.group_id} ({value}); "
-                    f"omit {member} when joining a replication group."
+                    f"omit {member} when joining a replication group (a member follows its group's setting)."
                 )
         if "EngineVersion" in params:
             release = validation.resolve_engine(self._catalog.releases(), group.engine, params["EngineVersion"])

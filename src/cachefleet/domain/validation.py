@@ -247,3 +247,15 @@ def log_deliveries(
                 raise InvalidParameterCombination(f"{where}: CloudWatchLogsDetails goes with DestinationType cloudwatch-logs.")
         current[log_type] = LogDelivery(log_type, destination_type, destination, log_format)
     return tuple(current[t] for t in LOG_TYPES if t in current)
+
+
+def durability(params: Mapping[str, Any], *, operation: str) -> None:
+    """ElastiCache's Durability: ``default`` and ``disabled`` are standard behaviour (what
+    Cachefleet does); ``sync``/``async`` need a Multi-AZ transactional log, which it has not."""
+    value = params.get("Durability")
+    if value is None or value in ("default", "disabled"):
+        return
+    raise InvalidParameterCombination(
+        f"{operation}: Durability {value} (a Multi-AZ transactional log) is not supported by Cachefleet yet; "
+        "omit Durability or set it to default or disabled."
+    )
