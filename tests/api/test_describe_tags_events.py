@@ -133,3 +133,45 @@ def test_events_record_every_state_change_and_filter(ec):
                               EndTime=start - dt.timedelta(hours=1))["Events"]
     assert past == []
     assert ec.describe_events(SourceIdentifier="evented", Duration=0)["Events"] == []
+
+
+def test_modify_subnet_group_and_page_through_its_events(ec):
+    """ModifyCacheSubnetGroup changes description and subnets; its events page without gaps or repeats."""
+    ec.create_cache_subnet_group(
+        CacheSubnetGroupName="growing", CacheSubnetGroupDescription="one zone", SubnetIds=["subnet-us-east-1a"]
+    )
+    try:
+        modified = ec.modify_cache_subnet_group(
+            CacheSubnetGroupName="growing",
+            CacheSubnetGroupDescription="two zones",
+            SubnetIds=["subnet-us-east-1a", "subnet-us-east-1d"],
+        )["CacheSubnetGroup"]
+        assert modified["CacheSubnetGroupDescription"] == "two zones"
+        described = ec.describe_cache_subnet_groups(CacheSubnetGroupName="growing")["CacheSubnetGroups"][0]
+        zones = sorted(s["SubnetAvailabilityZone"]["Name"] for s in described["Subnets"])
+        assert zones == ["us-east-1a", "us-east-1d"]
+        assert described["CacheSubnetGroupDescription"] == "two zones"
+
+        for i in range(30):
+            ec.modify_cache_subnet_group(CacheSubnetGroupName="growing", CacheSubnetGroupDescription=f"round {i}")
+        # Page through while more events are recorded between the pages.
+        seen, marker, pages = [], None, 0
+        while True:
+            page = ec.describe_events(
+                SourceIdentifier="growing", SourceType="cache-subnet-group", MaxRecords=20,
+                **({"Marker": marker} if marker else {}),
+            )
+            seen += [(e["Date"], e["Message"]) for e in page["Events"]]
+            pages += 1
+            marker = page.get("Marker")
+            if not marker:
+                break
+            ec.modify_cache_subnet_group(CacheSubnetGroupName="growing", CacheSubnetGroupDescription=f"between {pages}")
+        messages = [m for _, m in seen]
+        assert pages >= 2
+        assert messages[0] == "Cache subnet group growing created with zones us-east-1a"
+        assert messages.count("Cache subnet group growing modified") == 31 + pages - 1
+        assert len(seen) == 1 + 31 + pages - 1  # every event once: none twice, none left out
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    finally:
+        ec.delete_cache_subnet_group(CacheSubnetGroupName="growing")

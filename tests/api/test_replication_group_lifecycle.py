@@ -27,16 +27,22 @@ def _nodes_of(server, addresses):
     return {address: pids[address] for address in addresses if address in pids}
 
 
-@pytest.mark.parametrize("engine_name", ["valkey", "redis"])
-def test_create_write_read_add_replica_delete(server, ec, engine_name):
-    group_id = f"life-{engine_name}"
+@pytest.mark.parametrize(
+    ("engine_name", "engine_version", "port"),
+    [("valkey", None, 6379), ("valkey", "8.1", 6390), ("redis", None, 6379)],
+    ids=["valkey-newest", "valkey-8.1-port-6390", "redis"],
+)
+def test_create_write_read_add_replica_delete(server, ec, engine_name, engine_version, port):
+    group_id = f"life-{engine_name}-{(engine_version or 'newest').replace('.', '-')}"
     created = ec.create_replication_group(
         ReplicationGroupId=group_id,
         ReplicationGroupDescription="lifecycle",
         Engine=engine_name,
         CacheNodeType="cache.t4g.micro",
         NumCacheClusters=3,
+        Port=port,
         Tags=[{"Key": "team", "Value": "cache"}],
+        **({"EngineVersion": engine_version} if engine_version else {}),
     )["ReplicationGroup"]
     assert created["Status"] == "creating"
     assert created["MemberClusters"] == [f"{group_id}-001", f"{group_id}-002", f"{group_id}-003"]
@@ -45,7 +51,7 @@ def test_create_write_read_add_replica_delete(server, ec, engine_name):
     node_group = group["NodeGroups"][0]
     primary = node_group["PrimaryEndpoint"]
     reader = node_group["ReaderEndpoint"]
-    assert primary["Port"] == 6379 and reader["Port"] == 6379
+    assert primary["Port"] == port and reader["Port"] == port
     member_addresses = {m["ReadEndpoint"]["Address"] for m in node_group["NodeGroupMembers"]}
     # The endpoints are addresses of their own, not a member's.
     assert primary["Address"] not in member_addresses and reader["Address"] not in member_addresses
@@ -53,11 +59,11 @@ def test_create_write_read_add_replica_delete(server, ec, engine_name):
     assert roles == {f"{group_id}-001": "primary", f"{group_id}-002": "replica", f"{group_id}-003": "replica"}
 
     # A real write on the primary endpoint, read back on the reader endpoint (a replica).
-    writer = engine(primary["Address"])
+    writer = engine(primary["Address"], port)
     writer.set("greeting", "hello")
     assert writer.info("replication")["role"] == "master"
     assert writer.wait(2, 2000) == 2
-    read = engine(reader["Address"])
+    read = engine(reader["Address"], port)
     assert read.info("replication")["role"] == "slave"
     assert read.get("greeting") == "hello"
     with pytest.raises(redis.exceptions.ReadOnlyError):
@@ -66,6 +72,8 @@ def test_create_write_read_add_replica_delete(server, ec, engine_name):
     version = group_engine_version(ec, f"{group_id}-001")
     server_info = writer.info("server")
     assert version == server_info.get("valkey_version", server_info["redis_version"])
+    if engine_version:
+        assert version.startswith(engine_version + ".")
 
     # Every member runs as its own process, and each node has its own address.
     addresses = node_addresses(ec, group["MemberClusters"])
@@ -80,7 +88,7 @@ def test_create_write_read_add_replica_delete(server, ec, engine_name):
     assert f"{group_id}-extra" in group["MemberClusters"]
     extra = wait_cluster(ec, f"{group_id}-extra")
     extra_address = extra["CacheNodes"][0]["Endpoint"]["Address"]
-    assert engine(extra_address).get("greeting") == "hello"
+    assert engine(extra_address, port).get("greeting") == "hello"
     assert extra["Engine"] == engine_name
 
     # Remove it again with DeleteCacheCluster.

@@ -201,5 +201,6 @@ def remove_tags_from_resource(ctx: Context, params: dict[str, Any]) -> dict[str,
 # ---------------------------------------------------------------------- events
 def describe_events(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     events = ctx.service.describe_events(ctx.region, params)
-    page, marker = paginate(events, params)
+    # Keyed by the order of recording: a page boundary stays put while events come and go.
+    page, marker = paginate(events, params, key=lambda e: f"{e.date.timestamp():020.6f}:{e.sequence:015d}")
     return {"Events": [views.event(e) for e in page], "Marker": marker}

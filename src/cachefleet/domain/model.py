@@ -253,3 +253,4 @@ class Event:
     source_id: str
     message: str
     date: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    sequence: int = 0  # the store's order of recording (0 until recorded)

@@ -140,7 +140,7 @@ class SqliteStore:
         source_type: EventSourceType | None = None,
         source_id: str | None = None,
     ) -> Iterator[Event]:
-        sql = "SELECT source_type, source_id, date, message FROM events WHERE region = ? AND date >= ? AND date <= ?"
+        sql = "SELECT source_type, source_id, date, message, id FROM events WHERE region = ? AND date >= ? AND date <= ?"
         args: list[Any] = [region, start.timestamp(), end.timestamp()]
         if source_type is not None:
             sql += " AND source_type = ?"
@@ -149,11 +149,12 @@ class SqliteStore:
             sql += " AND source_id = ?"
             args.append(source_id)
         sql += " ORDER BY date, id"
-        for kind, source, date, message in self._db.execute(sql, args).fetchall():
+        for kind, source, date, message, sequence in self._db.execute(sql, args).fetchall():
             yield Event(
                 region=region,  # type: ignore[arg-type]
                 source_type=EventSourceType(kind),
                 source_id=source,
                 message=message,
                 date=dt.datetime.fromtimestamp(date, dt.UTC),
+                sequence=sequence,
             )
