@@ -62,6 +62,16 @@ def test_restart_adopts_running_nodes_without_restarting_them(make_server):
     assert engine(primary).get("while") == "down"
     assert engine(reader).get("before") == "restart"
     assert not any("restarted" in m for m in events_of(ec, "adopt-001") + events_of(ec, "adopt-002"))
+    # Ctrl-C (SIGINT) stops the control plane just as cleanly, nodes untouched; its banner said
+    # where the API is and how to point the AWS CLI at it.
+    banner = server.log()
+    assert f"serving the ElastiCache API on {server.url}" in banner
+    assert f"export AWS_ENDPOINT_URL_ELASTICACHE={server.url}" in banner
+    assert server.stop(signal.SIGINT) == 0
+    assert _group_processes(server, addresses) == before
+    server.start()
+    ec = server.client()
+    assert wait_group(ec, "adopt")["Status"] == "available"
     # Adopted nodes are fully managed: a new replica joins, deletion stops them.
     ec.create_cache_cluster(CacheClusterId="adopt-004", ReplicationGroupId="adopt")
     wait_for(lambda: "adopt-004" in wait_group(ec, "adopt")["MemberClusters"], what="new replica")

@@ -51,7 +51,8 @@ def render(config: NodeConfig) -> str:
         ("timeout", "0"),
         # Disk-based full sync: with diskless sync the primary starts streaming to a new
         # replica only on its first REPLCONF ACK, which often comes a full second later
-        # (measured: bench/sync_modes.py). The sync file is deleted once sent.
+        # (measured; see BENCHMARKS.md, "Create a 3-node replication group"). The sync file
+        # is deleted once sent.
         ("repl-diskless-sync", "no"),
         ("rdb-del-sync-files", "yes"),
         # An empty replica loads straight from the socket: no RDB file, no waiting for
