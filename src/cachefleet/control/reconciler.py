@@ -292,7 +292,10 @@ class Reconciler:
             return
         source = (primary.node.address, primary.port)
         replicas = [members[cid] for cid in node_group.replica_cluster_ids if cid in members]
-        reader_homeless = await self._reader_homeless(node_group, primary, replicas)
+        # A group being created holds no data its readers could miss: its reader endpoint
+        # waits for a replica instead of going to the primary and straight off it again.
+        creating = group.status == GroupStatus.CREATING and bool(replicas)
+        reader_homeless = not creating and await self._reader_homeless(node_group, primary, replicas)
         if reader_homeless or (
             node_group.primary_endpoint and node_group.primary_endpoint not in self.binds.get(node_key(primary), [])
         ):
@@ -330,7 +333,9 @@ class Reconciler:
                 pending.append(cluster.cluster_id)
 
         leaving = [c for c in replicas if c not in started and self.provider.pid(node_key(c)) is not None]
-        await self._place_endpoints(node_group, primary, started, leaving, readers=synced)
+        await self._place_endpoints(
+            node_group, primary, started, leaving, readers=synced, reader=bool(synced) or not (creating and started)
+        )
 
         for cluster in replicas:
             if cluster.status == ClusterStatus.DELETING:
