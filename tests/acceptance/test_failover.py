@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -12,7 +13,17 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from helpers import engine, engine_pids, events_of, node_addresses, wait_for, wait_group, wait_group_gone
+from helpers import (
+    engine,
+    engine_pids,
+    events_of,
+    node_addresses,
+    wait_cluster,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+    write_replicated,
+)
 
 HA = {
     "ReplicationGroupDescription": "ha",
@@ -381,3 +392,88 @@ def test_glide_follows_a_cluster_mode_failover(server, ec, unused):
     wait_for(lambda: _all_synced(ec, "ha-glide"), timeout=30, what="recovery of both shards")
     ec.delete_replication_group(ReplicationGroupId="ha-glide")
     wait_group_gone(ec, "ha-glide")
+
+
+def _pid_changed(server, address, old_pid):
+    pid = engine_pids(server.data_dir).get(address)
+    return pid is not None and pid != old_pid
+
+
+def _synced_replica(address, key, value):
+    try:
+        node = engine(address)
+        info = node.info("replication")
+        return info["role"] == "slave" and info["master_link_status"] == "up" and node.get(key) == value
+    except redis.RedisError:
+        return False
+
+
+def test_a_hung_primary_without_automatic_failover_is_fenced_and_restarted_in_place(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-hang-off", NumCacheClusters=2, **{**HA, "AutomaticFailoverEnabled": False})
+    group = wait_group(ec, "ha-hang-off")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    old = primary_of(group)
+    address = old["ReadEndpoint"]["Address"]
+    hung_pid = engine_pids(server.data_dir)[address]
+    write_replicated(endpoint, "before", "hang", 1)
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung primary to be restarted")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung_pid, signal.SIGCONT)
+    # Fenced with SIGKILL: the stopped process never runs again.
+    wait_for(lambda: not _alive(hung_pid), what="the hung process to be gone")
+    group = wait_group(ec, "ha-hang-off")
+    assert primary_of(group)["CacheClusterId"] == old["CacheClusterId"]
+    wait_for(lambda: _answers_as_primary(endpoint), what="writes through the primary endpoint")
+    assert engine(endpoint).get("before") is None  # restarted empty, as ElastiCache without persistence
+    write_replicated(endpoint, "after", "restart", 1)
+    wait_for(lambda: _all_synced(ec, "ha-hang-off"), what="the replica to resync from the restarted primary")
+    messages = events_of(ec, old["CacheClusterId"])
+    assert any("stopped answering" in m and "restarting it in place; automatic failover is off" in m for m in messages), messages
+    assert any("restarted: it had stopped answering; the node was a primary, so its data was lost" in m for m in messages)
+    ec.delete_replication_group(ReplicationGroupId="ha-hang-off")
+    wait_group_gone(ec, "ha-hang-off")
+
+    # A standalone cluster is watched too: a hang restarts it.
+    ec.create_cache_cluster(CacheClusterId="ha-hang-solo", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    wait_cluster(ec, "ha-hang-solo")
+    address = node_addresses(ec, ["ha-hang-solo"])["ha-hang-solo"]
+    hung_pid = engine_pids(server.data_dir)[address]
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung standalone node to be restarted")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung_pid, signal.SIGCONT)
+    wait_for(lambda: engine(address).ping(), what="the restarted node")
+    assert any("stopped answering" in m for m in events_of(ec, "ha-hang-solo"))
+    ec.delete_cache_cluster(CacheClusterId="ha-hang-solo")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="ha-hang-solo", WaiterConfig={"Delay": 1})
+
+
+def test_a_hung_replica_is_fenced_replaced_and_resyncs(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-hang-rep", NumCacheClusters=2, **HA)
+    group = wait_group(ec, "ha-hang-rep")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    replica = next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "replica")
+    address = replica["ReadEndpoint"]["Address"]
+    hung_pid = engine_pids(server.data_dir)[address]
+    write_replicated(endpoint, "kept", "yes", 1)
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung replica to be replaced")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung_pid, signal.SIGCONT)
+    wait_for(lambda: not _alive(hung_pid), what="the hung process to be gone")
+    wait_for(lambda: _synced_replica(address, "kept", "yes"), what="the new replica to resync")
+    group = wait_group(ec, "ha-hang-rep")
+    assert primary_of(group)["CacheClusterId"] != replica["CacheClusterId"]  # no failover for a replica
+    assert_one_primary_all_replicas_synced(group)
+    messages = events_of(ec, replica["CacheClusterId"])
+    assert any("stopped answering" in m and "fencing it and replacing it" in m for m in messages), messages
+    assert any("restarted: it had stopped answering; it resyncs from the primary" in m for m in messages), messages
+    ec.delete_replication_group(ReplicationGroupId="ha-hang-rep")
+    wait_group_gone(ec, "ha-hang-rep")
