@@ -477,3 +477,36 @@ def test_a_hung_replica_is_fenced_replaced_and_resyncs(server, ec):
     assert any("restarted: it had stopped answering; it resyncs from the primary" in m for m in messages), messages
     ec.delete_replication_group(ReplicationGroupId="ha-hang-rep")
     wait_group_gone(ec, "ha-hang-rep")
+
+
+def test_a_lagging_replica_is_reported_and_not_promoted(server, ec):
+    """Replication link state and offsets are tracked: a replica cut off from its primary is
+    recorded, and a failover promotes the replica holding the most of the stream, even when
+    the zone rule alone would pick the lagging one."""
+    ec.create_replication_group(
+        ReplicationGroupId="ha-lag", NumCacheClusters=3, MultiAZEnabled=True,
+        PreferredCacheClusterAZs=["us-east-1a", "us-east-1b", "us-east-1a"], **HA,
+    )
+    group = wait_group(ec, "ha-lag")
+    assert primary_of(group)["CacheClusterId"] == "ha-lag-001"
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    addresses = node_addresses(ec, ["ha-lag-001", "ha-lag-002", "ha-lag-003"])
+    write_replicated(endpoint, "early", "1", 2)
+    # Cut ha-lag-002 (another zone than the primary: the zone rule's favourite) off its primary.
+    engine(addresses["ha-lag-002"]).execute_command("REPLICAOF", "127.0.0.1", "1")
+    wait_for(lambda: any(m.startswith("Replication link of cache cluster ha-lag-002 to its primary is down")
+                         for m in events_of(ec, "ha-lag-002")), timeout=10, what="the lost link to be recorded")
+    for i in range(100):
+        engine(endpoint).set(f"late:{i}", i)
+    assert engine(endpoint).wait(1, 2000) == 1  # only ha-lag-003 has them
+    kill(server, addresses["ha-lag-001"])
+    wait_for(lambda: _all_synced(ec, "ha-lag"), timeout=20, what="failover and recovery")
+    group = wait_group(ec, "ha-lag")
+    assert primary_of(group)["CacheClusterId"] == "ha-lag-003"
+    assert engine(endpoint).get("late:99") == "99"
+    # Repointed at the new primary, the lagging replica catches up, and that is recorded too.
+    wait_for(lambda: _synced_replica(addresses["ha-lag-002"], "late:99", "99"), what="ha-lag-002 to catch up")
+    wait_for(lambda: any(m.startswith("Replication link of cache cluster ha-lag-002 to its primary is up again")
+                         for m in events_of(ec, "ha-lag-002")), timeout=10, what="the link's return to be recorded")
+    ec.delete_replication_group(ReplicationGroupId="ha-lag")
+    wait_group_gone(ec, "ha-lag")

@@ -123,6 +123,7 @@ class Reconciler:
         self.failover = Failover(self)
         self._rebooted: set[str] = set()  # node keys stopped for a reboot, not yet available again
         self._fenced_hung: set[str] = set()  # node keys killed for not answering, not restarted yet
+        self._links_down: set[str] = set()  # replicas whose lost replication link was recorded
 
     # ------------------------------------------------------------------ wiring
     def on_change(self, kind: type[Resource], region: str, key: str) -> None:
@@ -271,6 +272,7 @@ class Reconciler:
             for node_group in group.node_groups:
                 await self._reconcile_node_group(group, node_group, members)
         self._watch(group)
+        self._note_links(group)
         current = self.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.pending_node_type is not None:
             await self._apply_node_type(current)
@@ -342,6 +344,29 @@ class Reconciler:
             self.health.watch(key, cluster.node.address, cluster.port)
         elif self.health.watching(key):
             self.health.unwatch(key)
+
+    def _note_links(self, group: ReplicationGroup) -> None:
+        """Records a replica whose replication link stays down, and its recovery."""
+        current = self.store.get(ReplicationGroup, group.region, group.group_id) or group
+        primaries = {ng.primary_cluster_id for ng in current.node_groups}
+        for cluster in self.members(current).values():
+            key = node_key(cluster)
+            if cluster.cluster_id in primaries or cluster.status != ClusterStatus.AVAILABLE:
+                continue
+            state = self.health.replication(key)
+            offset = f" at offset {state.offset}" if state is not None else ""
+            if self.health.link_lost(key) and key not in self._links_down:
+                self._links_down.add(key)
+                self.record(
+                    cluster,
+                    f"Replication link of cache cluster {cluster.cluster_id} to its primary is down "
+                    f"({self.health.link_down_for(key):.1f} s){offset}; its data is falling behind",
+                )
+            elif key in self._links_down and state is not None and state.link_up:
+                self._links_down.discard(key)
+                self.record(
+                    cluster, f"Replication link of cache cluster {cluster.cluster_id} to its primary is up again{offset}"
+                )
 
     async def _stop_rebooted_and_hung(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
         """Rebooted nodes and hung ones are stopped here; the rest of the pass starts them again.
@@ -703,6 +728,7 @@ class Reconciler:
         self.verified.pop(key, None)
         self.binds.pop(key, None)
         self.provider.remove(key)
+        self._links_down.discard(key)
         with self.store.transaction() as tx:
             tx.delete(cluster)
             tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} deleted", self.clock.now()))
