@@ -1,11 +1,18 @@
-"""High-availability pieces in isolation: the health probe's replication tracking
-(against a scripted fake engine)."""
+"""High-availability pieces in isolation: the health probe's
+replication tracking (against a scripted fake engine), and the failover's choice of the
+replica to promote when one will not take over."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
+import pytest
+
+from cachefleet.control import failover as failover_module
+from cachefleet.control.failover import Failover
 from cachefleet.control.health import HealthMonitor
+from cachefleet.engine.admin import EngineError
 
 
 # ---------------------------------------------------------------------- health monitor
@@ -110,3 +117,100 @@ async def test_health_monitor_reports_a_primarys_link_as_up():
     finally:
         await monitor.stop()
         await engine.close()
+
+
+# ---------------------------------------------------------------------- failover: promotion
+class FakeAdmin:
+    def __init__(self, offset: int, *, takes_over: bool = True, refuses: bool = False) -> None:
+        self.role = "slave"
+        self.offset = offset
+        self.takes_over = takes_over
+        self.refuses = refuses
+        self.commands: list[tuple[str, ...]] = []
+
+    async def info(self, section: str = "default") -> dict[str, str]:
+        return {"role": self.role, "slave_repl_offset": str(self.offset)}
+
+    async def execute(self, *args: str) -> None:
+        self.commands.append(args)
+        if self.refuses:
+            raise EngineError("ERR Takeover refused")
+        if self.takes_over:
+            self.role = "master"
+
+
+class FakeOps:
+    def __init__(self, admins: dict[str, FakeAdmin]) -> None:
+        self.admins = admins
+        self.events: list[str] = []
+        self.fenced: list[str] = []
+        self.binds: dict[str, list[str]] = {}
+        self.verified: dict[str, int] = {}
+        self.provider = SimpleNamespace(fence=self.fenced.append, stop=self._stop)
+        self.health = SimpleNamespace(unwatch=lambda key: None)
+
+    async def _stop(self, key: str) -> None:
+        pass
+
+    def admin(self, cluster) -> FakeAdmin:
+        return self.admins[cluster.node.address]
+
+    async def drop_admin(self, key: str) -> None:
+        pass
+
+    def record(self, resource, message: str) -> None:
+        self.events.append(message)
+
+
+def _replica(cluster_id: str, zone: str = "us-east-1a"):
+    return SimpleNamespace(cluster_id=cluster_id, availability_zone=zone, node=SimpleNamespace(address=cluster_id))
+
+
+SHARDED = SimpleNamespace(cluster_enabled=True, group_id="g")
+
+
+@pytest.fixture
+def quick_takeover(monkeypatch):
+    monkeypatch.setattr(failover_module, "TAKEOVER_TIMEOUT", 0.05)
+
+
+async def test_a_replica_that_does_not_take_over_is_fenced_and_the_next_one_promoted(quick_takeover):
+    admins = {"r1": FakeAdmin(500, takes_over=False), "r2": FakeAdmin(400), "r3": FakeAdmin(300)}
+    ops = FakeOps(admins)
+    old = _replica("old")
+    chosen = await Failover(ops)._promote_best(SHARDED, [_replica("r3"), _replica("r2"), _replica("r1")], old)
+    # Highest offset first: r1, which never became a primary; then r2, which did. r3 untouched.
+    assert chosen.cluster_id == "r2"
+    assert admins["r1"].commands == [("CLUSTER", "FAILOVER", "TAKEOVER")]
+    assert admins["r2"].role == "master" and admins["r3"].commands == []
+    assert ops.fenced == ["r1"]  # a late takeover of r1 must not make a second primary
+    assert ops.events == [
+        "Replica node r1 did not become a primary within 0.05 s of CLUSTER FAILOVER TAKEOVER; fenced it, trying the next replica"
+    ]
+
+
+async def test_when_no_replica_takes_over_nothing_is_promoted_and_the_last_is_kept(quick_takeover):
+    admins = {"r1": FakeAdmin(500, refuses=True), "r2": FakeAdmin(400, takes_over=False)}
+    ops = FakeOps(admins)
+    chosen = await Failover(ops)._promote_best(SHARDED, [_replica("r1"), _replica("r2")], _replica("old"))
+    assert chosen is None
+    assert ops.fenced == ["r1"]  # the last candidate keeps running: a later attempt looks at it again
+    assert ops.events[0].startswith("Replica node r1 could not be promoted (ERR Takeover refused); fenced it")
+    assert ops.events[1] == "Replica node r2 did not become a primary within 0.05 s of CLUSTER FAILOVER TAKEOVER"
+
+
+async def test_a_takeover_that_went_through_late_is_accepted_on_the_next_attempt(quick_takeover):
+    late = FakeAdmin(500)
+    late.role = "master"
+    ops = FakeOps({"r1": late})
+    chosen = await Failover(ops)._promote_best(SHARDED, [_replica("r1")], _replica("old"))
+    assert chosen.cluster_id == "r1" and late.commands == [] and ops.fenced == []
+
+
+async def test_candidates_rank_by_offset_then_other_zone_then_place():
+    admins = {"a": FakeAdmin(10), "b": FakeAdmin(30), "c": FakeAdmin(30), "d": FakeAdmin(30)}
+    ops = FakeOps(admins)
+    old = _replica("old", "us-east-1a")
+    candidates = [_replica("a", "us-east-1b"), _replica("b"), _replica("c"), _replica("d", "us-east-1c")]
+    ranked = await Failover(ops)._ranked(candidates, old)
+    assert [c.cluster_id for c in ranked] == ["d", "b", "c", "a"]
