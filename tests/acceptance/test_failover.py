@@ -179,19 +179,26 @@ def test_test_failover_cluster_mode_disabled_event_sequence(ec):
     assert new["CacheClusterId"] != old["CacheClusterId"]
     assert engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]).get("kept") == "1"
     assert_one_primary_all_replicas_synced(group)
-    group_events = events_of(ec, "ha-test")
-    node_events = events_of(ec, old["CacheClusterId"])
-    sequence = [
-        next(i for i, m in enumerate(group_events) if m == "Test Failover API called for node group 0001"),
-        next(i for i, m in enumerate(group_events)
-             if m.startswith(f"Failover from primary node {old['CacheClusterId']} to replica node {new['CacheClusterId']} completed")),
-    ]
-    assert sequence == sorted(sequence)
-    recovering = [m for m in node_events if m.startswith("Recovering cache nodes") or m.startswith("Finished recovery")]
-    assert recovering == [f"Recovering cache nodes {old['CacheClusterId']}",
-                          f"Finished recovery for cache nodes {old['CacheClusterId']}: it is a replica in sync with the primary"]
+    _assert_test_failover_sequence(ec, "ha-test", "0001", old["CacheClusterId"], new["CacheClusterId"])
     ec.delete_replication_group(ReplicationGroupId="ha-test")
     wait_group_gone(ec, "ha-test")
+
+
+def _assert_test_failover_sequence(ec, group_id, node_group_id, old, new):
+    """ElastiCache's TestFailover events, each once and in this order (group and node events together)."""
+    wanted = [
+        ("Test Failover API called for node group", f"Test Failover API called for node group {node_group_id}"),
+        ("Failover from primary node", f"Failover from primary node {old} to replica node {new} completed"),
+        ("Recovering cache nodes", f"Recovering cache nodes {old}"),
+        ("Finished recovery", f"Finished recovery for cache nodes {old}: it is a replica in sync with the primary"),
+    ]
+    # All events in the order the service recorded them (several share a timestamp), then ours.
+    pages = ec.get_paginator("describe_events").paginate(Duration=60)
+    events = [e for page in pages for e in page["Events"] if e["SourceIdentifier"] in (group_id, old)]
+    seen = [e["Message"] for e in events if any(e["Message"].startswith(kind) for kind, _ in wanted)]
+    assert len(seen) == len(wanted), seen
+    for message, (_, expected) in zip(seen, wanted, strict=True):
+        assert message.startswith(expected), seen
 
 
 def test_test_failover_cluster_mode_enabled(server, ec):
@@ -209,10 +216,7 @@ def test_test_failover_cluster_mode_enabled(server, ec):
     assert group["NodeGroups"][1]["Slots"] == "8192-16383"
     assert_one_primary_all_replicas_synced(group)
     assert all(client.get(f"s:{i}") == str(i) for i in range(500))
-    messages = events_of(ec, "ha-shards")
-    assert "Test Failover API called for node group 0002" in messages
-    assert any(m.startswith(f"Failover from primary node {old['CacheClusterId']}") for m in messages)
-    assert any(m.startswith("Finished recovery") for m in events_of(ec, old["CacheClusterId"]))
+    _assert_test_failover_sequence(ec, "ha-shards", "0002", old["CacheClusterId"], new["CacheClusterId"])
 
     # kill -9 of a shard's primary: writes to that shard's keys succeed again through the cluster client.
     victim = primary_of(group, 0)
