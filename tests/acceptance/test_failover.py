@@ -514,3 +514,48 @@ def test_a_lagging_replica_is_reported_and_not_promoted(server, ec):
                          for m in events_of(ec, "ha-lag-002")), timeout=10, what="the link's return to be recorded")
     ec.delete_replication_group(ReplicationGroupId="ha-lag")
     wait_group_gone(ec, "ha-lag")
+
+
+def test_redis_cluster_does_not_fail_over_on_its_own(make_server):
+    """With the control plane down, a cluster replica whose primary hangs stays a replica:
+    only Cachefleet (which fences first) promotes. Three shards, so that the two other
+    primaries are a majority that would vote for the replica if it asked."""
+    server = make_server()
+    ec = server.client()
+    ec.create_replication_group(ReplicationGroupId="ha-nofo", NumNodeGroups=3, ReplicasPerNodeGroup=1, **HA)
+    group = wait_group(ec, "ha-nofo", timeout=60)
+    victim = primary_of(group, 0)
+    replica = next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "replica")
+    addresses = [m["ReadEndpoint"]["Address"] for ng in group["NodeGroups"] for m in ng["NodeGroupMembers"]]
+    watcher = engine(replica["ReadEndpoint"]["Address"])
+    victim_id = engine(victim["ReadEndpoint"]["Address"]).execute_command("CLUSTER", "MYID")
+    victim_pid = engine_pids(server.data_dir)[victim["ReadEndpoint"]["Address"]]
+
+    def victim_flags():
+        line = next(raw for raw in watcher.execute_command("CLUSTER", "NODES").splitlines() if raw.startswith(victim_id))
+        return line.split()[2].split(",")
+
+    assert server.stop(signal.SIGTERM) == 0
+    try:
+        # A short node timeout, so that Redis Cluster would fail over within a couple of seconds.
+        for address in addresses:
+            engine(address).config_set("cluster-node-timeout", 1000)
+        os.kill(victim_pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: "fail" in victim_flags(), timeout=10, what="the cluster to mark the hung primary failed")
+            time.sleep(3)  # an election (rank 0) would start within a second of that
+            assert watcher.info("replication")["role"] == "slave"
+            assert "myself" not in victim_flags() and "master" in victim_flags()
+        finally:
+            os.kill(victim_pid, signal.SIGCONT)
+        wait_for(lambda: "fail" not in victim_flags(), timeout=10, what="the primary to be seen healthy again")
+    finally:
+        for address in addresses:
+            with contextlib.suppress(redis.RedisError):
+                engine(address).config_set("cluster-node-timeout", 15000)
+        server.start()
+    ec = server.client()
+    group = wait_group(ec, "ha-nofo")
+    assert primary_of(group, 0)["CacheClusterId"] == victim["CacheClusterId"]
+    ec.delete_replication_group(ReplicationGroupId="ha-nofo")
+    wait_group_gone(ec, "ha-nofo")

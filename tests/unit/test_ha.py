@@ -1,10 +1,11 @@
-"""High-availability pieces in isolation: the health probe's
+"""High-availability pieces in isolation: the rendered cluster config, the health probe's
 replication tracking (against a scripted fake engine), and the failover's choice of the
 replica to promote when one will not take over."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,23 @@ from cachefleet.control import failover as failover_module
 from cachefleet.control.failover import Failover
 from cachefleet.control.health import HealthMonitor
 from cachefleet.engine.admin import EngineError
+from cachefleet.engine.config import NodeConfig, render
+
+
+def _settings(text: str) -> dict[str, str]:
+    lines = [line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")]
+    return {key: value for key, value in lines}
+
+
+def test_cluster_nodes_leave_failover_to_the_control_plane():
+    """Redis Cluster's own failover must never race the control plane's (which fences first)."""
+    base = NodeConfig(address="127.0.0.9", port=6379, directory=Path("/tmp/n"), maxmemory=2**28)
+    sharded = _settings(render(NodeConfig(**{**base.__dict__, "cluster": True})))
+    assert sharded["cluster-enabled"] == "yes"
+    assert sharded["cluster-replica-no-failover"] == "yes"
+    # A replica must not migrate to another shard on its own either.
+    assert sharded["cluster-allow-replica-migration"] == "no"
+    assert "cluster-enabled" not in _settings(render(base))
 
 
 # ---------------------------------------------------------------------- health monitor
