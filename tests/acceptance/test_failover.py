@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -12,7 +13,17 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from helpers import engine, engine_pids, events_of, node_addresses, wait_for, wait_group, wait_group_gone
+from helpers import (
+    engine,
+    engine_pids,
+    events_of,
+    node_addresses,
+    wait_cluster,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+    write_replicated,
+)
 
 HA = {
     "ReplicationGroupDescription": "ha",
@@ -168,19 +179,26 @@ def test_test_failover_cluster_mode_disabled_event_sequence(ec):
     assert new["CacheClusterId"] != old["CacheClusterId"]
     assert engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]).get("kept") == "1"
     assert_one_primary_all_replicas_synced(group)
-    group_events = events_of(ec, "ha-test")
-    node_events = events_of(ec, old["CacheClusterId"])
-    sequence = [
-        next(i for i, m in enumerate(group_events) if m == "Test Failover API called for node group 0001"),
-        next(i for i, m in enumerate(group_events)
-             if m.startswith(f"Failover from primary node {old['CacheClusterId']} to replica node {new['CacheClusterId']} completed")),
-    ]
-    assert sequence == sorted(sequence)
-    recovering = [m for m in node_events if m.startswith("Recovering cache nodes") or m.startswith("Finished recovery")]
-    assert recovering == [f"Recovering cache nodes {old['CacheClusterId']}",
-                          f"Finished recovery for cache nodes {old['CacheClusterId']}: it is a replica in sync with the primary"]
+    _assert_test_failover_sequence(ec, "ha-test", "0001", old["CacheClusterId"], new["CacheClusterId"])
     ec.delete_replication_group(ReplicationGroupId="ha-test")
     wait_group_gone(ec, "ha-test")
+
+
+def _assert_test_failover_sequence(ec, group_id, node_group_id, old, new):
+    """ElastiCache's TestFailover events, each once and in this order (group and node events together)."""
+    wanted = [
+        ("Test Failover API called for node group", f"Test Failover API called for node group {node_group_id}"),
+        ("Failover from primary node", f"Failover from primary node {old} to replica node {new} completed"),
+        ("Recovering cache nodes", f"Recovering cache nodes {old}"),
+        ("Finished recovery", f"Finished recovery for cache nodes {old}: it is a replica in sync with the primary"),
+    ]
+    # All events in the order the service recorded them (several share a timestamp), then ours.
+    pages = ec.get_paginator("describe_events").paginate(Duration=60)
+    events = [e for page in pages for e in page["Events"] if e["SourceIdentifier"] in (group_id, old)]
+    seen = [e["Message"] for e in events if any(e["Message"].startswith(kind) for kind, _ in wanted)]
+    assert len(seen) == len(wanted), seen
+    for message, (_, expected) in zip(seen, wanted, strict=True):
+        assert message.startswith(expected), seen
 
 
 def test_test_failover_cluster_mode_enabled(server, ec):
@@ -198,10 +216,7 @@ def test_test_failover_cluster_mode_enabled(server, ec):
     assert group["NodeGroups"][1]["Slots"] == "8192-16383"
     assert_one_primary_all_replicas_synced(group)
     assert all(client.get(f"s:{i}") == str(i) for i in range(500))
-    messages = events_of(ec, "ha-shards")
-    assert "Test Failover API called for node group 0002" in messages
-    assert any(m.startswith(f"Failover from primary node {old['CacheClusterId']}") for m in messages)
-    assert any(m.startswith("Finished recovery") for m in events_of(ec, old["CacheClusterId"]))
+    _assert_test_failover_sequence(ec, "ha-shards", "0002", old["CacheClusterId"], new["CacheClusterId"])
 
     # kill -9 of a shard's primary: writes to that shard's keys succeed again through the cluster client.
     victim = primary_of(group, 0)
@@ -381,3 +396,166 @@ def test_glide_follows_a_cluster_mode_failover(server, ec, unused):
     wait_for(lambda: _all_synced(ec, "ha-glide"), timeout=30, what="recovery of both shards")
     ec.delete_replication_group(ReplicationGroupId="ha-glide")
     wait_group_gone(ec, "ha-glide")
+
+
+def _pid_changed(server, address, old_pid):
+    pid = engine_pids(server.data_dir).get(address)
+    return pid is not None and pid != old_pid
+
+
+def _synced_replica(address, key, value):
+    try:
+        node = engine(address)
+        info = node.info("replication")
+        return info["role"] == "slave" and info["master_link_status"] == "up" and node.get(key) == value
+    except redis.RedisError:
+        return False
+
+
+def test_a_hung_primary_without_automatic_failover_is_fenced_and_restarted_in_place(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-hang-off", NumCacheClusters=2, **{**HA, "AutomaticFailoverEnabled": False})
+    group = wait_group(ec, "ha-hang-off")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    old = primary_of(group)
+    address = old["ReadEndpoint"]["Address"]
+    hung_pid = engine_pids(server.data_dir)[address]
+    write_replicated(endpoint, "before", "hang", 1)
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung primary to be restarted")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung_pid, signal.SIGCONT)
+    # Fenced with SIGKILL: the stopped process never runs again.
+    wait_for(lambda: not _alive(hung_pid), what="the hung process to be gone")
+    group = wait_group(ec, "ha-hang-off")
+    assert primary_of(group)["CacheClusterId"] == old["CacheClusterId"]
+    wait_for(lambda: _answers_as_primary(endpoint), what="writes through the primary endpoint")
+    assert engine(endpoint).get("before") is None  # restarted empty, as ElastiCache without persistence
+    write_replicated(endpoint, "after", "restart", 1)
+    wait_for(lambda: _all_synced(ec, "ha-hang-off"), what="the replica to resync from the restarted primary")
+    messages = events_of(ec, old["CacheClusterId"])
+    assert any("stopped answering" in m and "restarting it in place; automatic failover is off" in m for m in messages), messages
+    assert any("restarted: it had stopped answering; the node was a primary, so its data was lost" in m for m in messages)
+    ec.delete_replication_group(ReplicationGroupId="ha-hang-off")
+    wait_group_gone(ec, "ha-hang-off")
+
+    # A standalone cluster is watched too: a hang restarts it.
+    ec.create_cache_cluster(CacheClusterId="ha-hang-solo", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    wait_cluster(ec, "ha-hang-solo")
+    address = node_addresses(ec, ["ha-hang-solo"])["ha-hang-solo"]
+    hung_pid = engine_pids(server.data_dir)[address]
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung standalone node to be restarted")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung_pid, signal.SIGCONT)
+    wait_for(lambda: engine(address).ping(), what="the restarted node")
+    assert any("stopped answering" in m for m in events_of(ec, "ha-hang-solo"))
+    ec.delete_cache_cluster(CacheClusterId="ha-hang-solo")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="ha-hang-solo", WaiterConfig={"Delay": 1})
+
+
+def test_a_hung_replica_is_fenced_replaced_and_resyncs(server, ec):
+    ec.create_replication_group(ReplicationGroupId="ha-hang-rep", NumCacheClusters=2, **HA)
+    group = wait_group(ec, "ha-hang-rep")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    replica = next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "replica")
+    address = replica["ReadEndpoint"]["Address"]
+    hung_pid = engine_pids(server.data_dir)[address]
+    write_replicated(endpoint, "kept", "yes", 1)
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung replica to be replaced")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung_pid, signal.SIGCONT)
+    wait_for(lambda: not _alive(hung_pid), what="the hung process to be gone")
+    wait_for(lambda: _synced_replica(address, "kept", "yes"), what="the new replica to resync")
+    group = wait_group(ec, "ha-hang-rep")
+    assert primary_of(group)["CacheClusterId"] != replica["CacheClusterId"]  # no failover for a replica
+    assert_one_primary_all_replicas_synced(group)
+    messages = events_of(ec, replica["CacheClusterId"])
+    assert any("stopped answering" in m and "fencing it and replacing it" in m for m in messages), messages
+    assert any("restarted: it had stopped answering; it resyncs from the primary" in m for m in messages), messages
+    ec.delete_replication_group(ReplicationGroupId="ha-hang-rep")
+    wait_group_gone(ec, "ha-hang-rep")
+
+
+def test_a_lagging_replica_is_reported_and_not_promoted(server, ec):
+    """Replication link state and offsets are tracked: a replica cut off from its primary is
+    recorded, and a failover promotes the replica holding the most of the stream, even when
+    the zone rule alone would pick the lagging one."""
+    ec.create_replication_group(
+        ReplicationGroupId="ha-lag", NumCacheClusters=3, MultiAZEnabled=True,
+        PreferredCacheClusterAZs=["us-east-1a", "us-east-1b", "us-east-1a"], **HA,
+    )
+    group = wait_group(ec, "ha-lag")
+    assert primary_of(group)["CacheClusterId"] == "ha-lag-001"
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    addresses = node_addresses(ec, ["ha-lag-001", "ha-lag-002", "ha-lag-003"])
+    write_replicated(endpoint, "early", "1", 2)
+    # Cut ha-lag-002 (another zone than the primary: the zone rule's favourite) off its primary.
+    engine(addresses["ha-lag-002"]).execute_command("REPLICAOF", "127.0.0.1", "1")
+    wait_for(lambda: any(m.startswith("Replication link of cache cluster ha-lag-002 to its primary is down")
+                         for m in events_of(ec, "ha-lag-002")), timeout=10, what="the lost link to be recorded")
+    for i in range(100):
+        engine(endpoint).set(f"late:{i}", i)
+    assert engine(endpoint).wait(1, 2000) == 1  # only ha-lag-003 has them
+    kill(server, addresses["ha-lag-001"])
+    wait_for(lambda: _all_synced(ec, "ha-lag"), timeout=20, what="failover and recovery")
+    group = wait_group(ec, "ha-lag")
+    assert primary_of(group)["CacheClusterId"] == "ha-lag-003"
+    assert engine(endpoint).get("late:99") == "99"
+    # Repointed at the new primary, the lagging replica catches up, and that is recorded too.
+    wait_for(lambda: _synced_replica(addresses["ha-lag-002"], "late:99", "99"), what="ha-lag-002 to catch up")
+    wait_for(lambda: any(m.startswith("Replication link of cache cluster ha-lag-002 to its primary is up again")
+                         for m in events_of(ec, "ha-lag-002")), timeout=10, what="the link's return to be recorded")
+    ec.delete_replication_group(ReplicationGroupId="ha-lag")
+    wait_group_gone(ec, "ha-lag")
+
+
+def test_redis_cluster_does_not_fail_over_on_its_own(make_server):
+    """With the control plane down, a cluster replica whose primary hangs stays a replica:
+    only Cachefleet (which fences first) promotes. Three shards, so that the two other
+    primaries are a majority that would vote for the replica if it asked."""
+    server = make_server()
+    ec = server.client()
+    ec.create_replication_group(ReplicationGroupId="ha-nofo", NumNodeGroups=3, ReplicasPerNodeGroup=1, **HA)
+    group = wait_group(ec, "ha-nofo", timeout=60)
+    victim = primary_of(group, 0)
+    replica = next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "replica")
+    addresses = [m["ReadEndpoint"]["Address"] for ng in group["NodeGroups"] for m in ng["NodeGroupMembers"]]
+    watcher = engine(replica["ReadEndpoint"]["Address"])
+    victim_id = engine(victim["ReadEndpoint"]["Address"]).execute_command("CLUSTER", "MYID")
+    victim_pid = engine_pids(server.data_dir)[victim["ReadEndpoint"]["Address"]]
+
+    def victim_flags():
+        line = next(raw for raw in watcher.execute_command("CLUSTER", "NODES").splitlines() if raw.startswith(victim_id))
+        return line.split()[2].split(",")
+
+    assert server.stop(signal.SIGTERM) == 0
+    try:
+        # A short node timeout, so that Redis Cluster would fail over within a couple of seconds.
+        for address in addresses:
+            engine(address).config_set("cluster-node-timeout", 1000)
+        os.kill(victim_pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: "fail" in victim_flags(), timeout=10, what="the cluster to mark the hung primary failed")
+            time.sleep(3)  # an election (rank 0) would start within a second of that
+            assert watcher.info("replication")["role"] == "slave"
+            assert "myself" not in victim_flags() and "master" in victim_flags()
+        finally:
+            os.kill(victim_pid, signal.SIGCONT)
+        wait_for(lambda: "fail" not in victim_flags(), timeout=10, what="the primary to be seen healthy again")
+    finally:
+        for address in addresses:
+            with contextlib.suppress(redis.RedisError):
+                engine(address).config_set("cluster-node-timeout", 15000)
+        server.start()
+    ec = server.client()
+    group = wait_group(ec, "ha-nofo")
+    assert primary_of(group, 0)["CacheClusterId"] == victim["CacheClusterId"]
+    ec.delete_replication_group(ReplicationGroupId="ha-nofo")
+    wait_group_gone(ec, "ha-nofo")

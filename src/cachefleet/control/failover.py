@@ -10,7 +10,10 @@ Patroni's rules, in this order, so that a shard never has two primaries:
    (a replica in another availability zone wins a tie) -- a write confirmed with
    ``WAIT 1`` is on at least one replica, hence on the one with the highest offset;
 4. the endpoint moves at once (cluster mode disabled: the primary endpoint address is
-   bound on the new primary; cluster mode enabled: CLUSTER FAILOVER TAKEOVER);
+   bound on the new primary; cluster mode enabled: CLUSTER FAILOVER TAKEOVER). A replica
+   that cannot be promoted (an error, or no primary role within TAKEOVER_TIMEOUT) is fenced
+   in its turn and the next best one is tried; when none is left, the failover is retried
+   on a later pass, and nothing is recorded as the new primary before a node says it is one;
 5. the lost node comes back under the same id as a fresh replica of the new primary
    (the reconciler's next pass starts it and waits for its full sync).
 
@@ -35,7 +38,7 @@ from cachefleet.domain.model import (
     NodeStatus,
     ReplicationGroup,
 )
-from cachefleet.engine.admin import EngineError
+from cachefleet.engine.admin import AdminClient, EngineError
 
 if TYPE_CHECKING:
     from cachefleet.control.reconciler import Reconciler
@@ -43,7 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 5.0
+TAKEOVER_TIMEOUT = 5.0
 RECOVERING = "recovering"
+RETRY_DELAY = 2.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class Failover:
         self, group: ReplicationGroup, node_group: NodeGroup, members: dict[str, CacheCluster], trouble: Trouble
     ) -> bool:
         """Carries out the failover; False if there is no replica to promote (nothing was changed)."""
-        from cachefleet.control.reconciler import node_key
+        from cachefleet.control.reconciler import Retry, node_key
 
         ops = self.ops
         old = members[node_group.primary_cluster_id]
@@ -115,18 +120,19 @@ class Failover:
                 return False
 
         # Fence first: the old primary must not take another write once anything is promoted.
-        ops.provider.fence(old_key)
-        await ops.provider.stop(old_key)
-        ops.health.unwatch(old_key)
-        await ops.drop_admin(old_key)
-        ops.binds.pop(old_key, None)
+        await self._fence(old_key)
 
-        chosen = await self._best(candidates, old)
+        chosen = await self._promote_best(group, candidates, old)
+        if chosen is None and group.cluster_enabled:
+            # Restarting the old primary would bring back an empty node without slots; the
+            # next pass tries the replicas again (one that took over late is accepted then).
+            self._give_up(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
+                                 "no replica took over; trying again")
+            raise Retry(RETRY_DELAY, "no replica took over")
         if chosen is None:
             self._give_up(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
                                  "no replica answered; the old primary will be restarted")
             return False
-        await self._promote(group, chosen)
 
         # The rest of the shard follows on the reconciler's next pass; only the store changes here.
         now = ops.clock.now()
@@ -180,8 +186,33 @@ class Failover:
         except EngineError:
             pass
 
-    async def _best(self, candidates: list[CacheCluster], old: CacheCluster) -> CacheCluster | None:
-        """The candidate with the highest replication offset; another zone than the old primary wins a tie."""
+    async def _promote_best(
+        self, group: ReplicationGroup, candidates: list[CacheCluster], old: CacheCluster
+    ) -> CacheCluster | None:
+        """Promotes the best candidate that can be; one that cannot is fenced before the next is tried
+        (a late TAKEOVER must not make it a second primary). The last one is left running: the
+        next failover attempt looks at it again."""
+        from cachefleet.control.reconciler import node_key
+
+        ranked = await self._ranked(candidates, old)
+        for place, chosen in enumerate(ranked):
+            try:
+                if await self._promote(group, chosen):
+                    return chosen
+                problem = f"did not become a primary within {TAKEOVER_TIMEOUT:g} s of CLUSTER FAILOVER TAKEOVER"
+            except EngineError as error:
+                problem = f"could not be promoted ({error})"
+            last = place == len(ranked) - 1
+            if not last:
+                await self._fence(node_key(chosen))
+            message = f"Replica node {chosen.cluster_id} {problem}" + ("" if last else "; fenced it, trying the next replica")
+            self.ops.record(group, message)
+            log.warning("%s: %s", group.group_id, message)
+        return None
+
+    async def _ranked(self, candidates: list[CacheCluster], old: CacheCluster) -> list[CacheCluster]:
+        """Candidates that answer, best first: the highest replication offset (read now, from each
+        replica); another zone than the old primary wins a tie, then the replica's place in the group."""
         ops = self.ops
         offsets: list[tuple[int, bool, int, CacheCluster]] = []
         for order, candidate in enumerate(candidates):
@@ -190,22 +221,25 @@ class Failover:
             except EngineError:
                 continue
             offsets.append((_offset(info), candidate.availability_zone != old.availability_zone, -order, candidate))
-        if not offsets:
-            return None
-        return max(offsets, key=lambda item: item[:3])[3]
+        return [item[3] for item in sorted(offsets, key=lambda item: item[:3], reverse=True)]
 
-    async def _promote(self, group: ReplicationGroup, chosen: CacheCluster) -> None:
+    async def _fence(self, key: str) -> None:
+        ops = self.ops
+        ops.provider.fence(key)
+        await ops.provider.stop(key)
+        ops.health.unwatch(key)
+        await ops.drop_admin(key)
+        ops.binds.pop(key, None)
+        ops.verified.pop(key, None)
+
+    async def _promote(self, group: ReplicationGroup, chosen: CacheCluster) -> bool:
+        """Makes ``chosen`` the primary; False if it did not become one (cluster mode enabled)."""
         from cachefleet.control.reconciler import Retry, node_key
 
         ops = self.ops
         admin = ops.admin(chosen)
         if group.cluster_enabled:
-            # Takes the slots at once, without asking the other primaries to vote.
-            await admin.execute("CLUSTER", "FAILOVER", "TAKEOVER")
-            deadline = time.monotonic() + 5.0
-            while (await admin.info("replication")).get("role") != "master" and time.monotonic() < deadline:
-                await asyncio.sleep(0.002)
-            return
+            return await _take_over(admin)
         await admin.promote()
         node_group = next(ng for ng in group.node_groups if chosen.cluster_id in ng.member_cluster_ids)
         if node_group.primary_endpoint:
@@ -217,6 +251,7 @@ class Failover:
                 pass
         ops.verified[node_key(chosen)] = ops.provider.pid(node_key(chosen)) or 0
         ops.synced.pop(node_key(chosen), None)  # if it ever follows again, it syncs again first
+        return True
 
     def _give_up(self, group: ReplicationGroup, message: str) -> None:
         ops = self.ops
@@ -226,6 +261,20 @@ class Failover:
                 tx.put(replace(current, failover_request=None))
             tx.add_event(event_for(current, message, ops.clock.now()))
         log.warning("%s", message)
+
+
+async def _take_over(admin: AdminClient) -> bool:
+    """CLUSTER FAILOVER TAKEOVER (the slots at once, without asking the other primaries to vote),
+    then True once the node says it is a primary; False if it does not within TAKEOVER_TIMEOUT."""
+    if (await admin.info("replication")).get("role") == "master":
+        return True  # a takeover asked for on an earlier attempt went through late
+    await admin.execute("CLUSTER", "FAILOVER", "TAKEOVER")
+    deadline = time.monotonic() + TAKEOVER_TIMEOUT
+    while (await admin.info("replication")).get("role") != "master":
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.002)
+    return True
 
 
 def _offset(info: dict[str, str]) -> int:

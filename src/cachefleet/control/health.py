@@ -1,9 +1,15 @@
-"""Hang detection: a persistent connection per watched node, PING every interval.
+"""Hang detection and replication tracking: a persistent connection per node, probed every interval.
 
 A process that exits is seen at once by the provider (pidfd); this catches the ones that
 stay alive but stop answering (SIGSTOP, a stuck disk, an endless script). A node is
-unhealthy after ``failures`` PINGs in a row got no answer within ``timeout``, and healthy
-again after one answer; every change is reported to ``on_change`` so the owner reconciles.
+unhealthy after ``failures`` probes in a row got no answer within ``timeout``, and healthy
+again after one answer.
+
+Every ``info_every``-th probe is ``INFO replication`` instead of ``PING`` (an answer all the
+same), so the role, the replication link state and the offset of every node are known
+within about a second. A replica whose link has been down for ``link_grace`` seconds is a
+*link loss*; its start and its end are reported too. Every change goes to ``on_change`` so
+the owner reconciles.
 """
 
 from __future__ import annotations
@@ -15,11 +21,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cachefleet.engine.admin import parse_info
+
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.2
 TIMEOUT = 0.25
 FAILURES = 2
+INFO_EVERY = 5  # one INFO replication a second at the default interval
+LINK_GRACE = 2.0  # a replica reconnecting after a blip is not worth an event
+
+
+@dataclass(frozen=True)
+class Replication:
+    """What a node last said about its replication (``INFO replication``)."""
+
+    role: str  # "master" or "slave"
+    offset: int  # the replication stream it holds (slave_repl_offset, or master_repl_offset)
+    link_up: bool  # a primary's link is always up; a replica's is master_link_status
+    seen_at: float  # time.monotonic() of the answer
+
+    @classmethod
+    def parse(cls, info: dict[str, str], seen_at: float) -> Replication:
+        role = info.get("role", "")
+        offset = -1
+        for name in ("slave_repl_offset", "master_repl_offset"):
+            value = info.get(name, "")
+            if value.lstrip("-").isdigit():
+                offset = int(value)
+                break
+        link_up = role != "slave" or info.get("master_link_status") == "up"
+        return cls(role=role, offset=offset, link_up=link_up, seen_at=seen_at)
 
 
 class _Probe:
@@ -35,16 +67,38 @@ class _Probe:
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(self.timeout):
-                if self._writer is None or self._reader is None:
-                    self._reader, self._writer = await asyncio.open_connection(self.address, self.port)
-                self._writer.write(b"PING\r\n")
-                line = await self._reader.readline()
+                reader, writer = await self._connection()
+                writer.write(b"PING\r\n")
+                line = await reader.readline()
             if line.startswith(b"+PONG"):
                 return True
         except (OSError, TimeoutError):
             pass
         await self.close()  # a late reply must never be read as the answer to the next PING
         return False
+
+    async def replication(self) -> dict[str, str] | None:
+        """``INFO replication`` as a dict ({} for an error reply: alive, but saying nothing);
+        None if the node did not answer in time."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await self._connection()
+                writer.write(b"INFO replication\r\n")
+                header = await reader.readline()
+                if header.startswith(b"$") and header[1:].strip().isdigit():
+                    body = await reader.readexactly(int(header[1:]) + 2)
+                    return parse_info(body.decode(errors="replace"))
+                if header.startswith(b"-"):
+                    return {}
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        await self.close()
+        return None
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._writer is None or self._reader is None:
+            self._reader, self._writer = await asyncio.open_connection(self.address, self.port)
+        return self._reader, self._writer
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
@@ -59,6 +113,9 @@ class _Watched:
     probe: _Probe
     failures: int = 0
     last_answer: float = field(default_factory=time.monotonic)
+    probes: int = 0
+    replication: Replication | None = None
+    link_down_since: float | None = None
 
 
 class HealthMonitor:
@@ -69,13 +126,18 @@ class HealthMonitor:
         interval: float = INTERVAL,
         timeout: float = TIMEOUT,
         failures: int = FAILURES,
+        info_every: int = INFO_EVERY,
+        link_grace: float = LINK_GRACE,
     ) -> None:
         self._on_change = on_change
         self._interval = interval
         self._timeout = timeout
         self._failures = failures
+        self._info_every = info_every
+        self._link_grace = link_grace
         self._watched: dict[str, _Watched] = {}
         self._unhealthy: set[str] = set()
+        self._link_lost: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def watch(self, key: str, address: str, port: int) -> None:
@@ -85,6 +147,7 @@ class HealthMonitor:
     def unwatch(self, key: str) -> None:
         watched = self._watched.pop(key, None)
         self._unhealthy.discard(key)
+        self._link_lost.discard(key)
         if watched is not None:
             asyncio.get_running_loop().create_task(watched.probe.close())
 
@@ -93,6 +156,21 @@ class HealthMonitor:
 
     def healthy(self, key: str) -> bool:
         return key not in self._unhealthy
+
+    def replication(self, key: str) -> Replication | None:
+        """The node's replication as of its last INFO answer (None before the first)."""
+        watched = self._watched.get(key)
+        return None if watched is None else watched.replication
+
+    def link_lost(self, key: str) -> bool:
+        """Whether this replica's replication link has been down for ``link_grace`` seconds or more."""
+        return key in self._link_lost
+
+    def link_down_for(self, key: str) -> float:
+        watched = self._watched.get(key)
+        if watched is None or watched.link_down_since is None:
+            return 0.0
+        return time.monotonic() - watched.link_down_since
 
     def silent_for(self, key: str) -> float:
         watched = self._watched.get(key)
@@ -123,7 +201,14 @@ class HealthMonitor:
         watched = self._watched.get(key)
         if watched is None:
             return
-        if not await watched.probe.ping():
+        watched.probes += 1
+        info: dict[str, str] | None = None
+        if (watched.probes - 1) % self._info_every == 0:
+            info = await watched.probe.replication()
+            answered = info is not None
+        else:
+            answered = await watched.probe.ping()
+        if not answered:
             watched.failures += 1
             if watched.failures >= self._failures and key not in self._unhealthy and key in self._watched:
                 self._unhealthy.add(key)
@@ -132,7 +217,25 @@ class HealthMonitor:
             return
         watched.failures = 0
         watched.last_answer = time.monotonic()
+        if info and key in self._watched:
+            self._observe(key, watched, Replication.parse(info, watched.last_answer))
         if key in self._unhealthy:
             self._unhealthy.discard(key)
             log.info("node %s answers PING again", key)
+            self._on_change(key)
+
+    def _observe(self, key: str, watched: _Watched, replication: Replication) -> None:
+        watched.replication = replication
+        if replication.link_up:
+            watched.link_down_since = None
+            if key in self._link_lost:
+                self._link_lost.discard(key)
+                log.info("replica %s: replication link up again", key)
+                self._on_change(key)
+            return
+        if watched.link_down_since is None:
+            watched.link_down_since = replication.seen_at
+        if key not in self._link_lost and replication.seen_at - watched.link_down_since >= self._link_grace:
+            self._link_lost.add(key)
+            log.warning("replica %s: replication link down for %.1f s", key, self.link_down_for(key))
             self._on_change(key)

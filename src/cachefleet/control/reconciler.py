@@ -123,6 +123,8 @@ class Reconciler:
         self.health = HealthMonitor(on_change=self._on_health)
         self.failover = Failover(self)
         self._rebooted: set[str] = set()  # node keys stopped for a reboot, not yet available again
+        self._fenced_hung: set[str] = set()  # node keys killed for not answering, not restarted yet
+        self._links_down: set[str] = set()  # replicas whose lost replication link was recorded
 
     # ------------------------------------------------------------------ wiring
     def on_change(self, kind: type[Resource], region: str, key: str) -> None:
@@ -264,13 +266,14 @@ class Reconciler:
             for cluster in members.values():
                 await self.provider.stop(node_key(cluster))
             return
-        await self._reboot_replicas(group, members)
+        await self._stop_rebooted_and_hung(group, members)
         if group.cluster_enabled:
             await self._sharded.reconcile(group, members)
         else:
             for node_group in group.node_groups:
                 await self._reconcile_node_group(group, node_group, members)
         self._watch(group)
+        self._note_links(group)
         current = self.store.get(ReplicationGroup, group.region, group.group_id)
         if current is not None and current.pending_node_type is not None:
             await self._apply_node_type(current)
@@ -348,50 +351,81 @@ class Reconciler:
             raise Retry(0.005, "")
 
     def _watch(self, group: ReplicationGroup) -> None:
-        """Nodes of groups with automatic failover are PINGed, so that a hang is noticed."""
-        current = self.store.get(ReplicationGroup, group.region, group.group_id)
+        """Every running node is probed, so that a hang is noticed and its replication tracked."""
         for cluster in self.members(group).values():
-            key = node_key(cluster)
-            running = self.provider.pid(key) is not None
-            if current is not None and current.automatic_failover == "enabled" and running:
-                self.health.watch(key, cluster.node.address, cluster.port)
-            elif self.health.watching(key):
-                self.health.unwatch(key)
+            self._watch_node(cluster)
 
-    async def _reboot_replicas(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
-        """Rebooted nodes (and, with automatic failover, hung replicas) are stopped here; the
-        rest of the pass starts them again. A rebooting primary is the failover's business."""
+    def _watch_node(self, cluster: CacheCluster) -> None:
+        key = node_key(cluster)
+        if self.provider.pid(key) is not None and cluster.status != ClusterStatus.DELETING:
+            self.health.watch(key, cluster.node.address, cluster.port)
+        elif self.health.watching(key):
+            self.health.unwatch(key)
+
+    def _note_links(self, group: ReplicationGroup) -> None:
+        """Records a replica whose replication link stays down, and its recovery."""
+        current = self.store.get(ReplicationGroup, group.region, group.group_id) or group
+        primaries = {ng.primary_cluster_id for ng in current.node_groups}
+        for cluster in self.members(current).values():
+            key = node_key(cluster)
+            if cluster.cluster_id in primaries or cluster.status != ClusterStatus.AVAILABLE:
+                continue
+            state = self.health.replication(key)
+            offset = f" at offset {state.offset}" if state is not None else ""
+            if self.health.link_lost(key) and key not in self._links_down:
+                self._links_down.add(key)
+                self.record(
+                    cluster,
+                    f"Replication link of cache cluster {cluster.cluster_id} to its primary is down "
+                    f"({self.health.link_down_for(key):.1f} s){offset}; its data is falling behind",
+                )
+            elif key in self._links_down and state is not None and state.link_up:
+                self._links_down.discard(key)
+                self.record(
+                    cluster, f"Replication link of cache cluster {cluster.cluster_id} to its primary is up again{offset}"
+                )
+
+    async def _stop_rebooted_and_hung(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
+        """Rebooted nodes and hung ones are stopped here; the rest of the pass starts them again.
+
+        A hung replica is fenced and replaced by a fresh one that resyncs. A hung primary is
+        the failover's business with automatic failover; without it, the primary is fenced
+        and restarted in place, and its data is lost (as on ElastiCache without persistence).
+        A rebooting primary with a failover request is the failover's business too.
+        """
         primaries = {ng.primary_cluster_id for ng in group.node_groups}
         requested = group.failover_request is not None
+        automatic = group.automatic_failover == "enabled"
         for cluster in members.values():
             key = node_key(cluster)
             if self.provider.pid(key) is None:
                 continue
-            rebooting = (
-                cluster.status == ClusterStatus.REBOOTING
-                and key not in self._rebooted
-                and not (cluster.cluster_id in primaries and requested)
-            )
-            hung = (
-                group.automatic_failover == "enabled"
-                and cluster.cluster_id not in primaries
-                and not self.health.healthy(key)
-            )
-            if rebooting or hung:
-                if rebooting:
-                    self._rebooted.add(key)
-                if hung:
-                    self.record(
-                        cluster,
-                        f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} stopped answering "
-                        f"({self.health.silent_for(key):.1f} s); replacing it",
-                    )
-                self.provider.fence(key)
-                await self.provider.stop(key)
-                self.health.unwatch(key)
-                self.verified.pop(key, None)
-                self.binds.pop(key, None)
-                await self.drop_admin(key)
+            primary = cluster.cluster_id in primaries
+            rebooting = cluster.status == ClusterStatus.REBOOTING and key not in self._rebooted and not (primary and requested)
+            hung = not self.health.healthy(key) and (not primary or not (automatic or requested))
+            if rebooting:
+                self._rebooted.add(key)
+                await self._stop_node(key)
+            elif hung:
+                await self._fence_hung(cluster, "restarting it in place; automatic failover is off" if primary else "replacing it")
+
+    async def _fence_hung(self, cluster: CacheCluster, then: str) -> None:
+        key = node_key(cluster)
+        self.record(
+            cluster,
+            f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} stopped answering "
+            f"({self.health.silent_for(key):.1f} s); fencing it and {then}",
+        )
+        self._fenced_hung.add(key)
+        self.provider.fence(key)
+        await self._stop_node(key)
+
+    async def _stop_node(self, key: str) -> None:
+        await self.provider.stop(key)
+        self.health.unwatch(key)
+        self.verified.pop(key, None)
+        self.binds.pop(key, None)
+        await self.drop_admin(key)
 
     async def _settle_group(self, group: ReplicationGroup) -> None:
         current = self.store.get(ReplicationGroup, group.region, group.group_id)
@@ -598,14 +632,18 @@ class Reconciler:
         ):
             self._rebooted.add(node_key(cluster))
             await self.provider.stop(node_key(cluster), graceful=True)
+            self.health.unwatch(node_key(cluster))
             self.verified.pop(node_key(cluster), None)
             await self.drop_admin(node_key(cluster))
+        if self.provider.pid(node_key(cluster)) is not None and not self.health.healthy(node_key(cluster)):
+            await self._fence_hung(cluster, "restarting it")
         try:
             await self.ensure_running(cluster, replica_of=None)
         except NodeStartFailed as failure:
             await self.node_failed(None, cluster, str(failure))
             return
         self.mark_available(cluster)
+        self._watch_node(cluster)
 
     # ------------------------------------------------------------------ nodes
     async def ensure_running(
@@ -621,12 +659,15 @@ class Reconciler:
         if pid is None:
             quiet = cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING) or cluster.status_reason == RECOVERING
             await self._start_node(cluster, replica_of, sharded=sharded)
+            cause = "it had stopped answering" if key in self._fenced_hung else "its engine process had stopped"
+            # Cluster mode enabled starts every node without replica_of: the record says which it was.
+            was_primary = replica_of is None and (not sharded or self._is_primary(cluster))
+            self._fenced_hung.discard(key)
             if not quiet:
                 self.record(
                     cluster,
-                    f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} restarted: its engine "
-                    "process had stopped"
-                    + ("; the node was a primary, so its data was lost" if replica_of is None else "; it resyncs from the primary"),
+                    f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} restarted: {cause}"
+                    + ("; the node was a primary, so its data was lost" if was_primary else "; it resyncs from the primary"),
                 )
         elif sharded:
             await self._adopt_sharded(cluster)
@@ -726,6 +767,7 @@ class Reconciler:
         self.verified.pop(key, None)
         self.binds.pop(key, None)
         self.provider.remove(key)
+        self._links_down.discard(key)
         with self.store.transaction() as tx:
             tx.delete(cluster)
             tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} deleted", self.clock.now()))

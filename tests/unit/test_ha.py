@@ -1,0 +1,234 @@
+"""High-availability pieces in isolation: the rendered cluster config, the health probe's
+replication tracking (against a scripted fake engine), and the failover's choice of the
+replica to promote when one will not take over."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from cachefleet.control import failover as failover_module
+from cachefleet.control.failover import Failover
+from cachefleet.control.health import HealthMonitor
+from cachefleet.engine.admin import EngineError
+from cachefleet.engine.config import NodeConfig, render
+
+
+def _settings(text: str) -> dict[str, str]:
+    lines = [line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")]
+    return {key: value for key, value in lines}
+
+
+def test_cluster_nodes_leave_failover_to_the_control_plane():
+    """Redis Cluster's own failover must never race the control plane's (which fences first)."""
+    base = NodeConfig(address="127.0.0.9", port=6379, directory=Path("/tmp/n"), maxmemory=2**28)
+    sharded = _settings(render(NodeConfig(**{**base.__dict__, "cluster": True})))
+    assert sharded["cluster-enabled"] == "yes"
+    assert sharded["cluster-replica-no-failover"] == "yes"
+    # A replica must not migrate to another shard on its own either.
+    assert sharded["cluster-allow-replica-migration"] == "no"
+    assert "cluster-enabled" not in _settings(render(base))
+
+
+# ---------------------------------------------------------------------- health monitor
+class FakeEngine:
+    """Answers PING and INFO replication on a loopback port; can hang (stop answering)."""
+
+    def __init__(self) -> None:
+        self.role = "slave"
+        self.link = "up"
+        self.offset = 100
+        self.hung = False
+        self.infos = 0
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                while self.hung:
+                    await asyncio.sleep(0.01)
+                if line.upper().startswith(b"PING"):
+                    writer.write(b"+PONG\r\n")
+                elif line.upper().startswith(b"INFO"):
+                    self.infos += 1
+                    body = (
+                        f"# Replication\r\nrole:{self.role}\r\nmaster_host:127.0.0.1\r\n"
+                        f"master_link_status:{self.link}\r\nslave_repl_offset:{self.offset}\r\n"
+                    ).encode()
+                    writer.write(b"$%d\r\n%s\r\n" % (len(body), body))
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def _until(predicate, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_health_monitor_tracks_replication_link_and_offset():
+    engine = FakeEngine()
+    port = await engine.start()
+    changes: list[str] = []
+    monitor = HealthMonitor(on_change=changes.append, interval=0.02, timeout=0.1, info_every=2, link_grace=0.2)
+    monitor.watch("n1", "127.0.0.1", port)
+    monitor.start()
+    try:
+        await _until(lambda: monitor.replication("n1") is not None)
+        state = monitor.replication("n1")
+        assert (state.role, state.offset, state.link_up) == ("slave", 100, True)
+        assert engine.infos >= 1 and monitor.healthy("n1")
+
+        engine.offset = 250
+        await _until(lambda: monitor.replication("n1").offset == 250)
+
+        # A blip shorter than the grace is not a link loss; a sustained one is, and is reported once.
+        engine.link = "down"
+        await _until(lambda: monitor.replication("n1").link_up is False)
+        assert not monitor.link_lost("n1") and changes == []
+        await _until(lambda: monitor.link_lost("n1"))
+        assert changes == ["n1"] and monitor.link_down_for("n1") >= 0.2
+        await asyncio.sleep(0.1)
+        assert changes == ["n1"]
+
+        engine.link = "up"
+        await _until(lambda: not monitor.link_lost("n1"))
+        assert changes == ["n1", "n1"] and monitor.link_down_for("n1") == 0.0
+
+        # A hang (the process alive, not answering) makes the node unhealthy.
+        engine.hung = True
+        await _until(lambda: not monitor.healthy("n1"))
+        assert changes[-1] == "n1" and monitor.silent_for("n1") > 0.1
+        engine.hung = False
+        await _until(lambda: monitor.healthy("n1"))
+    finally:
+        await monitor.stop()
+        await engine.close()
+
+
+async def test_health_monitor_reports_a_primarys_link_as_up():
+    engine = FakeEngine()
+    engine.role, engine.link = "master", "down"  # a primary has no master link: whatever it says
+    port = await engine.start()
+    monitor = HealthMonitor(on_change=lambda key: None, interval=0.02, timeout=0.1, info_every=1, link_grace=0.05)
+    monitor.watch("p", "127.0.0.1", port)
+    monitor.start()
+    try:
+        await _until(lambda: monitor.replication("p") is not None)
+        await asyncio.sleep(0.15)
+        assert monitor.replication("p").link_up and not monitor.link_lost("p")
+    finally:
+        await monitor.stop()
+        await engine.close()
+
+
+# ---------------------------------------------------------------------- failover: promotion
+class FakeAdmin:
+    def __init__(self, offset: int, *, takes_over: bool = True, refuses: bool = False) -> None:
+        self.role = "slave"
+        self.offset = offset
+        self.takes_over = takes_over
+        self.refuses = refuses
+        self.commands: list[tuple[str, ...]] = []
+
+    async def info(self, section: str = "default") -> dict[str, str]:
+        return {"role": self.role, "slave_repl_offset": str(self.offset)}
+
+    async def execute(self, *args: str) -> None:
+        self.commands.append(args)
+        if self.refuses:
+            raise EngineError("ERR Takeover refused")
+        if self.takes_over:
+            self.role = "master"
+
+
+class FakeOps:
+    def __init__(self, admins: dict[str, FakeAdmin]) -> None:
+        self.admins = admins
+        self.events: list[str] = []
+        self.fenced: list[str] = []
+        self.binds: dict[str, list[str]] = {}
+        self.verified: dict[str, int] = {}
+        self.provider = SimpleNamespace(fence=self.fenced.append, stop=self._stop)
+        self.health = SimpleNamespace(unwatch=lambda key: None)
+
+    async def _stop(self, key: str) -> None:
+        pass
+
+    def admin(self, cluster) -> FakeAdmin:
+        return self.admins[cluster.node.address]
+
+    async def drop_admin(self, key: str) -> None:
+        pass
+
+    def record(self, resource, message: str) -> None:
+        self.events.append(message)
+
+
+def _replica(cluster_id: str, zone: str = "us-east-1a"):
+    return SimpleNamespace(cluster_id=cluster_id, availability_zone=zone, node=SimpleNamespace(address=cluster_id))
+
+
+SHARDED = SimpleNamespace(cluster_enabled=True, group_id="g")
+
+
+@pytest.fixture
+def quick_takeover(monkeypatch):
+    monkeypatch.setattr(failover_module, "TAKEOVER_TIMEOUT", 0.05)
+
+
+async def test_a_replica_that_does_not_take_over_is_fenced_and_the_next_one_promoted(quick_takeover):
+    admins = {"r1": FakeAdmin(500, takes_over=False), "r2": FakeAdmin(400), "r3": FakeAdmin(300)}
+    ops = FakeOps(admins)
+    old = _replica("old")
+    chosen = await Failover(ops)._promote_best(SHARDED, [_replica("r3"), _replica("r2"), _replica("r1")], old)
+    # Highest offset first: r1, which never became a primary; then r2, which did. r3 untouched.
+    assert chosen.cluster_id == "r2"
+    assert admins["r1"].commands == [("CLUSTER", "FAILOVER", "TAKEOVER")]
+    assert admins["r2"].role == "master" and admins["r3"].commands == []
+    assert ops.fenced == ["r1"]  # a late takeover of r1 must not make a second primary
+    assert ops.events == [
+        "Replica node r1 did not become a primary within 0.05 s of CLUSTER FAILOVER TAKEOVER; fenced it, trying the next replica"
+    ]
+
+
+async def test_when_no_replica_takes_over_nothing_is_promoted_and_the_last_is_kept(quick_takeover):
+    admins = {"r1": FakeAdmin(500, refuses=True), "r2": FakeAdmin(400, takes_over=False)}
+    ops = FakeOps(admins)
+    chosen = await Failover(ops)._promote_best(SHARDED, [_replica("r1"), _replica("r2")], _replica("old"))
+    assert chosen is None
+    assert ops.fenced == ["r1"]  # the last candidate keeps running: a later attempt looks at it again
+    assert ops.events[0].startswith("Replica node r1 could not be promoted (ERR Takeover refused); fenced it")
+    assert ops.events[1] == "Replica node r2 did not become a primary within 0.05 s of CLUSTER FAILOVER TAKEOVER"
+
+
+async def test_a_takeover_that_went_through_late_is_accepted_on_the_next_attempt(quick_takeover):
+    late = FakeAdmin(500)
+    late.role = "master"
+    ops = FakeOps({"r1": late})
+    chosen = await Failover(ops)._promote_best(SHARDED, [_replica("r1")], _replica("old"))
+    assert chosen.cluster_id == "r1" and late.commands == [] and ops.fenced == []
+
+
+async def test_candidates_rank_by_offset_then_other_zone_then_place():
+    admins = {"a": FakeAdmin(10), "b": FakeAdmin(30), "c": FakeAdmin(30), "d": FakeAdmin(30)}
+    ops = FakeOps(admins)
+    old = _replica("old", "us-east-1a")
+    candidates = [_replica("a", "us-east-1b"), _replica("b"), _replica("c"), _replica("d", "us-east-1c")]
+    ranked = await Failover(ops)._ranked(candidates, old)
+    assert [c.cluster_id for c in ranked] == ["d", "b", "c", "a"]
