@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
@@ -15,8 +16,9 @@ from cachefleet.domain import metrics
 from cachefleet.domain.alarms import AlarmState, MetricAlarm, evaluate
 from cachefleet.domain.errors import ValidationError
 from cachefleet.domain.metrics import Expression, Labelled, MetricId, Samples
-from cachefleet.domain.model import Region
-from cachefleet.monitor import catalog
+from cachefleet.domain.model import LogDelivery, Region
+from cachefleet.monitor import catalog, logs
+from cachefleet.monitor.logs import LogSource
 from cachefleet.monitor.sampler import (
     CORES,
     TICKS_PER_SECOND,
@@ -27,6 +29,7 @@ from cachefleet.monitor.sampler import (
     system_uptime,
 )
 from cachefleet.monitor.timeseries import MINUTE_SLOTS, SECOND_SLOTS, RingFile, SeriesKey, TimeSeriesStore
+from helpers import free_port
 
 T0 = 1_800_000_000  # a whole minute
 
@@ -383,3 +386,63 @@ def test_store_keeps_three_hours_of_seconds_and_fifteen_days_of_minutes(tmp_path
     assert store.samples("us-east-1", metric, first_minute, first_minute + 60, step=60).timestamps == []
     store.close()
 
+
+def test_log_delivery_turned_on_for_a_running_node_starts_from_then(tmp_path, monkeypatch):
+    """A new node's engine log is delivered from its start; turned off and on again (or added next
+    to another log type), only what the engine logs from then on is delivered, nothing is replayed."""
+    engine_log = tmp_path / "engine.log"
+    delivered = tmp_path / "logs" / "cloudwatch-logs" / "us-east-1" / "%2Fg" / "c-001-0001-engine-log.log"
+    engine_delivery = LogDelivery("engine-log", "cloudwatch-logs", "/g", "text")
+    slow_delivery = LogDelivery("slow-log", "cloudwatch-logs", "/g-slow", "json")  # no engine listens: nothing read
+    current: list[tuple[LogDelivery, ...]] = [(engine_delivery,)]
+    age = [1.0]
+    closed_port = free_port()
+    monkeypatch.setattr(logs, "_process_age", lambda pid: age[0])
+
+    def source() -> list[LogSource]:
+        return [LogSource(key="k", region="us-east-1", cluster_id="c-001", node_id="0001", address="127.0.0.1",
+                          port=closed_port, pid=4242, engine_log=engine_log, deliveries=current[0])]
+
+    def append(message: str) -> None:
+        with open(engine_log, "a") as handle:
+            handle.write(f"4242:M 29 Nov 2026 14:00:00.000 * {message}\n")
+
+    def messages() -> list[str]:
+        return [line.rsplit(",", 1)[1] for line in delivered.read_text().splitlines()] if delivered.exists() else []
+
+    async def scenario() -> None:
+        deliverer = logs.LogDeliverer(tmp_path / "logs", source)
+
+        async def tick() -> None:
+            deliverer.on_tick(0)
+            while deliverer._busy:
+                await asyncio.sleep(0.005)
+
+        append("started")
+        await tick()
+        assert messages() == ["started"]  # a node seen in its first seconds: from its start
+        age[0] = 3600.0
+        append("one")
+        await tick()
+        assert messages() == ["started", "one"]
+        current[0] = ()  # ModifyReplicationGroup: engine-log off
+        await tick()
+        append("while off")
+        await tick()
+        current[0] = (engine_delivery,)  # ... and on again
+        await tick()
+        append("back on")
+        await tick()
+        assert messages() == ["started", "one", "back on"]
+        current[0] = (slow_delivery,)  # engine-log off, the node still delivers its slow log
+        await tick()
+        append("off again")
+        await tick()
+        current[0] = (slow_delivery, engine_delivery)
+        await tick()
+        append("on again")
+        await tick()
+        assert messages() == ["started", "one", "back on", "on again"]
+        await deliverer.stop()
+
+    asyncio.run(scenario())
