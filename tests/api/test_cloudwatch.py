@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import events_of, raw_call, wait_for, wait_group, wait_group_gone
+from helpers import events_of, free_port, raw_call, wait_for, wait_group, wait_group_gone
 
 AWS = str(Path(sys.executable).with_name("aws"))
 SETS, GETS, EXISTING = 3000, 5000, 3000  # GET k0..k4999 where k0..k2999 exist: 3000 hits, 2000 misses
@@ -265,14 +265,14 @@ def test_prometheus_exposition_carries_every_node(server, loaded):
 class Webhook:
     """A tiny HTTP server that records the JSON documents POSTed to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int = 200) -> None:
         received = self.received = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -328,10 +328,14 @@ def test_alarm_on_connections_goes_to_alarm_and_calls_its_webhook(server):
             "AlarmHistoryItems"] if h["HistoryItemType"] == "Action"], timeout=10, what="action history")
         assert any(summary.startswith("Successfully executed action http://127.0.0.1") for summary in history)
         assert any("Alarm updated from OK to ALARM" in m for m in events_of(ec, "alarmed-001"))
-        # An alarm on a metric nobody publishes is allowed, and stays INSUFFICIENT_DATA.
+        # An alarm on a metric nobody publishes is allowed, is evaluated (periods have ended since it
+        # was created) and stays INSUFFICIENT_DATA, with the evaluation's reason.
         unknown = cw.describe_alarms(AlarmNames=["alarmed-unknown"])["MetricAlarms"][0]
         assert unknown["StateValue"] == "INSUFFICIENT_DATA"
-        assert unknown["StateReason"].startswith(("Insufficient Data", "Unchecked"))
+        assert unknown["StateReason"] == "Insufficient Data: 1 datapoint was unknown."
+        evaluated = json.loads(unknown["StateReasonData"])
+        assert evaluated["recentDatapoints"] == [] and len(evaluated["evaluatedDatapoints"]) == 1
+        assert "value" not in evaluated["evaluatedDatapoints"][0]
         assert [a["AlarmName"] for a in cw.describe_alarms(StateValue="ALARM", AlarmNamePrefix="alarmed-")["MetricAlarms"]] == [
             "alarmed-connections"]
         listed = cw.describe_alarms_for_metric(MetricName="CurrConnections", Namespace="AWS/ElastiCache",
@@ -353,6 +357,7 @@ def test_alarm_on_connections_goes_to_alarm_and_calls_its_webhook(server):
         assert len(hook.received) == calls
         assert cw.describe_alarms(AlarmNames=["alarmed-connections"])["MetricAlarms"][0]["ActionsEnabled"] is False
         cw.enable_alarm_actions(AlarmNames=["alarmed-connections"])
+        assert cw.describe_alarms(AlarmNames=["alarmed-connections"])["MetricAlarms"][0]["ActionsEnabled"] is True
         cw.delete_alarms(AlarmNames=["alarmed-connections", "alarmed-unknown"])
         assert cw.describe_alarms(AlarmNamePrefix="alarmed-")["MetricAlarms"] == []
     finally:
@@ -361,3 +366,93 @@ def test_alarm_on_connections_goes_to_alarm_and_calls_its_webhook(server):
         hook.close()
         ec.delete_replication_group(ReplicationGroupId="alarmed")
         wait_group_gone(ec, "alarmed")
+
+
+def alarm_without_data(cw, name: str, **extra) -> None:
+    """An alarm on a metric nobody publishes: with TreatMissingData=ignore it keeps the state it is set to."""
+    cw.put_metric_alarm(AlarmName=name, Namespace="AWS/ElastiCache", MetricName="NoSuchMetric", Statistic="Maximum",
+                        Period=10, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
+                        Dimensions=node_dimensions("nobody-001"), **extra)
+
+
+def action_history(cw, name: str) -> list[str]:
+    items = cw.describe_alarm_history(AlarmName=name, HistoryItemType="Action")["AlarmHistoryItems"]
+    return [item["HistorySummary"] for item in items]
+
+
+def test_alarm_actions_can_be_disabled_and_enabled(server):
+    cw = server.client("cloudwatch")
+    hook = Webhook()
+    try:
+        alarm_without_data(cw, "toggled", TreatMissingData="ignore", AlarmActions=[hook.url], OKActions=[hook.url])
+
+        def enabled() -> bool:
+            return cw.describe_alarms(AlarmNames=["toggled"])["MetricAlarms"][0]["ActionsEnabled"]
+
+        assert enabled() is True
+        cw.disable_alarm_actions(AlarmNames=["toggled"])
+        assert enabled() is False
+        cw.set_alarm_state(AlarmName="toggled", StateValue="ALARM", StateReason="while disabled")
+        time.sleep(2)  # a delivery would have been made by now
+        assert hook.received == [] and action_history(cw, "toggled") == []
+        assert cw.describe_alarms(AlarmNames=["toggled"])["MetricAlarms"][0]["StateValue"] == "ALARM"
+
+        cw.enable_alarm_actions(AlarmNames=["toggled"])
+        assert enabled() is True
+        cw.set_alarm_state(AlarmName="toggled", StateValue="OK", StateReason="while enabled")
+        notice = wait_for(lambda: hook.received, timeout=10, what="webhook call")[0]
+        assert (notice["AlarmName"], notice["OldStateValue"], notice["NewStateValue"]) == ("toggled", "ALARM", "OK")
+        assert notice["NewStateReason"] == "while enabled"
+        assert wait_for(lambda: action_history(cw, "toggled"), timeout=10, what="action history") == [
+            f"Successfully executed action {hook.url}"]
+        summaries = [h["HistorySummary"] for h in cw.describe_alarm_history(
+            AlarmName="toggled", HistoryItemType="ConfigurationUpdate")["AlarmHistoryItems"]]
+        assert 'Alarm "toggled" disabled actions' in summaries and 'Alarm "toggled" enabled actions' in summaries
+    finally:
+        hook.close()
+        cw.delete_alarms(AlarmNames=["toggled"])
+
+
+def test_failed_deliveries_are_recorded_in_the_alarm_history(server):
+    cw = server.client("cloudwatch")
+    refusing = Webhook(status=500)
+    nobody = f"http://127.0.0.1:{free_port()}/hook"
+    topic = "arn:aws:sns:us-east-1:123456789012:ops"
+    try:
+        alarm_without_data(cw, "undeliverable", TreatMissingData="ignore", AlarmActions=[refusing.url, nobody, topic])
+        cw.set_alarm_state(AlarmName="undeliverable", StateValue="ALARM", StateReason="testing failures")
+        # Three attempts each (with pauses) before a webhook delivery is given up.
+        history = wait_for(lambda: len(found := action_history(cw, "undeliverable")) == 3 and found, timeout=20,
+                           interval=0.5, what="three failed actions")
+        by_action = {next(a for a in (refusing.url, nobody, topic) if f"action {a}." in summary): summary
+                     for summary in history}
+        assert by_action[refusing.url] == f"Failed to execute action {refusing.url}. Received error: HTTP 500"
+        assert by_action[nobody].startswith(f"Failed to execute action {nobody}. Received error: ")
+        assert by_action[nobody] != f"Failed to execute action {nobody}. Received error: "
+        assert by_action[topic] == (f"Failed to execute action {topic}. Received error: Cachefleet delivers only http(s):// "
+                                    "webhook actions")
+        assert len(refusing.received) == 3  # retried
+        assert refusing.received[0]["NewStateValue"] == "ALARM"
+        items = cw.describe_alarm_history(AlarmName="undeliverable", HistoryItemType="Action")["AlarmHistoryItems"]
+        assert {json.loads(item["HistoryData"])["actionState"] for item in items} == {"Failed"}
+    finally:
+        refusing.close()
+        cw.delete_alarms(AlarmNames=["undeliverable"])
+
+
+def test_insufficient_data_actions_run_when_data_stops(server):
+    cw = server.client("cloudwatch")
+    hook = Webhook()
+    try:
+        alarm_without_data(cw, "starved", InsufficientDataActions=[hook.url])
+        cw.set_alarm_state(AlarmName="starved", StateValue="OK", StateReason="set by hand")
+        # The next evaluation finds no datapoint: INSUFFICIENT_DATA, and its action is called.
+        notice = wait_for(lambda: hook.received, timeout=25, interval=0.2, what="INSUFFICIENT_DATA action")[0]
+        assert (notice["AlarmName"], notice["OldStateValue"], notice["NewStateValue"]) == ("starved", "OK", "INSUFFICIENT_DATA")
+        assert notice["NewStateReason"] == "Insufficient Data: 1 datapoint was unknown."
+        assert notice["InsufficientDataActions"] == [hook.url]
+        alarm = cw.describe_alarms(AlarmNames=["starved"])["MetricAlarms"][0]
+        assert alarm["StateValue"] == "INSUFFICIENT_DATA"
+    finally:
+        hook.close()
+        cw.delete_alarms(AlarmNames=["starved"])

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,16 +22,68 @@ from helpers import engine, free_port, wait_for, wait_group
 CACHEFLEET = str(Path(sys.executable).with_name("cachefleet"))
 
 
-def run(
-    endpoint: str | None, *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    """Runs the installed `cachefleet` with no AWS credentials or config of the user's."""
+def clean_env(endpoint: str | None, home: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without AWS credentials or config of the user's."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CACHEFLEET_"))}
     clean.update(HOME=str(home), COLUMNS="200", AWS_CONFIG_FILE=str(home / "none"), AWS_SHARED_CREDENTIALS_FILE=str(home / "none"))
     if endpoint is not None:
         clean["CACHEFLEET_ENDPOINT"] = endpoint
     clean.update(env or {})
-    return subprocess.run([CACHEFLEET, *args], capture_output=True, text=True, env=clean, timeout=timeout, stdin=subprocess.DEVNULL)
+    return clean
+
+
+def run(
+    endpoint: str | None, *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Runs the installed `cachefleet` with no AWS credentials or config of the user's."""
+    return subprocess.run([CACHEFLEET, *args], capture_output=True, text=True, env=clean_env(endpoint, home, env),
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def in_terminal(endpoint: str, *args: str, home: Path, after: str, action: Callable[[], None], timeout: float = 60) -> str:
+    """Runs `cachefleet` on a pseudo-terminal (as a user sees it); calls ``action`` once ``after`` is on
+    the screen. Returns everything written to the terminal."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([CACHEFLEET, *args], stdin=terminal, stdout=terminal, stderr=terminal,
+                               env=clean_env(endpoint, home, {"LINES": "50"}), close_fds=True)
+    os.close(terminal)
+    screen = b""
+    acted = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([controller], [], [], 0.2)[0]:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the command has exited and closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+            if not acted and after.encode() in screen:
+                acted = True
+                action()
+        assert process.wait(timeout=10) == 0, screen.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    assert acted, screen.decode(errors="replace")
+    return ANSI.sub("", screen.decode(errors="replace"))
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def gets_per_second(render: str) -> float:
+    """The Gets/s cell of the first node's row in one drawing of `top`'s table."""
+    row = next(line for line in render.splitlines() if "climetrics-001/0001" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]  # Node, Role, Ops/s, Gets/s, ...
+    return 0.0 if cells[3] == "-" else float(cells[3])
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -109,6 +165,34 @@ def test_create_show_connect_scale_events_delete(cli, ec):
     assert "clilife" not in ok(cli("ls"))
 
 
+def test_create_redis_of_a_node_type_and_events_of_everything(cli, ec):
+    created = cli("create", "cliredis", "--engine", "redis", "--node-type", "cache.t4g.small", "--wait")
+    ok(created)
+    assert "1/1 nodes available" in created.stderr
+    group = ec.describe_replication_groups(ReplicationGroupId="cliredis")["ReplicationGroups"][0]
+    assert (group["Status"], group["CacheNodeType"]) == ("available", "cache.t4g.small")
+    cluster = ec.describe_cache_clusters(CacheClusterId="cliredis-001")["CacheClusters"][0]
+    assert (cluster["Engine"], cluster["CacheNodeType"]) == ("redis", "cache.t4g.small")
+    assert cluster["EngineVersion"].startswith("7.0")
+    # The node really is Redis OSS, sized as the node type (1.37 GiB).
+    node = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+    server_info = node.info("server")
+    assert str(server_info["redis_version"]).startswith("7.0") and "valkey_version" not in server_info
+    assert int(node.config_get("maxmemory")["maxmemory"]) == round(1.37 * 1024**3)
+    node.close()
+    connected = cli("connect", "cliredis", "ping")
+    assert ok(connected).strip() == "PONG" and "redis-cli" in connected.stderr  # with the engine's own CLI
+
+    # events without NAME: every source of the region, the same as DescribeEvents says.
+    listed = ok(cli("events"))
+    assert "Events in us-east-1" in listed
+    assert next(line for line in listed.splitlines() if "cliredis" in line)
+    from_api = {(e["SourceIdentifier"], e["Message"]) for e in ec.describe_events(Duration=60, MaxRecords=100)["Events"]}
+    shown = {(e["source"], e["message"]) for e in json.loads(ok(cli("events", "--json")))}
+    assert from_api <= shown and {"cliredis", "cliredis-001"} <= {source for source, _ in shown}
+    ok(cli("delete", "cliredis", "--wait"))
+
+
 def test_standalone_cluster_in_ls_show_connect_delete(cli, ec):
     ec.create_cache_cluster(CacheClusterId="clisolo", Engine="valkey", CacheNodeType="cache.t4g.micro")
     wait_for(lambda: json.loads(ok(cli("show", "clisolo", "--json")))["status"] == "available", what="clisolo available")
@@ -188,7 +272,7 @@ def test_refusals_print_the_api_message(cli, ec):
     ok(cli("delete", "cliblocked", "--wait"))
 
 
-def test_metrics_and_top_show_real_data(cli, ec):
+def test_metrics_and_top_show_real_data(cli, ec, server, tmp_path):
     """A known load of GETs shows up in `metrics` (CloudWatch Sum) and in `top`."""
     import json as jsonlib
 
@@ -212,6 +296,36 @@ def test_metrics_and_top_show_real_data(cli, ec):
     assert 300 <= total_gets() <= 310  # the GETs above (and nothing much else)
     table = ok(cli("top", "climetrics", "--iterations", "1", "--interval", "1"))
     assert "climetrics-001" in table
+    # A misspelt metric is named as unknown, with the closest names; not "No data points".
+    refused = failed(cli("metrics", "climetrics", "CurrConection"), "climetrics has no metric 'CurrConection'",
+                     "Did you mean 'CurrConnections'", code=2)
+    assert "No data points" not in refused
+
+    # top in a terminal redraws the table with fresh figures: idle at first, then under a load started
+    # once the first table is on the screen.
+    stop = threading.Event()
+
+    def load() -> None:
+        client = redis.Redis(host=address)
+        while not stop.is_set():
+            pipe = client.pipeline(transaction=False)
+            for _ in range(200):
+                pipe.get("k")
+            pipe.execute()
+        client.close()
+
+    loader = threading.Thread(target=load, daemon=True)
+    try:
+        screen = in_terminal(server.url, "top", "climetrics", "--iterations", "2", "--interval", "3", home=tmp_path,
+                             after="every node, last 1 s", action=loader.start)
+    finally:
+        stop.set()
+        if loader.is_alive():
+            loader.join(timeout=10)
+    node.close()
+    renders = [gets_per_second(part) for part in screen.split("every node, last 1 s")[1:]]
+    assert len(renders) >= 2, screen  # drawn, then redrawn in place
+    assert renders[0] < 50 and renders[-1] > 500, renders
     ok(cli("delete", "climetrics", "--wait"))
 
 

@@ -13,6 +13,11 @@ from playwright.sync_api import expect
 from helpers import engine, wait_group, wait_group_gone
 
 AVAILABLE_TIMEOUT = 30_000
+# The CurrConnections chart's number of data points and newest timestamp (ISO, so strings compare in time order).
+CHART_STATE = """() => {
+  const chart = document.querySelector('#metrics .chart[data-metric="CurrConnections"]');
+  return JSON.stringify({points: Number(chart.dataset.points), last: chart.dataset.last});
+}"""
 
 
 def test_create_a_group_see_it_available_with_nodes_and_endpoints_then_delete_it(server, ec, page, screenshot):
@@ -117,6 +122,11 @@ def test_scale_and_fail_over_from_the_page(server, page, screenshot):
         """() => Number(document.querySelector('#metrics .chart[data-metric="CurrConnections"]')?.dataset.points || 0) > 0""",
         timeout=60_000,
     )
+    # ... and update live: a later poll brings a newer data point, without reloading the page.
+    first = json.loads(page.evaluate(CHART_STATE))
+    page.wait_for_function(f"() => JSON.parse(({CHART_STATE})()).last > {json.dumps(first['last'])}", timeout=45_000)
+    later = json.loads(page.evaluate(CHART_STATE))
+    assert later["points"] > first["points"] and later["last"] > first["last"]
     screenshot(page, "metrics")
     assert "Traceback" not in page.content()
     ec.delete_replication_group(ReplicationGroupId="webscale")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import click
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from click.testing import CliRunner
 
-from cachefleet.cli.commands import _duration, _period_for, _valid_period, top_table
+from cachefleet.cli import main as cli_main
+from cachefleet.cli.commands import _check_metric_name, _duration, _period_for, _valid_period, top_table
 from cachefleet.client.fleet import ApiFailure, _cluster_view, _group_view, connect_options, translate
 
 
@@ -105,3 +108,41 @@ def test_top_turns_sums_into_rates_per_node():
     assert cells["Gets/s"] == ["60", "-"]
     assert cells["Memory"] == ["3.0 MiB", "-"]
     assert cells["Lag"] == ["-", "0.2 s"]
+
+
+@pytest.mark.parametrize(
+    ("args", "environment", "expected"),
+    [
+        (["ls"], {}, "http://127.0.0.1:8379"),  # neither: the default `cachefleet up` listens on
+        (["ls"], {"CACHEFLEET_ENDPOINT": "http://10.0.0.5:9000"}, "http://10.0.0.5:9000"),
+        (["--endpoint-url", "http://option:1", "ls"], {"CACHEFLEET_ENDPOINT": "http://env:2"}, "http://option:1"),
+    ],
+)
+def test_the_cli_finds_the_server_by_option_then_environment_then_default(monkeypatch, args, environment, expected):
+    made: list[str] = []
+
+    class Recorder:
+        def __init__(self, endpoint_url: str, region: str | None) -> None:
+            made.append(endpoint_url)
+            self.region = region or "us-east-1"
+
+        def overview(self) -> list:
+            return []
+
+    monkeypatch.setattr(cli_main, "Fleet", Recorder)
+    result = CliRunner().invoke(cli_main.main, args, env={"CACHEFLEET_ENDPOINT": None, **environment})
+    assert result.exit_code == 0, result.output
+    assert made == [expected]
+    assert "No replication groups" in result.output
+
+
+def test_a_misspelt_metric_name_is_refused_with_a_suggestion():
+    known = ["CPUUtilization", "CurrConnections", "CurrItems", "GetTypeCmds", "NewConnections"]
+    _check_metric_name("CurrConnections", known, "g")  # known: fine
+    _check_metric_name("Anything", [], "g")  # nothing sampled yet: nothing to compare with
+    with pytest.raises(click.BadParameter, match=r"g has no metric 'CurrConection' .*Did you mean 'CurrConnections'"):
+        _check_metric_name("CurrConection", known, "g")
+    with pytest.raises(click.BadParameter, match="Did you mean 'CPUUtilization'"):
+        _check_metric_name("cpuutilization", known, "g")
+    with pytest.raises(click.BadParameter, match="publish 5 metrics, for example CPUUtilization"):
+        _check_metric_name("Zzz", known, "g")

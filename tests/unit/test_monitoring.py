@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -12,10 +16,20 @@ from cachefleet.domain import metrics
 from cachefleet.domain.alarms import AlarmState, MetricAlarm, evaluate
 from cachefleet.domain.errors import ValidationError
 from cachefleet.domain.metrics import Expression, Labelled, MetricId, Samples
-from cachefleet.domain.model import Region
-from cachefleet.monitor import catalog
-from cachefleet.monitor.sampler import Raw, derive, parse_info
-from cachefleet.monitor.timeseries import RingFile, SeriesKey, TimeSeriesStore
+from cachefleet.domain.model import LogDelivery, Region
+from cachefleet.monitor import catalog, logs
+from cachefleet.monitor.logs import LogSource
+from cachefleet.monitor.sampler import (
+    CORES,
+    TICKS_PER_SECOND,
+    Raw,
+    derive,
+    parse_info,
+    read_process,
+    system_uptime,
+)
+from cachefleet.monitor.timeseries import MINUTE_SLOTS, SECOND_SLOTS, RingFile, SeriesKey, TimeSeriesStore
+from helpers import free_port
 
 T0 = 1_800_000_000  # a whole minute
 
@@ -111,6 +125,30 @@ def test_m_out_of_n_goes_to_alarm_with_cloudwatchs_reason():
 
 
 @pytest.mark.parametrize(
+    ("operator", "breaching", "words", "negation"),
+    [
+        ("GreaterThanThreshold", {11.0}, "greater than", "not greater than"),
+        ("GreaterThanOrEqualToThreshold", {10.0, 11.0}, "greater than or equal to", "not greater than or equal to"),
+        ("LessThanThreshold", {9.0}, "less than", "not less than"),
+        ("LessThanOrEqualToThreshold", {9.0, 10.0}, "less than or equal to", "not less than or equal to"),
+    ],
+)
+def test_every_comparison_operator(operator, breaching, words, negation):
+    single = alarm(comparison_operator=operator, evaluation_periods=1, datapoints_to_alarm=1)  # threshold 10
+    for value in (9.0, 10.0, 11.0):
+        result = evaluate(single, window(value), now=NOW)
+        if value in breaching:
+            assert result.state == AlarmState.ALARM, value
+            assert f"] was {words} the threshold (10.0)" in result.reason
+        else:
+            assert result.state == AlarmState.OK, value
+            assert f"] was {negation} the threshold (10.0)" in result.reason
+    # M out of N counts the breaching datapoints by the same rule.
+    assert evaluate(alarm(comparison_operator=operator), window(9, 10, 11), now=NOW).state == (
+        AlarmState.ALARM if len(breaching) >= 2 else AlarmState.OK)
+
+
+@pytest.mark.parametrize(
     ("treat", "values", "expected"),
     [
         ("missing", (None, None, None), AlarmState.INSUFFICIENT_DATA),
@@ -137,23 +175,25 @@ connected_clients:{clients}\r
 # Memory\r
 used_memory:{used}\r
 maxmemory:1000000\r
-mem_fragmentation_ratio:1.5\r
+mem_fragmentation_ratio:{fragmentation}\r
 # Stats\r
 total_connections_received:{conns}\r
 total_net_input_bytes:{net_in}\r
-total_net_output_bytes:500\r
+total_net_output_bytes:{net_out}\r
 keyspace_hits:{hits}\r
 keyspace_misses:{misses}\r
-evicted_keys:0\r
-expired_keys:3\r
+evicted_keys:{evicted}\r
+expired_keys:{expired}\r
 acl_access_denied_auth:{auth}\r
+acl_access_denied_cmd:{denied_cmd}\r
 # Replication\r
 role:master\r
 connected_slaves:1\r
 slave0:ip=127.0.0.9,port=6379,state=online,offset=100,lag=1\r
 total_net_repl_output_bytes:{repl}\r
 # Persistence\r
-rdb_bgsave_in_progress:0\r
+rdb_bgsave_in_progress:{bgsave}\r
+aof_rewrite_in_progress:{aof_rewrite}\r
 # CPU\r
 used_cpu_sys_main_thread:{cpu}\r
 used_cpu_user_main_thread:0.0\r
@@ -167,11 +207,12 @@ db3:keys=1,expires=0,avg_ttl=0\r
 """
 
 
-def raw(at, **values):
-    defaults = {"clients": 3, "used": 250000, "conns": 10, "net_in": 1000, "hits": 0, "misses": 0, "auth": 0, "repl": 0,
-                "cpu": 1.0, "gets": 0, "get_usec": 0, "sets": 0, "set_usec": 0}
+def raw(at, *, cpu_ticks=100, pid=1, **values):
+    defaults = {"clients": 3, "used": 250000, "conns": 10, "net_in": 1000, "net_out": 500, "hits": 0, "misses": 0, "auth": 0,
+                "denied_cmd": 0, "evicted": 0, "expired": 3, "repl": 0, "cpu": 1.0, "gets": 0, "get_usec": 0, "sets": 0,
+                "set_usec": 0, "fragmentation": 1.5, "bgsave": 0, "aof_rewrite": 0}
     info, commands, keyspace, replicas = parse_info(INFO.format(**{**defaults, **values}))
-    return Raw(at, info, commands, keyspace, replicas, cpu_ticks=100, rss=300_000, pid=1)
+    return Raw(at, info, commands, keyspace, replicas, cpu_ticks=cpu_ticks, rss=300_000, pid=pid)
 
 
 FAMILIES = {
@@ -182,9 +223,12 @@ FAMILIES = {
 
 
 def test_derive_turns_counters_into_per_period_values():
-    before = raw(100.0, gets=10, get_usec=20, sets=5, set_usec=10, hits=4, misses=1, conns=10, net_in=1000, repl=50, cpu=1.0)
-    after = raw(101.0, gets=40, get_usec=80, sets=15, set_usec=50, hits=24, misses=11, conns=12, net_in=1600, repl=250, auth=2,
-                cpu=1.25)
+    # Two seconds apart: per-period counters are deltas (not rates), CPU is a rate over the elapsed time.
+    before = raw(100.0, gets=10, get_usec=20, sets=5, set_usec=10, hits=4, misses=1, conns=10, net_in=1000, repl=50, cpu=1.0,
+                 cpu_ticks=1000, net_out=500, evicted=7, expired=3, denied_cmd=1, fragmentation=1.5, bgsave=0)
+    after = raw(102.0, gets=40, get_usec=80, sets=15, set_usec=50, hits=24, misses=11, conns=12, net_in=1600, repl=250, auth=2,
+                cpu=1.5, cpu_ticks=1000 + TICKS_PER_SECOND, net_out=4596, evicted=12, expired=10, denied_cmd=4,
+                fragmentation=2.25, bgsave=1)
     row = derive(before, after, families=FAMILIES, memory_bytes=1_000_000, host_available=10**12, replica_lag=math.nan)
     value = dict(zip(catalog.NAMES, row, strict=True))
     assert value["GetTypeCmds"] == 30 and value["SetTypeCmds"] == 10 and value["StringBasedCmds"] == 40
@@ -193,13 +237,49 @@ def test_derive_turns_counters_into_per_period_values():
     assert (value["CacheHits"], value["CacheMisses"]) == (20, 10)
     assert value["CacheHitRate"] == pytest.approx(200 / 3)
     assert (value["NewConnections"], value["CurrConnections"], value["NetworkBytesIn"]) == (2, 3, 600)
+    assert value["NetworkBytesOut"] == 4096
     assert (value["CurrItems"], value["CurrVolatileItems"], value["DB0AverageTTL"]) == (8, 2, 1500)
     assert value["BytesUsedForCache"] == 250000 and value["DatabaseMemoryUsagePercentage"] == 25
+    assert value["MemoryFragmentationRatio"] == 2.25  # a gauge: the current ratio, not a difference
     assert value["FreeableMemory"] == 700_000
-    assert value["EngineCPUUtilization"] == pytest.approx(25.0)
+    # One second of CPU time (utime + stime ticks from /proc) in two seconds: half a core, as a share of all cores.
+    assert value["CPUUtilization"] == pytest.approx(50.0 / CORES)
+    assert value["EngineCPUUtilization"] == pytest.approx(25.0)  # 0.5 s of main-thread CPU in 2 s: of one core
+    assert (value["Evictions"], value["Reclaimed"], value["CommandAuthorizationFailures"]) == (5, 7, 3)
+    assert value["SaveInProgress"] == 1
     assert (value["IsMaster"], value["ReplicationBytes"], value["AuthenticationFailures"]) == (1, 200, 2)
     assert math.isnan(value["MasterLinkHealthStatus"]) and math.isnan(value["ReplicationLag"])
     assert after.replicas == {"127.0.0.9": 1}
+
+
+@pytest.mark.parametrize(("bgsave", "aof_rewrite", "saving"), [(0, 0, 0), (1, 0, 1), (0, 1, 1)])
+def test_save_in_progress_counts_background_saves_and_rewrites(bgsave, aof_rewrite, saving):
+    row = derive(raw(100.0), raw(101.0, bgsave=bgsave, aof_rewrite=aof_rewrite), families=FAMILIES, memory_bytes=1,
+                 host_available=1, replica_lag=0.0)
+    assert row[catalog.INDEX["SaveInProgress"]] == saving
+
+
+def test_cpu_utilization_needs_two_readings_of_the_same_process():
+    restarted = derive(raw(100.0, pid=1, cpu_ticks=10), raw(101.0, pid=2, cpu_ticks=500), families=FAMILIES, memory_bytes=1,
+                       host_available=1, replica_lag=0.0)
+    assert math.isnan(restarted[catalog.INDEX["CPUUtilization"]])  # another process: its ticks are not a delta
+    gone = derive(raw(100.0), raw(101.0, cpu_ticks=None), families=FAMILIES, memory_bytes=1, host_available=1, replica_lag=0.0)
+    assert math.isnan(gone[catalog.INDEX["CPUUtilization"]])
+
+
+def test_read_process_reads_cpu_ticks_and_memory_from_proc():
+    resident = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    ticks, rss, started = read_process(os.getpid())
+    assert rss == pytest.approx(resident, abs=8 << 20)  # the same figure, give or take this test's own allocations
+    assert started is not None and 0 < started / TICKS_PER_SECOND <= system_uptime()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # burn 0.3 s of CPU
+        pass
+    later, _, _ = read_process(os.getpid())
+    assert ticks is not None and later is not None
+    assert later - ticks >= 0.2 * TICKS_PER_SECOND
+    assert read_process(None) == (None, None, None)
+    assert read_process(2**22 + 12345) == (None, None, None)  # above pid_max: no such process
 
 
 def test_derive_counts_from_zero_after_an_engine_restart():
@@ -267,3 +347,102 @@ def test_store_rolls_seconds_up_into_minutes_and_prunes(tmp_path):
     assert store.prune(now=T0 + 16 * 86400) == [key]
     assert not (tmp_path / "us-east-1" / "c-001" / "0001").exists()
     store.close()
+
+
+def test_store_keeps_three_hours_of_seconds_and_fifteen_days_of_minutes(tmp_path):
+    """Retention with the real ring sizes: every second written for 3 h, every minute for 15 days."""
+    assert SECOND_SLOTS >= 3 * 3600 and MINUTE_SLOTS >= 15 * 1440
+    store = TimeSeriesStore(tmp_path)
+    key = SeriesKey("us-east-1", "c-001", "0001")
+    metric = MetricId.of(catalog.NAMESPACE, "CurrItems", [("CacheClusterId", "c-001"), ("CacheNodeId", "0001")])
+    column = catalog.INDEX["CurrItems"]
+    now = T0 + 20 * 86400
+
+    def row(value: float) -> list[float]:
+        values = [math.nan] * catalog.WIDTH
+        values[column] = value
+        return values
+
+    # A full lap and a bit of seconds, up to now: each second holds its own age.
+    for stamp in range(now - SECOND_SLOTS - 30, now + 1):
+        store.write(key, stamp, row(float(now - stamp)))
+    old = now - (2 * 3600 + 59 * 60)  # 2 h 59 min ago
+    seconds = store.samples("us-east-1", metric, old, old + 1, step=1)
+    assert (seconds.timestamps, seconds.sums) == ([float(old)], [float(now - old)])
+    assert store.samples("us-east-1", metric, now - 3 * 3600, now + 1, step=1).timestamps[0] == now - 3 * 3600
+    # What is older than the ring was overwritten by the last lap.
+    lapped = now - SECOND_SLOTS - 10
+    assert store.samples("us-east-1", metric, lapped, lapped + 1, step=1).timestamps == []
+
+    # Minutes: one second per minute rolled up into the minute ring, a full lap and a bit.
+    first_minute = (now - (MINUTE_SLOTS + 30) * 60) // 60 * 60
+    for minute in range(first_minute, now, 60):
+        store.write(key, minute, row(float((now - minute) // 60)))
+        store.roll_up(minute)
+    fortnight = (now - 14 * 86400) // 60 * 60
+    minutes = store.samples("us-east-1", metric, fortnight, fortnight + 60, step=60)
+    assert (minutes.timestamps, minutes.sums, minutes.counts) == ([float(fortnight)], [14 * 1440.0], [1.0])
+    assert store.samples("us-east-1", metric, now - 15 * 86400, now, step=60).timestamps[0] == (now - 15 * 86400) // 60 * 60
+    assert store.samples("us-east-1", metric, first_minute, first_minute + 60, step=60).timestamps == []
+    store.close()
+
+
+def test_log_delivery_turned_on_for_a_running_node_starts_from_then(tmp_path, monkeypatch):
+    """A new node's engine log is delivered from its start; turned off and on again (or added next
+    to another log type), only what the engine logs from then on is delivered, nothing is replayed."""
+    engine_log = tmp_path / "engine.log"
+    delivered = tmp_path / "logs" / "cloudwatch-logs" / "us-east-1" / "%2Fg" / "c-001-0001-engine-log.log"
+    engine_delivery = LogDelivery("engine-log", "cloudwatch-logs", "/g", "text")
+    slow_delivery = LogDelivery("slow-log", "cloudwatch-logs", "/g-slow", "json")  # no engine listens: nothing read
+    current: list[tuple[LogDelivery, ...]] = [(engine_delivery,)]
+    age = [1.0]
+    closed_port = free_port()
+    monkeypatch.setattr(logs, "_process_age", lambda pid: age[0])
+
+    def source() -> list[LogSource]:
+        return [LogSource(key="k", region="us-east-1", cluster_id="c-001", node_id="0001", address="127.0.0.1",
+                          port=closed_port, pid=4242, engine_log=engine_log, deliveries=current[0])]
+
+    def append(message: str) -> None:
+        with open(engine_log, "a") as handle:
+            handle.write(f"4242:M 29 Nov 2026 14:00:00.000 * {message}\n")
+
+    def messages() -> list[str]:
+        return [line.rsplit(",", 1)[1] for line in delivered.read_text().splitlines()] if delivered.exists() else []
+
+    async def scenario() -> None:
+        deliverer = logs.LogDeliverer(tmp_path / "logs", source)
+
+        async def tick() -> None:
+            deliverer.on_tick(0)
+            while deliverer._busy:
+                await asyncio.sleep(0.005)
+
+        append("started")
+        await tick()
+        assert messages() == ["started"]  # a node seen in its first seconds: from its start
+        age[0] = 3600.0
+        append("one")
+        await tick()
+        assert messages() == ["started", "one"]
+        current[0] = ()  # ModifyReplicationGroup: engine-log off
+        await tick()
+        append("while off")
+        await tick()
+        current[0] = (engine_delivery,)  # ... and on again
+        await tick()
+        append("back on")
+        await tick()
+        assert messages() == ["started", "one", "back on"]
+        current[0] = (slow_delivery,)  # engine-log off, the node still delivers its slow log
+        await tick()
+        append("off again")
+        await tick()
+        current[0] = (slow_delivery, engine_delivery)
+        await tick()
+        append("on again")
+        await tick()
+        assert messages() == ["started", "one", "back on", "on again"]
+        await deliverer.stop()
+
+    asyncio.run(scenario())

@@ -8,6 +8,7 @@ the command group in ``main`` prints its message and exits non-zero.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from cachefleet.cli import render
 from cachefleet.client import ApiFailure, Fleet, connect_options
+from cachefleet.client.fleet import NAMESPACE
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -366,6 +368,18 @@ def _period_for(since: dt.timedelta) -> int:
     return (seconds + 59) // 60 * 60
 
 
+def _check_metric_name(metric: str, known: list[str], resource: str) -> None:
+    """A metric the nodes do not publish is a typo, not a metric without data: say so, with the closest names."""
+    if not known or metric in known:
+        return  # nothing sampled yet (a brand-new node): nothing to compare with
+    by_lower = {name.lower(): name for name in known}
+    matches = [by_lower[m] for m in difflib.get_close_matches(metric.lower(), list(by_lower), n=3, cutoff=0.6)]
+    hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else (
+        f" {resource}'s nodes publish {len(known)} metrics, for example {', '.join(known[:5])}."
+    )
+    raise click.BadParameter(f"{resource} has no metric {metric!r} (namespace {NAMESPACE}).{hint}", param_hint="'METRIC'")
+
+
 @click.command()
 @click.argument("name")
 @click.argument("metric")
@@ -383,6 +397,7 @@ def metrics(
     nodes = [n for n in view["nodes"] if node_filter is None or n["cache_cluster_id"] == node_filter.lower()]
     if not nodes:
         raise ApiFailure("InvalidParameterValue", f"{view['id']} has no node {node_filter}.")
+    _check_metric_name(metric, client.metric_names(nodes), view["id"])
     period = period or _period_for(since)
     end = dt.datetime.now(dt.UTC)
     data = client.metric_data(name, [(metric, stat)], start=end - since, end=end, period=period, nodes=nodes)

@@ -403,6 +403,27 @@ class Fleet:
             time.sleep(interval)
 
     # ------------------------------------------------------------------ metrics (CloudWatch API)
+    def metric_names(self, nodes: Iterable[dict[str, Any]]) -> list[str]:
+        """The AWS/ElastiCache metric names ListMetrics knows for ``nodes`` (empty before their first sample)."""
+        names: set[str] = set()
+        for node in nodes:
+            token: str | None = None
+            while True:
+                page = self.call(
+                    "cloudwatch",
+                    "list_metrics",
+                    Namespace=NAMESPACE,
+                    Dimensions=[{"Name": "CacheClusterId", "Value": node["cache_cluster_id"]}],
+                    **({"NextToken": token} if token else {}),
+                )
+                names.update(str(metric["MetricName"]) for metric in page.get("Metrics", []))
+                token = page.get("NextToken")
+                if not token:
+                    break
+            if names:
+                return sorted(names)  # every node publishes the same metrics
+        return sorted(names)
+
     def metric_data(
         self,
         name: str,

@@ -18,6 +18,11 @@ Each entry is written in the configured format (``json`` or ``text``) to:
 
 Where each node stopped (slow-log id, engine-log offset) is kept in ``logs/positions.json``,
 so a restarted control plane neither repeats nor skips entries.
+
+A log type enabled on a node that is already running (ModifyReplicationGroup, or a group that
+had no delivery) is delivered from then on, as ElastiCache does, never replayed: the engine log
+from its size at the tick that noticed the change, the slow log from the commands that started
+at most :data:`ENABLE_GRACE` before that tick.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ log = logging.getLogger(__name__)
 
 SLOWLOG_FETCH = 128
 MAX_READ = 1 << 20
+# A configuration change is noticed at the next tick: entries this much older than that are
+# still the new configuration's.
+ENABLE_GRACE = 2.0
+# A node first seen this young (no saved position) is delivered from its start.
+FRESH_NODE_SECONDS = 10.0
 _ENGINE_LINE = re.compile(r"^(\d+):([A-Z]) (\d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2}\.\d{3}) ([.\-*#]) (.*)$")
 _LEVELS = {".": "DEBUG", "-": "VERBOSE", "*": "NOTICE", "#": "WARNING"}
 
@@ -134,6 +144,22 @@ class _Node:
     position: _Position = field(default_factory=_Position)
     connection: RespConnection | None = None
     retry_at: float = 0.0
+    delivering: frozenset[str] | None = None  # the log types of the previous round; None: first seen
+    slow_since: int = 0  # epoch ms: older slow-log entries are not delivered
+
+
+def _process_age(pid: int | None) -> float | None:
+    """Seconds since process ``pid`` started (from /proc), None if it is gone."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            started = int(handle.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime", "rb") as handle:
+            uptime = float(handle.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return uptime - started / os.sysconf("SC_CLK_TCK")
 
 
 class LogDeliverer:
@@ -155,8 +181,9 @@ class LogDeliverer:
             return  # the previous round is still reading; skip a second rather than pile up
         sources = {s.key: s for s in self._sources() if s.deliveries}
         for key in list(self._nodes):
-            if key not in sources:
+            if key not in sources:  # gone, or all its delivery turned off
                 node = self._nodes.pop(key)
+                self._saved.pop(key, None)  # turned on again later, it starts from then, not from here
                 if node.connection is not None:
                     node.connection.close()
         if not sources:
@@ -176,15 +203,37 @@ class LogDeliverer:
                 # A restarted engine starts a new slow log (ids from 0) and a new engine.log.
                 node.position = _Position(pid=source.pid)
                 changed = True
+            delivering = self._note_enabled(node, key)
             try:
-                if any(d.log_type == "slow-log" for d in source.deliveries):
+                if "slow-log" in delivering:
                     changed |= await self._slow_log(node)
-                if any(d.log_type == "engine-log" for d in source.deliveries):
+                if "engine-log" in delivering:
                     changed |= self._engine_log(node)
             except Exception:  # noqa: BLE001 - one node's trouble must not stop the others
                 log.exception("log delivery for %s failed", key)
         if changed:
             self._save()
+
+    def _note_enabled(self, node: _Node, key: str) -> frozenset[str]:
+        """The node's delivered log types; those newly delivered on a running node start from now."""
+        types = frozenset(d.log_type for d in node.source.deliveries)
+        if node.delivering is None:
+            # First seen: a restarted control plane resumes where it stopped; a new node is delivered
+            # from its start; an older node without a saved position has just had delivery turned on.
+            fresh = key in self._saved or (age := _process_age(node.source.pid)) is None or age <= FRESH_NODE_SECONDS
+            added = frozenset() if fresh else types
+        else:
+            added = types - node.delivering
+        if "slow-log" in added:
+            node.slow_since = int((time.time() - ENABLE_GRACE) * 1000)
+        if "engine-log" in added:
+            with contextlib.suppress(OSError):
+                stat = os.stat(node.source.engine_log)
+                node.position.inode, node.position.offset = stat.st_ino, stat.st_size
+        if added:
+            log.info("log delivery of %s: %s from now on", key, ", ".join(sorted(added)))
+        node.delivering = types
+        return types
 
     def _saved_position(self, key: str) -> _Position:
         saved = self._saved.get(key)
@@ -214,7 +263,7 @@ class LogDeliverer:
         fresh = sorted((e for e in entries if int(e[0]) > node.position.slow_id), key=lambda e: int(e[0]))
         if not fresh:
             return False
-        records = [(int(e[1]) * 1000, slow_entry(source, e)) for e in fresh]
+        records = [(int(e[1]) * 1000, slow_entry(source, e)) for e in fresh if int(e[1]) * 1000 >= node.slow_since]
         self._write(source, "slow-log", records)
         node.position.slow_id = int(fresh[-1][0])
         return True
@@ -246,6 +295,8 @@ class LogDeliverer:
         return True
 
     def _write(self, source: LogSource, log_type: str, records: list[tuple[int, dict[str, Any]]]) -> None:
+        if not records:
+            return
         for delivery in source.deliveries:
             if delivery.log_type != log_type:
                 continue

@@ -35,6 +35,7 @@ function renderChart(chart) {
   }));
   const all = series.flatMap((s) => s.points);
   box.dataset.points = String(all.length);
+  box.dataset.last = all.length ? new Date(Math.max(...all.map((p) => p[0]))).toISOString() : "";
   const width = 320, height = 130, left = 46, right = 6, top = 6, bottom = 18;
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
