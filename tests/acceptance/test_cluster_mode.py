@@ -15,6 +15,8 @@ from cachefleet.domain import slots as slotmath
 from helpers import (
     Server,
     engine,
+    engine_pids,
+    events_of,
     free_port,
     fresh_network,
     node_addresses,
@@ -396,3 +398,117 @@ def test_a_reshard_interrupted_by_a_control_plane_crash_finishes(make_server):
     client = cluster_client(group)
     assert all(client.get(f"k:{i}") == str(i) for i in range(0, 60000, 13))
     client.close()
+
+
+def members_of(group, node_group_id):
+    node_group = next(ng for ng in group["NodeGroups"] if ng["NodeGroupId"] == node_group_id)
+    return {m["CacheClusterId"]: m for m in node_group["NodeGroupMembers"]}
+
+
+def test_shards_named_and_placed_retained_and_rebalanced(cluster_server):
+    """One group turned on by ClusterMode alone grows by a named shard in chosen zones and
+    shrinks by the shards it retains; another, created with uneven slots, is rebalanced."""
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="solo", ClusterMode="enabled", **SHARDED)
+    ec.create_replication_group(
+        ReplicationGroupId="uneven",
+        NodeGroupConfiguration=[{"NodeGroupId": "0001", "Slots": "0-999"}, {"NodeGroupId": "0002", "Slots": "1000-16383"}],
+        **SHARDED,
+    )
+
+    # Cluster mode without shard counts: one shard owning every slot, behind a configuration endpoint.
+    group = wait_group(ec, "solo")
+    assert group["ClusterEnabled"] is True and group["ClusterMode"] == "enabled"
+    assert [(ng["NodeGroupId"], ng["Slots"], len(ng["NodeGroupMembers"])) for ng in group["NodeGroups"]] == [("0001", "0-16383", 1)]
+    assert group["ConfigurationEndpoint"]["Port"] == 6379
+    assert_describe_matches_cluster_shards(group)
+    client = cluster_client(group)
+    pipe = client.pipeline()
+    for i in range(3000):
+        pipe.set(f"solo:{i}", str(i))
+    pipe.execute()
+    client.close()
+
+    # Rebalancing (NodeGroupCount equal to the current count) runs meanwhile on the other group.
+    uneven = wait_group(ec, "uneven")
+    client = cluster_client(uneven)
+    pipe = client.pipeline()
+    for i in range(3000):
+        pipe.set(f"uneven:{i}", str(i))
+    pipe.execute()
+    client.close()
+    ec.modify_replication_group_shard_configuration(ReplicationGroupId="uneven", NodeGroupCount=2, ApplyImmediately=True)
+
+    # Replica zones name the whole shard, primary first: the new replicas get the rest, in order.
+    primary_zone = members_of(group, "0001")["solo-0001-001"]["PreferredAvailabilityZone"]
+    ec.increase_replica_count(
+        ReplicationGroupId="solo", ApplyImmediately=True,
+        ReplicaConfiguration=[
+            {"NodeGroupId": "0001", "NewReplicaCount": 2, "PreferredAvailabilityZones": [primary_zone, "us-east-1c", "us-east-1b"]}
+        ],
+    )
+    group = wait_group(ec, "solo")
+    zones = {cid: m["PreferredAvailabilityZone"] for cid, m in members_of(group, "0001").items()}
+    assert zones == {"solo-0001-001": primary_zone, "solo-0001-002": "us-east-1c", "solo-0001-003": "us-east-1b"}
+
+    # DecreaseReplicaCount with zones keeps the replica in the zone still listed, and stops the other.
+    leaving = node_addresses(ec, ["solo-0001-002"])["solo-0001-002"]
+    assert leaving in engine_pids(cluster_server.data_dir)
+    ec.decrease_replica_count(
+        ReplicationGroupId="solo", ApplyImmediately=True,
+        ReplicaConfiguration=[{"NodeGroupId": "0001", "NewReplicaCount": 1, "PreferredAvailabilityZones": [primary_zone, "us-east-1b"]}],
+    )
+    wait_for(lambda: len(members_of(wait_group(ec, "solo"), "0001")) == 2, what="solo-0001-002 removed")
+    assert wait_group(ec, "solo")["MemberClusters"] == ["solo-0001-001", "solo-0001-003"]
+    assert leaving not in engine_pids(cluster_server.data_dir)
+
+    # Scale out naming the new shard and its nodes' zones (primary first).
+    ec.modify_replication_group_shard_configuration(
+        ReplicationGroupId="solo", NodeGroupCount=2, ApplyImmediately=True,
+        ReshardingConfiguration=[
+            {"NodeGroupId": "0001"}, {"NodeGroupId": "0005", "PreferredAvailabilityZones": ["us-east-1c", "us-east-1a"]},
+        ],
+    )
+    group, _ = wait_reshard(ec, "solo")
+    assert [(ng["NodeGroupId"], len(slotmath.parse(ng["Slots"]))) for ng in group["NodeGroups"]] == [("0001", 8192), ("0005", 8192)]
+    new_shard = members_of(group, "0005")
+    assert {cid: (m["PreferredAvailabilityZone"], m["CurrentRole"]) for cid, m in new_shard.items()} == {
+        "solo-0005-001": ("us-east-1c", "primary"), "solo-0005-002": ("us-east-1a", "replica"),
+    }
+    cluster = ec.describe_cache_clusters(CacheClusterId="solo-0005-002", ShowCacheNodeInfo=True)["CacheClusters"][0]
+    assert cluster["PreferredAvailabilityZone"] == cluster["CacheNodes"][0]["CustomerAvailabilityZone"] == "us-east-1a"
+    assert_describe_matches_cluster_shards(group)
+
+    # Without replicas, 2 -> 3 -> 2 retaining the first and the newest shard: the middle one goes, with its processes.
+    ec.decrease_replica_count(ReplicationGroupId="solo", NewReplicaCount=0, ApplyImmediately=True)
+    wait_for(lambda: len(wait_group(ec, "solo")["MemberClusters"]) == 2, what="solo's replicas removed")
+    ec.modify_replication_group_shard_configuration(ReplicationGroupId="solo", NodeGroupCount=3, ApplyImmediately=True)
+    group, _ = wait_reshard(ec, "solo")
+    assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0001", "0005", "0006"]
+    leaving = node_addresses(ec, ["solo-0005-001"])["solo-0005-001"]
+    ec.modify_replication_group_shard_configuration(
+        ReplicationGroupId="solo", NodeGroupCount=2, NodeGroupsToRetain=["0001", "0006"], ApplyImmediately=True
+    )
+    group, _ = wait_reshard(ec, "solo")
+    assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0001", "0006"]
+    assert sorted(len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]) == [8192, 8192]
+    assert group["MemberClusters"] == ["solo-0001-001", "solo-0006-001"]
+    assert leaving not in engine_pids(cluster_server.data_dir)
+    assert_describe_matches_cluster_shards(group)
+    client = cluster_client(group)
+    assert client.mget_nonatomic([f"solo:{i}" for i in range(3000)]) == [str(i) for i in range(3000)]
+    client.close()
+
+    # The rebalanced group: even halves, every key kept, Describe as the engines say.
+    uneven, _ = wait_reshard(ec, "uneven")
+    assert [len(slotmath.parse(ng["Slots"])) for ng in uneven["NodeGroups"]] == [8192, 8192]
+    assert_describe_matches_cluster_shards(uneven)
+    client = cluster_client(uneven)
+    assert client.mget_nonatomic([f"uneven:{i}" for i in range(3000)]) == [str(i) for i in range(3000)]
+    client.close()
+    assert any("uneven: 2 -> 2 node groups; 7192 slots to move" in m for m in events_of(ec, "uneven"))
+
+    for group_id in ("solo", "uneven"):
+        ec.delete_replication_group(ReplicationGroupId=group_id)
+    for group_id in ("solo", "uneven"):
+        wait_group_gone(ec, group_id)
