@@ -512,3 +512,43 @@ def test_shards_named_and_placed_retained_and_rebalanced(cluster_server):
         ec.delete_replication_group(ReplicationGroupId=group_id)
     for group_id in ("solo", "uneven"):
         wait_group_gone(ec, group_id)
+
+
+def test_ports_other_than_6379(cluster_server):
+    """Port 6390 without shards; a cluster turned on by its parameter group on port 60000, whose
+    cluster bus cannot be at the engines' default port + 10000."""
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="port6390", NumCacheClusters=2, Port=6390, **SHARDED)
+    ec.create_replication_group(
+        ReplicationGroupId="port60000", CacheParameterGroupName="default.valkey9.cluster.on", ReplicasPerNodeGroup=1,
+        Port=60000, **SHARDED,
+    )
+    group = wait_group(ec, "port6390")
+    node_group = group["NodeGroups"][0]
+    assert node_group["PrimaryEndpoint"]["Port"] == node_group["ReaderEndpoint"]["Port"] == 6390
+    primary = engine(node_group["PrimaryEndpoint"]["Address"], 6390)
+    primary.set("k", "on 6390")
+    assert primary.wait(1, 5000) == 1
+    assert engine(node_group["ReaderEndpoint"]["Address"], 6390).get("k") == "on 6390"
+    clusters = ec.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
+    assert {c["CacheNodes"][0]["Endpoint"]["Port"] for c in clusters if c.get("ReplicationGroupId") == "port6390"} == {6390}
+
+    # Cluster mode turned on by a .cluster.on parameter group alone: one shard owning every slot.
+    group = wait_group(ec, "port60000")
+    assert group["ClusterEnabled"] is True
+    assert [(ng["NodeGroupId"], ng["Slots"], len(ng["NodeGroupMembers"])) for ng in group["NodeGroups"]] == [("0001", "0-16383", 2)]
+    assert group["ConfigurationEndpoint"]["Port"] == 60000
+    assert_describe_matches_cluster_shards(group)
+    client = cluster_client(group)
+    for i in range(200):
+        client.set(f"k:{i}", str(i))
+    assert [client.get(f"k:{i}") for i in range(200)] == [str(i) for i in range(200)]
+    client.close()
+    addresses = node_addresses(ec, group["MemberClusters"])
+    assert {engine(a, 60000).config_get("cluster-port")["cluster-port"] for a in addresses.values()} == {"50000"}
+
+    for group_id in ("port6390", "port60000"):
+        ec.delete_replication_group(ReplicationGroupId=group_id)
+    for group_id in ("port6390", "port60000"):
+        wait_group_gone(ec, group_id)
+
