@@ -11,6 +11,7 @@ import time
 import pytest
 from redis.cluster import RedisCluster
 
+from cachefleet.domain import nodetypes
 from cachefleet.domain import slots as slotmath
 from helpers import (
     Server,
@@ -552,3 +553,44 @@ def test_ports_other_than_6379(cluster_server):
     for group_id in ("port6390", "port60000"):
         wait_group_gone(ec, group_id)
 
+
+def test_vertical_scaling_of_a_cluster_mode_disabled_group(cluster_server):
+    """A scale down the data does not fit is refused with an event; a scale up changes every node."""
+    ec = cluster_server.client()
+    ec.create_replication_group(
+        ReplicationGroupId="flatscale", NumCacheClusters=2, **{**SHARDED, "CacheNodeType": "cache.t4g.small"}
+    )
+    group = wait_group(ec, "flatscale")
+    primary = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+    # 600 MiB, more than cache.t4g.micro's 0.5 GiB; SETRANGE builds each value inside the engine.
+    for i in range(6):
+        primary.setrange(f"big:{i}", 100 * 1024**2 - 1, "x")
+    primary.set("small", "kept")
+    assert primary.wait(1, 10000) == 1
+    addresses = node_addresses(ec, group["MemberClusters"])
+
+    def maxmemory():
+        return {int(engine(a).config_get("maxmemory")["maxmemory"]) for a in addresses.values()}
+
+    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.t4g.small")}
+    ec.modify_replication_group(ReplicationGroupId="flatscale", CacheNodeType="cache.t4g.micro", ApplyImmediately=True)
+    group = wait_group(ec, "flatscale")
+    assert group["CacheNodeType"] == "cache.t4g.small"
+    assert "CacheNodeType" not in group["PendingModifiedValues"]
+    assert any(
+        "to cache.t4g.micro failed" in m and "it stays cache.t4g.small" in m for m in events_of(ec, "flatscale")
+    ), events_of(ec, "flatscale")
+    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.t4g.small")}
+
+    ec.modify_replication_group(ReplicationGroupId="flatscale", CacheNodeType="cache.m7g.large", ApplyImmediately=True)
+    group = wait_group(ec, "flatscale")
+    assert group["CacheNodeType"] == "cache.m7g.large"
+    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.m7g.large")}
+    clusters = [c for c in ec.describe_cache_clusters()["CacheClusters"] if c.get("ReplicationGroupId") == "flatscale"]
+    assert {c["CacheNodeType"] for c in clusters} == {"cache.m7g.large"}
+    for address in addresses.values():
+        node = engine(address)
+        assert node.get("small") == "kept"
+        assert [node.strlen(f"big:{i}") for i in range(6)] == [100 * 1024**2] * 6
+    ec.delete_replication_group(ReplicationGroupId="flatscale")
+    wait_group_gone(ec, "flatscale")
