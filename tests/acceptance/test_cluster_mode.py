@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import signal
 import threading
@@ -10,6 +11,7 @@ import time
 
 import pytest
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from cachefleet.domain import nodetypes
 from cachefleet.domain import slots as slotmath
@@ -77,6 +79,21 @@ def assert_describe_matches_cluster_shards(group):
     assert described == engine_view
 
 
+@functools.cache
+def _tag_per_slot() -> tuple[int, ...]:
+    tags: dict[int, int] = {}
+    candidate = 0
+    while len(tags) < slotmath.SLOTS:
+        tags.setdefault(key_slot(b"{%d}" % candidate), candidate)
+        candidate += 1
+    return tuple(tags[slot] for slot in range(slotmath.SLOTS))
+
+
+def key_per_slot(prefix: str) -> list[str]:
+    """A key for each of the 16384 slots, in slot order: its {hash tag} picks the slot."""
+    return [f"{prefix}:{{{tag}}}" for tag in _tag_per_slot()]
+
+
 def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
     ec = cluster_server.client()
     created = ec.create_replication_group(ReplicationGroupId="shop", NumNodeGroups=3, ReplicasPerNodeGroup=2, **SHARDED)
@@ -92,17 +109,17 @@ def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
     assert cluster["CacheParameterGroup"]["CacheParameterGroupName"] == "default.valkey9.cluster.on"
     assert_describe_matches_cluster_shards(group)
 
-    # redis-py's RedisCluster, given only the configuration endpoint, reaches every slot.
+    # redis-py's RedisCluster, given only the configuration endpoint, writes a key in every slot.
     client = cluster_client(group)
-    keys = {f"user:{i}": str(i) for i in range(3000)}
-    for key, value in keys.items():
-        client.set(key, value)
-    covered = {RedisCluster.keyslot(client, key) for key in keys}
-    assert len(covered) > 2500
-    assert all(client.get(key) == value for key, value in keys.items())
-    client.close()
+    redispy_keys = key_per_slot("redispy")
+    pipe = client.pipeline()
+    for index, key in enumerate(redispy_keys):
+        pipe.set(key, str(index))
+    pipe.execute()
 
-    # valkey-glide's GlideClusterClient too.
+    # valkey-glide's GlideClusterClient too; each client reads what the other wrote.
+    glide_keys = key_per_slot("glide")
+
     async def with_glide():
         from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
 
@@ -111,15 +128,21 @@ def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
             GlideClusterClientConfiguration([NodeAddress(endpoint["Address"], endpoint["Port"])], request_timeout=5000)
         )
         try:
-            for i in range(0, 3000, 7):
-                assert (await glide.get(f"user:{i}")).decode() == str(i)
-            for i in range(500):
-                await glide.set(f"glide:{i}", str(i))
-            return [(await glide.get(f"glide:{i}")).decode() for i in range(500)]
+            assert await glide.mset({key: str(index) for index, key in enumerate(glide_keys)}) == "OK"
+            return [v.decode() if v is not None else None for v in await glide.mget(redispy_keys)]
         finally:
             await glide.close()
 
-    assert asyncio.run(with_glide()) == [str(i) for i in range(500)]
+    assert asyncio.run(with_glide()) == [str(index) for index in range(slotmath.SLOTS)]
+    pipe = client.pipeline()
+    for key in glide_keys:
+        pipe.get(key)
+    assert pipe.execute() == [str(index) for index in range(slotmath.SLOTS)]
+    client.close()
+    # Each key is in the shard that Describe says owns its slot: two keys per slot owned.
+    for node_group in group["NodeGroups"]:
+        primary = [m for m in node_group["NodeGroupMembers"] if m["CurrentRole"] == "primary"][0]
+        assert engine(primary["ReadEndpoint"]["Address"]).dbsize() == 2 * len(slotmath.parse(node_group["Slots"]))
     ec.delete_replication_group(ReplicationGroupId="shop")
     wait_group_gone(ec, "shop")
 
