@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import signal
@@ -10,7 +11,7 @@ import threading
 import time
 
 import pytest
-from redis.cluster import RedisCluster
+from redis.cluster import LoadBalancingStrategy, RedisCluster
 from redis.crc import key_slot
 
 from cachefleet.domain import nodetypes
@@ -178,18 +179,23 @@ class Load:
     scaling out is exercised with glide, and redis-py covers everything else.
     """
 
-    def __init__(self, group, *, glide: bool = False, prefix: str = "load"):
+    def __init__(self, group, *, glide: bool = False, prefix: str = "load", replica_keys: dict[str, str] | None = None):
         self.group = group
         self.glide = glide
         self.prefix = prefix
         self.errors: list[str] = []
         self.written = 0
         self.reads = 0
+        self.replica_reads = 0
+        self._replica_keys = list((replica_keys or {}).items())
         self._stop = threading.Event()
+        self._pause = threading.Event()
         target = self._glide if glide else None
         self._threads = (
             [threading.Thread(target=target)] if glide else [threading.Thread(target=self._write), threading.Thread(target=self._read)]
         )
+        if self._replica_keys:
+            self._threads.append(threading.Thread(target=self._read_replicas))
 
     def __enter__(self):
         for thread in self._threads:
@@ -200,6 +206,15 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+    @contextlib.contextmanager
+    def writes_paused(self):
+        """The redis-py writer holds off (reads go on) inside this block."""
+        self._pause.set()
+        try:
+            yield
+        finally:
+            self._pause.clear()
 
     def _glide(self):
         async def run():
@@ -230,6 +245,9 @@ class Load:
     def _write(self):
         client = cluster_client(self.group)
         while not self._stop.is_set():
+            if self._pause.is_set():
+                time.sleep(0.01)
+                continue
             try:
                 client.set(f"{self.prefix}:{self.written}", str(self.written))
                 self.written += 1
@@ -252,6 +270,26 @@ class Load:
                 self.reads += 1
             except Exception as error:  # noqa: BLE001
                 self.errors.append(f"{time.strftime('%H:%M:%S')} read: {error!r}")
+        client.close()
+
+
+    def _read_replicas(self):
+        """Reads keys written (and replicated) before the load began, from replicas only."""
+        endpoint = self.group["ConfigurationEndpoint"]
+        client = RedisCluster(
+            host=endpoint["Address"], port=endpoint["Port"], decode_responses=True, socket_timeout=10,
+            load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN_REPLICAS,
+        )
+        rng = random.Random(5)
+        while not self._stop.is_set():
+            key, expected = rng.choice(self._replica_keys)
+            try:
+                value = client.get(key)
+                if value != expected:
+                    self.errors.append(f"replica read {key} gave {value!r}")
+                self.replica_reads += 1
+            except Exception as error:  # noqa: BLE001
+                self.errors.append(f"{time.strftime('%H:%M:%S')} replica read: {error!r}")
         client.close()
 
 
@@ -288,6 +326,8 @@ def test_scale_out_and_in_under_load(cluster_server):
         assert sizes == [4096] * 4
         assert_describe_matches_cluster_shards(group)
 
+        leaving = set(node_addresses(ec, [c for c in group["MemberClusters"] if c[-8:-4] in ("0001", "0003")]).values())
+        assert len(leaving) == 4 and leaving <= set(engine_pids(cluster_server.data_dir))
         with Load(group, prefix="redispy") as load:
             ec.modify_replication_group_shard_configuration(
                 ReplicationGroupId="elastic", NodeGroupCount=2, NodeGroupsToRemove=["0001", "0003"], ApplyImmediately=True
@@ -295,6 +335,7 @@ def test_scale_out_and_in_under_load(cluster_server):
             group, progress_in = wait_reshard(ec, "elastic")
             assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0002", "0004"]
             assert sorted(len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]) == [8192, 8192]
+            assert not leaving & set(engine_pids(cluster_server.data_dir))
             assert_describe_matches_cluster_shards(group)
             time.sleep(0.5)
     for run in (glide_load, load):
@@ -314,36 +355,80 @@ def test_scale_out_and_in_under_load(cluster_server):
     wait_group_gone(ec, "elastic")
 
 
+def replicas_hold_their_primarys_keys(group, keys):
+    """Every replica has every key of its shard's slots (read with READONLY, straight from it)."""
+    for node_group in group["NodeGroups"]:
+        owned = slotmath.parse(node_group["Slots"])
+        mine = {k: v for k, v in keys.items() if key_slot(k.encode()) in owned}
+        for member in node_group["NodeGroupMembers"]:
+            if member["CurrentRole"] != "replica":
+                continue
+            pipe = engine(member["ReadEndpoint"]["Address"]).pipeline(transaction=False)
+            pipe.execute_command("READONLY")
+            for key in mine:
+                pipe.get(key)
+            assert pipe.execute()[1:] == list(mine.values()), member["CacheClusterId"]
+
+
 def test_replica_count_up_and_down_under_load(cluster_server):
     ec = cluster_server.client()
     ec.create_replication_group(ReplicationGroupId="replicas", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
     group = wait_group(ec, "replicas")
-    with Load(group) as load:
+    seed = {f"seed:{i}": str(i) for i in range(2000)}
+    client = cluster_client(group)
+    pipe = client.pipeline()
+    for key, value in seed.items():
+        pipe.set(key, value)
+    pipe.execute()
+    client.close()
+    wait_for(lambda: _replicated(group, seed), what="seed keys on the replicas")
+    with Load(group, replica_keys=seed) as load:
         ec.increase_replica_count(ReplicationGroupId="replicas", NewReplicaCount=3, ApplyImmediately=True)
         group = wait_group(ec, "replicas")
         assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [4, 4]
         assert_describe_matches_cluster_shards(group)
-        # A new replica serves its shard's data once it is available.
+        # A new replica serves its shard's data as soon as it is available: its initial sync is done.
         new = [m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CacheClusterId"].endswith("-004")][0]
         replica = engine(new["ReadEndpoint"]["Address"])
         assert replica.execute_command("ROLE")[0] == "slave"
+        replicas_hold_their_primarys_keys(group, seed)
+        with load.writes_paused():
+            for node_group in group["NodeGroups"]:
+                nodes = {m["CacheClusterId"][-3:]: engine(m["ReadEndpoint"]["Address"]) for m in node_group["NodeGroupMembers"]}
+                wait_for(lambda nodes=nodes: nodes["003"].dbsize() == nodes["004"].dbsize() == nodes["001"].dbsize(),
+                         timeout=5, what="the new replicas to hold all their primary holds")
         ec.increase_replica_count(
             ReplicationGroupId="replicas", ApplyImmediately=True,
             ReplicaConfiguration=[{"NodeGroupId": "0002", "NewReplicaCount": 4}],
         )
         group = wait_group(ec, "replicas")
         assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [4, 5]
+        replicas_hold_their_primarys_keys(group, seed)
+        time.sleep(0.5)  # the replica reader reaches the new replicas too
+        leaving = node_addresses(ec, [c for c in group["MemberClusters"] if c[-3:] in ("003", "004", "005")])
         ec.decrease_replica_count(ReplicationGroupId="replicas", NewReplicaCount=1, ApplyImmediately=True)
         wait_for(lambda: [len(ng["NodeGroupMembers"]) for ng in wait_group(ec, "replicas")["NodeGroups"]] == [2, 2],
                  what="replicas removed")
+        assert not set(leaving.values()) & set(engine_pids(cluster_server.data_dir))
+        leaving = node_addresses(ec, ["replicas-0002-002"])
         ec.decrease_replica_count(ReplicationGroupId="replicas", ReplicasToRemove=["replicas-0002-002"], ApplyImmediately=True)
         wait_for(lambda: [len(ng["NodeGroupMembers"]) for ng in wait_group(ec, "replicas")["NodeGroups"]] == [2, 1],
                  what="named replica removed")
+        assert leaving["replicas-0002-002"] not in engine_pids(cluster_server.data_dir)
         group = wait_group(ec, "replicas")
         assert_describe_matches_cluster_shards(group)
     assert load.errors == [], load.errors[:5]
+    assert load.replica_reads > 100
     ec.delete_replication_group(ReplicationGroupId="replicas")
     wait_group_gone(ec, "replicas")
+
+
+def _replicated(group, keys):
+    try:
+        replicas_hold_their_primarys_keys(group, keys)
+    except AssertionError:
+        return False
+    return True
 
 
 def test_replica_count_of_a_cluster_mode_disabled_group(cluster_server):
