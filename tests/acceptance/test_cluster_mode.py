@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
 import signal
 import threading
 import time
 
 import pytest
-from redis.cluster import RedisCluster
+from redis.cluster import LoadBalancingStrategy, RedisCluster
+from redis.crc import key_slot
 
+from cachefleet.domain import nodetypes
 from cachefleet.domain import slots as slotmath
 from helpers import (
     Server,
     engine,
+    engine_pids,
+    events_of,
     free_port,
     fresh_network,
     node_addresses,
@@ -74,6 +80,21 @@ def assert_describe_matches_cluster_shards(group):
     assert described == engine_view
 
 
+@functools.cache
+def _tag_per_slot() -> tuple[int, ...]:
+    tags: dict[int, int] = {}
+    candidate = 0
+    while len(tags) < slotmath.SLOTS:
+        tags.setdefault(key_slot(b"{%d}" % candidate), candidate)
+        candidate += 1
+    return tuple(tags[slot] for slot in range(slotmath.SLOTS))
+
+
+def key_per_slot(prefix: str) -> list[str]:
+    """A key for each of the 16384 slots, in slot order: its {hash tag} picks the slot."""
+    return [f"{prefix}:{{{tag}}}" for tag in _tag_per_slot()]
+
+
 def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
     ec = cluster_server.client()
     created = ec.create_replication_group(ReplicationGroupId="shop", NumNodeGroups=3, ReplicasPerNodeGroup=2, **SHARDED)
@@ -89,17 +110,17 @@ def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
     assert cluster["CacheParameterGroup"]["CacheParameterGroupName"] == "default.valkey9.cluster.on"
     assert_describe_matches_cluster_shards(group)
 
-    # redis-py's RedisCluster, given only the configuration endpoint, reaches every slot.
+    # redis-py's RedisCluster, given only the configuration endpoint, writes a key in every slot.
     client = cluster_client(group)
-    keys = {f"user:{i}": str(i) for i in range(3000)}
-    for key, value in keys.items():
-        client.set(key, value)
-    covered = {RedisCluster.keyslot(client, key) for key in keys}
-    assert len(covered) > 2500
-    assert all(client.get(key) == value for key, value in keys.items())
-    client.close()
+    redispy_keys = key_per_slot("redispy")
+    pipe = client.pipeline()
+    for index, key in enumerate(redispy_keys):
+        pipe.set(key, str(index))
+    pipe.execute()
 
-    # valkey-glide's GlideClusterClient too.
+    # valkey-glide's GlideClusterClient too; each client reads what the other wrote.
+    glide_keys = key_per_slot("glide")
+
     async def with_glide():
         from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
 
@@ -108,15 +129,21 @@ def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
             GlideClusterClientConfiguration([NodeAddress(endpoint["Address"], endpoint["Port"])], request_timeout=5000)
         )
         try:
-            for i in range(0, 3000, 7):
-                assert (await glide.get(f"user:{i}")).decode() == str(i)
-            for i in range(500):
-                await glide.set(f"glide:{i}", str(i))
-            return [(await glide.get(f"glide:{i}")).decode() for i in range(500)]
+            assert await glide.mset({key: str(index) for index, key in enumerate(glide_keys)}) == "OK"
+            return [v.decode() if v is not None else None for v in await glide.mget(redispy_keys)]
         finally:
             await glide.close()
 
-    assert asyncio.run(with_glide()) == [str(i) for i in range(500)]
+    assert asyncio.run(with_glide()) == [str(index) for index in range(slotmath.SLOTS)]
+    pipe = client.pipeline()
+    for key in glide_keys:
+        pipe.get(key)
+    assert pipe.execute() == [str(index) for index in range(slotmath.SLOTS)]
+    client.close()
+    # Each key is in the shard that Describe says owns its slot: two keys per slot owned.
+    for node_group in group["NodeGroups"]:
+        primary = [m for m in node_group["NodeGroupMembers"] if m["CurrentRole"] == "primary"][0]
+        assert engine(primary["ReadEndpoint"]["Address"]).dbsize() == 2 * len(slotmath.parse(node_group["Slots"]))
     ec.delete_replication_group(ReplicationGroupId="shop")
     wait_group_gone(ec, "shop")
 
@@ -152,18 +179,23 @@ class Load:
     scaling out is exercised with glide, and redis-py covers everything else.
     """
 
-    def __init__(self, group, *, glide: bool = False, prefix: str = "load"):
+    def __init__(self, group, *, glide: bool = False, prefix: str = "load", replica_keys: dict[str, str] | None = None):
         self.group = group
         self.glide = glide
         self.prefix = prefix
         self.errors: list[str] = []
         self.written = 0
         self.reads = 0
+        self.replica_reads = 0
+        self._replica_keys = list((replica_keys or {}).items())
         self._stop = threading.Event()
+        self._pause = threading.Event()
         target = self._glide if glide else None
         self._threads = (
             [threading.Thread(target=target)] if glide else [threading.Thread(target=self._write), threading.Thread(target=self._read)]
         )
+        if self._replica_keys:
+            self._threads.append(threading.Thread(target=self._read_replicas))
 
     def __enter__(self):
         for thread in self._threads:
@@ -174,6 +206,15 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+    @contextlib.contextmanager
+    def writes_paused(self):
+        """The redis-py writer holds off (reads go on) inside this block."""
+        self._pause.set()
+        try:
+            yield
+        finally:
+            self._pause.clear()
 
     def _glide(self):
         async def run():
@@ -204,6 +245,9 @@ class Load:
     def _write(self):
         client = cluster_client(self.group)
         while not self._stop.is_set():
+            if self._pause.is_set():
+                time.sleep(0.01)
+                continue
             try:
                 client.set(f"{self.prefix}:{self.written}", str(self.written))
                 self.written += 1
@@ -226,6 +270,26 @@ class Load:
                 self.reads += 1
             except Exception as error:  # noqa: BLE001
                 self.errors.append(f"{time.strftime('%H:%M:%S')} read: {error!r}")
+        client.close()
+
+
+    def _read_replicas(self):
+        """Reads keys written (and replicated) before the load began, from replicas only."""
+        endpoint = self.group["ConfigurationEndpoint"]
+        client = RedisCluster(
+            host=endpoint["Address"], port=endpoint["Port"], decode_responses=True, socket_timeout=10,
+            load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN_REPLICAS,
+        )
+        rng = random.Random(5)
+        while not self._stop.is_set():
+            key, expected = rng.choice(self._replica_keys)
+            try:
+                value = client.get(key)
+                if value != expected:
+                    self.errors.append(f"replica read {key} gave {value!r}")
+                self.replica_reads += 1
+            except Exception as error:  # noqa: BLE001
+                self.errors.append(f"{time.strftime('%H:%M:%S')} replica read: {error!r}")
         client.close()
 
 
@@ -262,6 +326,8 @@ def test_scale_out_and_in_under_load(cluster_server):
         assert sizes == [4096] * 4
         assert_describe_matches_cluster_shards(group)
 
+        leaving = set(node_addresses(ec, [c for c in group["MemberClusters"] if c[-8:-4] in ("0001", "0003")]).values())
+        assert len(leaving) == 4 and leaving <= set(engine_pids(cluster_server.data_dir))
         with Load(group, prefix="redispy") as load:
             ec.modify_replication_group_shard_configuration(
                 ReplicationGroupId="elastic", NodeGroupCount=2, NodeGroupsToRemove=["0001", "0003"], ApplyImmediately=True
@@ -269,6 +335,7 @@ def test_scale_out_and_in_under_load(cluster_server):
             group, progress_in = wait_reshard(ec, "elastic")
             assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0002", "0004"]
             assert sorted(len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]) == [8192, 8192]
+            assert not leaving & set(engine_pids(cluster_server.data_dir))
             assert_describe_matches_cluster_shards(group)
             time.sleep(0.5)
     for run in (glide_load, load):
@@ -288,36 +355,80 @@ def test_scale_out_and_in_under_load(cluster_server):
     wait_group_gone(ec, "elastic")
 
 
+def replicas_hold_their_primarys_keys(group, keys):
+    """Every replica has every key of its shard's slots (read with READONLY, straight from it)."""
+    for node_group in group["NodeGroups"]:
+        owned = slotmath.parse(node_group["Slots"])
+        mine = {k: v for k, v in keys.items() if key_slot(k.encode()) in owned}
+        for member in node_group["NodeGroupMembers"]:
+            if member["CurrentRole"] != "replica":
+                continue
+            pipe = engine(member["ReadEndpoint"]["Address"]).pipeline(transaction=False)
+            pipe.execute_command("READONLY")
+            for key in mine:
+                pipe.get(key)
+            assert pipe.execute()[1:] == list(mine.values()), member["CacheClusterId"]
+
+
 def test_replica_count_up_and_down_under_load(cluster_server):
     ec = cluster_server.client()
     ec.create_replication_group(ReplicationGroupId="replicas", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
     group = wait_group(ec, "replicas")
-    with Load(group) as load:
+    seed = {f"seed:{i}": str(i) for i in range(2000)}
+    client = cluster_client(group)
+    pipe = client.pipeline()
+    for key, value in seed.items():
+        pipe.set(key, value)
+    pipe.execute()
+    client.close()
+    wait_for(lambda: _replicated(group, seed), what="seed keys on the replicas")
+    with Load(group, replica_keys=seed) as load:
         ec.increase_replica_count(ReplicationGroupId="replicas", NewReplicaCount=3, ApplyImmediately=True)
         group = wait_group(ec, "replicas")
         assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [4, 4]
         assert_describe_matches_cluster_shards(group)
-        # A new replica serves its shard's data once it is available.
+        # A new replica serves its shard's data as soon as it is available: its initial sync is done.
         new = [m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CacheClusterId"].endswith("-004")][0]
         replica = engine(new["ReadEndpoint"]["Address"])
         assert replica.execute_command("ROLE")[0] == "slave"
+        replicas_hold_their_primarys_keys(group, seed)
+        with load.writes_paused():
+            for node_group in group["NodeGroups"]:
+                nodes = {m["CacheClusterId"][-3:]: engine(m["ReadEndpoint"]["Address"]) for m in node_group["NodeGroupMembers"]}
+                wait_for(lambda nodes=nodes: nodes["003"].dbsize() == nodes["004"].dbsize() == nodes["001"].dbsize(),
+                         timeout=5, what="the new replicas to hold all their primary holds")
         ec.increase_replica_count(
             ReplicationGroupId="replicas", ApplyImmediately=True,
             ReplicaConfiguration=[{"NodeGroupId": "0002", "NewReplicaCount": 4}],
         )
         group = wait_group(ec, "replicas")
         assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [4, 5]
+        replicas_hold_their_primarys_keys(group, seed)
+        time.sleep(0.5)  # the replica reader reaches the new replicas too
+        leaving = node_addresses(ec, [c for c in group["MemberClusters"] if c[-3:] in ("003", "004", "005")])
         ec.decrease_replica_count(ReplicationGroupId="replicas", NewReplicaCount=1, ApplyImmediately=True)
         wait_for(lambda: [len(ng["NodeGroupMembers"]) for ng in wait_group(ec, "replicas")["NodeGroups"]] == [2, 2],
                  what="replicas removed")
+        assert not set(leaving.values()) & set(engine_pids(cluster_server.data_dir))
+        leaving = node_addresses(ec, ["replicas-0002-002"])
         ec.decrease_replica_count(ReplicationGroupId="replicas", ReplicasToRemove=["replicas-0002-002"], ApplyImmediately=True)
         wait_for(lambda: [len(ng["NodeGroupMembers"]) for ng in wait_group(ec, "replicas")["NodeGroups"]] == [2, 1],
                  what="named replica removed")
+        assert leaving["replicas-0002-002"] not in engine_pids(cluster_server.data_dir)
         group = wait_group(ec, "replicas")
         assert_describe_matches_cluster_shards(group)
     assert load.errors == [], load.errors[:5]
+    assert load.replica_reads > 100
     ec.delete_replication_group(ReplicationGroupId="replicas")
     wait_group_gone(ec, "replicas")
+
+
+def _replicated(group, keys):
+    try:
+        replicas_hold_their_primarys_keys(group, keys)
+    except AssertionError:
+        return False
+    return True
 
 
 def test_replica_count_of_a_cluster_mode_disabled_group(cluster_server):
@@ -396,3 +507,198 @@ def test_a_reshard_interrupted_by_a_control_plane_crash_finishes(make_server):
     client = cluster_client(group)
     assert all(client.get(f"k:{i}") == str(i) for i in range(0, 60000, 13))
     client.close()
+
+
+def members_of(group, node_group_id):
+    node_group = next(ng for ng in group["NodeGroups"] if ng["NodeGroupId"] == node_group_id)
+    return {m["CacheClusterId"]: m for m in node_group["NodeGroupMembers"]}
+
+
+def test_shards_named_and_placed_retained_and_rebalanced(cluster_server):
+    """One group turned on by ClusterMode alone grows by a named shard in chosen zones and
+    shrinks by the shards it retains; another, created with uneven slots, is rebalanced."""
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="solo", ClusterMode="enabled", **SHARDED)
+    ec.create_replication_group(
+        ReplicationGroupId="uneven",
+        NodeGroupConfiguration=[{"NodeGroupId": "0001", "Slots": "0-999"}, {"NodeGroupId": "0002", "Slots": "1000-16383"}],
+        **SHARDED,
+    )
+
+    # Cluster mode without shard counts: one shard owning every slot, behind a configuration endpoint.
+    group = wait_group(ec, "solo")
+    assert group["ClusterEnabled"] is True and group["ClusterMode"] == "enabled"
+    assert [(ng["NodeGroupId"], ng["Slots"], len(ng["NodeGroupMembers"])) for ng in group["NodeGroups"]] == [("0001", "0-16383", 1)]
+    assert group["ConfigurationEndpoint"]["Port"] == 6379
+    assert_describe_matches_cluster_shards(group)
+    client = cluster_client(group)
+    pipe = client.pipeline()
+    for i in range(3000):
+        pipe.set(f"solo:{i}", str(i))
+    pipe.execute()
+    client.close()
+
+    # Rebalancing (NodeGroupCount equal to the current count) runs meanwhile on the other group.
+    uneven = wait_group(ec, "uneven")
+    client = cluster_client(uneven)
+    pipe = client.pipeline()
+    for i in range(3000):
+        pipe.set(f"uneven:{i}", str(i))
+    pipe.execute()
+    client.close()
+    ec.modify_replication_group_shard_configuration(ReplicationGroupId="uneven", NodeGroupCount=2, ApplyImmediately=True)
+
+    # Replica zones name the whole shard, primary first: the new replicas get the rest, in order.
+    primary_zone = members_of(group, "0001")["solo-0001-001"]["PreferredAvailabilityZone"]
+    ec.increase_replica_count(
+        ReplicationGroupId="solo", ApplyImmediately=True,
+        ReplicaConfiguration=[
+            {"NodeGroupId": "0001", "NewReplicaCount": 2, "PreferredAvailabilityZones": [primary_zone, "us-east-1c", "us-east-1b"]}
+        ],
+    )
+    group = wait_group(ec, "solo")
+    zones = {cid: m["PreferredAvailabilityZone"] for cid, m in members_of(group, "0001").items()}
+    assert zones == {"solo-0001-001": primary_zone, "solo-0001-002": "us-east-1c", "solo-0001-003": "us-east-1b"}
+
+    # DecreaseReplicaCount with zones keeps the replica in the zone still listed, and stops the other.
+    leaving = node_addresses(ec, ["solo-0001-002"])["solo-0001-002"]
+    assert leaving in engine_pids(cluster_server.data_dir)
+    ec.decrease_replica_count(
+        ReplicationGroupId="solo", ApplyImmediately=True,
+        ReplicaConfiguration=[{"NodeGroupId": "0001", "NewReplicaCount": 1, "PreferredAvailabilityZones": [primary_zone, "us-east-1b"]}],
+    )
+    wait_for(lambda: len(members_of(wait_group(ec, "solo"), "0001")) == 2, what="solo-0001-002 removed")
+    assert wait_group(ec, "solo")["MemberClusters"] == ["solo-0001-001", "solo-0001-003"]
+    assert leaving not in engine_pids(cluster_server.data_dir)
+
+    # Scale out naming the new shard and its nodes' zones (primary first).
+    ec.modify_replication_group_shard_configuration(
+        ReplicationGroupId="solo", NodeGroupCount=2, ApplyImmediately=True,
+        ReshardingConfiguration=[
+            {"NodeGroupId": "0001"}, {"NodeGroupId": "0005", "PreferredAvailabilityZones": ["us-east-1c", "us-east-1a"]},
+        ],
+    )
+    group, _ = wait_reshard(ec, "solo")
+    assert [(ng["NodeGroupId"], len(slotmath.parse(ng["Slots"]))) for ng in group["NodeGroups"]] == [("0001", 8192), ("0005", 8192)]
+    new_shard = members_of(group, "0005")
+    assert {cid: (m["PreferredAvailabilityZone"], m["CurrentRole"]) for cid, m in new_shard.items()} == {
+        "solo-0005-001": ("us-east-1c", "primary"), "solo-0005-002": ("us-east-1a", "replica"),
+    }
+    cluster = ec.describe_cache_clusters(CacheClusterId="solo-0005-002", ShowCacheNodeInfo=True)["CacheClusters"][0]
+    assert cluster["PreferredAvailabilityZone"] == cluster["CacheNodes"][0]["CustomerAvailabilityZone"] == "us-east-1a"
+    assert_describe_matches_cluster_shards(group)
+
+    # Without replicas, 2 -> 3 -> 2 retaining the first and the newest shard: the middle one goes, with its processes.
+    ec.decrease_replica_count(ReplicationGroupId="solo", NewReplicaCount=0, ApplyImmediately=True)
+    wait_for(lambda: len(wait_group(ec, "solo")["MemberClusters"]) == 2, what="solo's replicas removed")
+    ec.modify_replication_group_shard_configuration(ReplicationGroupId="solo", NodeGroupCount=3, ApplyImmediately=True)
+    group, _ = wait_reshard(ec, "solo")
+    assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0001", "0005", "0006"]
+    leaving = node_addresses(ec, ["solo-0005-001"])["solo-0005-001"]
+    ec.modify_replication_group_shard_configuration(
+        ReplicationGroupId="solo", NodeGroupCount=2, NodeGroupsToRetain=["0001", "0006"], ApplyImmediately=True
+    )
+    group, _ = wait_reshard(ec, "solo")
+    assert [ng["NodeGroupId"] for ng in group["NodeGroups"]] == ["0001", "0006"]
+    assert sorted(len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]) == [8192, 8192]
+    assert group["MemberClusters"] == ["solo-0001-001", "solo-0006-001"]
+    assert leaving not in engine_pids(cluster_server.data_dir)
+    assert_describe_matches_cluster_shards(group)
+    client = cluster_client(group)
+    assert client.mget_nonatomic([f"solo:{i}" for i in range(3000)]) == [str(i) for i in range(3000)]
+    client.close()
+
+    # The rebalanced group: even halves, every key kept, Describe as the engines say.
+    uneven, _ = wait_reshard(ec, "uneven")
+    assert [len(slotmath.parse(ng["Slots"])) for ng in uneven["NodeGroups"]] == [8192, 8192]
+    assert_describe_matches_cluster_shards(uneven)
+    client = cluster_client(uneven)
+    assert client.mget_nonatomic([f"uneven:{i}" for i in range(3000)]) == [str(i) for i in range(3000)]
+    client.close()
+    assert any("uneven: 2 -> 2 node groups; 7192 slots to move" in m for m in events_of(ec, "uneven"))
+
+    for group_id in ("solo", "uneven"):
+        ec.delete_replication_group(ReplicationGroupId=group_id)
+    for group_id in ("solo", "uneven"):
+        wait_group_gone(ec, group_id)
+
+
+def test_ports_other_than_6379(cluster_server):
+    """Port 6390 without shards; a cluster turned on by its parameter group on port 60000, whose
+    cluster bus cannot be at the engines' default port + 10000."""
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="port6390", NumCacheClusters=2, Port=6390, **SHARDED)
+    ec.create_replication_group(
+        ReplicationGroupId="port60000", CacheParameterGroupName="default.valkey9.cluster.on", ReplicasPerNodeGroup=1,
+        Port=60000, **SHARDED,
+    )
+    group = wait_group(ec, "port6390")
+    node_group = group["NodeGroups"][0]
+    assert node_group["PrimaryEndpoint"]["Port"] == node_group["ReaderEndpoint"]["Port"] == 6390
+    primary = engine(node_group["PrimaryEndpoint"]["Address"], 6390)
+    primary.set("k", "on 6390")
+    assert primary.wait(1, 5000) == 1
+    assert engine(node_group["ReaderEndpoint"]["Address"], 6390).get("k") == "on 6390"
+    clusters = ec.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
+    assert {c["CacheNodes"][0]["Endpoint"]["Port"] for c in clusters if c.get("ReplicationGroupId") == "port6390"} == {6390}
+
+    # Cluster mode turned on by a .cluster.on parameter group alone: one shard owning every slot.
+    group = wait_group(ec, "port60000")
+    assert group["ClusterEnabled"] is True
+    assert [(ng["NodeGroupId"], ng["Slots"], len(ng["NodeGroupMembers"])) for ng in group["NodeGroups"]] == [("0001", "0-16383", 2)]
+    assert group["ConfigurationEndpoint"]["Port"] == 60000
+    assert_describe_matches_cluster_shards(group)
+    client = cluster_client(group)
+    for i in range(200):
+        client.set(f"k:{i}", str(i))
+    assert [client.get(f"k:{i}") for i in range(200)] == [str(i) for i in range(200)]
+    client.close()
+    addresses = node_addresses(ec, group["MemberClusters"])
+    assert {engine(a, 60000).config_get("cluster-port")["cluster-port"] for a in addresses.values()} == {"50000"}
+
+    for group_id in ("port6390", "port60000"):
+        ec.delete_replication_group(ReplicationGroupId=group_id)
+    for group_id in ("port6390", "port60000"):
+        wait_group_gone(ec, group_id)
+
+
+def test_vertical_scaling_of_a_cluster_mode_disabled_group(cluster_server):
+    """A scale down the data does not fit is refused with an event; a scale up changes every node."""
+    ec = cluster_server.client()
+    ec.create_replication_group(
+        ReplicationGroupId="flatscale", NumCacheClusters=2, **{**SHARDED, "CacheNodeType": "cache.t4g.small"}
+    )
+    group = wait_group(ec, "flatscale")
+    primary = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+    # 600 MiB, more than cache.t4g.micro's 0.5 GiB; SETRANGE builds each value inside the engine.
+    for i in range(6):
+        primary.setrange(f"big:{i}", 100 * 1024**2 - 1, "x")
+    primary.set("small", "kept")
+    assert primary.wait(1, 10000) == 1
+    addresses = node_addresses(ec, group["MemberClusters"])
+
+    def maxmemory():
+        return {int(engine(a).config_get("maxmemory")["maxmemory"]) for a in addresses.values()}
+
+    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.t4g.small")}
+    ec.modify_replication_group(ReplicationGroupId="flatscale", CacheNodeType="cache.t4g.micro", ApplyImmediately=True)
+    group = wait_group(ec, "flatscale")
+    assert group["CacheNodeType"] == "cache.t4g.small"
+    assert "CacheNodeType" not in group["PendingModifiedValues"]
+    assert any(
+        "to cache.t4g.micro failed" in m and "it stays cache.t4g.small" in m for m in events_of(ec, "flatscale")
+    ), events_of(ec, "flatscale")
+    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.t4g.small")}
+
+    ec.modify_replication_group(ReplicationGroupId="flatscale", CacheNodeType="cache.m7g.large", ApplyImmediately=True)
+    group = wait_group(ec, "flatscale")
+    assert group["CacheNodeType"] == "cache.m7g.large"
+    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.m7g.large")}
+    clusters = [c for c in ec.describe_cache_clusters()["CacheClusters"] if c.get("ReplicationGroupId") == "flatscale"]
+    assert {c["CacheNodeType"] for c in clusters} == {"cache.m7g.large"}
+    for address in addresses.values():
+        node = engine(address)
+        assert node.get("small") == "kept"
+        assert [node.strlen(f"big:{i}") for i in range(6)] == [100 * 1024**2] * 6
+    ec.delete_replication_group(ReplicationGroupId="flatscale")
+    wait_group_gone(ec, "flatscale")

@@ -443,6 +443,12 @@ def test_resharding_rejects(ec, sharded, stable):
            ApplyImmediately=True)
     expect("InvalidParameterCombination", reshard, says="NodeGroupCount is 3", ReplicationGroupId=sharded, NodeGroupCount=3,
            ReshardingConfiguration=[{"NodeGroupId": "0003"}], ApplyImmediately=True)
+    # A new shard of this group has a primary and one replica: two zones, no more, no fewer.
+    for zones in (["us-east-1a"], ["us-east-1a", "us-east-1b", "us-east-1c"]):
+        expect("InvalidParameterValue", reshard, says="give 2 zones", ReplicationGroupId=sharded, NodeGroupCount=3,
+               ReshardingConfiguration=[{"NodeGroupId": "0001"}, {"NodeGroupId": "0002"},
+                                        {"NodeGroupId": "0003", "PreferredAvailabilityZones": zones}],
+               ApplyImmediately=True)
     group = ec.describe_replication_groups(ReplicationGroupId=sharded)["ReplicationGroups"][0]
     assert group["Status"] == "available" and len(group["NodeGroups"]) == 2 and not group["PendingModifiedValues"]
 
@@ -461,6 +467,16 @@ def test_replica_count_changes_reject(ec, sharded, stable):
            ReplicasToRemove=["stable-002"], ApplyImmediately=True)
     expect("InvalidParameterValue", increase, says="ApplyImmediately", ReplicationGroupId=stable, NewReplicaCount=3,
            ApplyImmediately=False)
+    # ConfigureShard.PreferredAvailabilityZones names NewReplicaCount + 1 zones: the primary's, then the replicas'.
+    expect("InvalidParameterValue", increase, says="needs 3: the primary's zone first", ReplicationGroupId=sharded,
+           ApplyImmediately=True,
+           ReplicaConfiguration=[{"NodeGroupId": "0001", "NewReplicaCount": 2, "PreferredAvailabilityZones": ["us-east-1a", "us-east-1b"]}])
+    expect("InvalidParameterValue", decrease, says="needs 1: the primary's zone first", ReplicationGroupId=sharded,
+           ApplyImmediately=True,
+           ReplicaConfiguration=[{"NodeGroupId": "0002", "NewReplicaCount": 0, "PreferredAvailabilityZones": ["us-east-1a", "us-east-1b"]}])
+    expect("InvalidParameterValue", increase, says="not in cache subnet group", ReplicationGroupId=sharded, ApplyImmediately=True,
+           ReplicaConfiguration=[{"NodeGroupId": "0001", "NewReplicaCount": 2,
+                                  "PreferredAvailabilityZones": ["us-east-1a", "us-east-1b", "us-east-1f"]}])
     group = ec.describe_replication_groups(ReplicationGroupId=sharded)["ReplicationGroups"][0]
     assert [len(ng["NodeGroupMembers"]) for ng in group["NodeGroups"]] == [2, 2]
 

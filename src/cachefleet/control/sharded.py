@@ -35,6 +35,7 @@ from cachefleet.domain.model import CacheCluster, ClusterStatus, GroupStatus, No
 from cachefleet.engine import cluster as engine_cluster
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.cluster import ClusterView
+from cachefleet.engine.config import cluster_bus_port
 from cachefleet.providers.local import NodeStartFailed
 
 if TYPE_CHECKING:
@@ -124,7 +125,12 @@ class ShardedTopology:
         missing = [(a, b) for a in views for b in views if a != b and not views[a].knows(ids[b])]
         if missing:
             await asyncio.gather(
-                *(admins[a].execute("CLUSTER", "MEET", members[b].node.address, str(members[b].port)) for a, b in missing),
+                *(
+                    admins[a].execute(
+                        "CLUSTER", "MEET", members[b].node.address, str(members[b].port), str(cluster_bus_port(members[b].port))
+                    )
+                    for a, b in missing
+                ),
                 return_exceptions=True,
             )
             views = await self._wait_joined(admins, ids)

@@ -358,6 +358,13 @@ class Scaling(UseCases):
         subnet_group = self._subnet_group(region, group.subnet_group_name)
         zones_for = {node_group_id(r["NodeGroupId"]): list(r.get("PreferredAvailabilityZones") or []) for r in resharding if r.get("NodeGroupId")}
         replicas = len(group.node_groups[0].replica_cluster_ids)
+        for new_id in new_ids:
+            zones_for[new_id] = [self._zone(region, z, subnet_group) or "" for z in zones_for.get(new_id, [])]
+            if zones_for[new_id] and len(zones_for[new_id]) != 1 + replicas:
+                raise InvalidParameterValue(
+                    f"ReshardingConfiguration of new node group {new_id} lists {len(zones_for[new_id])} zone(s), but "
+                    f"its nodes are a primary and {replicas} replica(s): give {1 + replicas} zones, the primary's first."
+                )
         self._check_node_quotas(len(new_ids) * (1 + replicas), cluster_total=len(group.member_cluster_ids) + len(new_ids) * (1 + replicas))
         template = self._members(group)[0]
         new_clusters: list[CacheCluster] = []
@@ -370,7 +377,7 @@ class Scaling(UseCases):
             warm_left = list(warm)
             all_zones = subnet_group.availability_zones
             for index, new_id in enumerate(new_ids):
-                wanted = [self._zone(region, z, subnet_group) or "" for z in zones_for.get(new_id, [])]
+                wanted = zones_for.get(new_id, [])
                 start = (len(current) + index) % len(all_zones)
                 zones = wanted + [all_zones[(start + j) % len(all_zones)] for j in range(len(wanted), 1 + replicas)]
                 members = []
@@ -463,11 +470,16 @@ class Scaling(UseCases):
             have = len(node_group.replica_cluster_ids)
             used_zones = [now_members[c].availability_zone for c in node_group.member_cluster_ids if c in now_members]
             taken = set(node_group.member_cluster_ids)
+            new_zones = self._zones_for_new_replicas(
+                [self._zone(region, z, subnet_group) or "" for z in zones],
+                [now_members[c].availability_zone for c in node_group.replica_cluster_ids if c in now_members],
+                count - have,
+            )
             number = 1
             for index in range(count - have):
                 cluster_id = self._free_member_id(group, node_group.node_group_id, taken, start=number)
                 taken.add(cluster_id)
-                zone = self._zone(region, zones[index], subnet_group) if index < len(zones) else None
+                zone = new_zones[index] if index < len(new_zones) else None
                 if zone is None:
                     all_zones = subnet_group.availability_zones
                     zone = min(all_zones, key=lambda z: (used_zones.count(z), all_zones.index(z)))
@@ -494,6 +506,38 @@ class Scaling(UseCases):
             )
         self._changed(updated)
         return updated
+
+    @staticmethod
+    def _zones_for_new_replicas(wanted: Sequence[str], existing: Sequence[str], count: int) -> list[str]:
+        """The zones of ``count`` new replicas, from a ConfigureShard zone list.
+
+        The list describes the whole shard after the change, primary first (ElastiCache asks
+        for NewReplicaCount + 1 zones). The nodes already there keep their zones, so the new
+        replicas get the replica zones that the existing replicas do not already fill.
+        """
+        if not wanted:
+            return []
+        left = list(wanted[1:])
+        for zone in existing:
+            if zone in left:
+                left.remove(zone)
+        return left[:count]
+
+    @staticmethod
+    def _replicas_to_keep(replicas: Sequence[CacheCluster], wanted: Sequence[str], count: int) -> list[str]:
+        """Which ``count`` replicas stay on DecreaseReplicaCount: those in the wanted zones
+        (primary's zone first in ``wanted``, as for IncreaseReplicaCount), then by name."""
+        ordered = sorted(replicas, key=lambda c: c.cluster_id)
+        keep: list[str] = []
+        left = list(wanted[1:])
+        for cluster in ordered:
+            if len(keep) < count and cluster.availability_zone in left:
+                left.remove(cluster.availability_zone)
+                keep.append(cluster.cluster_id)
+        for cluster in ordered:
+            if len(keep) < count and cluster.cluster_id not in keep:
+                keep.append(cluster.cluster_id)
+        return keep
 
     def _free_member_id(self, group: ReplicationGroup, node_group: str, taken: set[str], *, start: int) -> str:
         number = start
@@ -530,13 +574,16 @@ class Scaling(UseCases):
                 removals.append(cluster_id)
         else:
             group, wanted = self._replica_targets(region, params, increase=False)
+            subnet_group = self._subnet_group(region, group.subnet_group_name)
+            clusters = {c.cluster_id: c for c in self._members(group)}
             removals = []
             for node_group in group.node_groups:
-                count, _ = wanted.get(node_group.node_group_id, (None, []))
+                count, zones = wanted.get(node_group.node_group_id, (None, []))
                 if count is None:
                     continue
-                replicas = sorted(node_group.replica_cluster_ids)
-                removals += replicas[count:]
+                replicas = [clusters[c] for c in node_group.replica_cluster_ids if c in clusters]
+                keep = self._replicas_to_keep(replicas, [self._zone(region, z, subnet_group) or "" for z in zones], count)
+                removals += sorted(c.cluster_id for c in replicas if c.cluster_id not in keep)
         self._check_minimum_replicas(group, removals)
         members = {c.cluster_id: c for c in self._members(group)}
         updated = replace(group, status=GroupStatus.MODIFYING)
@@ -584,12 +631,17 @@ class Scaling(UseCases):
             if group.node_group(ng_id) is None:
                 raise NotFound(f"Node group {ng_id} not found in replication group {group.group_id}.", resource="NodeGroup")
             wanted[ng_id] = (item["NewReplicaCount"], list(item.get("PreferredAvailabilityZones") or []))
-        for ng_id, (count, _) in wanted.items():
+        for ng_id, (count, zones) in wanted.items():
             found = group.node_group(ng_id)
             assert found is not None
             have = len(found.replica_cluster_ids)
             if not 0 <= count <= MAX_REPLICAS:
                 raise InvalidParameterValue(f"Invalid NewReplicaCount {count}: use 0 to {MAX_REPLICAS} replicas.")
+            if zones and len(zones) != count + 1:
+                raise InvalidParameterValue(
+                    f"Node group {ng_id}: PreferredAvailabilityZones lists {len(zones)} zone(s), but NewReplicaCount "
+                    f"{count} needs {count + 1}: the primary's zone first, then one zone per replica."
+                )
             if increase and count <= have:
                 raise InvalidParameterValue(
                     f"Node group {ng_id} already has {have} replica(s); IncreaseReplicaCount needs a NewReplicaCount "

@@ -24,6 +24,16 @@ class NodeConfig:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def cluster_bus_port(port: int) -> int:
+    """The cluster bus port of a node listening on ``port``.
+
+    The engines' default is ``port + 10000``, which does not exist above 55535; ElastiCache
+    users pick any client port and never see the bus, so such nodes use ``port - 10000``
+    (each node has an address of its own, so neither can collide with another node's).
+    """
+    return port + 10000 if port + 10000 <= 65535 else port - 10000
+
+
 def _quote(value: str) -> str:
     if value == "" or any(ch in value for ch in ' "\\'):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -71,6 +81,7 @@ def render(config: NodeConfig) -> str:
         settings += [
             ("cluster-enabled", "yes"),
             ("cluster-config-file", str(directory / "data" / "nodes.conf")),
+            ("cluster-port", str(cluster_bus_port(config.port))),
             # Peers must see this node under its own address, not 127.0.0.1.
             ("cluster-announce-ip", config.address),
             ("cluster-node-timeout", "15000"),
