@@ -47,3 +47,22 @@ def test_admin_client_reads_settings_info_and_pipelines():
         process.kill()
         process.wait()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_drain_counts_client_commands_only():
+    """A leaving node is quiet when clients stop; our own probes, samples and log reads don't count."""
+    from cachefleet.control.sharded import client_commands
+
+    stats = {
+        "cmdstat_get": "calls=7,usec=10,usec_per_call=1.43,rejected_calls=0,failed_calls=0",
+        "cmdstat_set": "calls=3,usec=5,usec_per_call=1.67,rejected_calls=4,failed_calls=0",
+        "cmdstat_ping": "calls=500,usec=100,usec_per_call=0.2,rejected_calls=0,failed_calls=0",
+        "cmdstat_info": "calls=120,usec=9000,usec_per_call=75,rejected_calls=0,failed_calls=0",
+        "cmdstat_slowlog|get": "calls=60,usec=60,usec_per_call=1,rejected_calls=0,failed_calls=0",
+        "cmdstat_cluster|shards": "calls=4,usec=60,usec_per_call=15,rejected_calls=0,failed_calls=0",
+        "cmdstat_replconf": "calls=30,usec=30,usec_per_call=1,rejected_calls=0,failed_calls=0",
+        "cmdstat_mget": "calls=2,usec=4,usec_per_call=2,rejected_calls=0,failed_calls=0",
+        "errorstat_MOVED": "count=5",
+    }
+    assert client_commands(stats) == 16  # SETs answered with MOVED count too
+    assert client_commands({**stats, "cmdstat_ping": "calls=900,usec=1"}) == 16

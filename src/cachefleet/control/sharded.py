@@ -51,6 +51,11 @@ SLOT_BATCH = 32
 DRAIN_QUIET = 0.5
 DRAIN_MAX = 5.0
 DRAIN_POLL = 0.1
+# Commands that are not a client's reads and writes: health probes (PING, INFO), metric samples
+# (INFO), log delivery (SLOWLOG), replication (REPLCONF, PING), topology and connection set-up.
+UPKEEP_COMMANDS = frozenset(
+    {"ping", "info", "slowlog", "config", "cluster", "client", "command", "replconf", "hello", "readonly", "select", "auth"}
+)
 LANES = 8
 
 
@@ -415,8 +420,7 @@ class ShardedTopology:
             while time.monotonic() < deadline:
                 await asyncio.sleep(DRAIN_POLL)
                 now = [await self._commands(a) for a in admins]
-                # Our own INFO is one command per poll.
-                if any(n - before > 1 for n, before in zip(now, last, strict=True)):
+                if any(n != before for n, before in zip(now, last, strict=True)):
                     quiet_since = time.monotonic()
                 last = now
                 if time.monotonic() - quiet_since >= DRAIN_QUIET:
@@ -427,10 +431,13 @@ class ShardedTopology:
 
     @staticmethod
     async def _commands(admin: AdminClient) -> int:
+        """Client commands the node has processed: not the control plane's own probes, samples
+        and log reads, nor replication or topology traffic (see UPKEEP_COMMANDS)."""
         try:
-            return int((await admin.info("stats")).get("total_commands_processed", "0"))
+            stats = await admin.info("commandstats")
         except EngineError:
             return 0
+        return client_commands(stats)
 
     async def _place_configuration_endpoint(
         self, group: ReplicationGroup, live: list[CacheCluster], members: dict[str, CacheCluster]
@@ -460,3 +467,18 @@ class ShardedTopology:
 
 def member_node_groups(group: ReplicationGroup) -> dict[str, NodeGroup]:
     return {cid: ng for ng in group.node_groups for cid in ng.member_cluster_ids}
+
+
+def client_commands(commandstats: dict[str, str]) -> int:
+    """Commands of every kind but UPKEEP_COMMANDS that reached the node, from INFO commandstats
+    (``cmdstat_get:calls=3,...,rejected_calls=1``): executed or rejected, since a command sent
+    to a node that no longer owns its slot is rejected with MOVED."""
+    total = 0
+    for name, value in commandstats.items():
+        if not name.startswith("cmdstat_") or name[8:].split("|")[0] in UPKEEP_COMMANDS:
+            continue
+        for field in value.split(","):
+            counter, _, number = field.partition("=")
+            if counter in ("calls", "rejected_calls") and number.isdigit():
+                total += int(number)
+    return total
