@@ -245,10 +245,14 @@ class Failover:
         if node_group.primary_endpoint:
             # Clients of the primary endpoint reconnect to the same address: it must answer now
             # (unless the new primary is forking; then the reconciler's next pass binds it).
+            # It is the primary now whatever happens here: a failed bind is retried by the
+            # reconciler's next pass, never undone by restarting the old primary (empty).
             try:
                 await ops.set_binds(chosen, [chosen.node.address, node_group.primary_endpoint])
             except Retry:
                 pass
+            except EngineError as error:
+                log.warning("%s: the primary endpoint waits for the next pass: %s", chosen.cluster_id, error)
         ops.verified[node_key(chosen)] = ops.provider.pid(node_key(chosen)) or 0
         ops.synced.pop(node_key(chosen), None)  # if it ever follows again, it syncs again first
         return True

@@ -244,12 +244,19 @@ class LocalProvider:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process still holds its resources (its listening sockets above all).
+
+    A killed multi-threaded engine shows as a zombie as soon as its main thread is done, while
+    its other threads still exit: its files stay open until the last of them has.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             state = handle.read().rsplit(b")", 1)[1].split()[0]
+        if state not in (b"Z", b"X"):
+            return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except (OSError, IndexError):
         return False
-    return state not in (b"Z", b"X")
 
 
 def _reap(pid: int) -> int:
@@ -314,4 +321,18 @@ async def terminate(pid: int, *, graceful: bool, timeout: float = 5.0, engine: b
             deadline = time.monotonic() + timeout
         await asyncio.sleep(0.002)
     _reap(pid)
+    if engine:
+        # Its killed children (a background save) may still hold the sockets they inherited.
+        deadline = time.monotonic() + timeout
+        while _group_alive(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of this engine's group (it leads one: started with setsid) is still there."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
