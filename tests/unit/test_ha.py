@@ -232,3 +232,31 @@ async def test_candidates_rank_by_offset_then_other_zone_then_place():
     candidates = [_replica("a", "us-east-1b"), _replica("b"), _replica("c"), _replica("d", "us-east-1c")]
     ranked = await Failover(ops)._ranked(candidates, old)
     assert [c.cluster_id for c in ranked] == ["d", "b", "c", "a"]
+
+
+async def test_a_promoted_replica_stays_primary_when_the_endpoint_cannot_be_bound_yet():
+    """Cluster mode disabled: REPLICAOF NO ONE went through, the endpoint bind failed (the address
+    still in use): the promotion stands, and the reconciler binds the endpoint on its next pass."""
+    admin = FakeAdmin(100)
+
+    async def promote() -> None:
+        admin.role = "master"
+
+    admin.promote = promote  # type: ignore[method-assign]
+    ops = FakeOps({"r1": admin})
+    ops.synced = {"r1": 7}
+
+    async def set_binds(cluster, addresses) -> None:
+        raise EngineError("CONFIG SET failed (possibly related to argument 'bind') - Failed to bind to specified addresses.")
+
+    ops.set_binds = set_binds
+    ops.provider.pid = lambda key: 7
+    group = SimpleNamespace(
+        cluster_enabled=False,
+        group_id="g",
+        node_groups=(SimpleNamespace(member_cluster_ids=("old", "r1"), primary_endpoint="127.0.0.3"),),
+    )
+    chosen = await Failover(ops)._promote_best(group, [_replica("r1")], _replica("old"))
+    assert chosen is not None and chosen.cluster_id == "r1"
+    assert admin.role == "master" and ops.fenced == [] and ops.events == []
+    assert "r1" not in ops.synced  # as a primary it no longer counts as a synced replica

@@ -123,16 +123,14 @@ class Failover:
         await self._fence(old_key)
 
         chosen = await self._promote_best(group, candidates, old)
-        if chosen is None and group.cluster_enabled:
-            # Restarting the old primary would bring back an empty node without slots; the
-            # next pass tries the replicas again (one that took over late is accepted then).
+        if chosen is None:
+            # Restarting the fenced primary would bring it back empty (and, in cluster mode,
+            # without slots) and the replicas would sync that emptiness: the next pass tries the
+            # replicas again (one that took over late is accepted then). Only when none is left
+            # is the old primary restarted.
             self._give_up(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
                                  "no replica took over; trying again")
             raise Retry(RETRY_DELAY, "no replica took over")
-        if chosen is None:
-            self._give_up(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
-                                 "no replica answered; the old primary will be restarted")
-            return False
 
         # The rest of the shard follows on the reconciler's next pass; only the store changes here.
         now = ops.clock.now()
