@@ -47,7 +47,7 @@ FORMING_NODE_TIMEOUT = "1000"
 STEADY_NODE_TIMEOUT = "15000"
 JOIN_TIMEOUT = 10.0
 PROGRESS_INTERVAL = 0.25
-SLOT_BATCH = 32
+SLOT_BATCH = 16
 DRAIN_QUIET = 0.5
 DRAIN_MAX = 5.0
 DRAIN_POLL = 0.1
@@ -56,7 +56,11 @@ DRAIN_POLL = 0.1
 UPKEEP_COMMANDS = frozenset(
     {"ping", "info", "slowlog", "config", "cluster", "client", "command", "replconf", "hello", "readonly", "select", "auth"}
 )
-LANES = 8
+# Slots move in batches of SLOT_BATCH over LANES connections pairs at once. Valkey 8+ answers
+# every CLUSTER SETSLOT only once the shard's replicas acknowledged it, so a lane mostly waits:
+# measured moving 5461 slots to a new shard with one replica each, 8 lanes of 32 took 14.8 s,
+# 64 lanes of 16 5.9 s; 1,000,000 keys without replicas 10.1 s -> 8.1 s.
+LANES = 64
 
 
 class Again(Exception):
