@@ -170,6 +170,18 @@ def test_node_group_configuration_with_explicit_slots_and_zones(cluster_server):
     wait_group_gone(ec, "custom")
 
 
+def seed_keys(group, prefix: str, count: int) -> dict[str, str]:
+    """Writes ``prefix:0`` .. ``prefix:<count-1>`` (value: the number) through a cluster client."""
+    keys = {f"{prefix}:{i}": str(i) for i in range(count)}
+    client = cluster_client(group)
+    pipe = client.pipeline()
+    for key, value in keys.items():
+        pipe.set(key, value)
+    pipe.execute()
+    client.close()
+    return keys
+
+
 class Load:
     """A writer and a reader running against the cluster, counting every failed operation.
 
@@ -310,12 +322,7 @@ def test_scale_out_and_in_under_load(cluster_server):
     ec = cluster_server.client()
     ec.create_replication_group(ReplicationGroupId="elastic", NumNodeGroups=3, ReplicasPerNodeGroup=1, **SHARDED)
     group = wait_group(ec, "elastic")
-    client = cluster_client(group)
-    pipe = client.pipeline()
-    for i in range(20000):
-        pipe.set(f"seed:{i}", str(i))
-    pipe.execute()
-    client.close()
+    seed_keys(group, "seed", 20000)
 
     with Load(group, glide=True, prefix="glide") as glide_load:
         ec.modify_replication_group_shard_configuration(ReplicationGroupId="elastic", NodeGroupCount=4, ApplyImmediately=True)
@@ -374,13 +381,7 @@ def test_replica_count_up_and_down_under_load(cluster_server):
     ec = cluster_server.client()
     ec.create_replication_group(ReplicationGroupId="replicas", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
     group = wait_group(ec, "replicas")
-    seed = {f"seed:{i}": str(i) for i in range(2000)}
-    client = cluster_client(group)
-    pipe = client.pipeline()
-    for key, value in seed.items():
-        pipe.set(key, value)
-    pipe.execute()
-    client.close()
+    seed = seed_keys(group, "seed", 2000)
     wait_for(lambda: _replicated(group, seed), what="seed keys on the replicas")
     with Load(group, replica_keys=seed) as load:
         ec.increase_replica_count(ReplicationGroupId="replicas", NewReplicaCount=3, ApplyImmediately=True)
@@ -471,12 +472,7 @@ def test_a_reshard_interrupted_by_a_control_plane_crash_finishes(make_server):
     ec = server.client()
     ec.create_replication_group(ReplicationGroupId="crashy", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
     group = wait_group(ec, "crashy")
-    client = cluster_client(group)
-    pipe = client.pipeline()
-    for i in range(60000):
-        pipe.set(f"k:{i}", str(i))
-    pipe.execute()
-    client.close()
+    seed_keys(group, "k", 60000)
     ec.modify_replication_group_shard_configuration(ReplicationGroupId="crashy", NodeGroupCount=4, ApplyImmediately=True)
 
     def migrating():
@@ -531,21 +527,11 @@ def test_shards_named_and_placed_retained_and_rebalanced(cluster_server):
     assert [(ng["NodeGroupId"], ng["Slots"], len(ng["NodeGroupMembers"])) for ng in group["NodeGroups"]] == [("0001", "0-16383", 1)]
     assert group["ConfigurationEndpoint"]["Port"] == 6379
     assert_describe_matches_cluster_shards(group)
-    client = cluster_client(group)
-    pipe = client.pipeline()
-    for i in range(3000):
-        pipe.set(f"solo:{i}", str(i))
-    pipe.execute()
-    client.close()
+    seed_keys(group, "solo", 3000)
 
     # Rebalancing (NodeGroupCount equal to the current count) runs meanwhile on the other group.
     uneven = wait_group(ec, "uneven")
-    client = cluster_client(uneven)
-    pipe = client.pipeline()
-    for i in range(3000):
-        pipe.set(f"uneven:{i}", str(i))
-    pipe.execute()
-    client.close()
+    seed_keys(uneven, "uneven", 3000)
     ec.modify_replication_group_shard_configuration(ReplicationGroupId="uneven", NodeGroupCount=2, ApplyImmediately=True)
 
     # Replica zones name the whole shard, primary first: the new replicas get the rest, in order.

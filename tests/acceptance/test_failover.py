@@ -398,6 +398,16 @@ def test_glide_follows_a_cluster_mode_failover(server, ec, unused):
     wait_group_gone(ec, "ha-glide")
 
 
+def _hang_until_replaced(server, address, hung_pid, *, what):
+    """SIGSTOPs a node (a hang, not an exit) until another process serves its address."""
+    os.kill(hung_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what=what)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung_pid, signal.SIGCONT)
+
+
 def _pid_changed(server, address, old_pid):
     pid = engine_pids(server.data_dir).get(address)
     return pid is not None and pid != old_pid
@@ -420,12 +430,7 @@ def test_a_hung_primary_without_automatic_failover_is_fenced_and_restarted_in_pl
     address = old["ReadEndpoint"]["Address"]
     hung_pid = engine_pids(server.data_dir)[address]
     write_replicated(endpoint, "before", "hang", 1)
-    os.kill(hung_pid, signal.SIGSTOP)
-    try:
-        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung primary to be restarted")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(hung_pid, signal.SIGCONT)
+    _hang_until_replaced(server, address, hung_pid, what="the hung primary to be restarted")
     # Fenced with SIGKILL: the stopped process never runs again.
     wait_for(lambda: not _alive(hung_pid), what="the hung process to be gone")
     group = wait_group(ec, "ha-hang-off")
@@ -445,12 +450,7 @@ def test_a_hung_primary_without_automatic_failover_is_fenced_and_restarted_in_pl
     wait_cluster(ec, "ha-hang-solo")
     address = node_addresses(ec, ["ha-hang-solo"])["ha-hang-solo"]
     hung_pid = engine_pids(server.data_dir)[address]
-    os.kill(hung_pid, signal.SIGSTOP)
-    try:
-        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung standalone node to be restarted")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(hung_pid, signal.SIGCONT)
+    _hang_until_replaced(server, address, hung_pid, what="the hung standalone node to be restarted")
     wait_for(lambda: engine(address).ping(), what="the restarted node")
     assert any("stopped answering" in m for m in events_of(ec, "ha-hang-solo"))
     ec.delete_cache_cluster(CacheClusterId="ha-hang-solo")
@@ -465,12 +465,7 @@ def test_a_hung_replica_is_fenced_replaced_and_resyncs(server, ec):
     address = replica["ReadEndpoint"]["Address"]
     hung_pid = engine_pids(server.data_dir)[address]
     write_replicated(endpoint, "kept", "yes", 1)
-    os.kill(hung_pid, signal.SIGSTOP)
-    try:
-        wait_for(lambda: _pid_changed(server, address, hung_pid), timeout=15, what="the hung replica to be replaced")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(hung_pid, signal.SIGCONT)
+    _hang_until_replaced(server, address, hung_pid, what="the hung replica to be replaced")
     wait_for(lambda: not _alive(hung_pid), what="the hung process to be gone")
     wait_for(lambda: _synced_replica(address, "kept", "yes"), what="the new replica to resync")
     group = wait_group(ec, "ha-hang-rep")
