@@ -95,6 +95,21 @@ def raw_request(url: str, params: dict[str, str]) -> bytes:
         return response.read()
 
 
+def wait_all_available(ec, count: int, *, interval: float = 0.5) -> None:
+    """Until the region has ``count`` replication groups, every one of them `available` (all pages)."""
+    while True:
+        groups, marker = [], None
+        while True:
+            page = ec.describe_replication_groups(**({"Marker": marker} if marker else {}))
+            groups += page["ReplicationGroups"]
+            marker = page.get("Marker")
+            if not marker:
+                break
+        if len(groups) == count and all(g["Status"] == "available" for g in groups):
+            return
+        time.sleep(interval)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import machine, percentile, raw_request, server, summary
+from common import machine, percentile, raw_request, server, summary, wait_all_available
 
 
 def main() -> None:
@@ -25,18 +25,7 @@ def main() -> None:
         for index in range(args.groups):
             ec.create_replication_group(ReplicationGroupId=f"scale-{index:03d}", ReplicationGroupDescription="bench",
                                         Engine="valkey", CacheNodeType="cache.t4g.micro")
-        while True:
-            groups = []
-            marker = None
-            while True:
-                page = ec.describe_replication_groups(**({"Marker": marker} if marker else {}))
-                groups += page["ReplicationGroups"]
-                marker = page.get("Marker")
-                if not marker:
-                    break
-            if len(groups) == args.groups and all(g["Status"] == "available" for g in groups):
-                break
-            time.sleep(0.2)
+        wait_all_available(ec, args.groups, interval=0.2)
         time.sleep(3)  # let a few resync passes run
         params = {"Action": "DescribeReplicationGroups", "Version": "2015-02-02", "MaxRecords": "100"}
         times = []

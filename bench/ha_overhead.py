@@ -11,7 +11,7 @@ import argparse
 import os
 import time
 
-from common import machine, server
+from common import machine, server, wait_all_available
 
 
 def cpu_seconds(pid: int) -> float:
@@ -30,17 +30,7 @@ def main() -> None:
         for index in range(args.groups):
             ec.create_replication_group(ReplicationGroupId=f"ha{index}", ReplicationGroupDescription="bench", Engine="valkey",
                                         CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True)
-        while True:
-            groups, marker = [], None
-            while True:
-                page = ec.describe_replication_groups(**({"Marker": marker} if marker else {}))
-                groups += page["ReplicationGroups"]
-                marker = page.get("Marker")
-                if not marker:
-                    break
-            if len(groups) == args.groups and all(g["Status"] == "available" for g in groups):
-                break
-            time.sleep(0.5)
+        wait_all_available(ec, args.groups, interval=0.5)
         time.sleep(3)
         assert running.process is not None
         before, started = cpu_seconds(running.process.pid), time.monotonic()

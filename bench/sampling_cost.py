@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import machine, server
+from common import machine, server, wait_all_available
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -49,17 +49,7 @@ def main() -> None:
         for index in range(args.groups):
             ec.create_replication_group(ReplicationGroupId=f"cost-{index:03d}", ReplicationGroupDescription="bench",
                                         Engine="valkey", CacheNodeType="cache.t4g.micro")
-        while True:
-            groups, marker = [], None
-            while True:
-                page = ec.describe_replication_groups(**({"Marker": marker} if marker else {}))
-                groups += page["ReplicationGroups"]
-                marker = page.get("Marker")
-                if not marker:
-                    break
-            if len(groups) == args.groups and all(g["Status"] == "available" for g in groups):
-                break
-            time.sleep(0.5)
+        wait_all_available(ec, args.groups, interval=0.5)
         phases: dict[str, list[float]] = {"sampling": [], "no sampling": []}
         sampler_share: list[float] = []
         per_tick: list[float] = []
