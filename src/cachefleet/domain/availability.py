@@ -84,12 +84,9 @@ class Availability(UseCases):
             raise InvalidState(f"Cache cluster {cluster_id} is {target.status}; it can become primary once available.",
                                resource="CacheCluster")
         request = FailoverRequest(node_group.node_group_id, FailoverKind.SWITCHOVER, cluster_id)
-        updated = replace(group, status=GroupStatus.MODIFYING, failover_request=request)
-        with self._store.transaction() as tx:
-            tx.put(updated)
-            self._event(tx, updated, f"Switching the primary of replication group {group.group_id} to {cluster_id}")
-        self._changed(updated)
-        return updated
+        return self._start_modifying(
+            group, f"Switching the primary of replication group {group.group_id} to {cluster_id}", failover_request=request
+        )
 
     def test_failover(self, region: Region, params: Mapping[str, Any]) -> ReplicationGroup:
         group = self._group(region, params["ReplicationGroupId"])
@@ -132,16 +129,9 @@ class Availability(UseCases):
                 f"TestFailover was called {len(recent)} times in the last 24 hours, the most allowed; try again later.",
                 resource="TestFailover",
             )
-        updated = replace(
-            group,
-            status=GroupStatus.MODIFYING,
-            failover_request=FailoverRequest(node_group_id, FailoverKind.TEST),
+        return self._start_modifying(
+            group, f"{TEST_FAILOVER_EVENT} {node_group_id}", failover_request=FailoverRequest(node_group_id, FailoverKind.TEST)
         )
-        with self._store.transaction() as tx:
-            tx.put(updated)
-            self._event(tx, updated, f"{TEST_FAILOVER_EVENT} {node_group_id}")
-        self._changed(updated)
-        return updated
 
     def reboot_cache_cluster(self, region: Region, params: Mapping[str, Any]) -> CacheCluster:
         cluster = self._cluster(region, params["CacheClusterId"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from cachefleet.domain import identifiers
 from cachefleet.domain.errors import InvalidState, NotFound
@@ -114,6 +116,16 @@ class UseCases:
 
     def _changed(self, resource: Resource) -> None:
         self._on_change(type(resource), resource.region, resource.key)
+
+    def _start_modifying(self, group: ReplicationGroup, message: str, **changes: Any) -> ReplicationGroup:
+        """Records the group as `modifying` with ``changes`` (the work the reconciler is to do),
+        and an event saying what starts; the reconciler is told."""
+        updated = replace(group, status=GroupStatus.MODIFYING, **changes)
+        with self._store.transaction() as tx:
+            tx.put(updated)
+            self._event(tx, updated, message)
+        self._changed(updated)
+        return updated
 
 
 

@@ -658,12 +658,10 @@ class Scaling(UseCases):
         nodetypes.check_node_type(node_type)
         if node_type == group.node_type:
             raise InvalidParameterCombination(f"Replication group {group.group_id} already uses {node_type}.")
-        updated = replace(group, status=GroupStatus.MODIFYING, pending_node_type=node_type)
-        with self._store.transaction() as tx:
-            tx.put(updated)
-            self._event(tx, updated, f"Scaling replication group {group.group_id} from {group.node_type} to {node_type}")
-        self._changed(updated)
-        return updated
+        return self._start_modifying(
+            group, f"Scaling replication group {group.group_id} from {group.node_type} to {node_type}",
+            pending_node_type=node_type,
+        )
 
     def allowed_node_type_modifications(self, region: Region, params: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         group_id, cluster_id = params.get("ReplicationGroupId"), params.get("CacheClusterId")
