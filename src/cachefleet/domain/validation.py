@@ -193,8 +193,18 @@ def allocate_addresses(network: ipaddress.IPv4Network, used: set[str], count: in
 
 
 LOG_TYPES = ("slow-log", "engine-log")
-_LOG_GROUP = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
-_DELIVERY_STREAM = re.compile(r"^[a-zA-Z0-9_.\-]{1,64}$")
+# DestinationType -> (its member of DestinationDetails, that member's field, the field's rule,
+# what the rule asks for); the other type's member is refused beside it.
+_DESTINATIONS: dict[str, tuple[str, str, re.Pattern[str], str]] = {
+    "cloudwatch-logs": (
+        "CloudWatchLogsDetails", "LogGroup", re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$"),
+        "a log group (letters, digits and . - _ / #, at most 512 characters)",
+    ),
+    "kinesis-firehose": (
+        "KinesisFirehoseDetails", "DeliveryStream", re.compile(r"^[a-zA-Z0-9_.\-]{1,64}$"),
+        "a delivery stream (letters, digits and _ . -, at most 64 characters)",
+    ),
+}
 
 
 def log_deliveries(
@@ -223,28 +233,15 @@ def log_deliveries(
                 "(text or json)."
             )
         details = item.get("DestinationDetails") or {}
-        if destination_type == "cloudwatch-logs":
-            destination = (details.get("CloudWatchLogsDetails") or {}).get("LogGroup")
-            if destination is None and before is not None and before.destination_type == destination_type:
-                destination = before.destination
-            if not destination or not _LOG_GROUP.match(destination):
-                raise InvalidParameterValue(
-                    f"{where}: DestinationDetails.CloudWatchLogsDetails.LogGroup must name a log group (letters, digits "
-                    "and . - _ / #, at most 512 characters)."
-                )
-            if details.get("KinesisFirehoseDetails"):
-                raise InvalidParameterCombination(f"{where}: KinesisFirehoseDetails goes with DestinationType kinesis-firehose.")
-        else:
-            destination = (details.get("KinesisFirehoseDetails") or {}).get("DeliveryStream")
-            if destination is None and before is not None and before.destination_type == destination_type:
-                destination = before.destination
-            if not destination or not _DELIVERY_STREAM.match(destination):
-                raise InvalidParameterValue(
-                    f"{where}: DestinationDetails.KinesisFirehoseDetails.DeliveryStream must name a delivery stream "
-                    "(letters, digits and _ . -, at most 64 characters)."
-                )
-            if details.get("CloudWatchLogsDetails"):
-                raise InvalidParameterCombination(f"{where}: CloudWatchLogsDetails goes with DestinationType cloudwatch-logs.")
+        member, field_name, rule, wanted = _DESTINATIONS[destination_type]
+        destination = (details.get(member) or {}).get(field_name)
+        if destination is None and before is not None and before.destination_type == destination_type:
+            destination = before.destination
+        if not destination or not rule.match(destination):
+            raise InvalidParameterValue(f"{where}: DestinationDetails.{member}.{field_name} must name {wanted}.")
+        for other_type, (other, *_) in _DESTINATIONS.items():
+            if other != member and details.get(other):
+                raise InvalidParameterCombination(f"{where}: {other} goes with DestinationType {other_type}.")
         current[log_type] = LogDelivery(log_type, destination_type, destination, log_format)
     return tuple(current[t] for t in LOG_TYPES if t in current)
 
