@@ -23,18 +23,22 @@ from aiohttp import web
 from cachefleet.api.server import ApiServer
 from cachefleet.api.sigv4 import Authenticator, load_credentials
 from cachefleet.console.server import Console
-from cachefleet.control.reconciler import Reconciler, node_key
+from cachefleet.control.nodes import Nodes, node_key
+from cachefleet.control.reconciler import Reconciler
 from cachefleet.control.warm import WarmPool
 from cachefleet.domain import nodetypes
 from cachefleet.domain.alarms import AlarmState, MetricAlarm
+from cachefleet.domain.base import Dependencies
+from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.cloudwatch import CloudWatch
-from cachefleet.domain.model import CacheCluster, ClusterStatus, ReplicationGroup
-from cachefleet.domain.service import ElastiCache
+from cachefleet.domain.elasticache import ElastiCache
+from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.engine.catalog import Catalog
 from cachefleet.monitor.alarms import AlarmMonitor
-from cachefleet.monitor.logs import LogDeliverer, LogFiles, LogSource
+from cachefleet.monitor.logs import LogDeliverer, LogFiles
+from cachefleet.monitor.nodes import MonitoredNode
 from cachefleet.monitor.prometheus import Exposition
-from cachefleet.monitor.sampler import NodeInfo, Sampler
+from cachefleet.monitor.sampler import Sampler
 from cachefleet.monitor.timeseries import TimeSeriesStore
 from cachefleet.providers import local
 from cachefleet.store.sqlite import SqliteStore
@@ -56,12 +60,16 @@ def default_data_dir() -> Path:
 
 
 class SystemClock:
+    """The wall clock (UTC), the Clock the domain and control plane use outside tests."""
+
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
 class Settings:
+    """How `cachefleet up` was started: data dir, listen address, node network, engines, sampling."""
+
     data_dir: Path = field(default_factory=default_data_dir)
     listen: str = DEFAULT_LISTEN
     node_network: str = DEFAULT_NODE_NETWORK
@@ -158,18 +166,16 @@ def running_pid(data_dir: Path) -> int | None:
         os.close(handle)
 
 
-class Fleet:
-    """What the monitor needs to know of the nodes: read from the store and the provider.
+class Watched:
+    """The nodes the monitor watches, read from the store and the provider (per sampling tick, from
+    the store's in-memory mirror): the reconciler knows nothing of the monitor."""
 
-    Built per sampling tick from the store's in-memory mirror; the reconciler knows nothing
-    of the monitor.
-    """
-
-    def __init__(self, store: SqliteStore, provider: local.LocalProvider) -> None:
+    def __init__(self, store: SqliteStore, provider: local.LocalProvider, nodes: Nodes) -> None:
         self._store = store
         self._provider = provider
+        self._nodes = nodes
 
-    def _members(self) -> list[tuple[CacheCluster, ReplicationGroup | None, str, int]]:
+    def nodes(self) -> list[MonitoredNode]:
         groups = {(g.region, g.group_id): g for g in self._store.list(ReplicationGroup)}
         found = []
         for cluster in self._store.list(CacheCluster):
@@ -180,50 +186,28 @@ class Fleet:
             if pid is None:
                 continue
             group = groups.get((cluster.region, cluster.replication_group_id or ""))
-            found.append((cluster, group, key, pid))
-        return found
-
-    def nodes(self) -> list[NodeInfo]:
-        nodes = []
-        for cluster, group, key, pid in self._members():
-            primary = group is None or any(ng.primary_cluster_id == cluster.cluster_id for ng in group.node_groups)
-            nodes.append(
-                NodeInfo(
+            primary = group is None or cluster.cluster_id in group.primary_cluster_ids
+            found.append(
+                MonitoredNode(
                     key=key,
                     region=cluster.region,
                     cluster_id=cluster.cluster_id,
                     node_id=cluster.node.node_id,
-                    address=cluster.node.address,
-                    port=cluster.port,
+                    access=self._nodes.access(cluster),
                     pid=pid,
                     role="primary" if primary else "replica",
                     memory_bytes=nodetypes.maxmemory_bytes(cluster.node_type),
                     group_id=cluster.replication_group_id or "",
                     shard=cluster.node_group_id or "",
                     engine=f"{cluster.engine} {cluster.engine_version}",
-                )
-            )
-        return nodes
-
-    def log_sources(self) -> list[LogSource]:
-        sources = []
-        for cluster, group, key, pid in self._members():
-            if group is None or not group.log_delivery:
-                continue
-            sources.append(
-                LogSource(
-                    key=key,
-                    region=cluster.region,
-                    cluster_id=cluster.cluster_id,
-                    node_id=cluster.node.node_id,
-                    address=cluster.node.address,
-                    port=cluster.port,
-                    pid=pid,
                     engine_log=self._provider.node_dir(key) / "engine.log",
-                    deliveries=group.log_delivery,
+                    deliveries=group.log_delivery if group is not None else (),
                 )
             )
-        return sources
+        return found
+
+    def log_sources(self) -> list[MonitoredNode]:
+        return [node for node in self.nodes() if node.deliveries]
 
 
 class Cachefleet:
@@ -281,20 +265,22 @@ class Cachefleet:
         self.reconciler = Reconciler(store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm)
         provider.on_exit = self.reconciler.on_node_exit
         service = ElastiCache(
-            store=self.store,
-            catalog=self.catalog,
-            clock=clock,
-            node_network=self.network,
-            on_change=self.reconciler.on_change,
-            warm=warm,
+            Dependencies(
+                store=self.store,
+                catalog=self.catalog,
+                clock=clock,
+                node_network=self.network,
+                on_change=self.reconciler.on_change,
+                warm=warm,
+            )
         )
         self.timeseries = TimeSeriesStore(self.settings.data_dir / "metrics")
         cloudwatch = CloudWatch(store=self.store, source=self.timeseries, clock=clock)
         self.alarm_monitor = AlarmMonitor(cloudwatch)
-        fleet = Fleet(self.store, provider)
-        self.log_deliverer = LogDeliverer(self.settings.data_dir / "logs", fleet.log_sources)
+        watched = Watched(self.store, provider, self.reconciler.nodes)
+        self.log_deliverer = LogDeliverer(self.settings.data_dir / "logs", watched.log_sources)
         self.sampler = Sampler(
-            directory=fleet.nodes, store=self.timeseries, on_tick=self._on_tick, interval=max(1, self.settings.sample_interval)
+            directory=watched.nodes, store=self.timeseries, on_tick=self._on_tick, interval=max(1, self.settings.sample_interval)
         )
         api = ApiServer(
             service=service,

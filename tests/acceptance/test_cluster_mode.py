@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import random
 import signal
 import threading
@@ -688,3 +689,49 @@ def test_vertical_scaling_of_a_cluster_mode_disabled_group(cluster_server):
         assert [node.strlen(f"big:{i}") for i in range(6)] == [100 * 1024**2] * 6
     ec.delete_replication_group(ReplicationGroupId="flatscale")
     wait_group_gone(ec, "flatscale")
+
+
+def test_a_primary_that_hangs_while_its_slots_move_is_failed_over_at_once(cluster_server):
+    """Slot migration runs as a tracked task: the group's passes go on while it runs, so a source
+    primary that stops answering mid-migration is failed over within the usual detection time
+    (not after the migration's lane timeouts), and the reshard then finishes from its replica."""
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="hangmove", NumNodeGroups=2, ReplicasPerNodeGroup=1, **SHARDED)
+    group = wait_group(ec, "hangmove")
+    seed = seed_keys(group, "seed", 30000)
+    source = next(ng for ng in group["NodeGroups"] if ng["NodeGroupId"] == "0001")
+    primary = next(m for m in source["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    replica = next(m for m in source["NodeGroupMembers"] if m["CurrentRole"] == "replica")
+    wait_for(lambda: engine(replica["ReadEndpoint"]["Address"]).dbsize() == engine(primary["ReadEndpoint"]["Address"]).dbsize(),
+             what="the replica to hold its primary's keys")
+    pid = engine_pids(cluster_server.data_dir)[primary["ReadEndpoint"]["Address"]]
+
+    ec.modify_replication_group_shard_configuration(ReplicationGroupId="hangmove", NodeGroupCount=3, ApplyImmediately=True)
+
+    def moving():
+        found = ec.describe_replication_groups(ReplicationGroupId="hangmove")["ReplicationGroups"][0]
+        migration = found["PendingModifiedValues"].get("Resharding", {}).get("SlotMigration")
+        return migration is not None and 0 < migration["ProgressPercentage"] < 60
+
+    wait_for(moving, timeout=60, interval=0.01, what="slots moving")
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        wait_for(lambda: any(f"Failover from primary node {primary['CacheClusterId']}" in m
+                             for m in events_of(ec, "hangmove")), timeout=10, interval=0.01,
+                 what="the hung source primary to be failed over")
+        took = time.monotonic() - stopped
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    # Detection is ~0.45 s (two missed 200 ms probes); the lane timeouts of the migration are 60 s.
+    assert took < 3.0, took
+    group, _ = wait_reshard(ec, "hangmove")
+    assert sorted(len(slotmath.parse(ng["Slots"])) for ng in group["NodeGroups"]) == [5461, 5461, 5462]
+    assert_describe_matches_cluster_shards(group)
+    client = cluster_client(group)
+    values = client.mget_nonatomic(list(seed))
+    client.close()
+    assert values == list(seed.values())
+    ec.delete_replication_group(ReplicationGroupId="hangmove")
+    wait_group_gone(ec, "hangmove")

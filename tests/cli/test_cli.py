@@ -139,6 +139,13 @@ def test_create_show_connect_scale_events_delete(cli, ec):
     view = json.loads(ok(cli("show", "clilife", "--json")))
     assert [(n["cache_cluster_id"], n["role"]) for n in view["nodes"]] == [("clilife-001", "primary"), ("clilife-002", "replica")]
 
+    # The README's quick-start line: `cachefleet valkey-cli -h HOST -p PORT ...` passes every argument
+    # through (-h is valkey-cli's host, not the CLI's help).
+    assert ok(cli("valkey-cli", "-h", primary["Address"], "-p", str(primary["Port"]), "set", "quick", "start")).strip() == "OK"
+    assert engine(primary["Address"]).get("quick") == "start"
+    helped = cli("valkey-cli", "--help")
+    assert "Usage: valkey-cli" in helped.stdout + helped.stderr
+
     # connect: valkey-cli on the primary endpoint (a write works there, and lands on the real primary).
     assert ok(cli("connect", "clilife", "set", "greeting", "hello")).strip() == "OK"
     assert engine(primary["Address"]).get("greeting") == "hello"

@@ -51,7 +51,7 @@ def test_admin_client_reads_settings_info_and_pipelines():
 
 def test_drain_counts_client_commands_only():
     """A leaving node is quiet when clients stop; our own probes, samples and log reads don't count."""
-    from cachefleet.control.sharded import client_commands
+    from cachefleet.control.workflows.sharded import client_commands
 
     stats = {
         "cmdstat_get": "calls=7,usec=10,usec_per_call=1.43,rejected_calls=0,failed_calls=0",

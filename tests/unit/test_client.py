@@ -10,8 +10,20 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from click.testing import CliRunner
 
 from cachefleet.cli import main as cli_main
-from cachefleet.cli.commands import _check_metric_name, _duration, _period_for, _valid_period, top_table
-from cachefleet.client.fleet import ApiFailure, _cluster_view, _group_view, connect_options, translate
+from cachefleet.cli.commands import (
+    _check_metric_name,
+    _duration,
+    _period_for,
+    _valid_period,
+    connect_arguments,
+    top_table,
+)
+from cachefleet.client.fleet import ApiFailure, _cluster_view, _group_view, connect_target, translate
+
+
+def connect_options(view):
+    """What `cachefleet connect` passes to valkey-cli for a resource (through NodeAccess)."""
+    return connect_arguments(connect_target(view))
 
 
 def _group(*, cluster_enabled: bool, shards: int = 1) -> dict:

@@ -10,9 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from cachefleet.control import failover as failover_module
-from cachefleet.control.failover import Failover
 from cachefleet.control.health import HealthMonitor
+from cachefleet.control.workflows import failover as failover_module
+from cachefleet.control.workflows.failover import Failover, PrimaryState, decide
+from cachefleet.domain.operations import FailoverKind, FailoverRequest
+from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import EngineError
 from cachefleet.engine.config import NodeConfig, render
 
@@ -43,6 +45,8 @@ class FakeEngine:
         self.offset = 100
         self.hung = False
         self.infos = 0
+        self.password: str | None = None
+        self.logins: list[tuple[str, str]] = []
         self.server: asyncio.base_events.Server | None = None
 
     async def start(self) -> int:
@@ -50,11 +54,23 @@ class FakeEngine:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        authenticated = self.password is None
         try:
             while line := await reader.readline():
                 while self.hung:
                     await asyncio.sleep(0.01)
-                if line.upper().startswith(b"PING"):
+                if line.startswith(b"*"):  # a RESP array: AUTH user pass, as NodeAccess sends it
+                    parts = [await reader.readline() for _ in range(2 * int(line[1:]))][1::2]
+                    words = [p.strip().decode() for p in parts]
+                    if words[0].upper() == "AUTH" and len(words) == 3 and words[2] == self.password:
+                        self.logins.append((words[1], words[2]))
+                        authenticated = True
+                        writer.write(b"+OK\r\n")
+                    else:
+                        writer.write(b"-WRONGPASS invalid username-password pair\r\n")
+                elif not authenticated:
+                    writer.write(b"-NOAUTH Authentication required.\r\n")
+                elif line.upper().startswith(b"PING"):
                     writer.write(b"+PONG\r\n")
                 elif line.upper().startswith(b"INFO"):
                     self.infos += 1
@@ -81,41 +97,64 @@ async def _until(predicate, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
+class FakeTime:
+    """A monotonic clock that moves only when told: the health monitor's timing without sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_health_monitor_tracks_replication_link_and_offset():
     engine = FakeEngine()
     port = await engine.start()
     changes: list[str] = []
-    monitor = HealthMonitor(on_change=changes.append, interval=0.02, timeout=0.1, info_every=2, link_grace=0.2)
-    monitor.watch("n1", "127.0.0.1", port)
-    monitor.start()
+    clock = FakeTime()
+    monitor = HealthMonitor(on_change=changes.append, timeout=0.1, info_every=1, link_grace=2.0, clock=clock)
+    monitor.watch("n1", NodeAccess("127.0.0.1", port))
     try:
-        await _until(lambda: monitor.replication("n1") is not None)
+        await monitor.check_all()
         state = monitor.replication("n1")
         assert (state.role, state.offset, state.link_up) == ("slave", 100, True)
-        assert engine.infos >= 1 and monitor.healthy("n1")
+        assert engine.infos == 1 and monitor.healthy("n1")
 
         engine.offset = 250
-        await _until(lambda: monitor.replication("n1").offset == 250)
+        await monitor.check_all()
+        assert monitor.replication("n1").offset == 250
 
         # A blip shorter than the grace is not a link loss; a sustained one is, and is reported once.
         engine.link = "down"
-        await _until(lambda: monitor.replication("n1").link_up is False)
+        await monitor.check_all()
+        assert monitor.replication("n1").link_up is False
+        clock.now += 1.9
+        await monitor.check_all()
         assert not monitor.link_lost("n1") and changes == []
-        await _until(lambda: monitor.link_lost("n1"))
-        assert changes == ["n1"] and monitor.link_down_for("n1") >= 0.2
-        await asyncio.sleep(0.1)
-        assert changes == ["n1"]
+        clock.now += 0.2
+        await monitor.check_all()
+        assert monitor.link_lost("n1") and changes == ["n1"]
+        assert monitor.link_down_for("n1") == pytest.approx(2.1)
+        clock.now += 5.0
+        await monitor.check_all()
+        assert changes == ["n1"]  # still down: not reported again
 
         engine.link = "up"
-        await _until(lambda: not monitor.link_lost("n1"))
-        assert changes == ["n1", "n1"] and monitor.link_down_for("n1") == 0.0
+        await monitor.check_all()
+        assert not monitor.link_lost("n1") and changes == ["n1", "n1"] and monitor.link_down_for("n1") == 0.0
 
-        # A hang (the process alive, not answering) makes the node unhealthy.
+        # A hang (the process alive, not answering) makes the node unhealthy after two missed probes.
         engine.hung = True
-        await _until(lambda: not monitor.healthy("n1"))
-        assert changes[-1] == "n1" and monitor.silent_for("n1") > 0.1
+        clock.now += 0.2
+        await monitor.check_all()
+        assert monitor.healthy("n1") and changes == ["n1", "n1"]
+        clock.now += 0.2
+        await monitor.check_all()
+        assert not monitor.healthy("n1") and changes == ["n1", "n1", "n1"]
+        assert monitor.silent_for("n1") == pytest.approx(0.4)
         engine.hung = False
-        await _until(lambda: monitor.healthy("n1"))
+        await monitor.check_all()
+        assert monitor.healthy("n1") and changes[-1] == "n1"
     finally:
         await monitor.stop()
         await engine.close()
@@ -125,13 +164,34 @@ async def test_health_monitor_reports_a_primarys_link_as_up():
     engine = FakeEngine()
     engine.role, engine.link = "master", "down"  # a primary has no master link: whatever it says
     port = await engine.start()
-    monitor = HealthMonitor(on_change=lambda key: None, interval=0.02, timeout=0.1, info_every=1, link_grace=0.05)
-    monitor.watch("p", "127.0.0.1", port)
-    monitor.start()
+    clock = FakeTime()
+    monitor = HealthMonitor(on_change=lambda key: None, timeout=0.1, info_every=1, link_grace=0.05, clock=clock)
+    monitor.watch("p", NodeAccess("127.0.0.1", port))
     try:
-        await _until(lambda: monitor.replication("p") is not None)
-        await asyncio.sleep(0.15)
+        await monitor.check_all()
+        clock.now += 1.0
+        await monitor.check_all()
         assert monitor.replication("p").link_up and not monitor.link_lost("p")
+    finally:
+        await monitor.stop()
+        await engine.close()
+
+
+async def test_health_monitor_logs_in_with_the_nodes_credentials():
+    """The probe opens its connection through NodeAccess: a node that wants a password gets it."""
+    engine = FakeEngine()
+    engine.password = "s3cret-token-0123"
+    port = await engine.start()
+    monitor = HealthMonitor(on_change=lambda key: None, timeout=0.1, info_every=1, clock=FakeTime())
+    monitor.watch("a", NodeAccess("127.0.0.1", port, username="cachefleet", password="s3cret-token-0123"))
+    monitor.watch("b", NodeAccess("127.0.0.1", port))
+    try:
+        await monitor.check_all()
+        await monitor.check_all()
+        assert monitor.healthy("a") and monitor.replication("a") is not None and monitor.refused("a") is None
+        # Refused (NOAUTH) is an answer: the node is alive, never fenced as hung, and the refusal is known.
+        assert monitor.healthy("b") and monitor.refused("b").startswith("NOAUTH")
+        assert engine.logins == [("cachefleet", "s3cret-token-0123")]
     finally:
         await monitor.stop()
         await engine.close()
@@ -157,27 +217,30 @@ class FakeAdmin:
             self.role = "master"
 
 
-class FakeOps:
+class FakeNodes:
+    """The node operations the failover uses (control/nodes.py), recording what was done."""
+
     def __init__(self, admins: dict[str, FakeAdmin]) -> None:
         self.admins = admins
         self.events: list[str] = []
         self.fenced: list[str] = []
-        self.binds: dict[str, list[str]] = {}
-        self.verified: dict[str, int] = {}
-        self.provider = SimpleNamespace(fence=self.fenced.append, stop=self._stop)
-        self.health = SimpleNamespace(unwatch=lambda key: None)
+        self.checked: list[str] = []
+        self.observed = SimpleNamespace(synced={})
 
-    async def _stop(self, key: str) -> None:
-        pass
+    async def fence(self, key: str) -> None:
+        self.fenced.append(key)
 
     def admin(self, cluster) -> FakeAdmin:
         return self.admins[cluster.node.address]
 
-    async def drop_admin(self, key: str) -> None:
-        pass
+    def mark_checked(self, cluster) -> None:
+        self.checked.append(cluster.cluster_id)
 
     def record(self, resource, message: str) -> None:
         self.events.append(message)
+
+
+FakeOps = FakeNodes
 
 
 def _replica(cluster_id: str, zone: str = "us-east-1a"):
@@ -244,19 +307,49 @@ async def test_a_promoted_replica_stays_primary_when_the_endpoint_cannot_be_boun
 
     admin.promote = promote  # type: ignore[method-assign]
     ops = FakeOps({"r1": admin})
-    ops.synced = {"r1": 7}
+    ops.observed.synced = {"r1": 7}
 
     async def set_binds(cluster, addresses) -> None:
         raise EngineError("CONFIG SET failed (possibly related to argument 'bind') - Failed to bind to specified addresses.")
 
     ops.set_binds = set_binds
-    ops.provider.pid = lambda key: 7
-    group = SimpleNamespace(
-        cluster_enabled=False,
-        group_id="g",
-        node_groups=(SimpleNamespace(member_cluster_ids=("old", "r1"), primary_endpoint="127.0.0.3"),),
-    )
+    node_group = SimpleNamespace(member_cluster_ids=("old", "r1"), primary_endpoint="127.0.0.3")
+    group = SimpleNamespace(cluster_enabled=False, group_id="g", node_group_of=lambda cluster_id: node_group)
     chosen = await Failover(ops)._promote_best(group, [_replica("r1")], _replica("old"))
     assert chosen is not None and chosen.cluster_id == "r1"
     assert admin.role == "master" and ops.fenced == [] and ops.events == []
-    assert "r1" not in ops.synced  # as a primary it no longer counts as a synced replica
+    assert "r1" not in ops.observed.synced  # as a primary it no longer counts as a synced replica
+    assert ops.checked == ["r1"]
+
+
+# ---------------------------------------------------------------------- failover: the decision
+GROUP = SimpleNamespace(automatic_failover="enabled")
+NODE_GROUP = SimpleNamespace(node_group_id="0001")
+PRIMARY = SimpleNamespace(cluster_id="g-001", status="available")
+UP = PrimaryState(running=True, healthy=True, silent_for=0.0)
+
+
+def test_a_healthy_primary_is_left_alone():
+    assert decide(GROUP, NODE_GROUP, PRIMARY, None, UP) is None
+
+
+def test_an_exited_or_silent_primary_is_failed_over_unplanned():
+    exited = decide(GROUP, NODE_GROUP, PRIMARY, None, PrimaryState(running=False, healthy=True, silent_for=0.0))
+    assert exited is not None and not exited.planned and "exited" in exited.reason
+    silent = decide(GROUP, NODE_GROUP, PRIMARY, None, PrimaryState(running=True, healthy=False, silent_for=0.6))
+    assert silent is not None and not silent.planned and "0.6 s without a PING reply" in silent.reason
+
+
+def test_without_automatic_failover_nothing_is_failed_over_unless_asked():
+    manual = SimpleNamespace(automatic_failover="disabled")
+    assert decide(manual, NODE_GROUP, PRIMARY, None, PrimaryState(running=False, healthy=False, silent_for=9.0)) is None
+    asked = FailoverRequest("0001", FailoverKind.SWITCHOVER, "g-002")
+    trouble = decide(manual, NODE_GROUP, PRIMARY, asked, UP)
+    assert trouble is not None and trouble.planned and trouble.target == "g-002"
+
+
+def test_a_request_for_another_node_group_does_not_concern_this_one():
+    other = FailoverRequest("0002", FailoverKind.TEST)
+    assert decide(GROUP, NODE_GROUP, PRIMARY, other, UP) is None
+    creating = SimpleNamespace(cluster_id="g-001", status="creating")
+    assert decide(GROUP, NODE_GROUP, creating, None, PrimaryState(running=False, healthy=False, silent_for=1.0)) is None

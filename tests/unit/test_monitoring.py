@@ -15,10 +15,12 @@ import pytest
 from cachefleet.domain import metrics
 from cachefleet.domain.alarms import AlarmState, MetricAlarm, evaluate
 from cachefleet.domain.errors import ValidationError
+from cachefleet.domain.identifiers import Region
+from cachefleet.domain.logs import LogDelivery
 from cachefleet.domain.metrics import Expression, Labelled, MetricId, Samples
-from cachefleet.domain.model import LogDelivery, Region
+from cachefleet.engine.access import NodeAccess
 from cachefleet.monitor import catalog, logs
-from cachefleet.monitor.logs import LogSource
+from cachefleet.monitor.nodes import MonitoredNode
 from cachefleet.monitor.sampler import (
     CORES,
     TICKS_PER_SECOND,
@@ -26,9 +28,17 @@ from cachefleet.monitor.sampler import (
     derive,
     parse_info,
     read_process,
+    replication_lag,
     system_uptime,
 )
-from cachefleet.monitor.timeseries import MINUTE_SLOTS, SECOND_SLOTS, RingFile, SeriesKey, TimeSeriesStore
+from cachefleet.monitor.timeseries import (
+    MINUTE_SLOTS,
+    SECOND_SLOTS,
+    RingFile,
+    SeriesKey,
+    TimeSeriesStore,
+    bytes_per_node,
+)
 from helpers import free_port
 
 T0 = 1_800_000_000  # a whole minute
@@ -399,9 +409,10 @@ def test_log_delivery_turned_on_for_a_running_node_starts_from_then(tmp_path, mo
     closed_port = free_port()
     monkeypatch.setattr(logs, "_process_age", lambda pid: age[0])
 
-    def source() -> list[LogSource]:
-        return [LogSource(key="k", region="us-east-1", cluster_id="c-001", node_id="0001", address="127.0.0.1",
-                          port=closed_port, pid=4242, engine_log=engine_log, deliveries=current[0])]
+    def source() -> list[MonitoredNode]:
+        return [MonitoredNode(key="k", region="us-east-1", cluster_id="c-001", node_id="0001",
+                              access=NodeAccess("127.0.0.1", closed_port), pid=4242, engine_log=engine_log,
+                              deliveries=current[0])]
 
     def append(message: str) -> None:
         with open(engine_log, "a") as handle:
@@ -446,3 +457,28 @@ def test_log_delivery_turned_on_for_a_running_node_starts_from_then(tmp_path, mo
         await deliverer.stop()
 
     asyncio.run(scenario())
+
+
+def test_replication_lag_is_derived_from_the_offsets():
+    """ElastiCache shows ~0 for a caught-up replica: equal offsets are 0 s, whatever the time since
+    the last acknowledgement; behind, it is the time since the primary was at the replica's offset."""
+    import collections
+
+    history = {"127.0.0.1": collections.deque([(10.0, 500), (11.0, 800), (12.0, 1000)])}
+    replica = {"role": "slave", "master_host": "127.0.0.1"}
+    assert replication_lag({**replica, "slave_repl_offset": "1000"}, history, 12.0, fallback=1.0) == 0.0
+    assert replication_lag({**replica, "slave_repl_offset": "700"}, history, 12.0, fallback=1.0) == 1.0
+    assert replication_lag({**replica, "slave_repl_offset": "400"}, history, 12.0, fallback=1.0) == 2.0  # at least
+    # The primary not sampled this tick: the primary's own view, as before.
+    assert replication_lag({**replica, "master_host": "127.0.0.2", "slave_repl_offset": "5"}, history, 12.0,
+                           fallback=3.0) == 3.0
+
+
+def test_the_metric_files_of_a_node_stay_within_the_documented_bound(tmp_path):
+    """README: at most 21.8 MiB per node; the files are created at their final size."""
+    assert round(bytes_per_node() / 1024**2, 1) == 21.8
+    store = TimeSeriesStore(tmp_path)
+    store.write(SeriesKey("us-east-1", "c-001", "0001"), 1_700_000_000, [1.0] * catalog.WIDTH)
+    store.close()
+    files = list(tmp_path.rglob("*.ring"))
+    assert files and sum(f.stat().st_size for f in files) == bytes_per_node()

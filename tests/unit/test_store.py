@@ -6,21 +6,14 @@ import datetime as dt
 
 import pytest
 
-from cachefleet.domain.model import (
-    CacheCluster,
-    CacheNode,
-    CacheSubnetGroup,
-    ClusterStatus,
-    Event,
-    EventSourceType,
-    GroupStatus,
-    NodeGroup,
-    NodeStatus,
-    Region,
-    ReplicationGroup,
-    Subnet,
-    Tag,
-)
+from cachefleet.domain import kinds
+from cachefleet.domain.cache_clusters import CacheCluster, CacheNode, ClusterStatus, NodeStatus
+from cachefleet.domain.events import Event, EventSourceType
+from cachefleet.domain.identifiers import Region
+from cachefleet.domain.operations import OperationKind, Resharding, begin
+from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
+from cachefleet.domain.subnet_groups import CacheSubnetGroup, Subnet
+from cachefleet.domain.tags import Tag
 from cachefleet.store.codec import decode, encode
 from cachefleet.store.sqlite import SqliteStore
 
@@ -48,8 +41,44 @@ def group():
 
 def test_codec_round_trips_every_kind():
     subnet_group = CacheSubnetGroup(Region("us-east-1"), "sg", "d", (Subnet("subnet-us-east-1a", "us-east-1a"),), "vpc")
-    for value in (cluster(), group(), subnet_group):
+    operation = begin(group(), OperationKind.RESHARD, now=NOW, resharding=Resharding((("0001", "0-16383"),), 5, ("0002",)))
+    for value in (cluster(), group(), subnet_group, operation):
         assert decode(type(value), encode(value)) == value
+
+
+def test_every_kind_of_the_registry_is_stored_and_named_once(tmp_path):
+    names = [kind.name for kind in kinds.all_kinds()]
+    assert len(names) == len(set(names))
+    arn_types = [kind.arn_type for kind in kinds.all_kinds() if kind.arn_type]
+    assert len(arn_types) == len(set(arn_types))
+    store = SqliteStore(tmp_path / "state.db")
+    operation = begin(group(), OperationKind.CREATE, now=NOW)
+    with store.transaction() as tx:
+        tx.put(group())
+        tx.put(operation)
+    store.close()
+    reopened = SqliteStore(tmp_path / "state.db")
+    assert reopened.get(type(operation), "us-east-1", operation.key) == operation
+    assert set(kinds.STORED_BY_NAME) == {"ReplicationGroup", "CacheCluster", "CacheSubnetGroup", "MetricAlarm", "Operation"}
+
+
+def test_a_kind_outside_the_registry_is_refused_before_anything_is_written(tmp_path):
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from cachefleet.domain.resource import Kind
+
+    @dataclass(frozen=True)
+    class Stranger:
+        KIND: ClassVar[Kind] = Kind("Stranger", "Stranger", "InvalidParameterValue")
+        region: str = "us-east-1"
+        key: str = "s"
+
+    store = SqliteStore(tmp_path / "state.db")
+    with pytest.raises(LookupError, match="domain/kinds.py"), store.transaction() as tx:
+        tx.put(group())
+        tx.put(Stranger())
+    assert store.get(ReplicationGroup, "us-east-1", "g") is None
 
 
 def test_transactions_are_atomic_and_durable(tmp_path):

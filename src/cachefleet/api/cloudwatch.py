@@ -11,8 +11,8 @@ import binascii
 import datetime as dt
 from typing import Any
 
+from cachefleet.api.context import Context
 from cachefleet.api.errors import ApiError
-from cachefleet.api.handlers import Context
 from cachefleet.domain.alarms import MetricAlarm
 from cachefleet.domain.cloudwatch import CloudWatch
 

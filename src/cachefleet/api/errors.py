@@ -7,11 +7,15 @@ parameter) are in ``_COMMON``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from botocore.model import ServiceModel
 
 from cachefleet.domain import errors as domain
+from cachefleet.domain import kinds
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -25,6 +29,8 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class ErrorKind:
+    """An error code's HTTP status and whether the sender is at fault."""
+
     status: int
     sender_fault: bool
 
@@ -49,29 +55,24 @@ _COMMON: dict[str, ErrorKind] = {
     "ServiceUnavailable": ErrorKind(503, False),
 }
 
-# Domain error class + resource kind -> the error shape name in botocore's ElastiCache model.
+# A resource kind's own faults come from its Kind (domain/kinds.py): which of its fields names
+# the error shape for each domain error class.
+_KIND_FIELDS: dict[type[domain.CachefleetError], str] = {
+    domain.NotFound: "not_found",
+    domain.AlreadyExists: "already_exists",
+    domain.InvalidState: "invalid_state",
+    domain.QuotaExceeded: "quota_exceeded",
+}
+
+# Errors about things that are not resource kinds (or not a kind's usual fault):
+# domain error class + what it is about -> the error shape name in botocore's models.
 _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
-    (domain.NotFound, "ReplicationGroup"): "ReplicationGroupNotFoundFault",
-    (domain.NotFound, "CacheCluster"): "CacheClusterNotFoundFault",
-    (domain.NotFound, "CacheSubnetGroup"): "CacheSubnetGroupNotFoundFault",
-    (domain.NotFound, "CacheParameterGroup"): "CacheParameterGroupNotFoundFault",
-    (domain.NotFound, "CacheSecurityGroup"): "CacheSecurityGroupNotFoundFault",
-    (domain.NotFound, "Snapshot"): "SnapshotNotFoundFault",
-    (domain.NotFound, "User"): "UserNotFoundFault",
-    (domain.NotFound, "UserGroup"): "UserGroupNotFoundFault",
     (domain.NotFound, "NodeGroup"): "NodeGroupNotFoundFault",
-    (domain.AlreadyExists, "ReplicationGroup"): "ReplicationGroupAlreadyExistsFault",
-    (domain.AlreadyExists, "CacheCluster"): "CacheClusterAlreadyExistsFault",
-    (domain.AlreadyExists, "CacheSubnetGroup"): "CacheSubnetGroupAlreadyExistsFault",
-    (domain.InvalidState, "ReplicationGroup"): "InvalidReplicationGroupStateFault",
-    (domain.InvalidState, "CacheCluster"): "InvalidCacheClusterStateFault",
     (domain.InUse, "CacheSubnetGroup"): "CacheSubnetGroupInUse",
     (domain.InUse, "Subnet"): "SubnetInUse",
     (domain.QuotaExceeded, "Tag"): "TagQuotaPerResourceExceeded",
-    (domain.QuotaExceeded, "CacheCluster"): "ClusterQuotaForCustomerExceededFault",
     (domain.QuotaExceeded, "CacheNode"): "NodeQuotaForCustomerExceededFault",
     (domain.QuotaExceeded, "NodeInCluster"): "NodeQuotaForClusterExceededFault",
-    (domain.QuotaExceeded, "CacheSubnetGroup"): "CacheSubnetGroupQuotaExceededFault",
     (domain.QuotaExceeded, "Subnet"): "CacheSubnetQuotaExceededFault",
     (domain.QuotaExceeded, "NodeGroup"): "NodeGroupsPerReplicationGroupQuotaExceededFault",
     (domain.InsufficientCapacity, "CacheCluster"): "InsufficientCacheClusterCapacityFault",
@@ -80,14 +81,23 @@ _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
     (domain.TagNotFound, "Tag"): "TagNotFoundFault",
     (domain.RateExceeded, "TestFailover"): "APICallRateForCustomerExceededFault",
     (domain.NotAvailable, "TestFailover"): "TestFailoverNotAvailableFault",
-    # CloudWatch
-    (domain.NotFound, "MetricAlarm"): "ResourceNotFound",
-    (domain.QuotaExceeded, "MetricAlarm"): "LimitExceededFault",
-    (domain.InvalidState, "MetricAlarm"): "InvalidFormatFault",
     # CloudWatch Logs
     (domain.NotFound, "LogGroup"): "ResourceNotFoundException",
     (domain.NotFound, "LogStream"): "ResourceNotFoundException",
 }
+
+
+def shape_for(error: domain.CachefleetError) -> str | None:
+    """The error shape a domain error is answered with, or None if it has none (our bug)."""
+    shape = _SHAPES.get((type(error), error.resource))
+    if shape is not None:
+        return shape
+    field_name = _KIND_FIELDS.get(type(error))
+    kind = kinds.BY_NAME.get(error.resource)
+    if field_name is None or kind is None:
+        return None
+    found: str | None = getattr(kind, field_name)
+    return found
 
 
 class ErrorCatalog:
@@ -119,8 +129,9 @@ class ErrorCatalog:
             return ApiError("InvalidParameterValue", error.message)
         if isinstance(error, domain.ValidationError):
             return ApiError("ValidationError", error.message)
-        shape = _SHAPES.get((type(error), error.resource))
+        shape = shape_for(error)
         if shape is None:
             # Every domain error must have a mapping; a missing one is our bug, not the client's.
-            raise LookupError(f"no ElastiCache error for {type(error).__name__}({error.resource})")
+            log.error("no AWS error for %s(resource=%r): %s", type(error).__name__, error.resource, error.message)
+            return ApiError("InternalFailure", f"Cachefleet failed to process the request: {error.message}")
         return ApiError(self._codes_by_shape.get(shape, shape), error.message)

@@ -11,8 +11,8 @@ import base64
 import binascii
 from typing import Any
 
+from cachefleet.api.context import Context
 from cachefleet.api.errors import ApiError
-from cachefleet.api.handlers import Context
 from cachefleet.domain.errors import NotFound
 from cachefleet.domain.logs import LogReader
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,22 +27,22 @@ from botocore import xform_name
 from botocore.model import ServiceModel
 
 from cachefleet.api import cloudwatch as cloudwatch_handlers
-from cachefleet.api import handlers
+from cachefleet.api import elasticache
 from cachefleet.api import logs as logs_handlers
+from cachefleet.api.context import Context
 from cachefleet.api.errors import ApiError, ErrorCatalog
 from cachefleet.api.jsonrpc import CBOR, JSON, DocumentReader, DocumentWriter, decode_body
 from cachefleet.api.protocol import QueryParser, XmlSerializer
 from cachefleet.api.sigv4 import Authenticator
 from cachefleet.domain.cloudwatch import CloudWatch
+from cachefleet.domain.elasticache import ElastiCache
 from cachefleet.domain.errors import CachefleetError
-from cachefleet.domain.identifiers import REGION_PATTERN
+from cachefleet.domain.identifiers import REGION_PATTERN, Region
 from cachefleet.domain.logs import LogReader
-from cachefleet.domain.model import Region
-from cachefleet.domain.service import ElastiCache
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[handlers.Context, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
 
 QUERY = "query"
@@ -52,9 +53,11 @@ _AUTH_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expi
 
 @dataclass(frozen=True)
 class ServiceApi:
+    """One AWS service served here: its botocore model, its XML serializer and its handlers."""
+
     model: ServiceModel
     serializer: XmlSerializer
-    handlers: Any  # module whose functions are named after the operations
+    handlers: dict[str, Handler]  # operation name -> its handler
     # Writers compile per shape name, and shape names mean different things in different
     # services (CloudWatch Logs' Timestamp is a long): one writer per service and encoding.
     writers: dict[str, DocumentWriter] = field(default_factory=lambda: {JSON: DocumentWriter(JSON), CBOR: DocumentWriter(CBOR)})
@@ -81,7 +84,23 @@ def load_model(name: str) -> ServiceModel:
     return botocore.session.get_session().get_service_model(name)
 
 
+def handlers_of(model: ServiceModel, modules: tuple[ModuleType, ...]) -> dict[str, Handler]:
+    """Each operation of the model that one of ``modules`` handles (a function of its snake_case name)."""
+    found: dict[str, Handler] = {}
+    for operation in model.operation_names:
+        for module in modules:
+            handler = getattr(module, xform_name(operation), None)
+            if handler is None:
+                continue
+            if operation in found:
+                raise RuntimeError(f"{operation} is handled twice ({module.__name__})")
+            found[operation] = handler
+    return found
+
+
 class ApiServer:
+    """The HTTP front door: authenticates, parses, dispatches to one handler and answers in the request's protocol."""
+
     def __init__(
         self,
         *,
@@ -95,10 +114,10 @@ class ApiServer:
         self._log_reader = log_reader
         self._auth = authenticator
         models = {name: load_model(name) for name in ("elasticache", "cloudwatch", "logs")}
+        modules = {"elasticache": elasticache.FAMILIES, "cloudwatch": (cloudwatch_handlers,), "logs": (logs_handlers,)}
         self._apis = {
-            "elasticache": ServiceApi(models["elasticache"], XmlSerializer(models["elasticache"]), handlers),
-            "monitoring": ServiceApi(models["cloudwatch"], XmlSerializer(models["cloudwatch"]), cloudwatch_handlers),
-            "logs": ServiceApi(models["logs"], XmlSerializer(models["logs"]), logs_handlers),
+            service: ServiceApi(models[name], XmlSerializer(models[name]), handlers_of(models[name], modules[name]))
+            for service, name in (("elasticache", "elasticache"), ("monitoring", "cloudwatch"), ("logs", "logs"))
         }
         self._errors = ErrorCatalog(*models.values())
         self._parser = QueryParser()
@@ -177,7 +196,7 @@ class ApiServer:
                 )
             if action not in api.model.operation_names:
                 raise ApiError("InvalidAction", f"The action {action} is not valid for this web service.")
-            handler: Handler | None = getattr(api.handlers, xform_name(action), None)
+            handler = api.handlers.get(action)
             if handler is None:
                 raise ApiError("InvalidAction", f"The action {action} is not supported by Cachefleet yet.")
             operation = api.model.operation_model(action)
@@ -187,8 +206,8 @@ class ApiServer:
                 parsed = self._parser.parse(operation, params)
             else:
                 parsed = self._reader.parse(operation, decode_body(body, call.protocol), call.protocol)
-            context = handlers.Context(
-                service=self._service,
+            context = Context(
+                elasticache=self._service,
                 region=Region(caller.region),
                 request_id=request_id,
                 cloudwatch=self._cloudwatch,

@@ -30,6 +30,8 @@ _AUTH_HEADER = re.compile(
 
 @dataclass(frozen=True)
 class Caller:
+    """Who signed a request, and for which region and service (from the SigV4 credential scope)."""
+
     access_key: str
     region: str
     service: str
@@ -64,6 +66,8 @@ def load_credentials(path: Path) -> dict[str, str]:
 
 
 class Authenticator:
+    """Checks SigV4 signatures (headers and presigned URLs) against the access keys allowed in."""
+
     def __init__(self, secrets: Mapping[str, str] | None) -> None:
         """``secrets`` None means dev mode: any well-formed credentials are accepted."""
         self._secrets = secrets

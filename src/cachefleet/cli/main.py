@@ -154,7 +154,11 @@ def down(data_dir: Path | None) -> None:
     click.echo(f"stopped {len(nodes)} cache node(s) of {directory}")
 
 
-@main.command("valkey-cli", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+# Every argument goes to valkey-cli, -h (its host) and --help included.
+@main.command(
+    "valkey-cli",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []},
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def valkey_cli(args: tuple[str, ...]) -> None:
     """Run the valkey-cli that comes with the engine wheels (arguments are passed through)."""

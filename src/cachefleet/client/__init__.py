@@ -4,6 +4,6 @@ Nothing here knows how the server works inside: every operation is an ElastiCach
 CloudWatch API call on the endpoint, exactly as a user's own boto3 code would make it.
 """
 
-from cachefleet.client.fleet import ApiFailure, Fleet, NotFound, connect_options
+from cachefleet.client.fleet import ApiFailure, ConnectTarget, Fleet, NotFound, connect_target
 
-__all__ = ["ApiFailure", "Fleet", "NotFound", "connect_options"]
+__all__ = ["ApiFailure", "ConnectTarget", "Fleet", "NotFound", "connect_target"]

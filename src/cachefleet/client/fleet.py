@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -57,6 +58,8 @@ class ApiFailure(Exception):
 
 
 class NotFound(ApiFailure):
+    """The named resource does not exist (the server said so)."""
+
     def __init__(self, message: str) -> None:
         super().__init__("NotFound", message, status=404)
 
@@ -600,16 +603,21 @@ def _summary(view: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def connect_options(resource: dict[str, Any]) -> list[str]:
-    """valkey-cli/redis-cli arguments reaching ``resource`` (host, port, -c, TLS and auth).
+@dataclass(frozen=True)
+class ConnectTarget:
+    """Where ``cachefleet connect`` points valkey-cli/redis-cli for a resource, and how."""
 
-    Cluster mode enabled: the configuration endpoint with ``-c`` (follow MOVED/ASK).
-    Cluster mode disabled: the primary endpoint of the only shard. A standalone cluster:
-    its node. TLS and AUTH are the hook for when Cachefleet serves them: ``--tls`` (the CA
-    to verify against is to be added with ``--cacert`` once the TLS work decides where
-    Cachefleet publishes it) and ``--askpass`` (prompts for the auth token; never put it on
-    the command line, where other users can read it).
-    """
+    host: str
+    port: int
+    cluster: bool  # follow MOVED/ASK (-c)
+    tls: bool
+    auth: bool
+
+
+def connect_target(resource: dict[str, Any]) -> ConnectTarget:
+    """The endpoint reaching ``resource``: cluster mode enabled, the configuration endpoint (with
+    ``-c``); cluster mode disabled, the primary endpoint of the only shard; a standalone cluster,
+    its node."""
     if resource["cluster_mode"] and resource.get("configuration_endpoint"):
         target, cluster_flag = resource["configuration_endpoint"], True
     elif resource["kind"] == "group":
@@ -622,11 +630,4 @@ def connect_options(resource: dict[str, Any]) -> list[str]:
             "InvalidState", f"{resource['id']} has no endpoint yet (it is {resource['status']}); wait until it is available."
         )
     host, _, port = str(target).rpartition(":")
-    arguments = ["-h", host, "-p", port]
-    if cluster_flag:
-        arguments.append("-c")
-    if resource.get("tls"):
-        arguments.append("--tls")
-    if resource.get("auth"):
-        arguments.append("--askpass")
-    return arguments
+    return ConnectTarget(host, int(port), cluster_flag, bool(resource.get("tls")), bool(resource.get("auth")))

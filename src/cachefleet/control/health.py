@@ -19,8 +19,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from cachefleet.engine.access import AccessDenied, NodeAccess, close_stream
 from cachefleet.engine.admin import parse_info
 
 log = logging.getLogger(__name__)
@@ -57,21 +58,31 @@ class Replication:
 class _Probe:
     """A bare connection that sends PING and expects +PONG: a fraction of a client's cost."""
 
-    def __init__(self, address: str, port: int, timeout: float) -> None:
-        self.address = address
-        self.port = port
+    def __init__(self, access: NodeAccess, timeout: float) -> None:
+        self.access = access
         self.timeout = timeout
+        self.refused: str | None = None  # why the node refuses the control plane's credentials, if it does
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def ping(self) -> bool:
+        """Whether the node answered in time. Any answer counts (a node that refuses our
+        credentials is alive, not hung: see ``refused``)."""
         try:
             async with asyncio.timeout(self.timeout):
                 reader, writer = await self._connection()
                 writer.write(b"PING\r\n")
                 line = await reader.readline()
             if line.startswith(b"+PONG"):
+                self.refused = None
                 return True
+            if line.startswith(b"-"):
+                self.refused = line[1:].decode(errors="replace").strip()
+                return True
+        except AccessDenied as denied:
+            self.refused = str(denied)
+            await self.close()
+            return True
         except (OSError, TimeoutError):
             pass
         await self.close()  # a late reply must never be read as the answer to the next PING
@@ -87,9 +98,15 @@ class _Probe:
                 header = await reader.readline()
                 if header.startswith(b"$") and header[1:].strip().isdigit():
                     body = await reader.readexactly(int(header[1:]) + 2)
+                    self.refused = None
                     return parse_info(body.decode(errors="replace"))
                 if header.startswith(b"-"):
+                    self.refused = header[1:].decode(errors="replace").strip()
                     return {}
+        except AccessDenied as denied:
+            self.refused = str(denied)
+            await self.close()
+            return {}
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             pass
         await self.close()
@@ -97,28 +114,28 @@ class _Probe:
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._writer is None or self._reader is None:
-            self._reader, self._writer = await asyncio.open_connection(self.address, self.port)
+            self._reader, self._writer = await self.access.stream(timeout=self.timeout)
         return self._reader, self._writer
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            await close_stream(writer)
 
 
 @dataclass
 class _Watched:
     probe: _Probe
+    last_answer: float
     failures: int = 0
-    last_answer: float = field(default_factory=time.monotonic)
     probes: int = 0
     replication: Replication | None = None
     link_down_since: float | None = None
 
 
 class HealthMonitor:
+    """Probes every watched node on one persistent connection: hangs, role, replication link and offset."""
+
     def __init__(
         self,
         *,
@@ -128,6 +145,7 @@ class HealthMonitor:
         failures: int = FAILURES,
         info_every: int = INFO_EVERY,
         link_grace: float = LINK_GRACE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._on_change = on_change
         self._interval = interval
@@ -135,14 +153,18 @@ class HealthMonitor:
         self._failures = failures
         self._info_every = info_every
         self._link_grace = link_grace
+        self._clock = clock  # monotonic seconds; tests give a fake one
         self._watched: dict[str, _Watched] = {}
         self._unhealthy: set[str] = set()
         self._link_lost: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, key: str, address: str, port: int) -> None:
-        if key not in self._watched:
-            self._watched[key] = _Watched(_Probe(address, port, self._timeout))
+    def watch(self, key: str, access: NodeAccess) -> None:
+        watched = self._watched.get(key)
+        if watched is None or watched.probe.access != access:
+            if watched is not None:
+                asyncio.get_running_loop().create_task(watched.probe.close())
+            self._watched[key] = _Watched(_Probe(access, self._timeout), last_answer=self._clock())
 
     def unwatch(self, key: str) -> None:
         watched = self._watched.pop(key, None)
@@ -170,11 +192,16 @@ class HealthMonitor:
         watched = self._watched.get(key)
         if watched is None or watched.link_down_since is None:
             return 0.0
-        return time.monotonic() - watched.link_down_since
+        return self._clock() - watched.link_down_since
+
+    def refused(self, key: str) -> str | None:
+        """Why the node refuses the control plane's credentials (None: it does not)."""
+        watched = self._watched.get(key)
+        return None if watched is None else watched.probe.refused
 
     def silent_for(self, key: str) -> float:
         watched = self._watched.get(key)
-        return 0.0 if watched is None else time.monotonic() - watched.last_answer
+        return 0.0 if watched is None else self._clock() - watched.last_answer
 
     def start(self) -> None:
         if self._task is None:
@@ -193,9 +220,13 @@ class HealthMonitor:
     async def _loop(self) -> None:
         while True:
             started = time.monotonic()
-            if self._watched:
-                await asyncio.gather(*(self._check(key) for key in list(self._watched)))
+            await self.check_all()
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+
+    async def check_all(self) -> None:
+        """One round: every watched node probed once (the loop runs one per interval)."""
+        if self._watched:
+            await asyncio.gather(*(self._check(key) for key in list(self._watched)))
 
     async def _check(self, key: str) -> None:
         watched = self._watched.get(key)
@@ -216,7 +247,7 @@ class HealthMonitor:
                 self._on_change(key)
             return
         watched.failures = 0
-        watched.last_answer = time.monotonic()
+        watched.last_answer = self._clock()
         if info and key in self._watched:
             self._observe(key, watched, Replication.parse(info, watched.last_answer))
         if key in self._unhealthy:

@@ -22,13 +22,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from cachefleet.domain import nodetypes
-from cachefleet.domain.base import used_addresses
+from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.errors import InsufficientCapacity
-from cachefleet.domain.model import EngineRelease
+from cachefleet.domain.kinds import used_addresses
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.validation import allocate_addresses
 from cachefleet.engine import cluster as engine_cluster
-from cachefleet.engine.admin import AdminClient, EngineError
+from cachefleet.engine.access import NodeAccess
+from cachefleet.engine.admin import EngineError
 from cachefleet.engine.config import NodeConfig, render
 from cachefleet.providers.local import LocalProvider, NodeStartFailed
 
@@ -45,6 +46,8 @@ class _Binaries(Protocol):
 
 
 class WarmPool:
+    """The warm nodes: started ahead of need, handed out by address, adopted after a restart."""
+
     def __init__(
         self,
         *,
@@ -148,8 +151,9 @@ class WarmPool:
                 )
             )
             started = time.monotonic()
-            await self._provider.start(address, binary=binary.server, config=config, address=address, port=PORT)  # type: ignore[attr-defined]
-            admin = AdminClient(address, PORT)
+            access = NodeAccess(address, PORT)
+            await self._provider.start(address, binary=binary.server, config=config, access=access)  # type: ignore[attr-defined]
+            admin = access.admin()
             try:
                 await engine_cluster.add_slots(admin, range(engine_cluster.SLOTS))
             finally:

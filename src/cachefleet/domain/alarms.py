@@ -12,13 +12,18 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
-from cachefleet.domain.model import Region, Tag
+from cachefleet.domain.identifiers import Region
+from cachefleet.domain.resource import Kind
+from cachefleet.domain.tags import Tag
 
 MAX_HISTORY = 100
 
 
 class AlarmState(StrEnum):
+    """The states of a CloudWatch alarm."""
+
     OK = "OK"
     ALARM = "ALARM"
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
@@ -36,6 +41,8 @@ TREAT_MISSING = ("breaching", "notBreaching", "ignore", "missing")
 
 @dataclass(frozen=True)
 class HistoryItem:
+    """One entry of an alarm's history (DescribeAlarmHistory)."""
+
     timestamp: dt.datetime
     item_type: str  # ConfigurationUpdate | StateUpdate | Action
     summary: str
@@ -44,6 +51,13 @@ class HistoryItem:
 
 @dataclass(frozen=True)
 class MetricAlarm:
+    """A CloudWatch metric alarm: its configuration, state and history."""
+
+    KIND: ClassVar[Kind] = Kind(
+        name="MetricAlarm", noun="Alarm", not_found="ResourceNotFound", quota_exceeded="LimitExceededFault",
+        invalid_state="InvalidFormatFault",
+    )
+
     region: Region
     name: str
     arn: str
@@ -87,6 +101,8 @@ class MetricAlarm:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """The outcome of evaluating an alarm: the state it should be in and CloudWatch's reason."""
+
     state: AlarmState
     reason: str
     reason_data: str

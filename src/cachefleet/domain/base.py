@@ -1,149 +1,92 @@
-"""What every group of use cases shares: its dependencies, lookups that raise NotFound, events."""
+"""What every family's use cases share: their dependencies, lookups that raise NotFound, events,
+operation records and the "tell the reconciler" hook.
+
+Use cases validate a request, record desired state (and an operation and an event) in one
+transaction, tell the reconciler through ``on_change`` and return. Nothing here waits for an
+engine.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-from cachefleet.domain import identifiers
-from cachefleet.domain.errors import InvalidState, NotFound
-from cachefleet.domain.model import (
-    CacheCluster,
-    CacheSubnetGroup,
-    Event,
-    EventSourceType,
-    GroupStatus,
-    Region,
-    ReplicationGroup,
-    Subnet,
-)
-from cachefleet.domain.ports import (
-    Clock,
-    EngineCatalog,
-    NoWarmNodes,
-    Resource,
-    StateStore,
-    Transaction,
-    WarmNodes,
-)
+from cachefleet.domain import operations, validation
+from cachefleet.domain.errors import NotFound
+from cachefleet.domain.events import event_for
+from cachefleet.domain.operations import FailoverRequest, Operation, OperationKind, Resharding, operation_key
+from cachefleet.domain.ports import Clock, EngineCatalog, NoWarmNodes, StateStore, Transaction, WarmNodes
+from cachefleet.domain.resource import Resource
 
 ChangeListener = Callable[[type[Resource], str, str], None]
-DEFAULT_SUBNET_GROUP = "default"
-DEFAULT_VPC = "vpc-cachefleet"
+R = TypeVar("R", bound=Resource)
+
 DEFAULT_PORT = 6379
-MAX_CLUSTERS_PER_GROUP = 6  # a primary and five replicas
-MAX_REPLICAS = MAX_CLUSTERS_PER_GROUP - 1
 MAX_NODES_PER_REGION = 300  # ElastiCache's default node quota per region
-MAX_NODE_GROUPS = 500
-MAX_NODES_PER_CLUSTER = 500
+
+
+def _ignore(kind: type[Resource], region: str, key: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What use cases need from the outside world (wired once, at start-up)."""
+
+    store: StateStore
+    catalog: EngineCatalog
+    clock: Clock
+    node_network: ipaddress.IPv4Network
+    on_change: ChangeListener = _ignore
+    warm: WarmNodes = field(default_factory=NoWarmNodes)
+    # Addresses of the node network taken by any resource (nodes, endpoints) or warm node
+    # (None: domain/elasticache.py asks the registry of kinds).
+    used_addresses: Callable[[], set[str]] | None = None
 
 
 class UseCases:
-    def __init__(
-        self,
-        *,
-        store: StateStore,
-        catalog: EngineCatalog,
-        clock: Clock,
-        node_network: ipaddress.IPv4Network,
-        on_change: ChangeListener | None = None,
-        warm: WarmNodes | None = None,
-    ) -> None:
-        self._store = store
-        self._catalog = catalog
-        self._clock = clock
-        self._network = node_network
-        self._on_change = on_change or (lambda kind, region, key: None)
-        self._warm: WarmNodes = warm or NoWarmNodes()
+    """Base of every family's use cases."""
 
-    def default_subnet_group(self, region: Region) -> CacheSubnetGroup:
-        return CacheSubnetGroup(
-            region=region,
-            name=DEFAULT_SUBNET_GROUP,
-            description="default",
-            subnets=tuple(Subnet(f"subnet-{zone}", zone) for zone in identifiers.default_availability_zones(region)),
-            vpc_id=DEFAULT_VPC,
-        )
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+        self._store = deps.store
+        self._catalog = deps.catalog
+        self._clock = deps.clock
+        self._network = deps.node_network
+        self._warm = deps.warm
 
-    def _group(self, region: Region, group_id: str) -> ReplicationGroup:
-        group = self._store.get(ReplicationGroup, region, group_id.lower())
-        if group is None:
-            raise NotFound(f"Replication group {group_id} not found.", resource="ReplicationGroup")
-        return group
-
-    def _cluster(self, region: Region, cluster_id: str) -> CacheCluster:
-        cluster = self._store.get(CacheCluster, region, cluster_id.lower())
-        if cluster is None:
-            raise NotFound(f"Cache cluster {cluster_id} not found.", resource="CacheCluster")
-        return cluster
-
-    def _subnet_group(self, region: Region, name: str) -> CacheSubnetGroup:
-        lowered = name.lower()
-        if lowered == DEFAULT_SUBNET_GROUP:
-            return self.default_subnet_group(region)
-        group = self._store.get(CacheSubnetGroup, region, lowered)
-        if group is None:
-            raise NotFound(f"Cache subnet group {name} not found.", resource="CacheSubnetGroup")
-        return group
-
-    def _members(self, group: ReplicationGroup) -> list[CacheCluster]:
-        found = []
-        for cluster_id in group.member_cluster_ids:
-            cluster = self._store.get(CacheCluster, group.region, cluster_id)
-            if cluster is not None:
-                found.append(cluster)
+    def _get(self, kind: type[R], region: str, key: str) -> R:
+        """The resource, or its kind's NotFound error (ElastiCache keeps identifiers lower case)."""
+        found = self._store.get(kind, region, key.lower())
+        if found is None:
+            raise NotFound(f"{kind.KIND.noun} {key} not found.", resource=kind.KIND.name)
         return found
-
-    def _all_clusters(self) -> list[CacheCluster]:
-        return self._store.list(CacheCluster)
-
-    def _used_addresses(self) -> set[str]:
-        return used_addresses(self._store) | self._warm.addresses()
-
-    @staticmethod
-    def _require_group_status(group: ReplicationGroup, status: GroupStatus, *, action: str) -> None:
-        if group.status != status:
-            raise InvalidState(
-                f"Replication group {group.group_id} is {group.status}; it can be {action} once it is {status}.",
-                resource="ReplicationGroup",
-            )
 
     def _event(self, tx: Transaction, resource: Resource, message: str) -> None:
         tx.add_event(event_for(resource, message, self._clock.now()))
 
     def _changed(self, resource: Resource) -> None:
-        self._on_change(type(resource), resource.region, resource.key)
+        self._deps.on_change(type(resource), resource.region, resource.key)
 
-    def _start_modifying(self, group: ReplicationGroup, message: str, **changes: Any) -> ReplicationGroup:
-        """Records the group as `modifying` with ``changes`` (the work the reconciler is to do),
-        and an event saying what starts; the reconciler is told."""
-        updated = replace(group, status=GroupStatus.MODIFYING, **changes)
-        with self._store.transaction() as tx:
-            tx.put(updated)
-            self._event(tx, updated, message)
-        self._changed(updated)
-        return updated
+    def _allocate(self, count: int, *, also_used: Iterable[str] = ()) -> list[str]:
+        """The lowest ``count`` free addresses of the node network."""
+        used = self._deps.used_addresses() if self._deps.used_addresses is not None else set()
+        return validation.allocate_addresses(self._network, used | set(also_used), count)
 
+    def _operation(self, resource: Resource, kind: OperationKind) -> Operation | None:
+        return self._store.get(Operation, resource.region, operation_key(resource.KIND.name, resource.key, kind))
 
-
-
-def used_addresses(store: StateStore) -> set[str]:
-    """Addresses of the node network taken by a node or an endpoint, in any region."""
-    used = {cluster.node.address for cluster in store.list(CacheCluster)}
-    for group in store.list(ReplicationGroup):
-        for node_group in group.node_groups:
-            used.update(a for a in (node_group.primary_endpoint, node_group.reader_endpoint) if a)
-        if group.configuration_endpoint:
-            used.add(group.configuration_endpoint)
-    return used
-
-
-def event_for(resource: Resource, message: str, when: dt.datetime) -> Event:
-    if isinstance(resource, ReplicationGroup):
-        return Event(resource.region, EventSourceType.REPLICATION_GROUP, resource.group_id, message, when)
-    if isinstance(resource, CacheCluster):
-        return Event(resource.region, EventSourceType.CACHE_CLUSTER, resource.cluster_id, message, when)
-    return Event(resource.region, EventSourceType.CACHE_SUBNET_GROUP, resource.name, message, when)
+    def _begin(
+        self,
+        resource: Resource,
+        kind: OperationKind,
+        *,
+        resharding: Resharding | None = None,
+        node_type: str | None = None,
+        failover: FailoverRequest | None = None,
+    ) -> Operation:
+        return operations.begin(
+            resource, kind, now=self._clock.now(), resharding=resharding, node_type=node_type, failover=failover
+        )

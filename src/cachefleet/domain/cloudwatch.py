@@ -28,10 +28,11 @@ from cachefleet.domain.errors import (
     QuotaExceeded,
     ValidationError,
 )
-from cachefleet.domain.identifiers import ACCOUNT_ID
+from cachefleet.domain.events import Event, EventSourceType
+from cachefleet.domain.identifiers import ACCOUNT_ID, Region
 from cachefleet.domain.metrics import Datapoint, Labelled, MetricId
-from cachefleet.domain.model import Event, EventSourceType, Region, Tag
 from cachefleet.domain.ports import Clock, MetricSource, StateStore
+from cachefleet.domain.tags import Tag
 
 MAX_ALARMS = 5000  # per region, as CloudWatch's default quota
 MAX_EVALUATION_WINDOW = 86400  # Period * EvaluationPeriods, seconds
@@ -39,6 +40,8 @@ MAX_EVALUATION_WINDOW = 86400  # Period * EvaluationPeriods, seconds
 
 @dataclass(frozen=True)
 class StatisticsResult:
+    """GetMetricStatistics' answer: the label and the datapoints."""
+
     label: str
     unit: str
     datapoints: list[Datapoint]
@@ -48,6 +51,8 @@ class StatisticsResult:
 
 @dataclass(frozen=True)
 class QueryResult:
+    """One query's series of GetMetricData."""
+
     query_id: str
     label: str
     timestamps: list[float]
@@ -67,6 +72,8 @@ TransitionListener = Callable[[Transition], None]
 
 
 class CloudWatch:
+    """The CloudWatch use cases: metric statistics and data, metric lists, alarms and their history."""
+
     def __init__(
         self,
         *,

@@ -21,7 +21,6 @@ MAX_STATISTICS_DATAPOINTS = 1440  # GetMetricStatistics
 MAX_METRIC_DATA_DATAPOINTS = 100_800  # GetMetricData, per call (then NextToken)
 MAX_METRIC_DATA_QUERIES = 500
 SECOND_RETENTION = 3 * 3600  # 1-second samples are kept this long
-MINUTE_RETENTION = 15 * 86400  # 1-minute aggregates are kept this long
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?|100)$")
 _QUERY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
 
@@ -61,6 +60,8 @@ class Samples:
 
 @dataclass
 class Datapoint:
+    """One period's statistics of a metric."""
+
     timestamp: float
     sample_count: float = 0.0
     total: float = 0.0
@@ -160,6 +161,8 @@ Series = dict[float, float]  # timestamp -> value
 
 @dataclass(frozen=True)
 class Labelled:
+    """A series with its label (GetMetricData)."""
+
     label: str
     series: Series
 

@@ -1,7 +1,7 @@
 """The small protocols the domain needs from the outside world.
 
-``store/`` implements :class:`StateStore`; ``engine/`` provides an :class:`EngineCatalog`.
-The wiring happens once, at start-up.
+``store/`` implements :class:`StateStore`; ``engine/`` provides an :class:`EngineCatalog`;
+the monitor's time series is a :class:`MetricSource`. The wiring happens once, at start-up.
 """
 
 from __future__ import annotations
@@ -11,19 +11,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
-from cachefleet.domain.alarms import MetricAlarm
+from cachefleet.domain.engines import EngineRelease
+from cachefleet.domain.events import Event, EventSourceType
 from cachefleet.domain.metrics import MetricId, Samples
-from cachefleet.domain.model import (
-    CacheCluster,
-    CacheSubnetGroup,
-    EngineRelease,
-    Event,
-    EventSourceType,
-    ReplicationGroup,
-)
+from cachefleet.domain.resource import Resource
 
-Resource = ReplicationGroup | CacheCluster | CacheSubnetGroup | MetricAlarm
-R = TypeVar("R", ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm)
+R = TypeVar("R", bound=Resource)
 
 
 class Transaction(Protocol):
@@ -40,7 +33,8 @@ class StateStore(Protocol):
     """Durable desired state and events.
 
     Contract: reads see every committed transaction; a transaction that raises is rolled
-    back entirely; a crash never leaves part of a transaction behind.
+    back entirely; a crash never leaves part of a transaction behind. Every kind listed in
+    ``domain/kinds.py`` can be stored.
     """
 
     def get(self, kind: type[R], region: str, key: str) -> R | None: ...
@@ -67,6 +61,8 @@ class EngineCatalog(Protocol):
 
 
 class Clock(Protocol):
+    """Tells the time (UTC); tests give a fake one."""
+
     def now(self) -> dt.datetime: ...
 
 
@@ -89,6 +85,8 @@ class WarmNodes(Protocol):
 
 
 class NoWarmNodes:
+    """The warm pool of an installation that keeps none."""
+
     def addresses(self) -> set[str]:
         return set()
 
@@ -97,6 +95,7 @@ class NoWarmNodes:
 
     def give_back(self, addresses: Sequence[str]) -> None:
         return None
+
 
 class MetricSource(Protocol):
     """Where metric samples come from (the monitor's time series).

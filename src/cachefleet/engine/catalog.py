@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cachefleet.domain.model import EngineRelease
+from cachefleet.domain.engines import EngineRelease
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ _VERSION = re.compile(r"^(?P<name>Valkey|Redis) server v=(?P<version>[0-9]+\.[0-
 
 @dataclass(frozen=True)
 class EngineBinary:
+    """An installed engine build: its release, server and cli executables, and where it came from."""
+
     release: EngineRelease
     server: Path
     cli: Path | None

@@ -13,6 +13,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """What a node's engine configuration is rendered from."""
+
     address: str
     port: int
     directory: Path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from typing import Any
 
 import hiredis
@@ -28,6 +29,8 @@ def encode(*args: str | bytes | int) -> bytes:
 
 
 class RespConnection(asyncio.Protocol):
+    """A pipelined RESP connection: replies resolve futures in order, parsed by hiredis as they arrive."""
+
     def __init__(self) -> None:
         self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
@@ -35,11 +38,28 @@ class RespConnection(asyncio.Protocol):
         self.closed = False
 
     @classmethod
-    async def open(cls, address: str, port: int, *, timeout: float = 1.0, name: str = "cachefleet-monitor") -> RespConnection:
+    async def open(
+        cls,
+        address: str,
+        port: int,
+        *,
+        timeout: float = 1.0,
+        name: str = "cachefleet-monitor",
+        ssl_context: ssl.SSLContext | None = None,
+        auth: tuple[str, ...] | None = None,
+    ) -> RespConnection:
+        """Connects (TLS when ``ssl_context``), logs in with ``auth`` (an AUTH command) and names the
+        connection. Use ``NodeAccess.resp()`` (engine/access.py), which knows the node's settings."""
         loop = asyncio.get_running_loop()
-        _, protocol = await asyncio.wait_for(loop.create_connection(cls, address, port), timeout)
-        if name:
-            await asyncio.wait_for(protocol.call("CLIENT", "SETNAME", name), timeout)
+        _, protocol = await asyncio.wait_for(loop.create_connection(cls, address, port, ssl=ssl_context), timeout)
+        try:
+            if auth is not None:
+                await asyncio.wait_for(protocol.call(*auth), timeout)
+            if name:
+                await asyncio.wait_for(protocol.call("CLIENT", "SETNAME", name), timeout)
+        except BaseException:
+            protocol.close()
+            raise
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -29,6 +29,8 @@ DELIVERY_TIMEOUT = 5.0
 
 
 class AlarmMonitor:
+    """Evaluates every alarm after each sampling tick and delivers webhook notifications."""
+
     def __init__(self, cloudwatch: CloudWatch) -> None:
         self._cloudwatch = cloudwatch
         self._evaluated: dict[tuple[str, str], tuple[float, object]] = {}  # (region, name) -> (period end, config time)

@@ -17,6 +17,8 @@ NAMESPACE = "AWS/ElastiCache"
 
 @dataclass(frozen=True)
 class MetricDefinition:
+    """A metric ElastiCache publishes: its name, unit and what it measures."""
+
     name: str
     unit: str
     help: str
@@ -76,7 +78,7 @@ METRICS: tuple[MetricDefinition, ...] = (
     MetricDefinition("CacheHits", "Count", "successful key lookups in the period"),
     MetricDefinition("CacheMisses", "Count", "unsuccessful key lookups in the period"),
     MetricDefinition("CacheHitRate", "Percent", "hits / (hits + misses) in the period"),
-    MetricDefinition("ReplicationLag", "Seconds", "replica only: seconds since the primary last heard from it"),
+    MetricDefinition("ReplicationLag", "Seconds", "replica only: how far behind its primary's stream it is, in seconds (0: caught up)"),
     MetricDefinition("ReplicationBytes", "Bytes", "primary only: bytes sent to its replicas in the period"),
     MetricDefinition("IsMaster", "Count", "1 on a primary, 0 on a replica"),
     MetricDefinition("MasterLinkHealthStatus", "Count", "replica only: 1 when the link to the primary is up"),

@@ -43,8 +43,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from cachefleet.domain.logs import LogEvent, LogStream
-from cachefleet.domain.model import LogDelivery
 from cachefleet.engine.resp import RespConnection
+from cachefleet.monitor.nodes import MonitoredNode
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +59,7 @@ _ENGINE_LINE = re.compile(r"^(\d+):([A-Z]) (\d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2
 _LEVELS = {".": "DEBUG", "-": "VERBOSE", "*": "NOTICE", "#": "WARNING"}
 
 
-@dataclass(frozen=True)
-class LogSource:
-    """A node whose logs are delivered."""
-
-    key: str
-    region: str
-    cluster_id: str
-    node_id: str
-    address: str
-    port: int
-    pid: int | None
-    engine_log: Path
-    deliveries: tuple[LogDelivery, ...]
-
-
-def slow_entry(source: LogSource, entry: list[Any]) -> dict[str, Any]:
+def slow_entry(source: MonitoredNode, entry: list[Any]) -> dict[str, Any]:
     """An ElastiCache slow-log record from one SLOWLOG GET entry (arguments masked)."""
     entry_id, stamp, duration, args = entry[0], entry[1], entry[2], entry[3]
     address = entry[4] if len(entry) > 4 else ""
@@ -94,7 +79,7 @@ def slow_entry(source: LogSource, entry: list[Any]) -> dict[str, Any]:
     }
 
 
-def engine_entry(source: LogSource, line: str) -> tuple[int, dict[str, Any]] | None:
+def engine_entry(source: MonitoredNode, line: str) -> tuple[int, dict[str, Any]] | None:
     """(epoch ms, ElastiCache engine-log record) from one engine.log line."""
     match = _ENGINE_LINE.match(line)
     if match is None:
@@ -126,7 +111,7 @@ def render(record: dict[str, Any], log_format: str) -> str:
     return ",".join(str(value) for value in record.values())
 
 
-def stream_name(source: LogSource, log_type: str) -> str:
+def stream_name(source: MonitoredNode, log_type: str) -> str:
     return f"{source.cluster_id}-{source.node_id}-{log_type}"
 
 
@@ -140,7 +125,7 @@ class _Position:
 
 @dataclass
 class _Node:
-    source: LogSource
+    source: MonitoredNode
     position: _Position = field(default_factory=_Position)
     connection: RespConnection | None = None
     retry_at: float = 0.0
@@ -163,7 +148,9 @@ def _process_age(pid: int | None) -> float | None:
 
 
 class LogDeliverer:
-    def __init__(self, root: Path, sources: Callable[[], Sequence[LogSource]]) -> None:
+    """Delivers every node's new slow-log entries and engine-log lines to their destinations, once a second."""
+
+    def __init__(self, root: Path, sources: Callable[[], Sequence[MonitoredNode]]) -> None:
         self.root = root
         self._sources = sources
         self._nodes: dict[str, _Node] = {}
@@ -192,7 +179,7 @@ class LogDeliverer:
         task = asyncio.get_running_loop().create_task(self._round(sources))
         task.add_done_callback(lambda _: setattr(self, "_busy", False))
 
-    async def _round(self, sources: dict[str, LogSource]) -> None:
+    async def _round(self, sources: dict[str, MonitoredNode]) -> None:
         changed = False
         for key, source in sources.items():
             node = self._nodes.get(key)
@@ -250,7 +237,7 @@ class LogDeliverer:
             if time.monotonic() < node.retry_at:
                 return False
             try:
-                node.connection = await RespConnection.open(source.address, source.port, name="cachefleet-logs")
+                node.connection = await source.access.resp(name="cachefleet-logs")
             except (OSError, TimeoutError, ConnectionError):
                 node.retry_at = time.monotonic() + 2.0
                 return False
@@ -294,7 +281,7 @@ class LogDeliverer:
         position.offset += complete
         return True
 
-    def _write(self, source: LogSource, log_type: str, records: list[tuple[int, dict[str, Any]]]) -> None:
+    def _write(self, source: MonitoredNode, log_type: str, records: list[tuple[int, dict[str, Any]]]) -> None:
         if not records:
             return
         for delivery in source.deliveries:

@@ -32,6 +32,8 @@ METRIC_NAMES = {m.name: "elasticache_" + snake(m.name) for m in catalog.METRICS}
 
 
 class NodeCollector(Collector):
+    """Exposes every node's latest sample as Prometheus gauges."""
+
     def __init__(self, sampler: Sampler) -> None:
         self._sampler = sampler
 
@@ -70,6 +72,8 @@ class ControlPlaneCollector(Collector):
 
 
 class Exposition:
+    """The /metrics endpoint: node gauges and the control plane's own figures."""
+
     def __init__(self, sampler: Sampler, figures: Callable[[], Iterable[tuple[str, str, str, dict[str, str], float]]]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)

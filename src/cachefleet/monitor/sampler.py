@@ -10,19 +10,21 @@ aligned to the wall-clock second; a slow node costs its own sample, never the ot
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cachefleet.engine.resp import RespConnection
 from cachefleet.monitor import catalog
-from cachefleet.monitor.timeseries import SeriesKey, TimeSeriesStore
+from cachefleet.monitor.nodes import MonitoredNode, NodeDirectory
+from cachefleet.monitor.timeseries import TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ FIELDS = (
     "total_net_input_bytes", "total_net_output_bytes", "total_net_repl_output_bytes", "evicted_keys", "expired_keys",
     "keyspace_hits", "keyspace_misses", "active_defrag_hits", "acl_access_denied_auth", "acl_access_denied_cmd",
     "acl_access_denied_key", "acl_access_denied_channel", "role", "connected_slaves", "master_link_status",
-    "master_repl_offset", "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "used_cpu_sys", "used_cpu_user",
+    "master_repl_offset", "slave_repl_offset", "master_host", "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "used_cpu_sys", "used_cpu_user",
     "used_cpu_sys_main_thread", "used_cpu_user_main_thread",
 )
 # A node first seen this young is counted from its start: the commands it served before the
@@ -49,29 +51,7 @@ _KEYSPACE = re.compile(r"\ndb(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)")
 _SLAVE = re.compile(r"\nslave\d+:ip=([^,]+),port=\d+,state=([a-z_]+),offset=\d+,lag=(\d+)")
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    """A node to sample, as the store and the provider know it."""
 
-    key: str  # the provider's node key
-    region: str
-    cluster_id: str
-    node_id: str
-    address: str
-    port: int
-    pid: int | None
-    role: str  # primary | replica
-    memory_bytes: int  # the node type's memory
-    group_id: str = ""
-    shard: str = ""
-    engine: str = ""  # engine and version, e.g. "valkey 8.1.8": nodes of one build share a command table
-
-    @property
-    def series_key(self) -> SeriesKey:
-        return SeriesKey(self.region, self.cluster_id, self.node_id)
-
-
-NodeDirectory = Callable[[], Sequence[NodeInfo]]
 
 
 @dataclass
@@ -146,6 +126,36 @@ def _from_start(raw: Raw) -> Raw | None:
         return None
     zero = {key: "0" for key, value in raw.info.items() if _number(raw.info, key) == _number(raw.info, key)}
     return Raw(raw.at - max(uptime, 1.0), zero, {}, (0, 0, 0), {}, None, None, raw.pid)
+
+
+OFFSET_HISTORY = 120  # samples of each primary's replication offset kept for ReplicationLag
+
+
+def replication_lag(
+    info: dict[str, str],
+    history: dict[str, collections.deque[tuple[float, int]]],
+    at: float,
+    *,
+    fallback: float,
+) -> float:
+    """How far behind its primary a replica is, in seconds, from the replication offsets.
+
+    0 when the replica holds the primary's whole stream (its offset, read in the same tick,
+    is the primary's); otherwise the time since the primary's offset was where the replica's
+    is now (from the primary's recent offsets, one a tick). ``fallback`` (the primary's view:
+    seconds since the replica's last acknowledgement) when the primary was not sampled.
+    """
+    primary = history.get(info.get("master_host", ""))
+    mine = _number(info, "slave_repl_offset")
+    if not primary or mine != mine:
+        return fallback
+    current = primary[-1][1]
+    if mine >= current:
+        return 0.0
+    for when, offset in primary:
+        if offset >= mine:
+            return max(0.0, at - when)
+    return max(0.0, at - primary[0][0])
 
 
 def _delta(now: float, before: float) -> float:
@@ -258,7 +268,7 @@ def host_available_memory() -> int:
 class _Probe:
     """The sampler's connection to one node and what it last read."""
 
-    node: NodeInfo
+    node: MonitoredNode
     connection: RespConnection | None = None
     connecting: asyncio.Task[None] | None = None
     families: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -267,6 +277,8 @@ class _Probe:
 
 
 class Sampler:
+    """Samples every node once a second and writes its metrics to the time series."""
+
     def __init__(self, *, directory: NodeDirectory, store: TimeSeriesStore, interval: float = 1.0,
                  on_tick: Callable[[int], None] | None = None) -> None:
         self._directory = directory
@@ -277,11 +289,12 @@ class Sampler:
         self._loading: dict[str, asyncio.Future[dict[str, tuple[int, ...]] | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._on_tick = on_tick
-        self.latest: dict[str, tuple[NodeInfo, int, list[float]]] = {}  # node key -> (node, second, row)
+        self.latest: dict[str, tuple[MonitoredNode, int, list[float]]] = {}  # node key -> (node, second, row)
         self.ticks = 0
-        self.tick_seconds = 0.0  # CPU time of the last tick
         self.cpu_seconds = 0.0  # CPU time of all ticks
         self._last_minute: int | None = None
+        # primary address -> its (monotonic time, replication offset) at the last ticks
+        self._offsets: dict[str, collections.deque[tuple[float, int]]] = {}
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="metric-sampler")
@@ -322,7 +335,7 @@ class Sampler:
             if probe is None:
                 probe = self._probes[key] = _Probe(node)
             elif probe.node != node:
-                if (probe.node.address, probe.node.port, probe.node.pid) != (node.address, node.port, node.pid):
+                if (probe.node.access, probe.node.pid) != (node.access, node.pid):
                     self._close(probe)
                     probe.last = None
                 probe.node = node
@@ -359,8 +372,15 @@ class Sampler:
             age = booted - started_at / TICKS_PER_SECOND if started_at is not None else None
             fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid, age)))
         lags: dict[str, int] = {}
-        for _, raw in fresh:
+        offsets: dict[str, int] = {}  # primary address -> its replication offset now
+        for probe, raw in fresh:
             lags.update(raw.replicas)
+            if raw.info.get("role") == "master":
+                offset = int(_number(raw.info, "master_repl_offset", -1))
+                offsets[probe.node.address] = offset
+                self._offsets.setdefault(probe.node.address, collections.deque(maxlen=OFFSET_HISTORY)).append((at, offset))
+        for address in [a for a in self._offsets if a not in offsets]:
+            del self._offsets[address]
         for count, (probe, raw) in enumerate(fresh, start=1):
             if count % YIELD_EVERY == 0:
                 spent += time.process_time() - started
@@ -371,7 +391,7 @@ class Sampler:
                 previous = _from_start(raw)
                 if previous is None:
                     continue
-            lag = float(lags.get(probe.node.address, NAN))
+            lag = replication_lag(raw.info, self._offsets, at, fallback=float(lags.get(probe.node.address, NAN)))
             row = derive(previous, raw, families=probe.families, memory_bytes=probe.node.memory_bytes,
                          host_available=available, replica_lag=lag)
             self._store.write(probe.node.series_key, second, row)
@@ -381,7 +401,6 @@ class Sampler:
             self._store.roll_up(self._last_minute)
         self._last_minute = minute
         spent += time.process_time() - started
-        self.tick_seconds = spent
         self.cpu_seconds += spent
         if self._on_tick is not None:
             self._on_tick(second)
@@ -389,12 +408,12 @@ class Sampler:
     async def _connect(self, probe: _Probe) -> None:
         node = probe.node
         try:
-            connection = await RespConnection.open(node.address, node.port)
-            probe.families = await self._command_families(node.engine or f"{node.address}:{node.port}", connection)
+            connection = await node.access.resp()
+            probe.families = await self._command_families(node.engine or f"{node.address}:{node.access.port}", connection)
             probe.connection = connection
             probe.retry_at = 0.0
         except (OSError, TimeoutError, ConnectionError, Exception) as error:  # noqa: BLE001 - any failure: retry later
-            log.debug("cannot sample %s at %s:%s: %s", node.key, node.address, node.port, error)
+            log.debug("cannot sample %s at %s:%s: %s", node.key, node.address, node.access.port, error)
             probe.retry_at = time.monotonic() + 2.0
         finally:
             probe.connecting = None

@@ -41,6 +41,8 @@ NAN = math.nan
 
 
 class RingFile:
+    """A fixed-size file of fixed-width rows, written in place in a ring."""
+
     def __init__(self, path: Path, *, step: int, slots: int, width: int, fingerprint: int) -> None:
         self.path = path
         self.step, self.slots, self.width = step, slots, width
@@ -173,6 +175,8 @@ def bytes_per_node() -> int:
 
 @dataclass(frozen=True)
 class SeriesKey:
+    """Which node's series: region, cache cluster, cache node."""
+
     region: str
     cluster_id: str
     node_id: str

@@ -19,8 +19,9 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from cachefleet.engine.access import NodeAccess, close_stream
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,6 @@ START_TIMEOUT = 15.0
 
 class NodeStartFailed(Exception):
     """The engine process exited or never answered; the message says why, from its log."""
-
-
-@dataclass(frozen=True)
-class NodeProcess:
-    key: str
-    pid: int
 
 
 ExitListener = Callable[[str, int], None]
@@ -56,6 +51,8 @@ def check_network_usable(address: str) -> None:
 
 
 class LocalProvider:
+    """Runs nodes as child processes on their own addresses, adopts them after a restart, fences by signal."""
+
     def __init__(self, data_dir: Path, *, on_exit: ExitListener | None = None) -> None:
         self.nodes_dir = (data_dir / "nodes").resolve()
         self.nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -103,7 +100,7 @@ class LocalProvider:
         return dict(self._pids)
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, key: str, *, binary: Path, config: str, address: str, port: int) -> int:
+    async def start(self, key: str, *, binary: Path, config: str, access: NodeAccess) -> int:
         """Starts the node (or returns the pid of the one already running) once it answers PING."""
         self._loop = asyncio.get_running_loop()
         existing = self._pids.get(key)
@@ -131,7 +128,7 @@ class LocalProvider:
         )
         self._track(key, pid)
         try:
-            await self._wait_ready(key, pid, address, port)
+            await self._wait_ready(key, pid, access)
         except NodeStartFailed:
             await self.stop(key)
             raise
@@ -146,28 +143,30 @@ class LocalProvider:
         os.replace(temporary, config_path)
         return config_path
 
-    async def _wait_ready(self, key: str, pid: int, address: str, port: int) -> None:
+    async def _wait_ready(self, key: str, pid: int, access: NodeAccess) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         delay = 0.001
         while True:
             if self._pids.get(key) != pid or not _alive(pid):
                 raise NodeStartFailed(self._why_dead(key))
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
-            except (OSError, TimeoutError):
+                reader, writer = await access.stream(timeout=1.0)
+            except (OSError, TimeoutError):  # not listening yet (or refusing the credentials yet)
                 pass
             else:
                 try:
                     writer.write(b"PING\r\n")
                     reply = await asyncio.wait_for(reader.readline(), 2.0)
+                except (OSError, TimeoutError):
+                    reply = b""
                 finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
+                    await close_stream(writer)
                 if reply.startswith(b"+PONG"):
                     return
             if time.monotonic() > deadline:
-                raise NodeStartFailed(f"the engine did not answer PING on {address}:{port} within {START_TIMEOUT:.0f} s")
+                raise NodeStartFailed(
+                    f"the engine did not answer PING on {access.address}:{access.port} within {START_TIMEOUT:.0f} s"
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 

@@ -16,14 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cachefleet.domain.alarms import MetricAlarm
-from cachefleet.domain.model import CacheCluster, CacheSubnetGroup, Event, EventSourceType, ReplicationGroup
-from cachefleet.domain.ports import R, Resource
+from cachefleet.domain import kinds
+from cachefleet.domain.events import Event, EventSourceType
+from cachefleet.domain.ports import R
+from cachefleet.domain.resource import Resource
 from cachefleet.store.codec import decode, encode
 
 log = logging.getLogger(__name__)
 
-KINDS: dict[str, type] = {cls.__name__: cls for cls in (ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm)}
 EVENT_RETENTION = dt.timedelta(days=14)
 
 _SCHEMA = """
@@ -64,32 +64,42 @@ class _Transaction:
 
 
 class SqliteStore:
+    """The StateStore in SQLite (WAL), with every record mirrored in memory."""
+
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._mirror: dict[tuple[str, str, str], Any] = {}
+        # kind name -> (region, key) -> record: reads never touch SQLite.
+        self._mirror: dict[str, dict[tuple[str, str], Any]] = {name: {} for name in kinds.STORED_BY_NAME}
         for kind, region, key, doc in self._db.execute("SELECT kind, region, key, doc FROM resources"):
-            cls = KINDS.get(kind)
+            cls = kinds.STORED_BY_NAME.get(kind)
             if cls is None:
-                log.warning("ignoring stored %s %s/%s: unknown kind", kind, region, key)
+                # Kept in the file (a newer Cachefleet may know it), but not served.
+                log.warning("stored %s %s/%s is of a kind this Cachefleet does not know; leaving it alone", kind, region, key)
                 continue
-            self._mirror[(kind, region, key)] = decode(cls, json.loads(doc))
+            self._mirror[kind][(region, key)] = decode(cls, json.loads(doc))
         self._writes_since_prune = 0
 
     def close(self) -> None:
         self._db.close()
 
     def get(self, kind: type[R], region: str, key: str) -> R | None:
-        found: R | None = self._mirror.get((kind.__name__, region, key))
+        found: R | None = self._records(kind).get((region, key))
         return found
 
     def list(self, kind: type[R], region: str | None = None) -> list[R]:
-        name = kind.__name__
-        return [
-            value for (k, reg, _), value in self._mirror.items() if k == name and (region is None or reg == region)
-        ]
+        records = self._records(kind)
+        if region is None:
+            return list(records.values())
+        return [value for (reg, _), value in records.items() if reg == region]
+
+    def _records(self, kind: type[Resource]) -> dict[tuple[str, str], Any]:
+        try:
+            return self._mirror[kind.KIND.name]
+        except KeyError:
+            raise LookupError(f"{kind.KIND.name} is not a stored kind; add it to domain/kinds.py STORED") from None
 
     @contextmanager
     def transaction(self) -> Iterator[_Transaction]:
@@ -97,17 +107,19 @@ class SqliteStore:
         yield tx
         if not (tx.puts or tx.deletes or tx.events):
             return
+        for resource in (*tx.puts, *tx.deletes):
+            self._records(type(resource))  # an unknown kind fails before anything is written
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for resource in tx.puts:
                 self._db.execute(
                     "INSERT OR REPLACE INTO resources (kind, region, key, doc) VALUES (?, ?, ?, ?)",
-                    (type(resource).__name__, resource.region, resource.key, json.dumps(encode(resource))),
+                    (resource.KIND.name, resource.region, resource.key, json.dumps(encode(resource))),
                 )
             for resource in tx.deletes:
                 self._db.execute(
                     "DELETE FROM resources WHERE kind = ? AND region = ? AND key = ?",
-                    (type(resource).__name__, resource.region, resource.key),
+                    (resource.KIND.name, resource.region, resource.key),
                 )
             for event in tx.events:
                 self._db.execute(
@@ -119,9 +131,9 @@ class SqliteStore:
             self._db.execute("ROLLBACK")
             raise
         for resource in tx.puts:
-            self._mirror[(type(resource).__name__, resource.region, resource.key)] = resource
+            self._records(type(resource))[(resource.region, resource.key)] = resource
         for resource in tx.deletes:
-            self._mirror.pop((type(resource).__name__, resource.region, resource.key), None)
+            self._records(type(resource)).pop((resource.region, resource.key), None)
         self._writes_since_prune += len(tx.events)
         if self._writes_since_prune > 1000:
             self._prune_events()
@@ -151,7 +163,7 @@ class SqliteStore:
         sql += " ORDER BY date, id"
         for kind, source, date, message, sequence in self._db.execute(sql, args).fetchall():
             yield Event(
-                region=region,  # type: ignore[arg-type]
+                region=region,
                 source_type=EventSourceType(kind),
                 source_id=source,
                 message=message,

@@ -7,11 +7,14 @@ after a crash, and re-forms a cluster whose nodes all restarted:
 1. every live member's process runs (warm nodes are adopted, others started);
 2. a primary that knows only itself gets its slots (a warm node swaps its placeholder
    ownership of every slot for its share in one MULTI, so it never looks orphaned);
-3. nodes that do not know each other MEET; ids no member has any more are forgotten;
+3. nodes that do not know each other MEET (the pass comes back until they do); ids no
+   member has any more are forgotten;
 4. replicas REPLICATE their shard's primary;
-5. slots not where the plan wants them move, with their keys (MIGRATE), while clients
-   follow MOVED/ASK;
-6. shards that are being removed, and replicas being deleted, are forgotten and stopped;
+5. slots not where the plan (a RESHARD operation, or the node groups' slots) wants them move,
+   with their keys (MIGRATE), while clients follow MOVED/ASK -- as a tracked task: passes go
+   on meanwhile (a hung primary is failed over while its slots move);
+6. shards that are being removed, and replicas being deleted, are forgotten, drained of client
+   traffic (a tracked task) and stopped;
 7. once every node says ``cluster_state:ok`` and agrees on the slots, and replicas are in
    sync, the group is available and the configuration endpoint is bound on a primary.
 
@@ -27,30 +30,29 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from cachefleet.control.nodes import Nodes, node_key
+from cachefleet.control.scheduler import Retry, Target, Tasks
 from cachefleet.domain import slots as slotmath
-from cachefleet.domain.base import event_for
-from cachefleet.domain.model import CacheCluster, ClusterStatus, GroupStatus, NodeGroup, ReplicationGroup
+from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
+from cachefleet.domain.events import event_for
+from cachefleet.domain.operations import Operation, OperationKind, Resharding, progressed
+from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.engine import cluster as engine_cluster
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.cluster import ClusterView
 from cachefleet.engine.config import cluster_bus_port
-from cachefleet.providers.local import NodeStartFailed
-
-if TYPE_CHECKING:
-    from cachefleet.control.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 
 FORMING_NODE_TIMEOUT = "1000"
 STEADY_NODE_TIMEOUT = "15000"
-JOIN_TIMEOUT = 10.0
 PROGRESS_INTERVAL = 0.25
 SLOT_BATCH = 16
 DRAIN_QUIET = 0.5
 DRAIN_MAX = 5.0
 DRAIN_POLL = 0.1
+ROLLING_BACK = "rolling back"
 # Commands that are not a client's reads and writes: health probes (PING, INFO), metric samples
 # (INFO), log delivery (SLOWLOG), replication (REPLCONF, PING), topology and connection set-up.
 UPKEEP_COMMANDS = frozenset(
@@ -61,6 +63,8 @@ UPKEEP_COMMANDS = frozenset(
 # measured moving 5461 slots to a new shard with one replica each, 8 lanes of 32 took 14.8 s,
 # 64 lanes of 16 5.9 s; 1,000,000 keys without replicas 10.1 s -> 8.1 s.
 LANES = 64
+MIGRATE = "migrate"
+DRAIN = "drain"
 
 
 class Again(Exception):
@@ -68,55 +72,44 @@ class Again(Exception):
 
 
 class ShardedTopology:
-    def __init__(self, ops: Reconciler) -> None:
-        self.ops = ops
+    """Converges a cluster mode enabled group into the Redis Cluster its record and RESHARD operation describe."""
+
+    def __init__(self, nodes: Nodes, tasks: Tasks) -> None:
+        self.nodes = nodes
+        self.tasks = tasks
         self._fast: set[str] = set()  # node keys whose node timeout is lowered
+        self._drained: dict[Target, frozenset[str]] = {}  # leaving node keys whose drain finished
 
     async def reconcile(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
-        from cachefleet.control.reconciler import Retry, node_key
-
-        ops = self.ops
-        for node_group in group.node_groups:
-            primary = members.get(node_group.primary_cluster_id)
-            if primary is None:
-                continue
-            trouble = ops.failover.trouble(group, node_group, primary)
-            if trouble is not None and await ops.failover.run(group, node_group, members, trouble):
-                raise Retry(0.0, "")  # again at once, with the new primary
+        nodes = self.nodes
         live = [c for c in members.values() if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
-        outcomes = await asyncio.gather(
-            *(ops.ensure_running(c, replica_of=None, sharded=True) for c in live), return_exceptions=True
-        )
-        started: list[CacheCluster] = []
-        for cluster, outcome in zip(live, outcomes, strict=True):
-            if isinstance(outcome, NodeStartFailed):
-                await ops.node_failed(group, cluster, str(outcome))
-                current = ops.store.get(ReplicationGroup, group.region, group.group_id)
-                if current is None or current.status == GroupStatus.CREATE_FAILED:
-                    return
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            else:
-                started.append(cluster)
+        started = await nodes.ensure_all(group, live, replica_of=None, sharded=True)
+        reshard = nodes.operation(group, OperationKind.RESHARD)
         if (
             group.status == GroupStatus.AVAILABLE
-            and group.resharding is None
-            and all(ops.verified.get(node_key(c)) == ops.provider.pid(node_key(c)) and c.status == ClusterStatus.AVAILABLE for c in started)
+            and reshard is None
+            and all(nodes.checked(c) and c.status == ClusterStatus.AVAILABLE for c in started)
             and len(started) == len(live)
         ):
-            await self._place_configuration_endpoint(group, started, members)
+            await self._place_configuration_endpoint(group, started)
             return
         try:
-            await self._converge(group, members, started)
+            await self._converge(group, members, started, reshard)
         except Again as again:
-            raise Retry(0.02, str(again)) from None
+            raise Retry(0.01, str(again)) from None
+
+    async def cancel(self, group: ReplicationGroup) -> None:
+        """Stops the group's slot migration and drains (a failover changes who owns what)."""
+        await self.tasks.cancel(Target.of(group))
 
     # ------------------------------------------------------------------ one pass
-    async def _converge(self, group: ReplicationGroup, members: dict[str, CacheCluster], live: list[CacheCluster]) -> None:
-        from cachefleet.control.reconciler import node_key
-
-        ops = self.ops
-        admins = {c.cluster_id: ops.admin(c) for c in live}
+    async def _converge(
+        self, group: ReplicationGroup, members: dict[str, CacheCluster], live: list[CacheCluster],
+        reshard: Operation | None,
+    ) -> None:
+        nodes = self.nodes
+        target_of_task = Target.of(group)
+        admins = {c.cluster_id: nodes.admin(c) for c in live}
         views = await self._views(admins)
         ids = {cid: view.myself.node_id for cid, view in views.items()}
         primaries = {ng.node_group_id: ng.primary_cluster_id for ng in group.node_groups}
@@ -142,7 +135,9 @@ class ShardedTopology:
                 ),
                 return_exceptions=True,
             )
-            views = await self._wait_joined(admins, ids)
+            views = await self._views(admins)
+            if any(not views[a].knows(ids[b]) for a in views for b in views if a != b):
+                raise Again("nodes are still meeting each other")
         await self._forget_strangers(admins, views, set(ids.values()))
 
         # 4. Replicas follow their shard's primary.
@@ -161,27 +156,31 @@ class ShardedTopology:
             raise Again("waiting for cluster_state:ok on every node")
 
         # 5. Slots go where the plan wants them.
-        target = self._target(group)
+        plan = reshard.resharding if reshard is not None else None
+        target = self._target(group, plan)
         owners = self._owners(views, {ng_id: ids[p] for ng_id, p in primaries.items() if p in ids})
         misplaced = sorted(slot for ng_id, wanted in target.items() for slot in wanted if owners.get(slot) != ng_id)
         unowned = [slot for slot in misplaced if slot not in owners]
         for ng_id, wanted in target.items():
             mine = [slot for slot in unowned if slot in wanted]
-            if mine and primaries[ng_id] in admins:
+            if mine and primaries.get(ng_id) in admins:
                 await engine_cluster.add_slots(admins[primaries[ng_id]], mine)
         moving = [slot for slot in misplaced if slot in owners]
+        if self.tasks.busy(target_of_task, MIGRATE):
+            raise Retry(0.05, f"moving {len(moving)} slots of {group.group_id}")
+        failure = self.tasks.take(target_of_task, MIGRATE)
+        if failure is not None:
+            log.warning("%s: slot migration stopped (%s); planning it again", group.group_id, failure)
         if moving:
             await self._node_timeout(live, STEADY_NODE_TIMEOUT)
-            await self._migrate(group, admins, ids, primaries, owners, target, moving)
-            views = await self._views(admins)
-            owners = self._owners(views, {ng_id: ids[p] for ng_id, p in primaries.items() if p in ids})
+            self.tasks.start(target_of_task, MIGRATE, self._migrate(group, ids, primaries, owners, target, moving))
+            raise Retry(0.05, f"moving {len(moving)} slots of {group.group_id}")
         self._record_slots(group, owners)
 
         # 6. Shards being removed (now empty) and replicas being deleted leave the cluster.
-        group = ops.store.get(ReplicationGroup, group.region, group.group_id) or group
+        group = nodes.current(group) or group
         leaving = [c for c in members.values() if c.status == ClusterStatus.DELETING]
-        removed_groups = set(group.resharding.removing) if group.resharding else set()
-        for ng_id in removed_groups:
+        for ng_id in plan.removing if plan is not None else ():
             removed = group.node_group(ng_id)
             if removed is not None and not any(owner == ng_id for owner in owners.values()):
                 leaving += [members[c] for c in removed.member_cluster_ids if c in members]
@@ -200,18 +199,20 @@ class ShardedTopology:
                     if info.get("master_link_status") != "up":
                         raise Again(f"waiting for {replica} to sync")
         await self._node_timeout(live, STEADY_NODE_TIMEOUT)
-        await self._place_configuration_endpoint(group, live, members)
+        await self._place_configuration_endpoint(group, live)
         for cluster in live:
-            ops.mark_available(cluster)
-            ops.verified[node_key(cluster)] = ops.provider.pid(node_key(cluster)) or 0
-        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
-        if current is not None and current.resharding is not None:
-            with ops.store.transaction() as tx:
-                tx.put(replace(current, resharding=None))
-                tx.add_event(
-                    event_for(current, f"Resharding of {current.group_id} completed: {len(current.node_groups)} node groups",
-                              ops.clock.now())
+            nodes.mark_available(cluster)
+            nodes.mark_checked(cluster)
+        if reshard is not None:
+            current = nodes.current(group) or group
+            with nodes.store.transaction() as tx:
+                tx.delete(reshard)
+                message = (
+                    f"Resharding of {current.group_id} rolled back: {len(current.node_groups)} node groups"
+                    if reshard.step == ROLLING_BACK
+                    else f"Resharding of {current.group_id} completed: {len(current.node_groups)} node groups"
                 )
+                tx.add_event(event_for(current, message, nodes.clock.now()))
 
     # ------------------------------------------------------------------ observing
     @staticmethod
@@ -219,16 +220,6 @@ class ShardedTopology:
         names = list(admins)
         results = await asyncio.gather(*(engine_cluster.view(admins[n]) for n in names))
         return dict(zip(names, results, strict=True))
-
-    async def _wait_joined(self, admins: dict[str, AdminClient], ids: dict[str, str]) -> dict[str, ClusterView]:
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        while True:
-            views = await self._views(admins)
-            if all(views[a].knows(ids[b]) for a in views for b in views if a != b):
-                return views
-            if time.monotonic() > deadline:
-                raise Again("nodes are still meeting each other")
-            await asyncio.sleep(0.005)
 
     @staticmethod
     def _owners(views: dict[str, ClusterView], primary_ids: dict[str, str]) -> dict[int, str]:
@@ -246,9 +237,9 @@ class ShardedTopology:
         return {slot: ng_id for slot, (_, ng_id) in claims.items()}
 
     @staticmethod
-    def _target(group: ReplicationGroup) -> dict[str, set[int]]:
-        if group.resharding is not None:
-            return {ng_id: slotmath.parse(ranges) for ng_id, ranges in group.resharding.target_slots}
+    def _target(group: ReplicationGroup, plan: Resharding | None) -> dict[str, set[int]]:
+        if plan is not None:
+            return {ng_id: slotmath.parse(ranges) for ng_id, ranges in plan.target_slots}
         return {ng.node_group_id: slotmath.parse(ng.slots) for ng in group.node_groups}
 
     @staticmethod
@@ -262,13 +253,11 @@ class ShardedTopology:
 
     # ------------------------------------------------------------------ acting
     async def _node_timeout(self, live: list[CacheCluster], value: str) -> None:
-        from cachefleet.control.reconciler import node_key
-
         for cluster in live:
             key = node_key(cluster)
             lowered = key in self._fast
             if (value == FORMING_NODE_TIMEOUT) != lowered:
-                await self.ops.admin(cluster).config_set("cluster-node-timeout", value)
+                await self.nodes.admin(cluster).config_set("cluster-node-timeout", value)
                 if value == FORMING_NODE_TIMEOUT:
                     self._fast.add(key)
                 else:
@@ -301,52 +290,50 @@ class ShardedTopology:
     async def _migrate(
         self,
         group: ReplicationGroup,
-        admins: dict[str, AdminClient],
         ids: dict[str, str],
         primaries: dict[str, str],
         owners: dict[int, str],
         target: dict[str, set[int]],
         moving: list[int],
     ) -> None:
-        """Moves ``moving`` slots to their target shards, in batches, over several lanes at once.
+        """Moves ``moving`` slots to their target shards, in batches, over several lanes at once
+        (a tracked task: the group's passes go on meanwhile).
 
         Valkey 8+ answers CLUSTER SETSLOT only once the shard's replicas acknowledged it;
         the engine acknowledges all waiting connections together, so lanes (connections
         working in parallel) multiply the throughput where a single pipeline cannot.
         """
-        ops = self.ops
+        nodes = self.nodes
         destination = {slot: ng_id for ng_id, wanted in target.items() for slot in wanted}
-        batches: list[tuple[str, str, list[int]]] = []
         by_pair: dict[tuple[str, str], list[int]] = {}
         for slot in moving:
             by_pair.setdefault((owners[slot], destination[slot]), []).append(slot)
+        queue: asyncio.Queue[tuple[str, str, list[int]]] = asyncio.Queue()
         for (source_ng, target_ng), pair_slots in by_pair.items():
             for start in range(0, len(pair_slots), SLOT_BATCH):
-                batches.append((source_ng, target_ng, pair_slots[start : start + SLOT_BATCH]))
-        members = {c.cluster_id: c for c in ops.members(group).values()}
-        queue: asyncio.Queue[tuple[str, str, list[int]]] = asyncio.Queue()
-        for batch in batches:
-            queue.put_nowait(batch)
+                queue.put_nowait((source_ng, target_ng, pair_slots[start : start + SLOT_BATCH]))
+        members = {c.cluster_id: c for c in nodes.members(group).values()}
         progress = dict(owners)
         moved = [0]
         last_record = [time.monotonic()]
+        lanes = min(LANES, queue.qsize())
 
         async def lane() -> None:
             # A lane's own connections (long read timeout: a MIGRATE pipeline can take a while).
             connections: dict[str, AdminClient] = {}
             try:
                 while not queue.empty():
-                    source_ng, target_ng, slots = queue.get_nowait()
+                    source_ng, target_ng, batch = queue.get_nowait()
                     source, dest = primaries[source_ng], primaries[target_ng]
                     for name in (source, dest):
                         if name not in connections:
-                            connections[name] = AdminClient(members[name].node.address, members[name].port, timeout=60.0)
+                            connections[name] = nodes.access(members[name]).admin(timeout=60.0)
                     count = await engine_cluster.migrate_slots(
-                        slots, source=connections[source], source_id=ids[source], target=connections[dest],
+                        batch, source=connections[source], source_id=ids[source], target=connections[dest],
                         target_id=ids[dest],
                     )
                     moved[0] += count  # not `+= await ...`: that reads the total before the await
-                    for slot in slots:
+                    for slot in batch:
                         progress[slot] = target_ng
                     if time.monotonic() - last_record[0] > PROGRESS_INTERVAL:
                         self._record_slots(group, progress)
@@ -356,18 +343,19 @@ class ShardedTopology:
                     await connection.close()
 
         try:
-            await asyncio.gather(*(lane() for _ in range(min(LANES, len(batches)))))
+            await asyncio.gather(*(lane() for _ in range(lanes)))
         finally:
             self._record_slots(group, progress)
         log.info("%s: moved %d slots with %d keys", group.group_id, len(moving), moved[0])
-        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
+        current = nodes.current(group)
         if current is not None:
-            ops.record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
+            nodes.record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
 
     def _record_slots(self, group: ReplicationGroup, owners: dict[int, str]) -> None:
-        """Stores which slots each node group owns now (Describe shows them, and the progress)."""
-        store = self.ops.store
-        current = store.get(ReplicationGroup, group.region, group.group_id)
+        """Stores which slots each node group owns now (Describe shows them, and the progress);
+        progress moves the reshard's deadline forward."""
+        store = self.nodes.store
+        current = self.nodes.current(group)
         if current is None:
             return
         by_group: dict[str, set[int]] = {ng.node_group_id: set() for ng in current.node_groups}
@@ -375,102 +363,139 @@ class ShardedTopology:
             by_group.setdefault(ng_id, set()).add(slot)
         node_groups = tuple(replace(ng, slots=slotmath.format_ranges(by_group[ng.node_group_id])) for ng in current.node_groups)
         if node_groups != current.node_groups:
+            reshard = self.nodes.operation(current, OperationKind.RESHARD)
             with store.transaction() as tx:
                 tx.put(replace(current, node_groups=node_groups))
+                if reshard is not None:
+                    moved = sum(len(slotmath.parse(ng.slots)) for ng in node_groups)
+                    tx.put(progressed(reshard, reshard.step if reshard.step == ROLLING_BACK else f"moving slots ({moved})",
+                                      now=self.nodes.clock.now()))
 
     async def _remove(
         self, group: ReplicationGroup, leaving: list[CacheCluster], admins: dict[str, AdminClient], ids: dict[str, str]
     ) -> None:
-        """Forgets leaving nodes on every node that stays, then stops them and drops their records."""
-        from cachefleet.control.reconciler import node_key
-
-        ops = self.ops
-        names = {c.cluster_id for c in leaving}
-        staying = [name for name in admins if name not in names]
+        """Forgets leaving nodes on every node that stays, drains them (a tracked task), then stops
+        them and drops their records."""
+        nodes = self.nodes
+        task_target = Target.of(group)
+        if self.tasks.busy(task_target, DRAIN):
+            raise Retry(0.05, f"draining {len(leaving)} leaving node(s) of {group.group_id}")
+        failure = self.tasks.take(task_target, DRAIN)
+        if failure is not None:
+            log.warning("%s: draining leaving nodes stopped (%s); trying again", group.group_id, failure)
+        keys = frozenset(node_key(c) for c in leaving if nodes.running(c))
+        if keys and not keys <= self._drained.get(task_target, frozenset()):
+            names = {c.cluster_id for c in leaving}
+            staying = [name for name in admins if name not in names]
+            for cluster in leaving:
+                node_id = ids.get(cluster.cluster_id)
+                if node_id is None:
+                    continue
+                for name in staying:
+                    try:
+                        await admins[name].execute("CLUSTER", "FORGET", node_id)
+                    except EngineError as error:
+                        log.info("forget %s on %s: %s", cluster.cluster_id, name, error)
+            self.tasks.start(task_target, DRAIN, self._drain(task_target, [c for c in leaving if node_key(c) in keys]))
+            raise Retry(0.05, f"draining {len(keys)} leaving node(s) of {group.group_id}")
+        self._drained.pop(task_target, None)
         for cluster in leaving:
-            node_id = ids.get(cluster.cluster_id)
-            if node_id is None:
-                continue
-            for name in staying:
-                try:
-                    await admins[name].execute("CLUSTER", "FORGET", node_id)
-                except EngineError as error:
-                    log.info("forget %s on %s: %s", cluster.cluster_id, name, error)
-        await self._drain([c for c in leaving if ops.provider.pid(node_key(c)) is not None])
-        for cluster in leaving:
-            await ops.destroy_cluster(cluster, group=group)
-        current = ops.store.get(ReplicationGroup, group.region, group.group_id)
-        if current is not None and current.resharding is not None:
-            gone = set(current.resharding.removing)
+            await nodes.destroy(cluster, group=group)
+        current = nodes.current(group)
+        reshard = nodes.operation(current, OperationKind.RESHARD) if current is not None else None
+        if current is not None and reshard is not None and reshard.resharding is not None:
+            gone = set(reshard.resharding.removing)
             kept = tuple(ng for ng in current.node_groups if ng.node_group_id not in gone or ng.member_cluster_ids)
             if kept != current.node_groups:
-                with ops.store.transaction() as tx:
+                with nodes.store.transaction() as tx:
                     tx.put(replace(current, node_groups=kept))
 
-    async def _drain(self, leaving: list[CacheCluster]) -> None:
+    async def _drain(self, task_target: Target, leaving: list[CacheCluster]) -> None:
         """Leaving nodes keep answering (MOVED) until clients stop sending them commands.
 
         A node that just gave its last slot away still gets commands from clients whose slot
         map is stale; stopping it then would cut those off instead of redirecting them. Wait
         until no client command arrived for DRAIN_QUIET seconds (at most DRAIN_MAX).
         """
-        if not leaving:
-            return
-        admins = [AdminClient(c.node.address, c.port) for c in leaving]
+        admins = [self.nodes.access(c).admin() for c in leaving]
         deadline = time.monotonic() + DRAIN_MAX
         quiet_since = time.monotonic()
         try:
-            last = [await self._commands(a) for a in admins]
+            last = [await _commands(a) for a in admins]
             while time.monotonic() < deadline:
                 await asyncio.sleep(DRAIN_POLL)
-                now = [await self._commands(a) for a in admins]
+                now = [await _commands(a) for a in admins]
                 if any(n != before for n, before in zip(now, last, strict=True)):
                     quiet_since = time.monotonic()
                 last = now
                 if time.monotonic() - quiet_since >= DRAIN_QUIET:
-                    return
+                    break
         finally:
             for admin in admins:
                 await admin.close()
+        self._drained[task_target] = frozenset(node_key(c) for c in leaving)
 
-    @staticmethod
-    async def _commands(admin: AdminClient) -> int:
-        """Client commands the node has processed: not the control plane's own probes, samples
-        and log reads, nor replication or topology traffic (see UPKEEP_COMMANDS)."""
-        try:
-            stats = await admin.info("commandstats")
-        except EngineError:
-            return 0
-        return client_commands(stats)
-
-    async def _place_configuration_endpoint(
-        self, group: ReplicationGroup, live: list[CacheCluster], members: dict[str, CacheCluster]
-    ) -> None:
+    async def _place_configuration_endpoint(self, group: ReplicationGroup, live: list[CacheCluster]) -> None:
         """The configuration endpoint is one more address of a primary (its current holder if it can)."""
-        from cachefleet.control.reconciler import node_key
-
         endpoint = group.configuration_endpoint
         if not endpoint:
             return
+        nodes = self.nodes
         running = {c.cluster_id: c for c in live if c.status != ClusterStatus.DELETING}
         candidates = [running[ng.primary_cluster_id] for ng in group.node_groups if ng.primary_cluster_id in running]
         if not candidates:
             return
-        ops = self.ops
-        for cluster in running.values():
-            if node_key(cluster) not in ops.binds:
-                ops.binds[node_key(cluster)] = await ops.admin(cluster).bound_addresses()
-        holders = [c for c in candidates if endpoint in ops.binds.get(node_key(c), [])]
+        holders = [c for c in candidates if endpoint in await nodes.bound(c)]
         holder = holders[0] if holders else candidates[0]
         for cluster in running.values():
-            if cluster is not holder and endpoint in ops.binds.get(node_key(cluster), []):
-                await ops.set_binds(cluster, [cluster.node.address])
-        if endpoint not in ops.binds.get(node_key(holder), []):
-            await ops.set_binds(holder, [holder.node.address, endpoint])
+            if cluster is not holder and endpoint in await nodes.bound(cluster):
+                await nodes.set_binds(cluster, [cluster.node.address])
+        if endpoint not in await nodes.bound(holder):
+            await nodes.set_binds(holder, [holder.node.address, endpoint])
+
+    def fail(self, group: ReplicationGroup, reason: str) -> None:
+        """A reshard that made no progress before its deadline is rolled back: slots stay where they
+        are, and the node groups it added that own nothing are removed. A rollback that fails too
+        ends the operation where it stands."""
+        nodes = self.nodes
+        reshard = nodes.operation(group, OperationKind.RESHARD)
+        if reshard is None or reshard.resharding is None:
+            return
+        if reshard.step == ROLLING_BACK:
+            with nodes.store.transaction() as tx:
+                tx.delete(reshard)
+                tx.add_event(event_for(group, f"Resharding of {group.group_id} could not be rolled back: {reason}; "
+                                              "the slots stay where they are", nodes.clock.now()))
+            return
+        plan = rollback_plan(group, reshard.resharding)
+        empty = plan.removing
+        with nodes.store.transaction() as tx:
+            tx.put(progressed(replace(reshard, resharding=plan), ROLLING_BACK, now=nodes.clock.now()))
+            tx.add_event(event_for(group, f"Resharding of {group.group_id} failed: {reason}; rolling back"
+                                          + (f" (removing the new node groups {', '.join(empty)})" if empty else ""),
+                                   nodes.clock.now()))
 
 
-def member_node_groups(group: ReplicationGroup) -> dict[str, NodeGroup]:
-    return {cid: ng for ng in group.node_groups for cid in ng.member_cluster_ids}
+def rollback_plan(group: ReplicationGroup, plan: Resharding) -> Resharding:
+    """What a reshard that cannot finish falls back to: every slot stays where it is now, and the
+    node groups it added that own nothing are removed."""
+    owned = {ng.node_group_id: ng.slots for ng in group.node_groups}
+    empty = tuple(ng for ng in plan.adding if not owned.get(ng))
+    return Resharding(
+        target_slots=tuple((ng_id, slots) for ng_id, slots in owned.items() if ng_id not in empty),
+        total_slots=0,
+        removing=empty,
+    )
+
+
+async def _commands(admin: AdminClient) -> int:
+    """Client commands the node has processed: not the control plane's own probes, samples
+    and log reads, nor replication or topology traffic (see UPKEEP_COMMANDS)."""
+    try:
+        stats = await admin.info("commandstats")
+    except EngineError:
+        return 0
+    return client_commands(stats)
 
 
 def client_commands(commandstats: dict[str, str]) -> int:

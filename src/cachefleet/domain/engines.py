@@ -1,0 +1,98 @@
+"""Engine builds (Valkey, Redis OSS), how a request's Engine/EngineVersion picks one, and the
+default parameter group names that go with them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cachefleet.domain.errors import InvalidParameterCombination, InvalidParameterValue, NotFound
+
+ENGINES = ("valkey", "redis")
+
+
+@dataclass(frozen=True)
+class EngineRelease:
+    """An engine build installed on this machine."""
+
+    engine: str  # "valkey" | "redis"
+    version: str  # full version as the binary reports it, e.g. "8.1.8"
+    family: str  # parameter group family, e.g. "valkey8"
+    description: str
+
+    @property
+    def major_minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def resolve_engine(releases: Sequence[EngineRelease], engine: str | None, version: str | None) -> EngineRelease:
+    """Picks the installed build for an Engine/EngineVersion request (newest when no version)."""
+    installed = ", ".join(f"{r.engine} {r.version}" for r in releases) or "none"
+    name = (engine or default_engine(releases)).lower()
+    if name == "memcached":
+        raise InvalidParameterValue(
+            f"Engine memcached is not supported by Cachefleet, which runs Valkey and Redis OSS. Installed: {installed}."
+        )
+    if name not in ENGINES:
+        raise InvalidParameterValue(f"Invalid Engine '{engine}': use valkey or redis. Installed: {installed}.")
+    candidates = sorted((r for r in releases if r.engine == name), key=lambda r: version_key(r.version), reverse=True)
+    if not candidates:
+        raise InvalidParameterValue(f"Engine {name} is not installed on this Cachefleet host. Installed: {installed}.")
+    if not version:
+        return candidates[0]
+    wanted = version.lower().removesuffix(".x")
+    for release in candidates:
+        if release.version == wanted or release.major_minor == wanted or release.version.split(".")[0] == wanted:
+            return release
+    raise InvalidParameterValue(
+        f"EngineVersion {version} of {name} is not installed on this Cachefleet host. Installed: {installed}."
+    )
+
+
+def release_of(releases: Sequence[EngineRelease], engine: str, version: str) -> EngineRelease:
+    """The installed build a resource runs."""
+    for release in releases:
+        if release.engine == engine and release.version == version:
+            return release
+    raise InvalidParameterValue(f"Engine {engine} {version} is no longer installed on this Cachefleet host.")
+
+
+def default_engine(releases: Sequence[EngineRelease]) -> str:
+    """ElastiCache defaults to redis; on a host without Redis OSS, valkey is the useful default."""
+    if any(r.engine == "redis" for r in releases):
+        return "redis"
+    return "valkey"
+
+
+def newest_per_engine(releases: Sequence[EngineRelease]) -> list[EngineRelease]:
+    newest: dict[str, EngineRelease] = {}
+    for release in releases:
+        current = newest.get(release.engine)
+        if current is None or version_key(release.version) > version_key(current.version):
+            newest[release.engine] = release
+    return list(newest.values())
+
+
+def parameter_group(name: str | None, release: EngineRelease, *, cluster_mode: bool = False) -> str:
+    """The parameter group a new resource uses: the family's default unless another is named."""
+    default = f"default.{release.family}" + (".cluster.on" if cluster_mode else "")
+    if name is None or name == default:
+        return default
+    if cluster_mode and name == f"default.{release.family}":
+        raise InvalidParameterCombination(
+            f"Cache parameter group {name} has cluster mode disabled; a cluster mode enabled group uses {default}."
+        )
+    if name.startswith("default.") and name.removeprefix("default.").split(".")[0] != release.family:
+        raise InvalidParameterCombination(
+            f"Cache parameter group {name} is not of family {release.family} ({release.engine} "
+            f"{release.version}); use {default}."
+        )
+    raise NotFound(
+        f"Cache parameter group {name} not found. Custom parameter groups are not supported by Cachefleet yet; "
+        f"use {default} or omit CacheParameterGroupName.",
+        resource="CacheParameterGroup",
+    )

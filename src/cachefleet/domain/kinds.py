@@ -1,0 +1,81 @@
+"""The registry of resource kinds: one entry per kind.
+
+Every kind Cachefleet stores is listed in ``STORED`` (its record class carries its ``Kind``:
+names, ARN type, event source, error codes). ``FUTURE`` lists the ElastiCache kinds an ARN
+can name whose family is not built yet, so that a request naming one gets that kind's
+NotFound fault. The store, tagging, the error mapping and the reconciler's routing read this
+module; adding a family adds its class to ``STORED`` (and removes its line from ``FUTURE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cachefleet.domain.alarms import MetricAlarm
+from cachefleet.domain.cache_clusters import CacheCluster
+from cachefleet.domain.events import EventSourceType
+from cachefleet.domain.operations import Operation
+from cachefleet.domain.ports import StateStore
+from cachefleet.domain.replication_groups import ReplicationGroup
+from cachefleet.domain.resource import Kind
+from cachefleet.domain.subnet_groups import CacheSubnetGroup
+
+STORED: tuple[type, ...] = (ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation)
+
+FUTURE: tuple[Kind, ...] = (
+    Kind("CacheParameterGroup", "Cache parameter group", "CacheParameterGroupNotFoundFault", arn_type="parametergroup",
+         event_source=EventSourceType.CACHE_PARAMETER_GROUP.value, already_exists="CacheParameterGroupAlreadyExistsFault",
+         invalid_state="InvalidCacheParameterGroupStateFault", quota_exceeded="CacheParameterGroupQuotaExceededFault"),
+    Kind("CacheSecurityGroup", "Cache security group", "CacheSecurityGroupNotFoundFault", arn_type="securitygroup",
+         event_source=EventSourceType.CACHE_SECURITY_GROUP.value, already_exists="CacheSecurityGroupAlreadyExistsFault",
+         invalid_state="InvalidCacheSecurityGroupStateFault", quota_exceeded="CacheSecurityGroupQuotaExceededFault"),
+    Kind("Snapshot", "Snapshot", "SnapshotNotFoundFault", arn_type="snapshot",
+         already_exists="SnapshotAlreadyExistsFault", invalid_state="InvalidSnapshotStateFault",
+         quota_exceeded="SnapshotQuotaExceededFault"),
+    Kind("User", "User", "UserNotFoundFault", arn_type="user", event_source=EventSourceType.USER.value,
+         already_exists="UserAlreadyExistsFault", invalid_state="InvalidUserStateFault",
+         quota_exceeded="UserQuotaExceededFault"),
+    Kind("UserGroup", "User group", "UserGroupNotFoundFault", arn_type="usergroup",
+         event_source=EventSourceType.USER_GROUP.value, already_exists="UserGroupAlreadyExistsFault",
+         invalid_state="InvalidUserGroupStateFault", quota_exceeded="UserGroupQuotaExceededFault"),
+    Kind("ReservedCacheNode", "Reserved cache node", "ReservedCacheNodeNotFoundFault", arn_type="reserved-instance",
+         already_exists="ReservedCacheNodeAlreadyExistsFault", quota_exceeded="ReservedCacheNodeQuotaExceededFault"),
+    Kind("ServerlessCache", "Serverless cache", "ServerlessCacheNotFoundFault", arn_type="serverlesscache",
+         event_source=EventSourceType.SERVERLESS_CACHE.value, already_exists="ServerlessCacheAlreadyExistsFault",
+         invalid_state="InvalidServerlessCacheStateFault", quota_exceeded="ServerlessCacheQuotaForCustomerExceededFault"),
+    Kind("ServerlessCacheSnapshot", "Serverless cache snapshot", "ServerlessCacheSnapshotNotFoundFault",
+         arn_type="serverlesscachesnapshot", event_source=EventSourceType.SERVERLESS_CACHE_SNAPSHOT.value,
+         already_exists="ServerlessCacheSnapshotAlreadyExistsFault",
+         invalid_state="InvalidServerlessCacheSnapshotStateFault",
+         quota_exceeded="ServerlessCacheSnapshotQuotaExceededFault"),
+    Kind("GlobalReplicationGroup", "Global replication group", "GlobalReplicationGroupNotFoundFault",
+         already_exists="GlobalReplicationGroupAlreadyExistsFault", invalid_state="InvalidGlobalReplicationGroupStateFault"),
+)
+
+
+def kind_of(cls: type) -> Kind:
+    kind: Kind = cls.KIND  # type: ignore[attr-defined]
+    return kind
+
+
+def all_kinds() -> Iterator[Kind]:
+    for cls in STORED:
+        yield kind_of(cls)
+    yield from FUTURE
+
+
+BY_NAME: dict[str, Kind] = {kind.name: kind for kind in all_kinds()}
+BY_ARN_TYPE: dict[str, Kind] = {kind.arn_type: kind for kind in all_kinds() if kind.arn_type}
+STORED_BY_NAME: dict[str, type] = {kind_of(cls).name: cls for cls in STORED}
+
+
+def used_addresses(store: StateStore) -> set[str]:
+    """Addresses of the node network held by any stored resource (nodes and endpoints), in any region."""
+    used: set[str] = set()
+    for cls in STORED:
+        if hasattr(cls, "addresses"):
+            holders: list[Any] = store.list(cls)
+            for resource in holders:
+                used.update(resource.addresses)
+    return used

@@ -1,0 +1,104 @@
+"""How to reach one node: its address and port, the TLS it speaks and the credentials to log in with.
+
+``NodeAccess`` is the only way Cachefleet opens a connection to a node: the admin client, the
+metric sampler's and the log reader's lean RESP connections, the health probe and the
+provider's ready check all get theirs from it, and ``cachefleet connect`` turns it into
+valkey-cli arguments. Credentials and TLS settings therefore live in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from cachefleet.engine.admin import AdminClient
+from cachefleet.engine.resp import RespConnection, encode
+
+
+class AccessDenied(ConnectionError):
+    """The node refused the credentials (or asked for some and none were given)."""
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """How to reach one node: address, port, TLS (the CA to verify it with) and credentials."""
+
+    address: str
+    port: int
+    ca_file: Path | None = None  # TLS: the CA that signed the node's certificate (None: plain TCP)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None
+
+    @cached_property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.ca_file is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return context
+
+    def auth_command(self) -> tuple[str, ...] | None:
+        if self.password is None:
+            return None
+        if self.username is None:
+            return ("AUTH", self.password)
+        return ("AUTH", self.username, self.password)
+
+    # ------------------------------------------------------------------ connections
+    def admin(self, *, timeout: float = 2.0, name: str = "cachefleet-admin") -> AdminClient:
+        """A (lazily connecting) admin client of this node."""
+        return AdminClient(
+            self.address,
+            self.port,
+            timeout=timeout,
+            name=name,
+            username=self.username,
+            password=self.password,
+            ca_file=str(self.ca_file) if self.ca_file else None,
+        )
+
+    async def resp(self, *, timeout: float = 1.0, name: str = "cachefleet-monitor") -> RespConnection:
+        """A lean pipelined RESP connection, logged in and named."""
+        return await RespConnection.open(
+            self.address, self.port, timeout=timeout, name=name, ssl_context=self.ssl_context, auth=self.auth_command()
+        )
+
+    async def stream(self, *, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw stream to the node, logged in (for the health probe and the ready check)."""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.address, self.port, ssl=self.ssl_context), timeout
+        )
+        command = self.auth_command()
+        if command is not None:
+            try:
+                writer.write(encode(*command))
+                reply = await asyncio.wait_for(reader.readline(), timeout)
+            except BaseException:
+                await close_stream(writer)
+                raise
+            if not reply.startswith(b"+OK"):
+                await close_stream(writer)
+                raise AccessDenied(f"{self.address}:{self.port}: {reply.decode(errors='replace').strip()}")
+        return reader, writer
+
+    def cli_arguments(self) -> list[str]:
+        """valkey-cli / redis-cli arguments that reach this node (never the password: argv is readable by all)."""
+        arguments = ["-h", self.address, "-p", str(self.port)]
+        if self.ca_file is not None:
+            arguments += ["--tls", "--cacert", str(self.ca_file)]
+        if self.username is not None:
+            arguments += ["--user", self.username]
+        return arguments
+
+
+async def close_stream(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
