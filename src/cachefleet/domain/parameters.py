@@ -251,7 +251,7 @@ _REDIS7: tuple[Parameter, ...] = (
     _p("active-expire-effort", "1", _I, "1-10",
        "Effort spent by the periodic job that expires keys past their time to live."),
     _p("activedefrag", "no", _S, _YES_NO, "Enables active memory defragmentation."),
-    _p("appendfsync", "everysec", _S, "always,everysec,no", "fsync policy for AOF persistence.", modifiable=False),
+    _p("appendfsync", "everysec", _S, "always,everysec,no", "The fsync policy for AOF persistence.", modifiable=False),
     _p("appendonly", "no", _S, _YES_NO, "Enables AOF persistence.", modifiable=False),
     _buffer("client-output-buffer-limit-normal-hard-limit", "0", "Normal client output buffer hard limit in bytes."),
     _buffer("client-output-buffer-limit-normal-soft-limit", "0", "Normal client output buffer soft limit in bytes."),
