@@ -34,6 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
+PORT = 6379
 # A block of loopback no node network or test network of Cachefleet uses (nodes default to
 # 127.80.0.0/16, tests take 127.100-199.x.0/24).
 _PROBE_BLOCK = (240, 254)
@@ -66,15 +67,20 @@ def _quote(value: str) -> str:
 
 
 def _free_address() -> tuple[str, int]:
-    """A random address of the probe block and a port free on it (the engine binds it next)."""
-    for _ in range(20):
+    """A random address of the probe block with the engine port (and its cluster bus port) free.
+
+    Like an ElastiCache node, each probe engine has an address of its own and the usual port:
+    a cluster mode engine cannot use a port above 55535 (its bus port is port + 10000).
+    """
+    for _ in range(50):
         address = f"127.{random.randint(*_PROBE_BLOCK)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((address, 0))
-            except OSError:
-                continue
-            return address, int(sock.getsockname()[1])
+        try:
+            for port in (PORT, PORT + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind((address, port))
+        except OSError:
+            continue
+        return address, PORT
     raise EngineProbeFailed("no free loopback address to probe an engine on")
 
 
