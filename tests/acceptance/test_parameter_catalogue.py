@@ -7,6 +7,7 @@ ones); and the dynamic parameters users rely on change what the engine does.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import time
@@ -19,7 +20,7 @@ import redis
 
 from cachefleet.domain import parameters as P
 from cachefleet.engine.catalog import Catalog, EngineBinary
-from cachefleet.engine.config_probe import TemporaryEngine, probe
+from cachefleet.engine.config_probe import EngineProbeFailed, TemporaryEngine, probe
 
 NODE_TYPE = "cache.t4g.micro"
 BINARIES = Catalog.discover().binaries()
@@ -339,3 +340,17 @@ def test_timeout_closes_idle_clients_on_every_engine() -> None:
         for sock, _ in busy:  # kept busy, never idle for 20 s: still open
             sock.sendall(b"PING\r\n")
             assert sock.recv(64).startswith(b"+PONG")
+
+
+@pytest.mark.parametrize("binary", ENGINES[:1])
+def test_a_temporary_engine_leaves_nothing_behind(binary: EngineBinary) -> None:
+    with TemporaryEngine(binary.server) as running:
+        pid, directory = running.pid, running.directory
+        assert directory is not None and (directory / "engine.conf").exists()
+        assert running.client().ping()
+    assert not os.path.exists(f"/proc/{pid}") and not directory.exists()
+    # A setting the engine refuses: the failure says why, from the engine, and cleans up too.
+    failing = TemporaryEngine(binary.server, {"maxmemory-policy": "sometimes"})
+    with pytest.raises(EngineProbeFailed, match="maxmemory-policy"):
+        failing.start()
+    assert failing.directory is None
