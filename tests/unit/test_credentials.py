@@ -65,7 +65,7 @@ def test_user_ids_and_names():
     with pytest.raises(InvalidParameterValue, match="UserGroupId"):
         c.user_group_id("9readers")
     assert c.user_name("AppReader") == "AppReader"
-    for bad in ("", "has space", "x" * 41, "tab\t"):
+    for bad in ("", "has space", "x" * 41, "tab\t", "cachefleet-control", "Cachefleet-probe-1"):
         with pytest.raises(InvalidParameterValue, match="UserName"):
             c.user_name(bad)
 

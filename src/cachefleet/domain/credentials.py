@@ -30,6 +30,10 @@ USER_ID_MAX = 40
 USER_NAME_MAX = 40
 USER_GROUP_ID_MAX = 40
 DEFAULT_USER_NAME = "default"
+# Cachefleet's own ACL user on every node, and the prefix of the scratch users its user sync
+# renders access strings with: no ElastiCache user may take these names.
+CONTROL_PLANE_USER = "cachefleet-control"
+RESERVED_USER_PREFIX = "cachefleet-"
 
 _USER_ID = re.compile(r"^[a-z][a-z0-9-]*$")
 # Rules whose argument is a secret: ElastiCache sets passwords through the API only.
@@ -139,6 +143,11 @@ def user_name(value: str) -> str:
         raise InvalidParameterValue(
             f"Invalid user name '{value}': the UserName must be 1 to {USER_NAME_MAX} printable ASCII characters "
             "without spaces."
+        )
+    if value.lower().startswith(RESERVED_USER_PREFIX):
+        raise InvalidParameterValue(
+            f"Invalid user name '{value}': a UserName must not start with {RESERVED_USER_PREFIX}, which is reserved "
+            "for Cachefleet's own connections to the nodes."
         )
     return value
 
