@@ -53,6 +53,7 @@ def start_engine() -> Iterator[Any]:
             raise RuntimeError(f"{binary_id(binary)} on {address}: {error}\n{engine.log()[-2000:]}") from None
         return engine
 
+    start.address = lambda host: f"{network}.{host}"  # type: ignore[attr-defined]
     yield start
     for engine in started:
         if engine.process.poll() is None:
