@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -301,10 +300,3 @@ def test_the_control_plane_commands_are_the_ones_cachefleet_sends():
     assert sent - allowed == set(), f"commands sent without an ACL rule: {sorted(sent - allowed)}"
     assert {"info", "ping", "migrate", "cluster|setslot", "slowlog|get", "client|pause"} <= sent
 
-
-def test_time_to_lock_a_node_is_small(start_engine):
-    """A locked node is ready as fast as an open one (the ACL file is read at start)."""
-    binary = BINARIES[0]
-    started = time.monotonic()
-    locked_engine(start_engine, binary, host=31, password=acl.new_password())
-    assert time.monotonic() - started < 5
