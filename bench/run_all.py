@@ -10,7 +10,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "create_group.py", "throughput.py", "describe_scale.py", "cluster_create.py", "reshard.py", "reshard_replicas.py",
     "failover.py",
-    "ha_overhead.py", "metric_query.py", "sampling_cost.py", "sampling_throughput.py",
+    "ha_overhead.py", "metric_query.py", "sampling_cost.py", "sampling_throughput.py", "auth_tls.py", "tls_preferred.py",
 ]
 
 if __name__ == "__main__":

@@ -17,9 +17,19 @@ def checked(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("auth")
     credentials = root / "credentials"
+    (root / "deny-deletes.json").write_text(
+        '{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},'
+        ' {"Effect": "Deny", "Action": "elasticache:Delete*", "Resource": "*"}]}'
+    )
+    # The old format (a key and its secret) and keys carrying a policy, inline or in a file.
     credentials.write_text(
         "[default]\naws_access_key_id = AKIAGOOD\naws_secret_access_key = good-secret\n"
         "[ops]\naws_access_key_id = AKIAOPS\naws_secret_access_key = ops-secret\n"
+        "[reader]\naws_access_key_id = AKIAREADER\naws_secret_access_key = reader-secret\n"
+        'policy = {"Version": "2012-10-17",\n'
+        '    "Statement": [{"Effect": "Allow", "Action": "elasticache:Describe*", "Resource": "*"}]}\n'
+        "[operator]\naws_access_key_id = AKIAOPERATOR\naws_secret_access_key = operator-secret\n"
+        "policy_file = deny-deletes.json\n"
     )
     running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(),
                      extra=["--credentials-file", str(credentials)]).start()
@@ -118,3 +128,77 @@ def test_resources_are_partitioned_by_region(server):
         east.delete_cache_subnet_group(CacheSubnetGroupName="regional")
     finally:
         west.delete_cache_subnet_group(CacheSubnetGroupName="regional")
+
+
+def test_checked_mode_accepts_keys_that_carry_a_policy(checked):
+    for key, secret in (("AKIAREADER", "reader-secret"), ("AKIAOPERATOR", "operator-secret")):
+        assert checked.client(access_key=key, secret_key=secret).describe_cache_engine_versions()["CacheEngineVersions"]
+
+
+def test_a_clock_more_than_15_minutes_off_is_refused(checked):
+    import datetime as dt
+    from unittest import mock
+
+    def skewed(minutes):
+        def now(*_args, **_kwargs):
+            return dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=minutes)
+        return now
+
+    client = checked.client(access_key="AKIAGOOD", secret_key="good-secret")
+    for minutes, wording in ((-20, "Signature expired: "), (20, "Signature not yet current: ")):
+        with mock.patch("botocore.auth.get_current_datetime", skewed(minutes)), pytest.raises(ClientError) as caught:
+            client.describe_replication_groups()
+        error = caught.value.response["Error"]
+        assert error["Code"] == "SignatureDoesNotMatch" and error["Message"].startswith(wording)
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with mock.patch("botocore.auth.get_current_datetime", skewed(-10)):
+        assert client.describe_replication_groups()["ReplicationGroups"] is not None
+
+
+def test_an_expired_presigned_url_is_refused(checked):
+    import datetime as dt
+    from unittest import mock
+
+    def two_minutes_ago(*_args, **_kwargs):
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=2)
+
+    client = checked.client(access_key="AKIAGOOD", secret_key="good-secret")
+    with mock.patch("botocore.auth.get_current_datetime", two_minutes_ago):
+        old = client.generate_presigned_url("describe_cache_engine_versions", ExpiresIn=60, HttpMethod="GET")
+        alive = client.generate_presigned_url("describe_cache_engine_versions", ExpiresIn=600, HttpMethod="GET")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(old, timeout=10)
+    body = caught.value.read().decode()
+    assert (caught.value.code, error_code(body)) == (400, "RequestExpired")
+    assert "<Message>Request has expired.</Message>" in body
+    with urllib.request.urlopen(alive, timeout=10) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("region", "service", "says"),
+    [
+        ("moon-base-1x", "elasticache", "Credential should be scoped to a valid region, not 'moon-base-1x'."),
+        ("us-east-1", "sts", "Credential should be scoped to correct service: "),
+    ],
+)
+def test_a_scope_naming_a_wrong_region_or_service_is_refused(checked, region, service, says):
+    status, body = raw_call(checked.url, {"Action": "DescribeReplicationGroups", "Version": "2015-02-02"},
+                            region=region, service=service, access_key="AKIAGOOD", secret_key="good-secret")
+    assert (status, error_code(body)) == (403, "SignatureDoesNotMatch")
+    assert says in body
+
+
+def test_a_policy_that_cannot_be_evaluated_stops_the_start(tmp_path):
+    from helpers import Server, free_port, fresh_network
+
+    credentials = tmp_path / "bad-credentials"
+    credentials.write_text(
+        "[reader]\naws_access_key_id = AKIAREADER\naws_secret_access_key = reader-secret\n"
+        'policy = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {}}}]}\n'
+    )
+    instance = Server(data_dir=tmp_path / "data", network=fresh_network(), port=free_port(),
+                      extra=["--credentials-file", str(credentials)])
+    with pytest.raises(RuntimeError) as caught:
+        instance.start()  # the process exits before it listens: nothing is left to bring down
+    assert "profile [reader]: Statement 1: Condition is not supported" in str(caught.value)

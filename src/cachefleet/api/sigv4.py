@@ -3,6 +3,19 @@
 In dev mode (the API listens on loopback only) any well-formed credentials are accepted:
 the signature is parsed for its scope (region, service) but not checked. Otherwise the
 access key must be in the credentials file and the signature must match.
+
+Every refusal answers AWS's error code and, where AWS has one, its wording: an unknown key
+is InvalidClientTokenId, a wrong secret or tampered request SignatureDoesNotMatch, a clock
+more than 15 minutes off SignatureDoesNotMatch ("Signature expired: ... is now earlier than
+... (... - 15 min.)" / "Signature not yet current: ..."), a presigned URL past its
+X-Amz-Expires RequestExpired ("Request has expired."), and a scope naming a region that is
+not one, a service not served here, or another day than X-Amz-Date SignatureDoesNotMatch.
+
+The credentials file is the AWS CLI's format (profiles with ``aws_access_key_id`` and
+``aws_secret_access_key``). A profile may also carry an IAM-style identity policy for its key
+(see ``api/policy.py``): ``policy`` holds the JSON itself (continuation lines indented, as
+INI allows), or ``policy_file`` names a JSON file (relative to the credentials file). A
+profile without either has full access, as before.
 """
 
 from __future__ import annotations
@@ -13,13 +26,18 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 from cachefleet.api.errors import ApiError
+from cachefleet.api.policy import Policy, PolicyError
+from cachefleet.domain.identifiers import REGION_PATTERN
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+# The signing names of the services one Cachefleet endpoint serves.
+SERVICES = ("elasticache", "monitoring", "logs")
+MAX_PRESIGNED_EXPIRES = 604800  # seven days, SigV4's limit for a presigned URL
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_SKEW = dt.timedelta(minutes=15)
 _AUTH_HEADER = re.compile(
@@ -29,12 +47,25 @@ _AUTH_HEADER = re.compile(
 
 
 @dataclass(frozen=True)
+class AccessKey:
+    """One access key of the credentials file: its secret, the profile (user) it was given
+    under, and the policy that limits it (None: full access)."""
+
+    access_key: str
+    secret: str = field(repr=False)
+    user: str = ""
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who signed a request, and for which region and service (from the SigV4 credential scope)."""
+    """Who signed a request (access key, IAM user, policy), and for which region and service."""
 
     access_key: str
     region: str
     service: str
+    user: str = ""  # the credentials-file profile; the access key itself in dev mode
+    policy: Policy | None = None  # None: no limit (a key without a policy, or dev mode)
 
 
 @dataclass(frozen=True)
@@ -50,31 +81,67 @@ class _Parsed:
     expires: int | None
 
 
-def load_credentials(path: Path) -> dict[str, str]:
-    """Access key -> secret key, from a file in the AWS credentials format (any number of profiles)."""
-    parser = configparser.ConfigParser()
+def load_access_keys(path: Path) -> dict[str, AccessKey]:
+    """Access key -> AccessKey (secret, profile, policy) from a file in the AWS credentials
+    format with any number of profiles. A policy that cannot be evaluated exactly is a
+    ValueError naming the profile: a key must never run with less protection than written."""
+    parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(path.read_text())
-    secrets: dict[str, str] = {}
+    keys: dict[str, AccessKey] = {}
     for section in parser.sections():
         key = parser.get(section, "aws_access_key_id", fallback=None)
         secret = parser.get(section, "aws_secret_access_key", fallback=None)
-        if key and secret:
-            secrets[key.strip()] = secret.strip()
-    if not secrets:
+        if not (key and secret):
+            continue
+        inline = parser.get(section, "policy", fallback=None)
+        named = parser.get(section, "policy_file", fallback=None)
+        if inline is not None and named is not None:
+            raise ValueError(f"profile [{section}] has both policy and policy_file; keep one")
+        policy = None
+        try:
+            if inline is not None:
+                policy = Policy.parse(inline)
+            elif named is not None:
+                policy_path = (path.parent / named.strip()).resolve()
+                policy = Policy.parse(policy_path.read_text())
+        except PolicyError as error:
+            raise ValueError(f"profile [{section}]: {error}") from None
+        except OSError as error:
+            raise ValueError(f"profile [{section}]: policy_file {named}: {error.strerror or error}") from None
+        keys[key.strip()] = AccessKey(access_key=key.strip(), secret=secret.strip(), user=section, policy=policy)
+    if not keys:
         raise ValueError(f"{path} holds no aws_access_key_id / aws_secret_access_key pair")
-    return secrets
+    return keys
+
+
+def load_credentials(path: Path) -> dict[str, str]:
+    """Access key -> secret key (the keys' policies are in ``load_access_keys``)."""
+    return {key: entry.secret for key, entry in load_access_keys(path).items()}
+
+
+def _signature_mismatch(message: str) -> ApiError:
+    return ApiError("SignatureDoesNotMatch", message)
 
 
 class Authenticator:
     """Checks SigV4 signatures (headers and presigned URLs) against the access keys allowed in."""
 
-    def __init__(self, secrets: Mapping[str, str] | None) -> None:
-        """``secrets`` None means dev mode: any well-formed credentials are accepted."""
-        self._secrets = secrets
+    def __init__(
+        self, secrets: Mapping[str, str] | Mapping[str, AccessKey] | None, *, services: Sequence[str] = SERVICES
+    ) -> None:
+        """``secrets`` None means dev mode: any well-formed credentials are accepted. Otherwise
+        access key -> secret, or -> AccessKey (with the profile and policy of the key)."""
+        self._keys: dict[str, AccessKey] | None = None
+        if secrets is not None:
+            self._keys = {
+                key: value if isinstance(value, AccessKey) else AccessKey(access_key=key, secret=value, user=key)
+                for key, value in secrets.items()
+            }
+        self._services = tuple(services)
 
     @property
     def dev_mode(self) -> bool:
-        return self._secrets is None
+        return self._keys is None
 
     def authenticate(
         self,
@@ -85,11 +152,32 @@ class Authenticator:
         headers: Mapping[str, str],
         body: bytes,
         now: dt.datetime | None = None,
+        expected_service: str | None = None,
     ) -> Caller:
+        """The caller of a well-signed request. ``expected_service`` is the service the request
+        itself names (an X-Amz-Target prefix, a CBOR path), when it names one."""
         parsed = self._parse(query, headers)
-        if self._secrets is not None:
-            self._verify(parsed, method=method, path=path, query=query, headers=headers, body=body, now=now)
-        return Caller(parsed.access_key, parsed.region, parsed.service)
+        self._check_scope(parsed, expected_service)
+        if self._keys is None:
+            return Caller(parsed.access_key, parsed.region, parsed.service, user=parsed.access_key)
+        entry = self._verify(parsed, method=method, path=path, query=query, headers=headers, body=body, now=now)
+        return Caller(parsed.access_key, parsed.region, parsed.service, user=entry.user, policy=entry.policy)
+
+    def _check_scope(self, parsed: _Parsed, expected_service: str | None) -> None:
+        if not REGION_PATTERN.match(parsed.region):
+            raise _signature_mismatch(f"Credential should be scoped to a valid region, not '{parsed.region}'. ")
+        if expected_service is not None and parsed.service != expected_service:
+            raise _signature_mismatch(f"Credential should be scoped to correct service: '{expected_service}'. ")
+        if parsed.service not in self._services:
+            raise _signature_mismatch(
+                f"Credential should be scoped to correct service: {' or '.join(repr(s) for s in self._services)}, "
+                f"not '{parsed.service}'. "
+            )
+        if not parsed.amz_date.startswith(parsed.date):
+            raise _signature_mismatch(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+                f"'{parsed.date}' != '{parsed.amz_date[:8]}', from '{parsed.amz_date}'."
+            )
 
     @staticmethod
     def _parse(query: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> _Parsed:
@@ -119,6 +207,11 @@ class Authenticator:
                 expires = int(params.get("X-Amz-Expires", "900"))
             except ValueError:
                 raise ApiError("IncompleteSignature", "X-Amz-Expires must be a number of seconds.") from None
+            if not 1 <= expires <= MAX_PRESIGNED_EXPIRES:
+                raise ApiError(
+                    "IncompleteSignature",
+                    f"X-Amz-Expires must be from 1 to {MAX_PRESIGNED_EXPIRES} seconds (seven days), not {expires}.",
+                )
         else:
             raise ApiError(
                 "MissingAuthenticationToken",
@@ -158,27 +251,33 @@ class Authenticator:
         headers: Mapping[str, str],
         body: bytes,
         now: dt.datetime | None,
-    ) -> None:
-        assert self._secrets is not None
-        secret = self._secrets.get(parsed.access_key)
-        if secret is None:
+    ) -> AccessKey:
+        assert self._keys is not None
+        entry = self._keys.get(parsed.access_key)
+        if entry is None:
             raise ApiError("InvalidClientTokenId", "The security token included in the request is invalid.")
         try:
             signed_at = dt.datetime.strptime(parsed.amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
         except ValueError:
             raise ApiError("IncompleteSignature", f"X-Amz-Date '{parsed.amz_date}' is not yyyymmddThhmmssZ.") from None
-        now = now or dt.datetime.now(dt.UTC)
+        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+        stamp = "%Y%m%dT%H%M%SZ"
+        if signed_at > now + MAX_SKEW:
+            raise _signature_mismatch(
+                f"Signature not yet current: {parsed.amz_date} is still later than "
+                f"{(now + MAX_SKEW).strftime(stamp)} ({now.strftime(stamp)} + 15 min.)"
+            )
         if parsed.presigned:
             if parsed.expires is not None and now > signed_at + dt.timedelta(seconds=parsed.expires):
-                raise ApiError("RequestExpired", f"Request has expired: it was signed at {parsed.amz_date}.")
-        elif abs(now - signed_at) > MAX_SKEW:
-            raise ApiError(
-                "SignatureDoesNotMatch",
-                f"Signature expired: {parsed.amz_date} is more than 15 minutes from the server time "
-                f"{now.strftime('%Y%m%dT%H%M%SZ')}.",
+                raise ApiError("RequestExpired", "Request has expired.")
+        elif signed_at < now - MAX_SKEW:
+            raise _signature_mismatch(
+                f"Signature expired: {parsed.amz_date} is now earlier than "
+                f"{(now - MAX_SKEW).strftime(stamp)} ({now.strftime(stamp)} - 15 min.)"
             )
         if "host" not in parsed.signed_headers:
-            raise ApiError("SignatureDoesNotMatch", "The Host header must be signed.")
+            raise _signature_mismatch("The Host header must be signed.")
+        secret = entry.secret
         # Presigned URLs of most services hash the (empty) body; S3-style ones say UNSIGNED-PAYLOAD.
         payloads = [headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()]
         if parsed.presigned:
@@ -195,11 +294,10 @@ class Authenticator:
             )
             expected = signature(secret, parsed.date, parsed.region, parsed.service, parsed.amz_date, scope, canonical)
             if hmac.compare_digest(expected, parsed.signature):
-                return
-        raise ApiError(
-            "SignatureDoesNotMatch",
+                return entry
+        raise _signature_mismatch(
             "The request signature we calculated does not match the signature you provided. "
-            "Check your AWS Secret Access Key and signing method.",
+            "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
         )
 
 
