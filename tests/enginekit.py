@@ -35,6 +35,8 @@ class Engine:
     address: str
     port: int
     directory: Path
+    launched: float = 0.0  # perf_counter() right before the process was spawned
+    ready: float = 0.0  # ... and when it first answered DBSIZE (its RDB loaded)
 
     def client(self, **options: object) -> redis.Redis:
         return redis.Redis(host=self.address, port=self.port, socket_timeout=60, **options)  # type: ignore[arg-type]
@@ -79,9 +81,10 @@ class EngineSet:
         config = NodeConfig(address=address, port=6379, directory=directory, maxmemory=2**33, cluster=cluster,
                             extra=extra or {})
         (directory / "engine.conf").write_text(render(config))
+        launched = time.perf_counter()
         process = subprocess.Popen([str(binary.server), str(directory / "engine.conf")],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        engine = Engine(process, address, 6379, directory)
+        engine = Engine(process, address, 6379, directory, launched=launched)
         self.engines.append(engine)
         client = engine.client()
         deadline = time.monotonic() + timeout
@@ -91,6 +94,7 @@ class EngineSet:
                 raise RuntimeError(f"engine exited at start-up: {log[-500:]}")
             try:
                 client.dbsize()  # answers only once the RDB is loaded
+                engine.ready = time.perf_counter()
                 return engine
             except (redis.ConnectionError, redis.BusyLoadingError):
                 if time.monotonic() > deadline:

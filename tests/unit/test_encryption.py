@@ -139,3 +139,16 @@ def test_key_ring_files_and_ids(tmp_path):
     sealed = encrypt(b"x", other)
     with pytest.raises(KeyNotFound):
         decrypt(sealed, KeyRing(tmp_path / "empty"))
+
+
+def test_decryption_can_verify_what_it_writes_and_fails_with_its_observer(tmp_path, ring):
+    source, sealed, restored = tmp_path / "plain", tmp_path / "sealed", tmp_path / "node" / "dump.rdb"
+    source.write_bytes(b"not an rdb at all" * 1000)
+    encryption.encrypt_file(source, sealed, ring)
+
+    def refuse(chunk):
+        raise ValueError("corrupt")
+
+    with pytest.raises(ValueError):
+        encryption.decrypt_file(sealed, restored, ring, observe=refuse)
+    assert not restored.exists() and list((tmp_path / "node").iterdir()) == []

@@ -132,3 +132,23 @@ def test_a_valkey_9_snapshot_into_redis_7_is_refused_saying_where_it_can_go(tmp_
 def test_an_unmeasured_release_is_refused_rather_than_guessed():
     with pytest.raises(RdbIncompatible, match="not known"):
         rdb.check_loadable(RdbHeader("REDIS", 10), "redis", "7.2.4")
+
+
+
+def test_stream_verifier_in_any_pieces():
+    import random
+
+    data = make_rdb(body=bytes(range(256)) * 40)
+    rng = random.Random(3)
+    for _ in range(50):
+        verifier, position = rdb.StreamVerifier(), 0
+        while position < len(data):
+            step = rng.choice((1, 2, 8, 9, 10, 100, 5000))
+            verifier.update(data[position : position + step])
+            position += step
+        assert verifier.finish().checksum == rdb.crc64(data[:-8])
+    for broken in (data[:-1], data[:-9] + data[-8:], data[:50] + b"\x00" + data[51:]):
+        verifier = rdb.StreamVerifier()
+        verifier.update(broken)
+        with pytest.raises(RdbCorrupt):
+            verifier.finish()

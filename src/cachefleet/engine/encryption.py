@@ -236,7 +236,13 @@ def read_key_id(reader: BinaryIO) -> tuple[str, int, bytes]:
     return raw_id.decode(errors="replace"), chunk_size, salt
 
 
-def decrypt_stream(reader: BinaryIO, writer: BinaryIO, *, keys: KeyRing | Callable[[str], bytes]) -> EncryptedFile:
+def decrypt_stream(
+    reader: BinaryIO,
+    writer: BinaryIO,
+    *,
+    keys: KeyRing | Callable[[str], bytes],
+    observe: Callable[[bytes], object] | None = None,
+) -> EncryptedFile:
     """Decrypts and authenticates every frame into ``writer``; DecryptionFailed on any mismatch.
 
     Plaintext reaches ``writer`` frame by frame, before the end is known to be whole: write
@@ -265,6 +271,8 @@ def decrypt_stream(reader: BinaryIO, writer: BinaryIO, *, keys: KeyRing | Callab
             raise DecryptionFailed(
                 f"chunk {index} does not authenticate: the file was changed or reordered, or key {key_id!r} is not the one it was written with"
             ) from error
+        if observe is not None and chunk:
+            observe(chunk)
         writer.write(chunk)
         read += _FRAME.size + length
         plaintext += len(chunk)
@@ -309,10 +317,16 @@ def encrypt_file(
         return encrypt_stream(reader, writer, key=key, key_id=key_id, chunk_size=chunk_size, observe=observe)
 
 
-def decrypt_file(source: Path, destination: Path, keyring: KeyRing) -> EncryptedFile:
-    """Decrypts ``source`` into ``destination`` (0600); nothing is left there if it fails."""
+def decrypt_file(
+    source: Path, destination: Path, keyring: KeyRing, *, observe: Callable[[bytes], object] | None = None
+) -> EncryptedFile:
+    """Decrypts ``source`` into ``destination`` (0600); nothing is left there if it fails.
+
+    ``observe`` sees the plaintext in order; an exception it raises (``rdb.StreamVerifier``
+    finding the RDB corrupt, say) fails the decryption like a bad tag does.
+    """
     with open(source, "rb") as reader, _atomic_output(destination) as writer:
-        return decrypt_stream(reader, writer, keys=keyring)
+        return decrypt_stream(reader, writer, keys=keyring, observe=observe)
 
 
 def is_encrypted(path: Path) -> bool:

@@ -121,59 +121,78 @@ class RdbFacts:
         return ""
 
 
+class StreamVerifier:
+    """Checks an RDB fed to it in order, in pieces: for files copied, encrypted or decrypted in one pass.
+
+    ``update`` takes every byte of the file; ``finish`` raises RdbCorrupt unless they made a
+    whole RDB, and returns its facts. The checksum covers all but the last 8 bytes (which hold
+    it), so the last 9 bytes are kept aside until the end.
+    """
+
+    def __init__(self) -> None:
+        self._checksum = Checksum()
+        self._head = bytearray()
+        self._tail = bytearray()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        if len(self._head) < 4096:
+            self._head += bytes(data[: 4096 - len(self._head)])
+        count = len(data)
+        if count >= TRAILER_SIZE:
+            # What was held back, and all but the last 9 bytes of this piece, are not the trailer.
+            self._checksum.update(self._tail)
+            self._checksum.update(memoryview(data)[: count - TRAILER_SIZE])
+            self._tail = bytearray(data[count - TRAILER_SIZE :])
+            return
+        self._tail += data
+        if len(self._tail) > TRAILER_SIZE:
+            ready = len(self._tail) - TRAILER_SIZE
+            self._checksum.update(memoryview(self._tail)[:ready])
+            del self._tail[:ready]
+
+    def finish(self) -> RdbFacts:
+        size = self._checksum.size + len(self._tail)
+        header = parse_header(bytes(self._head[:HEADER_SIZE]))
+        has_checksum = header.magic == "VALKEY" or header.version >= 5
+        if size < HEADER_SIZE + (TRAILER_SIZE if has_checksum else 1):
+            raise RdbCorrupt(f"truncated RDB: {size} bytes, too short to hold its end marker")
+        if not has_checksum:
+            if self._tail[-1:] != bytes([OPCODE_EOF]):
+                raise RdbCorrupt(f"truncated RDB: {size} bytes and no end-of-file marker")
+            return RdbFacts(header=header, size=size, checksum=0, aux=aux_fields(bytes(self._head)))
+        if self._tail[0] != OPCODE_EOF:
+            raise RdbCorrupt(f"truncated RDB: {size} bytes and no end-of-file marker where the checksum should start")
+        computed = Checksum()
+        computed.value, computed.size = self._checksum.value, self._checksum.size
+        computed.update(self._tail[:1])
+        (stored,) = struct.unpack("<Q", bytes(self._tail[1:]))
+        if stored and stored != computed.value:
+            raise RdbCorrupt(
+                f"corrupt or truncated RDB: its checksum is {stored:016x} but its {size} bytes sum to {computed.value:016x}"
+            )
+        return RdbFacts(header=header, size=size, checksum=stored, aux=aux_fields(bytes(self._head)))
+
+
 def verify(path: Path, *, chunk_size: int = CHUNK_SIZE, observe: Callable[[memoryview], object] | None = None) -> RdbFacts:
     """Reads the whole file once and checks it; RdbCorrupt says what is wrong.
 
     ``observe`` sees every byte in order (to copy or hash the file in the same pass).
     """
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        first = handle.read(HEADER_SIZE)
-        header = parse_header(first)
-        has_checksum = header.magic == "VALKEY" or header.version >= 5
-        trailer = TRAILER_SIZE if has_checksum else 1
-        if size < HEADER_SIZE + trailer:
-            raise RdbCorrupt(f"truncated RDB: {size} bytes, too short to hold its end marker")
-        checksum = Checksum()
-        checksum.update(first)
-        if observe is not None:
-            observe(memoryview(first))
-        aux = _aux_fields(path)
-        buffer = bytearray(chunk_size)
-        view = memoryview(buffer)
-        remaining = size - HEADER_SIZE - (8 if has_checksum else 0)
-        last = b""
-        while remaining > 0:
-            count = handle.readinto(view[: min(chunk_size, remaining)])
-            if not count:
-                raise RdbCorrupt(f"truncated RDB: the file shrank while it was read ({size} bytes expected)")
-            checksum.update(view[:count])
+    verifier = StreamVerifier()
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        parse_header(handle.read(HEADER_SIZE))  # not an RDB at all: say so before reading it whole
+        handle.seek(0)
+        while count := handle.readinto(view):
+            verifier.update(view[:count])
             if observe is not None:
                 observe(view[:count])
-            last = bytes(view[count - 1 : count])
-            remaining -= count
-        stored = 0
-        if has_checksum:
-            tail = handle.read(8)
-            if observe is not None:
-                observe(memoryview(tail))
-            stored = struct.unpack("<Q", tail)[0]
-    if last != bytes([OPCODE_EOF]):
-        raise RdbCorrupt(f"truncated RDB: {size} bytes and no end-of-file marker where the checksum should start")
-    if stored and stored != checksum.value:
-        raise RdbCorrupt(
-            f"corrupt or truncated RDB: its checksum is {stored:016x} but its {size} bytes sum to {checksum.value:016x}"
-        )
-    return RdbFacts(header=header, size=size, checksum=stored, aux=aux)
+    return verifier.finish()
 
 
-def _aux_fields(path: Path) -> dict[str, str]:
-    """The AUX fields right after the header (who wrote the file, when); best effort, never raises."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(4096)
-    except OSError:
-        return {}
+def aux_fields(data: bytes) -> dict[str, str]:
+    """The AUX fields after the header in an RDB's first bytes (who wrote it, when); best effort, never raises."""
     fields: dict[str, str] = {}
     position = HEADER_SIZE
     try:

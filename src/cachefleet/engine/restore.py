@@ -303,6 +303,29 @@ async def targets_of_cluster(
     ]
 
 
+def plan_seeds(
+    sources: Sequence[frozenset[int]], targets: Sequence[frozenset[int]], *, sizes: Sequence[int] | None = None
+) -> dict[int, int]:
+    """Which snapshot shard each new shard can start from: {target index: source index}.
+
+    A target can load a source's RDB at start-up (the fast path) when it owns every slot of
+    that source: a cluster-mode node takes the slots of the keys it loads, so it must not
+    load another shard's keys. Each target loads at most one RDB, the biggest by ``sizes``
+    (RDB bytes); every source not chosen goes through a temporary engine and ``move_keys``.
+    3 shards into 2 seed both new shards and move one third of the keys; 2 into 3 seed none.
+    """
+    weights = list(sizes) if sizes is not None else [len(s) for s in sources]
+    plan: dict[int, int] = {}
+    for source_index, slots in enumerate(sources):
+        for target_index, owned in enumerate(targets):
+            if slots and slots <= owned:
+                chosen = plan.get(target_index)
+                if chosen is None or weights[source_index] > weights[chosen]:
+                    plan[target_index] = source_index
+                break
+    return plan
+
+
 # ---------------------------------------------------------------------------- same shape
 
 
