@@ -183,6 +183,55 @@ def _read_full(reader: BinaryIO, view: memoryview) -> int:
     return total
 
 
+class EncryptingWriter:
+    """Encrypts what is written to it, chunk by chunk, into ``writer``; ``close`` writes the final chunk.
+
+    For data pushed as it is produced (a BGSAVE followed as it is written): a full chunk is
+    held back until more data comes, because only then is it known not to be the final one.
+    """
+
+    def __init__(self, writer: BinaryIO, *, key: bytes, key_id: str, chunk_size: int = CHUNK_SIZE) -> None:
+        if not 0 < chunk_size <= MAX_CHUNK_SIZE:
+            raise EncryptionError(f"chunk size {chunk_size} outside 1-{MAX_CHUNK_SIZE}")
+        salt = secrets.token_bytes(SALT_SIZE)
+        header = _header(chunk_size, salt, key_id)
+        self._digest = hashlib.sha256(header).digest()
+        self._cipher = _file_cipher(key, salt)
+        self._writer = writer
+        self._chunk_size = chunk_size
+        self._pending = bytearray()
+        self._key_id = key_id
+        self._index = self._plaintext = 0
+        self._written = len(header)
+        writer.write(header)
+
+    def _seal(self, chunk: bytes | bytearray | memoryview, final: bool) -> None:
+        sealed = self._cipher.encrypt(_nonce(self._index), chunk, _aad(self._digest, self._index, final))
+        self._writer.write(_FRAME.pack(1 if final else 0, len(sealed)))
+        self._writer.write(sealed)
+        self._written += _FRAME.size + len(sealed)
+        self._plaintext += len(chunk)
+        self._index += 1
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._pending += data
+        size = self._chunk_size
+        # Keep at least one byte back: the last full chunk may turn out to be the final one.
+        if len(self._pending) > size:
+            full = (len(self._pending) - 1) // size
+            view = memoryview(self._pending)
+            for index in range(full):
+                self._seal(view[index * size : (index + 1) * size], final=False)
+            view.release()
+            del self._pending[: full * size]
+        return len(data)
+
+    def close(self) -> EncryptedFile:
+        self._seal(self._pending, final=True)
+        self._pending = bytearray()
+        return EncryptedFile(key_id=self._key_id, plaintext_size=self._plaintext, ciphertext_size=self._written, chunks=self._index)
+
+
 def encrypt_stream(
     reader: BinaryIO,
     writer: BinaryIO,
@@ -193,33 +242,13 @@ def encrypt_stream(
     observe: Callable[[memoryview], object] | None = None,
 ) -> EncryptedFile:
     """Encrypts ``reader`` to its end into ``writer``; ``observe`` sees the plaintext, in order."""
-    if not 0 < chunk_size <= MAX_CHUNK_SIZE:
-        raise EncryptionError(f"chunk size {chunk_size} outside 1-{MAX_CHUNK_SIZE}")
-    salt = secrets.token_bytes(SALT_SIZE)
-    header = _header(chunk_size, salt, key_id)
-    digest = hashlib.sha256(header).digest()
-    cipher = _file_cipher(key, salt)
-    writer.write(header)
-    written = len(header)
-    # Two buffers: a chunk is final when the next read comes back empty.
-    current, following = memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))
-    length = _read_full(reader, current)
-    index = plaintext = 0
-    while True:
-        next_length = _read_full(reader, following) if length == chunk_size else 0
-        final = next_length == 0
-        chunk = current[:length]
-        if observe is not None and length:
-            observe(chunk)
-        sealed = cipher.encrypt(_nonce(index), chunk, _aad(digest, index, final))
-        writer.write(_FRAME.pack(1 if final else 0, len(sealed)))
-        writer.write(sealed)
-        written += _FRAME.size + len(sealed)
-        plaintext += length
-        index += 1
-        if final:
-            return EncryptedFile(key_id=key_id, plaintext_size=plaintext, ciphertext_size=written, chunks=index)
-        current, following, length = following, current, next_length
+    encrypting = EncryptingWriter(writer, key=key, key_id=key_id, chunk_size=chunk_size)
+    buffer = memoryview(bytearray(chunk_size))
+    while length := _read_full(reader, buffer):
+        if observe is not None:
+            observe(buffer[:length])
+        encrypting.write(buffer[:length])
+    return encrypting.close()
 
 
 def read_key_id(reader: BinaryIO) -> tuple[str, int, bytes]:

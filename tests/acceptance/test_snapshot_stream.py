@@ -1,0 +1,70 @@
+"""engine/snapshot.follow_bgsave against a real engine: the RDB streamed while it is written,
+encrypted on the way, verified, and gone from the node's dir afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from cachefleet.engine import encryption, rdb
+from cachefleet.engine.admin import AdminClient
+from cachefleet.engine.snapshot import SnapshotFailed, follow_bgsave
+from datasets import compare, fill, read_back
+from enginekit import EngineSet, installed
+
+
+@pytest.fixture
+def engines():
+    running = EngineSet()
+    yield running
+    running.close()
+
+
+def test_a_followed_bgsave_is_the_engines_own_file_encrypted_on_the_way(engines, tmp_path):
+    binary = installed("valkey", "8.")
+    node = engines.start(binary)
+    keys = fill(node.client(), 30_000, seed=9)
+    expected = read_back(node.client(), keys)
+    ring = encryption.KeyRing(tmp_path / "keys")
+    sealed = io.BytesIO()
+    writer = encryption.EncryptingWriter(sealed, key=ring.ensure(), key_id=ring.DEFAULT_KEY_ID, chunk_size=64 << 10)
+
+    async def run():
+        admin = AdminClient(node.address, node.port)
+        try:
+            return await follow_bgsave(admin, node.directory / "data", writer.write)
+        finally:
+            await admin.close()
+
+    facts = asyncio.run(run())
+    encrypted = writer.close()
+    assert facts.size == encrypted.plaintext_size > 1_000_000 and encrypted.chunks > 10
+    assert not list((node.directory / "data").glob("*.rdb"))  # no plain RDB left in the node's dir
+    plain = tmp_path / "restored.rdb"
+    sealed.seek(0)
+    with open(plain, "wb") as out:
+        encryption.decrypt_stream(sealed, out, keys=ring)
+    assert rdb.verify(plain).checksum == facts.checksum
+    restored = engines.start(binary, rdb=plain)
+    assert compare(expected, read_back(restored.client(), keys)) == []
+
+
+def test_a_failing_save_is_reported_and_the_node_keeps_serving(engines):
+    node = engines.start(installed("valkey", "8."))
+    node.client().set("k", "v")
+    # The engine's dir removed under it (its cwd): the save's child cannot create its file,
+    # as on a full disk.
+    (node.directory / "data").rmdir()
+
+    async def run():
+        admin = AdminClient(node.address, node.port)
+        try:
+            await follow_bgsave(admin, node.directory / "data", lambda chunk: None, timeout=30)
+        finally:
+            await admin.close()
+
+    with pytest.raises(SnapshotFailed, match="background save failed"):
+        asyncio.run(run())
+    assert node.client().get("k") == b"v"
