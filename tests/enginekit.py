@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +74,9 @@ class EngineSet:
         rdb: Path | None = None,
         extra: dict[str, str] | None = None,
         timeout: float = 60.0,
+        seed: Callable[[Path], AbstractContextManager[object]] | None = None,
     ) -> Engine:
+        """Starts an engine and waits until it serves; ``seed(data_dir)`` is entered around the start."""
         address = self.address()
         directory = self.root / address
         (directory / "data").mkdir(parents=True, mode=0o700)
@@ -81,6 +85,10 @@ class EngineSet:
         config = NodeConfig(address=address, port=6379, directory=directory, maxmemory=2**33, cluster=cluster,
                             extra=extra or {})
         (directory / "engine.conf").write_text(render(config))
+        with seed(directory / "data") if seed is not None else nullcontext():
+            return self._launch(binary, address, directory, timeout)
+
+    def _launch(self, binary: EngineBinary, address: str, directory: Path, timeout: float) -> Engine:
         launched = time.perf_counter()
         process = subprocess.Popen([str(binary.server), str(directory / "engine.conf")],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,6 +10,7 @@ import pytest
 
 from cachefleet.engine import encryption, rdb
 from cachefleet.engine.admin import AdminClient
+from cachefleet.engine.restore import StreamedSeed
 from cachefleet.engine.snapshot import SnapshotFailed, follow_bgsave
 from datasets import compare, fill, read_back
 from enginekit import EngineSet, installed
@@ -68,3 +69,33 @@ def test_a_failing_save_is_reported_and_the_node_keeps_serving(engines):
     with pytest.raises(SnapshotFailed, match="background save failed"):
         asyncio.run(run())
     assert node.client().get("k") == b"v"
+
+
+@pytest.mark.parametrize(("engine", "prefix"), [("valkey", "8."), ("valkey", "9."), ("redis", "7.0")])
+def test_an_encrypted_snapshot_streams_into_a_starting_engine_without_a_plain_file(engines, tmp_path, engine, prefix):
+    binary = installed(engine, prefix)
+    node = engines.start(binary)
+    keys = fill(node.client(), 5_000, seed=11)
+    expected = read_back(node.client(), keys)
+    assert node.client().save()
+    ring = encryption.KeyRing(tmp_path / "keys")
+    ring.create()
+    sealed = tmp_path / "0001.rdb.enc"
+    encryption.encrypt_file(node.rdb, sealed, ring)
+
+    def decrypting(data_dir):
+        def produce(writer):
+            with open(sealed, "rb") as reader:
+                encryption.decrypt_stream(reader, writer, keys=ring)
+
+        return StreamedSeed(data_dir, produce)
+
+    restored = engines.start(binary, seed=decrypting)
+    assert compare(expected, read_back(restored.client(), keys)) == []
+    assert not (restored.directory / "data" / "dump.rdb").exists()
+
+    cut = tmp_path / "cut.rdb.enc"
+    cut.write_bytes(sealed.read_bytes()[: sealed.stat().st_size * 2 // 3])
+    sealed = cut
+    with pytest.raises(RuntimeError, match="exited at start-up"):
+        engines.start(binary, seed=decrypting)

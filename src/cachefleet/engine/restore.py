@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -377,3 +379,74 @@ async def wait_loaded(admin: AdminClient, *, timeout: float = 600.0) -> int:
             raise RestoreFailed(f"{admin.address}:{admin.port} did not finish loading within {timeout:.0f} s")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+class StreamedSeed:
+    """Feeds an RDB to an engine at start-up through a FIFO named ``<data_dir>/<dbfilename>``.
+
+    For an encrypted snapshot: the decryption writes straight into the engine's loading, so
+    the two overlap (instead of decrypting to disk first) and the plain RDB never reaches a
+    disk at all. Use: ``with StreamedSeed(data_dir, produce):`` around the engine's start;
+    ``produce(writer)`` writes the whole RDB (``decrypt_stream(..., writer, ...)``). If it
+    fails, the engine sees a short file and exits at start-up (it never serves half a file);
+    the error is raised from ``__exit__``.
+
+    Measured: Valkey 8.1 opens the file once more after loading it, Redis 7.0 after failing
+    to (it checks the file before it exits), and each blocks in that open until a writer
+    appears; the seed answers such opens with an empty write side until it is closed (once
+    the engine answers, or has exited), then removes the FIFO.
+    """
+
+    def __init__(self, data_dir: Path, produce: Callable[[Any], object], *, dbfilename: str = DBFILENAME) -> None:
+        self.path = data_dir / dbfilename
+        self._produce = produce
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rdb-seed", daemon=True)
+
+    def __enter__(self) -> StreamedSeed:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.mkfifo(self.path, 0o600)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            descriptor = self._open_writer(block=True)
+            if descriptor is None:
+                return
+            # Opened non-blocking (to poll for the reader); the writes themselves must block.
+            os.set_blocking(descriptor, True)
+            with open(descriptor, "wb", buffering=0) as writer:
+                self._produce(writer)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller in __exit__
+            self._error = error
+        # Further opens by the engine get an empty file (end of file at once): Valkey 8.1
+        # opens it again after a load, and Redis 7.0 after a failed one (to check the file).
+        while not self._done.is_set():
+            descriptor = self._open_writer(block=False)
+            if descriptor is not None:
+                os.close(descriptor)
+            self._done.wait(0.001)
+
+    def _open_writer(self, *, block: bool) -> int | None:
+        while not self._done.is_set():
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as error:
+                if error.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            if not block:
+                return None
+            self._done.wait(0.001)
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=30)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        if self._error is not None and exc_info[0] is None:
+            raise RestoreFailed(f"the RDB could not be streamed into {self.path.parent}: {self._error}") from self._error
