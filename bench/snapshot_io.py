@@ -5,10 +5,13 @@ Valkey 8.1 nodes configured as Cachefleet renders them. Rounds interleave both s
 
 1. Snapshot: a bare ``BGSAVE`` (until INFO says it finished) vs BGSAVE + copy out of the
    data dir with the CRC-64 verified in the same pass, and vs BGSAVE + AES-256-GCM encrypted
-   write (checksum verified in the same pass, the plain RDB removed). MB/s of RDB bytes.
+   write (checksum verified in the same pass, the plain RDB removed); and both again with
+   snapshot.follow_bgsave, which copies or encrypts the file while the engine writes it.
+   MB/s of RDB bytes.
    Target (issue 10): >= 0.9x.
 2. Restore into the same shape: the engine loading an RDB already in its dir at start-up vs
-   place_rdb + start, and vs decrypting the encrypted snapshot into the dir + start.
+   place_rdb + start, vs decrypting the encrypted snapshot into the dir + start, and vs
+   decrypting it straight into the starting engine (restore.StreamedSeed, a FIFO).
    Target: >= 0.9x.
 3. Restore into another shard count, 3 -> 2: three shard RDBs (keys split by slot as a
    3-shard group saves them) into a fresh 2-shard cluster: engine/restore.py (temporary
@@ -44,7 +47,8 @@ from cachefleet.domain.slots import even  # noqa: E402
 from cachefleet.engine import encryption, rdb  # noqa: E402
 from cachefleet.engine.admin import AdminClient  # noqa: E402
 from cachefleet.engine.keyslot import key_slot  # noqa: E402
-from cachefleet.engine.restore import RestoreTarget, move_all, plan_seeds  # noqa: E402
+from cachefleet.engine.restore import RestoreTarget, StreamedSeed, move_all, plan_seeds  # noqa: E402
+from cachefleet.engine.snapshot import follow_bgsave  # noqa: E402
 from enginekit import Engine, EngineSet, installed  # noqa: E402
 
 VALUE = 1024
@@ -84,10 +88,30 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+async def streamed(node: Engine, destination: Path, keyring: encryption.KeyRing | None) -> int:
+    """BGSAVE followed as it is written into ``destination`` (encrypted with a key ring), durably; RDB bytes."""
+    destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = destination.with_name("." + destination.name)
+    admin = AdminClient(node.address, node.port, timeout=30)
+    try:
+        with open(temporary, "wb", buffering=0) as out:
+            writer: encryption.EncryptingWriter | None = None
+            if keyring is not None:
+                writer = encryption.EncryptingWriter(out, key=keyring.get(), key_id=keyring.DEFAULT_KEY_ID)
+            facts = await follow_bgsave(admin, node.directory / "data", writer.write if writer else out.write)
+            if writer is not None:
+                writer.close()
+            os.fsync(out.fileno())
+        os.replace(temporary, destination)
+    finally:
+        await admin.close()
+    return facts.size
+
+
 def part_snapshot(engines: EngineSet, node: Engine, rounds: int, keyring: encryption.KeyRing) -> None:
     print("\n1. Snapshot (BGSAVE of the node, then the snapshot file)")
     out = engines.root / "snapshots"
-    bare, plain, sealed = [], [], []
+    bare, plain, sealed, streamed_plain, streamed_sealed = [], [], [], [], []
     size = 0
     for _ in range(rounds):
         seconds = bgsave(node)
@@ -106,27 +130,37 @@ def part_snapshot(engines: EngineSet, node: Engine, rounds: int, keyring: encryp
         verifier.finish()
         node.rdb.unlink()  # the plain RDB does not outlive the snapshot step
         sealed.append(sealed_facts.plaintext_size / (time.perf_counter() - started))
+        started = time.perf_counter()
+        written = asyncio.run(streamed(node, out / "streamed" / "0001.rdb", None))
+        streamed_plain.append(written / (time.perf_counter() - started))
+
+        started = time.perf_counter()
+        written = asyncio.run(streamed(node, out / "streamed" / "0001.rdb.enc", keyring))
+        streamed_sealed.append(written / (time.perf_counter() - started))
     print(f"   RDB {size / 1e6:,.0f} MB; medians of {rounds} interleaved rounds")
     print(f"   bare BGSAVE:                         {median(bare) / 1e6:7.1f} MB/s")
     print(f"   BGSAVE + verified copy out:          {median(plain) / 1e6:7.1f} MB/s  ({median(plain) / median(bare):.2f}x)")
     print(f"   BGSAVE + encrypted write (verified): {median(sealed) / 1e6:7.1f} MB/s  ({median(sealed) / median(bare):.2f}x)")
+    print("   follow_bgsave (copied while the engine writes it):")
+    print(f"     plain copy (verified):             {median(streamed_plain) / 1e6:7.1f} MB/s  "
+          f"({median(streamed_plain) / median(bare):.2f}x)")
+    print(f"     encrypted (verified):              {median(streamed_sealed) / 1e6:7.1f} MB/s  "
+          f"({median(streamed_sealed) / median(bare):.2f}x)")
 
 
 def part_same_shape(engines: EngineSet, binary, snapshot: Path, sealed: Path, rounds: int,
                     keyring: encryption.KeyRing, keys: int) -> None:
     print("\n2. Restore into the same shape (one node, start-up to serving)")
     size = snapshot.stat().st_size
-    bare, placed, decrypted = [], [], []
+    bare, placed, decrypted, fifo = [], [], [], []
     for _ in range(rounds):
-        # The engine alone: from spawning it (its RDB already in its dir) to its first answer.
+        # One start, two clocks: the engine alone (spawn to serving, its RDB already in its
+        # dir) and the whole restore step (place_rdb's hard link, config, spawn, serving).
+        started = time.perf_counter()
         engine = engines.start(binary, rdb=snapshot)
         bare.append(size / (engine.ready - engine.launched))
-        assert engine.client().dbsize() == keys
-        engine.stop()
-
-        started = time.perf_counter()
-        engine = engines.start(binary, rdb=snapshot)  # place_rdb (a hard link), then the same start
         placed.append(size / (engine.ready - started))
+        assert engine.client().dbsize() == keys
         engine.stop()
 
         # Encrypted snapshot: decrypted straight into the node's data dir, its RDB checksum
@@ -141,9 +175,24 @@ def part_same_shape(engines: EngineSet, binary, snapshot: Path, sealed: Path, ro
         assert engine.client().dbsize() == keys
         engine.stop()
         shutil.rmtree(directory)
+
+        # ... or streamed into the starting engine through a FIFO (no plain file at all).
+        def seed(data_dir: Path) -> StreamedSeed:
+            def produce(writer) -> None:
+                with open(sealed, "rb") as reader:
+                    encryption.decrypt_stream(reader, writer, keys=keyring)
+
+            return StreamedSeed(data_dir, produce)
+
+        started = time.perf_counter()
+        engine = engines.start(binary, seed=seed)
+        fifo.append(size / (engine.ready - started))
+        assert engine.client().dbsize() == keys
+        engine.stop()
     print(f"   engine loading its RDB at start-up:  {median(bare) / 1e6:7.1f} MB/s")
     print(f"   place_rdb + start:                   {median(placed) / 1e6:7.1f} MB/s  ({median(placed) / median(bare):.2f}x)")
     print(f"   decrypt into the dir + start:        {median(decrypted) / 1e6:7.1f} MB/s  ({median(decrypted) / median(bare):.2f}x)")
+    print(f"   decrypt streamed into the start:     {median(fifo) / 1e6:7.1f} MB/s  ({median(fifo) / median(bare):.2f}x)")
 
 
 async def _move(sources: list[Engine], nodes: list[Engine]) -> int:
