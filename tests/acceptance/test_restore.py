@@ -182,3 +182,29 @@ def test_same_shape_seeding_and_what_cluster_nodes_do_with_a_seed(engines):
     assert claimed == {key_slot(k) for k in keys}
     with pytest.raises(Exception, match="already busy"):
         clustered.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+
+
+def test_dump_payloads_move_only_where_the_rdb_format_loads(engines):
+    """Why the temporary engine runs the target's build: a DUMP payload carries its writer's RDB
+    version, and RESTORE refuses one its own RDB loader would (measured: the same matrix)."""
+    builds = {(e, p): installed(e, p) for e, p in (("valkey", "8."), ("valkey", "9."), ("redis", "7.0"))}
+    clients = {key: engines.start(binary).client() for key, binary in builds.items()}
+    for client in clients.values():
+        client.set("s", "v")
+        client.xadd("x", {"a": 1})
+        client.xgroup_create("x", "g", id="0")
+    for source, binary in builds.items():
+        written = rdb.SUPPORT[(binary.release.engine, binary.release.major_minor)].writes
+        for target, target_binary in builds.items():
+            try:
+                rdb.check_loadable(written, target_binary.release.engine, target_binary.release.version)
+                allowed = True
+            except rdb.RdbIncompatible:
+                allowed = False
+            restored = True
+            for key in ("s", "x"):
+                try:
+                    clients[target].restore(key, 0, clients[source].dump(key), replace=True)
+                except Exception:  # noqa: BLE001 - the engine's refusal is the measurement
+                    restored = False
+            assert restored is allowed, f"DUMP of {source} into {target}"
