@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import pytest
 
 from cachefleet.engine import encryption, rdb
 from cachefleet.engine.admin import AdminClient
 from cachefleet.engine.restore import StreamedSeed
-from cachefleet.engine.snapshot import SnapshotFailed, follow_bgsave
+from cachefleet.engine.snapshot import SnapshotFailed, diskless, follow_bgsave, stream_rdb
 from datasets import compare, fill, read_back
 from enginekit import EngineSet, installed
 
@@ -99,3 +100,45 @@ def test_an_encrypted_snapshot_streams_into_a_starting_engine_without_a_plain_fi
     sealed = cut
     with pytest.raises(RuntimeError, match="exited at start-up"):
         engines.start(binary, seed=decrypting)
+
+
+@pytest.mark.parametrize(("engine", "prefix"), [("valkey", "8."), ("valkey", "9."), ("redis", "7.0")])
+def test_an_rdb_only_sync_snapshots_a_replica_without_a_file_on_the_node(engines, tmp_path, engine, prefix):
+    binary = installed(engine, prefix)
+    primary = engines.start(binary)
+    keys = fill(primary.client(), 5_000, seed=12)
+    expected = read_back(primary.client(), keys)
+    replica = engines.start(binary)
+    replica.client().execute_command("REPLICAOF", primary.address, primary.port)
+    while replica.client().info("replication").get("master_link_status") != "up" or replica.client().dbsize() != len(keys):
+        time.sleep(0.01)
+    for name in replica.rdb.parent.iterdir():
+        name.unlink()  # the replica's own sync file (a disk-based sync leaves none with rdb-del-sync-files, but be sure)
+    received = bytearray()
+
+    async def run():
+        admin = AdminClient(replica.address, replica.port)
+        try:
+            async with diskless(admin):
+                assert await admin.config_get("repl-diskless-sync") == "yes"
+                facts = await stream_rdb(replica.address, replica.port, received.extend)
+            assert await admin.config_get("repl-diskless-sync") == "no"  # as Cachefleet renders it
+            return facts
+        finally:
+            await admin.close()
+
+    facts = asyncio.run(run())
+    assert facts.size == len(received) and list(replica.rdb.parent.iterdir()) == []
+    assert replica.client().info("replication")["master_link_status"] == "up"  # still replicating
+    (tmp_path / "dump.rdb").write_bytes(bytes(received))
+    restored = engines.start(binary, rdb=tmp_path / "dump.rdb")
+    assert compare(expected, read_back(restored.client(), keys)) == []
+
+
+def test_a_disk_based_rdb_only_sync_is_read_as_well(engines):
+    binary = installed("valkey", "8.")
+    node = engines.start(binary)
+    node.client().set("k", "v")
+    received = bytearray()
+    facts = asyncio.run(stream_rdb(node.address, node.port, received.extend))
+    assert facts.size == len(received) and b"k" in bytes(received)
