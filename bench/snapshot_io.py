@@ -6,8 +6,9 @@ Valkey 8.1 nodes configured as Cachefleet renders them. Rounds interleave both s
 1. Snapshot: a bare ``BGSAVE`` (until INFO says it finished) vs BGSAVE + copy out of the
    data dir with the CRC-64 verified in the same pass, and vs BGSAVE + AES-256-GCM encrypted
    write (checksum verified in the same pass, the plain RDB removed); and both again with
-   snapshot.follow_bgsave, which copies or encrypts the file while the engine writes it.
-   MB/s of RDB bytes.
+   snapshot.follow_bgsave, which copies or encrypts the file while the engine writes it; a
+   plain snapshot as a hard link of the saved file; and an encrypted one streamed over an
+   rdb-only diskless SYNC (snapshot.stream_rdb: the node writes no file). MB/s of RDB bytes.
    Target (issue 10): >= 0.9x.
 2. Restore into the same shape: the engine loading an RDB already in its dir at start-up vs
    place_rdb + start, vs decrypting the encrypted snapshot into the dir + start, and vs
@@ -48,7 +49,7 @@ from cachefleet.engine import encryption, rdb  # noqa: E402
 from cachefleet.engine.admin import AdminClient  # noqa: E402
 from cachefleet.engine.keyslot import key_slot  # noqa: E402
 from cachefleet.engine.restore import RestoreTarget, StreamedSeed, move_all, plan_seeds  # noqa: E402
-from cachefleet.engine.snapshot import follow_bgsave  # noqa: E402
+from cachefleet.engine.snapshot import diskless, follow_bgsave, stream_rdb  # noqa: E402
 from enginekit import Engine, EngineSet, installed  # noqa: E402
 
 VALUE = 1024
@@ -108,10 +109,28 @@ async def streamed(node: Engine, destination: Path, keyring: encryption.KeyRing 
     return facts.size
 
 
+async def synced(node: Engine, destination: Path, keyring: encryption.KeyRing) -> int:
+    """The node's RDB over an rdb-only diskless SYNC, encrypted into ``destination`` durably; RDB bytes."""
+    destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = destination.with_name("." + destination.name)
+    admin = AdminClient(node.address, node.port, timeout=30)
+    try:
+        with open(temporary, "wb", buffering=0) as out:
+            writer = encryption.EncryptingWriter(out, key=keyring.get(), key_id=keyring.DEFAULT_KEY_ID)
+            async with diskless(admin):
+                facts = await stream_rdb(node.address, node.port, writer.write)
+            writer.close()
+            os.fsync(out.fileno())
+        os.replace(temporary, destination)
+    finally:
+        await admin.close()
+    return facts.size
+
+
 def part_snapshot(engines: EngineSet, node: Engine, rounds: int, keyring: encryption.KeyRing) -> None:
     print("\n1. Snapshot (BGSAVE of the node, then the snapshot file)")
     out = engines.root / "snapshots"
-    bare, plain, sealed, streamed_plain, streamed_sealed = [], [], [], [], []
+    bare, plain, sealed, streamed_plain, streamed_sealed, linked, synced_sealed = [], [], [], [], [], [], []
     size = 0
     for _ in range(rounds):
         seconds = bgsave(node)
@@ -131,6 +150,15 @@ def part_snapshot(engines: EngineSet, node: Engine, rounds: int, keyring: encryp
         node.rdb.unlink()  # the plain RDB does not outlive the snapshot step
         sealed.append(sealed_facts.plaintext_size / (time.perf_counter() - started))
         started = time.perf_counter()
+        bgsave(node)
+        facts = rdb.link_verified(node.rdb, out / "linked" / "0001.rdb")
+        linked.append(facts.size / (time.perf_counter() - started))
+
+        started = time.perf_counter()
+        written = asyncio.run(synced(node, out / "synced" / "0001.rdb.enc", keyring))
+        synced_sealed.append(written / (time.perf_counter() - started))
+
+        started = time.perf_counter()
         written = asyncio.run(streamed(node, out / "streamed" / "0001.rdb", None))
         streamed_plain.append(written / (time.perf_counter() - started))
 
@@ -141,6 +169,10 @@ def part_snapshot(engines: EngineSet, node: Engine, rounds: int, keyring: encryp
     print(f"   bare BGSAVE:                         {median(bare) / 1e6:7.1f} MB/s")
     print(f"   BGSAVE + verified copy out:          {median(plain) / 1e6:7.1f} MB/s  ({median(plain) / median(bare):.2f}x)")
     print(f"   BGSAVE + encrypted write (verified): {median(sealed) / 1e6:7.1f} MB/s  ({median(sealed) / median(bare):.2f}x)")
+    print(f"   BGSAVE + hard link (verified):       {median(linked) / 1e6:7.1f} MB/s  ({median(linked) / median(bare):.2f}x)")
+    print("   rdb-only diskless SYNC + encrypted write (verified, no file on the node):")
+    print(f"                                        {median(synced_sealed) / 1e6:7.1f} MB/s  "
+          f"({median(synced_sealed) / median(bare):.2f}x)")
     print("   follow_bgsave (copied while the engine writes it):")
     print(f"     plain copy (verified):             {median(streamed_plain) / 1e6:7.1f} MB/s  "
           f"({median(streamed_plain) / median(bare):.2f}x)")

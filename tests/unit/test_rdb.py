@@ -152,3 +152,21 @@ def test_stream_verifier_in_any_pieces():
         verifier.update(broken)
         with pytest.raises(RdbCorrupt):
             verifier.finish()
+
+
+def test_link_verified_links_a_whole_file_only(tmp_path):
+    source = tmp_path / "node" / "dump.rdb"
+    source.parent.mkdir()
+    source.write_bytes(make_rdb(body=b"q" * 1000))
+    facts = rdb.link_verified(source, tmp_path / "snap" / "0001.rdb")
+    linked = tmp_path / "snap" / "0001.rdb"
+    assert linked.stat().st_ino == source.stat().st_ino and facts.size == source.stat().st_size
+    assert linked.stat().st_mode & 0o777 == 0o600
+    # The engine's next save replaces the name, never the linked file's content.
+    (tmp_path / "node" / "temp-1.rdb").write_bytes(make_rdb())
+    (tmp_path / "node" / "temp-1.rdb").replace(source)
+    assert rdb.verify(linked).size == facts.size
+    source.write_bytes(make_rdb()[:-2])
+    with pytest.raises(RdbCorrupt):
+        rdb.link_verified(source, tmp_path / "snap" / "0002.rdb")
+    assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == ["0001.rdb"]
