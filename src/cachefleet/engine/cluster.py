@@ -35,6 +35,10 @@ class ClusterNode:
     importing: dict[int, str] = field(default_factory=dict)  # slot -> source id
 
     @property
+    def is_primary(self) -> bool:
+        return "master" in self.flags
+
+    @property
     def healthy(self) -> bool:
         return self.connected and not (self.flags & {"fail", "fail?", "handshake", "noaddr"})
 
