@@ -853,11 +853,11 @@ class ElastiCache(UseCases):
             if not 0 <= duration <= 20160:
                 raise InvalidParameterValue(f"Invalid Duration {duration}: use 0 to 20160 minutes (14 days).")
             if start is None:
-                start = end - dt.timedelta(minutes=duration)
+                start = _shifted(end, -dt.timedelta(minutes=duration))
             elif "EndTime" not in params:
-                end = start + dt.timedelta(minutes=duration)
+                end = _shifted(start, dt.timedelta(minutes=duration))
         if start is None:
-            start = end - dt.timedelta(hours=1)
+            start = _shifted(end, -dt.timedelta(hours=1))
         if start > end:
             raise InvalidParameterCombination("StartTime must be earlier than EndTime.")
         if now - start > MAX_EVENT_DURATION:
@@ -873,6 +873,16 @@ class ElastiCache(UseCases):
                 source_id=source_id.lower() if source_id else None,
             )
         )
+
+def _shifted(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``moment + delta``, held at the first or last representable instant instead of overflowing
+    (a window that starts on 9999-12-31 simply has no events)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        edge = dt.datetime.max if delta > dt.timedelta(0) else dt.datetime.min
+        return edge.replace(tzinfo=dt.UTC)
+
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
