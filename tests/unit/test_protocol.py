@@ -169,3 +169,16 @@ def test_parameter_names_deeper_than_any_member_name_nothing():
         {"ReplicationGroupId": "x", "ReplicationGroupDescription": "d", deep: "v", "Tags.Tag.2.Key": "k"},
     )
     assert parsed["Tags"] == [{}, {"Key": "k"}]  # the first tag is there, but without a Key
+
+
+@pytest.mark.parametrize("raw", [" 7", "7 ", "1_000", "\u0667", "0x1f", "7.0", "2147483648", "-2147483649", "9" * 400])
+def test_an_integer_is_ascii_digits_within_32_bits(raw):
+    with pytest.raises(ApiError) as caught:
+        QueryParser().parse(MODEL.operation_model("CreateReplicationGroup"),
+                            {"ReplicationGroupId": "x", "ReplicationGroupDescription": "d", "NumNodeGroups": raw})
+    assert caught.value.code == "InvalidParameterValue" and "integer" in caught.value.message
+
+
+def test_an_integer_may_have_a_sign():
+    parsed = QueryParser().parse(MODEL.operation_model("DescribeEvents"), {"Duration": "+60", "MaxRecords": "-0"})
+    assert parsed == {"Duration": 60, "MaxRecords": 0}

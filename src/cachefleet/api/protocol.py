@@ -20,6 +20,8 @@ from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Sh
 from cachefleet.api.errors import ApiError
 
 _INDEX = re.compile(r"^[1-9][0-9]*$")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
+_INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 # Characters XML 1.0 cannot carry (a client may send them; they must not break the response).
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -109,10 +111,14 @@ class QueryParser:
             check_string(shape, raw, name)
             return raw
         if kind in ("integer", "long"):
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ApiError("InvalidParameterValue", f"Value '{raw}' for parameter {name} is not a valid integer.") from None
+            # Python's int() also takes " 7", "1_000" and other scripts' digits ("\u0667" is 7);
+            # a client sending those made a mistake, as it does with 2**31 for a 32-bit integer.
+            low, high = _INTEGER_RANGES[kind]
+            if not _INTEGER.fullmatch(raw) or not low <= (value := int(raw)) <= high:
+                raise ApiError(
+                    "InvalidParameterValue",
+                    f"Value '{raw}' for parameter {name} is not a valid integer (digits from {low} to {high}).",
+                )
             check_range(shape, value, name, what="value")
             return value
         if kind in ("double", "float"):
