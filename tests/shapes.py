@@ -116,7 +116,7 @@ def huge_text(rng: random.Random) -> str:
     chunk = rng.choice(_HUGE_CHUNKS)
     # Percent-decoding is slow in Python (a quarter of a second per 100 KB of emoji, on either
     # side): text that needs escaping stays at the smallest huge size.
-    size = rng.choice(_HUGE_SIZES) if chunk.isalnum() else _HUGE_SIZES[0]
+    size = rng.choice(_HUGE_SIZES) if chunk.isascii() and chunk.isalnum() else _HUGE_SIZES[0]
     text = _huge_cache.get((chunk, size))
     if text is None:
         text = _huge_cache[(chunk, size)] = (chunk * (size // len(chunk) + 1))[:size]
