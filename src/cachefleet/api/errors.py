@@ -51,6 +51,7 @@ _COMMON: dict[str, ErrorKind] = {
     "ValidationError": ErrorKind(400, True),
     "Throttling": ErrorKind(400, True),
     "SerializationException": ErrorKind(400, True),
+    "RequestEntityTooLargeException": ErrorKind(413, True),
     "InternalFailure": ErrorKind(500, False),
     "ServiceUnavailable": ErrorKind(503, False),
 }
@@ -123,6 +124,11 @@ class ErrorCatalog:
         return self._kinds.get(code, ErrorKind(400, True))
 
     def from_domain(self, error: domain.CachefleetError) -> ApiError:
+        """The AWS error for a domain error; never raises.
+
+        A pair (error class, resource) without a mapping is our bug, not the client's: it is
+        logged and answered as ``InternalFailure`` (the unit tests keep the table complete).
+        """
         if isinstance(error, domain.InvalidParameterCombination):
             return ApiError("InvalidParameterCombination", error.message)
         if isinstance(error, domain.InvalidParameterValue):
@@ -131,7 +137,6 @@ class ErrorCatalog:
             return ApiError("ValidationError", error.message)
         shape = shape_for(error)
         if shape is None:
-            # Every domain error must have a mapping; a missing one is our bug, not the client's.
             log.error("no AWS error for %s(resource=%r): %s", type(error).__name__, error.resource, error.message)
-            return ApiError("InternalFailure", f"Cachefleet failed to process the request: {error.message}")
+            return ApiError("InternalFailure", error.message)
         return ApiError(self._codes_by_shape.get(shape, shape), error.message)

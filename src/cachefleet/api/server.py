@@ -226,6 +226,9 @@ class ApiServer:
             return self._error(api, call, self._errors.from_domain(error), request_id, action)
         except ApiError as error:
             return self._error(api, call, error, request_id, action)
+        except web.HTTPRequestEntityTooLarge as error:
+            too_large = ApiError("RequestEntityTooLargeException", f"The request is too large: {error.text}.")
+            return self._error(api, call, too_large, request_id, action)
         except Exception:
             log.exception("internal failure in %s (request %s)", action, request_id)
             failure = ApiError("InternalFailure", f"Cachefleet failed to process {action}; see the server log (request {request_id}).")
@@ -240,6 +243,18 @@ class ApiServer:
 
     def _error(self, api: ServiceApi, call: Call, error: ApiError, request_id: str, action: str) -> web.Response:
         self.errors += 1
+        try:
+            return self._error_response(api, call, error, request_id, action)
+        except Exception:
+            # Whatever went wrong, the client still gets an AWS error, not aiohttp's plain-text 500.
+            log.exception("could not answer %s with %s (request %s)", action, error.code, request_id)
+            text = self._apis["elasticache"].serializer.error(
+                code="InternalFailure", message="Cachefleet failed to answer this request; see the server log.",
+                sender_fault=False, request_id=request_id,
+            )
+            return web.Response(text=text, status=500, content_type="text/xml", headers={"x-amzn-RequestId": request_id})
+
+    def _error_response(self, api: ServiceApi, call: Call, error: ApiError, request_id: str, action: str) -> web.Response:
         kind = self._errors.kind(error.code)
         log.info("%s -> %s: %s", action, error.code, error.message)
         if call.protocol == QUERY:
