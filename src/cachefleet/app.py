@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "127.0.0.1:8379"
 DEFAULT_NODE_NETWORK = "127.80.0.0/16"
 DEFAULT_REGION = "us-east-1"
+PROBE_TIMEOUT = 3.0  # seconds for an installed engine build to answer its start-up look (real ones: ~20 ms)
 
 
 class StartupError(Exception):
@@ -172,11 +173,15 @@ def measure_builds(catalog: Catalog) -> Builds:
     """What each installed engine build has (its CONFIG GET * and the settings it refuses to enable),
     measured once at start-up: the parameter catalogue offers only what the builds can honour."""
     servers = {(b.release.engine, b.release.version): b.server for b in catalog.binaries()}
-    try:
-        measured = config_probe.probe_all(servers)
-    except config_probe.EngineProbeFailed as error:
-        raise StartupError(f"Cannot look at an installed engine build: {error}") from None
-    return {key: BuildSettings(dict(c.settings), frozenset(c.refused)) for key, c in measured.items()}
+    builds: dict[tuple[str, str], BuildSettings] = {}
+    for key, measured in config_probe.probe_all(servers, timeout=PROBE_TIMEOUT).items():
+        if isinstance(measured, config_probe.EngineProbeFailed):
+            # Not fatal: its clusters will fail to start with the engine's own reason. Unmeasured,
+            # the build is offered the whole catalogue of its family.
+            log.warning("cannot look at engine build %s %s: %s", *key, measured)
+            continue
+        builds[key] = BuildSettings(dict(measured.settings), frozenset(measured.refused))
+    return builds
 
 
 class Watched:

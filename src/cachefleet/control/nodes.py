@@ -27,6 +27,7 @@ from cachefleet.domain.parameter_groups import (
     Builds,
     CacheNodeParameters,
     cluster_values,
+    family_name,
     node_parameters,
     node_settings,
     offered_names,
@@ -270,7 +271,7 @@ class Nodes:
         return cluster_values(self.store, cluster)
 
     def family(self, cluster: CacheCluster) -> str:
-        return catalogue.family_of(cluster.engine, cluster.engine_version)
+        return family_name(cluster.engine, cluster.engine_version)
 
     def offered(self, cluster: CacheCluster) -> frozenset[str]:
         """The parameters the node's engine build can honour."""

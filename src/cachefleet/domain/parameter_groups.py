@@ -115,9 +115,22 @@ class CacheParameterGroup:
         return self.effective().get(CLUSTER_ENABLED) == "yes"
 
 
+def family_name(engine: str, version: str) -> str:
+    """The parameter group family of an engine build: valkey 8.1.8 -> valkey8 (catalogued or not)."""
+    return f"{engine}{version.split('.')[0]}"
+
+
+def catalogued(family: str) -> bool:
+    """Whether the catalogue knows the family's parameters. A build of another family (added with
+    --engine-path) runs with none: its nodes get Cachefleet's own settings and the data memory only."""
+    return family in catalogue.FAMILIES
+
+
 def effective_values(family: str, user: Mapping[str, str], *, cluster_on: bool = False) -> dict[str, str]:
     """The family's defaults overlaid with ``user``; a group holding reserved-memory has no
     reserved-memory-percent (ElastiCache's two reserve parameters exclude each other)."""
+    if not catalogued(family):
+        return dict(user)
     values = catalogue.default_values(family, cluster_on)
     if RESERVED_MEMORY in user:
         values.pop(RESERVED_MEMORY_PERCENT, None)
@@ -128,7 +141,7 @@ def effective_values(family: str, user: Mapping[str, str], *, cluster_on: bool =
 def default_group(region: Region, family: str, *, cluster_on: bool = False) -> CacheParameterGroup:
     return CacheParameterGroup(
         region=region,
-        name=catalogue.default_group_name(family, cluster_on),
+        name=f"default.{family}" + (".cluster.on" if cluster_on else ""),
         family=family,
         description=catalogue.default_group_description(family, cluster_on),
         default=True,
@@ -157,7 +170,7 @@ class CacheNodeParameters:
 
 def cluster_values(store: StateStore, cluster: CacheCluster) -> dict[str, str]:
     """The parameter values a cluster's node is to run with: its group's (a default group is not stored)."""
-    family = catalogue.family_of(cluster.engine, cluster.engine_version)
+    family = family_name(cluster.engine, cluster.engine_version)
     stored = store.get(CacheParameterGroup, cluster.region, cluster.parameter_group_name)
     if stored is not None:
         return stored.effective()
@@ -176,6 +189,8 @@ def node_parameters(cluster: CacheCluster, values: Mapping[str, str]) -> CacheNo
 
 def offered_names(family: str, release: EngineRelease, builds: Builds | None) -> frozenset[str]:
     """Names of the family's parameters the build can honour (all of them when not measured)."""
+    if not catalogued(family):
+        return frozenset()
     parameters = catalogue.family_parameters(family)
     build = builds.get((release.engine, release.version)) if builds is not None else None
     if build is not None:
@@ -190,7 +205,7 @@ def node_settings(family: str, values: Mapping[str, str], *, node_type: str, off
     """The engine settings a node of ``node_type`` starts with (its config file), for the offered parameters."""
     settings: dict[str, str] = {}
     buffers = False
-    for found in catalogue.family_parameters(family):
+    for found in catalogue.family_parameters(family) if catalogued(family) else ():
         if found.name not in offered:
             continue
         if found.effect is Effect.OUTPUT_BUFFER:
@@ -209,6 +224,8 @@ def node_settings(family: str, values: Mapping[str, str], *, node_type: str, off
 
 @functools.cache
 def _by_name(family: str) -> dict[str, Parameter]:
+    if not catalogued(family):
+        return {}
     found = {p.name: p for p in catalogue.family_parameters(family)}
     found[RESERVED_MEMORY] = catalogue.parameter(family, RESERVED_MEMORY)
     return found
@@ -220,7 +237,7 @@ def _parameter(family: str, name: str) -> Parameter | None:
 
 
 def _static_defaults(family: str) -> dict[str, str]:
-    return {p.name: p.default for p in catalogue.family_parameters(family) if p.change_type is ChangeType.REQUIRES_REBOOT}
+    return {p.name: p.default for p in _by_name(family).values() if p.change_type is ChangeType.REQUIRES_REBOOT}
 
 
 @dataclass(frozen=True)
@@ -378,8 +395,8 @@ class ModifyCacheParameterGroupRequest:
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyCacheParameterGroupRequest:
+        catalogue.check_modify_count(len(params.get("ParameterNameValues") or ()))
         values = _name_values(params, operation="ModifyCacheParameterGroup", values=True)
-        catalogue.check_modify_count(len(values))
         names = {n for n, _ in values}
         if {RESERVED_MEMORY, RESERVED_MEMORY_PERCENT} <= names:
             raise InvalidParameterCombination(
@@ -486,10 +503,11 @@ class ParameterGroups(UseCases):
     # ------------------------------------------------------------------ lookups
     def get(self, region: Region, name: str) -> CacheParameterGroup:
         lowered = name.lower()
-        for family in self.families():
+        for family in {r.family for r in self._catalog.releases()}:
             for cluster_on in (False, True):
-                if lowered == catalogue.default_group_name(family, cluster_on):
-                    return default_group(region, family, cluster_on=cluster_on)
+                candidate = default_group(region, family, cluster_on=cluster_on)
+                if lowered == candidate.name:
+                    return candidate
         found = self._store.get(CacheParameterGroup, region, lowered)
         if found is None:
             raise NotFound(f"CacheParameterGroup not found: {name}", resource="CacheParameterGroup")
@@ -523,7 +541,7 @@ class ParameterGroups(UseCases):
             raise InvalidParameterCombination(
                 f"Cache parameter group {group.name} has cluster-enabled {has}, but cluster mode {want} is asked for; "
                 f"use a parameter group with cluster-enabled {'yes' if cluster_mode else 'no'}, such as "
-                f"{catalogue.default_group_name(release.family, cluster_mode)}."
+                f"{default_group(region, release.family, cluster_on=cluster_mode).name}."
             )
         return group
 
@@ -532,7 +550,7 @@ class ParameterGroups(UseCases):
         parameters, such as a warm node, can then serve it at once)."""
         group = self.get(region, name)
         values = group.effective()
-        defaults = catalogue.default_values(group.family, group.cluster_on)
+        defaults = effective_values(group.family, {}, cluster_on=group.cluster_on)
         return all(values.get(n) == defaults.get(n) for n in _static_defaults(group.family) if n != CLUSTER_ENABLED)
 
     def values_of(self, cluster: CacheCluster) -> dict[str, str]:
@@ -542,7 +560,7 @@ class ParameterGroups(UseCases):
     def status_of(self, cluster: CacheCluster) -> tuple[ApplyStatus, tuple[str, ...]]:
         """ParameterApplyStatus of the cluster's node, and the static parameters waiting for its reboot."""
         node = self._store.get(CacheNodeParameters, cluster.region, cluster.cluster_id)
-        family = catalogue.family_of(cluster.engine, cluster.engine_version)
+        family = family_name(cluster.engine, cluster.engine_version)
         return apply_status(family, self.values_of(cluster), node)
 
     # ------------------------------------------------------------------ create, modify, reset, delete
@@ -606,10 +624,13 @@ class ParameterGroups(UseCases):
     def reset(self, region: Region, request: ResetCacheParameterGroupRequest) -> CacheParameterGroup:
         group = self._custom(region, request.name, action="reset")
         values = group.user_values
+        in_use = bool(self.users(group))
+        kept: list[str] = []
         if request.reset_all:
-            values = {}
+            # What can change only while no cluster uses the group (cluster-enabled, databases) stays.
+            kept = sorted(n for n in values if in_use and catalogue.parameter(group.family, n).only_while_unused)
+            values = {n: values[n] for n in kept}
         else:
-            in_use = bool(self.users(group))
             for name in request.names:
                 if name == RESERVED_MEMORY and RESERVED_MEMORY not in values:
                     # ElastiCache's answer (the AWS provider for Terraform relies on it).
@@ -618,6 +639,8 @@ class ParameterGroups(UseCases):
                 values.pop(found.name, None)
         updated = replace(group, values=tuple(sorted(values.items())))
         what = "every parameter" if request.reset_all else ", ".join(request.names)
+        if kept:
+            what += f" but {', '.join(kept)} (modifiable only while no cluster uses the group)"
         self._record_change(updated, f"Cache parameter group {group.name} reset: {what}")
         return updated
 

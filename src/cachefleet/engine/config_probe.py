@@ -230,25 +230,32 @@ def _read(engine: TemporaryEngine) -> EngineConfig:
 
 
 @functools.lru_cache(maxsize=32)
-def _probe(server: str, resolved: str, size: int, mtime_ns: int) -> EngineConfig:
-    with TemporaryEngine(Path(server)) as engine:
+def _probe(server: str, resolved: str, size: int, mtime_ns: int, timeout: float) -> EngineConfig:
+    with TemporaryEngine(Path(server), timeout=timeout) as engine:
         config = _read(engine)
     log.info("probed %s: %d settings, refused %s", server, len(config.settings), sorted(config.refused) or "none")
     return config
 
 
-def probe_all(servers: Mapping[T, Path]) -> dict[T, EngineConfig]:
-    """Each server's settings, the builds probed side by side (once per binary per process)."""
+def probe_all(servers: Mapping[T, Path], *, timeout: float = START_TIMEOUT) -> dict[T, EngineConfig | EngineProbeFailed]:
+    """Each server's settings (or why it could not be looked at), the builds probed side by side."""
     keys = list(servers)
+
+    def one(key: T) -> EngineConfig | EngineProbeFailed:
+        try:
+            return probe(servers[key], timeout=timeout)
+        except EngineProbeFailed as failure:
+            return failure
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(keys))) as pool:
-        results = list(pool.map(lambda key: probe(servers[key]), keys))
+        results = list(pool.map(one, keys))
     return dict(zip(keys, results, strict=True))
 
 
-def probe(server: Path) -> EngineConfig:
+def probe(server: Path, *, timeout: float = START_TIMEOUT) -> EngineConfig:
     """The build's CONFIG GET * and refused capabilities; started once per binary, then cached."""
     # Started by the path given: Debian's redis-server is a link to redis-check-rdb, and the
     # binary picks its mode by the name it was started as. Cached by what the path points to.
     resolved = server.resolve()
     stat = os.stat(resolved)
-    return _probe(str(server), str(resolved), stat.st_size, stat.st_mtime_ns)
+    return _probe(str(server), str(resolved), stat.st_size, stat.st_mtime_ns, timeout)
