@@ -162,6 +162,7 @@ class CacheNodeParameters:
     group_name: str
     values: tuple[tuple[str, str], ...]
     refused: tuple[tuple[str, str], ...] = ()  # (name, value the engine refused)
+    waiting: tuple[str, ...] = ()  # static parameters waiting for a reboot, as last announced in an event
 
     @property
     def key(self) -> str:
@@ -289,6 +290,11 @@ def plan(
         if found is None:
             applied.pop(name, None)
             continue
+        if found.effect is Effect.CLUSTER_MODE:
+            # A node always runs in its group's cluster mode (a switch of mode is refused).
+            if want is not None:
+                applied[name] = want
+            continue
         if found.change_type is ChangeType.REQUIRES_REBOOT:
             if want != have.get(name):
                 reboot.append(name)
@@ -330,7 +336,7 @@ def apply_status(family: str, desired: Mapping[str, str], node: CacheNodeParamet
         if want == applied.get(name) or (want is not None and refused.get(name) == want):
             continue
         found = _parameter(family, name)
-        if found is None:
+        if found is None or found.effect is Effect.CLUSTER_MODE:
             continue
         if found.change_type is ChangeType.REQUIRES_REBOOT:
             reboot.append(name)

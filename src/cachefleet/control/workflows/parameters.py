@@ -15,20 +15,28 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redis.exceptions import ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    MasterDownError,
+    NoPermissionError,
+    ResponseError,
+    TryAgainError,
+)
 
 from cachefleet.control.nodes import Nodes
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.events import event_for
-from cachefleet.domain.parameter_groups import CacheNodeParameters, ParameterPlan, apply_status, plan
+from cachefleet.domain.parameter_groups import CacheNodeParameters, ParameterPlan, plan
 from cachefleet.engine.admin import EngineError
 
 log = logging.getLogger(__name__)
 
-# Engine refusals that go away by themselves (permissions being changed, a node still loading):
-# tried again on a later pass. Any other refusal is the engine rejecting the value: it is
-# recorded, reported once and not sent again until the group's value changes.
-_PASSING = ("NOPERM", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")
+# Engine refusals that go away by themselves (permissions being changed, a node still loading or
+# busy with a script): tried again on a later pass. Any other refusal is the engine rejecting the
+# value: it is recorded, reported once and not sent again until the group's value changes.
+# (redis-py answers NOPERM, LOADING... as these classes, without the code in the message.)
+_PASSING = (NoPermissionError, AuthenticationError, BusyLoadingError, TryAgainError, MasterDownError)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class ParameterWorkflow:
                 record is not None
                 and not found.changed
                 and found.applied == dict(record.values)
+                and found.pending_reboot == record.waiting
                 and record.group_name == cluster.parameter_group_name
             ):
                 continue
@@ -101,7 +110,7 @@ class ParameterWorkflow:
             if not isinstance(reply, ResponseError):
                 continue
             text = str(reply)
-            if text.split(" ", 1)[0] in _PASSING:
+            if isinstance(reply, _PASSING) or text.startswith("BUSY"):
                 again.add(change.name)
             else:
                 refused[change.name] = text
@@ -129,25 +138,22 @@ class ParameterWorkflow:
         refused = {n: v for n, v in refused.items() if desired.get(n) == v}
         return CacheNodeParameters(
             cluster.region, cluster.cluster_id, cluster.parameter_group_name, tuple(sorted(values.items())),
-            tuple(sorted(refused.items())),
+            tuple(sorted(refused.items())), waiting=found.pending_reboot,
         )
 
+    @staticmethod
     def _news(
-        self, cluster: CacheCluster, before: CacheNodeParameters | None, after: CacheNodeParameters, outcome: Outcome
+        cluster: CacheCluster, before: CacheNodeParameters | None, after: CacheNodeParameters, outcome: Outcome
     ) -> list[str]:
         """Events worth recording: refusals, and static parameters that start waiting for a reboot."""
-        nodes = self.nodes
         messages = [
             f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} refused {name}: {reason}"
             for name, reason in sorted(outcome.refused.items())
         ]
-        family = nodes.family(cluster)
-        desired = nodes.parameter_values(cluster)
-        _, waiting_before = apply_status(family, desired, before) if before is not None else (None, ())
-        _, waiting = apply_status(family, desired, after)
-        if waiting and set(waiting) != set(waiting_before):
+        announced = set(before.waiting) if before is not None else set()
+        if set(after.waiting) - announced:
             messages.append(
-                f"Cache cluster {cluster.cluster_id}: {', '.join(waiting)} of parameter group "
+                f"Cache cluster {cluster.cluster_id}: {', '.join(after.waiting)} of parameter group "
                 f"{cluster.parameter_group_name} take effect when node {cluster.node.node_id} is rebooted (pending-reboot)"
             )
         return messages
