@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
@@ -22,7 +23,11 @@ from cachefleet.domain.elasticache import ElastiCache
 from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.operations import Operation, OperationKind, operation_key
 from cachefleet.domain.parameters import ApplyStatus, Source
-from cachefleet.domain.replication_groups import CreateReplicationGroupRequest, ModifyReplicationGroupRequest
+from cachefleet.domain.replication_groups import (
+    CreateReplicationGroupRequest,
+    GroupStatus,
+    ModifyReplicationGroupRequest,
+)
 from cachefleet.store.sqlite import SqliteStore
 
 REGION = "us-east-1"
@@ -237,9 +242,8 @@ def test_cluster_enabled_in_a_custom_group_makes_a_sharded_group(service: Elasti
         service.replication_groups.create(REGION, disabled)
     # Switching a group to a group of the other cluster mode is refused.
     switch = ModifyReplicationGroupRequest.parse({"ReplicationGroupId": "rg", "CacheParameterGroupName": "default.valkey8"})
-    store = service.deps.store
-    with store.transaction() as tx:
-        tx.put(type(group)(**{**group.__dict__, "status": type(group.status)("available")}))
+    with service.deps.store.transaction() as tx:
+        tx.put(replace(group, status=GroupStatus.AVAILABLE))
     with pytest.raises(errors.InvalidParameterCombination, match="cluster-enabled no"):
         service.replication_groups.modify(REGION, switch)
 
@@ -249,7 +253,7 @@ def test_cluster_enabled_in_a_custom_group_makes_a_sharded_group(service: Elasti
 
 def _available(service: ElastiCache, found: CacheCluster) -> CacheCluster:
     store = service.deps.store
-    ready = type(found)(**{**found.__dict__, "status": ClusterStatus.AVAILABLE})
+    ready = replace(found, status=ClusterStatus.AVAILABLE)
     with store.transaction() as tx:
         tx.put(ready)
         tx.delete(store.get(Operation, REGION, operation_key("CacheCluster", found.cluster_id, OperationKind.CREATE)))

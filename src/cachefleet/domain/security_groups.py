@@ -31,7 +31,6 @@ from cachefleet.domain.tags import Tag, tags
 
 MAX_SECURITY_GROUPS = 50  # ElastiCache's default quota of cache security groups per region
 AUTHORIZED = "authorized"
-ACTIVE = "active"
 _NAME = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
 _OWNER_ID = re.compile(r"^[0-9]{12}$|^amazon-elb$")
 
