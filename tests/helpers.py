@@ -219,6 +219,14 @@ def wait_cluster(ec: Any, cluster_id: str, status: str = "available", timeout: f
     )
 
 
+def data_memory(node_type: str, reserved_percent: int = 25) -> int:
+    """The engine's maxmemory on a node of ``node_type``: ElastiCache's maxmemory of the node type less
+    reserved-memory-percent (25 in the default parameter groups)."""
+    from cachefleet.domain import parameters
+
+    return parameters.data_maxmemory(node_type, {"reserved-memory-percent": str(reserved_percent)})
+
+
 def engine(address: str, port: int = 6379) -> redis.Redis:
     return redis.Redis(host=address, port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True)
 

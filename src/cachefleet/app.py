@@ -32,7 +32,9 @@ from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.cloudwatch import CloudWatch
 from cachefleet.domain.elasticache import ElastiCache
+from cachefleet.domain.parameter_groups import Builds, BuildSettings
 from cachefleet.domain.replication_groups import ReplicationGroup
+from cachefleet.engine import config_probe
 from cachefleet.engine.catalog import Catalog
 from cachefleet.monitor.alarms import AlarmMonitor
 from cachefleet.monitor.logs import LogDeliverer, LogFiles
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "127.0.0.1:8379"
 DEFAULT_NODE_NETWORK = "127.80.0.0/16"
 DEFAULT_REGION = "us-east-1"
+PROBE_TIMEOUT = 3.0  # seconds for an installed engine build to answer its start-up look (real ones: ~20 ms)
 
 
 class StartupError(Exception):
@@ -166,6 +169,21 @@ def running_pid(data_dir: Path) -> int | None:
         os.close(handle)
 
 
+def measure_builds(catalog: Catalog) -> Builds:
+    """What each installed engine build has (its CONFIG GET * and the settings it refuses to enable),
+    measured once at start-up: the parameter catalogue offers only what the builds can honour."""
+    servers = {(b.release.engine, b.release.version): b.server for b in catalog.binaries()}
+    builds: dict[tuple[str, str], BuildSettings] = {}
+    for key, measured in config_probe.probe_all(servers, timeout=PROBE_TIMEOUT).items():
+        if isinstance(measured, config_probe.EngineProbeFailed):
+            # Not fatal: its clusters will fail to start with the engine's own reason. Unmeasured,
+            # the build is offered the whole catalogue of its family.
+            log.warning("cannot look at engine build %s %s: %s", *key, measured)
+            continue
+        builds[key] = BuildSettings(dict(measured.settings), frozenset(measured.refused))
+    return builds
+
+
 class Watched:
     """The nodes the monitor watches, read from the store and the provider (per sampling tick, from
     the store's in-memory mirror): the reconciler knows nothing of the monitor."""
@@ -262,7 +280,10 @@ class Cachefleet:
             release=valkeys[-1] if valkeys else None,
             size=self.settings.warm_nodes,
         )
-        self.reconciler = Reconciler(store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm)
+        builds = measure_builds(self.catalog)
+        self.reconciler = Reconciler(
+            store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm, builds=builds
+        )
         provider.on_exit = self.reconciler.on_node_exit
         service = ElastiCache(
             Dependencies(
@@ -272,7 +293,8 @@ class Cachefleet:
                 node_network=self.network,
                 on_change=self.reconciler.on_change,
                 warm=warm,
-            )
+            ),
+            builds=builds,
         )
         self.timeseries = TimeSeriesStore(self.settings.data_dir / "metrics")
         cloudwatch = CloudWatch(store=self.store, source=self.timeseries, clock=clock)

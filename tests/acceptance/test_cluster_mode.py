@@ -15,10 +15,10 @@ import pytest
 from redis.cluster import LoadBalancingStrategy, RedisCluster
 from redis.crc import key_slot
 
-from cachefleet.domain import nodetypes
 from cachefleet.domain import slots as slotmath
 from helpers import (
     Server,
+    data_memory,
     engine,
     engine_pids,
     events_of,
@@ -460,7 +460,7 @@ def test_vertical_scaling_changes_every_nodes_memory(cluster_server):
     group = wait_group(ec, "bigger")
     assert group["CacheNodeType"] == "cache.r7g.large"
     addresses = node_addresses(ec, group["MemberClusters"])
-    assert {int(engine(a).config_get("maxmemory")["maxmemory"]) for a in addresses.values()} == {round(13.07 * 1024**3)}
+    assert {int(engine(a).config_get("maxmemory")["maxmemory"]) for a in addresses.values()} == {data_memory("cache.r7g.large")}
     assert {c["CacheNodeType"] for c in ec.describe_cache_clusters()["CacheClusters"] if c.get("ReplicationGroupId") == "bigger"} == {
         "cache.r7g.large"
     }
@@ -667,7 +667,7 @@ def test_vertical_scaling_of_a_cluster_mode_disabled_group(cluster_server):
     def maxmemory():
         return {int(engine(a).config_get("maxmemory")["maxmemory"]) for a in addresses.values()}
 
-    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.t4g.small")}
+    assert maxmemory() == {data_memory("cache.t4g.small")}
     ec.modify_replication_group(ReplicationGroupId="flatscale", CacheNodeType="cache.t4g.micro", ApplyImmediately=True)
     group = wait_group(ec, "flatscale")
     assert group["CacheNodeType"] == "cache.t4g.small"
@@ -675,12 +675,12 @@ def test_vertical_scaling_of_a_cluster_mode_disabled_group(cluster_server):
     assert any(
         "to cache.t4g.micro failed" in m and "it stays cache.t4g.small" in m for m in events_of(ec, "flatscale")
     ), events_of(ec, "flatscale")
-    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.t4g.small")}
+    assert maxmemory() == {data_memory("cache.t4g.small")}
 
     ec.modify_replication_group(ReplicationGroupId="flatscale", CacheNodeType="cache.m7g.large", ApplyImmediately=True)
     group = wait_group(ec, "flatscale")
     assert group["CacheNodeType"] == "cache.m7g.large"
-    assert maxmemory() == {nodetypes.maxmemory_bytes("cache.m7g.large")}
+    assert maxmemory() == {data_memory("cache.m7g.large")}
     clusters = [c for c in ec.describe_cache_clusters()["CacheClusters"] if c.get("ReplicationGroupId") == "flatscale"]
     assert {c["CacheNodeType"] for c in clusters} == {"cache.m7g.large"}
     for address in addresses.values():

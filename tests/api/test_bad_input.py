@@ -85,12 +85,13 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"Port": 0}, "InvalidParameterValue", "between 1 and 65535"),
         ({"Port": 70000}, "InvalidParameterValue", "between 1 and 65535"),
         ({"CacheSubnetGroupName": "nope"}, "CacheSubnetGroupNotFoundFault", "nope"),
-        ({"CacheParameterGroupName": "custom-params"}, "CacheParameterGroupNotFound", "default.valkey"),
+        ({"CacheParameterGroupName": "custom-params"}, "CacheParameterGroupNotFound", "custom-params"),
         ({"CacheParameterGroupName": "default.redis7"}, "InvalidParameterCombination", "family"),
         ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "TransitEncryptionEnabled"),
         ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterCombination", "AuthToken"),
         ({"SnapshotRetentionLimit": 3}, "InvalidParameterCombination", "SnapshotRetentionLimit"),
-        ({"SecurityGroupIds": ["sg-123"]}, "InvalidParameterCombination", "SecurityGroupIds"),
+        ({"SecurityGroupIds": ["sg-123"]}, "InvalidParameterValue", "8 or 17 hexadecimal digits"),
+        ({"CacheSecurityGroupNames": ["nope"]}, "CacheSecurityGroupNotFound", "nope"),
         ({"PrimaryClusterId": "missing-cluster"}, "CacheClusterNotFound", "missing-cluster"),
         ({"Tags": [{"Key": f"k{i}", "Value": "v"} for i in range(51)]}, "TagQuotaPerResourceExceeded", "50"),
         ({"Tags": [{"Key": "aws:owner", "Value": "v"}]}, "InvalidParameterValue", "aws:"),
@@ -155,8 +156,10 @@ def test_modify_replication_group_rejects(ec, stable):
            ReplicationGroupId=stable, CacheNodeType="cache.giant")
     expect("InvalidParameterCombination", ec.modify_replication_group, says="already uses",
            ReplicationGroupId=stable, CacheNodeType="cache.t4g.micro")
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="SecurityGroupIds",
+    expect("InvalidParameterValue", ec.modify_replication_group, says="invalid security group id 'sg-1'",
            ReplicationGroupId=stable, SecurityGroupIds=["sg-1"])
+    expect("CacheParameterGroupNotFound", ec.modify_replication_group, status=404, says="nope",
+           ReplicationGroupId=stable, CacheParameterGroupName="nope")
     expect("InvalidParameterCombination", ec.modify_replication_group, says="EngineVersion",
            ReplicationGroupId=stable, EngineVersion="9.1")
     expect("InvalidParameterCombination", ec.modify_replication_group, says="UserGroupIdsToAdd",

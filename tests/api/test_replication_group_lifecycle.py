@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from helpers import (
+    data_memory,
     engine,
     engine_pids,
     events_of,
@@ -143,8 +144,8 @@ def test_standalone_cache_cluster(server, ec):
     client = engine(node["Endpoint"]["Address"], node["Endpoint"]["Port"])
     client.set("k", "v")
     assert client.get("k") == "v"
-    # maxmemory comes from the node type (cache.t4g.small: 1.37 GiB).
-    assert int(client.config_get("maxmemory")["maxmemory"]) == round(1.37 * 1024**3)
+    # maxmemory comes from the node type (cache.t4g.small: 1.37 GiB) less the default 25 % reserve.
+    assert int(client.config_get("maxmemory")["maxmemory"]) == data_memory("cache.t4g.small")
     assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
     assert client.config_get("save")["save"] == ""
     assert client.config_get("appendonly")["appendonly"] == "no"

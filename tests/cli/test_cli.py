@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import engine, free_port, wait_for, wait_group
+from helpers import data_memory, engine, free_port, wait_for, wait_group
 
 CACHEFLEET = str(Path(sys.executable).with_name("cachefleet"))
 
@@ -181,11 +181,11 @@ def test_create_redis_of_a_node_type_and_events_of_everything(cli, ec):
     cluster = ec.describe_cache_clusters(CacheClusterId="cliredis-001")["CacheClusters"][0]
     assert (cluster["Engine"], cluster["CacheNodeType"]) == ("redis", "cache.t4g.small")
     assert cluster["EngineVersion"].startswith("7.0")
-    # The node really is Redis OSS, sized as the node type (1.37 GiB).
+    # The node really is Redis OSS, sized as the node type (1.37 GiB, less the default 25 % reserve).
     node = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
     server_info = node.info("server")
     assert str(server_info["redis_version"]).startswith("7.0") and "valkey_version" not in server_info
-    assert int(node.config_get("maxmemory")["maxmemory"]) == round(1.37 * 1024**3)
+    assert int(node.config_get("maxmemory")["maxmemory"]) == data_memory("cache.t4g.small")
     node.close()
     connected = cli("connect", "cliredis", "ping")
     assert ok(connected).strip() == "PONG" and "redis-cli" in connected.stderr  # with the engine's own CLI
@@ -277,6 +277,36 @@ def test_refusals_print_the_api_message(cli, ec):
     failed(cli("create", "clibad", "--replicas", "0", "--multi-az"), "(InvalidParameterCombination)")
     failed(cli("metrics", "nosuchgroup", "CPUUtilization"), "No replication group or cache cluster named nosuchgroup")
     ok(cli("delete", "cliblocked", "--wait"))
+
+
+def test_params_list_show_set_reset(cli, ec):
+    """`cachefleet params`: a group's parameters set and reset on a cluster that uses it, for real."""
+    ok(cli("params", "create", "cli-params", "--family", "valkey8"))
+    ec.create_cache_cluster(CacheClusterId="cliparams", Engine="valkey", EngineVersion="8.1", CacheNodeType="cache.t4g.micro",
+                            CacheParameterGroupName="cli-params")
+    cluster = wait_for(lambda: [c for c in ec.describe_cache_clusters(CacheClusterId="cliparams", ShowCacheNodeInfo=True)[
+        "CacheClusters"] if c["CacheClusterStatus"] == "available"], what="cliparams available")[0]
+    node = engine(cluster["CacheNodes"][0]["Endpoint"]["Address"])
+    done = cli("params", "set", "cli-params", "maxmemory-policy=allkeys-lru", "timeout=300", "--wait")
+    assert "Set 2 parameter(s) of cli-params." in ok(done) + done.stderr and "1 of 1 cluster(s) in sync." in done.stderr
+    assert node.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+    assert node.config_get("timeout")["timeout"] == "300"
+    shown = ok(cli("params", "show", "cli-params", "--user"))
+    assert re.search(r"maxmemory-policy\s+│\s+allkeys-lru\s+│\s+user\s+│\s+immediate", shown), shown
+    assert "cliparams" in shown and "in-sync" in shown and "databases" not in shown
+    listed = ok(cli("params", "list"))
+    assert "cli-params" in listed and "default.valkey8.cluster.on" in listed
+    assert "Parameter group  cli-params" in ok(cli("show", "cliparams"))
+    failed(cli("params", "set", "cli-params", "maxmemory-policy=lru"), "allkeys-lru", "(InvalidParameterValue)")
+    failed(cli("params", "set", "cli-params", "timeout"), "NAME=VALUE", code=2)
+    ok(cli("params", "reset", "cli-params", "timeout", "--wait"))
+    assert node.config_get("timeout")["timeout"] == "0"
+    assert node.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+    failed(cli("params", "delete", "cli-params"), "in use by cache cluster(s) cliparams", "(InvalidCacheParameterGroupState)")
+    ec.delete_cache_cluster(CacheClusterId="cliparams")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="cliparams", WaiterConfig={"Delay": 1})
+    ok(cli("params", "delete", "cli-params"))
+    failed(cli("params", "show", "cli-params"), "CacheParameterGroup not found: cli-params")
 
 
 def test_metrics_and_top_show_real_data(cli, ec, server, tmp_path):

@@ -82,6 +82,8 @@ _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
     (domain.TagNotFound, "Tag"): "TagNotFoundFault",
     (domain.RateExceeded, "TestFailover"): "APICallRateForCustomerExceededFault",
     (domain.NotAvailable, "TestFailover"): "TestFailoverNotAvailableFault",
+    (domain.AlreadyExists, "EC2SecurityGroup"): "AuthorizationAlreadyExistsFault",
+    (domain.NotFound, "EC2SecurityGroup"): "AuthorizationNotFoundFault",
     # CloudWatch Logs
     (domain.NotFound, "LogGroup"): "ResourceNotFoundException",
     (domain.NotFound, "LogStream"): "ResourceNotFoundException",

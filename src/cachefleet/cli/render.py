@@ -70,6 +70,8 @@ def resource(view: Mapping[str, Any]) -> RenderableType:
         header.add_row("Configuration endpoint", str(view["configuration_endpoint"]))
     if view.get("replication_group_id"):
         header.add_row("Replication group", str(view["replication_group_id"]))
+    if view.get("parameter_group"):
+        header.add_row("Parameter group", str(view["parameter_group"]))
     header.add_row("ARN", _or_dash(view.get("arn")))
     header.add_row("Created", _or_dash(view.get("created")))
     parts: list[RenderableType] = [header]
@@ -103,6 +105,13 @@ def resource(view: Mapping[str, Any]) -> RenderableType:
             _or_dash(node["zone"]),
         )
     parts.append(nodes)
+    if view.get("pending"):
+        pending = Table(title="Pending changes", title_justify="left")
+        for column in ("Change", "Value", "Where"):
+            pending.add_column(column)
+        for item in view["pending"]:
+            pending.add_row(str(item["what"]), Text(str(item["value"]), style="yellow"), _or_dash(item["where"]))
+        parts.append(pending)
     return Stack(*parts)
 
 

@@ -235,6 +235,81 @@ class Fleet:
         ]
         return sorted(events, key=lambda e: str(e["date"]))
 
+    # ------------------------------------------------------------------ parameter groups
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Every parameter group (the defaults included), with the clusters using each and their apply status."""
+        groups = self._pages("elasticache", "describe_cache_parameter_groups", "CacheParameterGroups")
+        users: dict[str, list[dict[str, Any]]] = {}
+        for cluster in self._all_clusters():
+            status = cluster.get("CacheParameterGroup") or {}
+            users.setdefault(str(status.get("CacheParameterGroupName")), []).append(_parameter_user(cluster))
+        return [
+            {
+                "name": g["CacheParameterGroupName"],
+                "family": g["CacheParameterGroupFamily"],
+                "description": g.get("Description", ""),
+                "default": str(g["CacheParameterGroupName"]).startswith("default."),
+                "arn": g.get("ARN"),
+                "users": users.get(g["CacheParameterGroupName"], []),
+            }
+            for g in groups
+        ]
+
+    def parameter_group(self, name: str, *, source: str | None = None) -> dict[str, Any]:
+        """One parameter group: its parameters (all, or one source's) and the clusters using it."""
+        name = name.lower()
+        found = [g for g in self.parameter_groups() if g["name"] == name]
+        if not found:
+            # Let the server say it is not there (its error and wording).
+            self.call("elasticache", "describe_cache_parameter_groups", CacheParameterGroupName=name)
+            raise NotFound(f"No parameter group named {name} in {self.region}.")
+        parameters = self._pages(
+            "elasticache", "describe_cache_parameters", "Parameters", CacheParameterGroupName=name,
+            **({"Source": source} if source else {}),
+        )
+        return found[0] | {
+            "parameters": [
+                {
+                    "name": p["ParameterName"],
+                    "value": p.get("ParameterValue", ""),
+                    "source": p.get("Source"),
+                    "change_type": p.get("ChangeType"),
+                    "modifiable": bool(p.get("IsModifiable")),
+                    "allowed_values": p.get("AllowedValues"),
+                    "data_type": p.get("DataType"),
+                    "description": p.get("Description", ""),
+                }
+                for p in parameters
+            ]
+        }
+
+    def create_parameter_group(self, name: str, family: str, description: str) -> dict[str, Any]:
+        created = self.call(
+            "elasticache", "create_cache_parameter_group", CacheParameterGroupName=name, CacheParameterGroupFamily=family,
+            Description=description,
+        )["CacheParameterGroup"]
+        return {"name": created["CacheParameterGroupName"], "family": created["CacheParameterGroupFamily"]}
+
+    def set_parameters(self, name: str, values: dict[str, str]) -> int:
+        """ModifyCacheParameterGroup in batches of 20 (the API's limit); how many calls it took."""
+        pairs = [{"ParameterName": k, "ParameterValue": v} for k, v in values.items()]
+        batches = [pairs[i : i + 20] for i in range(0, len(pairs), 20)]
+        for batch in batches:
+            self.call("elasticache", "modify_cache_parameter_group", CacheParameterGroupName=name, ParameterNameValues=batch)
+        return len(batches)
+
+    def reset_parameters(self, name: str, names: Sequence[str] = ()) -> None:
+        """ResetCacheParameterGroup: the named parameters (in batches of 20), or every one."""
+        if not names:
+            self.call("elasticache", "reset_cache_parameter_group", CacheParameterGroupName=name, ResetAllParameters=True)
+            return
+        for start in range(0, len(names), 20):
+            batch = [{"ParameterName": n} for n in names[start : start + 20]]
+            self.call("elasticache", "reset_cache_parameter_group", CacheParameterGroupName=name, ParameterNameValues=batch)
+
+    def delete_parameter_group(self, name: str) -> None:
+        self.call("elasticache", "delete_cache_parameter_group", CacheParameterGroupName=name)
+
     # ------------------------------------------------------------------ changing
     def create(
         self,
@@ -495,8 +570,36 @@ class Fleet:
 
 
 # ---------------------------------------------------------------------- views
+def _parameter_user(cluster: dict[str, Any]) -> dict[str, Any]:
+    status = cluster.get("CacheParameterGroup") or {}
+    return {
+        "cache_cluster_id": cluster["CacheClusterId"],
+        "replication_group_id": cluster.get("ReplicationGroupId"),
+        "status": status.get("ParameterApplyStatus", "in-sync"),
+        "nodes_to_reboot": list(status.get("CacheNodeIdsToReboot") or []),
+    }
+
+
+def _pending(group: dict[str, Any] | None, clusters: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What is not applied yet: pending modified values (of the group and of each cluster) and
+    parameter groups still being applied or waiting for a reboot."""
+    found: list[dict[str, Any]] = []
+    for name, value in ((group or {}).get("PendingModifiedValues") or {}).items():
+        found.append({"what": name, "value": value, "where": (group or {}).get("ReplicationGroupId")})
+    for cluster in clusters:
+        for name, value in (cluster.get("PendingModifiedValues") or {}).items():
+            found.append({"what": name, "value": value, "where": cluster["CacheClusterId"]})
+        user = _parameter_user(cluster)
+        if user["status"] != "in-sync":
+            group_name = (cluster.get("CacheParameterGroup") or {}).get("CacheParameterGroupName")
+            found.append({"what": "CacheParameterGroup", "value": f"{group_name}: {user['status']}",
+                          "where": cluster["CacheClusterId"]})
+    return found
+
+
 def _node(cluster: dict[str, Any] | None, member: dict[str, Any], shard: str | None) -> dict[str, Any]:
     node = (cluster or {}).get("CacheNodes", [{}])[0] if cluster else {}
+    parameters = (cluster or {}).get("CacheParameterGroup") or {}
     return {
         "cache_cluster_id": member["CacheClusterId"],
         "cache_node_id": member.get("CacheNodeId") or node.get("CacheNodeId", "0001"),
@@ -507,6 +610,8 @@ def _node(cluster: dict[str, Any] | None, member: dict[str, Any], shard: str | N
         "zone": member.get("PreferredAvailabilityZone") or (cluster or {}).get("PreferredAvailabilityZone"),
         "engine_version": (cluster or {}).get("EngineVersion"),
         "created": _iso((cluster or {}).get("CacheClusterCreateTime")),
+        "parameter_group": parameters.get("CacheParameterGroupName"),
+        "parameter_status": parameters.get("ParameterApplyStatus"),
     }
 
 
@@ -557,6 +662,8 @@ def _group_view(group: dict[str, Any], clusters: Iterable[dict[str, Any]]) -> di
         "member_clusters": list(group.get("MemberClusters", [])),
         "shards": shards,
         "nodes": nodes,
+        "parameter_group": any_cluster.get("CacheParameterGroup", {}).get("CacheParameterGroupName"),
+        "pending": _pending(group, by_id.values()),
     }
 
 
@@ -580,6 +687,8 @@ def _cluster_view(cluster: dict[str, Any]) -> dict[str, Any]:
         "member_clusters": [cluster["CacheClusterId"]],
         "shards": [],
         "nodes": [node],
+        "parameter_group": (cluster.get("CacheParameterGroup") or {}).get("CacheParameterGroupName"),
+        "pending": _pending(None, [cluster]),
     }
 
 

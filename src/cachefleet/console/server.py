@@ -102,6 +102,10 @@ class Console:
             ("POST", "/console/api/resources/{name}/scale", self.scale),
             ("POST", "/console/api/resources/{name}/failover", self.failover),
             ("POST", "/console/api/resources/{name}/metrics", self.metrics),
+            ("GET", "/console/api/parameter-groups", self.parameter_groups),
+            ("GET", "/console/api/parameter-groups/{name}", self.parameter_group),
+            ("POST", "/console/api/parameter-groups/{name}/parameters", self.set_parameters),
+            ("POST", "/console/api/parameter-groups/{name}/reset", self.reset_parameters),
         ]
         for method, path, handler in api:
             app.router.add_route(method, path, self._guarded(handler))
@@ -265,3 +269,33 @@ class Console:
             ]
             charts.append({"metric": metric, "stat": stat, "unit": unit, "period": period, "series": series})
         return _json({"start": start.isoformat(), "end": end.isoformat(), "charts": charts})
+
+    # ------------------------------------------------------------------ parameter groups
+    async def parameter_groups(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(fleet.parameter_groups))
+
+    async def parameter_group(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(fleet.parameter_group, request.match_info["name"]))
+
+    async def set_parameters(self, request: web.Request) -> web.StreamResponse:
+        """Sets ``{"values": {name: value}}`` (20 a call, as the API takes them)."""
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        values = body.get("values")
+        if not isinstance(values, dict) or not values or not all(isinstance(v, str) for v in values.values()):
+            raise ConsoleProblem('Give the parameters to set as {"values": {"name": "value"}}.')
+        await asyncio.to_thread(fleet.set_parameters, request.match_info["name"], {str(k): v for k, v in values.items()})
+        return _json({"messages": [f"Set {len(values)} parameter(s) of {request.match_info['name']}."]})
+
+    async def reset_parameters(self, request: web.Request) -> web.StreamResponse:
+        """Resets ``{"names": [...]}``, or every parameter when no names are given."""
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        names = body.get("names") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConsoleProblem('Give the parameters to reset as {"names": ["name"]}, or none to reset every one.')
+        await asyncio.to_thread(fleet.reset_parameters, request.match_info["name"], names)
+        what = ", ".join(names) if names else "every parameter"
+        return _json({"messages": [f"Reset {what} of {request.match_info['name']}."]})

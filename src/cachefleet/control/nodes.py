@@ -18,10 +18,20 @@ from typing import Protocol
 
 from cachefleet.control.health import HealthMonitor
 from cachefleet.control.scheduler import Retry
-from cachefleet.domain import nodetypes
+from cachefleet.domain import parameters as catalogue
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus, NodeStatus
+from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import Operation, OperationKind, operation_key, progressed
+from cachefleet.domain.parameter_groups import (
+    Builds,
+    CacheNodeParameters,
+    cluster_values,
+    family_name,
+    node_parameters,
+    node_settings,
+    offered_names,
+)
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
@@ -92,13 +102,21 @@ class Nodes:
     """The node toolkit every workflow uses, and the observed state of the nodes."""
 
     def __init__(
-        self, *, store: StateStore, provider: Provider, binaries: Binaries, clock: Clock, health: HealthMonitor
+        self,
+        *,
+        store: StateStore,
+        provider: Provider,
+        binaries: Binaries,
+        clock: Clock,
+        health: HealthMonitor,
+        builds: Builds | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
         self.clock = clock
         self.health = health
         self._binaries = binaries
+        self._builds = builds
         self._admins: dict[str, AdminClient] = {}
         self.observed = Observed({}, {}, {}, set(), set(), set())
 
@@ -247,31 +265,62 @@ class Nodes:
                 started.append(cluster)
         return started
 
-    def config(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool) -> str:
+    # ------------------------------------------------------------------ parameters
+    def parameter_values(self, cluster: CacheCluster) -> dict[str, str]:
+        """The parameter values the cluster's node is to run with (its parameter group's)."""
+        return cluster_values(self.store, cluster)
+
+    def family(self, cluster: CacheCluster) -> str:
+        return family_name(cluster.engine, cluster.engine_version)
+
+    def offered(self, cluster: CacheCluster) -> frozenset[str]:
+        """The parameters the node's engine build can honour."""
+        family = self.family(cluster)
+        return offered_names(family, EngineRelease(cluster.engine, cluster.engine_version, family, ""), self._builds)
+
+    def maxmemory(self, cluster: CacheCluster, values: dict[str, str] | None = None) -> int:
+        """The engine's maxmemory: the node type's memory less the reserve its parameter group asks for."""
+        return catalogue.data_maxmemory(cluster.node_type, values if values is not None else self.parameter_values(cluster))
+
+    def config(
+        self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, values: dict[str, str] | None = None
+    ) -> str:
+        """The node's config file: Cachefleet's own settings, then its parameter group's."""
+        values = values if values is not None else self.parameter_values(cluster)
+        settings = node_settings(self.family(cluster), values, node_type=cluster.node_type, offered=self.offered(cluster))
+        maxmemory = int(settings.pop("maxmemory"))
         return render(
             NodeConfig(
                 address=cluster.node.address,
                 port=cluster.port,
                 directory=self.provider.node_dir(node_key(cluster)),
-                maxmemory=nodetypes.maxmemory_bytes(cluster.node_type),
+                maxmemory=maxmemory,
                 replica_of=replica_of,
                 cluster=sharded,
-                label=f"node {cluster.node.node_id} of cache cluster {cluster.cluster_id} ({cluster.region})",
+                label=f"node {cluster.node.node_id} of cache cluster {cluster.cluster_id} ({cluster.region}), "
+                f"parameter group {cluster.parameter_group_name}",
+                extra=settings,
             )
         )
 
     async def _adopt_sharded(self, cluster: CacheCluster) -> None:
         """A running cluster-mode node (adopted after a restart, or a warm node just given to a
-        cluster): give it its node type's memory and the config file it would be started with."""
+        cluster): give it its data memory and the config file it would be started with (its other
+        parameters are the parameter workflow's)."""
         admin = self.admin(cluster)
-        await admin.config_set("maxmemory", str(nodetypes.maxmemory_bytes(cluster.node_type)))
+        await admin.config_set("maxmemory", str(self.maxmemory(cluster)))
         self.provider.write_config(node_key(cluster), self.config(cluster, None, sharded=True))
         self.observed.binds[node_key(cluster)] = await admin.bound_addresses()
 
     async def _start(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool) -> None:
         key = node_key(cluster)
         binary = self._binaries.binary(cluster.engine, cluster.engine_version)
-        config = self.config(cluster, replica_of, sharded=sharded)
+        values = self.parameter_values(cluster)
+        config = self.config(cluster, replica_of, sharded=sharded, values=values)
+        # Recorded before the start: whichever way the start ends, this process (if any) runs with
+        # these values, and a crash right after the start cannot leave an older record behind.
+        with self.store.transaction() as tx:
+            tx.put(node_parameters(cluster, values))
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:
@@ -378,6 +427,9 @@ class Nodes:
         self.observed.synced.pop(key, None)
         with self.store.transaction() as tx:
             tx.delete(cluster)
+            parameters = self.store.get(CacheNodeParameters, cluster.region, cluster.cluster_id)
+            if parameters is not None:
+                tx.delete(parameters)
             tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} deleted", self.clock.now()))
             if group is not None:
                 current = self.current(group)

@@ -2,8 +2,9 @@
 
 The reconciler routes every change to its resource's worker (control/scheduler.py) and
 composes each resource's pass from the workflows (control/workflows/): for a replication
-group, deadlines first, then its failovers, its topology (cluster mode disabled or enabled),
-its node type, and settling it; for a standalone cache cluster, its one node. Every pass can
+group, deadlines first, then its failovers, its parameters, its topology (cluster mode disabled
+or enabled), its node type, and settling it; for a standalone cache cluster, its one node and
+its parameters. A parameter group's change kicks every group and cluster that uses it. Every pass can
 be interrupted by a crash and simply run again: processes are found again by the provider,
 engines are asked for their actual role and bound addresses, and nothing is started twice.
 """
@@ -20,10 +21,12 @@ from cachefleet.control.warm import WarmPool
 from cachefleet.control.workflows.cache_cluster import CacheClusterWorkflow
 from cachefleet.control.workflows.failover import Failover
 from cachefleet.control.workflows.node_type import NodeTypeWorkflow
+from cachefleet.control.workflows.parameters import ParameterWorkflow
 from cachefleet.control.workflows.replication_group import ReplicationGroupWorkflow
 from cachefleet.control.workflows.sharded import ShardedTopology
 from cachefleet.domain.cache_clusters import CacheCluster
 from cachefleet.domain.operations import Operation, OperationKind, overdue
+from cachefleet.domain.parameter_groups import Builds, CacheParameterGroup
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 
 GROUP = ReplicationGroup.KIND.name
 CLUSTER = CacheCluster.KIND.name
+PARAMETER_GROUP = CacheParameterGroup.KIND.name
+PARAMETER_RETRY = 0.5  # a node that did not take its parameters is tried again this soon
 
 
 class Reconciler:
@@ -48,12 +53,15 @@ class Reconciler:
         resync_interval: float = 2.0,
         warm: WarmPool | None = None,
         health: HealthMonitor | None = None,
+        builds: Builds | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
         self.clock = clock
         self.health = health or HealthMonitor(on_change=self._on_health)
-        self.nodes = Nodes(store=store, provider=provider, binaries=binaries, clock=clock, health=self.health)
+        self.nodes = Nodes(
+            store=store, provider=provider, binaries=binaries, clock=clock, health=self.health, builds=builds
+        )
         self.scheduler = Scheduler(
             run=self._pass, fail=self._fail, transient=(EngineError,), resync=self._targets, resync_interval=resync_interval
         )
@@ -62,6 +70,7 @@ class Reconciler:
         self.sharded = ShardedTopology(self.nodes, self.scheduler.tasks)
         self.node_type = NodeTypeWorkflow(self.nodes)
         self.clusters = CacheClusterWorkflow(self.nodes)
+        self.parameters = ParameterWorkflow(self.nodes)
         self._warm = warm
 
     # ------------------------------------------------------------------ wiring
@@ -76,6 +85,15 @@ class Reconciler:
                 self.scheduler.kick(Target(GROUP, region, cluster.replication_group_id))
             else:
                 self.scheduler.kick(Target(CLUSTER, region, key))
+        elif name == PARAMETER_GROUP:
+            # Every group and standalone cluster using it, at once: their passes run in parallel.
+            targets = set()
+            for cluster in self.store.list(CacheCluster, region):
+                if cluster.parameter_group_name == key:
+                    group_id = cluster.replication_group_id
+                    targets.add(Target(GROUP, region, group_id) if group_id else Target(CLUSTER, region, cluster.cluster_id))
+            for target in targets:
+                self.scheduler.kick(target)
 
     def _cluster_of_node(self, key: str) -> CacheCluster | None:
         for cluster in self.store.list(CacheCluster):
@@ -153,6 +171,9 @@ class Reconciler:
                 return
             self._check_deadlines(target, cluster)
             await self.clusters.reconcile(cluster)
+            current = self.store.get(CacheCluster, target.region, target.key)
+            if current is not None and await self.parameters.apply([current]):
+                self.scheduler.later(target, PARAMETER_RETRY)
 
     def _overdue(self, resource: Resource) -> list[Operation]:
         now = self.clock.now()
@@ -213,6 +234,9 @@ class Reconciler:
                 await self.sharded.cancel(group)  # its slots may be moving from or to the lost primary
             if await self.failover.run(group, node_group, members, trouble):
                 raise Retry(0.0, "")  # again at once, with the new primary
+        # Before the topology: a change reaches every running node now, whatever else the group is doing.
+        if await self.parameters.apply(members.values()):
+            self.scheduler.later(target, PARAMETER_RETRY)
         try:
             if group.cluster_enabled:
                 await self.sharded.reconcile(group, members)

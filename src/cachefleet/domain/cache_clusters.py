@@ -9,6 +9,7 @@ ReplicationGroupId and ``DeleteCacheCluster`` of a member go to :class:`GroupMem
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from cachefleet.domain import identifiers, nodetypes, validation
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
-from cachefleet.domain.engines import parameter_group, resolve_engine
+from cachefleet.domain.engines import EngineRelease, release_of, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -26,7 +27,7 @@ from cachefleet.domain.errors import (
 )
 from cachefleet.domain.events import EventSourceType
 from cachefleet.domain.identifiers import Region
-from cachefleet.domain.operations import OperationKind
+from cachefleet.domain.operations import Operation, OperationKind
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.resource import Kind
 from cachefleet.domain.tags import Tag, tags
@@ -34,6 +35,11 @@ from cachefleet.domain.tags import Tag, tags
 DEFAULT_SUBNET_GROUP = "default"
 DEFAULT_MAINTENANCE_WINDOW = "sun:05:00-sun:06:00"
 DEFAULT_SNAPSHOT_WINDOW = "05:00-06:00"
+MAX_SNAPSHOT_RETENTION = 35  # days, ElastiCache's limit
+NOTIFICATION_STATUSES = ("active", "inactive")
+MAX_SECURITY_GROUP_IDS = 5  # VPC security groups per cluster
+_SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 class ClusterStatus(StrEnum):
@@ -70,6 +76,19 @@ class CacheNode:
 
 
 @dataclass(frozen=True)
+class PendingModifiedValues:
+    """Changes asked for with ApplyImmediately false: they wait for the cluster's maintenance window
+    (the maintenance work applies them; Describe shows them as PendingModifiedValues)."""
+
+    node_type: str | None = None
+    engine_version: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.node_type is None and self.engine_version is None
+
+
+@dataclass(frozen=True)
 class CacheCluster:
     """A cache cluster and its one node."""
 
@@ -100,6 +119,11 @@ class CacheCluster:
     snapshot_window: str = DEFAULT_SNAPSHOT_WINDOW
     tags: tuple[Tag, ...] = ()
     status_reason: str = ""
+    security_group_ids: tuple[str, ...] = ()  # VPC security groups: stored and shown, not a firewall here
+    cache_security_group_names: tuple[str, ...] = ()  # EC2-Classic cache security groups, likewise
+    notification_topic_arn: str | None = None  # stored and shown; Cachefleet publishes nothing to SNS
+    notification_topic_status: str = "active"
+    pending: PendingModifiedValues = PendingModifiedValues()
 
     @property
     def key(self) -> str:
@@ -111,11 +135,8 @@ class CacheCluster:
 
 
 _UNSUPPORTED: dict[str, Any] = {
-    "CacheSecurityGroupNames": None,
-    "SecurityGroupIds": None,
     "SnapshotArns": None,
     "SnapshotName": None,
-    "NotificationTopicArn": None,
     "SnapshotRetentionLimit": 0,
     "AuthToken": None,
     "OutpostMode": None,
@@ -129,8 +150,44 @@ _UNSUPPORTED: dict[str, Any] = {
 # Settings a member follows from its group: CreateCacheCluster in a group may repeat them, not change them.
 GROUP_SETTINGS = (
     "Engine", "CacheNodeType", "Port", "CacheSubnetGroupName", "CacheParameterGroupName", "PreferredMaintenanceWindow",
-    "SnapshotWindow", "AutoMinorVersionUpgrade", "EngineVersion",
+    "SnapshotWindow", "AutoMinorVersionUpgrade", "EngineVersion", "SecurityGroupIds", "CacheSecurityGroupNames",
 )
+
+
+def notification_topic_arn(value: str) -> str:
+    if not _TOPIC_ARN.match(value):
+        raise InvalidParameterValue(
+            f"Invalid NotificationTopicArn '{value}': use an SNS topic ARN such as "
+            "arn:aws:sns:us-east-1:123456789012:my-topic."
+        )
+    return value
+
+
+def snapshot_retention_limit(value: int) -> int:
+    if not 0 <= value <= MAX_SNAPSHOT_RETENTION:
+        raise InvalidParameterValue(
+            f"Invalid SnapshotRetentionLimit {value}: keep automatic snapshots 0 (off) to {MAX_SNAPSHOT_RETENTION} days."
+        )
+    return value
+
+
+def security_group_ids(values: Sequence[str] | None, *, operation: str) -> tuple[str, ...] | None:
+    """SecurityGroupIds checked: sg- and 8 or 17 hexadecimal digits, each once, at most 5."""
+    if values is None:
+        return None
+    unique = tuple(dict.fromkeys(str(v) for v in values))
+    for value in unique:
+        if not _SECURITY_GROUP_ID.match(value):
+            raise InvalidParameterValue(
+                f"{operation}: invalid security group id '{value}': use sg- and 8 or 17 hexadecimal digits, "
+                "such as sg-0123abcd."
+            )
+    if len(unique) > MAX_SECURITY_GROUP_IDS:
+        raise InvalidParameterValue(
+            f"{operation}: a cluster has at most {MAX_SECURITY_GROUP_IDS} SecurityGroupIds; this request gives {len(unique)}."
+        )
+    return unique
+
 
 
 @dataclass(frozen=True)
@@ -151,10 +208,14 @@ class CreateCacheClusterRequest:
     snapshot_window: str
     tags: tuple[Tag, ...]
     group_settings: tuple[tuple[str, Any], ...]  # the members of GROUP_SETTINGS given, as given
+    security_group_ids: tuple[str, ...] = ()
+    cache_security_group_names: tuple[str, ...] | None = None
+    notification_topic_arn: str | None = None
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateCacheClusterRequest:
-        validation.not_yet(params, _UNSUPPORTED, operation="CreateCacheCluster")
+        operation = "CreateCacheCluster"
+        validation.not_yet(params, _UNSUPPORTED, operation=operation)
         if params.get("NumCacheNodes", 1) != 1:
             raise InvalidParameterValue(
                 f"Invalid NumCacheNodes {params['NumCacheNodes']}: a Valkey or Redis OSS cache cluster has exactly "
@@ -185,6 +246,87 @@ class CreateCacheClusterRequest:
             snapshot_window=validation.snapshot_window(params.get("SnapshotWindow", DEFAULT_SNAPSHOT_WINDOW)),
             tags=tags(params.get("Tags")),
             group_settings=tuple((name, params[name]) for name in GROUP_SETTINGS if name in params),
+            security_group_ids=security_group_ids(params.get("SecurityGroupIds"), operation=operation) or (),
+            cache_security_group_names=params.get("CacheSecurityGroupNames"),
+            notification_topic_arn=(
+                notification_topic_arn(params["NotificationTopicArn"]) if "NotificationTopicArn" in params else None
+            ),
+        )
+
+
+# ModifyCacheCluster members Cachefleet does not honour (yet), with the value that means "not asked for".
+_MODIFY_UNSUPPORTED: dict[str, Any] = {
+    "CacheNodeIdsToRemove": None,
+    "AZMode": "single-az",
+    "NewAvailabilityZones": None,
+    "AuthToken": None,
+    "AuthTokenUpdateStrategy": None,
+    "LogDeliveryConfigurations": None,
+    "IpDiscovery": "ipv4",
+    "ScaleConfig": None,
+}
+# What a member of a replication group shares with its group: ModifyReplicationGroup changes them.
+_GROUP_WIDE = ("CacheNodeType", "CacheParameterGroupName", "EngineVersion", "Engine")
+
+
+@dataclass(frozen=True)
+class ModifyCacheClusterRequest:
+    """ModifyCacheCluster, checked; None: not asked for."""
+
+    cluster_id: str
+    apply_immediately: bool = False
+    node_type: str | None = None
+    parameter_group_name: str | None = None
+    engine: str | None = None
+    maintenance_window: str | None = None
+    auto_minor_version_upgrade: bool | None = None
+    snapshot_window: str | None = None
+    snapshot_retention_limit: int | None = None
+    notification_topic_arn: str | None = None
+    notification_topic_status: str | None = None
+    security_group_ids: tuple[str, ...] | None = None
+    cache_security_group_names: tuple[str, ...] | None = None
+    given: tuple[str, ...] = ()  # the members given, by name
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> ModifyCacheClusterRequest:
+        operation = "ModifyCacheCluster"
+        validation.not_yet(params, _MODIFY_UNSUPPORTED, operation=operation)
+        if params.get("NumCacheNodes", 1) != 1:
+            raise InvalidParameterValue(
+                f"Invalid NumCacheNodes {params['NumCacheNodes']}: a Valkey or Redis OSS cache cluster has exactly "
+                "one node; add replicas with a replication group instead."
+            )
+        if "EngineVersion" in params:
+            raise InvalidParameterCombination(
+                f"{operation}: EngineVersion (an engine upgrade) is not supported by Cachefleet yet; omit EngineVersion."
+            )
+        status = params.get("NotificationTopicStatus")
+        if status is not None and status not in NOTIFICATION_STATUSES:
+            raise InvalidParameterValue(
+                f"Invalid NotificationTopicStatus '{status}': use {' or '.join(NOTIFICATION_STATUSES)}."
+            )
+        window = params.get("PreferredMaintenanceWindow")
+        snapshot_window = params.get("SnapshotWindow")
+        retention = params.get("SnapshotRetentionLimit")
+        names = params.get("CacheSecurityGroupNames")
+        return cls(
+            cluster_id=identifiers.cache_cluster_id(params["CacheClusterId"]),
+            apply_immediately=bool(params.get("ApplyImmediately", False)),
+            node_type=nodetypes.check_node_type(params["CacheNodeType"]) if "CacheNodeType" in params else None,
+            parameter_group_name=params.get("CacheParameterGroupName"),
+            engine=str(params["Engine"]).lower() if "Engine" in params else None,
+            maintenance_window=validation.maintenance_window(window) if window is not None else None,
+            auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade"),
+            snapshot_window=validation.snapshot_window(snapshot_window) if snapshot_window is not None else None,
+            snapshot_retention_limit=snapshot_retention_limit(retention) if retention is not None else None,
+            notification_topic_arn=(
+                notification_topic_arn(params["NotificationTopicArn"]) if "NotificationTopicArn" in params else None
+            ),
+            notification_topic_status=status,
+            security_group_ids=security_group_ids(params.get("SecurityGroupIds"), operation=operation),
+            cache_security_group_names=tuple(names) if names is not None else None,
+            given=tuple(sorted(params)),
         )
 
 
@@ -232,6 +374,35 @@ def zone_in(subnet_group: SubnetGroup, zone: str | None, *, default: str) -> str
     return zone
 
 
+class ParameterGroup(Protocol):
+    """What a cluster needs to know of the parameter group it names."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def family(self) -> str: ...
+
+    @property
+    def cluster_enabled(self) -> bool: ...
+
+
+class ParameterGroupLookup(Protocol):
+    """Finds the parameter group a cluster is to use, checking it fits (``domain/parameter_groups.py``)."""
+
+    def resolve(
+        self, region: Region, name: str | None, release: EngineRelease, *, cluster_mode: bool | None
+    ) -> ParameterGroup: ...
+
+    def static_defaults(self, region: Region, name: str) -> bool: ...
+
+
+class SecurityGroupLookup(Protocol):
+    """Checks the cache security groups a cluster names (``domain/security_groups.py``)."""
+
+    def check_names(self, region: Region, names: Sequence[str] | None) -> tuple[str, ...] | None: ...
+
+
 class GroupMembership(Protocol):
     """Clusters joining and leaving replication groups (``domain/replication_groups.py``)."""
 
@@ -241,12 +412,22 @@ class GroupMembership(Protocol):
 
 
 class CacheClusters(UseCases):
-    """CreateCacheCluster, DeleteCacheCluster, DescribeCacheClusters."""
+    """CreateCacheCluster, ModifyCacheCluster, DeleteCacheCluster, DescribeCacheClusters."""
 
-    def __init__(self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup, membership: GroupMembership) -> None:
+    def __init__(
+        self,
+        deps: Dependencies,
+        *,
+        subnet_groups: SubnetGroupLookup,
+        membership: GroupMembership,
+        parameter_groups: ParameterGroupLookup,
+        security_groups: SecurityGroupLookup,
+    ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
         self._membership = membership
+        self._parameter_groups = parameter_groups
+        self._security_groups = security_groups
 
     def create(self, region: Region, request: CreateCacheClusterRequest) -> CacheCluster:
         if self._store.get(CacheCluster, region, request.cluster_id) is not None:
@@ -258,6 +439,9 @@ class CacheClusters(UseCases):
         assert request.node_type is not None  # parse() requires it for a standalone cluster
         subnet_group = self._subnet_groups.get(region, request.subnet_group_name or DEFAULT_SUBNET_GROUP)
         zone = zone_in(subnet_group, request.zone, default=subnet_group.availability_zones[0])
+        # A standalone cluster is one node: cluster mode disabled.
+        parameter_group = self._parameter_groups.resolve(region, request.parameter_group_name, release, cluster_mode=False)
+        names = self._security_groups.check_names(region, request.cache_security_group_names) or ()
         now = self._clock.now()
         (address,) = self._allocate(1)
         cluster = CacheCluster(
@@ -270,13 +454,16 @@ class CacheClusters(UseCases):
             port=request.port,
             availability_zone=zone,
             subnet_group_name=subnet_group.name,
-            parameter_group_name=parameter_group(request.parameter_group_name, release),
+            parameter_group_name=parameter_group.name,
             node=CacheNode("0001", address, request.port, zone, NodeStatus.CREATING, now),
             create_time=now,
             preferred_maintenance_window=request.maintenance_window,
             auto_minor_version_upgrade=request.auto_minor_version_upgrade,
             snapshot_window=request.snapshot_window,
             tags=request.tags,
+            security_group_ids=request.security_group_ids,
+            cache_security_group_names=names,
+            notification_topic_arn=request.notification_topic_arn,
         )
         with self._store.transaction() as tx:
             tx.put(cluster)
@@ -287,6 +474,83 @@ class CacheClusters(UseCases):
             )
         self._changed(cluster)
         return cluster
+
+    def modify(self, region: Region, request: ModifyCacheClusterRequest) -> CacheCluster:
+        """ModifyCacheCluster: settings are stored at once; a node type change starts now with
+        ApplyImmediately, or waits in PendingModifiedValues for the maintenance window."""
+        cluster = self._get(CacheCluster, region, request.cluster_id)
+        if cluster.status != ClusterStatus.AVAILABLE:
+            raise InvalidState(
+                f"Cache cluster {cluster.cluster_id} is {cluster.status}; it can be modified once it is available.",
+                resource="CacheCluster",
+            )
+        if request.engine is not None and request.engine != cluster.engine:
+            raise InvalidParameterCombination(
+                f"ModifyCacheCluster: Engine {request.engine} (an engine change of {cluster.engine}) is not supported "
+                "by Cachefleet yet; omit Engine."
+            )
+        if cluster.replication_group_id is not None:
+            shared = [m for m in _GROUP_WIDE if m in request.given and m != "Engine"]
+            if shared:
+                raise InvalidParameterCombination(
+                    f"Cache cluster {cluster.cluster_id} is a member of replication group {cluster.replication_group_id}, "
+                    f"whose members share {', '.join(shared)}: change {'it' if len(shared) == 1 else 'them'} with "
+                    "ModifyReplicationGroup, which changes every member."
+                )
+        changes: dict[str, Any] = {}
+        for name in ("maintenance_window", "auto_minor_version_upgrade", "snapshot_window", "snapshot_retention_limit",
+                     "notification_topic_arn", "notification_topic_status", "security_group_ids"):
+            value = getattr(request, name)
+            if value is not None:
+                changes["preferred_maintenance_window" if name == "maintenance_window" else name] = value
+        if request.cache_security_group_names is not None:
+            changes["cache_security_group_names"] = self._security_groups.check_names(
+                region, request.cache_security_group_names
+            )
+        if request.parameter_group_name is not None:
+            release = release_of(self._catalog.releases(), cluster.engine, cluster.engine_version)
+            changes["parameter_group_name"] = self._parameter_groups.resolve(
+                region, request.parameter_group_name, release, cluster_mode=False
+            ).name
+        operation: Operation | None = None
+        if request.node_type is not None:
+            pending, operation = self._node_type_change(cluster, request.node_type, immediately=request.apply_immediately)
+            changes["pending"] = pending
+        changed = sorted(k for k, v in changes.items() if getattr(cluster, k) != v)
+        if not changed and operation is None:
+            return cluster
+        updated = replace(cluster, **changes)
+        if operation is not None:
+            updated = replace(updated, status=ClusterStatus.MODIFYING)
+        with self._store.transaction() as tx:
+            tx.put(updated)
+            if operation is not None:
+                tx.put(operation)
+            what = ", ".join(changed + (["node type"] if operation is not None else []))
+            message = f"Cache cluster {cluster.cluster_id} modified: {what}"
+            if operation is not None:
+                message = f"Scaling cache cluster {cluster.cluster_id} from {cluster.node_type} to {operation.node_type}"
+            elif "pending" in changed and updated.pending.node_type is not None:
+                message += f" ({updated.pending.node_type} waits for the maintenance window {updated.preferred_maintenance_window})"
+            self._event(tx, updated, message)
+        self._changed(updated)
+        return updated
+
+    def _node_type_change(
+        self, cluster: CacheCluster, node_type: str, *, immediately: bool
+    ) -> tuple[PendingModifiedValues, Operation | None]:
+        """The cluster's pending values after asking for ``node_type``, and the operation to start now (if any)."""
+        if self._operation(cluster, OperationKind.NODE_TYPE) is not None:
+            raise InvalidState(
+                f"Cache cluster {cluster.cluster_id} is already changing its node type.", resource="CacheCluster"
+            )
+        if node_type == cluster.node_type:
+            if cluster.pending.node_type is not None:
+                return replace(cluster.pending, node_type=None), None  # asking for the current type cancels the pending one
+            raise InvalidParameterCombination(f"Cache cluster {cluster.cluster_id} already uses {node_type}.")
+        if not immediately:
+            return replace(cluster.pending, node_type=node_type), None
+        return replace(cluster.pending, node_type=None), self._begin(cluster, OperationKind.NODE_TYPE, node_type=node_type)
 
     def delete(self, region: Region, cluster_id: str, *, final_snapshot: str | None = None) -> CacheCluster:
         if final_snapshot is not None:
@@ -316,6 +580,10 @@ class CacheClusters(UseCases):
         if not_in_replication_groups:
             clusters = [c for c in clusters if c.replication_group_id is None]
         return clusters
+
+    def operation(self, cluster: CacheCluster, kind: OperationKind) -> Operation | None:
+        """The cluster's work in progress of that kind (Describe shows a node type change as pending)."""
+        return self._operation(cluster, kind)
 
     def of(self, region: Region, cluster_ids: Sequence[str]) -> dict[str, CacheCluster]:
         """The clusters of those ids that exist."""

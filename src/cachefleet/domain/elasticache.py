@@ -10,8 +10,10 @@ from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheClusters
 from cachefleet.domain.engine_versions import EngineVersions
 from cachefleet.domain.event_log import EventLog
+from cachefleet.domain.parameter_groups import Builds, ParameterGroups
 from cachefleet.domain.replicas import Replicas
 from cachefleet.domain.replication_groups import ReplicationGroups
+from cachefleet.domain.security_groups import SecurityGroups
 from cachefleet.domain.shards import Shards
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
@@ -20,15 +22,25 @@ from cachefleet.domain.tagging import Tagging
 class ElastiCache:
     """Every family's use cases; the API's handlers call exactly one of them per request."""
 
-    def __init__(self, deps: Dependencies) -> None:
+    def __init__(self, deps: Dependencies, *, builds: Builds | None = None) -> None:
+        """``builds``: what each installed engine build has (engine/config_probe.py, measured once at
+        start-up); None offers every catalogue parameter (tests of the rules alone)."""
         if deps.used_addresses is None:
             store, warm = deps.store, deps.warm
             deps = replace(deps, used_addresses=lambda: kinds.used_addresses(store) | warm.addresses())
         self.deps = deps
         self.subnet_groups = SubnetGroups(deps)
-        self.replication_groups = ReplicationGroups(deps, subnet_groups=self.subnet_groups)
-        self.cache_clusters = CacheClusters(deps, subnet_groups=self.subnet_groups, membership=self.replication_groups)
-        self.shards = Shards(deps, subnet_groups=self.subnet_groups)
+        self.parameter_groups = ParameterGroups(deps, builds=builds)
+        self.security_groups = SecurityGroups(deps)
+        self.replication_groups = ReplicationGroups(
+            deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups,
+            security_groups=self.security_groups,
+        )
+        self.cache_clusters = CacheClusters(
+            deps, subnet_groups=self.subnet_groups, membership=self.replication_groups,
+            parameter_groups=self.parameter_groups, security_groups=self.security_groups,
+        )
+        self.shards = Shards(deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups)
         self.replicas = Replicas(deps, subnet_groups=self.subnet_groups)
         self.availability = Availability(deps)
         self.engine_versions = EngineVersions(deps)

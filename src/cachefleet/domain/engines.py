@@ -1,12 +1,11 @@
-"""Engine builds (Valkey, Redis OSS), how a request's Engine/EngineVersion picks one, and the
-default parameter group names that go with them."""
+"""Engine builds (Valkey, Redis OSS) and how a request's Engine/EngineVersion picks one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cachefleet.domain.errors import InvalidParameterCombination, InvalidParameterValue, NotFound
+from cachefleet.domain.errors import InvalidParameterValue
 
 ENGINES = ("valkey", "redis")
 
@@ -75,24 +74,3 @@ def newest_per_engine(releases: Sequence[EngineRelease]) -> list[EngineRelease]:
         if current is None or version_key(release.version) > version_key(current.version):
             newest[release.engine] = release
     return list(newest.values())
-
-
-def parameter_group(name: str | None, release: EngineRelease, *, cluster_mode: bool = False) -> str:
-    """The parameter group a new resource uses: the family's default unless another is named."""
-    default = f"default.{release.family}" + (".cluster.on" if cluster_mode else "")
-    if name is None or name == default:
-        return default
-    if cluster_mode and name == f"default.{release.family}":
-        raise InvalidParameterCombination(
-            f"Cache parameter group {name} has cluster mode disabled; a cluster mode enabled group uses {default}."
-        )
-    if name.startswith("default.") and name.removeprefix("default.").split(".")[0] != release.family:
-        raise InvalidParameterCombination(
-            f"Cache parameter group {name} is not of family {release.family} ({release.engine} "
-            f"{release.version}); use {default}."
-        )
-    raise NotFound(
-        f"Cache parameter group {name} not found. Custom parameter groups are not supported by Cachefleet yet; "
-        f"use {default} or omit CacheParameterGroupName.",
-        resource="CacheParameterGroup",
-    )

@@ -16,20 +16,19 @@ from cachefleet.domain.alarms import MetricAlarm
 from cachefleet.domain.cache_clusters import CacheCluster
 from cachefleet.domain.events import EventSourceType
 from cachefleet.domain.operations import Operation
+from cachefleet.domain.parameter_groups import CacheNodeParameters, CacheParameterGroup
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.security_groups import CacheSecurityGroup
 from cachefleet.domain.subnet_groups import CacheSubnetGroup
 
-STORED: tuple[type, ...] = (ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation)
+STORED: tuple[type, ...] = (
+    ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
+    CacheSecurityGroup,
+)
 
 FUTURE: tuple[Kind, ...] = (
-    Kind("CacheParameterGroup", "Cache parameter group", "CacheParameterGroupNotFoundFault", arn_type="parametergroup",
-         event_source=EventSourceType.CACHE_PARAMETER_GROUP.value, already_exists="CacheParameterGroupAlreadyExistsFault",
-         invalid_state="InvalidCacheParameterGroupStateFault", quota_exceeded="CacheParameterGroupQuotaExceededFault"),
-    Kind("CacheSecurityGroup", "Cache security group", "CacheSecurityGroupNotFoundFault", arn_type="securitygroup",
-         event_source=EventSourceType.CACHE_SECURITY_GROUP.value, already_exists="CacheSecurityGroupAlreadyExistsFault",
-         invalid_state="InvalidCacheSecurityGroupStateFault", quota_exceeded="CacheSecurityGroupQuotaExceededFault"),
     Kind("Snapshot", "Snapshot", "SnapshotNotFoundFault", arn_type="snapshot",
          already_exists="SnapshotAlreadyExistsFault", invalid_state="InvalidSnapshotStateFault",
          quota_exceeded="SnapshotQuotaExceededFault"),

@@ -32,13 +32,16 @@ from cachefleet.domain.cache_clusters import (
     ClusterStatus,
     CreateCacheClusterRequest,
     NodeStatus,
+    ParameterGroupLookup,
+    SecurityGroupLookup,
     SubnetGroup,
     SubnetGroupLookup,
     check_node_quota,
     deleting_cluster,
+    security_group_ids,
     zone_in,
 )
-from cachefleet.domain.engines import parameter_group, release_of, resolve_engine
+from cachefleet.domain.engines import release_of, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -122,6 +125,8 @@ class ReplicationGroup:
     retain_primary_cluster: bool = False
     status_reason: str = ""
     log_delivery: tuple[LogDelivery, ...] = ()
+    security_group_ids: tuple[str, ...] = ()  # every member's; stored and shown, not a firewall here
+    cache_security_group_names: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -267,14 +272,14 @@ def new_member(
         auto_minor_version_upgrade=group.auto_minor_version_upgrade,
         snapshot_window=group.snapshot_window,
         tags=group.tags if tags_of_member is None else tags_of_member,
+        security_group_ids=group.security_group_ids,
+        cache_security_group_names=group.cache_security_group_names,
     )
 
 
 # ---------------------------------------------------------------------- CreateReplicationGroup
 _UNSUPPORTED: dict[str, Any] = {
     "GlobalReplicationGroupId": None,
-    "CacheSecurityGroupNames": None,
-    "SecurityGroupIds": None,
     "SnapshotArns": None,
     "SnapshotName": None,
     "NotificationTopicArn": None,
@@ -330,6 +335,11 @@ class CreateReplicationGroupRequest:
     settings: MemberSettings
     tags: tuple[Tag, ...]
     log_delivery: tuple[LogDelivery, ...]
+    security_group_ids: tuple[str, ...] = ()
+    cache_security_group_names: tuple[str, ...] | None = None
+    # Members only cluster mode disabled has, as given (a parameter group with cluster-enabled yes
+    # makes the group cluster mode enabled unless one of these asks otherwise).
+    disabled_members: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
@@ -376,10 +386,17 @@ class CreateReplicationGroupRequest:
             preferred_zones=preferred,
             automatic_failover=True if sharded else (bool(automatic) if automatic is not None else None),
             multi_az=bool(params.get("MultiAZEnabled", False)),
-            shards=_shard_specs(region, params) if sharded else (),
+            # One shard of ReplicasPerNodeGroup replicas, in case the parameter group has cluster-enabled yes.
+            shards=_shard_specs(region, params),
             settings=MemberSettings.parse(params),
             tags=tags(params.get("Tags")),
             log_delivery=log_deliveries(params.get("LogDeliveryConfigurations"), operation=operation),
+            security_group_ids=security_group_ids(params.get("SecurityGroupIds"), operation=operation) or (),
+            cache_security_group_names=params.get("CacheSecurityGroupNames"),
+            disabled_members=tuple(
+                m for m in ("NumCacheClusters", "PrimaryClusterId", "PreferredCacheClusterAZs", "ClusterMode")
+                if m in params
+            ) + (("AutomaticFailoverEnabled",) if automatic is False else ()),
         )
 
 
@@ -474,10 +491,7 @@ def _shard_specs(region: Region, params: Mapping[str, Any]) -> tuple[ShardSpec, 
 _MODIFY_UNSUPPORTED: dict[str, Any] = {
     "SnapshottingClusterId": None,
     "NodeGroupId": None,
-    "CacheSecurityGroupNames": None,
-    "SecurityGroupIds": None,
     "NotificationTopicArn": None,
-    "CacheParameterGroupName": None,
     "NotificationTopicStatus": None,
     "EngineVersion": None,
     "Engine": None,
@@ -508,6 +522,9 @@ class ModifyReplicationGroupRequest:
     automatic_failover: bool | None = None
     multi_az: bool | None = None
     log_delivery_configurations: tuple[Mapping[str, Any], ...] | None = None
+    parameter_group_name: str | None = None
+    security_group_ids: tuple[str, ...] | None = None
+    cache_security_group_names: tuple[str, ...] | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
@@ -537,10 +554,17 @@ class ModifyReplicationGroupRequest:
             automatic_failover=params.get("AutomaticFailoverEnabled"),
             multi_az=params.get("MultiAZEnabled"),
             log_delivery_configurations=tuple(logs) if logs is not None else None,
+            parameter_group_name=params.get("CacheParameterGroupName"),
+            security_group_ids=security_group_ids(params.get("SecurityGroupIds"), operation=operation),
+            cache_security_group_names=(
+                tuple(params["CacheSecurityGroupNames"]) if params.get("CacheSecurityGroupNames") is not None else None
+            ),
         )
 
 
-_MEMBER_SETTINGS = ("preferred_maintenance_window", "auto_minor_version_upgrade", "snapshot_window")
+# Settings ModifyReplicationGroup takes as given; members follow them with the rest of _MEMBER_SETTINGS.
+_AS_GIVEN = ("preferred_maintenance_window", "auto_minor_version_upgrade", "snapshot_window", "security_group_ids")
+_MEMBER_SETTINGS = (*_AS_GIVEN, "parameter_group_name", "cache_security_group_names")
 
 
 # ---------------------------------------------------------------------- use cases
@@ -585,16 +609,33 @@ class GroupUseCases(UseCases):
 class ReplicationGroups(GroupUseCases):
     """Create/Modify/Delete/DescribeReplicationGroups and the membership of cache clusters in groups."""
 
-    def __init__(self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup) -> None:
+    def __init__(
+        self,
+        deps: Dependencies,
+        *,
+        subnet_groups: SubnetGroupLookup,
+        parameter_groups: ParameterGroupLookup,
+        security_groups: SecurityGroupLookup,
+    ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
+        self._parameter_groups = parameter_groups
+        self._security_groups = security_groups
 
     # ------------------------------------------------------------------ create
     def create(self, region: Region, request: CreateReplicationGroupRequest) -> ReplicationGroup:
         if self._store.get(ReplicationGroup, region, request.group_id) is not None:
             raise AlreadyExists(f"Replication group {request.group_id} already exists.", resource="ReplicationGroup")
+        names = self._security_groups.check_names(region, request.cache_security_group_names)
+        if names is not None:
+            request = replace(request, cache_security_group_names=names)
         if request.cluster_mode:
             return self._create_sharded(region, request)
+        if request.parameter_group_name is not None and request.primary_cluster_id is None:
+            release = resolve_engine(self._catalog.releases(), request.engine, request.engine_version)
+            named = self._parameter_groups.resolve(region, request.parameter_group_name, release, cluster_mode=None)
+            if named.cluster_enabled:
+                return self._create_sharded(region, self._sharded_by_parameter_group(request, named.name))
         seed = self._seed_cluster(region, request) if request.primary_cluster_id is not None else None
         if seed is not None:
             release = release_of(self._catalog.releases(), seed.engine, seed.engine_version)
@@ -605,7 +646,9 @@ class ReplicationGroups(GroupUseCases):
             assert request.node_type is not None  # parse() requires it without PrimaryClusterId
             node_type, port = request.node_type, request.port or DEFAULT_PORT
             subnet_group = self._subnet_groups.get(region, request.subnet_group_name or DEFAULT_SUBNET_GROUP)
-        group_parameters = parameter_group(request.parameter_group_name, release)
+        group_parameters = self._parameter_groups.resolve(
+            region, request.parameter_group_name, release, cluster_mode=False
+        ).name
         count = request.cluster_count
         automatic = bool(request.automatic_failover)
         check_failover_settings(automatic=automatic, multi_az=request.multi_az, replicas_per_node_group=[count - 1])
@@ -660,6 +703,8 @@ class ReplicationGroups(GroupUseCases):
             preferred_maintenance_window=request.settings.preferred_maintenance_window,
             auto_minor_version_upgrade=request.settings.auto_minor_version_upgrade,
             snapshot_window=request.settings.snapshot_window,
+            security_group_ids=request.security_group_ids,
+            cache_security_group_names=request.cache_security_group_names or (),
         )
         fresh = iter(addresses[:new_count])
         clusters = [
@@ -674,6 +719,18 @@ class ReplicationGroups(GroupUseCases):
             f"{release.engine} {release.version}, primary {member_ids[0]}",
         )
         return group
+
+    @staticmethod
+    def _sharded_by_parameter_group(request: CreateReplicationGroupRequest, name: str) -> CreateReplicationGroupRequest:
+        """A request that names a parameter group with cluster-enabled yes asks for cluster mode enabled
+        (one shard unless NumNodeGroups says more), as on ElastiCache."""
+        if request.disabled_members:
+            raise InvalidParameterCombination(
+                f"Cache parameter group {name} has cluster-enabled yes (cluster mode enabled), but "
+                f"{', '.join(request.disabled_members)} asks for cluster mode disabled; use NumNodeGroups and "
+                "ReplicasPerNodeGroup, or a parameter group with cluster-enabled no."
+            )
+        return replace(request, cluster_mode=True, automatic_failover=True)
 
     def _record_new_group(self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str) -> None:
         with self._store.transaction() as tx:
@@ -726,7 +783,9 @@ class ReplicationGroups(GroupUseCases):
         assert request.node_type is not None
         port = request.port or DEFAULT_PORT
         subnet_group = self._subnet_groups.get(region, request.subnet_group_name or DEFAULT_SUBNET_GROUP)
-        group_parameters = parameter_group(request.parameter_group_name, release, cluster_mode=True)
+        group_parameters = self._parameter_groups.resolve(
+            region, request.parameter_group_name, release, cluster_mode=True
+        ).name
         specs = [self._placed(spec, index, subnet_group) for index, spec in enumerate(request.shards)]
         check_failover_settings(
             automatic=True, multi_az=request.multi_az,
@@ -735,7 +794,9 @@ class ReplicationGroups(GroupUseCases):
         total = sum(1 + spec.replicas for spec in specs)
         check_node_quotas(self._store, region, total, cluster_total=total)
         now = self._clock.now()
-        warm = self._warm.take(release.engine, release.version, len(specs)) if port == DEFAULT_PORT else []
+        # A warm node runs without parameters: it can serve a group whose static parameters are the defaults.
+        warmable = port == DEFAULT_PORT and self._parameter_groups.static_defaults(region, group_parameters)
+        warm = self._warm.take(release.engine, release.version, len(specs)) if warmable else []
         try:
             fresh = self._allocate(total - len(warm) + 1, also_used=warm)
             configuration_endpoint = fresh.pop()
@@ -763,6 +824,8 @@ class ReplicationGroups(GroupUseCases):
                 preferred_maintenance_window=request.settings.preferred_maintenance_window,
                 auto_minor_version_upgrade=request.settings.auto_minor_version_upgrade,
                 snapshot_window=request.settings.snapshot_window,
+                security_group_ids=request.security_group_ids,
+                cache_security_group_names=request.cache_security_group_names or (),
             )
             clusters: list[CacheCluster] = []
             node_groups: list[NodeGroup] = []
@@ -816,7 +879,7 @@ class ReplicationGroups(GroupUseCases):
         changes: dict[str, Any] = {}
         if request.description is not None:
             changes["description"] = request.description
-        for name in _MEMBER_SETTINGS:
+        for name in _AS_GIVEN:
             value = getattr(request, name)
             if value is not None:
                 changes[name] = value
@@ -825,6 +888,17 @@ class ReplicationGroups(GroupUseCases):
         if request.log_delivery_configurations is not None:
             changes["log_delivery"] = log_deliveries(
                 request.log_delivery_configurations, existing=group.log_delivery, operation="ModifyReplicationGroup"
+            )
+        if request.parameter_group_name is not None:
+            # Applied as soon as possible (dynamic parameters at once, static ones at each node's reboot):
+            # ElastiCache has no PendingModifiedValues member for it.
+            release = release_of(self._catalog.releases(), group.engine, group.engine_version)
+            changes["parameter_group_name"] = self._parameter_groups.resolve(
+                region, request.parameter_group_name, release, cluster_mode=group.cluster_enabled
+            ).name
+        if request.cache_security_group_names is not None:
+            changes["cache_security_group_names"] = self._security_groups.check_names(
+                region, request.cache_security_group_names
             )
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if not changed:
@@ -837,6 +911,8 @@ class ReplicationGroups(GroupUseCases):
                 for cluster in self._members(updated):
                     tx.put(replace(cluster, **member_changes))
             self._event(tx, updated, f"Replication group {group.group_id} modified: {', '.join(sorted(changed))}")
+        if "parameter_group_name" in changed:
+            self._changed(updated)
         return updated
 
     @staticmethod
@@ -972,14 +1048,23 @@ class ReplicationGroups(GroupUseCases):
                 f"Replication group {group.group_id} already has {MAX_CLUSTERS_PER_GROUP} cache clusters "
                 "(a primary and 5 replicas), the most it can have."
             )
-        current = {
+        current: dict[str, Any] = {
             "Engine": group.engine, "CacheNodeType": group.node_type, "Port": group.port,
             "CacheSubnetGroupName": group.subnet_group_name, "CacheParameterGroupName": group.parameter_group_name,
             "PreferredMaintenanceWindow": group.preferred_maintenance_window, "SnapshotWindow": group.snapshot_window,
             "AutoMinorVersionUpgrade": group.auto_minor_version_upgrade,
+            "SecurityGroupIds": group.security_group_ids, "CacheSecurityGroupNames": group.cache_security_group_names,
         }
         for member, value in request.group_settings:
-            if member == "EngineVersion":
+            if isinstance(value, list | tuple):
+                given = tuple(dict.fromkeys(str(v).lower() for v in value))
+                if given != tuple(str(v).lower() for v in current[member]):
+                    raise InvalidParameterCombination(
+                        f"{member} {', '.join(given) or '(none)'} differs from replication group {group.group_id} "
+                        f"({', '.join(current[member]) or 'none'}); omit {member} when joining a replication group "
+                        "(a member follows its group's setting)."
+                    )
+            elif member == "EngineVersion":
                 release = resolve_engine(self._catalog.releases(), group.engine, str(value))
                 if release.version != group.engine_version:
                     raise InvalidParameterCombination(

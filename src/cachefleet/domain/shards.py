@@ -14,7 +14,7 @@ from typing import Any
 
 from cachefleet.domain import slots
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies
-from cachefleet.domain.cache_clusters import CacheCluster, SubnetGroupLookup
+from cachefleet.domain.cache_clusters import CacheCluster, ParameterGroupLookup, SubnetGroupLookup
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -84,9 +84,12 @@ class ShardConfigurationRequest:
 class Shards(GroupUseCases):
     """ModifyReplicationGroupShardConfiguration: node groups added or removed, slots rebalanced."""
 
-    def __init__(self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup) -> None:
+    def __init__(
+        self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup, parameter_groups: ParameterGroupLookup
+    ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
+        self._parameter_groups = parameter_groups
 
     def modify_shard_configuration(self, region: Region, request: ShardConfigurationRequest) -> ReplicationGroup:
         group = self._group(region, request.group_id)
@@ -137,7 +140,9 @@ class Shards(GroupUseCases):
         now = self._clock.now()
         new_clusters: list[CacheCluster] = []
         new_groups: list[NodeGroup] = []
-        warm = self._warm.take(group.engine, group.engine_version, len(new_ids)) if group.port == DEFAULT_PORT else []
+        # A warm node runs without parameters: it can serve a group whose static parameters are the defaults.
+        warmable = group.port == DEFAULT_PORT and self._parameter_groups.static_defaults(region, group.parameter_group_name)
+        warm = self._warm.take(group.engine, group.engine_version, len(new_ids)) if warmable else []
         try:
             fresh = iter(self._allocate(added - len(warm), also_used=warm))
             warm_left = list(warm)

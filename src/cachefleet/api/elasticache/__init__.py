@@ -10,9 +10,13 @@ from cachefleet.api.elasticache import (
     cache_clusters,
     engine_versions,
     events,
+    parameter_groups,
     replication_groups,
+    security_groups,
     subnet_groups,
     tags,
 )
 
-FAMILIES = (replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events)
+FAMILIES = (
+    replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
+)

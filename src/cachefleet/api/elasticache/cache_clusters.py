@@ -1,18 +1,46 @@
-"""Cache cluster handlers and views: create, delete, describe, reboot."""
+"""Cache cluster handlers and views: create, modify, delete, describe, reboot."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cachefleet.api.context import Context
 from cachefleet.api.elasticache.common import endpoint, log_delivery
 from cachefleet.api.paging import paginate
 from cachefleet.domain import identifiers
-from cachefleet.domain.cache_clusters import CacheCluster, CreateCacheClusterRequest
+from cachefleet.domain.cache_clusters import (
+    CacheCluster,
+    CreateCacheClusterRequest,
+    ModifyCacheClusterRequest,
+)
 from cachefleet.domain.logs import LogDelivery
+from cachefleet.domain.operations import OperationKind
+from cachefleet.domain.parameters import ApplyStatus
+
+IN_SYNC: tuple[ApplyStatus, tuple[str, ...]] = (ApplyStatus.IN_SYNC, ())
 
 
-def view(cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[LogDelivery, ...] = ()) -> dict[str, Any]:
+def pending_modified_values(cluster: CacheCluster, node_type_change: str | None) -> dict[str, Any]:
+    """What waits (ApplyImmediately false) or is under way (a node type change in progress)."""
+    pending: dict[str, Any] = {}
+    node_type = node_type_change or cluster.pending.node_type
+    if node_type is not None:
+        pending["CacheNodeType"] = node_type
+    if cluster.pending.engine_version is not None:
+        pending["EngineVersion"] = cluster.pending.engine_version
+    return pending
+
+
+def view(
+    cluster: CacheCluster,
+    *,
+    show_nodes: bool,
+    group_log_delivery: tuple[LogDelivery, ...] = (),
+    parameters: tuple[ApplyStatus, tuple[str, ...]] = IN_SYNC,
+    node_type_change: str | None = None,
+) -> dict[str, Any]:
+    apply_status, reboot = parameters
     result: dict[str, Any] = {
         "CacheClusterId": cluster.cluster_id,
         "ClientDownloadLandingPage": "https://valkey.io/download/",
@@ -24,16 +52,18 @@ def view(cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[L
         "PreferredAvailabilityZone": cluster.availability_zone,
         "CacheClusterCreateTime": cluster.create_time,
         "PreferredMaintenanceWindow": cluster.preferred_maintenance_window,
-        "PendingModifiedValues": {},
-        "CacheSecurityGroups": [],
+        "PendingModifiedValues": pending_modified_values(cluster, node_type_change),
+        "CacheSecurityGroups": [
+            {"CacheSecurityGroupName": name, "Status": "active"} for name in cluster.cache_security_group_names
+        ],
         "CacheParameterGroup": {
             "CacheParameterGroupName": cluster.parameter_group_name,
-            "ParameterApplyStatus": "in-sync",
-            "CacheNodeIdsToReboot": [],
+            "ParameterApplyStatus": apply_status.value,
+            "CacheNodeIdsToReboot": [cluster.node.node_id] if reboot else [],
         },
         "CacheSubnetGroupName": cluster.subnet_group_name,
         "AutoMinorVersionUpgrade": cluster.auto_minor_version_upgrade,
-        "SecurityGroups": [],
+        "SecurityGroups": [{"SecurityGroupId": sg, "Status": "active"} for sg in cluster.security_group_ids],
         "ReplicationGroupId": cluster.replication_group_id,
         "SnapshotRetentionLimit": cluster.snapshot_retention_limit,
         "SnapshotWindow": cluster.snapshot_window,
@@ -46,6 +76,10 @@ def view(cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[L
         "NetworkType": "ipv4",
         "IpDiscovery": "ipv4",
     }
+    if cluster.notification_topic_arn is not None:
+        result["NotificationConfiguration"] = {
+            "TopicArn": cluster.notification_topic_arn, "TopicStatus": cluster.notification_topic_status,
+        }
     if show_nodes:
         node = cluster.node
         result["CacheNodes"] = [
@@ -54,23 +88,52 @@ def view(cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[L
                 "CacheNodeStatus": node.status.value,
                 "CacheNodeCreateTime": node.create_time,
                 "Endpoint": endpoint(node.address, node.port),
-                "ParameterGroupStatus": "in-sync",
+                "ParameterGroupStatus": apply_status.value,
                 "CustomerAvailabilityZone": node.availability_zone,
             }
         ]
     return result
 
 
+def views(ctx: Context, clusters: Sequence[CacheCluster], *, show_nodes: bool) -> list[dict[str, Any]]:
+    """Each cluster's view, with its group's log deliveries, its parameter status and work in progress."""
+    use_cases = ctx.elasticache
+    wanted = {c.replication_group_id for c in clusters if c.replication_group_id}
+    deliveries = {g.group_id: g.log_delivery for g in use_cases.replication_groups.describe(ctx.region) if g.group_id in wanted}
+    found = []
+    for cluster in clusters:
+        operation = use_cases.cache_clusters.operation(cluster, OperationKind.NODE_TYPE)
+        found.append(
+            view(
+                cluster,
+                show_nodes=show_nodes,
+                group_log_delivery=deliveries.get(cluster.replication_group_id or "", ()),
+                parameters=use_cases.parameter_groups.status_of(cluster),
+                node_type_change=operation.node_type if operation is not None else None,
+            )
+        )
+    return found
+
+
+def _one(ctx: Context, cluster: CacheCluster) -> dict[str, Any]:
+    return {"CacheCluster": views(ctx, [cluster], show_nodes=False)[0]}
+
+
 def create_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     request = CreateCacheClusterRequest.parse(ctx.region, params)
-    return {"CacheCluster": view(ctx.elasticache.cache_clusters.create(ctx.region, request), show_nodes=False)}
+    return _one(ctx, ctx.elasticache.cache_clusters.create(ctx.region, request))
+
+
+def modify_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    request = ModifyCacheClusterRequest.parse(params)
+    return _one(ctx, ctx.elasticache.cache_clusters.modify(ctx.region, request))
 
 
 def delete_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     cluster = ctx.elasticache.cache_clusters.delete(
         ctx.region, params["CacheClusterId"], final_snapshot=params.get("FinalSnapshotIdentifier")
     )
-    return {"CacheCluster": view(cluster, show_nodes=False)}
+    return _one(ctx, cluster)
 
 
 def describe_cache_clusters(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -80,21 +143,11 @@ def describe_cache_clusters(ctx: Context, params: dict[str, Any]) -> dict[str, A
         not_in_replication_groups=params.get("ShowCacheClustersNotInReplicationGroups", False),
     )
     page, marker = paginate(clusters, params, key=lambda c: c.cluster_id)
-    show = params.get("ShowCacheNodeInfo", False)
-    wanted = {c.replication_group_id for c in page if c.replication_group_id}
-    deliveries = {
-        g.group_id: g.log_delivery for g in ctx.elasticache.replication_groups.describe(ctx.region) if g.group_id in wanted
-    }
-    return {
-        "CacheClusters": [
-            view(c, show_nodes=show, group_log_delivery=deliveries.get(c.replication_group_id or "", ())) for c in page
-        ],
-        "Marker": marker,
-    }
+    return {"CacheClusters": views(ctx, page, show_nodes=params.get("ShowCacheNodeInfo", False)), "Marker": marker}
 
 
 def reboot_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     cluster = ctx.elasticache.availability.reboot_cache_cluster(
         ctx.region, params["CacheClusterId"], list(params["CacheNodeIdsToReboot"])
     )
-    return {"CacheCluster": view(cluster, show_nodes=False)}
+    return _one(ctx, cluster)

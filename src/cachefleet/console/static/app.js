@@ -136,11 +136,15 @@ async function listPage(app) {
     rows);
   const form = await createForm();
   if (page !== state.page) return; // sent to the sign-in page meanwhile
+  const groups = h("div", { id: "parameter-groups" }, h("p", { class: "muted" }, "Loading…"));
   app.replaceChildren(
     h("h1", {}, "Replication groups and cache clusters"),
     table,
     h("h2", {}, "Create a replication group"),
-    form);
+    form,
+    h("h2", {}, "Parameter groups"),
+    groups);
+  call("GET", "/parameter-groups").then((items) => renderParameterGroups(groups, items)).catch(showError);
 
   const refresh = async () => {
     const data = await call("GET", "/resources");
@@ -215,6 +219,96 @@ async function createForm() {
   return form;
 }
 
+function applyBadge(status) {
+  return h("span", { class: `status apply-${status || "unknown"}`, "data-apply": status || "" }, status || "–");
+}
+
+function renderParameterGroups(box, items) {
+  const custom = items.filter((g) => !g.default);
+  const shown = [...custom, ...items.filter((g) => g.default)];
+  box.replaceChildren(h("table", { id: "parameter-groups-table" },
+    h("thead", {}, h("tr", {}, ...["Name", "Family", "Description", "Used by"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...shown.map((g) => h("tr", { "data-group": g.name, class: g.default ? "muted" : null },
+      h("td", {}, h("a", { href: `#/p/${encodeURIComponent(g.name)}` }, g.name)),
+      h("td", {}, g.family), h("td", {}, dash(g.description)),
+      h("td", {}, g.users.length ? g.users.map((u) => u.cache_cluster_id).join(", ") : "–"))))));
+}
+
+// ---------------------------------------------------------------------- parameter group page
+async function parameterGroupPage(app, name) {
+  const summary = h("dl", { class: "summary card", id: "group-summary" });
+  const users = h("div", { id: "users" });
+  const table = h("div", { id: "parameters" }, h("p", { class: "muted" }, "Loading…"));
+  const actions = h("div", { class: "card actions", id: "parameter-actions" });
+  app.replaceChildren(
+    h("p", {}, h("a", { href: "#/" }, "← All groups and clusters")),
+    h("h1", {}, "Parameter group ", h("span", { id: "group-name" }, name)),
+    summary,
+    h("h2", {}, "Used by"), users,
+    h("h2", {}, "Parameters"), actions, table);
+  const edited = new Map(); // parameter name -> value typed in, not saved yet
+  let built = false;
+  const refresh = async () => {
+    const group = await call("GET", `/parameter-groups/${encodeURIComponent(name)}`);
+    summary.replaceChildren(...[
+      ["Family", group.family], ["Description", group.description],
+      ["Kind", group.default ? "default (cannot be changed)" : "custom"], ["ARN", group.arn],
+    ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, dash(v))]));
+    renderUsers(users, group.users);
+    if (!built || !edited.size) renderParameters(table, group, edited);
+    if (!built) { renderParameterActions(actions, group, edited, refresh); built = true; }
+  };
+  try { await refresh(); } catch (e) { showError(e); table.replaceChildren(h("p", { class: "muted", id: "group-missing" }, e.message)); return; }
+  every(POLL_MS, refresh);
+}
+
+function renderUsers(box, users) {
+  if (!users.length) { box.replaceChildren(h("p", { class: "muted", id: "no-users" }, "No cache cluster uses this group.")); return; }
+  box.replaceChildren(h("table", { id: "users-table" },
+    h("thead", {}, h("tr", {}, ...["Cache cluster", "Replication group", "Parameters", "Nodes to reboot"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...users.map((u) => h("tr", { "data-user": u.cache_cluster_id },
+      h("td", {}, u.cache_cluster_id),
+      h("td", {}, u.replication_group_id ? h("a", { href: `#/r/${encodeURIComponent(u.replication_group_id)}` }, u.replication_group_id) : "–"),
+      h("td", {}, applyBadge(u.status)), h("td", {}, u.nodes_to_reboot.join(", ") || "–"))))));
+}
+
+function renderParameters(box, group, edited) {
+  const editable = (p) => !group.default && p.modifiable;
+  box.replaceChildren(h("table", { id: "parameters-table" },
+    h("thead", {}, h("tr", {}, ...["Parameter", "Value", "Source", "Change type", "Allowed values"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...group.parameters.map((p) => {
+      let value = h("span", { class: "mono value" }, p.value === "" ? '""' : p.value);
+      if (editable(p)) {
+        value = h("input", { class: "mono value", "data-input": p.name, value: edited.has(p.name) ? edited.get(p.name) : p.value,
+          oninput: (event) => { if (event.target.value === p.value) edited.delete(p.name); else edited.set(p.name, event.target.value); } });
+      }
+      return h("tr", { "data-parameter": p.name, "data-source": p.source, title: p.description },
+        h("td", { class: p.source === "user" ? "strong" : null }, p.name), h("td", {}, value),
+        h("td", {}, p.source), h("td", { class: p.change_type === "requires-reboot" ? "reboot" : null }, p.change_type),
+        h("td", { class: "muted" }, dash(p.allowed_values)));
+    }))));
+}
+
+function renderParameterActions(actions, group, edited, refresh) {
+  if (group.default) { actions.replaceChildren(h("span", { class: "muted" }, "Default parameter groups cannot be changed: create your own.")); return; }
+  const name = group.name;
+  const save = h("button", { class: "primary", id: "parameters-save", onclick: () => withButton(save, async () => {
+    if (!edited.size) { flash("notice", "Nothing changed."); return; }
+    const result = await call("POST", `/parameter-groups/${encodeURIComponent(name)}/parameters`, { values: Object.fromEntries(edited) });
+    edited.clear();
+    flash("notice", result.messages.join(" "));
+    await refresh();
+  }) }, "Save changes");
+  const resetAll = h("button", { id: "parameters-reset-all", onclick: () => withButton(resetAll, async () => {
+    const result = await call("POST", `/parameter-groups/${encodeURIComponent(name)}/reset`, { names: [] });
+    edited.clear();
+    flash("notice", result.messages.join(" "));
+    await refresh();
+  }) }, "Reset every parameter");
+  actions.replaceChildren(h("div", { class: "group" }, save, resetAll,
+    h("span", { class: "muted" }, "Dynamic parameters reach every node at once; requires-reboot ones wait for each node's reboot.")));
+}
+
 // ---------------------------------------------------------------------- resource page
 async function resourcePage(app, name) {
   const title = h("span", {}, name);
@@ -225,10 +319,12 @@ async function resourcePage(app, name) {
   const nodes = h("div", { id: "nodes" });
   const metrics = h("div", { id: "metrics" }, h("div", { class: "metrics-note" }, "Loading metrics…"));
   const events = h("div", { id: "events" });
+  const pending = h("div", { id: "pending" });
   app.replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← All groups and clusters")),
     h("h1", {}, title, badge),
     summary, actions,
+    h("h2", {}, "Pending changes"), pending,
     h("h2", {}, "Shards"), shards,
     h("h2", {}, "Nodes"), nodes,
     h("h2", {}, "Metrics"), metrics,
@@ -256,6 +352,7 @@ async function resourcePage(app, name) {
     badge.replaceChildren(statusBadge(view.status));
     renderSummary(summary, view);
     if (!built) { renderActions(actions, view); built = true; } else updateActions(actions, view);
+    renderPending(pending, view);
     renderShards(shards, view);
     renderNodes(nodes, view);
   };
@@ -295,6 +392,15 @@ function connectCommand(view) {
   return `valkey-cli -h ${target.slice(0, i)} -p ${target.slice(i + 1)}${cluster ? " -c" : ""}`;
 }
 
+function renderPending(box, view) {
+  const items = view.pending || [];
+  if (!items.length) { box.replaceChildren(h("p", { class: "muted", id: "no-pending" }, "None: everything asked for is applied.")); return; }
+  box.replaceChildren(h("table", { id: "pending-table" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Change"), h("th", {}, "Value"), h("th", {}, "Where"))),
+    h("tbody", {}, ...items.map((item) => h("tr", { "data-pending": item.what, "data-where": item.where || "" },
+      h("td", {}, item.what), h("td", { class: "mono" }, String(item.value)), h("td", {}, dash(item.where)))))));
+}
+
 function renderSummary(summary, view) {
   const rows = [
     ["Kind", view.kind === "group" ? "Replication group" : "Cache cluster"],
@@ -306,6 +412,7 @@ function renderSummary(summary, view) {
     ["Multi-AZ", view.kind === "group" ? view.multi_az : null],
     ["Configuration endpoint", view.configuration_endpoint],
     ["Replication group", view.replication_group_id],
+    ["Parameter group", view.parameter_group ? h("a", { href: `#/p/${encodeURIComponent(view.parameter_group)}`, id: "parameter-group-link" }, view.parameter_group) : null],
     ["Connect", connectCommand(view)],
     ["ARN", view.arn],
     ["Created", view.created ? new Date(view.created).toLocaleString() : null],
@@ -371,11 +478,12 @@ function renderShards(box, view) {
 
 function renderNodes(box, view) {
   box.replaceChildren(h("table", { id: "nodes-table" },
-    h("thead", {}, h("tr", {}, ...["Cache cluster", "Node", "Shard", "Role", "Status", "Endpoint", "Zone", "Engine version"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ...["Cache cluster", "Node", "Shard", "Role", "Status", "Endpoint", "Zone", "Engine version", "Parameters"].map((c) => h("th", {}, c)))),
     h("tbody", {}, ...view.nodes.map((n) => h("tr", { "data-node": n.cache_cluster_id, "data-role": n.role },
       h("td", {}, n.cache_cluster_id), h("td", {}, dash(n.cache_node_id)), h("td", {}, dash(n.shard)),
       h("td", { class: `role-${n.role}` }, dash(n.role)), h("td", {}, statusBadge(n.status)),
-      h("td", { class: "mono endpoint" }, dash(n.endpoint)), h("td", {}, dash(n.zone)), h("td", {}, dash(n.engine_version)))))));
+      h("td", { class: "mono endpoint" }, dash(n.endpoint)), h("td", {}, dash(n.zone)), h("td", {}, dash(n.engine_version)),
+      h("td", { class: "parameters" }, applyBadge(n.parameter_status)))))));
 }
 
 function renderEvents(box, items) {
@@ -393,8 +501,10 @@ async function route() {
   state.timers = [];
   const app = document.getElementById("app");
   const match = location.hash.match(/^#\/r\/(.+)$/);
+  const group = location.hash.match(/^#\/p\/(.+)$/);
   try {
     if (match) await resourcePage(app, decodeURIComponent(match[1]));
+    else if (group) await parameterGroupPage(app, decodeURIComponent(group[1]));
     else await listPage(app);
   } catch (e) { showError(e); }
 }

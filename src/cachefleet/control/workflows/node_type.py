@@ -1,5 +1,6 @@
-"""Vertical scaling (a NODE_TYPE operation): every node of a group gets the new node type's memory,
-if its data fits; otherwise nothing changes and an event says why."""
+"""Vertical scaling (a NODE_TYPE operation): every node of a group gets the new node type's memory
+(less the reserve its parameter group asks for), if its data fits; otherwise nothing changes and
+an event says why."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from dataclasses import replace
 
 from cachefleet.control.nodes import Nodes
 from cachefleet.control.scheduler import Retry
-from cachefleet.domain import nodetypes
 from cachefleet.domain.cache_clusters import ClusterStatus
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import OperationKind
@@ -26,8 +26,11 @@ class NodeTypeWorkflow:
         if operation is None or operation.node_type is None:
             return
         node_type = operation.node_type
-        limit = nodetypes.maxmemory_bytes(node_type)
         members = [c for c in nodes.members(group).values() if c.status != ClusterStatus.CREATE_FAILED]
+        if not members:
+            return
+        # The data memory of the new node type: what the engine's maxmemory will be.
+        limit = nodes.maxmemory(replace(members[0], node_type=node_type))
         if any(c.status != ClusterStatus.AVAILABLE or not nodes.running(c) for c in members):
             # The decision needs every node's figure: one that is restarting would look empty.
             raise Retry(0.1, f"scaling {group.group_id} to {node_type} waits for every node to be available")
@@ -41,7 +44,9 @@ class NodeTypeWorkflow:
                     event_for(
                         group,
                         f"Scaling replication group {group.group_id} to {node_type} failed: node of {cluster_id} "
-                        f"holds {holds} bytes, more than {node_type}'s {limit} bytes of memory; it stays {group.node_type}",
+                        f"holds {holds} bytes, more than the {limit} bytes of data memory of {node_type} (its memory "
+                        f"less the reserved memory of parameter group {group.parameter_group_name}); it stays "
+                        f"{group.node_type}",
                         nodes.clock.now(),
                     )
                 )
