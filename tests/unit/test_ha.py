@@ -35,7 +35,7 @@ def test_cluster_nodes_leave_failover_to_the_control_plane():
 
 # ---------------------------------------------------------------------- health monitor
 class FakeEngine:
-    """Answers PING and INFO replication on a loopback port; can hang (stop answering)."""
+    """Answers PING, INFO replication and CLIENT SETNAME on a loopback port; can hang (stop answering)."""
 
     def __init__(self) -> None:
         self.role = "slave"
@@ -56,6 +56,8 @@ class FakeEngine:
                     await asyncio.sleep(0.01)
                 if line.upper().startswith(b"PING"):
                     writer.write(b"+PONG\r\n")
+                elif line.upper().startswith(b"CLIENT SETNAME"):
+                    writer.write(b"+OK\r\n")
                 elif line.upper().startswith(b"INFO"):
                     self.infos += 1
                     body = (

@@ -30,6 +30,7 @@ TIMEOUT = 0.25
 FAILURES = 2
 INFO_EVERY = 5  # one INFO replication a second at the default interval
 LINK_GRACE = 2.0  # a replica reconnecting after a blip is not worth an event
+PROBE_NAME = "cachefleet-health"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,13 @@ class _Probe:
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._writer is None or self._reader is None:
-            self._reader, self._writer = await asyncio.open_connection(self.address, self.port)
+            reader, writer = await asyncio.open_connection(self.address, self.port)
+            # Named, so that a drain (CLIENT LIST) counts the probe as the control plane's, not a client.
+            writer.write(b"CLIENT SETNAME " + PROBE_NAME.encode() + b"\r\n")
+            if not (await reader.readline()).startswith(b"+OK"):
+                writer.close()
+                raise OSError(f"{self.address}:{self.port} refused CLIENT SETNAME")
+            self._reader, self._writer = reader, writer
         return self._reader, self._writer
 
     async def close(self) -> None:
