@@ -262,3 +262,16 @@ async def test_a_promoted_replica_stays_primary_when_the_endpoint_cannot_be_boun
     assert chosen is not None and chosen.cluster_id == "r1"
     assert admin.role == "master" and ops.fenced == [] and ops.events == []
     assert "r1" not in ops.synced  # as a primary it no longer counts as a synced replica
+
+
+# ---------------------------------------------------------------------- node-type change
+def test_a_node_type_change_never_goes_through_on_a_partial_view():
+    from cachefleet.control.reconciler import NodeTypeVerdict, node_type_verdict
+
+    half_gib = 2**29
+    # The replica is restarting: the primary alone fits, but the replica may hold more.
+    assert node_type_verdict(half_gib, used={"g-001": 2**20}, waiting=["g-002"]) == (NodeTypeVerdict.WAIT, "g-002")
+    assert node_type_verdict(half_gib, used={"g-001": 2**20, "g-002": 600 * 2**20}, waiting=[]) == (
+        NodeTypeVerdict.REFUSE, "g-002"
+    )
+    assert node_type_verdict(half_gib, used={"g-001": 2**20, "g-002": 2**20}, waiting=[]) == (NodeTypeVerdict.APPLY, "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -478,26 +479,48 @@ class Reconciler:
             tx.add_event(event_for(updated, message, self.clock.now()))
 
     async def _apply_node_type(self, group: ReplicationGroup) -> None:
-        """Vertical scaling: every node gets the new node type's maxmemory, if its data fits."""
+        """Vertical scaling: every node gets the new node type's maxmemory, if its data fits.
+
+        The data is measured on every member, never on some: a node that is restarting, being
+        replaced or still loading its full sync may be the one that holds more than the new
+        node type has, so the change waits until each member is available, running and (for a
+        replica) in sync with its primary.
+        """
         node_type = group.pending_node_type
         assert node_type is not None
         limit = nodetypes.maxmemory_bytes(node_type)
-        members = [c for c in self.members(group).values() if c.status == ClusterStatus.AVAILABLE]
-        for cluster in members:
-            used = int((await self.admin(cluster).info("memory")).get("used_memory", "0"))
-            if used > limit:
-                with self.store.transaction() as tx:
-                    tx.put(replace(group, pending_node_type=None))
-                    tx.add_event(
-                        event_for(
-                            group,
-                            f"Scaling replication group {group.group_id} to {node_type} failed: node of {cluster.cluster_id} "
-                            f"holds {used} bytes, more than {node_type}'s {limit} bytes of memory; it stays {group.node_type}",
-                            self.clock.now(),
-                        )
+        members = self.members(group)
+        primaries = {ng.primary_cluster_id for ng in group.node_groups}
+        used: dict[str, int] = {}
+        waiting: list[str] = [c for c in group.member_cluster_ids if c not in members]
+        for cluster in members.values():
+            if cluster.status != ClusterStatus.AVAILABLE or self.provider.pid(node_key(cluster)) is None:
+                waiting.append(cluster.cluster_id)
+                continue
+            admin = self.admin(cluster)
+            if cluster.cluster_id not in primaries:
+                replication = await admin.info("replication")
+                if replication.get("master_link_status") != "up" or replication.get("master_sync_in_progress", "0") != "0":
+                    waiting.append(cluster.cluster_id)
+                    continue
+            used[cluster.cluster_id] = int((await admin.info("memory")).get("used_memory", "0"))
+        verdict, cluster_id = node_type_verdict(limit, used=used, waiting=waiting)
+        if verdict is NodeTypeVerdict.WAIT:
+            raise Retry(0.5, f"scaling {group.group_id} to {node_type} waits for {', '.join(sorted(waiting))} to be measured")
+        if verdict is NodeTypeVerdict.REFUSE:
+            size = used[cluster_id]
+            with self.store.transaction() as tx:
+                tx.put(replace(group, pending_node_type=None))
+                tx.add_event(
+                    event_for(
+                        group,
+                        f"Scaling replication group {group.group_id} to {node_type} failed: node of {cluster_id} "
+                        f"holds {size} bytes, more than {node_type}'s {limit} bytes of memory; it stays {group.node_type}",
+                        self.clock.now(),
                     )
-                return
-        for cluster in members:
+                )
+            return
+        for cluster in members.values():
             await self.admin(cluster).config_set("maxmemory", str(limit))
         with self.store.transaction() as tx:
             for cluster in self.members(group).values():
@@ -863,6 +886,28 @@ class Reconciler:
         admin = self._admins.pop(key, None)
         if admin is not None:
             await admin.close()
+
+
+class NodeTypeVerdict(enum.Enum):
+    """What a pending node-type change does now."""
+
+    WAIT = "wait"  # some member could not be measured yet
+    REFUSE = "refuse"  # some member holds more than the new node type's memory
+    APPLY = "apply"
+
+
+def node_type_verdict(limit: int, *, used: dict[str, int], waiting: list[str]) -> tuple[NodeTypeVerdict, str]:
+    """Whether the data of every member fits ``limit`` bytes (and which member does not).
+
+    A member not measured (restarting, resyncing, replaced) may be the one that does not fit,
+    so a partial view never lets the change through.
+    """
+    if waiting:
+        return NodeTypeVerdict.WAIT, sorted(waiting)[0]
+    for cluster_id, size in sorted(used.items()):
+        if size > limit:
+            return NodeTypeVerdict.REFUSE, cluster_id
+    return NodeTypeVerdict.APPLY, ""
 
 
 def node_keys(clusters: Iterable[CacheCluster]) -> set[str]:
