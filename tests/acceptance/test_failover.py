@@ -457,6 +457,36 @@ def test_a_hung_primary_without_automatic_failover_is_fenced_and_restarted_in_pl
     ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="ha-hang-solo", WaiterConfig={"Delay": 1})
 
 
+def test_a_node_silent_for_a_moment_is_busy_not_hung_and_keeps_its_data(server, ec):
+    """Without automatic failover, a primary and its replica that stop answering for 2 s (as a busy
+    node does: a 100 MiB SETRANGE under load kept one silent 0.6 s) keep running with their data."""
+    ec.create_replication_group(ReplicationGroupId="ha-busy", NumCacheClusters=2, **{**HA, "AutomaticFailoverEnabled": False})
+    group = wait_group(ec, "ha-busy")
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    write_replicated(endpoint, "kept", "yes", 1)
+    addresses = node_addresses(ec, group["MemberClusters"])
+    pids = {address: engine_pids(server.data_dir)[address] for address in addresses.values()}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        # The health monitor calls them unhealthy (what used to fence them at once)...
+        for address in pids:
+            wait_for(lambda a=address: f"node {a} does not answer PING" in server.log(), what=f"{address} to be unhealthy")
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - stopped)))  # ...and they stay silent 2 s in all
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert {address: engine_pids(server.data_dir).get(address) for address in pids} == pids  # not fenced
+    for address in pids:
+        wait_for(lambda a=address: f"node {a} answers PING again" in server.log(), what=f"{address} to answer again")
+    assert all(engine(address).get("kept") == "yes" for address in pids)
+    assert not any("stopped answering" in m for c in group["MemberClusters"] for m in events_of(ec, c))
+    ec.delete_replication_group(ReplicationGroupId="ha-busy")
+    wait_group_gone(ec, "ha-busy")
+
+
 def test_a_hung_replica_is_fenced_replaced_and_resyncs(server, ec):
     ec.create_replication_group(ReplicationGroupId="ha-hang-rep", NumCacheClusters=2, **HA)
     group = wait_group(ec, "ha-hang-rep")

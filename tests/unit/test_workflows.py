@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cachefleet.control.workflows.node_type import first_too_big
+from cachefleet.control.workflows.node_type import NodeTypeVerdict, node_type_verdict
 from cachefleet.control.workflows.sharded import ShardedTopology, rollback_plan
 from cachefleet.domain.operations import Resharding
 from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
@@ -62,5 +62,8 @@ def test_a_failed_reshard_keeps_slots_where_they_are_and_drops_the_empty_new_sha
 
 
 def test_a_node_type_change_is_refused_by_the_first_node_whose_data_does_not_fit():
-    assert first_too_big({"g-001": 100, "g-002": 90}, 100) is None
-    assert first_too_big({"g-002": 600, "g-001": 700, "g-003": 10}, 500) == ("g-001", 700)
+    assert node_type_verdict(100, used={"g-001": 100, "g-002": 90}, waiting=[]) == (NodeTypeVerdict.APPLY, "")
+    assert node_type_verdict(500, used={"g-002": 600, "g-001": 700, "g-003": 10}, waiting=[]) == (
+        NodeTypeVerdict.REFUSE, "g-001")
+    # A member that could not be measured (restarting, resyncing) never lets a change through.
+    assert node_type_verdict(500, used={"g-001": 10}, waiting=["g-002"]) == (NodeTypeVerdict.WAIT, "g-002")

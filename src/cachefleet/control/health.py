@@ -31,6 +31,7 @@ TIMEOUT = 0.25
 FAILURES = 2
 INFO_EVERY = 5  # one INFO replication a second at the default interval
 LINK_GRACE = 2.0  # a replica reconnecting after a blip is not worth an event
+PROBE_NAME = "cachefleet-health"
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ class _Probe:
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._writer is None or self._reader is None:
-            self._reader, self._writer = await self.access.stream(timeout=self.timeout)
+            # Named, so that a drain (CLIENT LIST) counts the probe as the control plane's, not a client.
+            self._reader, self._writer = await self.access.stream(timeout=self.timeout, name=PROBE_NAME)
         return self._reader, self._writer
 
     async def close(self) -> None:

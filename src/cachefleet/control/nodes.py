@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 
 START_ATTEMPTS = 2
 RECOVERING = "recovering"  # status_reason of a lost primary coming back as a replica
+# How long a node that stopped answering PING may stay silent before it is fenced without a
+# failover. The health monitor calls a node unhealthy after ~0.5 s (fast, for failovers, which
+# keep the data on a replica), but a busy node is silent that long too: under one busy core,
+# 6 SETRANGEs of 100 MiB kept a primary from answering for 0.6 s, and it was restarted empty.
+# Restarting a primary (or a standalone node) in place loses all its data; replacing a replica
+# costs a full resync of the whole data set. Only a node silent this long is hung.
+HUNG_PRIMARY_GRACE = 10.0
+HUNG_REPLICA_GRACE = 5.0
 
 
 class Provider(Protocol):
@@ -110,7 +118,9 @@ class Nodes:
         clock: Clock,
         health: HealthMonitor,
         builds: Builds | None = None,
+        recheck: Callable[[Resource, float], None] = lambda resource, delay: None,
     ) -> None:
+        self._recheck = recheck  # runs the resource's pass again after a delay (the scheduler)
         self.store = store
         self.provider = provider
         self.clock = clock
@@ -444,13 +454,23 @@ class Nodes:
                         )
                     )
 
+    def silent_long_enough(self, resource: Resource, cluster: CacheCluster, grace: float) -> bool:
+        """Whether an unhealthy node has been silent for ``grace`` seconds; if not yet, the
+        resource's pass runs again when it will have been (unless the node answers before)."""
+        silent = self.health.silent_for(node_key(cluster))
+        if silent >= grace:
+            return True
+        self._recheck(resource, grace - silent)
+        return False
+
     async def fence_hung(self, cluster: CacheCluster, then: str) -> None:
         key = node_key(cluster)
-        self.record(
-            cluster,
+        message = (
             f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} stopped answering "
-            f"({self.health.silent_for(key):.1f} s); fencing it and {then}",
+            f"({self.health.silent_for(key):.1f} s); fencing it and {then}"
         )
+        log.warning("%s", message)
+        self.record(cluster, message)
         self.observed.fenced_hung.add(key)
         await self.fence(key)
 
@@ -483,7 +503,11 @@ class Nodes:
             rebooting = cluster.status == ClusterStatus.REBOOTING and key not in self.observed.rebooted
             if rebooting and not (primary and failover_requested):
                 await self.reboot(cluster)
-            elif not self.health.healthy(key) and (not primary or not (automatic or failover_requested)):
+            elif (
+                not self.health.healthy(key)
+                and (not primary or not (automatic or failover_requested))
+                and self.silent_long_enough(group, cluster, HUNG_PRIMARY_GRACE if primary else HUNG_REPLICA_GRACE)
+            ):
                 await self.fence_hung(cluster, "restarting it in place; automatic failover is off" if primary else "replacing it")
 
     # ------------------------------------------------------------------ addresses

@@ -60,7 +60,8 @@ class Reconciler:
         self.clock = clock
         self.health = health or HealthMonitor(on_change=self._on_health)
         self.nodes = Nodes(
-            store=store, provider=provider, binaries=binaries, clock=clock, health=self.health, builds=builds
+            store=store, provider=provider, binaries=binaries, clock=clock, health=self.health, builds=builds,
+            recheck=lambda resource, delay: self.scheduler.later(Target.of(resource), delay),
         )
         self.scheduler = Scheduler(
             run=self._pass, fail=self._fail, transient=(EngineError,), resync=self._targets, resync_interval=resync_interval

@@ -141,18 +141,22 @@ class Scheduler:
             self._workers[target] = asyncio.create_task(self._work(target), name=f"reconcile {target.key}")
 
     def later(self, target: Target, delay: float) -> None:
-        """Kicks ``target`` after ``delay`` seconds (an earlier timer for it is replaced)."""
+        """Kicks ``target`` after ``delay`` seconds. One timer per target: the sooner wins (the pass
+        it starts asks again for whatever it still waits for)."""
         if self._stopping:
             return
-        previous = self._timers.pop(target, None)
+        loop = asyncio.get_running_loop()
+        previous = self._timers.get(target)
         if previous is not None:
+            if previous.when() <= loop.time() + delay:
+                return
             previous.cancel()
 
         def fire() -> None:
             self._timers.pop(target, None)
             self.kick(target)
 
-        self._timers[target] = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers[target] = loop.call_later(delay, fire)
 
     async def _resync_loop(self) -> None:
         while True:

@@ -70,13 +70,16 @@ class NodeAccess:
             self.address, self.port, timeout=timeout, name=name, ssl_context=self.ssl_context, auth=self.auth_command()
         )
 
-    async def stream(self, *, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A raw stream to the node, logged in (for the health probe and the ready check)."""
+    async def stream(
+        self, *, timeout: float, name: str | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw stream to the node, logged in and (with ``name``) named with CLIENT SETNAME, for the
+        health probe and the ready check. A refusal of the credentials raises AccessDenied."""
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.address, self.port, ssl=self.ssl_context), timeout
         )
-        command = self.auth_command()
-        if command is not None:
+        commands = [c for c in (self.auth_command(), ("CLIENT", "SETNAME", name) if name else None) if c is not None]
+        for command in commands:
             try:
                 writer.write(encode(*command))
                 reply = await asyncio.wait_for(reader.readline(), timeout)
@@ -85,7 +88,10 @@ class NodeAccess:
                 raise
             if not reply.startswith(b"+OK"):
                 await close_stream(writer)
-                raise AccessDenied(f"{self.address}:{self.port}: {reply.decode(errors='replace').strip()}")
+                text = reply.decode(errors="replace").strip()
+                if not text or not text.startswith(("-NOAUTH", "-WRONGPASS", "-NOPERM")):
+                    raise ConnectionError(f"{self.address}:{self.port}: {command[0]} answered {text or 'nothing'}")
+                raise AccessDenied(f"{self.address}:{self.port}: {text.lstrip('-')}")
         return reader, writer
 
     def cli_arguments(self) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.connection import Connection, SSLConnection
@@ -17,6 +18,25 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 Command = Sequence[str | bytes | int]
+# Every connection the control plane opens to a node names itself so (CLIENT SETNAME), so that
+# CLIENT LIST tells its own connections from clients'.
+CONTROL_PLANE_PREFIX = "cachefleet-"
+
+
+@dataclass(frozen=True)
+class ClientConnection:
+    """One line of ``CLIENT LIST``: a connection to the node and how long it has been idle."""
+
+    client_id: int
+    name: str
+    flags: str  # e.g. "N" (normal), "M" (this replica's link to its primary), "S" (a replica's link)
+    idle: int  # whole seconds since its last command
+    command: str  # its last command
+
+    @property
+    def is_client(self) -> bool:
+        """A user's connection: neither the control plane's own nor a replication link."""
+        return not self.name.startswith(CONTROL_PLANE_PREFIX) and not set(self.flags) & {"M", "S"}
 
 
 class EngineError(Exception):
@@ -131,6 +151,9 @@ class AdminClient:
         info = await self.info("persistence")
         return any(info.get(f) == "1" for f in ("rdb_bgsave_in_progress", "aof_rewrite_in_progress", "module_fork_in_progress"))
 
+    async def clients(self) -> list[ClientConnection]:
+        return parse_client_list(await self.text("CLIENT", "LIST"))
+
     async def bind(self, addresses: list[str]) -> None:
         await self.execute("CONFIG", "SET", "bind", " ".join(addresses))
 
@@ -153,3 +176,23 @@ def parse_info(text: str) -> dict[str, str]:
         key, _, value = line.partition(":")
         result[key] = value
     return result
+
+
+def parse_client_list(text: str) -> list[ClientConnection]:
+    """``CLIENT LIST``'s lines (``id=3 addr=... name=x ... idle=0 flags=N ... cmd=get ...``)."""
+    connections = []
+    for line in text.splitlines():
+        fields = dict(item.partition("=")[::2] for item in line.split(" ") if "=" in item)
+        if not fields.get("id", "").isdigit():
+            continue
+        idle = fields.get("idle", "0")
+        connections.append(
+            ClientConnection(
+                client_id=int(fields["id"]),
+                name=fields.get("name", ""),
+                flags=fields.get("flags", ""),
+                idle=int(idle) if idle.isdigit() else 0,
+                command=fields.get("cmd", ""),
+            )
+        )
+    return connections

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cachefleet.control.nodes import Nodes, node_key
+from cachefleet.control.nodes import HUNG_PRIMARY_GRACE, Nodes, node_key
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import Operation, OperationKind
@@ -28,7 +28,11 @@ class CacheClusterWorkflow:
             return
         if cluster.status == ClusterStatus.REBOOTING:
             await nodes.reboot(cluster)
-        if nodes.running(cluster) and not nodes.health.healthy(node_key(cluster)):
+        if (
+            nodes.running(cluster)
+            and not nodes.health.healthy(node_key(cluster))
+            and nodes.silent_long_enough(cluster, cluster, HUNG_PRIMARY_GRACE)
+        ):
             await nodes.fence_hung(cluster, "restarting it")
         try:
             await nodes.ensure_running(cluster, replica_of=None)

@@ -4,6 +4,7 @@ an event says why."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import replace
 
 from cachefleet.control.nodes import Nodes
@@ -31,13 +32,26 @@ class NodeTypeWorkflow:
             return
         # The data memory of the new node type: what the engine's maxmemory will be.
         limit = nodes.maxmemory(replace(members[0], node_type=node_type))
-        if any(c.status != ClusterStatus.AVAILABLE or not nodes.running(c) for c in members):
-            # The decision needs every node's figure: one that is restarting would look empty.
-            raise Retry(0.1, f"scaling {group.group_id} to {node_type} waits for every node to be available")
-        used = {c.cluster_id: int((await nodes.admin(c).info("memory")).get("used_memory", "0")) for c in members}
-        too_big = first_too_big(used, limit)
-        if too_big is not None:
-            cluster_id, holds = too_big
+        # Measured on every member, never on some: a node that is restarting, being replaced or
+        # still loading its full sync may be the one that holds more than the new node type has.
+        used: dict[str, int] = {}
+        waiting = [c for c in group.member_cluster_ids if c not in {m.cluster_id for m in members}]
+        for cluster in members:
+            if cluster.status != ClusterStatus.AVAILABLE or not nodes.running(cluster):
+                waiting.append(cluster.cluster_id)
+                continue
+            admin = nodes.admin(cluster)
+            if cluster.cluster_id not in group.primary_cluster_ids:
+                replication = await admin.info("replication")
+                if replication.get("master_link_status") != "up" or replication.get("master_sync_in_progress", "0") != "0":
+                    waiting.append(cluster.cluster_id)
+                    continue
+            used[cluster.cluster_id] = int((await admin.info("memory")).get("used_memory", "0"))
+        verdict, cluster_id = node_type_verdict(limit, used=used, waiting=waiting)
+        if verdict is NodeTypeVerdict.WAIT:
+            raise Retry(0.5, f"scaling {group.group_id} to {node_type} waits for {', '.join(sorted(waiting))} to be measured")
+        if verdict is NodeTypeVerdict.REFUSE:
+            holds = used[cluster_id]
             with nodes.store.transaction() as tx:
                 tx.delete(operation)
                 tx.add_event(
@@ -71,9 +85,23 @@ class NodeTypeWorkflow:
                                           f"did not finish: {reason}; it stays {group.node_type}", nodes.clock.now()))
 
 
-def first_too_big(used: dict[str, int], limit: int) -> tuple[str, int] | None:
-    """The first node (by cluster id) whose data would not fit ``limit`` bytes, and what it holds."""
-    for cluster_id in sorted(used):
-        if used[cluster_id] > limit:
-            return cluster_id, used[cluster_id]
-    return None
+class NodeTypeVerdict(enum.Enum):
+    """What a pending node-type change does now."""
+
+    WAIT = "wait"  # some member could not be measured yet
+    REFUSE = "refuse"  # some member holds more than the new node type's memory
+    APPLY = "apply"
+
+
+def node_type_verdict(limit: int, *, used: dict[str, int], waiting: list[str]) -> tuple[NodeTypeVerdict, str]:
+    """Whether the data of every member fits ``limit`` bytes (and which member does not).
+
+    A member not measured (restarting, resyncing, replaced) may be the one that does not fit,
+    so a partial view never lets the change through.
+    """
+    if waiting:
+        return NodeTypeVerdict.WAIT, sorted(waiting)[0]
+    for cluster_id, size in sorted(used.items()):
+        if size > limit:
+            return NodeTypeVerdict.REFUSE, cluster_id
+    return NodeTypeVerdict.APPLY, ""
