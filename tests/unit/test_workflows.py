@@ -67,3 +67,24 @@ def test_a_node_type_change_is_refused_by_the_first_node_whose_data_does_not_fit
         NodeTypeVerdict.REFUSE, "g-001")
     # A member that could not be measured (restarting, resyncing) never lets a change through.
     assert node_type_verdict(500, used={"g-001": 10}, waiting=["g-002"]) == (NodeTypeVerdict.WAIT, "g-002")
+
+
+def test_a_primary_the_engines_made_a_replica_of_its_own_replica_is_followed_by_the_records():
+    from cachefleet.control.workflows.sharded import adopted_primaries
+
+    p, r, other = "a" * 40, "b" * 40, "c" * 40
+    group = ReplicationGroup(
+        region="us-east-1", group_id="g", description="d", status=GroupStatus.MODIFYING, engine="valkey",
+        engine_version="9.1.2", node_type="cache.t4g.micro", port=6379, subnet_group_name="default",
+        parameter_group_name="default.valkey9.cluster.on", create_time=NOW, cluster_enabled=True,
+        node_groups=(NodeGroup("0003", "g-0003-001", ("g-0003-001", "g-0003-002"), slots=""),),
+    )
+    replica_of = lambda me, master: parse_nodes(f"{me} 127.0.0.1:6379@16379 myself,slave {master} 0 0 1 connected")  # noqa: E731
+    ids = {"g-0003-001": p, "g-0003-002": r}
+    flipped = {"g-0003-001": replica_of(p, r), "g-0003-002": _view(r, 2, "")}
+    assert adopted_primaries(group, flipped, ids) == {"0003": "g-0003-002"}
+    usual = {"g-0003-001": _view(p, 1, ""), "g-0003-002": replica_of(r, p)}
+    assert adopted_primaries(group, usual, ids) == {}
+    # A primary following a node outside its node group is not adopted (that is someone else's shard).
+    elsewhere = {"g-0003-001": replica_of(p, other), "g-0003-002": replica_of(r, p)}
+    assert adopted_primaries(group, elsewhere, ids) == {}

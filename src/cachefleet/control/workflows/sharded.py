@@ -146,7 +146,13 @@ class ShardedTopology:
                 raise Again("nodes are still meeting each other")
         await self._forget_strangers(admins, views, set(ids.values()))
 
-        # 4. Replicas follow their shard's primary.
+        # 4. Replicas follow their shard's primary -- unless the engines made another member of the
+        # shard its primary (a stale config epoch can turn a primary into a replica of its own
+        # replica): then the records follow the engines, within the node group only.
+        adopted = adopted_primaries(group, views, ids)
+        if adopted:
+            self._adopt_primaries(group, adopted)
+            raise Again(f"the engines chose {', '.join(adopted.values())} as primary")
         for node_group in group.node_groups:
             primary_id = ids.get(node_group.primary_cluster_id)
             if primary_id is None:
@@ -219,6 +225,20 @@ class ShardedTopology:
                     else f"Resharding of {current.group_id} completed: {len(current.node_groups)} node groups"
                 )
                 tx.add_event(event_for(current, message, nodes.clock.now()))
+
+    def _adopt_primaries(self, group: ReplicationGroup, adopted: dict[str, str]) -> None:
+        nodes = self.nodes
+        current = nodes.current(group) or group
+        node_groups = tuple(
+            replace(ng, primary_cluster_id=adopted[ng.node_group_id]) if ng.node_group_id in adopted else ng
+            for ng in current.node_groups
+        )
+        with nodes.store.transaction() as tx:
+            tx.put(replace(current, node_groups=node_groups))
+            for ng_id, cluster_id in sorted(adopted.items()):
+                tx.add_event(event_for(current, f"Node group {ng_id} of {group.group_id}: its engines made {cluster_id} "
+                                                "the primary; the records follow", nodes.clock.now()))
+        nodes.unchecked(list(nodes.members(current).values()))
 
     # ------------------------------------------------------------------ observing
     @staticmethod
@@ -543,6 +563,20 @@ class ShardedTopology:
             tx.add_event(event_for(group, f"Resharding of {group.group_id} failed: {reason}; rolling back"
                                           + (f" (removing the new node groups {', '.join(empty)})" if empty else ""),
                                    nodes.clock.now()))
+
+
+def adopted_primaries(group: ReplicationGroup, views: dict[str, ClusterView], ids: dict[str, str]) -> dict[str, str]:
+    """Node groups whose recorded primary the engines made a replica of another member of the same
+    node group that is a primary: node group -> the member the engines chose."""
+    found = {}
+    for node_group in group.node_groups:
+        view = views.get(node_group.primary_cluster_id)
+        if view is None or view.myself.master_id is None:
+            continue
+        for replica in node_group.replica_cluster_ids:
+            if ids.get(replica) == view.myself.master_id and replica in views and views[replica].myself.master_id is None:
+                found[node_group.node_group_id] = replica
+    return found
 
 
 def rollback_plan(group: ReplicationGroup, plan: Resharding) -> Resharding:
