@@ -158,6 +158,7 @@ class HealthMonitor:
         self._clock = clock  # monotonic seconds; tests give a fake one
         self._watched: dict[str, _Watched] = {}
         self._unhealthy: set[str] = set()
+        self._alarms: dict[str, asyncio.Event] = {}  # set while the node is unhealthy
         self._link_lost: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -171,12 +172,22 @@ class HealthMonitor:
     def unwatch(self, key: str) -> None:
         watched = self._watched.pop(key, None)
         self._unhealthy.discard(key)
+        self._alarms.pop(key, None)
         self._link_lost.discard(key)
         if watched is not None:
             asyncio.get_running_loop().create_task(watched.probe.close())
 
     def watching(self, key: str) -> bool:
         return key in self._watched
+
+    def alarm(self, key: str) -> asyncio.Event:
+        """An event set as soon as the node is found not answering (a pass waiting on it gives up)."""
+        event = self._alarms.get(key)
+        if event is None:
+            event = self._alarms[key] = asyncio.Event()
+            if key in self._unhealthy:
+                event.set()
+        return event
 
     def healthy(self, key: str) -> bool:
         return key not in self._unhealthy
@@ -245,6 +256,7 @@ class HealthMonitor:
             watched.failures += 1
             if watched.failures >= self._failures and key not in self._unhealthy and key in self._watched:
                 self._unhealthy.add(key)
+                self.alarm(key).set()
                 log.warning("node %s does not answer PING (%.2f s without an answer)", key, self.silent_for(key))
                 self._on_change(key)
             return
@@ -254,6 +266,7 @@ class HealthMonitor:
             self._observe(key, watched, Replication.parse(info, watched.last_answer))
         if key in self._unhealthy:
             self._unhealthy.discard(key)
+            self._alarms.pop(key, None)
             log.info("node %s answers PING again", key)
             self._on_change(key)
 

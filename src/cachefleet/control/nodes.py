@@ -10,11 +10,12 @@ rebuilt from the engines after a control-plane restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cachefleet.control.health import HealthMonitor
 from cachefleet.control.scheduler import Retry
@@ -41,6 +42,7 @@ from cachefleet.engine.config import NodeConfig, render
 from cachefleet.providers.local import NodeStartFailed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 START_ATTEMPTS = 2
 RECOVERING = "recovering"  # status_reason of a lost primary coming back as a replica
@@ -146,6 +148,29 @@ class Nodes:
         for admin in self._admins.values():
             await admin.close()
         self._admins.clear()
+
+    async def ask(self, step: Awaitable[T], clusters: Sequence[CacheCluster]) -> T:
+        """Runs ``step`` (commands to these nodes), but gives up (EngineError) as soon as one of them is
+        found not answering: a pass must not sit out an admin timeout on a hung node while the
+        failover that node needs waits for the pass to end."""
+        alarms = [self.health.alarm(node_key(c)) for c in clusters]
+        hung = [c.cluster_id for c, alarm in zip(clusters, alarms, strict=True) if alarm.is_set()]
+        if hung:
+            raise EngineError(f"{', '.join(hung)} stopped answering")
+        task = asyncio.ensure_future(step)
+        waiters = [asyncio.ensure_future(alarm.wait()) for alarm in alarms]
+        try:
+            done, _ = await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        hung = [c.cluster_id for c, alarm in zip(clusters, alarms, strict=True) if alarm.is_set()]
+        raise EngineError(f"{', '.join(hung)} stopped answering")
 
     def running(self, cluster: CacheCluster) -> bool:
         return self.provider.pid(node_key(cluster)) is not None

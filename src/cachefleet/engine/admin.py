@@ -96,6 +96,10 @@ class AdminClient:
             except (TimeoutError, RedisError, OSError) as error:
                 await self._connection.disconnect()
                 raise EngineError(f"{self.address}:{self.port}: {error or type(error).__name__}") from error
+            except BaseException:
+                # Cancelled mid-way: replies still on their way must never be read as the next ones'.
+                await asyncio.shield(self._connection.disconnect())
+                raise
 
     async def execute(self, *args: str | bytes | int) -> Any:
         """One command; its raw reply. An error reply raises EngineError."""

@@ -5,7 +5,9 @@ Slot ranges are written as ElastiCache writes them: ``0-5461,10923-16383``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +127,14 @@ async def migrate_slots(
     source_id: str,
     target: AdminClient,
     target_id: str,
+    gate: AbstractAsyncContextManager[object] | None = None,
 ) -> int:
     """Moves slots and their keys from ``source`` to ``target``; returns the keys moved.
+
+    MIGRATE blocks the source's event loop until the target has the keys, so the key moves of
+    lanes working on the same source take turns through ``gate`` (a lock per source): other
+    clients' commands -- and the health probe's PING -- wait for one batch at most, not for every
+    lane's batches queued behind each other (64 lanes made a busy source look hung for seconds).
 
     Every step is one pipelined round trip for the whole batch of slots (MIGRATE itself
     takes one slot's keys per command). Idempotent: running it again after an
@@ -150,16 +158,17 @@ async def migrate_slots(
     moved = 0
     pending = moving
     while pending:
-        listed = await source.pipeline([("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH) for slot in pending])
-        batch = [(slot, keys) for slot, keys in zip(pending, listed, strict=True) if isinstance(keys, list) and keys]
-        if not batch:
-            break
-        replies = await source.pipeline(
-            [
-                ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", "KEYS", *keys)
-                for _, keys in batch
-            ]
-        )
+        async with gate or contextlib.nullcontext():
+            listed = await source.pipeline([("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH) for slot in pending])
+            batch = [(slot, keys) for slot, keys in zip(pending, listed, strict=True) if isinstance(keys, list) and keys]
+            if not batch:
+                break
+            replies = await source.pipeline(
+                [
+                    ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", "KEYS", *keys)
+                    for _, keys in batch
+                ]
+            )
         _raise_errors(source, "MIGRATE", [slot for slot, _ in batch], replies)
         moved += sum(len(keys) for _, keys in batch)
         pending = [slot for slot, keys in batch if len(keys) >= MIGRATE_BATCH]

@@ -116,7 +116,7 @@ class ShardedTopology:
         nodes = self.nodes
         target_of_task = Target.of(group)
         admins = {c.cluster_id: nodes.admin(c) for c in live}
-        views = await self._views(admins)
+        views = await self._views(admins, live)
         ids = {cid: view.myself.node_id for cid, view in views.items()}
         primaries = {ng.node_group_id: ng.primary_cluster_id for ng in group.node_groups}
         joining = any(not views[a].knows(ids[b]) for a in views for b in views if a != b) or group.status == GroupStatus.CREATING
@@ -141,7 +141,7 @@ class ShardedTopology:
                 ),
                 return_exceptions=True,
             )
-            views = await self._views(admins)
+            views = await self._views(admins, live)
             if any(not views[a].knows(ids[b]) for a in views for b in views if a != b):
                 raise Again("nodes are still meeting each other")
         await self._forget_strangers(admins, views, set(ids.values()))
@@ -163,7 +163,7 @@ class ShardedTopology:
                     await admins[replica].execute("CLUSTER", "REPLICATE", primary_id)
 
         # Nothing moves until every node serves the cluster.
-        infos = await asyncio.gather(*(admins[cid].text("CLUSTER", "INFO") for cid in admins))
+        infos = await nodes.ask(asyncio.gather(*(admins[cid].text("CLUSTER", "INFO") for cid in admins)), live)
         if not all("cluster_state:ok" in info for info in infos):
             raise Again("waiting for cluster_state:ok on every node")
 
@@ -172,14 +172,16 @@ class ShardedTopology:
         target = self._target(group, plan)
         owners = self._owners(views, {ng_id: ids[p] for ng_id, p in primaries.items() if p in ids})
         misplaced = sorted(slot for ng_id, wanted in target.items() for slot in wanted if owners.get(slot) != ng_id)
+        moving = [slot for slot in misplaced if slot in owners]
+        if self.tasks.busy(target_of_task, MIGRATE):
+            # Slots in flight look unowned for a moment (one side finalized, the other not yet):
+            # nothing is assigned from a view taken while they move.
+            raise Retry(0.05, f"moving {len(moving)} slots of {group.group_id}")
         unowned = [slot for slot in misplaced if slot not in owners]
         for ng_id, wanted in target.items():
             mine = [slot for slot in unowned if slot in wanted]
             if mine and primaries.get(ng_id) in admins:
                 await engine_cluster.add_slots(admins[primaries[ng_id]], mine)
-        moving = [slot for slot in misplaced if slot in owners]
-        if self.tasks.busy(target_of_task, MIGRATE):
-            raise Retry(0.05, f"moving {len(moving)} slots of {group.group_id}")
         failure = self.tasks.take(target_of_task, MIGRATE)
         if failure is not None:
             log.warning("%s: slot migration stopped (%s); planning it again", group.group_id, failure)
@@ -201,7 +203,7 @@ class ShardedTopology:
             return  # the record changed; the next pass looks again
 
         # 7. Healthy and agreed: available.
-        views = await self._views(admins)
+        views = await self._views(admins, live)
         if not self._agreed(views, ids, target, primaries):
             raise Again("waiting for every node to agree on the slot map")
         for node_group in group.node_groups:
@@ -241,10 +243,11 @@ class ShardedTopology:
         nodes.unchecked(list(nodes.members(current).values()))
 
     # ------------------------------------------------------------------ observing
-    @staticmethod
-    async def _views(admins: dict[str, AdminClient]) -> dict[str, ClusterView]:
+    async def _views(self, admins: dict[str, AdminClient], live: list[CacheCluster]) -> dict[str, ClusterView]:
+        """What every node believes (CLUSTER NODES), asked of all at once; given up as soon as one of
+        them is found hung (its failover must not wait for this pass)."""
         names = list(admins)
-        results = await asyncio.gather(*(engine_cluster.view(admins[n]) for n in names))
+        results = await self.nodes.ask(asyncio.gather(*(engine_cluster.view(admins[n]) for n in names)), live)
         return dict(zip(names, results, strict=True))
 
     @staticmethod
@@ -343,6 +346,7 @@ class ShardedTopology:
         moved = [0]
         last_record = [time.monotonic()]
         lanes = min(LANES, queue.qsize())
+        gates: dict[str, asyncio.Lock] = {}  # per source primary: its key moves take turns (see migrate_slots)
 
         async def lane() -> None:
             # A lane's own connections (long read timeout: a MIGRATE pipeline can take a while).
@@ -356,7 +360,7 @@ class ShardedTopology:
                             connections[name] = nodes.access(members[name]).admin(timeout=60.0)
                     count = await engine_cluster.migrate_slots(
                         batch, source=connections[source], source_id=ids[source], target=connections[dest],
-                        target_id=ids[dest],
+                        target_id=ids[dest], gate=gates.setdefault(source, asyncio.Lock()),
                     )
                     moved[0] += count  # not `+= await ...`: that reads the total before the await
                     for slot in batch:
