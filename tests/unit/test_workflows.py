@@ -88,3 +88,19 @@ def test_a_primary_the_engines_made_a_replica_of_its_own_replica_is_followed_by_
     # A primary following a node outside its node group is not adopted (that is someone else's shard).
     elsewhere = {"g-0003-001": replica_of(p, other), "g-0003-002": replica_of(r, p)}
     assert adopted_primaries(group, elsewhere, ids) == {}
+
+
+def test_strangers_include_nodes_without_an_address_but_not_handshakes_or_a_nodes_own_primary():
+    from cachefleet.control.workflows.sharded import strangers
+
+    me, primary, member, gone, temp = "a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40
+    view = parse_nodes(
+        f"{me} 127.0.0.1:6379@16379 myself,slave {primary} 0 0 1 connected\n"
+        f"{primary} 127.0.0.2:6379@16379 master - 0 0 1 connected 0-16383\n"
+        f"{member} 127.0.0.3:6379@16379 slave {primary} 0 0 1 connected\n"
+        # A replaced node whose address now answers with another id: the engine keeps it as noaddr.
+        f"{gone} :0@0 master,noaddr - 0 0 1 disconnected\n"
+        f"{temp} 127.0.0.9:6379@16379 handshake - 0 0 0 disconnected\n"
+    )
+    assert strangers({"n1": view}, {me, member}) == [("n1", gone)]
+    assert strangers({"n1": view}, {me, member, gone}) == []

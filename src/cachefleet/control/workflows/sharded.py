@@ -144,7 +144,10 @@ class ShardedTopology:
             views = await self._views(admins, live)
             if any(not views[a].knows(ids[b]) for a in views for b in views if a != b):
                 raise Again("nodes are still meeting each other")
-        await self._forget_strangers(admins, views, set(ids.values()))
+        if await self._forget_strangers(admins, views, set(ids.values())):
+            # Look again before anything else: a forgotten stranger must not be in the view a
+            # later step (or the group's availability) is judged on.
+            raise Again("nodes that are not members were forgotten")
 
         # 4. Replicas follow their shard's primary -- unless the engines made another member of the
         # shard its primary (a stale config epoch can turn a primary into a replica of its own
@@ -305,16 +308,17 @@ class ShardedTopology:
         # One transaction: the node never owns nothing, so it never counts itself orphaned.
         await admin.transaction(commands)
 
-    async def _forget_strangers(self, admins: dict[str, AdminClient], views: dict[str, ClusterView], ours: set[str]) -> None:
-        for name, view in views.items():
-            for node_id, node in view.nodes.items():
-                if node.flags & {"handshake", "noaddr"}:
-                    continue  # a handshake in progress has a temporary id, not a stranger's
-                if node_id not in ours and node_id != view.myself.node_id and node_id != view.myself.master_id:
-                    try:
-                        await admins[name].execute("CLUSTER", "FORGET", node_id)
-                    except EngineError as error:
-                        log.info("forget %s on %s: %s", node_id, name, error)
+    async def _forget_strangers(self, admins: dict[str, AdminClient], views: dict[str, ClusterView], ours: set[str]) -> bool:
+        """Forgets, on every member, the nodes that are not members; True if any was forgotten."""
+        forgot = False
+        for name, node_id in strangers(views, ours):
+            try:
+                await admins[name].execute("CLUSTER", "FORGET", node_id)
+            except EngineError as error:
+                log.info("forget %s on %s: %s", node_id, name, error)
+            else:
+                forgot = True
+        return forgot
 
     async def _migrate(
         self,
@@ -567,6 +571,24 @@ class ShardedTopology:
             tx.add_event(event_for(group, f"Resharding of {group.group_id} failed: {reason}; rolling back"
                                           + (f" (removing the new node groups {', '.join(empty)})" if empty else ""),
                                    nodes.clock.now()))
+
+
+def strangers(views: dict[str, ClusterView], ours: set[str]) -> list[tuple[str, str]]:
+    """(member, node id) for each node a member knows that is not a member of the group.
+
+    A node flagged ``noaddr`` is a stranger too: an engine marks a node so when its address
+    answers with another id (a replaced node's address given to a new node), and it would stay
+    in CLUSTER SHARDS for ever. Only a handshake in progress (a temporary id) is left alone, and
+    a node never forgets itself or its own primary.
+    """
+    return [
+        (name, node_id)
+        for name, view in views.items()
+        for node_id, node in view.nodes.items()
+        if "handshake" not in node.flags
+        and node_id not in ours
+        and node_id not in (view.myself.node_id, view.myself.master_id)
+    ]
 
 
 def adopted_primaries(group: ReplicationGroup, views: dict[str, ClusterView], ids: dict[str, str]) -> dict[str, str]:
