@@ -17,6 +17,7 @@ from cachefleet.domain.security_groups import SecurityGroups
 from cachefleet.domain.shards import Shards
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
+from cachefleet.domain.upgrades import Upgrades
 
 
 class ElastiCache:
@@ -32,13 +33,14 @@ class ElastiCache:
         self.subnet_groups = SubnetGroups(deps)
         self.parameter_groups = ParameterGroups(deps, builds=builds)
         self.security_groups = SecurityGroups(deps)
+        self.upgrades = Upgrades(deps, parameter_groups=self.parameter_groups)
         self.replication_groups = ReplicationGroups(
             deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups,
-            security_groups=self.security_groups,
+            security_groups=self.security_groups, upgrades=self.upgrades,
         )
         self.cache_clusters = CacheClusters(
             deps, subnet_groups=self.subnet_groups, membership=self.replication_groups,
-            parameter_groups=self.parameter_groups, security_groups=self.security_groups,
+            parameter_groups=self.parameter_groups, security_groups=self.security_groups, upgrades=self.upgrades,
         )
         self.shards = Shards(deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups)
         self.replicas = Replicas(deps, subnet_groups=self.subnet_groups)
