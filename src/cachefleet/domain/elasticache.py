@@ -10,10 +10,12 @@ from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheClusters
 from cachefleet.domain.engine_versions import EngineVersions
 from cachefleet.domain.event_log import EventLog
+from cachefleet.domain.maintenance import Maintenance
 from cachefleet.domain.parameter_groups import Builds, ParameterGroups
 from cachefleet.domain.replicas import Replicas
 from cachefleet.domain.replication_groups import ReplicationGroups
 from cachefleet.domain.security_groups import SecurityGroups
+from cachefleet.domain.service_updates import ServiceUpdates
 from cachefleet.domain.shards import Shards
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
@@ -47,4 +49,8 @@ class ElastiCache:
         self.availability = Availability(deps)
         self.engine_versions = EngineVersions(deps)
         self.tagging = Tagging(deps)
+        self.service_updates = ServiceUpdates(deps, upgrades=self.upgrades)
+        self.maintenance = Maintenance(
+            deps, upgrades=self.upgrades, service_updates=self.service_updates, parameters=self.parameter_groups
+        )
         self.events = EventLog(deps)

@@ -140,10 +140,19 @@ class UpgradeTarget:
     release: EngineRelease
     parameter_group_name: str
 
-    def upgrade(self, *, reason: UpgradeReason = UpgradeReason.ENGINE_UPGRADE, **extra: object) -> EngineUpgrade:
+    def upgrade(
+        self,
+        *,
+        reason: UpgradeReason = UpgradeReason.ENGINE_UPGRADE,
+        service_update: str | None = None,
+        initiated_by: str = "customer",
+        maintenance: bool = False,
+        restart_pending_reboot: bool = False,
+    ) -> EngineUpgrade:
         return EngineUpgrade(
             engine=self.release.engine, engine_version=self.release.version,
-            parameter_group_name=self.parameter_group_name, reason=reason, **extra,  # type: ignore[arg-type]
+            parameter_group_name=self.parameter_group_name, reason=reason, service_update=service_update,
+            initiated_by=initiated_by, maintenance=maintenance, restart_pending_reboot=restart_pending_reboot,
         )
 
 
@@ -390,3 +399,7 @@ class Upgrades(UseCases):
         noun = "Replication group" if isinstance(resource, ReplicationGroup) else "Cache cluster"
         message = f"{noun} {resource.key}{when}: " + ("; ".join(messages) or "nothing left to apply")
         return UpgradePlan(tuple(updated), tuple(operations), message)
+
+    def begin(self, resource: ReplicationGroup | CacheCluster, upgrade: EngineUpgrade) -> Operation:
+        """A new UPGRADE operation on ``resource`` (recorded by the caller, with the resource's status)."""
+        return self._begin(resource, OperationKind.UPGRADE, upgrade=upgrade)
