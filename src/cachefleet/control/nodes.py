@@ -201,6 +201,8 @@ class Nodes:
         role = "replica" if current.replication_group_id and not self.is_primary(current) else "primary"
         with self.store.transaction() as tx:
             tx.put(updated)
+            if current.status_reason == REPLACING:
+                return  # the upgrade records the node's new build once it sees it available
             if current.status_reason == RECOVERING:
                 message = f"Finished recovery for cache nodes {current.cluster_id}: it is a replica in sync with the primary"
             elif current.status == ClusterStatus.REBOOTING:

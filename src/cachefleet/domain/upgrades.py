@@ -285,11 +285,13 @@ class Upgrades(UseCases):
 
     @staticmethod
     def starting_message(group: ReplicationGroup, current: EngineRelease, target: UpgradeTarget) -> str:
-        how = (
-            "shard by shard: in each, the replicas first, then a planned failover, then the old primary"
-            if group.cluster_enabled
-            else "the replicas first, then a planned failover, then the old primary"
-        )
+        alone = not any(ng.replica_cluster_ids for ng in group.node_groups)
+        if alone:
+            how = "each node saves its data and restarts on the new build (no replica to fail over to)"
+        elif group.cluster_enabled:
+            how = "shard by shard: in each, the replicas first, then a planned failover, then the old primary"
+        else:
+            how = "the replicas first, then a planned failover, then the old primary"
         return (
             f"Upgrading replication group {group.group_id} from {label(current)} to {label(target.release)}: {how}"
             + (f"; parameter group {target.parameter_group_name}" if target.parameter_group_name != group.parameter_group_name else "")

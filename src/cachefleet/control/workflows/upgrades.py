@@ -46,6 +46,7 @@ from cachefleet.domain.operations import (
     FailoverRequest,
     Operation,
     OperationKind,
+    UpgradeReason,
     begin,
     progressed,
 )
@@ -348,10 +349,10 @@ class UpgradeWorkflow:
     def _finished_message(resource: Resource, upgrade: EngineUpgrade, count: int) -> str:
         build = f"{LABELS.get(upgrade.engine, upgrade.engine)} {upgrade.engine_version}"
         where = " in its maintenance window" if upgrade.maintenance else ""
-        if upgrade.service_update is not None:
+        if upgrade.reason == UpgradeReason.SERVICE_UPDATE:
             return f"Service update {upgrade.service_update} applied to {resource.key}{where}: every node runs {build}"
-        if (getattr(resource, "engine", None), getattr(resource, "engine_version", None)) == (upgrade.engine, upgrade.engine_version):
-            return f"Nodes of {resource.key} restarted{where}: static parameters applied"
+        if upgrade.reason == UpgradeReason.STATIC_PARAMETERS:
+            return f"Nodes of {resource.key} restarted{where}: their static parameters took effect"
         return f"Engine upgrade of {resource.key} to {build} completed{where} ({count} node(s))"
 
     def _stop(self, group: ReplicationGroup, operation: Operation, members: Mapping[str, CacheCluster]) -> None:
