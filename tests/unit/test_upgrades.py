@@ -23,7 +23,13 @@ from cachefleet.domain.replication_groups import (
     NodeGroup,
     ReplicationGroup,
 )
-from cachefleet.domain.service_updates import ActionStatus, ServiceUpdate, derived_status, update_name, updates_in
+from cachefleet.domain.service_updates import (
+    ActionStatus,
+    ServiceUpdate,
+    derived_status,
+    update_name,
+    updates_in,
+)
 from cachefleet.domain.upgrades import choose_target, static_differences
 from cachefleet.domain.windows import Window, describe
 from cachefleet.store.sqlite import SqliteStore
