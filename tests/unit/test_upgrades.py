@@ -319,3 +319,40 @@ def test_apply_immediately_alone_starts_what_waits(world):
     assert operation.kind == OperationKind.UPGRADE and operation.upgrade.engine_version == "9.1.2"
     # Recorded and read back whole.
     assert store.get(Operation, "us-east-1", operation.key) == operation
+
+
+# ---------------------------------------------------------------------- the scheduler that wakes at the window
+async def test_the_maintenance_scheduler_wakes_at_the_window_start_of_its_clock():
+    import asyncio
+
+    from cachefleet.control.maintenance import MaintenanceScheduler
+    from inprocess import FakeClock
+
+    clock = FakeClock(SUNDAY + dt.timedelta(hours=4))
+    opens = SUNDAY + dt.timedelta(hours=5)
+    looks: list[dt.datetime] = []
+    scheduler = MaintenanceScheduler(clock=clock, next_wake=lambda now: opens if now < opens else None,
+                                     run=lambda now: looks.append(now) or [])
+    scheduler.start()
+    try:
+        for _ in range(200):
+            if looks:
+                break
+            await asyncio.sleep(0.005)
+        assert len(looks) == 1 and looks[0] < opens  # the first look, at start-up
+        await asyncio.sleep(0.05)
+        assert len(looks) == 1  # asleep until the window opens
+        clock.set(opens - dt.timedelta(seconds=0.05))
+        for _ in range(200):
+            if len(looks) > 1:
+                break
+            await asyncio.sleep(0.005)
+        assert len(looks) == 2 and opens <= looks[1] < opens + dt.timedelta(seconds=1)
+        scheduler.poke()
+        for _ in range(200):
+            if len(looks) > 2:
+                break
+            await asyncio.sleep(0.005)
+        assert len(looks) == 3  # a poke makes it look again
+    finally:
+        await scheduler.stop()

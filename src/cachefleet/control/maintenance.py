@@ -19,6 +19,7 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 LONGEST_SLEEP = 60.0  # the wall clock can jump (NTP, suspend): look at it again at least this often
+POKE_DELAY = 0.1  # a burst of changes (many API calls) makes one look, not one look each
 
 
 class WakingClock(Protocol):
@@ -95,3 +96,5 @@ class MaintenanceScheduler:
                 for task in waits:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if self._poked.is_set():
+                await asyncio.sleep(POKE_DELAY)
