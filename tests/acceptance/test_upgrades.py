@@ -203,11 +203,19 @@ def test_cluster_mode_upgrades_shard_by_shard_under_a_cluster_client(server, ec)
 
 
 def test_nodes_without_replicas_restart_on_their_saved_data(server, ec):
+    """A standalone cluster, a one-node group and a cluster of one-node shards: each node saves its
+    data and the new build starts on it (in cluster mode with its nodes.conf: same id, same slots)."""
     ec.create_cache_cluster(CacheClusterId="upg-solo", Engine="valkey", EngineVersion="8.1", CacheNodeType="cache.t4g.micro")
     ec.create_replication_group(ReplicationGroupId="upg-one", ReplicationGroupDescription="one node", Engine="redis",
                                 CacheNodeType="cache.t4g.micro", NumCacheClusters=1)
+    ec.create_replication_group(ReplicationGroupId="upg-shards", ReplicationGroupDescription="no replicas",
+                                Engine="redis", CacheNodeType="cache.t4g.micro", NumNodeGroups=2, ReplicasPerNodeGroup=0)
     solo = wait_cluster(ec, "upg-solo")["CacheNodes"][0]["Endpoint"]["Address"]
     one = wait_group(ec, "upg-one")["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    configuration = wait_group(ec, "upg-shards", timeout=60)["ConfigurationEndpoint"]["Address"]
+    sharded = RedisCluster(host=configuration, port=6379, socket_timeout=2)
+    for i in range(500):
+        sharded.set(f"sh:{i}", i)
     engine(solo).mset({f"s:{i}": i for i in range(1000)})
     engine(solo).set("ttl", "kept", ex=1000)
     engine(one).mset({f"o:{i}": i for i in range(1000)})
@@ -218,6 +226,11 @@ def test_nodes_without_replicas_restart_on_their_saved_data(server, ec):
 
     ec.modify_cache_cluster(CacheClusterId="upg-solo", EngineVersion="9.1", ApplyImmediately=True)
     ec.modify_replication_group(ReplicationGroupId="upg-one", Engine="valkey", EngineVersion="8.1", ApplyImmediately=True)
+    # Cluster mode, one node per shard: Redis OSS 7.0 straight to Valkey 9.1, each keeping its id and slots.
+    ids = {m: engine(members_of(ec, "upg-shards")[m]["ReadEndpoint"]["Address"]).execute_command("CLUSTER", "MYID")
+           for m in members_of(ec, "upg-shards")}
+    ec.modify_replication_group(ReplicationGroupId="upg-shards", Engine="valkey", EngineVersion="9.1",
+                                ApplyImmediately=True)
     wait_for(lambda: build_of(solo).startswith("valkey 9.1.") and engine(solo).dbsize() == 1001, timeout=60,
              what="the standalone node on 9.1 with its data")
     done = wait_cluster(ec, "upg-solo", timeout=60)
@@ -226,9 +239,18 @@ def test_nodes_without_replicas_restart_on_their_saved_data(server, ec):
     wait_group(ec, "upg-one", timeout=60)
     assert build_of(one).startswith("valkey 8.1.") and engine(one).dbsize() == 1000
     assert any("restarted on its saved data" in m for m in events_of(ec, "upg-solo"))
+    wait_group(ec, "upg-shards", timeout=120)
+    for cluster_id, member in members_of(ec, "upg-shards").items():
+        node = engine(member["ReadEndpoint"]["Address"])
+        assert build_of(member["ReadEndpoint"]["Address"]).startswith("valkey 9.1.")
+        assert node.execute_command("CLUSTER", "MYID") == ids[cluster_id]
+    sharded = RedisCluster(host=configuration, port=6379, socket_timeout=2)
+    assert all(sharded.get(f"sh:{i}") == str(i).encode() for i in range(500))
     ec.delete_cache_cluster(CacheClusterId="upg-solo")
     ec.delete_replication_group(ReplicationGroupId="upg-one")
+    ec.delete_replication_group(ReplicationGroupId="upg-shards")
     wait_group_gone(ec, "upg-one")
+    wait_group_gone(ec, "upg-shards")
 
 
 def test_a_control_plane_sigkill_mid_upgrade_resumes_at_the_next_start(make_server):

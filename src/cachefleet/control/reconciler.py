@@ -247,17 +247,18 @@ class Reconciler:
                 await self.sharded.cancel(group)  # its slots may be moving from or to the lost primary
             if await self.failover.run(group, node_group, members, trouble):
                 raise Retry(0.0, "")  # again at once, with the new primary
-        # Before the topology: a change reaches every running node now, whatever else the group is doing.
-        if await self.parameters.apply(members.values()):
-            self.scheduler.later(target, PARAMETER_RETRY)
-        # Before the topology too: a replaced node's record names its new build before the topology
-        # starts it (and a node stopped for an in-place restart starts on its saved data, not empty).
+        # Before the topology (and the parameters): a replaced node's record names its new build
+        # before the topology starts it, a process that predates its replacement is stopped before it
+        # is told the new family's parameters, and a node stopped for an in-place restart starts on
+        # its saved data, not empty.
         again = await self.upgrades.step(group)
         if again is not None:
             self.scheduler.later(target, again)
-        if again is not None:
             group = nodes.current(group) or group
             members = nodes.members(group)
+        # Before the topology: a change reaches every running node now, whatever else the group is doing.
+        if await self.parameters.apply(members.values()):
+            self.scheduler.later(target, PARAMETER_RETRY)
         try:
             if group.cluster_enabled:
                 await self.sharded.reconcile(group, members)

@@ -317,9 +317,13 @@ class UpgradeWorkflow:
             return  # under way (the failover runs before this step in the group's pass)
         now = nodes.clock.now()
         request = FailoverRequest(decision.node_group_id, FailoverKind.UPGRADE)
+        step = f"failing over {decision.node_group_id}"
         with nodes.store.transaction() as tx:
             tx.put(begin(group, OperationKind.FAILOVER, now=now, failover=request))
-            tx.put(progressed(operation, f"failing over {decision.node_group_id}", now=now))
+            if operation.step != step:
+                # Only the first request is progress: a failover called off again and again (no replica
+                # catches up) must still end at the upgrade's deadline.
+                tx.put(progressed(operation, step, now=now))
             tx.add_event(event_for(
                 group, f"Every replica of node group {decision.node_group_id} of {group.group_id} runs the new build: "
                        f"planned failover away from {decision.cluster_id}, which is replaced next", now,
