@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import fcntl
 import gc
 import ipaddress
@@ -23,6 +22,7 @@ from aiohttp import web
 from cachefleet.api.server import ApiServer
 from cachefleet.api.sigv4 import Authenticator, load_credentials
 from cachefleet.console.server import Console
+from cachefleet.control.maintenance import MaintenanceScheduler, SystemWakingClock, WakingClock
 from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.reconciler import Reconciler
 from cachefleet.control.warm import WarmPool
@@ -32,8 +32,10 @@ from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.cloudwatch import CloudWatch
 from cachefleet.domain.elasticache import ElastiCache
+from cachefleet.domain.identifiers import Region
 from cachefleet.domain.parameter_groups import Builds, BuildSettings
 from cachefleet.domain.replication_groups import ReplicationGroup
+from cachefleet.domain.resource import Resource
 from cachefleet.engine import config_probe
 from cachefleet.engine.catalog import Catalog
 from cachefleet.monitor.alarms import AlarmMonitor
@@ -62,11 +64,9 @@ def default_data_dir() -> Path:
     return Path(base) / "cachefleet"
 
 
-class SystemClock:
-    """The wall clock (UTC), the Clock the domain and control plane use outside tests."""
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+class SystemClock(SystemWakingClock):
+    """The wall clock (UTC), the Clock the domain and control plane use outside tests (the
+    maintenance scheduler sleeps on it until a window opens)."""
 
 
 @dataclass(frozen=True)
@@ -231,8 +231,10 @@ class Watched:
 class Cachefleet:
     """A running control plane."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: WakingClock | None = None) -> None:
+        """``clock``: the time everything runs on (tests give one they move; default the wall clock)."""
         self.settings = settings
+        self.clock: WakingClock = clock or SystemClock()
         host, port = parse_listen(settings.listen)
         self.host, self.port = host, port
         self.network = node_network(settings.node_network)
@@ -261,10 +263,12 @@ class Cachefleet:
         self.alarm_monitor: AlarmMonitor | None = None
         self.log_deliverer: LogDeliverer | None = None
         self.api: ApiServer | None = None
+        self.maintenance: MaintenanceScheduler | None = None
+        self.service: ElastiCache | None = None
 
     async def start(self) -> None:
         self._lock.acquire()
-        clock = SystemClock()
+        clock = self.clock
         self.store = SqliteStore(self.settings.data_dir / "state.db")
         os.chmod(self.settings.data_dir / "state.db", 0o600)
         provider = local.LocalProvider(self.settings.data_dir)
@@ -285,16 +289,32 @@ class Cachefleet:
             store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm, builds=builds
         )
         provider.on_exit = self.reconciler.on_node_exit
+        reconciler = self.reconciler
+
+        def changed(kind: type[Resource], region: str, key: str) -> None:
+            reconciler.on_change(kind, region, key)
+            if self.maintenance is not None:
+                self.maintenance.poke()  # the change may leave work waiting for a maintenance window
+
         service = ElastiCache(
             Dependencies(
                 store=self.store,
                 catalog=self.catalog,
                 clock=clock,
                 node_network=self.network,
-                on_change=self.reconciler.on_change,
+                on_change=changed,
                 warm=warm,
             ),
             builds=builds,
+        )
+        self.service = service
+        # Service updates are first seen (their release date) when the control plane starts with a new build.
+        for region in {self.settings.region} | {g.region for g in self.store.list(ReplicationGroup)} | {
+            c.region for c in self.store.list(CacheCluster)
+        }:
+            service.service_updates.refresh(Region(region))
+        self.maintenance = MaintenanceScheduler(
+            clock=clock, next_wake=service.maintenance.next_wake, run=service.maintenance.run
         )
         self.timeseries = TimeSeriesStore(self.settings.data_dir / "metrics")
         cloudwatch = CloudWatch(store=self.store, source=self.timeseries, clock=clock)
@@ -325,6 +345,7 @@ class Cachefleet:
             self._lock.release()
             raise StartupError(f"Cannot listen on {self.host}:{self.port}: {error.strerror}.") from None
         await self.reconciler.start()
+        self.maintenance.start()
         self.timeseries.prune()
         if self.settings.sample_interval > 0:
             await self.sampler.start()
@@ -381,6 +402,8 @@ class Cachefleet:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.maintenance is not None:
+            await self.maintenance.stop()
         if self.sampler is not None:
             await self.sampler.stop()
         if self.alarm_monitor is not None:

@@ -160,8 +160,10 @@ def test_modify_replication_group_rejects(ec, stable):
            ReplicationGroupId=stable, SecurityGroupIds=["sg-1"])
     expect("CacheParameterGroupNotFound", ec.modify_replication_group, status=404, says="nope",
            ReplicationGroupId=stable, CacheParameterGroupName="nope")
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="EngineVersion",
-           ReplicationGroupId=stable, EngineVersion="9.1")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="cannot downgrade",
+           ReplicationGroupId=stable, EngineVersion="8.1", ApplyImmediately=True)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="never Valkey to Redis OSS",
+           ReplicationGroupId=stable, Engine="redis", EngineVersion="7.0", ApplyImmediately=True)
     expect("InvalidParameterCombination", ec.modify_replication_group, says="UserGroupIdsToAdd",
            ReplicationGroupId=stable, UserGroupIdsToAdd=["group-1"])
     expect("InvalidParameterValue", ec.modify_replication_group, says="not a member",

@@ -242,7 +242,7 @@ def test_modify_cache_cluster(ec):
         "TopicArn": "arn:aws:sns:us-east-1:123456789012:ops", "TopicStatus": "inactive"
     }
     code, message, _ = code_of(ec.modify_cache_cluster, CacheClusterId="mod-me", EngineVersion="8.1")
-    assert code == "InvalidParameterCombination" and "EngineVersion" in message
+    assert code == "InvalidParameterCombination" and "cannot downgrade" in message
     started = ec.modify_cache_cluster(CacheClusterId="mod-me", CacheNodeType="cache.t4g.medium", ApplyImmediately=True)
     assert started["CacheCluster"]["CacheClusterStatus"] == "modifying"
     assert started["CacheCluster"]["PendingModifiedValues"] == {"CacheNodeType": "cache.t4g.medium"}

@@ -279,6 +279,28 @@ def test_refusals_print_the_api_message(cli, ec):
     ok(cli("delete", "cliblocked", "--wait"))
 
 
+def test_upgrade_now_with_progress_and_in_the_maintenance_window(cli, ec):
+    """`cachefleet upgrade`: a 2-node group moves to Valkey 9.1 (its nodes' builds show the progress),
+    an upgrade left for the window shows as pending, and a downgrade is refused with the server's words."""
+    ok(cli("create", "cliupg", "--engine-version", "8.1", "--replicas", "1", "--wait"))
+    endpoint = json.loads(ok(cli("show", "cliupg", "--json")))["shards"][0]["primary_endpoint"].split(":")[0]
+    engine(endpoint).set("kept", "yes")
+    done = cli("upgrade", "cliupg", "--engine-version", "9.1", "--wait")
+    assert "Upgrading cliupg to valkey 9.1" in ok(done)
+    assert "2/2 nodes on 9.1." in done.stderr  # the progress bar's last state
+    view = json.loads(ok(cli("show", "cliupg", "--json")))
+    assert {n["engine_version"] for n in view["nodes"]} == {view["engine_version"]} and view["upgrade"] is None
+    assert view["engine_version"].startswith("9.1.") and engine(endpoint).get("kept") == "yes"
+    failed(cli("upgrade", "cliupg", "--engine-version", "8.1"), "cannot downgrade", "(InvalidParameterCombination)")
+    ok(cli("create", "cliwin", "--engine-version", "8.1", "--wait"))
+    assert "waits for its maintenance window" in ok(cli("upgrade", "cliwin", "--engine-version", "9.1",
+                                                        "--in-maintenance-window"))
+    shown = ok(cli("show", "cliwin"))
+    assert "Engine upgrade" in shown and "waiting for the maintenance window" in shown and "→ 9.1." in shown
+    ok(cli("delete", "cliupg", "--wait"))
+    ok(cli("delete", "cliwin", "--wait"))
+
+
 def test_params_list_show_set_reset(cli, ec):
     """`cachefleet params`: a group's parameters set and reset on a cluster that uses it, for real."""
     ok(cli("params", "create", "cli-params", "--family", "valkey8"))

@@ -65,3 +65,27 @@ def test_parameter_group_page_sets_parameters_and_the_resource_page_shows_what_w
     ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="webparam-c", WaiterConfig={"Delay": 1})
     for name in ("webparams", "webparams-db"):
         ec.delete_cache_parameter_group(CacheParameterGroupName=name)
+
+
+def test_the_resource_page_shows_an_upgrade_waiting_and_its_progress(server, ec, page, screenshot):
+    ec.create_replication_group(ReplicationGroupId="webupg", ReplicationGroupDescription="upgrade", Engine="valkey",
+                                EngineVersion="8.1", CacheNodeType="cache.t4g.micro", NumCacheClusters=2,
+                                AutomaticFailoverEnabled=True)
+    wait_for(lambda: ec.describe_replication_groups(ReplicationGroupId="webupg")["ReplicationGroups"][0]["Status"]
+             == "available", what="webupg available")
+    ec.modify_replication_group(ReplicationGroupId="webupg", EngineVersion="9.1")  # waits for the window
+    page.goto(f"{server.url}/console/#/r/webupg")
+    progress = page.locator("#upgrade-progress")
+    expect(progress).to_have_attribute("data-state", "waiting for the maintenance window", timeout=TIMEOUT)
+    expect(progress).to_contain_text("0/2 nodes")
+    expect(page.locator('#pending-table tr[data-pending="EngineVersion"]').first).to_contain_text("9.1.")
+    expect(page.locator('#nodes-table tr[data-node="webupg-001"] .engine-version')).to_contain_text("→ 9.1.")
+    screenshot(page, "upgrade-pending")
+    # ApplyImmediately alone starts what waits: the page follows it to the end.
+    ec.modify_replication_group(ReplicationGroupId="webupg", ApplyImmediately=True)
+    expect(progress).to_have_count(0, timeout=TIMEOUT)
+    for member in ("webupg-001", "webupg-002"):
+        cell = page.locator(f'#nodes-table tr[data-node="{member}"] .engine-version')
+        expect(cell).to_have_text(re.compile(r"^9\.1\.\d+$"), timeout=TIMEOUT)
+    expect(page.locator("#no-pending")).to_be_visible()
+    ec.delete_replication_group(ReplicationGroupId="webupg")

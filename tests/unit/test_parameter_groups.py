@@ -284,7 +284,6 @@ def test_modify_cache_cluster_stores_settings_and_defers_a_node_type_change(serv
 @pytest.mark.parametrize(
     ("params", "error", "match"),
     [
-        ({"EngineVersion": "9.1"}, errors.InvalidParameterCombination, "EngineVersion"),
         ({"NumCacheNodes": 2}, errors.InvalidParameterValue, "exactly one node"),
         ({"NotificationTopicStatus": "on"}, errors.InvalidParameterValue, "active or inactive"),
         ({"SnapshotRetentionLimit": 36}, errors.InvalidParameterValue, "35 days"),

@@ -307,7 +307,9 @@ async def test_a_node_type_change_that_cannot_finish_is_given_up(world):
     use_cases.replication_groups.create("us-east-1", request)
     _available(store, "g")
     use_cases.replication_groups.modify(
-        "us-east-1", ModifyReplicationGroupRequest.parse({"ReplicationGroupId": "g", "CacheNodeType": "cache.m7g.large"})
+        "us-east-1", ModifyReplicationGroupRequest.parse(
+            {"ReplicationGroupId": "g", "CacheNodeType": "cache.m7g.large", "ApplyImmediately": True}
+        )
     )
     clock.at += dt.timedelta(minutes=11)
     with pytest.raises(Failed, match="node-type did not finish"):

@@ -1,4 +1,4 @@
-"""The everyday commands: create, ls, show, connect, failover, scale, delete, events, top, metrics.
+"""The everyday commands: create, ls, show, connect, failover, scale, upgrade, delete, events, top, metrics.
 
 Each is a thin layer over ``cachefleet.client.Fleet`` (ElastiCache and CloudWatch API calls
 on the endpoint given before the command) plus rich output. Failures raise ``ApiFailure``;
@@ -277,6 +277,51 @@ def scale(name: str, shards: int | None, replicas: int | None, wait: bool) -> No
 
 @click.command()
 @click.argument("name")
+@click.option("--engine-version", required=True, help="The version to move to, for example 8.1 or 9.1.")
+@click.option("--engine", type=click.Choice(["valkey", "redis"]), default=None,
+              help="valkey moves a Redis OSS group to Valkey (give --engine-version too).")
+@click.option("--parameter-group", default=None,
+              help="The parameter group of the new family (needed when the group uses a custom one).")
+@click.option("--in-maintenance-window", is_flag=True, help="Wait for the maintenance window instead of starting now.")
+@click.option("--wait", is_flag=True, help="Wait (with a progress bar) until every node runs the new build.")
+def upgrade(
+    name: str, engine_version: str, engine: str | None, parameter_group: str | None, in_maintenance_window: bool,
+    wait: bool,
+) -> None:
+    """Upgrade the engine of a replication group or standalone cluster, one node at a time.
+
+    Replicas first (each syncs before the next goes), then a planned failover, then the old
+    primary; a node without replicas saves its data and restarts on the new build. Downgrades
+    are refused, as on ElastiCache.
+    """
+    if wait and in_maintenance_window:
+        raise click.UsageError("--wait waits for an upgrade that starts now; drop --in-maintenance-window.")
+    client = fleet()
+    for line in client.upgrade(name, engine_version, engine=engine, parameter_group=parameter_group,
+                               immediately=not in_maintenance_window):
+        out.print(line)
+    if not wait:
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(), console=err, transient=False,
+    ) as progress:
+        task = progress.add_task(f"Upgrading {name}", total=None, detail="")
+
+        def update(resource: dict[str, Any]) -> None:
+            state = resource.get("upgrade")
+            total = len(resource["nodes"]) or 1
+            done = state["done"] if state else total
+            target = state["target"] if state else resource["engine_version"]
+            progress.update(task, total=total, completed=done,
+                            detail=f"{done}/{total} nodes on {target} · {resource['status']}")
+
+        view = client.wait(name, until="available", progress=update, interval=0.5)
+    out.print(render.resource(view))
+
+
+@click.command()
+@click.argument("name")
 @click.option("--wait", is_flag=True, help="Wait until it is gone.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def delete(name: str, wait: bool, yes: bool) -> None:
@@ -442,4 +487,4 @@ def metrics(
         out.print(f"{cluster_id:>24} {render.sparkline([v for _, v in values])}")
 
 
-COMMANDS = [create, list_command, show, connect, failover, scale, delete, events, top, metrics]
+COMMANDS = [create, list_command, show, connect, failover, scale, upgrade, delete, events, top, metrics]

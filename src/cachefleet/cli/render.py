@@ -72,6 +72,10 @@ def resource(view: Mapping[str, Any]) -> RenderableType:
         header.add_row("Replication group", str(view["replication_group_id"]))
     if view.get("parameter_group"):
         header.add_row("Parameter group", str(view["parameter_group"]))
+    upgrade = view.get("upgrade")
+    if upgrade:
+        header.add_row("Engine upgrade", Text(
+            f"to {upgrade['target']}: {upgrade['done']}/{upgrade['total']} nodes ({upgrade['state']})", style="yellow"))
     header.add_row("ARN", _or_dash(view.get("arn")))
     header.add_row("Created", _or_dash(view.get("created")))
     parts: list[RenderableType] = [header]
@@ -92,9 +96,12 @@ def resource(view: Mapping[str, Any]) -> RenderableType:
         parts.append(shards)
 
     nodes = Table(title="Nodes", title_justify="left")
-    for column in ("Cache cluster", "Node", "Shard", "Role", "Status", "Endpoint", "Zone"):
+    for column in ("Cache cluster", "Node", "Shard", "Role", "Status", "Endpoint", "Zone", "Engine version"):
         nodes.add_column(column, no_wrap=column in ("Endpoint", "Status"))
     for node in view["nodes"]:
+        version = _or_dash(node.get("engine_version"))
+        if node.get("pending_engine_version"):
+            version += f" → {node['pending_engine_version']}"
         nodes.add_row(
             str(node["cache_cluster_id"]),
             _or_dash(node["cache_node_id"]),
@@ -103,6 +110,7 @@ def resource(view: Mapping[str, Any]) -> RenderableType:
             status(node["status"]),
             _or_dash(node["endpoint"]),
             _or_dash(node["zone"]),
+            Text(version, style="yellow" if node.get("pending_engine_version") else ""),
         )
     parts.append(nodes)
     if view.get("pending"):

@@ -451,6 +451,39 @@ class Fleet:
         self.call("elasticache", "test_failover", ReplicationGroupId=group["id"], NodeGroupId=shard)
         return [f"Failing over shard {shard} of {group['id']} (TestFailover)."]
 
+    def upgrade(
+        self,
+        name: str,
+        engine_version: str,
+        *,
+        engine: str | None = None,
+        parameter_group: str | None = None,
+        immediately: bool = True,
+    ) -> list[str]:
+        """An engine upgrade of a replication group (ModifyReplicationGroup) or standalone cluster
+        (ModifyCacheCluster): now, or in its maintenance window."""
+        name = name.lower()
+        params: dict[str, Any] = {"EngineVersion": engine_version, "ApplyImmediately": immediately}
+        if engine is not None:
+            params["Engine"] = engine
+        if parameter_group is not None:
+            params["CacheParameterGroupName"] = parameter_group
+        if self._raw_group(name) is not None:
+            answer = self.call("elasticache", "modify_replication_group", ReplicationGroupId=name, **params)
+            started = answer["ReplicationGroup"]["Status"] == "modifying"
+        elif self._raw_cluster(name) is not None:
+            answer = self.call("elasticache", "modify_cache_cluster", CacheClusterId=name, **params)
+            started = answer["CacheCluster"]["CacheClusterStatus"] == "modifying"
+        else:
+            raise NotFound(f"No replication group or cache cluster named {name} in {self.region}.")
+        view = self.describe(name)
+        target = (view.get("upgrade") or {}).get("target", engine_version)
+        if immediately and started:
+            return [f"Upgrading {name} to {engine or view['engine']} {target}: {len(view['nodes'])} node(s), one at a time."]
+        if not immediately and view.get("upgrade"):
+            return [f"Upgrade of {name} to {target} waits for its maintenance window (see `cachefleet events {name}`)."]
+        return [f"{name} runs {view['engine']} {view['engine_version']}: nothing to upgrade."]
+
     # ------------------------------------------------------------------ waiting
     def wait(
         self,
@@ -612,6 +645,26 @@ def _node(cluster: dict[str, Any] | None, member: dict[str, Any], shard: str | N
         "created": _iso((cluster or {}).get("CacheClusterCreateTime")),
         "parameter_group": parameters.get("CacheParameterGroupName"),
         "parameter_status": parameters.get("ParameterApplyStatus"),
+        "pending_engine_version": ((cluster or {}).get("PendingModifiedValues") or {}).get("EngineVersion"),
+    }
+
+
+def _upgrade(nodes: Sequence[dict[str, Any]], status: str | None) -> dict[str, Any] | None:
+    """An engine upgrade in progress or waiting: its target and how many nodes run it already.
+
+    A member not yet on the new build keeps its pending EngineVersion until it is replaced, so the
+    nodes on the target and those still pending make the progress.
+    """
+    targets = {n["pending_engine_version"] for n in nodes if n.get("pending_engine_version")}
+    if not targets:
+        return None
+    target = sorted(targets)[-1]
+    done = sum(1 for n in nodes if n.get("engine_version") == target and not n.get("pending_engine_version"))
+    return {
+        "target": target,
+        "done": done,
+        "total": len(nodes),
+        "state": "in progress" if status == "modifying" else "waiting for the maintenance window",
     }
 
 
@@ -664,6 +717,7 @@ def _group_view(group: dict[str, Any], clusters: Iterable[dict[str, Any]]) -> di
         "nodes": nodes,
         "parameter_group": any_cluster.get("CacheParameterGroup", {}).get("CacheParameterGroupName"),
         "pending": _pending(group, by_id.values()),
+        "upgrade": _upgrade(nodes, group.get("Status")),
     }
 
 
@@ -689,6 +743,7 @@ def _cluster_view(cluster: dict[str, Any]) -> dict[str, Any]:
         "nodes": [node],
         "parameter_group": (cluster.get("CacheParameterGroup") or {}).get("CacheParameterGroupName"),
         "pending": _pending(None, [cluster]),
+        "upgrade": _upgrade([node], cluster.get("CacheClusterStatus")),
     }
 
 

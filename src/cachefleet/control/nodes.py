@@ -54,6 +54,8 @@ RECOVERING = "recovering"  # status_reason of a lost primary coming back as a re
 # costs a full resync of the whole data set. Only a node silent this long is hung.
 HUNG_PRIMARY_GRACE = 10.0
 HUNG_REPLICA_GRACE = 5.0
+REPLACING = "replacing"  # status_reason of a node restarting on another build (an engine upgrade)
+SHUTDOWN_TIMEOUT = 60.0  # seconds for a node to save its data and exit (SHUTDOWN SAVE)
 
 
 class Provider(Protocol):
@@ -63,7 +65,9 @@ class Provider(Protocol):
     def pid(self, key: str) -> int | None: ...
     def running(self) -> dict[str, int]: ...
     def node_dir(self, key: str) -> Path: ...
-    async def start(self, key: str, *, binary: Path, config: str, access: NodeAccess) -> int: ...
+    async def start(
+        self, key: str, *, binary: Path, config: str, access: NodeAccess, keep_data: bool = False
+    ) -> int: ...
     async def stop(self, key: str, *, graceful: bool = False, timeout: float = 5.0) -> None: ...
     def remove(self, key: str) -> None: ...
     def close(self) -> None: ...
@@ -232,6 +236,8 @@ class Nodes:
         role = "replica" if current.replication_group_id and not self.is_primary(current) else "primary"
         with self.store.transaction() as tx:
             tx.put(updated)
+            if current.status_reason == REPLACING:
+                return  # the upgrade records the node's new build once it sees it available
             if current.status_reason == RECOVERING:
                 message = f"Finished recovery for cache nodes {current.cluster_id}: it is a replica in sync with the primary"
             elif current.status == ClusterStatus.REBOOTING:
@@ -256,7 +262,10 @@ class Nodes:
             return
         key = node_key(cluster)
         if self.provider.pid(key) is None:
-            quiet = cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING) or cluster.status_reason == RECOVERING
+            quiet = (
+                cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING)
+                or cluster.status_reason in (RECOVERING, REPLACING)
+            )
             await self._start(cluster, replica_of, sharded=sharded)
             cause = "it had stopped answering" if key in self.observed.fenced_hung else "its engine process had stopped"
             # Cluster mode enabled starts every node without replica_of: the record says which it was.
@@ -347,7 +356,9 @@ class Nodes:
         self.provider.write_config(node_key(cluster), self.config(cluster, None, sharded=True))
         self.observed.binds[node_key(cluster)] = await admin.bound_addresses()
 
-    async def _start(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool) -> None:
+    async def _start(
+        self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, keep_data: bool = False
+    ) -> None:
         key = node_key(cluster)
         binary = self._binaries.binary(cluster.engine, cluster.engine_version)
         values = self.parameter_values(cluster)
@@ -359,7 +370,9 @@ class Nodes:
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:
-                await self.provider.start(key, binary=binary.server, config=config, access=self.access(cluster))
+                await self.provider.start(
+                    key, binary=binary.server, config=config, access=self.access(cluster), keep_data=keep_data
+                )
             except NodeStartFailed as failure:
                 last = failure
                 continue
@@ -498,6 +511,27 @@ class Nodes:
         self.record(cluster, message)
         self.observed.fenced_hung.add(key)
         await self.fence(key)
+
+    async def shut_down_saving(self, cluster: CacheCluster) -> None:
+        """Makes the node save its data and exit (SHUTDOWN SAVE): every write it acknowledged is in the
+        file its next process loads (``start_keeping_data``). The engine processes commands in order,
+        so nothing it answered can come after the save."""
+        key = node_key(cluster)
+        if self.provider.pid(key) is None:
+            return
+        try:
+            await self.admin(cluster).execute("SHUTDOWN", "SAVE")
+        except EngineError as error:
+            if error.__cause__ is None:
+                raise  # an error reply: the engine refused (it could not save) and keeps running
+        # The connection drops as the engine exits: wait until the process is gone.
+        await self.provider.stop(key, graceful=True, timeout=SHUTDOWN_TIMEOUT)
+        await self.forget(key)
+
+    async def start_keeping_data(self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool) -> None:
+        """Starts the node's engine (its record's build) on the data its last process saved."""
+        await self._start(cluster, replica_of, sharded=sharded, keep_data=True)
+        self.mark_checked(cluster)
 
     async def reboot(self, cluster: CacheCluster) -> bool:
         """Stops a rebooting node once (the next pass starts it again); False if it already was."""

@@ -2,9 +2,9 @@
 
 The reconciler routes every change to its resource's worker (control/scheduler.py) and
 composes each resource's pass from the workflows (control/workflows/): for a replication
-group, deadlines first, then its failovers, its parameters, its topology (cluster mode disabled
-or enabled), its node type, and settling it; for a standalone cache cluster, its one node and
-its parameters. A parameter group's change kicks every group and cluster that uses it. Every pass can
+group, deadlines first, then its failovers, its parameters, the next step of its engine upgrade,
+its topology (cluster mode disabled or enabled), its node type, and settling it; for a standalone
+cache cluster, its engine upgrade, its one node and its parameters. A parameter group's change kicks every group and cluster that uses it. Every pass can
 be interrupted by a crash and simply run again: processes are found again by the provider,
 engines are asked for their actual role and bound addresses, and nothing is started twice.
 """
@@ -24,6 +24,7 @@ from cachefleet.control.workflows.node_type import NodeTypeWorkflow
 from cachefleet.control.workflows.parameters import ParameterWorkflow
 from cachefleet.control.workflows.replication_group import ReplicationGroupWorkflow
 from cachefleet.control.workflows.sharded import ShardedTopology
+from cachefleet.control.workflows.upgrades import UpgradeWorkflow
 from cachefleet.domain.cache_clusters import CacheCluster
 from cachefleet.domain.operations import Operation, OperationKind, overdue
 from cachefleet.domain.parameter_groups import Builds, CacheParameterGroup
@@ -72,6 +73,7 @@ class Reconciler:
         self.node_type = NodeTypeWorkflow(self.nodes)
         self.clusters = CacheClusterWorkflow(self.nodes)
         self.parameters = ParameterWorkflow(self.nodes)
+        self.upgrades = UpgradeWorkflow(self.nodes)
         self._warm = warm
 
     # ------------------------------------------------------------------ wiring
@@ -171,7 +173,13 @@ class Reconciler:
                 self.scheduler.kick(Target(GROUP, cluster.region, cluster.replication_group_id))
                 return
             self._check_deadlines(target, cluster)
+            # Before the cluster's own workflow: a node stopped for an in-place restart must start on its
+            # saved data, not empty.
+            again = await self.upgrades.step_cluster(cluster)
+            cluster = self.store.get(CacheCluster, target.region, target.key) or cluster
             await self.clusters.reconcile(cluster)
+            if again is not None:
+                self.scheduler.later(target, again)
             current = self.store.get(CacheCluster, target.region, target.key)
             if current is not None and await self.parameters.apply([current]):
                 self.scheduler.later(target, PARAMETER_RETRY)
@@ -205,10 +213,15 @@ class Reconciler:
                     self.node_type.fail(group, reason)
                 elif operation.kind == OperationKind.FAILOVER:
                     self.failover.call_off(group, f"Failover of {group.group_id} called off: {reason}")
+                elif operation.kind == OperationKind.UPGRADE:
+                    self.upgrades.fail(group, reason)
                 group = self.store.get(ReplicationGroup, target.region, target.key) or group
         elif target.kind == CLUSTER:
             cluster = self.store.get(CacheCluster, target.region, target.key)
-            if cluster is not None and self._overdue(cluster):
+            late = self._overdue(cluster) if cluster is not None else []
+            if cluster is not None and any(o.kind == OperationKind.UPGRADE for o in late):
+                self.upgrades.fail_cluster(cluster, reason)
+            elif cluster is not None and late:
                 await self.clusters.fail(cluster, reason)
         self.scheduler.kick(target)
 
@@ -235,6 +248,15 @@ class Reconciler:
                 await self.sharded.cancel(group)  # its slots may be moving from or to the lost primary
             if await self.failover.run(group, node_group, members, trouble):
                 raise Retry(0.0, "")  # again at once, with the new primary
+        # Before the topology (and the parameters): a replaced node's record names its new build
+        # before the topology starts it, a process that predates its replacement is stopped before it
+        # is told the new family's parameters, and a node stopped for an in-place restart starts on
+        # its saved data, not empty.
+        again = await self.upgrades.step(group)
+        if again is not None:
+            self.scheduler.later(target, again)
+            group = nodes.current(group) or group
+            members = nodes.members(group)
         # Before the topology: a change reaches every running node now, whatever else the group is doing.
         if await self.parameters.apply(members.values()):
             self.scheduler.later(target, PARAMETER_RETRY)

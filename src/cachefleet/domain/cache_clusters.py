@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from cachefleet.domain import identifiers, nodetypes, validation
+from cachefleet.domain import identifiers, nodetypes, validation, windows
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
 from cachefleet.domain.engines import EngineRelease, release_of, resolve_engine
 from cachefleet.domain.errors import (
@@ -78,10 +78,17 @@ class CacheNode:
 @dataclass(frozen=True)
 class PendingModifiedValues:
     """Changes asked for with ApplyImmediately false: they wait for the cluster's maintenance window
-    (the maintenance work applies them; Describe shows them as PendingModifiedValues)."""
+    (domain/maintenance.py starts them; Describe shows them as PendingModifiedValues).
+
+    An engine change also carries the engine (Redis OSS to Valkey) and the parameter group the node
+    runs with on the new build; Describe shows its EngineVersion only, as ElastiCache does. A member
+    of a group being upgraded keeps its pending EngineVersion until its node runs the new build.
+    """
 
     node_type: str | None = None
     engine_version: str | None = None
+    engine: str | None = None
+    parameter_group_name: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -278,6 +285,7 @@ class ModifyCacheClusterRequest:
     node_type: str | None = None
     parameter_group_name: str | None = None
     engine: str | None = None
+    engine_version: str | None = None
     maintenance_window: str | None = None
     auto_minor_version_upgrade: bool | None = None
     snapshot_window: str | None = None
@@ -297,10 +305,6 @@ class ModifyCacheClusterRequest:
                 f"Invalid NumCacheNodes {params['NumCacheNodes']}: a Valkey or Redis OSS cache cluster has exactly "
                 "one node; add replicas with a replication group instead."
             )
-        if "EngineVersion" in params:
-            raise InvalidParameterCombination(
-                f"{operation}: EngineVersion (an engine upgrade) is not supported by Cachefleet yet; omit EngineVersion."
-            )
         status = params.get("NotificationTopicStatus")
         if status is not None and status not in NOTIFICATION_STATUSES:
             raise InvalidParameterValue(
@@ -316,6 +320,7 @@ class ModifyCacheClusterRequest:
             node_type=nodetypes.check_node_type(params["CacheNodeType"]) if "CacheNodeType" in params else None,
             parameter_group_name=params.get("CacheParameterGroupName"),
             engine=str(params["Engine"]).lower() if "Engine" in params else None,
+            engine_version=str(params["EngineVersion"]) if "EngineVersion" in params else None,
             maintenance_window=validation.maintenance_window(window) if window is not None else None,
             auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade"),
             snapshot_window=validation.snapshot_window(snapshot_window) if snapshot_window is not None else None,
@@ -403,6 +408,35 @@ class SecurityGroupLookup(Protocol):
     def check_names(self, region: Region, names: Sequence[str] | None) -> tuple[str, ...] | None: ...
 
 
+class EnginePlan(Protocol):
+    """What an engine change (or pending work started now) records: the members, the work, an event."""
+
+    @property
+    def members(self) -> tuple[CacheCluster, ...]: ...
+
+    @property
+    def operations(self) -> tuple[Operation, ...]: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class EngineUpgradePlanner(Protocol):
+    """Engine upgrades' rules and records (``domain/upgrades.py``); ``group`` is a ReplicationGroup."""
+
+    def plan_group(
+        self, group: Any, members: Sequence[CacheCluster], *, engine: str | None, version: str | None,
+        parameter_group_name: str | None, immediately: bool,
+    ) -> EnginePlan | None: ...
+
+    def plan_cluster(
+        self, cluster: CacheCluster, *, engine: str | None, version: str | None, parameter_group_name: str | None,
+        immediately: bool,
+    ) -> EnginePlan | None: ...
+
+    def start_pending(self, resource: Any, members: Sequence[CacheCluster]) -> EnginePlan | None: ...
+
+
 class GroupMembership(Protocol):
     """Clusters joining and leaving replication groups (``domain/replication_groups.py``)."""
 
@@ -422,12 +456,14 @@ class CacheClusters(UseCases):
         membership: GroupMembership,
         parameter_groups: ParameterGroupLookup,
         security_groups: SecurityGroupLookup,
+        upgrades: EngineUpgradePlanner | None = None,
     ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
         self._membership = membership
         self._parameter_groups = parameter_groups
         self._security_groups = security_groups
+        self._upgrades = upgrades
 
     def create(self, region: Region, request: CreateCacheClusterRequest) -> CacheCluster:
         if self._store.get(CacheCluster, region, request.cluster_id) is not None:
@@ -484,13 +520,8 @@ class CacheClusters(UseCases):
                 f"Cache cluster {cluster.cluster_id} is {cluster.status}; it can be modified once it is available.",
                 resource="CacheCluster",
             )
-        if request.engine is not None and request.engine != cluster.engine:
-            raise InvalidParameterCombination(
-                f"ModifyCacheCluster: Engine {request.engine} (an engine change of {cluster.engine}) is not supported "
-                "by Cachefleet yet; omit Engine."
-            )
         if cluster.replication_group_id is not None:
-            shared = [m for m in _GROUP_WIDE if m in request.given and m != "Engine"]
+            shared = [m for m in _GROUP_WIDE if m in request.given and (m != "Engine" or request.engine != cluster.engine)]
             if shared:
                 raise InvalidParameterCombination(
                     f"Cache cluster {cluster.cluster_id} is a member of replication group {cluster.replication_group_id}, "
@@ -507,32 +538,60 @@ class CacheClusters(UseCases):
             changes["cache_security_group_names"] = self._security_groups.check_names(
                 region, request.cache_security_group_names
             )
-        if request.parameter_group_name is not None:
+        plan: EnginePlan | None = None
+        if request.engine_version is not None or (request.engine is not None and request.engine != cluster.engine):
+            if self._upgrades is None:
+                raise InvalidParameterCombination("ModifyCacheCluster: engine upgrades are not available here.")
+            plan = self._upgrades.plan_cluster(
+                cluster, engine=request.engine, version=request.engine_version,
+                parameter_group_name=request.parameter_group_name, immediately=request.apply_immediately,
+            )
+        # With an engine upgrade, a parameter group named is the new family's: the node takes it with the new build.
+        group_goes_with_engine = plan is not None and any(m.pending.parameter_group_name for m in plan.members)
+        if request.parameter_group_name is not None and not group_goes_with_engine:
             release = release_of(self._catalog.releases(), cluster.engine, cluster.engine_version)
             changes["parameter_group_name"] = self._parameter_groups.resolve(
                 region, request.parameter_group_name, release, cluster_mode=False
             ).name
+        base = plan.members[0] if plan is not None else cluster
         operation: Operation | None = None
         if request.node_type is not None:
-            pending, operation = self._node_type_change(cluster, request.node_type, immediately=request.apply_immediately)
+            pending, operation = self._node_type_change(base, request.node_type, immediately=request.apply_immediately)
             changes["pending"] = pending
+        elif plan is None and request.apply_immediately and cluster.replication_group_id is None and self._upgrades:
+            plan = self._upgrades.start_pending(cluster, [cluster])
+            base = plan.members[0] if plan is not None else cluster
         changed = sorted(k for k, v in changes.items() if getattr(cluster, k) != v)
-        if not changed and operation is None:
+        if not changed and operation is None and plan is None:
             return cluster
-        updated = replace(cluster, **changes)
-        if operation is not None:
+        updated = replace(base, **changes)
+        operations = (*(plan.operations if plan is not None else ()), *((operation,) if operation is not None else ()))
+        if operations:
             updated = replace(updated, status=ClusterStatus.MODIFYING)
         with self._store.transaction() as tx:
             tx.put(updated)
+            for started in operations:
+                tx.put(started)
+            messages = []
             if operation is not None:
-                tx.put(operation)
-            what = ", ".join(changed + (["node type"] if operation is not None else []))
-            message = f"Cache cluster {cluster.cluster_id} modified: {what}"
-            if operation is not None:
-                message = f"Scaling cache cluster {cluster.cluster_id} from {cluster.node_type} to {operation.node_type}"
-            elif "pending" in changed and updated.pending.node_type is not None:
-                message += f" ({updated.pending.node_type} waits for the maintenance window {updated.preferred_maintenance_window})"
-            self._event(tx, updated, message)
+                messages.append(f"Scaling cache cluster {cluster.cluster_id} from {cluster.node_type} to {operation.node_type}")
+            others = [c for c in changed if c != "pending"]
+            if others:
+                messages.append(f"Cache cluster {cluster.cluster_id} modified: {', '.join(others)}")
+            if operation is None and updated.pending.node_type != cluster.pending.node_type:
+                if updated.pending.node_type is not None:
+                    opens = windows.Window.parse(updated.preferred_maintenance_window).opens_at_or_after(self._clock.now())
+                    messages.append(
+                        f"Cache cluster {cluster.cluster_id}: node type change from {cluster.node_type} to "
+                        f"{updated.pending.node_type} is pending; it waits for the maintenance window "
+                        f"{updated.preferred_maintenance_window} (next at {windows.describe(opens)})"
+                    )
+                elif plan is None:
+                    messages.append(f"Pending node type change of cache cluster {cluster.cluster_id} cancelled")
+            if plan is not None:
+                messages.append(plan.message)
+            for message in messages:
+                self._event(tx, updated, message)
         self._changed(updated)
         return updated
 

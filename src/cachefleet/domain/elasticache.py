@@ -10,13 +10,16 @@ from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheClusters
 from cachefleet.domain.engine_versions import EngineVersions
 from cachefleet.domain.event_log import EventLog
+from cachefleet.domain.maintenance import Maintenance
 from cachefleet.domain.parameter_groups import Builds, ParameterGroups
 from cachefleet.domain.replicas import Replicas
 from cachefleet.domain.replication_groups import ReplicationGroups
 from cachefleet.domain.security_groups import SecurityGroups
+from cachefleet.domain.service_updates import ServiceUpdates
 from cachefleet.domain.shards import Shards
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
+from cachefleet.domain.upgrades import Upgrades
 
 
 class ElastiCache:
@@ -32,17 +35,22 @@ class ElastiCache:
         self.subnet_groups = SubnetGroups(deps)
         self.parameter_groups = ParameterGroups(deps, builds=builds)
         self.security_groups = SecurityGroups(deps)
+        self.upgrades = Upgrades(deps, parameter_groups=self.parameter_groups)
         self.replication_groups = ReplicationGroups(
             deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups,
-            security_groups=self.security_groups,
+            security_groups=self.security_groups, upgrades=self.upgrades,
         )
         self.cache_clusters = CacheClusters(
             deps, subnet_groups=self.subnet_groups, membership=self.replication_groups,
-            parameter_groups=self.parameter_groups, security_groups=self.security_groups,
+            parameter_groups=self.parameter_groups, security_groups=self.security_groups, upgrades=self.upgrades,
         )
         self.shards = Shards(deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups)
         self.replicas = Replicas(deps, subnet_groups=self.subnet_groups)
         self.availability = Availability(deps)
         self.engine_versions = EngineVersions(deps)
         self.tagging = Tagging(deps)
+        self.service_updates = ServiceUpdates(deps, upgrades=self.upgrades)
+        self.maintenance = Maintenance(
+            deps, upgrades=self.upgrades, service_updates=self.service_updates, parameters=self.parameter_groups
+        )
         self.events = EventLog(deps)

@@ -26,4 +26,11 @@ class EngineVersions(UseCases):
             releases = [r for r in releases if r.family == family]
         if default_only:
             releases = newest_per_engine(releases)
-        return sorted(releases, key=lambda r: (r.engine, version_key(r.version)))
+        # One version per minor release, as ElastiCache offers: the newest patch build (what a new
+        # cluster asking for that major.minor gets; older builds are service updates' business).
+        newest: dict[tuple[str, str], EngineRelease] = {}
+        for release in releases:
+            key = (release.engine, release.major_minor)
+            if key not in newest or version_key(release.version) > version_key(newest[key].version):
+                newest[key] = release
+        return sorted(newest.values(), key=lambda r: (r.engine, version_key(r.version)))

@@ -21,11 +21,12 @@ from cachefleet.domain.ports import StateStore
 from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.domain.resource import Kind
 from cachefleet.domain.security_groups import CacheSecurityGroup
+from cachefleet.domain.service_updates import ServiceUpdate, UpdateAction
 from cachefleet.domain.subnet_groups import CacheSubnetGroup
 
 STORED: tuple[type, ...] = (
     ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
-    CacheSecurityGroup,
+    CacheSecurityGroup, ServiceUpdate, UpdateAction,
 )
 
 FUTURE: tuple[Kind, ...] = (

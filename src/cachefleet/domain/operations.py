@@ -28,6 +28,7 @@ class OperationKind(StrEnum):
     RESHARD = "reshard"  # ModifyReplicationGroupShardConfiguration
     NODE_TYPE = "node-type"  # vertical scaling
     FAILOVER = "failover"  # a planned failover (TestFailover, reboot of a primary, switchover)
+    UPGRADE = "upgrade"  # a rolling replacement of nodes: engine upgrade, service update, static parameters
 
 
 # How long an operation may go without progress before it is failed.
@@ -37,6 +38,8 @@ ALLOWANCE: dict[OperationKind, dt.timedelta] = {
     OperationKind.RESHARD: dt.timedelta(minutes=10),
     OperationKind.NODE_TYPE: dt.timedelta(minutes=10),
     OperationKind.FAILOVER: dt.timedelta(minutes=2),
+    # Per node replaced: a full sync of a large data set takes a while.
+    OperationKind.UPGRADE: dt.timedelta(minutes=15),
 }
 
 
@@ -60,6 +63,7 @@ class FailoverKind(StrEnum):
     TEST = "test"  # TestFailover
     REBOOT = "reboot"  # RebootCacheCluster of a primary
     SWITCHOVER = "switchover"  # ModifyReplicationGroup PrimaryClusterId
+    UPGRADE = "upgrade"  # every replica of the shard runs the new build: one of them takes over
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,38 @@ class FailoverRequest:
     node_group_id: str
     kind: FailoverKind
     target_cluster_id: str | None = None
+
+
+class UpgradeReason(StrEnum):
+    """Why a group's or cluster's nodes are being replaced one by one."""
+
+    ENGINE_UPGRADE = "engine-upgrade"  # ModifyReplicationGroup / ModifyCacheCluster EngineVersion (or Engine)
+    SERVICE_UPDATE = "service-update"  # BatchApplyUpdateAction, or AutoMinorVersionUpgrade in the window
+    STATIC_PARAMETERS = "static-parameters"  # the maintenance window restarts nodes waiting for a reboot
+
+
+@dataclass(frozen=True)
+class EngineUpgrade:
+    """A rolling replacement's plan and where it is (an UPGRADE operation).
+
+    Every node not yet on the target build (or, with ``restart_pending_reboot``, waiting for a
+    reboot to take static parameters) is replaced in turn. ``replacing`` is the node being
+    replaced now and ``replacing_pid`` the process it had when it was stopped, so that after a
+    control-plane crash an adopted process that predates the replacement is recognised.
+    """
+
+    engine: str
+    engine_version: str
+    parameter_group_name: str  # the parameter group every node runs with afterwards
+    reason: UpgradeReason = UpgradeReason.ENGINE_UPGRADE
+    service_update: str | None = None
+    initiated_by: str = "customer"  # "customer" or "system" (ElastiCache's NodeUpdateInitiatedBy)
+    maintenance: bool = False  # started by the maintenance window
+    restart_pending_reboot: bool = False
+    replacing: str | None = None
+    replacing_pid: int | None = None
+    in_place: bool = False  # a node without replicas restarts on its own saved data
+    stopping: bool = False  # BatchStopUpdateAction: end once the node in progress is done
 
 
 @dataclass(frozen=True)
@@ -87,6 +123,7 @@ class Operation:
     resharding: Resharding | None = None
     node_type: str | None = None
     failover: FailoverRequest | None = None
+    upgrade: EngineUpgrade | None = None
 
     @property
     def key(self) -> str:
@@ -105,6 +142,7 @@ def begin(
     resharding: Resharding | None = None,
     node_type: str | None = None,
     failover: FailoverRequest | None = None,
+    upgrade: EngineUpgrade | None = None,
 ) -> Operation:
     """A new operation on ``resource``, due within its kind's allowance."""
     return Operation(
@@ -118,6 +156,7 @@ def begin(
         resharding=resharding,
         node_type=node_type,
         failover=failover,
+        upgrade=upgrade,
     )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from cachefleet.domain import identifiers, nodetypes, slots, validation
+from cachefleet.domain import identifiers, nodetypes, slots, validation, windows
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import (
     DEFAULT_MAINTENANCE_WINDOW,
@@ -31,6 +31,8 @@ from cachefleet.domain.cache_clusters import (
     CacheNode,
     ClusterStatus,
     CreateCacheClusterRequest,
+    EnginePlan,
+    EngineUpgradePlanner,
     NodeStatus,
     ParameterGroupLookup,
     SecurityGroupLookup,
@@ -493,8 +495,6 @@ _MODIFY_UNSUPPORTED: dict[str, Any] = {
     "NodeGroupId": None,
     "NotificationTopicArn": None,
     "NotificationTopicStatus": None,
-    "EngineVersion": None,
-    "Engine": None,
     "SnapshotRetentionLimit": 0,
     "AuthToken": None,
     "AuthTokenUpdateStrategy": None,
@@ -525,6 +525,9 @@ class ModifyReplicationGroupRequest:
     parameter_group_name: str | None = None
     security_group_ids: tuple[str, ...] | None = None
     cache_security_group_names: tuple[str, ...] | None = None
+    engine: str | None = None
+    engine_version: str | None = None
+    apply_immediately: bool = False
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
@@ -559,6 +562,9 @@ class ModifyReplicationGroupRequest:
             cache_security_group_names=(
                 tuple(params["CacheSecurityGroupNames"]) if params.get("CacheSecurityGroupNames") is not None else None
             ),
+            engine=str(params["Engine"]).lower() if "Engine" in params else None,
+            engine_version=str(params["EngineVersion"]) if "EngineVersion" in params else None,
+            apply_immediately=bool(params.get("ApplyImmediately", False)),
         )
 
 
@@ -616,11 +622,13 @@ class ReplicationGroups(GroupUseCases):
         subnet_groups: SubnetGroupLookup,
         parameter_groups: ParameterGroupLookup,
         security_groups: SecurityGroupLookup,
+        upgrades: EngineUpgradePlanner | None = None,
     ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
         self._parameter_groups = parameter_groups
         self._security_groups = security_groups
+        self._upgrades = upgrades
 
     # ------------------------------------------------------------------ create
     def create(self, region: Region, request: CreateReplicationGroupRequest) -> ReplicationGroup:
@@ -875,7 +883,11 @@ class ReplicationGroups(GroupUseCases):
         if request.primary_cluster_id is not None:
             return self._switchover(group, request.primary_cluster_id)
         if request.node_type is not None:
-            return self._change_node_type(group, request.node_type)
+            return self._change_node_type(group, request.node_type, immediately=request.apply_immediately)
+        upgrading = request.engine is not None or request.engine_version is not None
+        plan = self._engine_change(group, request) if upgrading else None
+        # With an engine upgrade, a parameter group named is the new family's: nodes take it with the new build.
+        group_goes_with_engine = plan is not None and any(m.pending.parameter_group_name for m in plan.members)
         changes: dict[str, Any] = {}
         if request.description is not None:
             changes["description"] = request.description
@@ -889,7 +901,7 @@ class ReplicationGroups(GroupUseCases):
             changes["log_delivery"] = log_deliveries(
                 request.log_delivery_configurations, existing=group.log_delivery, operation="ModifyReplicationGroup"
             )
-        if request.parameter_group_name is not None:
+        if request.parameter_group_name is not None and not group_goes_with_engine:
             # Applied as soon as possible (dynamic parameters at once, static ones at each node's reboot):
             # ElastiCache has no PendingModifiedValues member for it.
             release = release_of(self._catalog.releases(), group.engine, group.engine_version)
@@ -901,19 +913,45 @@ class ReplicationGroups(GroupUseCases):
                 region, request.cache_security_group_names
             )
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
-        if not changed:
+        if plan is None and request.apply_immediately and not upgrading:
+            plan = self._pending_now(group)
+        if not changed and plan is None:
             return group
         updated = replace(group, **changed)
+        if plan is not None and plan.operations:
+            updated = replace(updated, status=GroupStatus.MODIFYING)
         member_changes = {k: v for k, v in changed.items() if k in _MEMBER_SETTINGS}
+        members = {c.cluster_id: c for c in self._members(updated)}
+        if plan is not None:
+            members.update({c.cluster_id: c for c in plan.members})
         with self._store.transaction() as tx:
             tx.put(updated)
-            if member_changes:
-                for cluster in self._members(updated):
+            if member_changes or plan is not None:
+                for cluster in members.values():
                     tx.put(replace(cluster, **member_changes))
-            self._event(tx, updated, f"Replication group {group.group_id} modified: {', '.join(sorted(changed))}")
-        if "parameter_group_name" in changed:
+            if changed:
+                self._event(tx, updated, f"Replication group {group.group_id} modified: {', '.join(sorted(changed))}")
+            if plan is not None:
+                for operation in plan.operations:
+                    tx.put(operation)
+                self._event(tx, updated, plan.message)
+        if "parameter_group_name" in changed or plan is not None:
             self._changed(updated)
         return updated
+
+    def _engine_change(self, group: ReplicationGroup, request: ModifyReplicationGroupRequest) -> EnginePlan | None:
+        if self._upgrades is None:
+            raise InvalidParameterCombination("ModifyReplicationGroup: engine upgrades are not available here.")
+        return self._upgrades.plan_group(
+            group, self._members(group), engine=request.engine, version=request.engine_version,
+            parameter_group_name=request.parameter_group_name, immediately=request.apply_immediately,
+        )
+
+    def _pending_now(self, group: ReplicationGroup) -> EnginePlan | None:
+        """ApplyImmediately without a change of its own: what waits for the window starts now."""
+        if self._upgrades is None:
+            return None
+        return self._upgrades.start_pending(group, self._members(group))
 
     @staticmethod
     def _failover_settings(group: ReplicationGroup, request: ModifyReplicationGroupRequest) -> dict[str, Any]:
@@ -953,12 +991,37 @@ class ReplicationGroups(GroupUseCases):
             self._begin(group, OperationKind.FAILOVER, failover=request),
         )
 
-    def _change_node_type(self, group: ReplicationGroup, node_type: str) -> ReplicationGroup:
+    def _change_node_type(self, group: ReplicationGroup, node_type: str, *, immediately: bool) -> ReplicationGroup:
+        """Now with ApplyImmediately; otherwise every member's PendingModifiedValues holds it until the
+        maintenance window (asking for the current node type cancels a pending change)."""
+        members = self._members(group)
+        waiting = [m for m in members if m.pending.node_type is not None]
         if node_type == group.node_type:
+            if waiting and not immediately:
+                with self._store.transaction() as tx:
+                    for member in waiting:
+                        tx.put(replace(member, pending=replace(member.pending, node_type=None)))
+                    self._event(tx, group, f"Pending node type change of replication group {group.group_id} cancelled")
+                self._changed(group)
+                return group
             raise InvalidParameterCombination(f"Replication group {group.group_id} already uses {node_type}.")
+        if not immediately:
+            opens = windows.Window.parse(group.preferred_maintenance_window).opens_at_or_after(self._clock.now())
+            with self._store.transaction() as tx:
+                for member in members:
+                    tx.put(replace(member, pending=replace(member.pending, node_type=node_type)))
+                self._event(
+                    tx, group,
+                    f"Replication group {group.group_id}: node type change from {group.node_type} to {node_type} is "
+                    f"pending; it waits for the maintenance window {group.preferred_maintenance_window} (next at "
+                    f"{windows.describe(opens)})",
+                )
+            self._changed(group)
+            return group
+        cleared = [replace(m, pending=replace(m.pending, node_type=None)) for m in waiting]
         return self._start_modifying(
             group, f"Scaling replication group {group.group_id} from {group.node_type} to {node_type}",
-            self._begin(group, OperationKind.NODE_TYPE, node_type=node_type),
+            self._begin(group, OperationKind.NODE_TYPE, node_type=node_type), records=cleared,
         )
 
     # ------------------------------------------------------------------ delete, describe

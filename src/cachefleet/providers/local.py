@@ -100,8 +100,12 @@ class LocalProvider:
         return dict(self._pids)
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, key: str, *, binary: Path, config: str, access: NodeAccess) -> int:
-        """Starts the node (or returns the pid of the one already running) once it answers PING."""
+    async def start(self, key: str, *, binary: Path, config: str, access: NodeAccess, keep_data: bool = False) -> int:
+        """Starts the node (or returns the pid of the one already running) once it answers PING.
+
+        ``keep_data``: the engine loads what its previous process saved (a node restarted in place
+        on another build); otherwise it starts empty.
+        """
         self._loop = asyncio.get_running_loop()
         existing = self._pids.get(key)
         if existing is not None:
@@ -109,7 +113,8 @@ class LocalProvider:
         directory = self.node_dir(key)
         # A node starts empty, as ElastiCache nodes without persistence do: never from a
         # file a previous run left behind (a replication sync file, say).
-        shutil.rmtree(directory / "data", ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(directory / "data", ignore_errors=True)
         (directory / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
         config_path = self.write_config(key, config)
         stdout_path = directory / "stdout.log"

@@ -13,10 +13,12 @@ from cachefleet.api.elasticache import (
     parameter_groups,
     replication_groups,
     security_groups,
+    service_updates,
     subnet_groups,
     tags,
 )
 
 FAMILIES = (
     replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
+    service_updates,
 )

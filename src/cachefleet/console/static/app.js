@@ -413,6 +413,9 @@ function renderSummary(summary, view) {
     ["Configuration endpoint", view.configuration_endpoint],
     ["Replication group", view.replication_group_id],
     ["Parameter group", view.parameter_group ? h("a", { href: `#/p/${encodeURIComponent(view.parameter_group)}`, id: "parameter-group-link" }, view.parameter_group) : null],
+    ["Engine upgrade", view.upgrade ? h("span", { id: "upgrade-progress", "data-state": view.upgrade.state },
+      h("progress", { max: String(view.upgrade.total), value: String(view.upgrade.done) }),
+      ` to ${view.upgrade.target}: ${view.upgrade.done}/${view.upgrade.total} nodes (${view.upgrade.state})`) : null],
     ["Connect", connectCommand(view)],
     ["ARN", view.arn],
     ["Created", view.created ? new Date(view.created).toLocaleString() : null],
@@ -482,7 +485,9 @@ function renderNodes(box, view) {
     h("tbody", {}, ...view.nodes.map((n) => h("tr", { "data-node": n.cache_cluster_id, "data-role": n.role },
       h("td", {}, n.cache_cluster_id), h("td", {}, dash(n.cache_node_id)), h("td", {}, dash(n.shard)),
       h("td", { class: `role-${n.role}` }, dash(n.role)), h("td", {}, statusBadge(n.status)),
-      h("td", { class: "mono endpoint" }, dash(n.endpoint)), h("td", {}, dash(n.zone)), h("td", {}, dash(n.engine_version)),
+      h("td", { class: "mono endpoint" }, dash(n.endpoint)), h("td", {}, dash(n.zone)),
+      h("td", { class: "engine-version", "data-pending-version": n.pending_engine_version || "" },
+        dash(n.engine_version) + (n.pending_engine_version ? ` → ${n.pending_engine_version}` : "")),
       h("td", { class: "parameters" }, applyBadge(n.parameter_status)))))));
 }
 

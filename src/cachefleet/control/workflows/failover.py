@@ -72,6 +72,7 @@ def decide(
             FailoverKind.TEST: "Test Failover API called",
             FailoverKind.REBOOT: f"cache cluster {primary.cluster_id} is being rebooted",
             FailoverKind.SWITCHOVER: f"PrimaryClusterId changed to {request.target_cluster_id}",
+            FailoverKind.UPGRADE: "engine upgrade: every replica runs the new build",
         }
         return Trouble(reasons[request.kind], planned=True, kind=request.kind, target=request.target_cluster_id)
     if group.automatic_failover != "enabled" or primary.status in (ClusterStatus.CREATING, ClusterStatus.DELETING):

@@ -21,7 +21,7 @@ from cachefleet.providers.local import NodeStartFailed
 log = logging.getLogger(__name__)
 
 # Operations that keep a group modifying until the workflow that owns them ends them.
-_OWNED_ELSEWHERE = (OperationKind.RESHARD, OperationKind.FAILOVER, OperationKind.NODE_TYPE)
+_OWNED_ELSEWHERE = (OperationKind.RESHARD, OperationKind.FAILOVER, OperationKind.NODE_TYPE, OperationKind.UPGRADE)
 
 
 class ReplicationGroupWorkflow:
