@@ -51,6 +51,8 @@ _COMMON: dict[str, ErrorKind] = {
     "ValidationError": ErrorKind(400, True),
     "Throttling": ErrorKind(400, True),
     "SerializationException": ErrorKind(400, True),
+    "AccessDenied": ErrorKind(403, True),
+    "AccessDeniedException": ErrorKind(400, True),
     "InternalFailure": ErrorKind(500, False),
     "ServiceUnavailable": ErrorKind(503, False),
 }
@@ -81,6 +83,10 @@ _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
     (domain.TagNotFound, "Tag"): "TagNotFoundFault",
     (domain.RateExceeded, "TestFailover"): "APICallRateForCustomerExceededFault",
     (domain.NotAvailable, "TestFailover"): "TestFailoverNotAvailableFault",
+    # RBAC (domain/users.py)
+    (domain.AlreadyExists, "UserName"): "DuplicateUserNameFault",
+    (domain.NotFound, "DefaultUser"): "DefaultUserRequired",
+    (domain.InvalidState, "DefaultUser"): "DefaultUserAssociatedToUserGroupFault",
     # CloudWatch Logs
     (domain.NotFound, "LogGroup"): "ResourceNotFoundException",
     (domain.NotFound, "LogStream"): "ResourceNotFoundException",

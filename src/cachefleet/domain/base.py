@@ -16,7 +16,14 @@ from typing import TypeVar
 from cachefleet.domain import operations, validation
 from cachefleet.domain.errors import NotFound
 from cachefleet.domain.events import event_for
-from cachefleet.domain.operations import FailoverRequest, Operation, OperationKind, Resharding, operation_key
+from cachefleet.domain.operations import (
+    AccessChange,
+    FailoverRequest,
+    Operation,
+    OperationKind,
+    Resharding,
+    operation_key,
+)
 from cachefleet.domain.ports import Clock, EngineCatalog, NoWarmNodes, StateStore, Transaction, WarmNodes
 from cachefleet.domain.resource import Resource
 
@@ -86,7 +93,9 @@ class UseCases:
         resharding: Resharding | None = None,
         node_type: str | None = None,
         failover: FailoverRequest | None = None,
+        access: AccessChange | None = None,
     ) -> Operation:
         return operations.begin(
-            resource, kind, now=self._clock.now(), resharding=resharding, node_type=node_type, failover=failover
+            resource, kind, now=self._clock.now(), resharding=resharding, node_type=node_type, failover=failover,
+            access=access,
         )

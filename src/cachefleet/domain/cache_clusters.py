@@ -29,6 +29,7 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.operations import OperationKind
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.security import Security, SecurityRequest, check_tls_engine
 from cachefleet.domain.tags import Tag, tags
 
 DEFAULT_SUBNET_GROUP = "default"
@@ -100,6 +101,7 @@ class CacheCluster:
     snapshot_window: str = DEFAULT_SNAPSHOT_WINDOW
     tags: tuple[Tag, ...] = ()
     status_reason: str = ""
+    security: Security = Security()  # a standalone cluster's own; a member follows its group's
 
     @property
     def key(self) -> str:
@@ -117,12 +119,10 @@ _UNSUPPORTED: dict[str, Any] = {
     "SnapshotName": None,
     "NotificationTopicArn": None,
     "SnapshotRetentionLimit": 0,
-    "AuthToken": None,
     "OutpostMode": None,
     "PreferredOutpostArn": None,
     "PreferredOutpostArns": None,
     "LogDeliveryConfigurations": None,
-    "TransitEncryptionEnabled": False,
     "NetworkType": "ipv4",
     "IpDiscovery": "ipv4",
 }
@@ -151,6 +151,7 @@ class CreateCacheClusterRequest:
     snapshot_window: str
     tags: tuple[Tag, ...]
     group_settings: tuple[tuple[str, Any], ...]  # the members of GROUP_SETTINGS given, as given
+    security: SecurityRequest = SecurityRequest()
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateCacheClusterRequest:
@@ -185,6 +186,7 @@ class CreateCacheClusterRequest:
             snapshot_window=validation.snapshot_window(params.get("SnapshotWindow", DEFAULT_SNAPSHOT_WINDOW)),
             tags=tags(params.get("Tags")),
             group_settings=tuple((name, params[name]) for name in GROUP_SETTINGS if name in params),
+            security=SecurityRequest.parse(params),
         )
 
 
@@ -258,6 +260,8 @@ class CacheClusters(UseCases):
         assert request.node_type is not None  # parse() requires it for a standalone cluster
         subnet_group = self._subnet_groups.get(region, request.subnet_group_name or DEFAULT_SUBNET_GROUP)
         zone = zone_in(subnet_group, request.zone, default=subnet_group.availability_zones[0])
+        if request.security.transit_encryption_mode is not None:
+            check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
         now = self._clock.now()
         (address,) = self._allocate(1)
         cluster = CacheCluster(
@@ -277,6 +281,7 @@ class CacheClusters(UseCases):
             auto_minor_version_upgrade=request.auto_minor_version_upgrade,
             snapshot_window=request.snapshot_window,
             tags=request.tags,
+            security=request.security.security(now=now),
         )
         with self._store.transaction() as tx:
             tx.put(cluster)

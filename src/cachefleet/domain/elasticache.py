@@ -15,6 +15,7 @@ from cachefleet.domain.replication_groups import ReplicationGroups
 from cachefleet.domain.shards import Shards
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
+from cachefleet.domain.users import UserGroups, Users
 
 
 class ElastiCache:
@@ -34,3 +35,5 @@ class ElastiCache:
         self.engine_versions = EngineVersions(deps)
         self.tagging = Tagging(deps)
         self.events = EventLog(deps)
+        self.users = Users(deps)
+        self.user_groups = UserGroups(deps, usage=self.replication_groups)

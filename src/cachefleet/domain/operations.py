@@ -28,6 +28,7 @@ class OperationKind(StrEnum):
     RESHARD = "reshard"  # ModifyReplicationGroupShardConfiguration
     NODE_TYPE = "node-type"  # vertical scaling
     FAILOVER = "failover"  # a planned failover (TestFailover, reboot of a primary, switchover)
+    ACCESS = "access"  # AUTH token, user groups or in-transit encryption reaching every node
 
 
 # How long an operation may go without progress before it is failed.
@@ -37,6 +38,7 @@ ALLOWANCE: dict[OperationKind, dt.timedelta] = {
     OperationKind.RESHARD: dt.timedelta(minutes=10),
     OperationKind.NODE_TYPE: dt.timedelta(minutes=10),
     OperationKind.FAILOVER: dt.timedelta(minutes=2),
+    OperationKind.ACCESS: dt.timedelta(minutes=5),
 }
 
 
@@ -72,6 +74,19 @@ class FailoverRequest:
 
 
 @dataclass(frozen=True)
+class AccessChange:
+    """What a ModifyReplicationGroup changes of a group's locks, while it reaches the nodes
+    (Describe shows it as PendingModifiedValues; the workflow's event says it is done)."""
+
+    auth_token_status: str | None = None  # "ROTATING" or "SETTING" (PendingModifiedValues.AuthTokenStatus)
+    user_groups_to_add: tuple[str, ...] = ()
+    user_groups_to_remove: tuple[str, ...] = ()
+    transit_encryption_enabled: bool | None = None
+    transit_encryption_mode: str | None = None
+    done: str = ""  # the event recorded once every node has it, e.g. "AUTH token rotated: ..."
+
+
+@dataclass(frozen=True)
 class Operation:
     """Work in progress on one resource: one record per (resource, kind of work)."""
 
@@ -87,6 +102,7 @@ class Operation:
     resharding: Resharding | None = None
     node_type: str | None = None
     failover: FailoverRequest | None = None
+    access: AccessChange | None = None
 
     @property
     def key(self) -> str:
@@ -105,6 +121,7 @@ def begin(
     resharding: Resharding | None = None,
     node_type: str | None = None,
     failover: FailoverRequest | None = None,
+    access: AccessChange | None = None,
 ) -> Operation:
     """A new operation on ``resource``, due within its kind's allowance."""
     return Operation(
@@ -118,6 +135,7 @@ def begin(
         resharding=resharding,
         node_type=node_type,
         failover=failover,
+        access=access,
     )
 
 

@@ -52,7 +52,17 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.logs import LogDelivery, log_deliveries
 from cachefleet.domain.operations import FailoverKind, FailoverRequest, Operation, OperationKind
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.security import (
+    AccessModification,
+    Security,
+    SecurityRequest,
+    check_cluster_mode_transit,
+    check_tls_engine,
+    check_user_groups,
+    plan_modification,
+)
 from cachefleet.domain.tags import Tag, tags
+from cachefleet.domain.users import UserGroup
 
 MAX_CLUSTERS_PER_GROUP = 6  # a primary and five replicas
 MAX_REPLICAS = MAX_CLUSTERS_PER_GROUP - 1
@@ -122,6 +132,7 @@ class ReplicationGroup:
     retain_primary_cluster: bool = False
     status_reason: str = ""
     log_delivery: tuple[LogDelivery, ...] = ()
+    security: Security = Security()
 
     @property
     def key(self) -> str:
@@ -279,15 +290,11 @@ _UNSUPPORTED: dict[str, Any] = {
     "SnapshotName": None,
     "NotificationTopicArn": None,
     "SnapshotRetentionLimit": 0,
-    "AuthToken": None,
-    "TransitEncryptionEnabled": False,
     "AtRestEncryptionEnabled": False,
     "KmsKeyId": None,
-    "UserGroupIds": None,
     "DataTieringEnabled": False,
     "NetworkType": "ipv4",
     "IpDiscovery": "ipv4",
-    "TransitEncryptionMode": None,
     "ServerlessCacheSnapshotName": None,
 }
 # Cluster mode disabled has one node group, named 0001.
@@ -330,6 +337,7 @@ class CreateReplicationGroupRequest:
     settings: MemberSettings
     tags: tuple[Tag, ...]
     log_delivery: tuple[LogDelivery, ...]
+    security: SecurityRequest = SecurityRequest()
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
@@ -360,6 +368,13 @@ class CreateReplicationGroupRequest:
             identifiers.check_availability_zone(region, z, parameter="PreferredCacheClusterAZs")
             for z in params.get("PreferredCacheClusterAZs") or ()
         )
+        security = SecurityRequest.parse(params)
+        check_cluster_mode_transit(cluster_mode=sharded, mode=security.transit_encryption_mode, member=operation)
+        if seed is not None and {"AuthToken", "UserGroupIds"} & set(security.given):
+            raise InvalidParameterCombination(
+                "AuthToken and UserGroupIds cannot be given with PrimaryClusterId: the group takes the primary "
+                "cluster's AUTH token; add a user group with ModifyReplicationGroup once it is available."
+            )
         return cls(
             group_id=identifiers.replication_group_id(params["ReplicationGroupId"]),
             description=params["ReplicationGroupDescription"],
@@ -380,6 +395,7 @@ class CreateReplicationGroupRequest:
             settings=MemberSettings.parse(params),
             tags=tags(params.get("Tags")),
             log_delivery=log_deliveries(params.get("LogDeliveryConfigurations"), operation=operation),
+            security=security,
         )
 
 
@@ -482,14 +498,7 @@ _MODIFY_UNSUPPORTED: dict[str, Any] = {
     "EngineVersion": None,
     "Engine": None,
     "SnapshotRetentionLimit": 0,
-    "AuthToken": None,
-    "AuthTokenUpdateStrategy": None,
-    "UserGroupIdsToAdd": None,
-    "UserGroupIdsToRemove": None,
-    "RemoveUserGroups": None,
     "IpDiscovery": None,
-    "TransitEncryptionEnabled": None,
-    "TransitEncryptionMode": None,
     "ClusterMode": None,
 }
 
@@ -508,6 +517,7 @@ class ModifyReplicationGroupRequest:
     automatic_failover: bool | None = None
     multi_az: bool | None = None
     log_delivery_configurations: tuple[Mapping[str, Any], ...] | None = None
+    access: AccessModification | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
@@ -537,6 +547,7 @@ class ModifyReplicationGroupRequest:
             automatic_failover=params.get("AutomaticFailoverEnabled"),
             multi_az=params.get("MultiAZEnabled"),
             log_delivery_configurations=tuple(logs) if logs is not None else None,
+            access=AccessModification.parse(params),
         )
 
 
@@ -606,6 +617,7 @@ class ReplicationGroups(GroupUseCases):
             node_type, port = request.node_type, request.port or DEFAULT_PORT
             subnet_group = self._subnet_groups.get(region, request.subnet_group_name or DEFAULT_SUBNET_GROUP)
         group_parameters = parameter_group(request.parameter_group_name, release)
+        security = self._security(region, request, release, seed=seed)
         count = request.cluster_count
         automatic = bool(request.automatic_failover)
         check_failover_settings(automatic=automatic, multi_az=request.multi_az, replicas_per_node_group=[count - 1])
@@ -660,10 +672,12 @@ class ReplicationGroups(GroupUseCases):
             preferred_maintenance_window=request.settings.preferred_maintenance_window,
             auto_minor_version_upgrade=request.settings.auto_minor_version_upgrade,
             snapshot_window=request.settings.snapshot_window,
+            security=security,
         )
         fresh = iter(addresses[:new_count])
         clusters = [
-            replace(seed, replication_group_id=group.group_id, node_group_id="0001", status=ClusterStatus.MODIFYING)
+            replace(seed, replication_group_id=group.group_id, node_group_id="0001", status=ClusterStatus.MODIFYING,
+                    security=Security())
             if seed is not None and cluster_id == seed.cluster_id
             else new_member(group, cluster_id, "0001", zones[index], next(fresh), now=now)
             for index, cluster_id in enumerate(member_ids)
@@ -674,6 +688,26 @@ class ReplicationGroups(GroupUseCases):
             f"{release.engine} {release.version}, primary {member_ids[0]}",
         )
         return group
+
+    def _security(
+        self, region: Region, request: CreateReplicationGroupRequest, release: Any, *, seed: CacheCluster | None
+    ) -> Security:
+        """The new group's locks: the request's, checked against the engine and the user groups; with
+        PrimaryClusterId, the primary cluster's (its clients keep working)."""
+        wanted = request.security
+        if seed is not None:
+            inherited = seed.security
+            if "TransitEncryptionEnabled" in wanted.given and wanted.transit_encryption_mode != inherited.transit_encryption_mode:
+                have = inherited.transit_encryption_mode.value if inherited.transit_encryption_mode else "disabled"
+                raise InvalidParameterCombination(
+                    f"TransitEncryptionEnabled differs from the primary cluster {seed.cluster_id} (in-transit encryption "
+                    f"{have}); omit it: the group takes the primary cluster's."
+                )
+            return inherited
+        if wanted.transit_encryption_mode is not None:
+            check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
+        check_user_groups([self._get(UserGroup, region, g) for g in wanted.user_group_ids], engine=release.engine)
+        return wanted.security(now=self._clock.now())
 
     def _record_new_group(self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str) -> None:
         with self._store.transaction() as tx:
@@ -734,8 +768,11 @@ class ReplicationGroups(GroupUseCases):
         )
         total = sum(1 + spec.replicas for spec in specs)
         check_node_quotas(self._store, region, total, cluster_total=total)
+        security = self._security(region, request, release, seed=None)
         now = self._clock.now()
-        warm = self._warm.take(release.engine, release.version, len(specs)) if port == DEFAULT_PORT else []
+        # Warm nodes run without TLS: a TLS group starts its own.
+        plain = security.transit_encryption_mode is None
+        warm = self._warm.take(release.engine, release.version, len(specs)) if port == DEFAULT_PORT and plain else []
         try:
             fresh = self._allocate(total - len(warm) + 1, also_used=warm)
             configuration_endpoint = fresh.pop()
@@ -763,6 +800,7 @@ class ReplicationGroups(GroupUseCases):
                 preferred_maintenance_window=request.settings.preferred_maintenance_window,
                 auto_minor_version_upgrade=request.settings.auto_minor_version_upgrade,
                 snapshot_window=request.settings.snapshot_window,
+                security=security,
             )
             clusters: list[CacheCluster] = []
             node_groups: list[NodeGroup] = []
@@ -827,17 +865,58 @@ class ReplicationGroups(GroupUseCases):
                 request.log_delivery_configurations, existing=group.log_delivery, operation="ModifyReplicationGroup"
             )
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
-        if not changed:
+        access = self._access_plan(group, request.access) if request.access is not None else None
+        if not changed and access is None:
             return group
         updated = replace(group, **changed)
         member_changes = {k: v for k, v in changed.items() if k in _MEMBER_SETTINGS}
+        if access is not None:
+            updated = replace(updated, security=access.security, status=GroupStatus.MODIFYING)
         with self._store.transaction() as tx:
             tx.put(updated)
             if member_changes:
                 for cluster in self._members(updated):
                     tx.put(replace(cluster, **member_changes))
-            self._event(tx, updated, f"Replication group {group.group_id} modified: {', '.join(sorted(changed))}")
+            if changed:
+                self._event(tx, updated, f"Replication group {group.group_id} modified: {', '.join(sorted(changed))}")
+            if access is not None:
+                tx.put(self._begin(updated, OperationKind.ACCESS, access=access.change))
+                self._event(tx, updated, access.message)
+        if access is not None:
+            self._changed(updated)
         return updated
+
+    def _access_plan(self, group: ReplicationGroup, modification: AccessModification) -> Any:
+        """The new locks of ``group`` (security.plan_modification), with its user groups and engine looked up."""
+        if self._operation(group, OperationKind.ACCESS) is not None:
+            raise InvalidState(
+                f"Replication group {group.group_id} is still applying its previous AUTH token, user group or "
+                "in-transit encryption change.",
+                resource="ReplicationGroup",
+            )
+        user_groups = {g: self._get(UserGroup, group.region, g) for g in modification.user_groups_to_add}
+        if modification.transit_encryption or modification.transit_encryption_mode is not None:
+            if not group.security.transit_encryption:
+                release = release_of(self._catalog.releases(), group.engine, group.engine_version)
+                check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
+        return plan_modification(
+            group.security, modification, group_id=group.group_id, cluster_mode=group.cluster_enabled,
+            user_groups=user_groups, engine=group.engine, now=self._clock.now(),
+        )
+
+    # ------------------------------------------------------------------ user groups (UserGroupUsage)
+    def replication_groups_using(self, region: Region, user_group_id: str) -> list[str]:
+        return sorted(g.group_id for g in self._store.list(ReplicationGroup, region)
+                      if user_group_id in g.security.user_group_ids)
+
+    def check_engine(self, region: Region, user_group_id: str, engine: str) -> None:
+        for group_id in self.replication_groups_using(region, user_group_id):
+            group = self._group(region, group_id)
+            if engine == "valkey" and group.engine != "valkey":
+                raise InvalidParameterCombination(
+                    f"User group {user_group_id} is used by {group.engine} replication group {group_id}; a user "
+                    "group with engine valkey can serve valkey replication groups only."
+                )
 
     @staticmethod
     def _failover_settings(group: ReplicationGroup, request: ModifyReplicationGroupRequest) -> dict[str, Any]:
@@ -978,6 +1057,18 @@ class ReplicationGroups(GroupUseCases):
             "PreferredMaintenanceWindow": group.preferred_maintenance_window, "SnapshotWindow": group.snapshot_window,
             "AutoMinorVersionUpgrade": group.auto_minor_version_upgrade,
         }
+        given = request.security
+        if "AuthToken" in given.given:
+            raise InvalidParameterCombination(
+                f"AuthToken cannot be given when joining replication group {group.group_id}: a member follows its "
+                "group's AUTH token (ModifyReplicationGroup changes it)."
+            )
+        if "TransitEncryptionEnabled" in given.given and given.transit_encryption_mode is not None \
+                and not group.security.transit_encryption:
+            raise InvalidParameterCombination(
+                f"TransitEncryptionEnabled differs from replication group {group.group_id} (in-transit encryption "
+                "disabled); omit it: a member follows its group's."
+            )
         for member, value in request.group_settings:
             if member == "EngineVersion":
                 release = resolve_engine(self._catalog.releases(), group.engine, str(value))
