@@ -13,6 +13,7 @@ from cachefleet.api.elasticache import (
     replication_groups,
     subnet_groups,
     tags,
+    users,
 )
 
-FAMILIES = (replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events)
+FAMILIES = (replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, users)

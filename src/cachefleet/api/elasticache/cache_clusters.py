@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from cachefleet.api.context import Context
-from cachefleet.api.elasticache.common import endpoint, log_delivery
+from cachefleet.api.elasticache.common import endpoint, log_delivery, security_fields
 from cachefleet.api.paging import paginate
 from cachefleet.domain import identifiers
 from cachefleet.domain.cache_clusters import CacheCluster, CreateCacheClusterRequest
 from cachefleet.domain.logs import LogDelivery
+from cachefleet.domain.security import Security
 
 
-def view(cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[LogDelivery, ...] = ()) -> dict[str, Any]:
+def view(
+    cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[LogDelivery, ...] = (),
+    group_security: Security | None = None,
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "CacheClusterId": cluster.cluster_id,
         "ClientDownloadLandingPage": "https://valkey.io/download/",
@@ -37,8 +41,7 @@ def view(cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[L
         "ReplicationGroupId": cluster.replication_group_id,
         "SnapshotRetentionLimit": cluster.snapshot_retention_limit,
         "SnapshotWindow": cluster.snapshot_window,
-        "AuthTokenEnabled": False,
-        "TransitEncryptionEnabled": False,
+        **security_fields(group_security if group_security is not None else cluster.security),
         "AtRestEncryptionEnabled": False,
         "ARN": identifiers.arn(cluster.region, "cluster", cluster.cluster_id),
         "ReplicationGroupLogDeliveryEnabled": bool(group_log_delivery),
@@ -82,12 +85,15 @@ def describe_cache_clusters(ctx: Context, params: dict[str, Any]) -> dict[str, A
     page, marker = paginate(clusters, params, key=lambda c: c.cluster_id)
     show = params.get("ShowCacheNodeInfo", False)
     wanted = {c.replication_group_id for c in page if c.replication_group_id}
-    deliveries = {
-        g.group_id: g.log_delivery for g in ctx.elasticache.replication_groups.describe(ctx.region) if g.group_id in wanted
-    }
+    groups = {g.group_id: g for g in ctx.elasticache.replication_groups.describe(ctx.region) if g.group_id in wanted}
     return {
         "CacheClusters": [
-            view(c, show_nodes=show, group_log_delivery=deliveries.get(c.replication_group_id or "", ())) for c in page
+            view(
+                c, show_nodes=show,
+                group_log_delivery=groups[c.replication_group_id].log_delivery if c.replication_group_id in groups else (),
+                group_security=groups[c.replication_group_id].security if c.replication_group_id in groups else None,
+            )
+            for c in page
         ],
         "Marker": marker,
     }
