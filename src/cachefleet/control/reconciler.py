@@ -3,7 +3,9 @@
 The reconciler routes every change to its resource's worker (control/scheduler.py) and
 composes each resource's pass from the workflows (control/workflows/): for a replication
 group, deadlines first, then its failovers, its topology (cluster mode disabled or enabled),
-its node type, and settling it; for a standalone cache cluster, its one node. Every pass can
+its node type, its locks (TLS, ACL users, certificates: workflows/access.py), and settling it;
+for a standalone cache cluster, its one node and its locks; for a user or user group, its status
+once every node that needs it has it. Every pass can
 be interrupted by a crash and simply run again: processes are found again by the provider,
 engines are asked for their actual role and bound addresses, and nothing is started twice.
 """
@@ -14,9 +16,11 @@ import logging
 from collections.abc import Iterator
 
 from cachefleet.control.health import HealthMonitor
+from cachefleet.control.locks import Locks
 from cachefleet.control.nodes import Binaries, GroupFailed, Nodes, Provider, node_key
 from cachefleet.control.scheduler import Failed, Retry, Scheduler, Target
 from cachefleet.control.warm import WarmPool
+from cachefleet.control.workflows.access import AccessWorkflow
 from cachefleet.control.workflows.cache_cluster import CacheClusterWorkflow
 from cachefleet.control.workflows.failover import Failover
 from cachefleet.control.workflows.node_type import NodeTypeWorkflow
@@ -27,12 +31,15 @@ from cachefleet.domain.operations import Operation, OperationKind, overdue
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
+from cachefleet.domain.users import User, UserGroup
 from cachefleet.engine.admin import EngineError
 
 log = logging.getLogger(__name__)
 
 GROUP = ReplicationGroup.KIND.name
 CLUSTER = CacheCluster.KIND.name
+USER = User.KIND.name
+USER_GROUP = UserGroup.KIND.name
 
 
 class Reconciler:
@@ -48,12 +55,15 @@ class Reconciler:
         resync_interval: float = 2.0,
         warm: WarmPool | None = None,
         health: HealthMonitor | None = None,
+        locks: Locks | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
         self.clock = clock
         self.health = health or HealthMonitor(on_change=self._on_health)
-        self.nodes = Nodes(store=store, provider=provider, binaries=binaries, clock=clock, health=self.health)
+        self.nodes = Nodes(
+            store=store, provider=provider, binaries=binaries, clock=clock, health=self.health, locks=locks
+        )
         self.scheduler = Scheduler(
             run=self._pass, fail=self._fail, transient=(EngineError,), resync=self._targets, resync_interval=resync_interval
         )
@@ -62,6 +72,7 @@ class Reconciler:
         self.sharded = ShardedTopology(self.nodes, self.scheduler.tasks)
         self.node_type = NodeTypeWorkflow(self.nodes)
         self.clusters = CacheClusterWorkflow(self.nodes)
+        self.access = AccessWorkflow(self.nodes)
         self._warm = warm
 
     # ------------------------------------------------------------------ wiring
@@ -76,6 +87,11 @@ class Reconciler:
                 self.scheduler.kick(Target(GROUP, region, cluster.replication_group_id))
             else:
                 self.scheduler.kick(Target(CLUSTER, region, key))
+        elif name in (USER, USER_GROUP):
+            # The nodes that have (or are to have) the user sync it; its status settles after them.
+            for target in self.access.targets_of(name, region, key):
+                self.scheduler.kick(target)
+            self.scheduler.kick(Target(name, region, key))
 
     def _cluster_of_node(self, key: str) -> CacheCluster | None:
         for cluster in self.store.list(CacheCluster):
@@ -101,6 +117,12 @@ class Reconciler:
         for cluster in self.store.list(CacheCluster):
             if cluster.replication_group_id is None:
                 yield Target.of(cluster)
+        for user in self.store.list(User):
+            if user.status != "active":
+                yield Target.of(user)
+        for user_group in self.store.list(UserGroup):
+            if user_group.status != "active":
+                yield Target.of(user_group)
 
     async def start(self) -> None:
         running = self.provider.adopt_all()
@@ -153,6 +175,17 @@ class Reconciler:
                 return
             self._check_deadlines(target, cluster)
             await self.clusters.reconcile(cluster)
+            current = self.store.get(CacheCluster, target.region, target.key)
+            if current is not None:
+                await self.access.reconcile_cluster(current)
+        elif target.kind == USER:
+            user = self.store.get(User, target.region, target.key)
+            if user is not None:
+                self.access.settle_user(user)
+        elif target.kind == USER_GROUP:
+            user_group = self.store.get(UserGroup, target.region, target.key)
+            if user_group is not None:
+                self.access.settle_user_group(user_group)
 
     def _overdue(self, resource: Resource) -> list[Operation]:
         now = self.clock.now()
@@ -183,6 +216,8 @@ class Reconciler:
                     self.node_type.fail(group, reason)
                 elif operation.kind == OperationKind.FAILOVER:
                     self.failover.call_off(group, f"Failover of {group.group_id} called off: {reason}")
+                elif operation.kind == OperationKind.ACCESS:
+                    self.access.fail(group, reason)
                 group = self.store.get(ReplicationGroup, target.region, target.key) or group
         elif target.kind == CLUSTER:
             cluster = self.store.get(CacheCluster, target.region, target.key)
@@ -221,6 +256,7 @@ class Reconciler:
                     await self.groups.reconcile_node_group(group, node_group, members)
         except GroupFailed:
             return
+        await self.access.reconcile(nodes.current(group) or group)
         for cluster in nodes.members(group).values():
             nodes.watch(cluster)
         nodes.note_links(group)

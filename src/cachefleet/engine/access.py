@@ -44,6 +44,13 @@ class NodeAccess:
         context = ssl.create_default_context(cafile=str(self.ca_file))
         return context
 
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """(user, password) to log in with, where the node has a user for us."""
+        if self.username is None or self.password is None:
+            return None
+        return self.username, self.password
+
     def auth_command(self) -> tuple[str, ...] | None:
         if self.password is None:
             return None

@@ -121,13 +121,16 @@ async def migrate_slots(
     source_id: str,
     target: AdminClient,
     target_id: str,
+    target_auth: tuple[str, str] | None = None,
 ) -> int:
     """Moves slots and their keys from ``source`` to ``target``; returns the keys moved.
 
     Every step is one pipelined round trip for the whole batch of slots (MIGRATE itself
     takes one slot's keys per command). Idempotent: running it again after an
-    interruption at any step finishes the move.
+    interruption at any step finishes the move. ``target_auth`` (user, password) logs MIGRATE's
+    own connection in to a locked target (``AUTH2``).
     """
+    auth: tuple[str, ...] = ("AUTH2", *target_auth) if target_auth is not None else ()
     ordered = sorted(slots)
     replies = await target.pipeline([("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) for slot in ordered])
     # A slot the target already owns was finalized on the target before an interruption.
@@ -145,7 +148,7 @@ async def migrate_slots(
             break
         replies = await source.pipeline(
             [
-                ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", "KEYS", *keys)
+                ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", *auth, "KEYS", *keys)
                 for _, keys in batch
             ]
         )

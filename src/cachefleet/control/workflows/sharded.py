@@ -140,12 +140,15 @@ class ShardedTopology:
                 raise Again("nodes are still meeting each other")
         await self._forget_strangers(admins, views, set(ids.values()))
 
-        # 4. Replicas follow their shard's primary.
+        # 4. Replicas follow their shard's primary, logged in with its password (after a takeover
+        # a shard's other replicas follow the new primary by themselves: their password changes here).
         for node_group in group.node_groups:
             primary_id = ids.get(node_group.primary_cluster_id)
             if primary_id is None:
                 continue
             for replica in node_group.replica_cluster_ids:
+                if replica in views and node_group.primary_cluster_id in members:
+                    await nodes.authenticate_replication(members[replica], members[node_group.primary_cluster_id])
                 if replica in views and views[replica].myself.master_id != primary_id:
                     log.info("%s: %s replicates %s", group.group_id, replica, node_group.primary_cluster_id)
                     await admins[replica].execute("CLUSTER", "REPLICATE", primary_id)
@@ -328,9 +331,10 @@ class ShardedTopology:
                     for name in (source, dest):
                         if name not in connections:
                             connections[name] = nodes.access(members[name]).admin(timeout=60.0)
+                    target_access = nodes.access(members[dest])
                     count = await engine_cluster.migrate_slots(
                         batch, source=connections[source], source_id=ids[source], target=connections[dest],
-                        target_id=ids[dest],
+                        target_id=ids[dest], target_auth=target_access.credentials,
                     )
                     moved[0] += count  # not `+= await ...`: that reads the total before the await
                     for slot in batch:
