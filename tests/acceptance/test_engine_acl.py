@@ -282,9 +282,10 @@ def test_the_control_plane_commands_are_the_ones_cachefleet_sends():
     import re
 
     root = Path(__file__).resolve().parents[2] / "src" / "cachefleet"
-    sources = ["engine/admin.py", "engine/cluster.py", "engine/resp.py", "control/sharded.py", "control/failover.py",
-               "control/reconciler.py", "control/health.py", "control/warm.py", "monitor/sampler.py",
-               "monitor/logs.py", "engine/acl.py"]
+    sources = ["engine/admin.py", "engine/cluster.py", "engine/resp.py", "engine/acl.py", "engine/access.py",
+               "control/reconciler.py", "control/nodes.py", "control/health.py", "control/warm.py", "control/locks.py",
+               "monitor/sampler.py", "monitor/logs.py"]
+    sources += [f"control/workflows/{p.name}" for p in sorted((root / "control" / "workflows").glob("*.py"))]
     allowed = {c for c, _ in acl.CONTROL_PLANE_COMMANDS}
     sent = set()
     for name in sources:
@@ -297,6 +298,7 @@ def test_the_control_plane_commands_are_the_ones_cachefleet_sends():
                 sent.add(command)
         sent.update(word.lower() for word in re.findall(r'b"([A-Z]+)[ \\]', text))  # the probe's inline commands
     sent -= {"replicaof|no", "no"}  # REPLICAOF NO ONE is REPLICAOF
+    sent -= {"auth"}  # logging in: no ACL rule gates AUTH
     assert sent - allowed == set(), f"commands sent without an ACL rule: {sorted(sent - allowed)}"
     assert {"info", "ping", "migrate", "cluster|setslot", "slowlog|get", "client|pause"} <= sent
 
