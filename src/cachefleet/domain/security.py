@@ -116,7 +116,7 @@ class SecurityRequest:
         user_groups = tuple(dict.fromkeys(credentials.user_group_id(g) for g in params.get("UserGroupIds") or ()))
         if len(user_groups) > MAX_USER_GROUPS_PER_GROUP:
             raise InvalidParameterValue(
-                f"A replication group can use {MAX_USER_GROUPS_PER_GROUP} user group; {len(user_groups)} were given."
+                f"A replication group can use only one user group; {len(user_groups)} were given."
             )
         if token is not None and user_groups:
             raise InvalidParameterCombination(
@@ -288,7 +288,7 @@ def plan_modification(
     groups += added
     if len(groups) > MAX_USER_GROUPS_PER_GROUP:
         raise InvalidParameterCombination(
-            f"A replication group can use {MAX_USER_GROUPS_PER_GROUP} user group; {group_id} uses "
+            f"A replication group can use only one user group; {group_id} uses "
             f"{', '.join(current.user_group_ids)}. Remove it in the same request (UserGroupIdsToRemove) to replace it."
         )
 
@@ -361,7 +361,9 @@ def plan_modification(
         auth_token_status=status,
         user_groups_to_add=tuple(added),
         user_groups_to_remove=tuple(removed),
-        transit_encryption_enabled=(mode is not None) if mode != current.transit_encryption_mode else None,
+        transit_encryption_enabled=(
+            (mode is not None) if (mode is None) != (current.transit_encryption_mode is None) else None
+        ),
         transit_encryption_mode=mode.value if mode is not None and mode != current.transit_encryption_mode else None,
         done=f"Replication group {group_id}: " + "; ".join(done),
     )

@@ -162,12 +162,16 @@ class CreateUserRequest:
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> CreateUserRequest:
+        user_id = credentials.user_id(params["UserId"])
+        user_name = credentials.user_name(params["UserName"])
+        engine = engine_name(params["Engine"])
+        access_string = credentials.access_string(params["AccessString"])
         authentication = _authentication(params)
         return cls(
-            user_id=credentials.user_id(params["UserId"]),
-            user_name=credentials.user_name(params["UserName"]),
-            engine=engine_name(params["Engine"]),
-            access_string=credentials.access_string(params["AccessString"]),
+            user_id=user_id,
+            user_name=user_name,
+            engine=engine,
+            access_string=access_string,
             authentication=_type_of(authentication),
             password_hashes=_hashes(authentication),
             tags=tags(params.get("Tags")),
