@@ -1,0 +1,33 @@
+"""After the security tests (this module runs last in the package): no token or password they used is
+anywhere in plain text, in the data dir (store, engine configs, ACL files, logs, metrics), the server
+log or /metrics; the files holding the control plane's own node passwords are 0600 in 0700 dirs, and
+no engine config names a password."""
+
+from __future__ import annotations
+
+import urllib.request
+
+
+def test_no_secret_in_the_data_dir_the_log_or_metrics(locked_server, secrets_used):
+    assert len(secrets_used) >= 7, "the security tests register the secrets they use"
+    wanted = [s.encode() for s in secrets_used]
+    found = []
+    files = [p for p in locked_server.data_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "state.db" for p in files) and any(p.name == "users.acl" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        found += [(str(path), s.decode()[:4]) for s in wanted if s in data]
+    log = locked_server.log().encode()
+    found += [("server log", s.decode()[:4]) for s in wanted if s in log]
+    with urllib.request.urlopen(f"{locked_server.url}/metrics", timeout=10) as response:
+        metrics = response.read()
+    found += [("/metrics", s.decode()[:4]) for s in wanted if s in metrics]
+    assert not found, f"secrets in plain text: {found}"
+
+    for path in files:
+        if path.name in ("control.secret", "secrets.conf", "users.acl", "ca.key") or path.suffix == ".key":
+            assert path.stat().st_mode & 0o777 == 0o600, path
+            assert path.parent.stat().st_mode & 0o777 == 0o700, path.parent
+        if path.name == "engine.conf":
+            text = path.read_text()
+            assert "masterauth" not in text and "requirepass" not in text and "user " not in text, path
