@@ -895,14 +895,14 @@ class ReplicationGroups(GroupUseCases):
                 resource="ReplicationGroup",
             )
         user_groups = {g: self._get(UserGroup, group.region, g) for g in modification.user_groups_to_add}
-        if modification.transit_encryption or modification.transit_encryption_mode is not None:
-            if not group.security.transit_encryption:
-                release = release_of(self._catalog.releases(), group.engine, group.engine_version)
-                check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
-        return plan_modification(
+        plan = plan_modification(
             group.security, modification, group_id=group.group_id, cluster_mode=group.cluster_enabled,
             user_groups=user_groups, engine=group.engine, now=self._clock.now(),
         )
+        if plan is not None and plan.security.transit_encryption and not group.security.transit_encryption:
+            release = release_of(self._catalog.releases(), group.engine, group.engine_version)
+            check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
+        return plan
 
     # ------------------------------------------------------------------ user groups (UserGroupUsage)
     def replication_groups_using(self, region: Region, user_group_id: str) -> list[str]:
