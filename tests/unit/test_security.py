@@ -13,7 +13,12 @@ from cachefleet.api.policy import Policy, authorize, request_resources
 from cachefleet.api.sigv4 import CredentialsFile, append_access_key, load_access_keys
 from cachefleet.control.locks import Locks, fingerprint
 from cachefleet.domain.credentials import TransitEncryptionMode, secret_hash
-from cachefleet.domain.errors import AlreadyExists, InvalidParameterCombination, InvalidParameterValue, NotFound
+from cachefleet.domain.errors import (
+    AlreadyExists,
+    InvalidParameterCombination,
+    InvalidParameterValue,
+    NotFound,
+)
 from cachefleet.domain.security import (
     AccessModification,
     Security,

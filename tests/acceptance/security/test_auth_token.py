@@ -14,8 +14,6 @@ import ssl
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from glide import (
     AdvancedGlideClientConfiguration,
     GlideClient,
@@ -24,6 +22,8 @@ from glide import (
     ServerCredentials,
     TlsAdvancedConfiguration,
 )
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from helpers import engine_pids, events_of, wait_for, wait_group
 
