@@ -255,11 +255,13 @@ class Locks:
         if mode is not None:
             files = self.certificate(cluster, key, now=now).files if starting else self.current_files(cluster, key, now=now)
             settings.update(self.tls_settings(files, mode, port=cluster.port, sharded=sharded))
-        if replica_of is not None:
-            primary_password = self.password(replica_of[0])
-            if primary_password is not None:
-                include = atomic_write(private_dir(directory) / SECRETS_INCLUDE, f"masterauth {primary_password}\n")
-                settings["include"] = str(include.resolve())
+        include = directory / SECRETS_INCLUDE
+        primary_password = self.password(replica_of[0]) if replica_of is not None else None
+        if primary_password is not None:
+            atomic_write(private_dir(directory) / SECRETS_INCLUDE, f"masterauth {primary_password}\n")
+            settings["include"] = str(include.resolve())
+        else:
+            include.unlink(missing_ok=True)  # a former replica keeps no password of its old primary
         return settings
 
     def access(self, cluster: CacheCluster, key: str, mode: TransitEncryptionMode | None) -> NodeAccess:

@@ -113,6 +113,7 @@ class Nodes:
         self._binaries = binaries
         self.locks = locks or Locks(store=store, node_dir=provider.node_dir)
         self._admins: dict[str, tuple[NodeAccess, AdminClient]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
 
     # ------------------------------------------------------------------ reaching nodes
@@ -135,7 +136,9 @@ class Nodes:
             return cached[1]
         if cached is not None:
             # Its TLS mode or password changed: the next command goes through a new connection.
-            asyncio.get_running_loop().create_task(cached[1].close())
+            closing = asyncio.get_running_loop().create_task(cached[1].close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         admin = access.admin()
         self._admins[key] = (access, admin)
         return admin
