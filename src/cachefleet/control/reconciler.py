@@ -248,6 +248,7 @@ class Reconciler:
                 await self.sharded.cancel(group)  # its slots may be moving from or to the lost primary
             if await self.failover.run(group, node_group, members, trouble):
                 raise Retry(0.0, "")  # again at once, with the new primary
+        await self.access.renew(group)
         try:
             if group.cluster_enabled:
                 await self.sharded.reconcile(group, members)

@@ -111,6 +111,9 @@ def test_cluster_mode_tls_group_with_default_off_serves_fails_over_and_reshards(
     group = wait_group(lec, SHOP, timeout=90)
     configuration = group["ConfigurationEndpoint"]["Address"]
     assert not serves_plain(configuration)
+    # The cluster bus speaks TLS too, with the node's certificate.
+    member = group["NodeGroups"][0]["NodeGroupMembers"][0]["ReadEndpoint"]["Address"]
+    assert certificate_serial(member, ca_file, port=16379) == certificate_serial(member, ca_file)
 
     cluster = RedisCluster(startup_nodes=[ClusterNode(configuration, 6379)], ssl=True, ssl_ca_certs=ca_file,
                            username="shop", password=password, socket_timeout=5, decode_responses=True)

@@ -6,7 +6,8 @@ In a group's pass (once its topology is in place) every running node gets, in th
    step, replicas before primaries; existing connections stay up, the replication link too);
 2. its ACL users: a changed AUTH token (ROTATE, SET, DELETE), user group, user group membership
    or user reaches every node within a pass (Nodes.sync_users skips nodes already in sync);
-3. its certificate, renewed before it expires (new files, one CONFIG SET, no restart).
+3. its certificate, renewed before it expires (new files, one CONFIG SET, no restart); this one
+   runs early in every pass (``renew``), before the topology work that may keep a pass waiting.
 
 An ACCESS operation (ModifyReplicationGroup) ends, with its event, once every live node has what
 the group wants; the group is then settled ``available``. A user is ``active`` again (or gone,
@@ -54,8 +55,6 @@ class AccessWorkflow:
             await self._transit(cluster, wanted, sharded=group.cluster_enabled)
         for cluster in ready:
             await nodes.sync_users(cluster)
-        for cluster in ready:
-            await self._renew(cluster, sharded=group.cluster_enabled)
         operation = nodes.operation(group, OperationKind.ACCESS)
         if operation is None:
             return
@@ -67,6 +66,15 @@ class AccessWorkflow:
             message = operation.access.done if operation.access is not None and operation.access.done else (
                 f"Replication group {group.group_id}: access change applied")
             tx.add_event(event_for(group, message, nodes.clock.now()))
+
+    async def renew(self, group: ReplicationGroup) -> None:
+        """Renews the certificates of the group's running nodes that need it. Every pass does this
+        before its topology work, which may wait a long time (a cluster converging): a certificate
+        must never expire because a pass could not get past its topology."""
+        nodes = self.nodes
+        for cluster in nodes.members(group).values():
+            if cluster.status != ClusterStatus.DELETING and nodes.running(cluster) and nodes.checked(cluster):
+                await self._renew(cluster, sharded=group.cluster_enabled)
 
     async def reconcile_cluster(self, cluster: CacheCluster) -> None:
         """A standalone cluster's node: its users and its certificate (its TLS mode is set at creation)."""
