@@ -281,11 +281,14 @@ class Nodes:
 
     def config(
         self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool,
-        mode: TransitEncryptionMode | None = None, starting: bool = True,
+        mode: TransitEncryptionMode | None | str = "wanted", starting: bool = True,
     ) -> str:
         """The node's engine.conf: what it is and does, and where its locks are (its ACL file, TLS
-        files, a replica's masterauth include: no secret in the file itself)."""
+        files, a replica's masterauth include: no secret in the file itself). ``mode`` is the TLS
+        mode to render ("wanted": the one its records want)."""
         key = node_key(cluster)
+        if not isinstance(mode, TransitEncryptionMode) and mode is not None:
+            mode = self.locks.mode(cluster)
         return render(
             NodeConfig(
                 address=cluster.node.address,
