@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import fcntl
 import gc
 import ipaddress
@@ -20,8 +21,9 @@ from pathlib import Path
 from aiohttp import web
 
 from cachefleet.api.server import ApiServer
-from cachefleet.api.sigv4 import Authenticator, load_credentials
+from cachefleet.api.sigv4 import AccessKey, Authenticator, CredentialsFile, append_access_key
 from cachefleet.console.server import Console
+from cachefleet.control.locks import Locks
 from cachefleet.control.maintenance import MaintenanceScheduler, SystemWakingClock, WakingClock
 from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.reconciler import Reconciler
@@ -36,7 +38,7 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.parameter_groups import Builds, BuildSettings
 from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.domain.resource import Resource
-from cachefleet.engine import config_probe
+from cachefleet.engine import config_probe, tls
 from cachefleet.engine.catalog import Catalog
 from cachefleet.monitor.alarms import AlarmMonitor
 from cachefleet.monitor.logs import LogDeliverer, LogFiles
@@ -53,6 +55,7 @@ DEFAULT_LISTEN = "127.0.0.1:8379"
 DEFAULT_NODE_NETWORK = "127.80.0.0/16"
 DEFAULT_REGION = "us-east-1"
 PROBE_TIMEOUT = 3.0  # seconds for an installed engine build to answer its start-up look (real ones: ~20 ms)
+CA_PATH = "/cachefleet/ca.pem"
 
 
 class StartupError(Exception):
@@ -81,6 +84,7 @@ class Settings:
     engine_paths: tuple[Path, ...] = ()
     warm_nodes: int = 3
     sample_interval: int = 1  # seconds between metric samples of every node; 0: no sampling
+    tls_certificate_days: float = tls.NODE_LIFETIME.days  # node certificates' lifetime (renewed with a third left)
 
     @property
     def host(self) -> str:
@@ -240,7 +244,7 @@ class Cachefleet:
         self.network = node_network(settings.node_network)
         if settings.credentials_file is not None:
             try:
-                secrets: dict[str, str] | None = load_credentials(settings.credentials_file)
+                secrets: CredentialsFile | None = CredentialsFile(settings.credentials_file)
             except (OSError, ValueError) as error:
                 raise StartupError(f"--credentials-file {settings.credentials_file}: {error}") from None
         elif is_loopback(host):
@@ -265,6 +269,7 @@ class Cachefleet:
         self.api: ApiServer | None = None
         self.maintenance: MaintenanceScheduler | None = None
         self.service: ElastiCache | None = None
+        self.ca: tls.CertificateAuthority | None = None
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -272,6 +277,12 @@ class Cachefleet:
         self.store = SqliteStore(self.settings.data_dir / "state.db")
         os.chmod(self.settings.data_dir / "state.db", 0o600)
         provider = local.LocalProvider(self.settings.data_dir)
+        # The CA exists from the first start: clients can fetch it before any TLS group does.
+        self.ca = tls.CertificateAuthority.load_or_create(self.settings.data_dir / "tls")
+        locks = Locks(
+            store=self.store, node_dir=provider.node_dir, ca=self.ca,
+            certificate_lifetime=dt.timedelta(days=self.settings.tls_certificate_days),
+        )
         valkeys = sorted(
             (r for r in self.catalog.releases() if r.engine == "valkey"),
             key=lambda r: tuple(int(p) for p in r.version.split(".")),
@@ -283,10 +294,12 @@ class Cachefleet:
             network=self.network,
             release=valkeys[-1] if valkeys else None,
             size=self.settings.warm_nodes,
+            locks=locks,
         )
         builds = measure_builds(self.catalog)
         self.reconciler = Reconciler(
-            store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm, builds=builds
+            store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm, builds=builds,
+            locks=locks,
         )
         provider.on_exit = self.reconciler.on_node_exit
         reconciler = self.reconciler
@@ -335,6 +348,7 @@ class Cachefleet:
         api.routes(app)
         Console(api_url=self.api_url, region=self.settings.region, dev_mode=self.authenticator.dev_mode).routes(app)
         app.router.add_get("/metrics", Exposition(self.sampler, self._figures).handle)
+        app.router.add_get(CA_PATH, self._ca_certificate)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -349,6 +363,12 @@ class Cachefleet:
         self.timeseries.prune()
         if self.settings.sample_interval > 0:
             await self.sampler.start()
+
+    async def _ca_certificate(self, request: web.Request) -> web.Response:
+        """The CA that signs every node's certificate (public: clients verify nodes with it)."""
+        if self.ca is None:
+            raise web.HTTPServiceUnavailable(text="the control plane is starting")
+        return web.Response(body=self.ca.pem(), content_type="application/x-pem-file")
 
     def _on_tick(self, second: int) -> None:
         """After each sampling tick: evaluate alarms, deliver logs; once an hour, drop old series."""
@@ -445,6 +465,12 @@ class Cachefleet:
                 "Stop with Ctrl-C (the cache nodes keep running; `cachefleet down` stops them).",
             ]
         )
+
+
+def create_access_key(path: Path, *, user: str | None, policy: str | None) -> AccessKey:
+    """`cachefleet credentials create`: a new key pair appended to the credentials file (a running
+    `cachefleet up --credentials-file` of that file takes it at once)."""
+    return append_access_key(path, user=user, policy=policy)
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:

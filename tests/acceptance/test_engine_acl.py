@@ -282,10 +282,10 @@ def test_the_control_plane_commands_are_the_ones_cachefleet_sends():
     import re
 
     root = Path(__file__).resolve().parents[2] / "src" / "cachefleet"
-    sources = ["engine/admin.py", "engine/cluster.py", "engine/resp.py", "engine/access.py", "control/nodes.py",
-               "control/reconciler.py", "control/health.py", "control/warm.py", "monitor/sampler.py",
-               "monitor/logs.py", "engine/acl.py", *(f"control/workflows/{p.name}" for p in
-                                                   (root / "control" / "workflows").glob("*.py"))]
+    sources = ["engine/admin.py", "engine/cluster.py", "engine/resp.py", "engine/acl.py", "engine/access.py",
+               "control/reconciler.py", "control/nodes.py", "control/health.py", "control/warm.py", "control/locks.py",
+               "monitor/sampler.py", "monitor/logs.py"]
+    sources += [f"control/workflows/{p.name}" for p in sorted((root / "control" / "workflows").glob("*.py"))]
     allowed = {c for c, _ in acl.CONTROL_PLANE_COMMANDS}
     sent = set()
     for name in sources:

@@ -33,6 +33,7 @@ def checked(tmp_path_factory):
     )
     running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(),
                      extra=["--credentials-file", str(credentials)]).start()
+    running.credentials = credentials  # type: ignore[attr-defined]
     yield running
     running.down()
 
@@ -202,3 +203,69 @@ def test_a_policy_that_cannot_be_evaluated_stops_the_start(tmp_path):
     with pytest.raises(RuntimeError) as caught:
         instance.start()  # the process exits before it listens: nothing is left to bring down
     assert "profile [reader]: Statement 1: Condition is not supported" in str(caught.value)
+
+
+def _denied(call, **params):
+    with pytest.raises(ClientError) as caught:
+        call(**params)
+    return caught.value.response
+
+
+def test_a_describe_only_key_can_describe_and_is_denied_the_rest(checked):
+    reader = checked.client(access_key="AKIAREADER", secret_key="reader-secret")
+    assert reader.describe_replication_groups()["ReplicationGroups"] is not None
+    response = _denied(reader.create_cache_subnet_group, CacheSubnetGroupName="Denied", CacheSubnetGroupDescription="x",
+                       SubnetIds=["subnet-us-east-1a"])
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert response["Error"]["Code"] == "AccessDenied"
+    assert response["Error"]["Message"] == (
+        "User: arn:aws:iam::000000000000:user/reader is not authorized to perform: elasticache:CreateCacheSubnetGroup "
+        "on resource: arn:aws:elasticache:us-east-1:000000000000:subnetgroup:denied because no identity-based policy "
+        "allows the elasticache:CreateCacheSubnetGroup action"
+    )
+    assert not any(g["CacheSubnetGroupName"] == "denied"
+                   for g in reader.describe_cache_subnet_groups()["CacheSubnetGroups"])  # nothing was done
+    # CloudWatch's actions are cloudwatch:*, not elasticache:*.
+    watch = checked.client("cloudwatch", access_key="AKIAREADER", secret_key="reader-secret")
+    response = _denied(watch.describe_alarms)
+    assert response["Error"]["Code"] == "AccessDenied" and "cloudwatch:DescribeAlarms" in response["Error"]["Message"]
+    logs = checked.client("logs", access_key="AKIAREADER", secret_key="reader-secret")
+    assert _denied(logs.describe_log_groups)["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_an_explicit_deny_beats_an_allow(checked):
+    operator = checked.client(access_key="AKIAOPERATOR", secret_key="operator-secret")
+    operator.create_cache_subnet_group(CacheSubnetGroupName="kept", CacheSubnetGroupDescription="x",
+                                       SubnetIds=["subnet-us-east-1a"])
+    response = _denied(operator.delete_cache_subnet_group, CacheSubnetGroupName="kept")
+    assert response["Error"]["Code"] == "AccessDenied"
+    assert response["Error"]["Message"].endswith("with an explicit deny in an identity-based policy")
+    assert operator.describe_cache_subnet_groups(CacheSubnetGroupName="kept")["CacheSubnetGroups"]
+    checked.client(access_key="AKIAGOOD", secret_key="good-secret").delete_cache_subnet_group(CacheSubnetGroupName="kept")
+
+
+def test_credentials_create_makes_a_key_the_running_server_takes(checked, tmp_path):
+    import re
+    import subprocess
+
+    from helpers import CACHEFLEET, ROOT
+
+    policy = tmp_path / "describe-only.json"
+    policy.write_text('{"Statement": [{"Effect": "Allow", "Action": "elasticache:Describe*", "Resource": "*"}]}')
+    out = subprocess.run(
+        [*CACHEFLEET, "credentials", "create", "--credentials-file", str(checked.credentials), "--user", "newbie",
+         "--policy", str(policy)],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    ).stdout
+    key = re.search(r"aws_access_key_id = (\S+)", out).group(1)
+    secret = re.search(r"aws_secret_access_key = (\S+)", out).group(1)
+    assert checked.credentials.stat().st_mode & 0o777 == 0o600
+    newbie = checked.client(access_key=key, secret_key=secret)
+    assert newbie.describe_cache_engine_versions()["CacheEngineVersions"]
+    response = _denied(newbie.delete_cache_subnet_group, CacheSubnetGroupName="whatever")
+    assert response["Error"]["Code"] == "AccessDenied" and "user/newbie" in response["Error"]["Message"]
+    bad = subprocess.run(
+        [*CACHEFLEET, "credentials", "create", "--credentials-file", str(checked.credentials), "--user", "newbie"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert bad.returncode == 1 and "already has a profile [newbie]" in bad.stderr

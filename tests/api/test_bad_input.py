@@ -87,8 +87,10 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"CacheSubnetGroupName": "nope"}, "CacheSubnetGroupNotFoundFault", "nope"),
         ({"CacheParameterGroupName": "custom-params"}, "CacheParameterGroupNotFound", "custom-params"),
         ({"CacheParameterGroupName": "default.redis7"}, "InvalidParameterCombination", "family"),
-        ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "TransitEncryptionEnabled"),
-        ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterCombination", "AuthToken"),
+        # TLS on a Valkey wheel (built without it): the engines that can are named.
+        ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "Engines with TLS on this host: redis"),
+        ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterValue", "encryption-in-transit"),
+        ({"UserGroupIds": ["no-such-group"]}, "UserGroupNotFound", "no-such-group"),
         ({"SnapshotRetentionLimit": 3}, "InvalidParameterCombination", "SnapshotRetentionLimit"),
         ({"SecurityGroupIds": ["sg-123"]}, "InvalidParameterValue", "8 or 17 hexadecimal digits"),
         ({"CacheSecurityGroupNames": ["nope"]}, "CacheSecurityGroupNotFound", "nope"),
@@ -164,8 +166,14 @@ def test_modify_replication_group_rejects(ec, stable):
            ReplicationGroupId=stable, EngineVersion="8.1", ApplyImmediately=True)
     expect("InvalidParameterCombination", ec.modify_replication_group, says="never Valkey to Redis OSS",
            ReplicationGroupId=stable, Engine="redis", EngineVersion="7.0", ApplyImmediately=True)
-    expect("InvalidParameterCombination", ec.modify_replication_group, says="UserGroupIdsToAdd",
+    expect("UserGroupNotFound", ec.modify_replication_group, says="group-1", status=404,
            ReplicationGroupId=stable, UserGroupIdsToAdd=["group-1"])
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="must also set TransitEncryptionMode",
+           ReplicationGroupId=stable, TransitEncryptionEnabled=True)
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="Engines with TLS on this host: redis",
+           ReplicationGroupId=stable, TransitEncryptionEnabled=True, TransitEncryptionMode="preferred")
+    expect("InvalidParameterCombination", ec.modify_replication_group, says="SET is allowed only after ROTATE",
+           ReplicationGroupId=stable, AuthToken="a-very-long-auth-token-1234", AuthTokenUpdateStrategy="SET")
     expect("InvalidParameterValue", ec.modify_replication_group, says="not a member",
            ReplicationGroupId=stable, PrimaryClusterId="stable-009")
     expect("InvalidParameterValue", ec.modify_replication_group, ReplicationGroupId=stable, PreferredMaintenanceWindow="bad")

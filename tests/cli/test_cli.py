@@ -419,3 +419,46 @@ def test_configured_credentials_are_used_as_they_are(make_server, tmp_path):
     # A profile in the shared credentials file is used too.
     profile = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_PROFILE": "ops"}
     assert "No replication groups" in ok(run(checked.url, "ls", home=tmp_path, env=profile))
+
+
+def test_users_ca_cert_and_connect_to_a_locked_group(cli, ec, server, tmp_path):
+    """`user create/modify/delete` and `users` (passwords never on the command line or in the output),
+    `ca-cert`, and `connect` to a TLS group with an AUTH token: redis-cli with --tls --cacert, the token
+    asked for (--askpass), never on the command line."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/cachefleet/ca.pem", timeout=10) as response:
+        assert ok(cli("ca-cert")) == response.read().decode()
+
+    password = "cli-user-password-0123"
+    made = cli("user", "create", "cli-app", "--name", "cli-app", "--access", "on ~cli:* +get",
+               env={"CACHEFLEET_USER_PASSWORDS": password})
+    assert "Created user cli-app (cli-app, password): active." in ok(made)
+    listed = ok(cli("users"))
+    assert "cli-app" in listed and "on ~cli:* +get" in listed and "password (1)" in listed and password not in listed
+    shown = {u["id"]: u for u in json.loads(ok(cli("users", "--json")))}
+    assert shown["cli-app"]["passwords"] == 1 and shown["default"]["authentication"] == "no-password"
+    assert "Modifying user cli-app" in ok(cli("user", "modify", "cli-app", "--append", "+set"))
+    wait_for(lambda: ec.describe_users(UserId="cli-app")["Users"][0]["Status"] == "active", timeout=10, what="active")
+    assert ec.describe_users(UserId="cli-app")["Users"][0]["AccessString"] == "on ~cli:* +get +set"
+    ok(cli("user", "delete", "cli-app"))
+    failed(cli("user", "delete", "default"), "built-in default user", "(InvalidParameterValue)")
+
+    token = "Cli-Token-0123456789ab"
+    ec.create_replication_group(ReplicationGroupId="clilocked", ReplicationGroupDescription="x", Engine="redis",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=1, TransitEncryptionEnabled=True,
+                                AuthToken=token)
+    try:
+        wait_group(ec, "clilocked")
+        shown = ok(cli("show", "clilocked"))
+        assert "required (TLS only)" in shown and "AUTH token" in shown and token not in shown
+        connected = subprocess.run([CACHEFLEET, "connect", "clilocked", "ping"], input=token + "\n", capture_output=True,
+                                   text=True, env=clean_env(server.url, tmp_path), timeout=60)
+        assert ok(connected).strip().endswith("PONG"), connected.stderr
+        line = connected.stderr.strip().splitlines()[0]
+        assert "redis-cli" in line and "--tls --cacert" in line and "--askpass" in line and token not in line
+        anonymous = subprocess.run([CACHEFLEET, "connect", "clilocked", "ping"], input="\n", capture_output=True,
+                                   text=True, env=clean_env(server.url, tmp_path), timeout=60)
+        assert "NOAUTH" in anonymous.stdout + anonymous.stderr or "AUTH failed" in anonymous.stdout + anonymous.stderr
+    finally:
+        ec.delete_replication_group(ReplicationGroupId="clilocked")

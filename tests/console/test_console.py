@@ -230,6 +230,24 @@ def test_sign_in_when_the_server_checks_credentials(make_server, tmp_path, page,
     page.click("#sign-in")
     expect(page.locator("#resource-rows")).to_contain_text("No replication groups or cache clusters in us-east-1")
 
+    # A key whose policy allows describing only: the page lists, and shows IAM's refusal of a create.
+    with credentials.open("a") as handle:
+        handle.write('[viewer]\naws_access_key_id = AKIDVIEW\naws_secret_access_key = view-secret\n'
+                     'policy = {"Statement": [{"Effect": "Allow", "Action": "elasticache:Describe*", "Resource": "*"}]}\n')
+    page.click("#sign-out")
+    page.fill("#access-key", "AKIDVIEW")
+    page.fill("#secret-key", "view-secret")
+    page.click("#sign-in")
+    expect(page.locator("#resource-rows")).to_contain_text("No replication groups or cache clusters in us-east-1")
+    page.fill("#create-name", "not-allowed")
+    page.click("#create-submit")
+    flash = page.locator(".flash.error")
+    expect(flash).to_contain_text(
+        "User: arn:aws:iam::000000000000:user/viewer is not authorized to perform: elasticache:CreateReplicationGroup"
+    )
+    expect(flash).to_contain_text("(AccessDenied)")
+    screenshot(page, "access-denied")
+
 
 @pytest.mark.parametrize("path", ["/console", "/console/"])
 def test_console_pages_are_served_by_cachefleet_up(server, path):
@@ -283,3 +301,27 @@ def test_standalone_cluster_is_listed_shown_and_deleted(server, ec, page, screen
     expect(page.locator("#gone")).to_contain_text("websolo does not exist", timeout=AVAILABLE_TIMEOUT)
     with pytest.raises(ec.exceptions.CacheClusterNotFoundFault):
         ec.describe_cache_clusters(CacheClusterId="websolo")
+
+
+def test_group_page_shows_its_locks_and_the_connect_line(server, ec, page, screenshot):
+    """TLS required and an AUTH token (Redis OSS, the build with TLS): the page says so, never the token,
+    and its connect line has --tls --cacert and --askpass."""
+    token = "Console-Token-0123456789"
+    ec.create_replication_group(ReplicationGroupId="locked-page", ReplicationGroupDescription="locks", Engine="redis",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=1, TransitEncryptionEnabled=True,
+                                AuthToken=token)
+    try:
+        group = wait_group(ec, "locked-page")
+        primary = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+        page.goto(f"{server.url}/console/#/r/locked-page")
+        expect(page.locator("#status [data-status]")).to_have_attribute("data-status", "available", timeout=AVAILABLE_TIMEOUT)
+        expect(page.locator('[data-field="In-transit encryption"]')).to_have_text("required (TLS only)")
+        expect(page.locator('[data-field="AUTH token"]')).to_contain_text("enabled (last changed")
+        expect(page.locator('[data-field="User groups (RBAC)"]')).to_have_text("none")
+        expect(page.locator('[data-field="Connect"]')).to_have_text(
+            f"redis-cli -h {primary} -p 6379 --tls --cacert ca.pem --askpass")
+        assert token not in page.content()
+        screenshot(page, "locked")
+    finally:
+        ec.delete_replication_group(ReplicationGroupId="locked-page")
+        wait_group_gone(ec, "locked-page")

@@ -65,6 +65,20 @@ def test_connect_uses_the_configuration_endpoint_with_c_when_cluster_mode_is_ena
 def test_connect_adds_tls_and_askpass_when_the_group_has_them():
     raw = _group(cluster_enabled=False) | {"TransitEncryptionEnabled": True, "AuthTokenEnabled": True}
     assert connect_options(_group_view(raw, []))[-2:] == ["--tls", "--askpass"]
+    required = raw | {"TransitEncryptionMode": "required"}
+    assert connect_arguments(connect_target(_group_view(required, [])), ca_file="/tmp/ca.pem") == [
+        "-h", "127.80.0.4", "-p", "6380", "--tls", "--cacert", "/tmp/ca.pem", "--askpass"]
+
+
+def test_connect_to_a_preferred_group_uses_its_tls_port_and_rbac_a_user():
+    raw = _group(cluster_enabled=False) | {"TransitEncryptionEnabled": True, "TransitEncryptionMode": "preferred"}
+    assert connect_arguments(connect_target(_group_view(raw, [])), ca_file="/tmp/ca.pem") == [
+        "-h", "127.80.0.4", "-p", "6381", "--tls", "--cacert", "/tmp/ca.pem"]
+    rbac = _group(cluster_enabled=True, shards=1) | {"UserGroupIds": ["app-users"]}
+    view = _group_view(rbac, [])
+    assert view["user_group_ids"] == ["app-users"] and connect_target(view).user_groups
+    assert connect_arguments(connect_target(view), user="reader") == [
+        "-h", "127.80.0.9", "-p", "6380", "--user", "reader", "-c", "--askpass"]
 
 
 def test_connect_to_a_standalone_cluster_and_to_a_group_without_endpoints():

@@ -43,6 +43,8 @@ KIND_NAMES = {kind.name for kind in kinds.all_kinds()}
 DYNAMIC_RESOURCES = {
     ("domain/base.py", "kind.KIND.name"): KIND_NAMES,  # UseCases._get: the NotFound of the kind looked up
     ("domain/tagging.py", "kind.name"): KIND_NAMES,  # the kind an ARN's resource type names
+    ("domain/users.py", "DUPLICATE_USER_NAME"): {"UserName"},  # a user name taken by another user
+    ("domain/users.py", "DEFAULT_USER"): {"DefaultUser"},  # a user group without (or leaving) a default user
 }
 
 

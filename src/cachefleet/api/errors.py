@@ -52,6 +52,8 @@ _COMMON: dict[str, ErrorKind] = {
     "Throttling": ErrorKind(400, True),
     "SerializationException": ErrorKind(400, True),
     "RequestEntityTooLargeException": ErrorKind(413, True),
+    "AccessDenied": ErrorKind(403, True),
+    "AccessDeniedException": ErrorKind(400, True),
     "InternalFailure": ErrorKind(500, False),
     "ServiceUnavailable": ErrorKind(503, False),
 }
@@ -84,6 +86,10 @@ _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
     (domain.NotAvailable, "TestFailover"): "TestFailoverNotAvailableFault",
     (domain.AlreadyExists, "EC2SecurityGroup"): "AuthorizationAlreadyExistsFault",
     (domain.NotFound, "EC2SecurityGroup"): "AuthorizationNotFoundFault",
+    # RBAC (domain/users.py)
+    (domain.AlreadyExists, "UserName"): "DuplicateUserNameFault",
+    (domain.NotFound, "DefaultUser"): "DefaultUserRequired",
+    (domain.InvalidState, "DefaultUser"): "DefaultUserAssociatedToUserGroupFault",
     # CloudWatch Logs
     (domain.NotFound, "LogGroup"): "ResourceNotFoundException",
     (domain.NotFound, "LogStream"): "ResourceNotFoundException",

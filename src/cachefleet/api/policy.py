@@ -234,6 +234,39 @@ def access_denied_code(service: str) -> str:
     return "AccessDeniedException" if service == "logs" else "AccessDenied"
 
 
+# The member naming the resource an ElastiCache operation acts on, by the noun in its name (the
+# longest first: UserGroup before User), and that resource's ARN type.
+_ELASTICACHE_RESOURCES: tuple[tuple[str, str, str], ...] = (
+    ("UserGroup", "UserGroupId", "usergroup"),
+    ("User", "UserId", "user"),
+    ("ReplicationGroup", "ReplicationGroupId", "replicationgroup"),
+    ("ReplicaCount", "ReplicationGroupId", "replicationgroup"),
+    ("TestFailover", "ReplicationGroupId", "replicationgroup"),
+    ("CacheCluster", "CacheClusterId", "cluster"),
+    ("SubnetGroup", "CacheSubnetGroupName", "subnetgroup"),
+    ("ParameterGroup", "CacheParameterGroupName", "parametergroup"),
+    ("Snapshot", "SnapshotName", "snapshot"),
+    ("ServerlessCache", "ServerlessCacheName", "serverlesscache"),
+)
+
+
+def request_resources(service: str, operation: str, params: Mapping[str, Any], region: str) -> list[str]:
+    """The ARNs a request acts on, as IAM would check them ("*" when it names none: a Describe of everything)."""
+    if service == "elasticache":
+        if operation.endswith(("TagsToResource", "TagsFromResource", "TagsForResource")) and params.get("ResourceName"):
+            return [str(params["ResourceName"])]
+        for noun, member, arn_type in _ELASTICACHE_RESOURCES:
+            if noun in operation and params.get(member):
+                return [f"arn:aws:elasticache:{region}:{ACCOUNT_ID}:{arn_type}:{str(params[member]).lower()}"]
+        return ["*"]
+    if service == "monitoring":
+        names = params.get("AlarmNames") or ([params["AlarmName"]] if params.get("AlarmName") else [])
+        return [f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}" for name in names] or ["*"]
+    if service == "logs" and params.get("logGroupName"):
+        return [f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{params['logGroupName']}"]
+    return ["*"]
+
+
 def authorize(
     policy: Policy | None,
     *,

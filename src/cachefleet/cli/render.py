@@ -51,6 +51,42 @@ def overview(items: Sequence[Mapping[str, Any]], region: str) -> RenderableType:
     return table
 
 
+def security_rows(view: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """In-transit encryption, AUTH token and user groups, as the group page shows them (never a secret)."""
+    mode = view.get("tls_mode")
+    pending = view.get("locks_pending") or {}
+    tls = {"required": "required (TLS only)", "preferred": "preferred (TLS on port + 1, plain text on the port)"}.get(
+        str(mode), "disabled"
+    )
+    if pending.get("tls_mode"):
+        tls += f" -> {pending['tls_mode']} (applying)"
+    auth = "enabled" if view.get("auth_token_enabled") else "disabled"
+    if view.get("auth_token_last_modified"):
+        auth += f" (last changed {view['auth_token_last_modified']})"
+    if pending.get("auth_token"):
+        auth += f", {pending['auth_token']}"
+    groups = ", ".join(view.get("user_group_ids") or []) or "none"
+    if pending.get("user_groups"):
+        change = pending["user_groups"]
+        groups += " (applying: " + ", ".join([f"+{g}" for g in change["add"]] + [f"-{g}" for g in change["remove"]]) + ")"
+    return [("In-transit encryption", tls), ("AUTH token", auth), ("User groups (RBAC)", groups)]
+
+
+def users(items: Sequence[Mapping[str, Any]]) -> RenderableType:
+    table = Table(title="Users", title_justify="left")
+    for column in ("User id", "User name", "Status", "Engine", "Access string", "Authentication", "User groups"):
+        table.add_column(column)
+    for user in items:
+        table.add_row(
+            str(user["id"]), str(user["name"]), status(user["status"]), _or_dash(user["engine"]),
+            _or_dash(user["access_string"]),
+            f"{user['authentication']} ({user['passwords']})" if user["authentication"] == "password"
+            else _or_dash(user["authentication"]),
+            ", ".join(user["user_groups"]) or "-",
+        )
+    return table
+
+
 def resource(view: Mapping[str, Any]) -> RenderableType:
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
@@ -66,6 +102,8 @@ def resource(view: Mapping[str, Any]) -> RenderableType:
     if view["kind"] == "group":
         header.add_row("Automatic failover", _or_dash(view.get("automatic_failover")))
         header.add_row("Multi-AZ", _or_dash(view.get("multi_az")))
+    for label, value in security_rows(view):
+        header.add_row(label, value)
     if view.get("configuration_endpoint"):
         header.add_row("Configuration endpoint", str(view["configuration_endpoint"]))
     if view.get("replication_group_id"):

@@ -38,6 +38,7 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_NODE_TYPE = "cache.t4g.micro"
 DUMMY_CREDENTIALS = ("cachefleet-dev", "cachefleet-dev")
 NAMESPACE = "AWS/ElastiCache"
+CA_PATH = "/cachefleet/ca.pem"
 _AVAILABLE = "available"
 _FAILED = ("create-failed", "incompatible-network", "restore-failed")
 _XML_CODE = re.compile(r"<Code>([^<]*)</Code>")
@@ -204,6 +205,56 @@ class Fleet:
         if cluster is not None:
             return _cluster_view(cluster)
         raise NotFound(f"No replication group or cache cluster named {name} in {self.region}.")
+
+    def ca_certificate(self) -> str:
+        """The PEM of the CA that signs the nodes' certificates (served by the endpoint, unsigned: it is public)."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.endpoint_url}{CA_PATH}", timeout=10) as response:
+                return str(response.read().decode())
+        except urllib.error.HTTPError as error:
+            raise ApiFailure(f"HTTP{error.code}", f"{self.endpoint_url}{CA_PATH} answered HTTP {error.code}.") from None
+        except OSError:
+            raise ApiFailure(
+                "ConnectionFailed", f"Cannot reach Cachefleet at {self.endpoint_url}: is `cachefleet up` running there?",
+                status=502,
+            ) from None
+
+    # ------------------------------------------------------------------ users (RBAC)
+    def users(self) -> list[dict[str, Any]]:
+        return [_user_view(u) for u in self._pages("elasticache", "describe_users", "Users")]
+
+    def create_user(
+        self, user_id: str, *, user_name: str | None, access_string: str, passwords: Sequence[str], engine: str,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "UserId": user_id, "UserName": user_name or user_id, "Engine": engine, "AccessString": access_string,
+        }
+        if passwords:
+            params["AuthenticationMode"] = {"Type": "password", "Passwords": list(passwords)}
+        else:
+            params["AuthenticationMode"] = {"Type": "no-password-required"}
+        return _user_view(self.call("elasticache", "create_user", **params))
+
+    def modify_user(
+        self, user_id: str, *, access_string: str | None = None, append: str | None = None,
+        passwords: Sequence[str] | None = None, no_password: bool = False,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"UserId": user_id}
+        if access_string is not None:
+            params["AccessString"] = access_string
+        if append is not None:
+            params["AppendAccessString"] = append
+        if passwords:
+            params["AuthenticationMode"] = {"Type": "password", "Passwords": list(passwords)}
+        elif no_password:
+            params["AuthenticationMode"] = {"Type": "no-password-required"}
+        return _user_view(self.call("elasticache", "modify_user", **params))
+
+    def delete_user(self, user_id: str) -> dict[str, Any]:
+        return _user_view(self.call("elasticache", "delete_user", UserId=user_id))
 
     def engines(self) -> list[dict[str, Any]]:
         versions = self._pages("elasticache", "describe_cache_engine_versions", "CacheEngineVersions")
@@ -709,7 +760,12 @@ def _group_view(group: dict[str, Any], clusters: Iterable[dict[str, Any]]) -> di
         "automatic_failover": group.get("AutomaticFailover"),
         "multi_az": group.get("MultiAZ"),
         "tls": bool(group.get("TransitEncryptionEnabled")),
+        "tls_mode": group.get("TransitEncryptionMode") if group.get("TransitEncryptionEnabled") else None,
         "auth": bool(group.get("AuthTokenEnabled")) or bool(group.get("UserGroupIds")),
+        "auth_token_enabled": bool(group.get("AuthTokenEnabled")),
+        "auth_token_last_modified": _iso(group.get("AuthTokenLastModifiedDate")),
+        "user_group_ids": list(group.get("UserGroupIds", [])),
+        "locks_pending": _locks_pending(group.get("PendingModifiedValues") or {}),
         "arn": group.get("ARN"),
         "created": _iso(group.get("ReplicationGroupCreateTime")),
         "member_clusters": list(group.get("MemberClusters", [])),
@@ -735,7 +791,12 @@ def _cluster_view(cluster: dict[str, Any]) -> dict[str, Any]:
         "configuration_endpoint": _endpoint(cluster.get("ConfigurationEndpoint")),
         "replication_group_id": cluster.get("ReplicationGroupId"),
         "tls": bool(cluster.get("TransitEncryptionEnabled")),
+        "tls_mode": cluster.get("TransitEncryptionMode") if cluster.get("TransitEncryptionEnabled") else None,
         "auth": bool(cluster.get("AuthTokenEnabled")),
+        "auth_token_enabled": bool(cluster.get("AuthTokenEnabled")),
+        "auth_token_last_modified": _iso(cluster.get("AuthTokenLastModifiedDate")),
+        "user_group_ids": [],
+        "locks_pending": {},
         "arn": cluster.get("ARN"),
         "created": _iso(cluster.get("CacheClusterCreateTime")),
         "member_clusters": [cluster["CacheClusterId"]],
@@ -744,6 +805,34 @@ def _cluster_view(cluster: dict[str, Any]) -> dict[str, Any]:
         "parameter_group": (cluster.get("CacheParameterGroup") or {}).get("CacheParameterGroupName"),
         "pending": _pending(None, [cluster]),
         "upgrade": _upgrade([node], cluster.get("CacheClusterStatus")),
+    }
+
+
+def _locks_pending(values: dict[str, Any]) -> dict[str, Any]:
+    """The security part of PendingModifiedValues, for the pages: what is still being applied."""
+    found: dict[str, Any] = {}
+    if values.get("AuthTokenStatus"):
+        found["auth_token"] = values["AuthTokenStatus"].lower()
+    groups = values.get("UserGroups") or {}
+    if groups.get("UserGroupIdsToAdd") or groups.get("UserGroupIdsToRemove"):
+        found["user_groups"] = {"add": list(groups.get("UserGroupIdsToAdd", [])),
+                                "remove": list(groups.get("UserGroupIdsToRemove", []))}
+    if values.get("TransitEncryptionMode"):
+        found["tls_mode"] = values["TransitEncryptionMode"]
+    return found
+
+
+def _user_view(user: dict[str, Any]) -> dict[str, Any]:
+    authentication = user.get("Authentication") or {}
+    return {
+        "id": user.get("UserId"),
+        "name": user.get("UserName"),
+        "status": user.get("Status"),
+        "engine": user.get("Engine"),
+        "access_string": user.get("AccessString"),
+        "authentication": authentication.get("Type"),
+        "passwords": authentication.get("PasswordCount", 0),
+        "user_groups": list(user.get("UserGroupIds", [])),
     }
 
 
@@ -776,6 +865,7 @@ class ConnectTarget:
     cluster: bool  # follow MOVED/ASK (-c)
     tls: bool
     auth: bool
+    user_groups: bool = False  # RBAC: log in as a user of the group's user group (--user)
 
 
 def connect_target(resource: dict[str, Any]) -> ConnectTarget:
@@ -794,4 +884,11 @@ def connect_target(resource: dict[str, Any]) -> ConnectTarget:
             "InvalidState", f"{resource['id']} has no endpoint yet (it is {resource['status']}); wait until it is available."
         )
     host, _, port = str(target).rpartition(":")
-    return ConnectTarget(host, int(port), cluster_flag, bool(resource.get("tls")), bool(resource.get("auth")))
+    number = int(port)
+    if resource.get("tls_mode") == "preferred":
+        # Plain text keeps the port while TLS is served on the next one (see the README).
+        number = number + 1 if number < 65535 else number - 1
+    return ConnectTarget(
+        host, number, cluster_flag, bool(resource.get("tls")), bool(resource.get("auth")),
+        user_groups=bool(resource.get("user_group_ids")),
+    )

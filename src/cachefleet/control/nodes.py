@@ -2,9 +2,13 @@
 
 Start (or adopt) a cluster's node with the right role, fence it, stop it, bind endpoint
 addresses on it, forget it, mark it available, fail its creation, record events. Every
-connection to a node goes through its ``NodeAccess``. Observed state (which process of a node
-was checked, what it listens on, which replica finished its full sync) lives here and is
-rebuilt from the engines after a control-plane restart.
+connection to a node goes through its ``NodeAccess``, which carries the node's control-plane
+user and, for a TLS node, the CA (control/locks.py). A node starts locked: its ACL file holds
+the control-plane user and its clients' users, a replica's ``masterauth`` is its primary's
+password; ``sync_users`` keeps the users of a running node as its records want them.
+Observed state (which process of a node was checked, what it listens on, which replica
+finished its full sync, which users and TLS mode a node has) lives here and is rebuilt from
+the engines after a control-plane restart.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from cachefleet.control.health import HealthMonitor
+from cachefleet.control.locks import Locks, fingerprint
 from cachefleet.control.scheduler import Retry
 from cachefleet.domain import parameters as catalogue
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus, NodeStatus
+from cachefleet.domain.credentials import CONTROL_PLANE_USER, TransitEncryptionMode
 from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import Operation, OperationKind, operation_key, progressed
@@ -36,6 +43,7 @@ from cachefleet.domain.parameter_groups import (
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
+from cachefleet.engine import acl
 from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.config import NodeConfig, render
@@ -110,6 +118,9 @@ class Observed:
     rebooted: set[str]  # stopped for a reboot, not available again yet
     fenced_hung: set[str]  # killed for not answering, not restarted yet
     links_down: set[str]  # replicas whose lost replication link was recorded
+    users: dict[str, tuple[int, str]] = field(default_factory=dict)  # node key -> (pid, fingerprint of its users)
+    transit: dict[str, TransitEncryptionMode | None] = field(default_factory=dict)  # node key -> TLS mode it runs
+    masterauth: dict[str, tuple[int, str]] = field(default_factory=dict)  # replica key -> (pid, primary key)
 
 
 class Nodes:
@@ -125,6 +136,7 @@ class Nodes:
         health: HealthMonitor,
         builds: Builds | None = None,
         recheck: Callable[[Resource, float], None] = lambda resource, delay: None,
+        locks: Locks | None = None,
     ) -> None:
         self._recheck = recheck  # runs the resource's pass again after a delay (the scheduler)
         self.store = store
@@ -133,23 +145,40 @@ class Nodes:
         self.health = health
         self._binaries = binaries
         self._builds = builds
-        self._admins: dict[str, AdminClient] = {}
+        self.locks = locks or Locks(store=store, node_dir=provider.node_dir)
+        self._admins: dict[str, tuple[NodeAccess, AdminClient]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
 
     # ------------------------------------------------------------------ reaching nodes
+    def mode(self, cluster: CacheCluster) -> TransitEncryptionMode | None:
+        """The TLS mode the node runs: what was observed of it, else what its records want."""
+        key = node_key(cluster)
+        if key in self.observed.transit:
+            return self.observed.transit[key]
+        return self.locks.mode(cluster)
+
     def access(self, cluster: CacheCluster) -> NodeAccess:
-        return NodeAccess(cluster.node.address, cluster.port)
+        """How to reach the node as it runs now: its control-plane user, TLS where it serves no plain text."""
+        return self.locks.access(cluster, node_key(cluster), self.mode(cluster))
 
     def admin(self, cluster: CacheCluster) -> AdminClient:
         key = node_key(cluster)
-        admin = self._admins.get(key)
-        if admin is None:
-            admin = self.access(cluster).admin()
-            self._admins[key] = admin
+        access = self.access(cluster)
+        cached = self._admins.get(key)
+        if cached is not None and cached[0] == access:
+            return cached[1]
+        if cached is not None:
+            # Its TLS mode or password changed: the next command goes through a new connection.
+            closing = asyncio.get_running_loop().create_task(cached[1].close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        admin = access.admin()
+        self._admins[key] = (access, admin)
         return admin
 
     async def close(self) -> None:
-        for admin in self._admins.values():
+        for _, admin in self._admins.values():
             await admin.close()
         self._admins.clear()
 
@@ -277,10 +306,13 @@ class Nodes:
                     f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} restarted: {cause}"
                     + ("; the node was a primary, so its data was lost" if was_primary else "; it resyncs from the primary"),
                 )
-        elif sharded:
-            await self._adopt_sharded(cluster)
         else:
-            await self._fix_role(cluster, replica_of)
+            await self._learn_mode(cluster)
+            await self.sync_users(cluster)
+            if sharded:
+                await self._adopt_sharded(cluster)
+            else:
+                await self._fix_role(cluster, replica_of)
         self.mark_checked(cluster)
 
     async def ensure_all(
@@ -327,9 +359,16 @@ class Nodes:
         return catalogue.data_maxmemory(cluster.node_type, values if values is not None else self.parameter_values(cluster))
 
     def config(
-        self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, values: dict[str, str] | None = None
+        self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool,
+        values: dict[str, str] | None = None, mode: TransitEncryptionMode | None | str = "wanted", starting: bool = True,
     ) -> str:
-        """The node's config file: Cachefleet's own settings, then its parameter group's."""
+        """The node's engine.conf: what it is and does (Cachefleet's own settings, then its parameter
+        group's), and where its locks are (its ACL file, TLS files, a replica's masterauth include:
+        no secret in the file itself). ``mode`` is the TLS mode to render ("wanted": the one its
+        records want)."""
+        key = node_key(cluster)
+        if not isinstance(mode, TransitEncryptionMode) and mode is not None:
+            mode = self.locks.mode(cluster)
         values = values if values is not None else self.parameter_values(cluster)
         settings = node_settings(self.family(cluster), values, node_type=cluster.node_type, offered=self.offered(cluster))
         maxmemory = int(settings.pop("maxmemory"))
@@ -337,13 +376,19 @@ class Nodes:
             NodeConfig(
                 address=cluster.node.address,
                 port=cluster.port,
-                directory=self.provider.node_dir(node_key(cluster)),
+                directory=self.provider.node_dir(key),
                 maxmemory=maxmemory,
                 replica_of=replica_of,
                 cluster=sharded,
                 label=f"node {cluster.node.node_id} of cache cluster {cluster.cluster_id} ({cluster.region}), "
                 f"parameter group {cluster.parameter_group_name}",
-                extra=settings,
+                extra={
+                    **settings,
+                    **self.locks.engine_settings(
+                        cluster, key, sharded=sharded, replica_of=replica_of, now=self.clock.now(), mode=mode,
+                        starting=starting,
+                    ),
+                },
             )
         )
 
@@ -353,16 +398,87 @@ class Nodes:
         parameters are the parameter workflow's)."""
         admin = self.admin(cluster)
         await admin.config_set("maxmemory", str(self.maxmemory(cluster)))
-        self.provider.write_config(node_key(cluster), self.config(cluster, None, sharded=True))
+        self.provider.write_config(
+            node_key(cluster), self.config(cluster, None, sharded=True, mode=self.mode(cluster), starting=False)
+        )
         self.observed.binds[node_key(cluster)] = await admin.bound_addresses()
+
+    # ------------------------------------------------------------------ locks
+    async def _learn_mode(self, cluster: CacheCluster) -> None:
+        """Which TLS mode a running node that was not started by this control plane serves: the one
+        its records want, unless it only answers in another (a change that was under way)."""
+        key = node_key(cluster)
+        if key in self.observed.transit:
+            return
+        wanted = self.locks.mode(cluster)
+        tls_first = wanted is TransitEncryptionMode.REQUIRED
+        for mode in ((TransitEncryptionMode.REQUIRED, None) if tls_first else (None, TransitEncryptionMode.REQUIRED)):
+            probe = self.locks.access(cluster, key, mode).admin(timeout=1.0)
+            try:
+                if mode is None:
+                    # Plain text answers in preferred mode too: its TLS port tells them apart.
+                    tls_port = await probe.config_get("tls-port")
+                    if tls_port not in ("", "0"):
+                        mode = TransitEncryptionMode.PREFERRED
+                else:
+                    await probe.ping()
+            except (EngineError, ssl.SSLError, OSError):
+                continue
+            finally:
+                await probe.close()
+            self.observed.transit[key] = mode
+            return
+
+    async def sync_users(self, cluster: CacheCluster) -> bool:
+        """Brings the node's ACL users to what its records want (and its ACL file, for its next
+        start); True if anything changed. A node whose last sync wanted the same is left alone."""
+        key = node_key(cluster)
+        pid = self.provider.pid(key)
+        unlocked = self.locks.password(key) is None  # a node started before nodes had a control-plane user
+        users = self.locks.users(cluster, key)
+        wanted = fingerprint(users)
+        if pid is not None and self.observed.users.get(key) == (pid, wanted):
+            return False
+        self.locks.write_aclfile(key, users)
+        if unlocked:
+            legacy = replace(self.access(cluster), username=None, password=None).admin()
+            try:
+                steps = await acl.sync(legacy, users)
+            finally:
+                await legacy.close()
+        else:
+            steps = await acl.sync(self.admin(cluster), users)
+        self.observed.users[key] = (pid or 0, wanted)
+        if not steps.empty:
+            log.info(
+                "node %s: users %s set, %s deleted", key, ", ".join(u.name for u, _ in steps.setusers) or "none",
+                ", ".join(steps.delusers) or "none",
+            )
+        return not steps.empty
+
+    def users_synced(self, cluster: CacheCluster) -> bool:
+        """Whether the running node has the users its records want now."""
+        key = node_key(cluster)
+        pid = self.provider.pid(key)
+        return pid is not None and self.observed.users.get(key) == (pid, fingerprint(self.locks.users(cluster, key)))
+
+    async def authenticate_replication(self, replica: CacheCluster, primary: CacheCluster) -> None:
+        """The replica logs in to its primary as the control-plane user, with the primary's password
+        (set before it follows the primary; again after a failover gave its shard another one)."""
+        await self._replication_password(replica, node_key(primary))
 
     async def _start(
         self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, keep_data: bool = False
     ) -> None:
         key = node_key(cluster)
         binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        # Locked from its first instant: the ACL file holds the control-plane user and its clients' users.
+        users = self.locks.users(cluster, key)
+        self.locks.write_aclfile(key, users)
+        mode = self.locks.mode(cluster)
         values = self.parameter_values(cluster)
-        config = self.config(cluster, replica_of, sharded=sharded, values=values)
+        config = self.config(cluster, replica_of, sharded=sharded, values=values, mode=mode)
+        access = self.locks.access(cluster, key, mode)
         # Recorded before the start: whichever way the start ends, this process (if any) runs with
         # these values, and a crash right after the start cannot leave an older record behind.
         with self.store.transaction() as tx:
@@ -370,13 +486,15 @@ class Nodes:
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:
-                await self.provider.start(
-                    key, binary=binary.server, config=config, access=self.access(cluster), keep_data=keep_data
-                )
+                pid = await self.provider.start(key, binary=binary.server, config=config, access=access, keep_data=keep_data)
             except NodeStartFailed as failure:
                 last = failure
                 continue
             self.observed.binds[key] = [cluster.node.address]
+            self.observed.transit[key] = mode
+            self.observed.users[key] = (pid, fingerprint(users))
+            if replica_of is not None:
+                self.observed.masterauth[key] = (pid, replica_of[0])
             await self._drop_admin(key)
             return
         assert last is not None
@@ -394,6 +512,7 @@ class Nodes:
             str(replica_of[1]),
         ):
             log.info("pointing %s at %s:%s", cluster.cluster_id, *replica_of)
+            await self._replication_password(cluster, replica_of[0])
             await admin.replicate(*replica_of)
         self.observed.binds[node_key(cluster)] = await admin.bound_addresses()
 
@@ -455,22 +574,38 @@ class Nodes:
         await self._drop_admin(key)
         self.observed.verified.pop(key, None)
         self.observed.binds.pop(key, None)
+        self.observed.transit.pop(key, None)
+        self.observed.users.pop(key, None)
+        self.observed.masterauth.pop(key, None)
 
     def exited(self, key: str) -> None:
         """The provider saw the node's process exit."""
         self.observed.verified.pop(key, None)
         self.observed.binds.pop(key, None)
+        self.observed.transit.pop(key, None)
 
     async def _drop_admin(self, key: str) -> None:
-        admin = self._admins.pop(key, None)
-        if admin is not None:
-            await admin.close()
+        cached = self._admins.pop(key, None)
+        if cached is not None:
+            await cached[1].close()
+
+    async def _replication_password(self, replica: CacheCluster, primary_key: str) -> None:
+        """Sets masterauth to the password of the node at ``primary_key`` (the replica's new primary)."""
+        key = node_key(replica)
+        pid = self.provider.pid(key) or 0
+        if self.observed.masterauth.get(key) == (pid, primary_key):
+            return
+        password = self.locks.password(primary_key)
+        if password is not None:
+            await self.admin(replica).execute("CONFIG", "SET", "masteruser", CONTROL_PLANE_USER, "masterauth", password)
+        self.observed.masterauth[key] = (pid, primary_key)
 
     async def destroy(self, cluster: CacheCluster, *, group: ReplicationGroup | None) -> None:
         """Stops the node, removes its files, then its record (and its place in ``group``)."""
         key = node_key(cluster)
         await self.stop(cluster)
         self.provider.remove(key)
+        self.locks.forget(key)
         self.observed.links_down.discard(key)
         self.observed.synced.pop(key, None)
         with self.store.transaction() as tx:

@@ -2,11 +2,14 @@
 
 The reconciler routes every change to its resource's worker (control/scheduler.py) and
 composes each resource's pass from the workflows (control/workflows/): for a replication
-group, deadlines first, then its failovers, its parameters, the next step of its engine upgrade,
-its topology (cluster mode disabled or enabled), its node type, and settling it; for a standalone
-cache cluster, its engine upgrade, its one node and its parameters. A parameter group's change kicks every group and cluster that uses it. Every pass can
-be interrupted by a crash and simply run again: processes are found again by the provider,
-engines are asked for their actual role and bound addresses, and nothing is started twice.
+group, deadlines first, then its failovers, its certificates, its parameters, the next step of its
+engine upgrade, its topology (cluster mode disabled or enabled), its locks (TLS, ACL users:
+workflows/access.py), its node type, and settling it; for a standalone cache cluster, its engine
+upgrade, its one node, its parameters and its locks; for a user or user group, its status once
+every node that needs it has it. A parameter group's change kicks every group and cluster that
+uses it. Every pass can be interrupted by a crash and simply run again: processes are found
+again by the provider, engines are asked for their actual role and bound addresses, and nothing
+is started twice.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import logging
 from collections.abc import Iterator
 
 from cachefleet.control.health import HealthMonitor
+from cachefleet.control.locks import Locks
 from cachefleet.control.nodes import Binaries, GroupFailed, Nodes, Provider, node_key
 from cachefleet.control.scheduler import Failed, Retry, Scheduler, Target
 from cachefleet.control.warm import WarmPool
+from cachefleet.control.workflows.access import AccessWorkflow
 from cachefleet.control.workflows.cache_cluster import CacheClusterWorkflow
 from cachefleet.control.workflows.failover import Failover
 from cachefleet.control.workflows.node_type import NodeTypeWorkflow
@@ -31,6 +36,7 @@ from cachefleet.domain.parameter_groups import Builds, CacheParameterGroup
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
+from cachefleet.domain.users import User, UserGroup
 from cachefleet.engine.admin import EngineError
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ GROUP = ReplicationGroup.KIND.name
 CLUSTER = CacheCluster.KIND.name
 PARAMETER_GROUP = CacheParameterGroup.KIND.name
 PARAMETER_RETRY = 0.5  # a node that did not take its parameters is tried again this soon
+USER = User.KIND.name
+USER_GROUP = UserGroup.KIND.name
 
 
 class Reconciler:
@@ -55,6 +63,7 @@ class Reconciler:
         warm: WarmPool | None = None,
         health: HealthMonitor | None = None,
         builds: Builds | None = None,
+        locks: Locks | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -62,7 +71,7 @@ class Reconciler:
         self.health = health or HealthMonitor(on_change=self._on_health)
         self.nodes = Nodes(
             store=store, provider=provider, binaries=binaries, clock=clock, health=self.health, builds=builds,
-            recheck=lambda resource, delay: self.scheduler.later(Target.of(resource), delay),
+            recheck=lambda resource, delay: self.scheduler.later(Target.of(resource), delay), locks=locks,
         )
         self.scheduler = Scheduler(
             run=self._pass, fail=self._fail, transient=(EngineError,), resync=self._targets, resync_interval=resync_interval
@@ -74,6 +83,7 @@ class Reconciler:
         self.clusters = CacheClusterWorkflow(self.nodes)
         self.parameters = ParameterWorkflow(self.nodes)
         self.upgrades = UpgradeWorkflow(self.nodes)
+        self.access = AccessWorkflow(self.nodes)
         self._warm = warm
 
     # ------------------------------------------------------------------ wiring
@@ -97,6 +107,11 @@ class Reconciler:
                     targets.add(Target(GROUP, region, group_id) if group_id else Target(CLUSTER, region, cluster.cluster_id))
             for target in targets:
                 self.scheduler.kick(target)
+        elif name in (USER, USER_GROUP):
+            # The nodes that have (or are to have) the user sync it; its status settles after them.
+            for target in self.access.targets_of(name, region, key):
+                self.scheduler.kick(target)
+            self.scheduler.kick(Target(name, region, key))
 
     def _cluster_of_node(self, key: str) -> CacheCluster | None:
         for cluster in self.store.list(CacheCluster):
@@ -122,6 +137,12 @@ class Reconciler:
         for cluster in self.store.list(CacheCluster):
             if cluster.replication_group_id is None:
                 yield Target.of(cluster)
+        for user in self.store.list(User):
+            if user.status != "active":
+                yield Target.of(user)
+        for user_group in self.store.list(UserGroup):
+            if user_group.status != "active":
+                yield Target.of(user_group)
 
     async def start(self) -> None:
         running = self.provider.adopt_all()
@@ -183,6 +204,17 @@ class Reconciler:
             current = self.store.get(CacheCluster, target.region, target.key)
             if current is not None and await self.parameters.apply([current]):
                 self.scheduler.later(target, PARAMETER_RETRY)
+            current = self.store.get(CacheCluster, target.region, target.key)
+            if current is not None:
+                await self.access.reconcile_cluster(current)
+        elif target.kind == USER:
+            user = self.store.get(User, target.region, target.key)
+            if user is not None:
+                self.access.settle_user(user)
+        elif target.kind == USER_GROUP:
+            user_group = self.store.get(UserGroup, target.region, target.key)
+            if user_group is not None:
+                self.access.settle_user_group(user_group)
 
     def _overdue(self, resource: Resource) -> list[Operation]:
         now = self.clock.now()
@@ -215,6 +247,8 @@ class Reconciler:
                     self.failover.call_off(group, f"Failover of {group.group_id} called off: {reason}")
                 elif operation.kind == OperationKind.UPGRADE:
                     self.upgrades.fail(group, reason)
+                elif operation.kind == OperationKind.ACCESS:
+                    self.access.fail(group, reason)
                 group = self.store.get(ReplicationGroup, target.region, target.key) or group
         elif target.kind == CLUSTER:
             cluster = self.store.get(CacheCluster, target.region, target.key)
@@ -248,6 +282,8 @@ class Reconciler:
                 await self.sharded.cancel(group)  # its slots may be moving from or to the lost primary
             if await self.failover.run(group, node_group, members, trouble):
                 raise Retry(0.0, "")  # again at once, with the new primary
+        # Certificates first: a group waiting to converge must not let its nodes' certificates expire.
+        await self.access.renew(group)
         # Before the topology (and the parameters): a replaced node's record names its new build
         # before the topology starts it, a process that predates its replacement is stopped before it
         # is told the new family's parameters, and a node stopped for an in-place restart starts on
@@ -268,6 +304,7 @@ class Reconciler:
                     await self.groups.reconcile_node_group(group, node_group, members)
         except GroupFailed:
             return
+        await self.access.reconcile(nodes.current(group) or group)
         for cluster in nodes.members(group).values():
             nodes.watch(cluster)
         nodes.note_links(group)

@@ -8,7 +8,9 @@ primary is needed, the domain gives it the warm node's address and the reconcile
 the running process (see control/sharded.py for how it then takes its share of slots).
 
 Warm nodes live under ``nodes/<address>/`` like any node, with a ``warm`` marker naming
-their engine build, so a restarted control plane finds them again.
+their engine build, so a restarted control plane finds them again. They are locked like any
+node (control/locks.py): the control-plane user with the node's own password, which the node
+keeps when a cluster takes it; that cluster's users replace the open default user at once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from cachefleet.control.locks import Locks
 from cachefleet.domain import nodetypes
 from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.errors import InsufficientCapacity
@@ -28,7 +31,6 @@ from cachefleet.domain.kinds import used_addresses
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.validation import allocate_addresses
 from cachefleet.engine import cluster as engine_cluster
-from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import EngineError
 from cachefleet.engine.config import NodeConfig, render
 from cachefleet.providers.local import LocalProvider, NodeStartFailed
@@ -57,8 +59,10 @@ class WarmPool:
         network: ipaddress.IPv4Network,
         release: EngineRelease | None,
         size: int,
+        locks: Locks | None = None,
     ) -> None:
         self._store = store
+        self._locks = locks or Locks(store=store, node_dir=provider.node_dir)
         self._provider = provider
         self._binaries = binaries
         self._network = network
@@ -140,6 +144,7 @@ class WarmPool:
         self._starting.add(address)
         try:
             binary = self._binaries.binary(release.engine, release.version)
+            self._locks.write_aclfile(address, self._locks.unclaimed_users(address))
             config = render(
                 NodeConfig(
                     address=address,
@@ -148,10 +153,11 @@ class WarmPool:
                     maxmemory=nodetypes.maxmemory_bytes(WARM_NODE_TYPE),
                     cluster=True,
                     label=f"warm node ({release.engine} {release.version}), waiting to become a primary",
+                    extra=self._locks.unclaimed_settings(address),
                 )
             )
             started = time.monotonic()
-            access = NodeAccess(address, PORT)
+            access = self._locks.unclaimed_access(address, PORT)
             await self._provider.start(address, binary=binary.server, config=config, access=access)  # type: ignore[attr-defined]
             admin = access.admin()
             try:

@@ -17,6 +17,7 @@ from cachefleet.domain import operations, validation
 from cachefleet.domain.errors import NotFound
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import (
+    AccessChange,
     EngineUpgrade,
     FailoverRequest,
     Operation,
@@ -94,8 +95,9 @@ class UseCases:
         node_type: str | None = None,
         failover: FailoverRequest | None = None,
         upgrade: EngineUpgrade | None = None,
+        access: AccessChange | None = None,
     ) -> Operation:
         return operations.begin(
             resource, kind, now=self._clock.now(), resharding=resharding, node_type=node_type, failover=failover,
-            upgrade=upgrade,
+            upgrade=upgrade, access=access,
         )

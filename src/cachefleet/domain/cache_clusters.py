@@ -30,6 +30,7 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.operations import Operation, OperationKind
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.security import Security, SecurityRequest, check_tls_engine
 from cachefleet.domain.tags import Tag, tags
 
 DEFAULT_SUBNET_GROUP = "default"
@@ -131,6 +132,7 @@ class CacheCluster:
     notification_topic_arn: str | None = None  # stored and shown; Cachefleet publishes nothing to SNS
     notification_topic_status: str = "active"
     pending: PendingModifiedValues = PendingModifiedValues()
+    security: Security = Security()  # a standalone cluster's own; a member follows its group's
 
     @property
     def key(self) -> str:
@@ -145,12 +147,10 @@ _UNSUPPORTED: dict[str, Any] = {
     "SnapshotArns": None,
     "SnapshotName": None,
     "SnapshotRetentionLimit": 0,
-    "AuthToken": None,
     "OutpostMode": None,
     "PreferredOutpostArn": None,
     "PreferredOutpostArns": None,
     "LogDeliveryConfigurations": None,
-    "TransitEncryptionEnabled": False,
     "NetworkType": "ipv4",
     "IpDiscovery": "ipv4",
 }
@@ -218,6 +218,7 @@ class CreateCacheClusterRequest:
     security_group_ids: tuple[str, ...] = ()
     cache_security_group_names: tuple[str, ...] | None = None
     notification_topic_arn: str | None = None
+    security: SecurityRequest = SecurityRequest()
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateCacheClusterRequest:
@@ -258,6 +259,7 @@ class CreateCacheClusterRequest:
             notification_topic_arn=(
                 notification_topic_arn(params["NotificationTopicArn"]) if "NotificationTopicArn" in params else None
             ),
+            security=SecurityRequest.parse(params),
         )
 
 
@@ -478,6 +480,8 @@ class CacheClusters(UseCases):
         # A standalone cluster is one node: cluster mode disabled.
         parameter_group = self._parameter_groups.resolve(region, request.parameter_group_name, release, cluster_mode=False)
         names = self._security_groups.check_names(region, request.cache_security_group_names) or ()
+        if request.security.transit_encryption_mode is not None:
+            check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
         now = self._clock.now()
         (address,) = self._allocate(1)
         cluster = CacheCluster(
@@ -500,6 +504,7 @@ class CacheClusters(UseCases):
             security_group_ids=request.security_group_ids,
             cache_security_group_names=names,
             notification_topic_arn=request.notification_topic_arn,
+            security=request.security.security(now=now),
         )
         with self._store.transaction() as tx:
             tx.put(cluster)

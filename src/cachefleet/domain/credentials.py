@@ -10,6 +10,7 @@ ElastiCache has one, with ElastiCache's own wording. No secret is ever quoted in
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,12 @@ class AuthTokenUpdateStrategy(enum.Enum):
     ROTATE = "ROTATE"
     SET = "SET"
     DELETE = "DELETE"
+
+
+def secret_hash(secret: str) -> str:
+    """The SHA-256 hex of a password or AUTH token: the only form in which Cachefleet keeps one
+    (the engine stores and checks the same hash: ``#<hex>`` in ACL rules)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _printable_ascii(value: str) -> bool:

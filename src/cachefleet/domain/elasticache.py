@@ -20,6 +20,7 @@ from cachefleet.domain.shards import Shards
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
 from cachefleet.domain.upgrades import Upgrades
+from cachefleet.domain.users import UserGroups, Users
 
 
 class ElastiCache:
@@ -54,3 +55,5 @@ class ElastiCache:
             deps, upgrades=self.upgrades, service_updates=self.service_updates, parameters=self.parameter_groups
         )
         self.events = EventLog(deps)
+        self.users = Users(deps)
+        self.user_groups = UserGroups(deps, usage=self.replication_groups)

@@ -18,6 +18,7 @@ class EngineRelease:
     version: str  # full version as the binary reports it, e.g. "8.1.8"
     family: str  # parameter group family, e.g. "valkey8"
     description: str
+    tls: bool = False  # built with TLS (in-transit encryption needs it)
 
     @property
     def major_minor(self) -> str:

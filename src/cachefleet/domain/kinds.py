@@ -23,22 +23,17 @@ from cachefleet.domain.resource import Kind
 from cachefleet.domain.security_groups import CacheSecurityGroup
 from cachefleet.domain.service_updates import ServiceUpdate, UpdateAction
 from cachefleet.domain.subnet_groups import CacheSubnetGroup
+from cachefleet.domain.users import User, UserGroup
 
 STORED: tuple[type, ...] = (
     ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
-    CacheSecurityGroup, ServiceUpdate, UpdateAction,
+    CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup,
 )
 
 FUTURE: tuple[Kind, ...] = (
     Kind("Snapshot", "Snapshot", "SnapshotNotFoundFault", arn_type="snapshot",
          already_exists="SnapshotAlreadyExistsFault", invalid_state="InvalidSnapshotStateFault",
          quota_exceeded="SnapshotQuotaExceededFault"),
-    Kind("User", "User", "UserNotFoundFault", arn_type="user", event_source=EventSourceType.USER.value,
-         already_exists="UserAlreadyExistsFault", invalid_state="InvalidUserStateFault",
-         quota_exceeded="UserQuotaExceededFault"),
-    Kind("UserGroup", "User group", "UserGroupNotFoundFault", arn_type="usergroup",
-         event_source=EventSourceType.USER_GROUP.value, already_exists="UserGroupAlreadyExistsFault",
-         invalid_state="InvalidUserGroupStateFault", quota_exceeded="UserGroupQuotaExceededFault"),
     Kind("ReservedCacheNode", "Reserved cache node", "ReservedCacheNodeNotFoundFault", arn_type="reserved-instance",
          already_exists="ReservedCacheNodeAlreadyExistsFault", quota_exceeded="ReservedCacheNodeQuotaExceededFault"),
     Kind("ServerlessCache", "Serverless cache", "ServerlessCacheNotFoundFault", arn_type="serverlesscache",

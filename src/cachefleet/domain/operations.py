@@ -29,6 +29,7 @@ class OperationKind(StrEnum):
     NODE_TYPE = "node-type"  # vertical scaling
     FAILOVER = "failover"  # a planned failover (TestFailover, reboot of a primary, switchover)
     UPGRADE = "upgrade"  # a rolling replacement of nodes: engine upgrade, service update, static parameters
+    ACCESS = "access"  # AUTH token, user groups or in-transit encryption reaching every node
 
 
 # How long an operation may go without progress before it is failed.
@@ -40,6 +41,7 @@ ALLOWANCE: dict[OperationKind, dt.timedelta] = {
     OperationKind.FAILOVER: dt.timedelta(minutes=2),
     # Per node replaced: a full sync of a large data set takes a while.
     OperationKind.UPGRADE: dt.timedelta(minutes=15),
+    OperationKind.ACCESS: dt.timedelta(minutes=5),
 }
 
 
@@ -108,6 +110,19 @@ class EngineUpgrade:
 
 
 @dataclass(frozen=True)
+class AccessChange:
+    """What a ModifyReplicationGroup changes of a group's locks, while it reaches the nodes
+    (Describe shows it as PendingModifiedValues; the workflow's event says it is done)."""
+
+    auth_token_status: str | None = None  # "ROTATING" or "SETTING" (PendingModifiedValues.AuthTokenStatus)
+    user_groups_to_add: tuple[str, ...] = ()
+    user_groups_to_remove: tuple[str, ...] = ()
+    transit_encryption_enabled: bool | None = None
+    transit_encryption_mode: str | None = None
+    done: str = ""  # the event recorded once every node has it, e.g. "AUTH token rotated: ..."
+
+
+@dataclass(frozen=True)
 class Operation:
     """Work in progress on one resource: one record per (resource, kind of work)."""
 
@@ -124,6 +139,7 @@ class Operation:
     node_type: str | None = None
     failover: FailoverRequest | None = None
     upgrade: EngineUpgrade | None = None
+    access: AccessChange | None = None
 
     @property
     def key(self) -> str:
@@ -143,6 +159,7 @@ def begin(
     node_type: str | None = None,
     failover: FailoverRequest | None = None,
     upgrade: EngineUpgrade | None = None,
+    access: AccessChange | None = None,
 ) -> Operation:
     """A new operation on ``resource``, due within its kind's allowance."""
     return Operation(
@@ -157,6 +174,7 @@ def begin(
         node_type=node_type,
         failover=failover,
         upgrade=upgrade,
+        access=access,
     )
 
 

@@ -57,7 +57,17 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.logs import LogDelivery, log_deliveries
 from cachefleet.domain.operations import FailoverKind, FailoverRequest, Operation, OperationKind
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.security import (
+    AccessModification,
+    Security,
+    SecurityRequest,
+    check_cluster_mode_transit,
+    check_tls_engine,
+    check_user_groups,
+    plan_modification,
+)
 from cachefleet.domain.tags import Tag, tags
+from cachefleet.domain.users import UserGroup
 
 MAX_CLUSTERS_PER_GROUP = 6  # a primary and five replicas
 MAX_REPLICAS = MAX_CLUSTERS_PER_GROUP - 1
@@ -129,6 +139,7 @@ class ReplicationGroup:
     log_delivery: tuple[LogDelivery, ...] = ()
     security_group_ids: tuple[str, ...] = ()  # every member's; stored and shown, not a firewall here
     cache_security_group_names: tuple[str, ...] = ()
+    security: Security = Security()
 
     @property
     def key(self) -> str:
@@ -286,15 +297,11 @@ _UNSUPPORTED: dict[str, Any] = {
     "SnapshotName": None,
     "NotificationTopicArn": None,
     "SnapshotRetentionLimit": 0,
-    "AuthToken": None,
-    "TransitEncryptionEnabled": False,
     "AtRestEncryptionEnabled": False,
     "KmsKeyId": None,
-    "UserGroupIds": None,
     "DataTieringEnabled": False,
     "NetworkType": "ipv4",
     "IpDiscovery": "ipv4",
-    "TransitEncryptionMode": None,
     "ServerlessCacheSnapshotName": None,
 }
 # Cluster mode disabled has one node group, named 0001.
@@ -342,6 +349,7 @@ class CreateReplicationGroupRequest:
     # Members only cluster mode disabled has, as given (a parameter group with cluster-enabled yes
     # makes the group cluster mode enabled unless one of these asks otherwise).
     disabled_members: tuple[str, ...] = ()
+    security: SecurityRequest = SecurityRequest()
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
@@ -372,6 +380,13 @@ class CreateReplicationGroupRequest:
             identifiers.check_availability_zone(region, z, parameter="PreferredCacheClusterAZs")
             for z in params.get("PreferredCacheClusterAZs") or ()
         )
+        security = SecurityRequest.parse(params)
+        check_cluster_mode_transit(cluster_mode=sharded, mode=security.transit_encryption_mode, member=operation)
+        if seed is not None and {"AuthToken", "UserGroupIds"} & set(security.given):
+            raise InvalidParameterCombination(
+                "AuthToken and UserGroupIds cannot be given with PrimaryClusterId: the group takes the primary "
+                "cluster's AUTH token; add a user group with ModifyReplicationGroup once it is available."
+            )
         return cls(
             group_id=identifiers.replication_group_id(params["ReplicationGroupId"]),
             description=params["ReplicationGroupDescription"],
@@ -399,6 +414,7 @@ class CreateReplicationGroupRequest:
                 m for m in ("NumCacheClusters", "PrimaryClusterId", "PreferredCacheClusterAZs", "ClusterMode")
                 if m in params
             ) + (("AutomaticFailoverEnabled",) if automatic is False else ()),
+            security=security,
         )
 
 
@@ -496,14 +512,7 @@ _MODIFY_UNSUPPORTED: dict[str, Any] = {
     "NotificationTopicArn": None,
     "NotificationTopicStatus": None,
     "SnapshotRetentionLimit": 0,
-    "AuthToken": None,
-    "AuthTokenUpdateStrategy": None,
-    "UserGroupIdsToAdd": None,
-    "UserGroupIdsToRemove": None,
-    "RemoveUserGroups": None,
     "IpDiscovery": None,
-    "TransitEncryptionEnabled": None,
-    "TransitEncryptionMode": None,
     "ClusterMode": None,
 }
 
@@ -528,6 +537,7 @@ class ModifyReplicationGroupRequest:
     engine: str | None = None
     engine_version: str | None = None
     apply_immediately: bool = False
+    access: AccessModification | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
@@ -565,6 +575,7 @@ class ModifyReplicationGroupRequest:
             engine=str(params["Engine"]).lower() if "Engine" in params else None,
             engine_version=str(params["EngineVersion"]) if "EngineVersion" in params else None,
             apply_immediately=bool(params.get("ApplyImmediately", False)),
+            access=AccessModification.parse(params),
         )
 
 
@@ -657,6 +668,7 @@ class ReplicationGroups(GroupUseCases):
         group_parameters = self._parameter_groups.resolve(
             region, request.parameter_group_name, release, cluster_mode=False
         ).name
+        security = self._security(region, request, release, seed=seed)
         count = request.cluster_count
         automatic = bool(request.automatic_failover)
         check_failover_settings(automatic=automatic, multi_az=request.multi_az, replicas_per_node_group=[count - 1])
@@ -713,10 +725,12 @@ class ReplicationGroups(GroupUseCases):
             snapshot_window=request.settings.snapshot_window,
             security_group_ids=request.security_group_ids,
             cache_security_group_names=request.cache_security_group_names or (),
+            security=security,
         )
         fresh = iter(addresses[:new_count])
         clusters = [
-            replace(seed, replication_group_id=group.group_id, node_group_id="0001", status=ClusterStatus.MODIFYING)
+            replace(seed, replication_group_id=group.group_id, node_group_id="0001", status=ClusterStatus.MODIFYING,
+                    security=Security())
             if seed is not None and cluster_id == seed.cluster_id
             else new_member(group, cluster_id, "0001", zones[index], next(fresh), now=now)
             for index, cluster_id in enumerate(member_ids)
@@ -739,6 +753,25 @@ class ReplicationGroups(GroupUseCases):
                 "ReplicasPerNodeGroup, or a parameter group with cluster-enabled no."
             )
         return replace(request, cluster_mode=True, automatic_failover=True)
+    def _security(
+        self, region: Region, request: CreateReplicationGroupRequest, release: Any, *, seed: CacheCluster | None
+    ) -> Security:
+        """The new group's locks: the request's, checked against the engine and the user groups; with
+        PrimaryClusterId, the primary cluster's (its clients keep working)."""
+        wanted = request.security
+        if seed is not None:
+            inherited = seed.security
+            if "TransitEncryptionEnabled" in wanted.given and wanted.transit_encryption_mode != inherited.transit_encryption_mode:
+                have = inherited.transit_encryption_mode.value if inherited.transit_encryption_mode else "disabled"
+                raise InvalidParameterCombination(
+                    f"TransitEncryptionEnabled differs from the primary cluster {seed.cluster_id} (in-transit encryption "
+                    f"{have}); omit it: the group takes the primary cluster's."
+                )
+            return inherited
+        if wanted.transit_encryption_mode is not None:
+            check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
+        check_user_groups([self._get(UserGroup, region, g) for g in wanted.user_group_ids], engine=release.engine)
+        return wanted.security(now=self._clock.now())
 
     def _record_new_group(self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str) -> None:
         with self._store.transaction() as tx:
@@ -801,10 +834,13 @@ class ReplicationGroups(GroupUseCases):
         )
         total = sum(1 + spec.replicas for spec in specs)
         check_node_quotas(self._store, region, total, cluster_total=total)
+        security = self._security(region, request, release, seed=None)
         now = self._clock.now()
-        # A warm node runs without parameters: it can serve a group whose static parameters are the defaults.
+        # A warm node runs without parameters: it can serve a group whose static parameters are the
+        # defaults. Warm nodes run without TLS: a TLS group starts its own.
         warmable = port == DEFAULT_PORT and self._parameter_groups.static_defaults(region, group_parameters)
-        warm = self._warm.take(release.engine, release.version, len(specs)) if warmable else []
+        plain = security.transit_encryption_mode is None
+        warm = self._warm.take(release.engine, release.version, len(specs)) if warmable and plain else []
         try:
             fresh = self._allocate(total - len(warm) + 1, also_used=warm)
             configuration_endpoint = fresh.pop()
@@ -834,6 +870,7 @@ class ReplicationGroups(GroupUseCases):
                 snapshot_window=request.settings.snapshot_window,
                 security_group_ids=request.security_group_ids,
                 cache_security_group_names=request.cache_security_group_names or (),
+                security=security,
             )
             clusters: list[CacheCluster] = []
             node_groups: list[NodeGroup] = []
@@ -915,7 +952,13 @@ class ReplicationGroups(GroupUseCases):
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if plan is None and request.apply_immediately and not upgrading:
             plan = self._pending_now(group)
-        if not changed and plan is None:
+        access = self._access_plan(group, request.access) if request.access is not None else None
+        if access is not None and plan is not None and plan.operations:
+            raise InvalidParameterCombination(
+                "ModifyReplicationGroup: an engine upgrade and an AUTH token, user group or in-transit encryption "
+                "change cannot be made in one call; make them one after the other."
+            )
+        if not changed and plan is None and access is None:
             return group
         updated = replace(group, **changed)
         if plan is not None and plan.operations:
@@ -924,6 +967,8 @@ class ReplicationGroups(GroupUseCases):
         members = {c.cluster_id: c for c in self._members(updated)}
         if plan is not None:
             members.update({c.cluster_id: c for c in plan.members})
+        if access is not None:
+            updated = replace(updated, security=access.security, status=GroupStatus.MODIFYING)
         with self._store.transaction() as tx:
             tx.put(updated)
             if member_changes or plan is not None:
@@ -935,7 +980,10 @@ class ReplicationGroups(GroupUseCases):
                 for operation in plan.operations:
                     tx.put(operation)
                 self._event(tx, updated, plan.message)
-        if "parameter_group_name" in changed or plan is not None:
+            if access is not None:
+                tx.put(self._begin(updated, OperationKind.ACCESS, access=access.change))
+                self._event(tx, updated, access.message)
+        if "parameter_group_name" in changed or plan is not None or access is not None:
             self._changed(updated)
         return updated
 
@@ -952,6 +1000,38 @@ class ReplicationGroups(GroupUseCases):
         if self._upgrades is None:
             return None
         return self._upgrades.start_pending(group, self._members(group))
+
+    def _access_plan(self, group: ReplicationGroup, modification: AccessModification) -> Any:
+        """The new locks of ``group`` (security.plan_modification), with its user groups and engine looked up."""
+        if self._operation(group, OperationKind.ACCESS) is not None:
+            raise InvalidState(
+                f"Replication group {group.group_id} is still applying its previous AUTH token, user group or "
+                "in-transit encryption change.",
+                resource="ReplicationGroup",
+            )
+        user_groups = {g: self._get(UserGroup, group.region, g) for g in modification.user_groups_to_add}
+        plan = plan_modification(
+            group.security, modification, group_id=group.group_id, cluster_mode=group.cluster_enabled,
+            user_groups=user_groups, engine=group.engine, now=self._clock.now(),
+        )
+        if plan is not None and plan.security.transit_encryption and not group.security.transit_encryption:
+            release = release_of(self._catalog.releases(), group.engine, group.engine_version)
+            check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
+        return plan
+
+    # ------------------------------------------------------------------ user groups (UserGroupUsage)
+    def replication_groups_using(self, region: Region, user_group_id: str) -> list[str]:
+        return sorted(g.group_id for g in self._store.list(ReplicationGroup, region)
+                      if user_group_id in g.security.user_group_ids)
+
+    def check_engine(self, region: Region, user_group_id: str, engine: str) -> None:
+        for group_id in self.replication_groups_using(region, user_group_id):
+            group = self._group(region, group_id)
+            if engine == "valkey" and group.engine != "valkey":
+                raise InvalidParameterCombination(
+                    f"User group {user_group_id} is used by {group.engine} replication group {group_id}; a user "
+                    "group with engine valkey can serve valkey replication groups only."
+                )
 
     @staticmethod
     def _failover_settings(group: ReplicationGroup, request: ModifyReplicationGroupRequest) -> dict[str, Any]:
@@ -1118,6 +1198,18 @@ class ReplicationGroups(GroupUseCases):
             "AutoMinorVersionUpgrade": group.auto_minor_version_upgrade,
             "SecurityGroupIds": group.security_group_ids, "CacheSecurityGroupNames": group.cache_security_group_names,
         }
+        locks = request.security
+        if "AuthToken" in locks.given:
+            raise InvalidParameterCombination(
+                f"AuthToken cannot be given when joining replication group {group.group_id}: a member follows its "
+                "group's AUTH token (ModifyReplicationGroup changes it)."
+            )
+        if "TransitEncryptionEnabled" in locks.given and locks.transit_encryption_mode is not None \
+                and not group.security.transit_encryption:
+            raise InvalidParameterCombination(
+                f"TransitEncryptionEnabled differs from replication group {group.group_id} (in-transit encryption "
+                "disabled); omit it: a member follows its group's."
+            )
         for member, value in request.group_settings:
             if isinstance(value, list | tuple):
                 given = tuple(dict.fromkeys(str(v).lower() for v in value))

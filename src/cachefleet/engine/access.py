@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
-from cachefleet.engine.admin import AdminClient
+from cachefleet.engine.admin import AdminClient, client_context
 from cachefleet.engine.resp import RespConnection, encode
 
 
@@ -37,12 +36,16 @@ class NodeAccess:
     def tls(self) -> bool:
         return self.ca_file is not None
 
-    @cached_property
+    @property
     def ssl_context(self) -> ssl.SSLContext | None:
-        if self.ca_file is None:
+        return client_context(str(self.ca_file)) if self.ca_file is not None else None
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """(user, password) to log in with, where the node has a user for us."""
+        if self.username is None or self.password is None:
             return None
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        return context
+        return self.username, self.password
 
     def auth_command(self) -> tuple[str, ...] | None:
         if self.password is None:

@@ -16,10 +16,11 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cachefleet.domain.engines import EngineRelease
+from cachefleet.engine.tls import tls_capable
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,9 @@ class Catalog:
             )
             key = (engine, release.version)
             if key not in found:
+                # Asked of the binary itself (~10 ms): DescribeCacheEngineVersions says it, and TLS
+                # on a build without it is refused.
+                release = replace(release, tls=tls_capable(path))
                 found[key] = EngineBinary(release, path, _cli_for(path, engine), source)
         return cls(list(found.values()))
 

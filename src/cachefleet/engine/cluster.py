@@ -128,6 +128,7 @@ async def migrate_slots(
     target: AdminClient,
     target_id: str,
     gate: AbstractAsyncContextManager[object] | None = None,
+    target_auth: tuple[str, str] | None = None,
 ) -> int:
     """Moves slots and their keys from ``source`` to ``target``; returns the keys moved.
 
@@ -138,7 +139,8 @@ async def migrate_slots(
 
     Every step is one pipelined round trip for the whole batch of slots (MIGRATE itself
     takes one slot's keys per command). Idempotent: running it again after an
-    interruption at any step finishes the move.
+    interruption at any step finishes the move. ``target_auth`` (user, password) logs MIGRATE's
+    own connection in to a locked target (``AUTH2``).
 
     Clients learn a new shard's primary from a MOVED naming it or from a full refresh, not
     from an ASK (redis-py 8.1 fails an ASK to a primary it has not seen, redis/redis-py#4015).
@@ -147,6 +149,7 @@ async def migrate_slots(
     redis-py writer + reader during a 3 -> 4 scale-out of a bare cluster failed in 1 of 7 runs
     that way, 2 of 7 without (every key-less slot first: 0 of 7, but dense data has none).
     """
+    auth: tuple[str, ...] = ("AUTH2", *target_auth) if target_auth is not None else ()
     ordered = sorted(slots)
     replies = await target.pipeline([("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id) for slot in ordered])
     # A slot the target already owns was finalized on the target before an interruption.
@@ -165,7 +168,7 @@ async def migrate_slots(
                 break
             replies = await source.pipeline(
                 [
-                    ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", "KEYS", *keys)
+                    ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", *auth, "KEYS", *keys)
                     for _, keys in batch
                 ]
             )

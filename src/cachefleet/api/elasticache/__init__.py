@@ -16,9 +16,10 @@ from cachefleet.api.elasticache import (
     service_updates,
     subnet_groups,
     tags,
+    users,
 )
 
 FAMILIES = (
     replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
-    service_updates,
+    service_updates, users,
 )

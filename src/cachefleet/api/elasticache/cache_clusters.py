@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cachefleet.api.context import Context
-from cachefleet.api.elasticache.common import endpoint, log_delivery
+from cachefleet.api.elasticache.common import endpoint, log_delivery, security_fields
 from cachefleet.api.paging import paginate
 from cachefleet.domain import identifiers
 from cachefleet.domain.cache_clusters import (
@@ -17,6 +17,7 @@ from cachefleet.domain.cache_clusters import (
 from cachefleet.domain.logs import LogDelivery
 from cachefleet.domain.operations import OperationKind
 from cachefleet.domain.parameters import ApplyStatus
+from cachefleet.domain.security import Security
 
 IN_SYNC: tuple[ApplyStatus, tuple[str, ...]] = (ApplyStatus.IN_SYNC, ())
 
@@ -39,6 +40,7 @@ def view(
     group_log_delivery: tuple[LogDelivery, ...] = (),
     parameters: tuple[ApplyStatus, tuple[str, ...]] = IN_SYNC,
     node_type_change: str | None = None,
+    group_security: Security | None = None,
 ) -> dict[str, Any]:
     apply_status, reboot = parameters
     result: dict[str, Any] = {
@@ -67,8 +69,7 @@ def view(
         "ReplicationGroupId": cluster.replication_group_id,
         "SnapshotRetentionLimit": cluster.snapshot_retention_limit,
         "SnapshotWindow": cluster.snapshot_window,
-        "AuthTokenEnabled": False,
-        "TransitEncryptionEnabled": False,
+        **security_fields(group_security if group_security is not None else cluster.security),
         "AtRestEncryptionEnabled": False,
         "ARN": identifiers.arn(cluster.region, "cluster", cluster.cluster_id),
         "ReplicationGroupLogDeliveryEnabled": bool(group_log_delivery),
@@ -96,18 +97,20 @@ def view(
 
 
 def views(ctx: Context, clusters: Sequence[CacheCluster], *, show_nodes: bool) -> list[dict[str, Any]]:
-    """Each cluster's view, with its group's log deliveries, its parameter status and work in progress."""
+    """Each cluster's view, with its group's log deliveries and locks, its parameter status and work in progress."""
     use_cases = ctx.elasticache
     wanted = {c.replication_group_id for c in clusters if c.replication_group_id}
-    deliveries = {g.group_id: g.log_delivery for g in use_cases.replication_groups.describe(ctx.region) if g.group_id in wanted}
+    groups = {g.group_id: g for g in use_cases.replication_groups.describe(ctx.region) if g.group_id in wanted}
     found = []
     for cluster in clusters:
+        group = groups.get(cluster.replication_group_id or "")
         operation = use_cases.cache_clusters.operation(cluster, OperationKind.NODE_TYPE)
         found.append(
             view(
                 cluster,
                 show_nodes=show_nodes,
-                group_log_delivery=deliveries.get(cluster.replication_group_id or "", ()),
+                group_log_delivery=group.log_delivery if group is not None else (),
+                group_security=group.security if group is not None else None,
                 parameters=use_cases.parameter_groups.status_of(cluster),
                 node_type_change=operation.node_type if operation is not None else None,
             )

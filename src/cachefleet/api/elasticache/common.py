@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cachefleet.domain.logs import LogDelivery
+from cachefleet.domain.security import Security
 from cachefleet.domain.tags import Tag
 
 
@@ -35,3 +36,14 @@ def log_delivery(items: tuple[LogDelivery, ...]) -> list[dict[str, Any]]:
             }
         )
     return views
+
+
+def security_fields(security: Security) -> dict[str, Any]:
+    """AuthTokenEnabled, AuthTokenLastModifiedDate, TransitEncryptionEnabled/Mode: never the token."""
+    mode = security.transit_encryption_mode
+    return {
+        "AuthTokenEnabled": security.auth_token_enabled,
+        "AuthTokenLastModifiedDate": security.auth_token_last_modified,
+        "TransitEncryptionEnabled": mode is not None,
+        "TransitEncryptionMode": mode.value if mode is not None else None,
+    }

@@ -15,7 +15,9 @@ def view(release: EngineRelease) -> dict[str, Any]:
         "EngineVersion": release.major_minor,
         "CacheParameterGroupFamily": release.family,
         "CacheEngineDescription": "Valkey" if release.engine == "valkey" else "Redis OSS",
-        "CacheEngineVersionDescription": release.description,
+        # CacheEngineVersion has no member for it: the description says whether the build has TLS.
+        "CacheEngineVersionDescription": f"{release.description}; in-transit encryption (TLS): "
+        + ("supported" if release.tls else "not supported (built without TLS)"),
     }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cachefleet.api.context import Context
-from cachefleet.api.elasticache.common import endpoint, log_delivery
+from cachefleet.api.elasticache.common import endpoint, log_delivery, security_fields
 from cachefleet.api.paging import paginate
 from cachefleet.domain import identifiers, slots
 from cachefleet.domain.cache_clusters import CacheCluster
@@ -30,6 +30,18 @@ def pending_modified_values(operations: Mapping[OperationKind, Operation], group
         left = slots.moves(owned, target)
         total = max(reshard.resharding.total_slots, 1)
         pending["Resharding"] = {"SlotMigration": {"ProgressPercentage": round(100.0 * (total - left) / total, 2)}}
+    access = operations.get(OperationKind.ACCESS)
+    change = access.access if access is not None else None
+    if change is not None:
+        if change.auth_token_status:
+            pending["AuthTokenStatus"] = change.auth_token_status
+        if change.user_groups_to_add or change.user_groups_to_remove:
+            pending["UserGroups"] = {"UserGroupIdsToAdd": list(change.user_groups_to_add),
+                                     "UserGroupIdsToRemove": list(change.user_groups_to_remove)}
+        if change.transit_encryption_enabled is not None:
+            pending["TransitEncryptionEnabled"] = change.transit_encryption_enabled
+        if change.transit_encryption_mode is not None:
+            pending["TransitEncryptionMode"] = change.transit_encryption_mode
     return pending
 
 
@@ -74,12 +86,11 @@ def view(group: ReplicationGroup, clusters: Mapping[str, CacheCluster], operatio
         "SnapshotWindow": group.snapshot_window,
         "ClusterEnabled": group.cluster_enabled,
         "CacheNodeType": group.node_type,
-        "AuthTokenEnabled": False,
-        "TransitEncryptionEnabled": False,
+        **security_fields(group.security),
         "AtRestEncryptionEnabled": False,
         "MemberClustersOutpostArns": [],
         "ARN": identifiers.arn(group.region, "replicationgroup", group.group_id),
-        "UserGroupIds": [],
+        "UserGroupIds": list(group.security.user_group_ids),
         "LogDeliveryConfigurations": log_delivery(group.log_delivery),
         "ReplicationGroupCreateTime": group.create_time,
         "DataTiering": "disabled",

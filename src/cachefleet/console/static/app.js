@@ -389,7 +389,28 @@ function connectCommand(view) {
   else if (view.nodes.length) target = view.nodes[0].endpoint;
   if (!target) return null;
   const i = target.lastIndexOf(":");
-  return `valkey-cli -h ${target.slice(0, i)} -p ${target.slice(i + 1)}${cluster ? " -c" : ""}`;
+  let port = Number(target.slice(i + 1));
+  // In preferred mode plain text keeps the port and TLS is served on the next one.
+  if (view.tls_mode === "preferred") port = port < 65535 ? port + 1 : port - 1;
+  const flags = [];
+  if (cluster) flags.push("-c");
+  if (view.tls) flags.push("--tls", "--cacert", "ca.pem");
+  if (view.user_group_ids && view.user_group_ids.length) flags.push("--user", "<user>", "--askpass");
+  else if (view.auth_token_enabled) flags.push("--askpass");
+  const cli = view.tls ? "redis-cli" : "valkey-cli";
+  return `${cli} -h ${target.slice(0, i)} -p ${port}${flags.length ? " " + flags.join(" ") : ""}`;
+}
+
+function securityRows(view) {
+  const pending = view.locks_pending || {};
+  let tls = { required: "required (TLS only)", preferred: "preferred (TLS on port + 1, plain text on the port)" }[view.tls_mode] || "disabled";
+  if (pending.tls_mode) tls += ` → ${pending.tls_mode} (applying)`;
+  let auth = view.auth_token_enabled ? "enabled" : "disabled";
+  if (view.auth_token_last_modified) auth += ` (last changed ${new Date(view.auth_token_last_modified).toLocaleString()})`;
+  if (pending.auth_token) auth += `, ${pending.auth_token}`;
+  let groups = (view.user_group_ids || []).join(", ") || "none";
+  if (pending.user_groups) groups += ` (applying: ${[...pending.user_groups.add.map((g) => "+" + g), ...pending.user_groups.remove.map((g) => "-" + g)].join(", ")})`;
+  return [["In-transit encryption", tls], ["AUTH token", auth], ["User groups (RBAC)", groups]];
 }
 
 function renderPending(box, view) {
@@ -410,6 +431,7 @@ function renderSummary(summary, view) {
     ["Cluster mode", view.cluster_mode ? "enabled" : "disabled"],
     ["Automatic failover", view.kind === "group" ? view.automatic_failover : null],
     ["Multi-AZ", view.kind === "group" ? view.multi_az : null],
+    ...securityRows(view),
     ["Configuration endpoint", view.configuration_endpoint],
     ["Replication group", view.replication_group_id],
     ["Parameter group", view.parameter_group ? h("a", { href: `#/p/${encodeURIComponent(view.parameter_group)}`, id: "parameter-group-link" }, view.parameter_group) : null],
@@ -420,7 +442,8 @@ function renderSummary(summary, view) {
     ["ARN", view.arn],
     ["Created", view.created ? new Date(view.created).toLocaleString() : null],
   ].filter(([, value]) => value);
-  summary.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key), h("dd", { class: key === "Connect" ? "mono" : null }, value)]));
+  summary.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key),
+    h("dd", { class: key === "Connect" ? "mono" : null, "data-field": key }, value)]));
 }
 
 function renderActions(actions, view) {

@@ -21,7 +21,9 @@ from cachefleet.providers.local import NodeStartFailed
 log = logging.getLogger(__name__)
 
 # Operations that keep a group modifying until the workflow that owns them ends them.
-_OWNED_ELSEWHERE = (OperationKind.RESHARD, OperationKind.FAILOVER, OperationKind.NODE_TYPE, OperationKind.UPGRADE)
+_OWNED_ELSEWHERE = (
+    OperationKind.RESHARD, OperationKind.FAILOVER, OperationKind.NODE_TYPE, OperationKind.UPGRADE, OperationKind.ACCESS,
+)
 
 
 class ReplicationGroupWorkflow:
@@ -187,7 +189,9 @@ class ReplicationGroupWorkflow:
             await nodes.set_binds(keep, [keep.node.address])
         with nodes.store.transaction() as tx:
             if keep is not None:
-                standalone = replace(keep, replication_group_id=None, node_group_id=None, status=ClusterStatus.AVAILABLE)
+                # A standalone cluster keeps its group's locks: its clients keep working.
+                standalone = replace(keep, replication_group_id=None, node_group_id=None, status=ClusterStatus.AVAILABLE,
+                                     security=group.security)
                 tx.put(standalone)
                 tx.add_event(
                     event_for(

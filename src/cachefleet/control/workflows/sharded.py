@@ -149,9 +149,11 @@ class ShardedTopology:
             # later step (or the group's availability) is judged on.
             raise Again("nodes that are not members were forgotten")
 
-        # 4. Replicas follow their shard's primary -- unless the engines made another member of the
-        # shard its primary (a stale config epoch can turn a primary into a replica of its own
-        # replica): then the records follow the engines, within the node group only.
+        # 4. Replicas follow their shard's primary, logged in with its password (after a takeover
+        # a shard's other replicas follow the new primary by themselves: their password changes
+        # here) -- unless the engines made another member of the shard its primary (a stale config
+        # epoch can turn a primary into a replica of its own replica): then the records follow the
+        # engines, within the node group only.
         adopted = adopted_primaries(group, views, ids)
         if adopted:
             self._adopt_primaries(group, adopted)
@@ -161,6 +163,8 @@ class ShardedTopology:
             if primary_id is None:
                 continue
             for replica in node_group.replica_cluster_ids:
+                if replica in views and node_group.primary_cluster_id in members:
+                    await nodes.authenticate_replication(members[replica], members[node_group.primary_cluster_id])
                 if replica in views and views[replica].myself.master_id != primary_id:
                     log.info("%s: %s replicates %s", group.group_id, replica, node_group.primary_cluster_id)
                     await admins[replica].execute("CLUSTER", "REPLICATE", primary_id)
@@ -362,9 +366,11 @@ class ShardedTopology:
                     for name in (source, dest):
                         if name not in connections:
                             connections[name] = nodes.access(members[name]).admin(timeout=60.0)
+                    target_access = nodes.access(members[dest])
                     count = await engine_cluster.migrate_slots(
                         batch, source=connections[source], source_id=ids[source], target=connections[dest],
                         target_id=ids[dest], gate=gates.setdefault(source, asyncio.Lock()),
+                        target_auth=target_access.credentials,
                     )
                     moved[0] += count  # not `+= await ...`: that reads the total before the await
                     for slot in batch:
