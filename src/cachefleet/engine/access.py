@@ -70,10 +70,15 @@ class NodeAccess:
             self.address, self.port, timeout=timeout, name=name, ssl_context=self.ssl_context, auth=self.auth_command()
         )
 
-    async def stream(self, *, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A raw stream to the node, logged in (for the health probe and the ready check)."""
+    async def stream(
+        self, *, timeout: float, limit: int = 2**16
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw stream to the node, logged in (the health probe, the ready check, a snapshot's SYNC).
+
+        ``limit`` is the reader's buffer size (asyncio's default is 64 KiB; a snapshot stream reads more at once).
+        """
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.address, self.port, ssl=self.ssl_context), timeout
+            asyncio.open_connection(self.address, self.port, ssl=self.ssl_context, limit=limit), timeout
         )
         command = self.auth_command()
         if command is not None:
