@@ -59,7 +59,9 @@ def test_every_kind_of_the_registry_is_stored_and_named_once(tmp_path):
     store.close()
     reopened = SqliteStore(tmp_path / "state.db")
     assert reopened.get(type(operation), "us-east-1", operation.key) == operation
-    assert set(kinds.STORED_BY_NAME) == {"ReplicationGroup", "CacheCluster", "CacheSubnetGroup", "MetricAlarm", "Operation"}
+    assert set(kinds.STORED_BY_NAME) == {
+        "ReplicationGroup", "CacheCluster", "CacheSubnetGroup", "MetricAlarm", "Operation", "Snapshot", "Restore",
+    }
 
 
 def test_a_kind_outside_the_registry_is_refused_before_anything_is_written(tmp_path):

@@ -13,6 +13,7 @@ from cachefleet.domain.event_log import EventLog
 from cachefleet.domain.replicas import Replicas
 from cachefleet.domain.replication_groups import ReplicationGroups
 from cachefleet.domain.shards import Shards
+from cachefleet.domain.snapshots import NoStorage, Snapshots, SnapshotStorage
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
 
@@ -20,14 +21,17 @@ from cachefleet.domain.tagging import Tagging
 class ElastiCache:
     """Every family's use cases; the API's handlers call exactly one of them per request."""
 
-    def __init__(self, deps: Dependencies) -> None:
+    def __init__(self, deps: Dependencies, *, snapshot_storage: SnapshotStorage | None = None) -> None:
         if deps.used_addresses is None:
             store, warm = deps.store, deps.warm
             deps = replace(deps, used_addresses=lambda: kinds.used_addresses(store) | warm.addresses())
         self.deps = deps
         self.subnet_groups = SubnetGroups(deps)
-        self.replication_groups = ReplicationGroups(deps, subnet_groups=self.subnet_groups)
-        self.cache_clusters = CacheClusters(deps, subnet_groups=self.subnet_groups, membership=self.replication_groups)
+        self.snapshots = Snapshots(deps, storage=snapshot_storage or NoStorage())
+        self.replication_groups = ReplicationGroups(deps, subnet_groups=self.subnet_groups, backups=self.snapshots)
+        self.cache_clusters = CacheClusters(
+            deps, subnet_groups=self.subnet_groups, membership=self.replication_groups, backups=self.snapshots
+        )
         self.shards = Shards(deps, subnet_groups=self.subnet_groups)
         self.replicas = Replicas(deps, subnet_groups=self.subnet_groups)
         self.availability = Availability(deps)

@@ -19,9 +19,10 @@ from cachefleet.domain.operations import Operation
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.snapshots import Restore, Snapshot
 from cachefleet.domain.subnet_groups import CacheSubnetGroup
 
-STORED: tuple[type, ...] = (ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation)
+STORED: tuple[type, ...] = (ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, Snapshot, Restore)
 
 FUTURE: tuple[Kind, ...] = (
     Kind("CacheParameterGroup", "Cache parameter group", "CacheParameterGroupNotFoundFault", arn_type="parametergroup",
@@ -30,9 +31,6 @@ FUTURE: tuple[Kind, ...] = (
     Kind("CacheSecurityGroup", "Cache security group", "CacheSecurityGroupNotFoundFault", arn_type="securitygroup",
          event_source=EventSourceType.CACHE_SECURITY_GROUP.value, already_exists="CacheSecurityGroupAlreadyExistsFault",
          invalid_state="InvalidCacheSecurityGroupStateFault", quota_exceeded="CacheSecurityGroupQuotaExceededFault"),
-    Kind("Snapshot", "Snapshot", "SnapshotNotFoundFault", arn_type="snapshot",
-         already_exists="SnapshotAlreadyExistsFault", invalid_state="InvalidSnapshotStateFault",
-         quota_exceeded="SnapshotQuotaExceededFault"),
     Kind("User", "User", "UserNotFoundFault", arn_type="user", event_source=EventSourceType.USER.value,
          already_exists="UserAlreadyExistsFault", invalid_state="InvalidUserStateFault",
          quota_exceeded="UserQuotaExceededFault"),

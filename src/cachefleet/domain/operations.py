@@ -28,6 +28,7 @@ class OperationKind(StrEnum):
     RESHARD = "reshard"  # ModifyReplicationGroupShardConfiguration
     NODE_TYPE = "node-type"  # vertical scaling
     FAILOVER = "failover"  # a planned failover (TestFailover, reboot of a primary, switchover)
+    SNAPSHOT = "snapshot"  # a snapshot's files being written, copied, exported or deleted (on the Snapshot)
 
 
 # How long an operation may go without progress before it is failed.
@@ -37,6 +38,7 @@ ALLOWANCE: dict[OperationKind, dt.timedelta] = {
     OperationKind.RESHARD: dt.timedelta(minutes=10),
     OperationKind.NODE_TYPE: dt.timedelta(minutes=10),
     OperationKind.FAILOVER: dt.timedelta(minutes=2),
+    OperationKind.SNAPSHOT: dt.timedelta(minutes=30),
 }
 
 
