@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from cachefleet.domain import identifiers, nodetypes, validation
+from cachefleet.domain import backups, identifiers, nodetypes, validation
+from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
 from cachefleet.domain.engines import parameter_group, resolve_engine
 from cachefleet.domain.errors import (
@@ -33,7 +34,8 @@ from cachefleet.domain.tags import Tag, tags
 
 DEFAULT_SUBNET_GROUP = "default"
 DEFAULT_MAINTENANCE_WINDOW = "sun:05:00-sun:06:00"
-DEFAULT_SNAPSHOT_WINDOW = "05:00-06:00"
+# ElastiCache's rule: the daily snapshot window does not overlap the weekly maintenance window.
+DEFAULT_SNAPSHOT_WINDOW = "06:30-07:30"
 
 
 class ClusterStatus(StrEnum):
@@ -100,6 +102,8 @@ class CacheCluster:
     snapshot_window: str = DEFAULT_SNAPSHOT_WINDOW
     tags: tuple[Tag, ...] = ()
     status_reason: str = ""
+    at_rest_encryption: bool = False  # a member of a group with AtRestEncryptionEnabled
+    kms_key_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -113,10 +117,7 @@ class CacheCluster:
 _UNSUPPORTED: dict[str, Any] = {
     "CacheSecurityGroupNames": None,
     "SecurityGroupIds": None,
-    "SnapshotArns": None,
-    "SnapshotName": None,
     "NotificationTopicArn": None,
-    "SnapshotRetentionLimit": 0,
     "AuthToken": None,
     "OutpostMode": None,
     "PreferredOutpostArn": None,
@@ -151,10 +152,20 @@ class CreateCacheClusterRequest:
     snapshot_window: str
     tags: tuple[Tag, ...]
     group_settings: tuple[tuple[str, Any], ...]  # the members of GROUP_SETTINGS given, as given
+    restore: RestoreRequest | None = None
+    snapshot_retention_limit: int = 0
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateCacheClusterRequest:
         validation.not_yet(params, _UNSUPPORTED, operation="CreateCacheCluster")
+        restore = RestoreRequest.parse(params)
+        if params.get("ReplicationGroupId") is not None:
+            for member in ("SnapshotName", "SnapshotArns", "SnapshotRetentionLimit"):
+                if params.get(member):
+                    raise InvalidParameterCombination(
+                        f"{member} does not apply to a cache cluster joining a replication group (a replica syncs "
+                        "from its primary; the group's snapshot settings are its own)."
+                    )
         if params.get("NumCacheNodes", 1) != 1:
             raise InvalidParameterValue(
                 f"Invalid NumCacheNodes {params['NumCacheNodes']}: a Valkey or Redis OSS cache cluster has exactly "
@@ -164,7 +175,7 @@ class CreateCacheClusterRequest:
             raise InvalidParameterValue("AZMode cross-az applies to Memcached only; omit AZMode or use single-az.")
         group_id = params.get("ReplicationGroupId")
         node_type = params.get("CacheNodeType")
-        if node_type is None and group_id is None:
+        if node_type is None and group_id is None and restore is None:
             raise InvalidParameterValue(
                 "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
             )
@@ -185,6 +196,48 @@ class CreateCacheClusterRequest:
             snapshot_window=validation.snapshot_window(params.get("SnapshotWindow", DEFAULT_SNAPSHOT_WINDOW)),
             tags=tags(params.get("Tags")),
             group_settings=tuple((name, params[name]) for name in GROUP_SETTINGS if name in params),
+            restore=restore,
+            snapshot_retention_limit=backups.retention_limit(params.get("SnapshotRetentionLimit", 0)),
+        )
+
+
+# ModifyCacheCluster members this module honours for a standalone Valkey/Redis OSS cluster; the
+# others are refused (InvalidParameterCombination) rather than accepted and ignored.
+_MODIFY_HONOURED = (
+    "CacheClusterId", "ApplyImmediately", "SnapshotRetentionLimit", "SnapshotWindow", "PreferredMaintenanceWindow",
+    "AutoMinorVersionUpgrade",
+)
+
+
+@dataclass(frozen=True)
+class ModifyCacheClusterRequest:
+    """ModifyCacheCluster, checked."""
+
+    cluster_id: str
+    snapshot_retention_limit: int | None = None
+    snapshot_window: str | None = None
+    preferred_maintenance_window: str | None = None
+    auto_minor_version_upgrade: bool | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> ModifyCacheClusterRequest:
+        for member in sorted(set(params) - set(_MODIFY_HONOURED)):
+            value = params[member]
+            if value in (None, [], ""):
+                continue
+            raise InvalidParameterCombination(
+                f"ModifyCacheCluster: {member} is not supported by Cachefleet yet; omit {member}."
+            )
+        window = params.get("SnapshotWindow")
+        maintenance = params.get("PreferredMaintenanceWindow")
+        return cls(
+            cluster_id=str(params["CacheClusterId"]),
+            snapshot_retention_limit=(
+                backups.retention_limit(params["SnapshotRetentionLimit"]) if "SnapshotRetentionLimit" in params else None
+            ),
+            snapshot_window=validation.snapshot_window(window) if window is not None else None,
+            preferred_maintenance_window=validation.maintenance_window(maintenance) if maintenance is not None else None,
+            auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade"),
         )
 
 
@@ -243,10 +296,14 @@ class GroupMembership(Protocol):
 class CacheClusters(UseCases):
     """CreateCacheCluster, DeleteCacheCluster, DescribeCacheClusters."""
 
-    def __init__(self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup, membership: GroupMembership) -> None:
+    def __init__(
+        self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup, membership: GroupMembership,
+        backups: Backups | None = None,
+    ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
         self._membership = membership
+        self._backups: Backups = backups or NoBackups()
 
     def create(self, region: Region, request: CreateCacheClusterRequest) -> CacheCluster:
         if self._store.get(CacheCluster, region, request.cluster_id) is not None:
@@ -254,8 +311,22 @@ class CacheClusters(UseCases):
         check_node_quota(self._store, region, 1)
         if request.replication_group_id is not None:
             return self._membership.add_cache_cluster(region, request)
-        release = resolve_engine(self._catalog.releases(), request.engine, request.engine_version)
-        assert request.node_type is not None  # parse() requires it for a standalone cluster
+        engine, version, node_type, port = request.engine, request.engine_version, request.node_type, request.port
+        if request.restore is not None:
+            defaults = self._backups.restore_defaults(region, request.restore)
+            if engine is None or (defaults.engine is not None and engine.lower() == defaults.engine):
+                engine = engine or defaults.engine
+                version = version or defaults.engine_version
+            node_type = node_type or defaults.node_type
+            if "Port" not in dict(request.group_settings) and defaults.port is not None:
+                port = defaults.port
+            if node_type is None:
+                raise InvalidParameterValue(
+                    "The parameter CacheNodeType must be provided: RDB objects do not say which node type they come from."
+                )
+        backups.check_windows(request.snapshot_window, request.maintenance_window)
+        release = resolve_engine(self._catalog.releases(), engine, version)
+        assert node_type is not None  # parse() requires it for a standalone cluster not restored
         subnet_group = self._subnet_groups.get(region, request.subnet_group_name or DEFAULT_SUBNET_GROUP)
         zone = zone_in(subnet_group, request.zone, default=subnet_group.availability_zones[0])
         now = self._clock.now()
@@ -266,32 +337,40 @@ class CacheClusters(UseCases):
             status=ClusterStatus.CREATING,
             engine=release.engine,
             engine_version=release.version,
-            node_type=request.node_type,
-            port=request.port,
+            node_type=node_type,
+            port=port,
             availability_zone=zone,
             subnet_group_name=subnet_group.name,
             parameter_group_name=parameter_group(request.parameter_group_name, release),
-            node=CacheNode("0001", address, request.port, zone, NodeStatus.CREATING, now),
+            node=CacheNode("0001", address, port, zone, NodeStatus.CREATING, now),
             create_time=now,
             preferred_maintenance_window=request.maintenance_window,
             auto_minor_version_upgrade=request.auto_minor_version_upgrade,
             snapshot_window=request.snapshot_window,
+            snapshot_retention_limit=request.snapshot_retention_limit,
             tags=request.tags,
         )
+        prepared = Prepared()
+        if request.restore is not None:
+            prepared = self._backups.prepare_restore(
+                region, request.restore, target=cluster, engine=release.engine, version=release.version,
+                used=[address],
+            )
         with self._store.transaction() as tx:
             tx.put(cluster)
             tx.put(self._begin(cluster, OperationKind.CREATE))
             self._event(
                 tx, cluster,
-                f"Creating cache cluster {cluster.cluster_id} ({release.engine} {release.version}, {request.node_type})",
+                f"Creating cache cluster {cluster.cluster_id} ({release.engine} {release.version}, {node_type})",
             )
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
         self._changed(cluster)
         return cluster
 
     def delete(self, region: Region, cluster_id: str, *, final_snapshot: str | None = None) -> CacheCluster:
-        if final_snapshot is not None:
-            validation.not_yet({"FinalSnapshotIdentifier": final_snapshot}, {"FinalSnapshotIdentifier": None},
-                               operation="DeleteCacheCluster")
         cluster = self._get(CacheCluster, region, cluster_id)
         if cluster.status not in (ClusterStatus.AVAILABLE, ClusterStatus.CREATE_FAILED):
             raise InvalidState(
@@ -299,13 +378,58 @@ class CacheClusters(UseCases):
                 resource="CacheCluster",
             )
         if cluster.replication_group_id is not None:
+            if final_snapshot is not None:
+                raise InvalidParameterCombination(
+                    f"Cache cluster {cluster.cluster_id} is a member of replication group {cluster.replication_group_id}; "
+                    "a final snapshot is taken of the group (DeleteReplicationGroup FinalSnapshotIdentifier)."
+                )
             return self._membership.remove_cache_cluster(cluster)
+        prepared = Prepared()
+        if final_snapshot is not None:
+            if cluster.status != ClusterStatus.AVAILABLE:
+                raise InvalidParameterCombination(
+                    f"Cache cluster {cluster.cluster_id} is {cluster.status} and holds no data to snapshot; delete it "
+                    "without FinalSnapshotIdentifier."
+                )
+            # Taken before the node stops: the delete waits for it (control/reconciler.py).
+            prepared = self._backups.prepare_final_snapshot(region, final_snapshot, source=cluster)
         deleting = deleting_cluster(cluster)
         with self._store.transaction() as tx:
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
             tx.put(deleting)
             self._event(tx, cluster, f"Deleting cache cluster {cluster.cluster_id}")
         self._changed(deleting)
         return deleting
+
+    def modify(self, region: Region, request: ModifyCacheClusterRequest) -> CacheCluster:
+        """ModifyCacheCluster of a standalone cluster's settings (its snapshots' schedule, its windows)."""
+        cluster = self._get(CacheCluster, region, request.cluster_id)
+        if cluster.status != ClusterStatus.AVAILABLE:
+            raise InvalidState(
+                f"Cache cluster {cluster.cluster_id} is {cluster.status}; it can be modified once it is available.",
+                resource="CacheCluster",
+            )
+        if cluster.replication_group_id is not None:
+            raise InvalidParameterCombination(
+                f"Cache cluster {cluster.cluster_id} is a member of replication group {cluster.replication_group_id}; "
+                "change its settings with ModifyReplicationGroup."
+            )
+        changes = {
+            name: value for name in ("snapshot_retention_limit", "snapshot_window", "preferred_maintenance_window",
+                                     "auto_minor_version_upgrade")
+            if (value := getattr(request, name)) is not None and getattr(cluster, name) != value
+        }
+        if not changes:
+            return cluster
+        updated = replace(cluster, **changes)
+        backups.check_windows(updated.snapshot_window, updated.preferred_maintenance_window)
+        with self._store.transaction() as tx:
+            tx.put(updated)
+            self._event(tx, updated, f"Cache cluster {cluster.cluster_id} modified: {', '.join(sorted(changes))}")
+        return updated
 
     def describe(
         self, region: Region, cluster_id: str | None = None, *, not_in_replication_groups: bool = False

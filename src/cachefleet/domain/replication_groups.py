@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from cachefleet.domain import identifiers, nodetypes, slots, validation
+from cachefleet.domain import backups, identifiers, nodetypes, slots, validation
+from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest, SnapshotDefaults
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import (
     DEFAULT_MAINTENANCE_WINDOW,
@@ -122,6 +123,9 @@ class ReplicationGroup:
     retain_primary_cluster: bool = False
     status_reason: str = ""
     log_delivery: tuple[LogDelivery, ...] = ()
+    at_rest_encryption: bool = False  # its snapshots' files and exported objects are encrypted
+    kms_key_id: str | None = None  # the key they are encrypted with (None: the data dir's default key)
+    snapshotting_cluster_id: str | None = None  # the member snapshots are taken from (cluster mode disabled)
 
     @property
     def key(self) -> str:
@@ -267,6 +271,8 @@ def new_member(
         auto_minor_version_upgrade=group.auto_minor_version_upgrade,
         snapshot_window=group.snapshot_window,
         tags=group.tags if tags_of_member is None else tags_of_member,
+        at_rest_encryption=group.at_rest_encryption,
+        kms_key_id=group.kms_key_id,
     )
 
 
@@ -275,14 +281,9 @@ _UNSUPPORTED: dict[str, Any] = {
     "GlobalReplicationGroupId": None,
     "CacheSecurityGroupNames": None,
     "SecurityGroupIds": None,
-    "SnapshotArns": None,
-    "SnapshotName": None,
     "NotificationTopicArn": None,
-    "SnapshotRetentionLimit": 0,
     "AuthToken": None,
     "TransitEncryptionEnabled": False,
-    "AtRestEncryptionEnabled": False,
-    "KmsKeyId": None,
     "UserGroupIds": None,
     "DataTieringEnabled": False,
     "NetworkType": "ipv4",
@@ -330,6 +331,12 @@ class CreateReplicationGroupRequest:
     settings: MemberSettings
     tags: tuple[Tag, ...]
     log_delivery: tuple[LogDelivery, ...]
+    restore: RestoreRequest | None = None  # SnapshotName / SnapshotArns
+    shape_given: bool = True  # the request says which cluster mode and how many shards (else: the snapshot's)
+    replicas_per_node_group: int | None = None
+    snapshot_retention_limit: int = 0
+    at_rest_encryption: bool = False
+    kms_key_id: str | None = None
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
@@ -337,12 +344,21 @@ class CreateReplicationGroupRequest:
         operation = "CreateReplicationGroup"
         validation.not_yet(params, _UNSUPPORTED if sharded else _UNSUPPORTED_WITHOUT_SHARDS, operation=operation)
         validation.durability(params, operation=operation)
+        restore = RestoreRequest.parse(params)
         seed = params.get("PrimaryClusterId")
+        if restore is not None and seed is not None:
+            raise InvalidParameterCombination(
+                "PrimaryClusterId seeds a group with a running cluster's data; SnapshotName and SnapshotArns with a "
+                "snapshot's. Give one of them."
+            )
         node_type = params.get("CacheNodeType")
-        if node_type is None and seed is None:
+        if node_type is None and seed is None and restore is None:
             raise InvalidParameterValue(
                 "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
             )
+        at_rest = bool(params.get("AtRestEncryptionEnabled", False))
+        if params.get("KmsKeyId") is not None and not at_rest:
+            raise InvalidParameterCombination("KmsKeyId needs AtRestEncryptionEnabled: set it to true, or omit KmsKeyId.")
         automatic = params.get("AutomaticFailoverEnabled")
         if sharded:
             if automatic is False:
@@ -380,7 +396,51 @@ class CreateReplicationGroupRequest:
             settings=MemberSettings.parse(params),
             tags=tags(params.get("Tags")),
             log_delivery=log_deliveries(params.get("LogDeliveryConfigurations"), operation=operation),
+            restore=restore,
+            shape_given=any(
+                member in params
+                for member in ("ClusterMode", "NumNodeGroups", "NodeGroupConfiguration", "NumCacheClusters")
+            ) or str(params.get("CacheParameterGroupName", "")).endswith(".cluster.on"),
+            replicas_per_node_group=params.get("ReplicasPerNodeGroup"),
+            snapshot_retention_limit=backups.retention_limit(params.get("SnapshotRetentionLimit", 0)),
+            at_rest_encryption=at_rest,
+            kms_key_id=backups.kms_key_id(params["KmsKeyId"]) if params.get("KmsKeyId") is not None else None,
         )
+
+    def with_snapshot_defaults(self, region: Region, defaults: SnapshotDefaults) -> CreateReplicationGroupRequest:
+        """The request with what its snapshot says where the request is silent: engine, node type,
+        port, and (unless the request gives a shape) the snapshot's cluster mode and shard count."""
+        changes: dict[str, Any] = {}
+        if self.engine is None and defaults.engine is not None:
+            changes["engine"] = defaults.engine
+            if self.engine_version is None:
+                changes["engine_version"] = defaults.engine_version
+        elif self.engine is not None and self.engine.lower() == defaults.engine and self.engine_version is None:
+            changes["engine_version"] = defaults.engine_version
+        if self.node_type is None:
+            if defaults.node_type is None:
+                raise InvalidParameterValue(
+                    "The parameter CacheNodeType must be provided: RDB objects do not say which node type they "
+                    "come from."
+                )
+            changes["node_type"] = defaults.node_type
+        if self.port is None and defaults.port is not None:
+            changes["port"] = defaults.port
+        if defaults.at_rest_encryption and not self.at_rest_encryption:
+            changes["at_rest_encryption"] = True  # an encrypted snapshot's data stays encrypted at rest
+        if not self.shape_given and defaults.cluster_enabled and not self.cluster_mode:
+            replicas = self.replicas_per_node_group
+            if replicas is None:
+                replicas = defaults.replicas_per_node_group
+            shares = slots.even(defaults.num_node_groups)
+            changes.update(
+                cluster_mode=True, automatic_failover=True, cluster_count=0, preferred_zones=(),
+                shards=tuple(
+                    ShardSpec(f"{i + 1:04d}", replicas, frozenset(share), None, ())
+                    for i, share in enumerate(shares)
+                ),
+            )
+        return replace(self, **changes)
 
 
 def _cluster_count(params: Mapping[str, Any]) -> int:
@@ -472,7 +532,6 @@ def _shard_specs(region: Region, params: Mapping[str, Any]) -> tuple[ShardSpec, 
 
 # ---------------------------------------------------------------------- ModifyReplicationGroup
 _MODIFY_UNSUPPORTED: dict[str, Any] = {
-    "SnapshottingClusterId": None,
     "NodeGroupId": None,
     "CacheSecurityGroupNames": None,
     "SecurityGroupIds": None,
@@ -481,7 +540,6 @@ _MODIFY_UNSUPPORTED: dict[str, Any] = {
     "NotificationTopicStatus": None,
     "EngineVersion": None,
     "Engine": None,
-    "SnapshotRetentionLimit": 0,
     "AuthToken": None,
     "AuthTokenUpdateStrategy": None,
     "UserGroupIdsToAdd": None,
@@ -508,6 +566,8 @@ class ModifyReplicationGroupRequest:
     automatic_failover: bool | None = None
     multi_az: bool | None = None
     log_delivery_configurations: tuple[Mapping[str, Any], ...] | None = None
+    snapshot_retention_limit: int | None = None
+    snapshotting_cluster_id: str | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
@@ -537,6 +597,13 @@ class ModifyReplicationGroupRequest:
             automatic_failover=params.get("AutomaticFailoverEnabled"),
             multi_az=params.get("MultiAZEnabled"),
             log_delivery_configurations=tuple(logs) if logs is not None else None,
+            snapshot_retention_limit=(
+                backups.retention_limit(params["SnapshotRetentionLimit"]) if "SnapshotRetentionLimit" in params else None
+            ),
+            snapshotting_cluster_id=(
+                identifiers.cache_cluster_id(params["SnapshottingClusterId"]) if params.get("SnapshottingClusterId")
+                else None
+            ),
         )
 
 
@@ -585,14 +652,20 @@ class GroupUseCases(UseCases):
 class ReplicationGroups(GroupUseCases):
     """Create/Modify/Delete/DescribeReplicationGroups and the membership of cache clusters in groups."""
 
-    def __init__(self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup) -> None:
+    def __init__(
+        self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup, backups: Backups | None = None
+    ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
+        self._backups: Backups = backups or NoBackups()
 
     # ------------------------------------------------------------------ create
     def create(self, region: Region, request: CreateReplicationGroupRequest) -> ReplicationGroup:
         if self._store.get(ReplicationGroup, region, request.group_id) is not None:
             raise AlreadyExists(f"Replication group {request.group_id} already exists.", resource="ReplicationGroup")
+        if request.restore is not None:
+            request = request.with_snapshot_defaults(region, self._backups.restore_defaults(region, request.restore))
+        backups.check_windows(request.settings.snapshot_window, request.settings.preferred_maintenance_window)
         if request.cluster_mode:
             return self._create_sharded(region, request)
         seed = self._seed_cluster(region, request) if request.primary_cluster_id is not None else None
@@ -660,6 +733,9 @@ class ReplicationGroups(GroupUseCases):
             preferred_maintenance_window=request.settings.preferred_maintenance_window,
             auto_minor_version_upgrade=request.settings.auto_minor_version_upgrade,
             snapshot_window=request.settings.snapshot_window,
+            snapshot_retention_limit=request.snapshot_retention_limit,
+            at_rest_encryption=request.at_rest_encryption,
+            kms_key_id=request.kms_key_id,
         )
         fresh = iter(addresses[:new_count])
         clusters = [
@@ -672,16 +748,30 @@ class ReplicationGroups(GroupUseCases):
             group, clusters,
             f"Creating replication group {group.group_id}: {count} cache cluster(s) of {node_type}, "
             f"{release.engine} {release.version}, primary {member_ids[0]}",
+            restore=request.restore,
         )
         return group
 
-    def _record_new_group(self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str) -> None:
+    def _record_new_group(
+        self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str, *,
+        restore: RestoreRequest | None = None,
+    ) -> None:
+        prepared = Prepared()
+        if restore is not None:
+            used = set(group.addresses) | {c.node.address for c in clusters}
+            prepared = self._backups.prepare_restore(
+                group.region, restore, target=group, engine=group.engine, version=group.engine_version, used=used
+            )
         with self._store.transaction() as tx:
             tx.put(group)
             for cluster in clusters:
                 tx.put(cluster)
             tx.put(self._begin(group, OperationKind.CREATE))
             self._event(tx, group, message)
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
         self._changed(group)
 
     def _seed_cluster(self, region: Region, request: CreateReplicationGroupRequest) -> CacheCluster:
@@ -735,7 +825,11 @@ class ReplicationGroups(GroupUseCases):
         total = sum(1 + spec.replicas for spec in specs)
         check_node_quotas(self._store, region, total, cluster_total=total)
         now = self._clock.now()
-        warm = self._warm.take(release.engine, release.version, len(specs)) if port == DEFAULT_PORT else []
+        # A restored shard's primary starts from its RDB: a warm node has started already.
+        warm = (
+            self._warm.take(release.engine, release.version, len(specs))
+            if port == DEFAULT_PORT and request.restore is None else []
+        )
         try:
             fresh = self._allocate(total - len(warm) + 1, also_used=warm)
             configuration_endpoint = fresh.pop()
@@ -763,6 +857,9 @@ class ReplicationGroups(GroupUseCases):
                 preferred_maintenance_window=request.settings.preferred_maintenance_window,
                 auto_minor_version_upgrade=request.settings.auto_minor_version_upgrade,
                 snapshot_window=request.settings.snapshot_window,
+                snapshot_retention_limit=request.snapshot_retention_limit,
+                at_rest_encryption=request.at_rest_encryption,
+                kms_key_id=request.kms_key_id,
             )
             clusters: list[CacheCluster] = []
             node_groups: list[NodeGroup] = []
@@ -787,6 +884,7 @@ class ReplicationGroups(GroupUseCases):
                 group, clusters,
                 f"Creating replication group {group.group_id} with cluster mode enabled: {len(specs)} shard(s), "
                 f"{total} node(s) of {request.node_type}, {release.engine} {release.version}",
+                restore=request.restore,
             )
         except BaseException:
             self._warm.give_back(warm)
@@ -826,10 +924,25 @@ class ReplicationGroups(GroupUseCases):
             changes["log_delivery"] = log_deliveries(
                 request.log_delivery_configurations, existing=group.log_delivery, operation="ModifyReplicationGroup"
             )
+        if request.snapshot_retention_limit is not None:
+            changes["snapshot_retention_limit"] = request.snapshot_retention_limit
+        if request.snapshotting_cluster_id is not None:
+            if group.cluster_enabled:
+                raise InvalidParameterCombination(
+                    "SnapshottingClusterId applies to cluster mode disabled groups; a cluster mode enabled group's "
+                    "snapshots are taken from an in-sync replica of each shard."
+                )
+            if request.snapshotting_cluster_id not in group.member_cluster_ids:
+                raise InvalidParameterValue(
+                    f"SnapshottingClusterId {request.snapshotting_cluster_id} is not a member of replication group "
+                    f"{group.group_id} ({', '.join(group.member_cluster_ids)})."
+                )
+            changes["snapshotting_cluster_id"] = request.snapshotting_cluster_id
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if not changed:
             return group
         updated = replace(group, **changed)
+        backups.check_windows(updated.snapshot_window, updated.preferred_maintenance_window)
         member_changes = {k: v for k, v in changed.items() if k in _MEMBER_SETTINGS}
         with self._store.transaction() as tx:
             tx.put(updated)
@@ -889,9 +1002,6 @@ class ReplicationGroups(GroupUseCases):
     def delete(
         self, region: Region, group_id: str, *, retain_primary_cluster: bool = False, final_snapshot: str | None = None
     ) -> ReplicationGroup:
-        if final_snapshot is not None:
-            validation.not_yet({"FinalSnapshotIdentifier": final_snapshot}, {"FinalSnapshotIdentifier": None},
-                               operation="DeleteReplicationGroup")
         group = self._group(region, group_id)
         if group.status not in (GroupStatus.AVAILABLE, GroupStatus.CREATE_FAILED):
             raise InvalidState(
@@ -903,9 +1013,22 @@ class ReplicationGroups(GroupUseCases):
             raise InvalidParameterCombination(
                 f"RetainPrimaryCluster needs an available replication group; {group.group_id} is {group.status}."
             )
+        prepared = Prepared()
+        if final_snapshot is not None:
+            if group.status != GroupStatus.AVAILABLE:
+                raise InvalidParameterCombination(
+                    f"Replication group {group.group_id} is {group.status} and holds no data to snapshot; delete it "
+                    "without FinalSnapshotIdentifier."
+                )
+            # Taken before any node stops: the delete waits for it (control/reconciler.py).
+            prepared = self._backups.prepare_final_snapshot(region, final_snapshot, source=group)
         updated = replace(group, status=GroupStatus.DELETING, retain_primary_cluster=retain_primary_cluster)
         primary_id = group.node_groups[0].primary_cluster_id
         with self._store.transaction() as tx:
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
             tx.put(updated)
             for cluster in self._members(group):
                 if retain_primary_cluster and cluster.cluster_id == primary_id:
