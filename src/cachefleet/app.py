@@ -25,7 +25,9 @@ from cachefleet.api.sigv4 import Authenticator, load_credentials
 from cachefleet.console.server import Console
 from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.reconciler import Reconciler
+from cachefleet.control.snapshot_files import SnapshotFiles
 from cachefleet.control.warm import WarmPool
+from cachefleet.control.workflows.snapshots import SCHEDULE_INTERVAL, SnapshotSchedule
 from cachefleet.domain import nodetypes
 from cachefleet.domain.alarms import AlarmState, MetricAlarm
 from cachefleet.domain.base import Dependencies
@@ -41,6 +43,7 @@ from cachefleet.monitor.prometheus import Exposition
 from cachefleet.monitor.sampler import Sampler
 from cachefleet.monitor.timeseries import TimeSeriesStore
 from cachefleet.providers import local
+from cachefleet.providers.objects import ObjectStoreSettings, open_store
 from cachefleet.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,28 @@ class SystemClock:
         return dt.datetime.now(dt.UTC)
 
 
+class FileClock:
+    """A clock a test moves: the time written in a file (ISO 8601), else the wall clock.
+
+    Only the automatic snapshot schedule runs on it (``--snapshot-clock-file``): a test can then
+    pass a snapshot window and days of retention in seconds, while requests are still signed and
+    checked against the real time.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def now(self) -> dt.datetime:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            text = ""
+        if not text:
+            return dt.datetime.now(dt.UTC)
+        moment = dt.datetime.fromisoformat(text)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class Settings:
     """How `cachefleet up` was started: data dir, listen address, node network, engines, sampling."""
@@ -78,6 +103,8 @@ class Settings:
     engine_paths: tuple[Path, ...] = ()
     warm_nodes: int = 3
     sample_interval: int = 1  # seconds between metric samples of every node; 0: no sampling
+    s3_endpoint_url: str | None = None  # exports and SnapshotArns (None: buckets are <data-dir>/buckets/<bucket>)
+    snapshot_clock_file: Path | None = None  # tests: the automatic snapshot schedule's clock
 
     @property
     def host(self) -> str:
@@ -243,6 +270,7 @@ class Cachefleet:
         self.alarm_monitor: AlarmMonitor | None = None
         self.log_deliverer: LogDeliverer | None = None
         self.api: ApiServer | None = None
+        self.schedule: SnapshotSchedule | None = None
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -262,7 +290,12 @@ class Cachefleet:
             release=valkeys[-1] if valkeys else None,
             size=self.settings.warm_nodes,
         )
-        self.reconciler = Reconciler(store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm)
+        objects = open_store(ObjectStoreSettings(endpoint_url=self.settings.s3_endpoint_url), self.settings.data_dir)
+        snapshot_files = SnapshotFiles(self.settings.data_dir, objects)
+        self.reconciler = Reconciler(
+            store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm,
+            snapshot_files=snapshot_files,
+        )
         provider.on_exit = self.reconciler.on_node_exit
         service = ElastiCache(
             Dependencies(
@@ -272,7 +305,13 @@ class Cachefleet:
                 node_network=self.network,
                 on_change=self.reconciler.on_change,
                 warm=warm,
-            )
+            ),
+            snapshot_storage=snapshot_files,
+        )
+        schedule_clock = FileClock(self.settings.snapshot_clock_file) if self.settings.snapshot_clock_file else clock
+        self.schedule = SnapshotSchedule(
+            service.snapshots.run_schedule, schedule_clock,
+            interval=0.5 if self.settings.snapshot_clock_file else SCHEDULE_INTERVAL,
         )
         self.timeseries = TimeSeriesStore(self.settings.data_dir / "metrics")
         cloudwatch = CloudWatch(store=self.store, source=self.timeseries, clock=clock)
@@ -303,6 +342,7 @@ class Cachefleet:
             self._lock.release()
             raise StartupError(f"Cannot listen on {self.host}:{self.port}: {error.strerror}.") from None
         await self.reconciler.start()
+        self.schedule.start()
         self.timeseries.prune()
         if self.settings.sample_interval > 0:
             await self.sampler.start()
@@ -359,6 +399,8 @@ class Cachefleet:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.schedule is not None:
+            await self.schedule.stop()
         if self.sampler is not None:
             await self.sampler.stop()
         if self.alarm_monitor is not None:
@@ -393,6 +435,7 @@ class Cachefleet:
                 f"  data dir:     {self.settings.data_dir}",
                 f"  node network: {self.network}",
                 f"  engines:      {engines}",
+                f"  buckets:      {self.settings.s3_endpoint_url or self.settings.data_dir / 'buckets'}",
                 "Point the AWS CLI or boto3 at it:",
                 f"  export AWS_ENDPOINT_URL_ELASTICACHE={endpoint} AWS_DEFAULT_REGION={self.settings.region}",
                 f"  aws elasticache describe-cache-engine-versions --endpoint-url {endpoint}",

@@ -103,6 +103,11 @@ for _command in commands.COMMANDS:
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @click.option("--sample-interval", default=1, show_default=True, type=click.IntRange(0, 60),
               help="Seconds between metric samples of every node (0 turns metrics, alarms and log delivery off).")
+@click.option("--s3-endpoint-url", default=None, metavar="URL",
+              help="S3-compatible endpoint (AWS S3, MinIO, Ceph) for snapshot exports and SnapshotArns, with the "
+                   "usual AWS credential chain. Without it, bucket B is the directory <data-dir>/buckets/B.")
+@click.option("--snapshot-clock-file", type=click.Path(path_type=Path, dir_okay=False), default=None, hidden=True,
+              help="Tests: a file holding the time (ISO 8601) the automatic snapshot schedule runs on.")
 def up(
     data_dir: Path | None,
     listen: str,
@@ -113,6 +118,8 @@ def up(
     warm_nodes: int,
     log_level: str,
     sample_interval: int,
+    s3_endpoint_url: str | None,
+    snapshot_clock_file: Path | None,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
@@ -131,6 +138,8 @@ def up(
         engine_paths=tuple(p.resolve() for p in engine_paths),
         warm_nodes=warm_nodes,
         sample_interval=sample_interval,
+        s3_endpoint_url=s3_endpoint_url,
+        snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
     )
     try:
         asyncio.run(serve(settings))

@@ -28,7 +28,7 @@ from cachefleet.domain.resource import Resource
 from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.config import NodeConfig, render
-from cachefleet.providers.local import NodeStartFailed
+from cachefleet.providers.local import NodeStartFailed, Seed
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,10 @@ class Provider(Protocol):
     def pid(self, key: str) -> int | None: ...
     def running(self) -> dict[str, int]: ...
     def node_dir(self, key: str) -> Path: ...
-    async def start(self, key: str, *, binary: Path, config: str, access: NodeAccess) -> int: ...
+    async def start(
+        self, key: str, *, binary: Path, config: str, access: NodeAccess, seed: Seed | None = None,
+        load_bytes: int = 0,
+    ) -> int: ...
     async def stop(self, key: str, *, graceful: bool = False, timeout: float = 5.0) -> None: ...
     def remove(self, key: str) -> None: ...
     def close(self) -> None: ...
@@ -103,6 +106,10 @@ class Nodes:
         self.observed = Observed({}, {}, {}, set(), set(), set())
 
     # ------------------------------------------------------------------ reaching nodes
+    def server(self, engine: str, version: str) -> Path:
+        """The server executable of an installed engine build."""
+        return self._binaries.binary(engine, version).server
+
     def access(self, cluster: CacheCluster) -> NodeAccess:
         return NodeAccess(cluster.node.address, cluster.port)
 
@@ -194,17 +201,19 @@ class Nodes:
 
     # ------------------------------------------------------------------ starting and adopting
     async def ensure_running(
-        self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool = False
+        self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool = False,
+        seed: Seed | None = None, load_bytes: int = 0,
     ) -> None:
         """Starts the cluster's node if needed; makes its role match ``replica_of`` (cluster mode
         disabled) or its settings match its node type (cluster mode enabled: roles are the
-        topology's business)."""
+        topology's business). A node started with ``seed`` loads the RDB (``load_bytes``) it
+        puts in its data dir before it answers (a restore's primaries)."""
         if self.checked(cluster):
             return
         key = node_key(cluster)
         if self.provider.pid(key) is None:
             quiet = cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING) or cluster.status_reason == RECOVERING
-            await self._start(cluster, replica_of, sharded=sharded)
+            await self._start(cluster, replica_of, sharded=sharded, seed=seed, load_bytes=load_bytes)
             cause = "it had stopped answering" if key in self.observed.fenced_hung else "its engine process had stopped"
             # Cluster mode enabled starts every node without replica_of: the record says which it was.
             was_primary = replica_of is None and (not sharded or self.is_primary(cluster))
@@ -268,14 +277,20 @@ class Nodes:
         self.provider.write_config(node_key(cluster), self.config(cluster, None, sharded=True))
         self.observed.binds[node_key(cluster)] = await admin.bound_addresses()
 
-    async def _start(self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool) -> None:
+    async def _start(
+        self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, seed: Seed | None = None,
+        load_bytes: int = 0,
+    ) -> None:
         key = node_key(cluster)
         binary = self._binaries.binary(cluster.engine, cluster.engine_version)
         config = self.config(cluster, replica_of, sharded=sharded)
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:
-                await self.provider.start(key, binary=binary.server, config=config, access=self.access(cluster))
+                await self.provider.start(
+                    key, binary=binary.server, config=config, access=self.access(cluster), seed=seed,
+                    load_bytes=load_bytes,
+                )
             except NodeStartFailed as failure:
                 last = failure
                 continue

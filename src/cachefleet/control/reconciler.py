@@ -3,7 +3,10 @@
 The reconciler routes every change to its resource's worker (control/scheduler.py) and
 composes each resource's pass from the workflows (control/workflows/): for a replication
 group, deadlines first, then its failovers, its topology (cluster mode disabled or enabled),
-its node type, and settling it; for a standalone cache cluster, its one node. Every pass can
+its node type, and settling it; for a standalone cache cluster, its one node; for a snapshot,
+its files (workflows/snapshots.py). A group or cluster created from a snapshot gets its data
+first (workflows/restore.py) and settles only once it has all of it; a delete with a final
+snapshot waits for that snapshot before any node stops. Every pass can
 be interrupted by a crash and simply run again: processes are found again by the provider,
 engines are asked for their actual role and bound addresses, and nothing is started twice.
 """
@@ -16,23 +19,28 @@ from collections.abc import Iterator
 from cachefleet.control.health import HealthMonitor
 from cachefleet.control.nodes import Binaries, GroupFailed, Nodes, Provider, node_key
 from cachefleet.control.scheduler import Failed, Retry, Scheduler, Target
+from cachefleet.control.snapshot_files import SnapshotFiles
 from cachefleet.control.warm import WarmPool
 from cachefleet.control.workflows.cache_cluster import CacheClusterWorkflow
 from cachefleet.control.workflows.failover import Failover
 from cachefleet.control.workflows.node_type import NodeTypeWorkflow
 from cachefleet.control.workflows.replication_group import ReplicationGroupWorkflow
+from cachefleet.control.workflows.restore import RestoreWorkflow
 from cachefleet.control.workflows.sharded import ShardedTopology
-from cachefleet.domain.cache_clusters import CacheCluster
+from cachefleet.control.workflows.snapshots import SnapshotWorkflow
+from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.operations import Operation, OperationKind, overdue
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
+from cachefleet.domain.snapshots import BUSY, Snapshot
 from cachefleet.engine.admin import EngineError
 
 log = logging.getLogger(__name__)
 
 GROUP = ReplicationGroup.KIND.name
 CLUSTER = CacheCluster.KIND.name
+SNAPSHOT = Snapshot.KIND.name
 
 
 class Reconciler:
@@ -48,6 +56,7 @@ class Reconciler:
         resync_interval: float = 2.0,
         warm: WarmPool | None = None,
         health: HealthMonitor | None = None,
+        snapshot_files: SnapshotFiles | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -62,6 +71,12 @@ class Reconciler:
         self.sharded = ShardedTopology(self.nodes, self.scheduler.tasks)
         self.node_type = NodeTypeWorkflow(self.nodes)
         self.clusters = CacheClusterWorkflow(self.nodes)
+        # Without snapshot files (tests of other workflows) nobody can ask for snapshots or restores.
+        self.snapshots: SnapshotWorkflow | None = None
+        self.restores: RestoreWorkflow | None = None
+        if snapshot_files is not None:
+            self.snapshots = SnapshotWorkflow(self.nodes, self.scheduler.tasks, snapshot_files, kick=self.scheduler.kick)
+            self.restores = RestoreWorkflow(self.nodes, self.scheduler.tasks, snapshot_files, kick=self.scheduler.kick)
         self._warm = warm
 
     # ------------------------------------------------------------------ wiring
@@ -76,6 +91,8 @@ class Reconciler:
                 self.scheduler.kick(Target(GROUP, region, cluster.replication_group_id))
             else:
                 self.scheduler.kick(Target(CLUSTER, region, key))
+        elif name == SNAPSHOT:
+            self.scheduler.kick(Target(SNAPSHOT, region, key))
 
     def _cluster_of_node(self, key: str) -> CacheCluster | None:
         for cluster in self.store.list(CacheCluster):
@@ -101,10 +118,15 @@ class Reconciler:
         for cluster in self.store.list(CacheCluster):
             if cluster.replication_group_id is None:
                 yield Target.of(cluster)
+        for snapshot in self.store.list(Snapshot):
+            if snapshot.status in BUSY:
+                yield Target.of(snapshot)
 
     async def start(self) -> None:
         running = self.provider.adopt_all()
         known = {node_key(c) for c in self.store.list(CacheCluster)}
+        if self.restores is not None:
+            known |= self.restores.temporary_keys()  # a restore's temporary engines are resumed, not orphans
         if self._warm is not None:
             await self._warm.adopt({k: v for k, v in running.items() if k not in known})
             known |= self._warm.addresses()
@@ -152,7 +174,23 @@ class Reconciler:
                 self.scheduler.kick(Target(GROUP, cluster.region, cluster.replication_group_id))
                 return
             self._check_deadlines(target, cluster)
-            await self.clusters.reconcile(cluster)
+            await self._cluster_pass(cluster)
+        elif target.kind == SNAPSHOT and self.snapshots is not None:
+            snapshot = self.store.get(Snapshot, target.region, target.key)
+            if snapshot is None:
+                return
+            self._check_deadlines(target, snapshot)
+            await self.snapshots.reconcile(snapshot)
+
+    async def _cluster_pass(self, cluster: CacheCluster) -> None:
+        if cluster.status == ClusterStatus.DELETING and self.snapshots is not None and self.snapshots.final_pending(cluster):
+            raise Retry(0.5, f"taking the final snapshot of {cluster.cluster_id} before its node stops")
+        if self.restores is not None:
+            if cluster.status == ClusterStatus.CREATE_FAILED:
+                await self.restores.discard(cluster)
+            elif not await self.restores.reconcile(cluster):
+                return  # its data is not all in place yet: not available
+        await self.clusters.reconcile(cluster)
 
     def _overdue(self, resource: Resource) -> list[Operation]:
         now = self.clock.now()
@@ -175,6 +213,8 @@ class Reconciler:
             for operation in self._overdue(group):
                 if operation.kind in (OperationKind.CREATE, OperationKind.MODIFY):
                     await self.scheduler.tasks.cancel(target)
+                    if self.restores is not None:
+                        await self.restores.discard(group)
                     await self.groups.fail(group, reason)
                 elif operation.kind == OperationKind.RESHARD:
                     await self.scheduler.tasks.cancel(target)
@@ -187,19 +227,40 @@ class Reconciler:
         elif target.kind == CLUSTER:
             cluster = self.store.get(CacheCluster, target.region, target.key)
             if cluster is not None and self._overdue(cluster):
+                if self.restores is not None:
+                    await self.restores.discard(cluster)
                 await self.clusters.fail(cluster, reason)
+        elif target.kind == SNAPSHOT and self.snapshots is not None:
+            snapshot = self.store.get(Snapshot, target.region, target.key)
+            if snapshot is not None and self._overdue(snapshot):
+                await self.scheduler.tasks.cancel(target)
+                self.snapshots.fail(snapshot, reason)
         self.scheduler.kick(target)
 
     async def _group_pass(self, target: Target, group: ReplicationGroup) -> None:
         nodes = self.nodes
         members = nodes.members(group)
         if group.status == GroupStatus.DELETING:
+            if self.snapshots is not None and self.snapshots.final_pending(group):
+                raise Retry(0.5, f"taking the final snapshot of {group.group_id} before its nodes stop")
             await self.scheduler.tasks.cancel(target)
+            if self.restores is not None:
+                await self.restores.discard(group)
             await self.groups.delete(group)
             return
         if group.status == GroupStatus.CREATE_FAILED:
+            if self.restores is not None:
+                await self.restores.discard(group)
             await self.groups.stop_failed(group)
             return
+        restored = True
+        if self.restores is not None and group.status == GroupStatus.CREATING:
+            # Seeded primaries start before the topology would start them empty; keys move once it serves.
+            restored = await self.restores.reconcile(group)
+            current = nodes.current(group)
+            if current is None or current.status != GroupStatus.CREATING:
+                return
+            group = current
         requested = nodes.operation(group, OperationKind.FAILOVER) is not None
         await nodes.stop_rebooted_and_hung(group, members, failover_requested=requested)
         for node_group in group.node_groups:
@@ -227,4 +288,6 @@ class Reconciler:
         current = nodes.current(group)
         if current is not None and nodes.operation(current, OperationKind.NODE_TYPE) is not None:
             await self.node_type.apply(current)
+        if not restored:
+            raise Retry(0.25, f"restoring the data of {group.group_id}")  # not available before all of it is in
         self.groups.settle(group)
