@@ -11,8 +11,9 @@ from cachefleet.api.elasticache import (
     engine_versions,
     events,
     replication_groups,
+    snapshots,
     subnet_groups,
     tags,
 )
 
-FAMILIES = (replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events)
+FAMILIES = (replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, snapshots)

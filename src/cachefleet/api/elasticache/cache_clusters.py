@@ -8,7 +8,11 @@ from cachefleet.api.context import Context
 from cachefleet.api.elasticache.common import endpoint, log_delivery
 from cachefleet.api.paging import paginate
 from cachefleet.domain import identifiers
-from cachefleet.domain.cache_clusters import CacheCluster, CreateCacheClusterRequest
+from cachefleet.domain.cache_clusters import (
+    CacheCluster,
+    CreateCacheClusterRequest,
+    ModifyCacheClusterRequest,
+)
 from cachefleet.domain.logs import LogDelivery
 
 
@@ -39,7 +43,7 @@ def view(cluster: CacheCluster, *, show_nodes: bool, group_log_delivery: tuple[L
         "SnapshotWindow": cluster.snapshot_window,
         "AuthTokenEnabled": False,
         "TransitEncryptionEnabled": False,
-        "AtRestEncryptionEnabled": False,
+        "AtRestEncryptionEnabled": cluster.at_rest_encryption,
         "ARN": identifiers.arn(cluster.region, "cluster", cluster.cluster_id),
         "ReplicationGroupLogDeliveryEnabled": bool(group_log_delivery),
         "LogDeliveryConfigurations": log_delivery(group_log_delivery),
@@ -91,6 +95,11 @@ def describe_cache_clusters(ctx: Context, params: dict[str, Any]) -> dict[str, A
         ],
         "Marker": marker,
     }
+
+
+def modify_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    request = ModifyCacheClusterRequest.parse(params)
+    return {"CacheCluster": view(ctx.elasticache.cache_clusters.modify(ctx.region, request), show_nodes=False)}
 
 
 def reboot_cache_cluster(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
