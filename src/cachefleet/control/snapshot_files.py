@@ -255,6 +255,15 @@ class SnapshotFiles:
         self.objects.put_file(bucket, key, self.path(snapshot, node), metadata=metadata)
 
     # ------------------------------------------------------------------ seeds (a restore's engines start from them)
+    def unreadable(self, region: str, source: RestoreSource) -> str:
+        """Why ``source`` cannot be read, if that is known before an engine tries ("": it can)."""
+        if source.snapshot_name is not None and not self.source_path(region, source).is_file():
+            return f"{source.described} is missing from {self.directory(region, source.snapshot_name)}"
+        if source.encryption_key is not None and not self.keyring.exists(source.encryption_key):
+            return (f"{source.described} is encrypted with key {source.encryption_key!r}, which is not in "
+                    f"{self.keyring.directory}")
+        return ""
+
     def seed(self, region: str, source: RestoreSource) -> Seed:
         """How a starting engine gets ``source``: a plain snapshot file is hard-linked into its data
         dir; an encrypted one is decrypted, and an object streamed, straight into it (a FIFO)."""

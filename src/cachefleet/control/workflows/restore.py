@@ -121,6 +121,11 @@ class RestoreWorkflow:
     ) -> Restore | None:
         sharded = isinstance(resource, ReplicationGroup) and resource.cluster_enabled
         seeded = [(targets[t][0], restore.sources[s]) for t, s in plan.items()]
+        for source in restore.sources:
+            problem = self.files.unreadable(resource.region, source)
+            if problem:
+                await self._fail(resource, problem)
+                return None
 
         async def start(cluster: CacheCluster, source: RestoreSource) -> None:
             await self.nodes.ensure_running(
