@@ -189,7 +189,7 @@ class Reconciler:
             if cluster.status == ClusterStatus.CREATE_FAILED:
                 await self.restores.discard(cluster)
             elif not await self.restores.reconcile(cluster):
-                return  # its data is not all in place yet: not available
+                raise Retry(0.25, f"restoring the data of {cluster.cluster_id}")  # not available before all of it is in
         await self.clusters.reconcile(cluster)
 
     def _overdue(self, resource: Resource) -> list[Operation]:

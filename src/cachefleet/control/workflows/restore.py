@@ -190,8 +190,10 @@ class RestoreWorkflow:
 
     async def _ready(self, resource: ReplicationGroup | CacheCluster, targets: list[tuple[CacheCluster, frozenset[int]]]) -> bool:
         for cluster, owned in targets:
-            if not self.nodes.running(cluster) or not self.nodes.checked(cluster):
+            if not self.nodes.running(cluster):
                 return False
+            if isinstance(resource, ReplicationGroup) and not resource.cluster_enabled and not self.nodes.checked(cluster):
+                return False  # its role is the topology's to check first
             if isinstance(resource, ReplicationGroup) and resource.cluster_enabled:
                 try:
                     info = await self.nodes.admin(cluster).text("CLUSTER", "INFO")
