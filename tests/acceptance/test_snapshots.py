@@ -240,8 +240,14 @@ def test_export_to_s3_then_restore_from_its_arns_and_from_a_bare_engines_rdb(ec,
         f"value:{n}".encode() for n in range(0, 2000, 97)
     ]
     assert 7100 < restored_client.ttl("key:7") <= 7200
-    delete_group(ec, "exp")
     delete_group(ec, "from-arns")
+    # The 2-shard snapshot into one standalone cluster (cluster mode disabled): one shard's RDB is
+    # loaded at start-up, the other's keys are moved into it.
+    ec.create_cache_cluster(CacheClusterId="exp-one", SnapshotName="exp-snap")
+    single = raw(wait_cluster(ec, "exp-one", timeout=60)["CacheNodes"][0]["Endpoint"]["Address"])
+    assert single.dbsize() == 2000 and single.get("key:1999") == b"value:1999"
+    ec.delete_cache_cluster(CacheClusterId="exp-one")
+    delete_group(ec, "exp")
 
     # An RDB saved by a bare engine (not by Cachefleet), uploaded by hand, seeds a cache cluster.
     engines = EngineSet()

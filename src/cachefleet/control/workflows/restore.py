@@ -146,7 +146,8 @@ class RestoreWorkflow:
         for cluster, _ in seeded:
             info = await self.nodes.admin(cluster).info("server")
             run_ids[cluster.cluster_id] = info.get("run_id", "")
-            keys += int(await self.nodes.admin(cluster).execute("DBSIZE"))
+            # INFO, not DBSIZE: the control plane's ACL user on a locked node has INFO.
+            keys += _key_count(await self.nodes.admin(cluster).info("keyspace"))
         updated = replace(restore, step=RestoreStep.MOVING, run_ids=tuple(sorted(run_ids.items())))
         with self.store.transaction() as tx:
             tx.put(updated)
@@ -341,3 +342,13 @@ class RestoreWorkflow:
             self.nodes.provider.remove(address)
         with self.store.transaction() as tx:
             tx.delete(restore)
+
+
+def _key_count(keyspace: dict[str, str]) -> int:
+    """Keys of every database, from INFO keyspace (``db0:keys=3,expires=1,avg_ttl=0``)."""
+    total = 0
+    for name, value in keyspace.items():
+        if name.startswith("db"):
+            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            total += int(fields.get("keys", "0"))
+    return total
