@@ -46,6 +46,7 @@ from common import machine  # noqa: E402
 
 from cachefleet.domain.slots import even  # noqa: E402
 from cachefleet.engine import encryption, rdb  # noqa: E402
+from cachefleet.engine.access import NodeAccess  # noqa: E402
 from cachefleet.engine.admin import AdminClient  # noqa: E402
 from cachefleet.engine.keyslot import key_slot  # noqa: E402
 from cachefleet.engine.restore import RestoreTarget, StreamedSeed, move_all, plan_seeds  # noqa: E402
@@ -118,7 +119,7 @@ async def synced(node: Engine, destination: Path, keyring: encryption.KeyRing) -
         with open(temporary, "wb", buffering=0) as out:
             writer = encryption.EncryptingWriter(out, key=keyring.get(), key_id=keyring.DEFAULT_KEY_ID)
             async with diskless(admin):
-                facts = await stream_rdb(node.address, node.port, writer.write)
+                facts = await stream_rdb(NodeAccess(node.address, node.port), writer.write)
             writer.close()
             os.fsync(out.fileno())
         os.replace(temporary, destination)
@@ -228,13 +229,9 @@ def part_same_shape(engines: EngineSet, binary, snapshot: Path, sealed: Path, ro
 
 
 async def _move(sources: list[Engine], nodes: list[Engine]) -> int:
-    admins = [AdminClient(s.address, s.port, timeout=120) for s in sources]
+    accesses = [NodeAccess(s.address, s.port) for s in sources]
     targets = [RestoreTarget(n.address, n.port, slots=frozenset(s)) for n, s in zip(nodes, even(len(nodes)), strict=True)]
-    try:
-        results = await move_all(admins, targets)
-    finally:
-        for admin in admins:
-            await admin.close()
+    results = await move_all(accesses, targets)
     return sum(r.keys for r in results)
 
 

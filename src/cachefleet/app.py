@@ -27,7 +27,9 @@ from cachefleet.control.locks import Locks
 from cachefleet.control.maintenance import MaintenanceScheduler, SystemWakingClock, WakingClock
 from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.reconciler import Reconciler
+from cachefleet.control.snapshot_files import SnapshotFiles
 from cachefleet.control.warm import WarmPool
+from cachefleet.control.workflows.snapshots import SCHEDULE_INTERVAL, SnapshotSchedule
 from cachefleet.domain import nodetypes
 from cachefleet.domain.alarms import AlarmState, MetricAlarm
 from cachefleet.domain.base import Dependencies
@@ -47,6 +49,7 @@ from cachefleet.monitor.prometheus import Exposition
 from cachefleet.monitor.sampler import Sampler
 from cachefleet.monitor.timeseries import TimeSeriesStore
 from cachefleet.providers import local
+from cachefleet.providers.objects import ObjectStoreSettings, open_store
 from cachefleet.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,28 @@ class SystemClock(SystemWakingClock):
     maintenance scheduler sleeps on it until a window opens)."""
 
 
+class FileClock:
+    """A clock a test moves: the time written in a file (ISO 8601), else the wall clock.
+
+    Only the automatic snapshot schedule runs on it (``--snapshot-clock-file``): a test can then
+    pass a snapshot window and days of retention in seconds, while requests are still signed and
+    checked against the real time.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def now(self) -> dt.datetime:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            text = ""
+        if not text:
+            return dt.datetime.now(dt.UTC)
+        moment = dt.datetime.fromisoformat(text)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class Settings:
     """How `cachefleet up` was started: data dir, listen address, node network, engines, sampling."""
@@ -85,6 +110,8 @@ class Settings:
     warm_nodes: int = 3
     sample_interval: int = 1  # seconds between metric samples of every node; 0: no sampling
     tls_certificate_days: float = tls.NODE_LIFETIME.days  # node certificates' lifetime (renewed with a third left)
+    s3_endpoint_url: str | None = None  # exports and SnapshotArns (None: buckets are <data-dir>/buckets/<bucket>)
+    snapshot_clock_file: Path | None = None  # tests: the automatic snapshot schedule's clock
 
     @property
     def host(self) -> str:
@@ -270,6 +297,7 @@ class Cachefleet:
         self.maintenance: MaintenanceScheduler | None = None
         self.service: ElastiCache | None = None
         self.ca: tls.CertificateAuthority | None = None
+        self.schedule: SnapshotSchedule | None = None
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -297,9 +325,11 @@ class Cachefleet:
             locks=locks,
         )
         builds = measure_builds(self.catalog)
+        objects = open_store(ObjectStoreSettings(endpoint_url=self.settings.s3_endpoint_url), self.settings.data_dir)
+        snapshot_files = SnapshotFiles(self.settings.data_dir, objects)
         self.reconciler = Reconciler(
             store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm, builds=builds,
-            locks=locks,
+            locks=locks, snapshot_files=snapshot_files,
         )
         provider.on_exit = self.reconciler.on_node_exit
         reconciler = self.reconciler
@@ -319,6 +349,7 @@ class Cachefleet:
                 warm=warm,
             ),
             builds=builds,
+            snapshot_storage=snapshot_files,
         )
         self.service = service
         # Service updates are first seen (their release date) when the control plane starts with a new build.
@@ -328,6 +359,11 @@ class Cachefleet:
             service.service_updates.refresh(Region(region))
         self.maintenance = MaintenanceScheduler(
             clock=clock, next_wake=service.maintenance.next_wake, run=service.maintenance.run
+        )
+        schedule_clock = FileClock(self.settings.snapshot_clock_file) if self.settings.snapshot_clock_file else clock
+        self.schedule = SnapshotSchedule(
+            service.snapshots.run_schedule, schedule_clock,
+            interval=0.5 if self.settings.snapshot_clock_file else SCHEDULE_INTERVAL,
         )
         self.timeseries = TimeSeriesStore(self.settings.data_dir / "metrics")
         cloudwatch = CloudWatch(store=self.store, source=self.timeseries, clock=clock)
@@ -360,6 +396,7 @@ class Cachefleet:
             raise StartupError(f"Cannot listen on {self.host}:{self.port}: {error.strerror}.") from None
         await self.reconciler.start()
         self.maintenance.start()
+        self.schedule.start()
         self.timeseries.prune()
         if self.settings.sample_interval > 0:
             await self.sampler.start()
@@ -424,6 +461,8 @@ class Cachefleet:
             await self._runner.cleanup()
         if self.maintenance is not None:
             await self.maintenance.stop()
+        if self.schedule is not None:
+            await self.schedule.stop()
         if self.sampler is not None:
             await self.sampler.stop()
         if self.alarm_monitor is not None:
@@ -458,6 +497,7 @@ class Cachefleet:
                 f"  data dir:     {self.settings.data_dir}",
                 f"  node network: {self.network}",
                 f"  engines:      {engines}",
+                f"  buckets:      {self.settings.s3_endpoint_url or self.settings.data_dir / 'buckets'}",
                 "Point the AWS CLI or boto3 at it:",
                 f"  export AWS_ENDPOINT_URL_ELASTICACHE={endpoint} AWS_DEFAULT_REGION={self.settings.region}",
                 f"  aws elasticache describe-cache-engine-versions --endpoint-url {endpoint}",

@@ -10,6 +10,7 @@ import pytest
 
 from cachefleet.domain.slots import even
 from cachefleet.engine import rdb
+from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient
 from cachefleet.engine.keyslot import key_slot
 from cachefleet.engine.restore import RestoreFailed, RestoreTarget, move_all, move_keys, targets_of_cluster
@@ -56,11 +57,7 @@ def read_cluster(nodes, keys):
 
 
 async def restore(source_engine, targets, **options):
-    admin = AdminClient(source_engine.address, source_engine.port, timeout=60)
-    try:
-        return await move_keys(admin, targets, **options)
-    finally:
-        await admin.close()
+    return await move_keys(NodeAccess(source_engine.address, source_engine.port), targets, **options)
 
 
 def test_100k_keys_of_every_type_restore_into_three_shards(engines):
@@ -113,13 +110,9 @@ def test_three_snapshot_shards_into_two_in_parallel(engines):
     nodes = engines.cluster(binary, 2)
 
     async def run():
-        sources = [AdminClient(s.address, s.port, timeout=60) for s in shards]
+        sources = [NodeAccess(s.address, s.port) for s in shards]
         targets = [RestoreTarget(n.address, n.port, slots=frozenset(s)) for n, s in zip(nodes, even(2), strict=True)]
-        try:
-            return await move_all(sources, targets)
-        finally:
-            for source in sources:
-                await source.close()
+        return await move_all(sources, targets)
 
     results = asyncio.run(run())
     assert sum(r.keys for r in results) == len(keys)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from cachefleet.engine import encryption, rdb
+from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient
 from cachefleet.engine.restore import StreamedSeed
 from cachefleet.engine.snapshot import SnapshotFailed, diskless, follow_bgsave, stream_rdb
@@ -121,7 +122,7 @@ def test_an_rdb_only_sync_snapshots_a_replica_without_a_file_on_the_node(engines
         try:
             async with diskless(admin):
                 assert await admin.config_get("repl-diskless-sync") == "yes"
-                facts = await stream_rdb(replica.address, replica.port, received.extend)
+                facts = await stream_rdb(NodeAccess(replica.address, replica.port), received.extend)
             assert await admin.config_get("repl-diskless-sync") == "no"  # as Cachefleet renders it
             return facts
         finally:
@@ -140,5 +141,5 @@ def test_a_disk_based_rdb_only_sync_is_read_as_well(engines):
     node = engines.start(binary)
     node.client().set("k", "v")
     received = bytearray()
-    facts = asyncio.run(stream_rdb(node.address, node.port, received.extend))
+    facts = asyncio.run(stream_rdb(NodeAccess(node.address, node.port), received.extend))
     assert facts.size == len(received) and b"k" in bytes(received)

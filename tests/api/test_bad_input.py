@@ -91,7 +91,14 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "Engines with TLS on this host: redis"),
         ({"AuthToken": "a-very-long-auth-token-1234"}, "InvalidParameterValue", "encryption-in-transit"),
         ({"UserGroupIds": ["no-such-group"]}, "UserGroupNotFound", "no-such-group"),
-        ({"SnapshotRetentionLimit": 3}, "InvalidParameterCombination", "SnapshotRetentionLimit"),
+        ({"SnapshotRetentionLimit": 36}, "InvalidParameterValue", "0 (off) to 35 days"),
+        ({"SnapshotRetentionLimit": -1}, "InvalidParameterValue", "SnapshotRetentionLimit"),
+        ({"SnapshotWindow": "05:30-06:30"}, "InvalidParameterCombination", "overlaps PreferredMaintenanceWindow"),
+        ({"KmsKeyId": "my-key"}, "InvalidParameterCombination", "AtRestEncryptionEnabled"),
+        ({"SnapshotName": "no-such-snapshot"}, "SnapshotNotFoundFault", "no-such-snapshot"),
+        ({"SnapshotName": "s", "SnapshotArns": ["arn:aws:s3:::bucket/k.rdb"]}, "InvalidParameterCombination", "not both"),
+        ({"SnapshotArns": ["arn:aws:s3:::no-such-bucket/k.rdb"]}, "InvalidParameterValue", "does not exist"),
+        ({"SnapshotArns": ["s3://bucket/k.rdb"]}, "InvalidParameterValue", "arn:aws:s3:::bucket/key.rdb"),
         ({"SecurityGroupIds": ["sg-123"]}, "InvalidParameterValue", "8 or 17 hexadecimal digits"),
         ({"CacheSecurityGroupNames": ["nope"]}, "CacheSecurityGroupNotFound", "nope"),
         ({"PrimaryClusterId": "missing-cluster"}, "CacheClusterNotFound", "missing-cluster"),
@@ -188,10 +195,13 @@ def test_delete_replication_group_rejects(ec):
     expect("ReplicationGroupNotFoundFault", ec.delete_replication_group, ReplicationGroupId="nope")
 
 
-def test_delete_replication_group_with_final_snapshot_is_refused(ec, stable):
-    expect("InvalidParameterCombination", ec.delete_replication_group, says="FinalSnapshotIdentifier",
-           ReplicationGroupId=stable, FinalSnapshotIdentifier="final")
+def test_delete_replication_group_with_a_bad_final_snapshot_name_is_refused(ec, stable):
+    expect("InvalidParameterValue", ec.delete_replication_group, says="automatic.",
+           ReplicationGroupId=stable, FinalSnapshotIdentifier="automatic.final")
+    expect("InvalidParameterValue", ec.delete_replication_group, says="begin with a letter",
+           ReplicationGroupId=stable, FinalSnapshotIdentifier="-final")
     assert ec.describe_replication_groups(ReplicationGroupId=stable)["ReplicationGroups"][0]["Status"] == "available"
+    assert not [s for s in ec.describe_snapshots(ReplicationGroupId=stable)["Snapshots"] if "final" in s["SnapshotName"]]
 
 
 @pytest.mark.parametrize(
@@ -205,7 +215,9 @@ def test_delete_replication_group_with_final_snapshot_is_refused(ec, stable):
         ({"CacheClusterId": "-c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}, "InvalidParameterValue", "begin with a letter"),
         ({"CacheClusterId": "c" * 51, "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}, "InvalidParameterValue", "at most 50"),
         ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "PreferredAvailabilityZone": "us-east-1e"}, "InvalidParameterValue", "subnet group"),
-        ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "SnapshotArns": ["arn:aws:s3:::b/k.rdb"]}, "InvalidParameterCombination", "SnapshotArns"),
+        ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "SnapshotArns": ["arn:aws:s3:::no-bucket/k.rdb"]}, "InvalidParameterValue", "The S3 bucket no-bucket does not exist"),
+        ({"CacheClusterId": "c1", "Engine": "valkey", "SnapshotName": "nope"}, "SnapshotNotFoundFault", "nope"),
+        ({"CacheClusterId": "c1", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "SnapshotRetentionLimit": 99}, "InvalidParameterValue", "35 days"),
         ({"CacheClusterId": "c1", "ReplicationGroupId": "nope"}, "ReplicationGroupNotFoundFault", "nope"),
     ],
 )

@@ -462,3 +462,27 @@ def test_users_ca_cert_and_connect_to_a_locked_group(cli, ec, server, tmp_path):
         assert "NOAUTH" in anonymous.stdout + anonymous.stderr or "AUTH failed" in anonymous.stdout + anonymous.stderr
     finally:
         ec.delete_replication_group(ReplicationGroupId="clilocked")
+
+
+def test_snapshot_snapshots_and_restore_into_shards(cli, ec):
+    ok(cli("create", "clisnap", "--wait"))
+    primary = ec.describe_replication_groups(ReplicationGroupId="clisnap")["ReplicationGroups"][0]["NodeGroups"][0]
+    node = engine(primary["PrimaryEndpoint"]["Address"])
+    node.mset({f"cli:{n}": n for n in range(500)})
+    taken = ok(cli("snapshot", "clisnap", "--name", "clisnap-one", "--wait"))
+    assert "Snapshot clisnap-one of clisnap: available" in taken
+    listed = ok(cli("snapshots", "clisnap"))
+    row = next(line for line in listed.splitlines() if "clisnap-one" in line)
+    assert "available" in row and "manual" in row and "valkey" in row
+    assert "clisnap-one" in [s["name"] for s in json.loads(ok(cli("snapshots", "--json")))]
+    restored = cli("restore", "clisnap-one", "clisnap-two", "--shards", "2", "--wait")
+    ok(restored)
+    assert "Restoring clisnap-one into clisnap-two" in restored.stderr and "2/2 nodes available" in restored.stderr
+    group = ec.describe_replication_groups(ReplicationGroupId="clisnap-two")["ReplicationGroups"][0]
+    assert group["ClusterEnabled"] and len(group["NodeGroups"]) == 2
+    assert sum(engine(m["ReadEndpoint"]["Address"]).dbsize() for ng in group["NodeGroups"]
+               for m in ng["NodeGroupMembers"]) == 500
+    failed(cli("restore", "no-such-snapshot", "clisnap-three"), "SnapshotNotFoundFault")
+    ok(cli("delete", "clisnap-two", "--yes", "--wait"))
+    ok(cli("delete", "clisnap", "--yes", "--wait"))
+    ec.delete_snapshot(SnapshotName="clisnap-one")

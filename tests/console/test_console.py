@@ -325,3 +325,37 @@ def test_group_page_shows_its_locks_and_the_connect_line(server, ec, page, scree
     finally:
         ec.delete_replication_group(ReplicationGroupId="locked-page")
         wait_group_gone(ec, "locked-page")
+
+
+def test_take_a_snapshot_see_its_size_and_status_and_restore_it_from_the_page(server, ec, page, screenshot):
+    ec.create_replication_group(ReplicationGroupId="websnap", ReplicationGroupDescription="console snapshots",
+                                Engine="valkey", CacheNodeType="cache.t4g.micro", NumCacheClusters=1)
+    group = wait_group(ec, "websnap")
+    engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]).mset({f"web:{n}": "x" * 2000 for n in range(1500)})
+    page.goto(f"{server.url}/console/#/r/websnap")
+    expect(page.locator("#no-snapshots")).to_be_visible()
+    page.fill("#snapshot-name", "websnap-one")
+    page.click("#snapshot-take")
+    expect(page.locator(".flash.notice")).to_contain_text("Taking snapshot websnap-one of websnap")
+    row = page.locator('#snapshots-table tr[data-snapshot="websnap-one"]')
+    expect(row).to_have_attribute("data-status", "available", timeout=AVAILABLE_TIMEOUT)
+    size = ec.describe_snapshots(SnapshotName="websnap-one")["Snapshots"][0]["NodeSnapshots"][0]["CacheSize"]
+    expect(row.locator(".snapshot-size")).to_have_text(size)  # what the API says
+    expect(row).to_contain_text("manual")
+    screenshot(page, "snapshots")
+
+    row.locator(".restore-name").fill("websnap-two")
+    row.locator(".restore-shards").fill("2")
+    row.locator(".restore-submit").click()
+    expect(page).to_have_url(re.compile(r"#/r/websnap-two$"))
+    expect(page.locator("#status [data-status]")).to_have_attribute("data-status", "available", timeout=AVAILABLE_TIMEOUT)
+    restored = wait_group(ec, "websnap-two")
+    assert restored["ClusterEnabled"] and len(restored["NodeGroups"]) == 2
+    assert sum(engine(ng["NodeGroupMembers"][0]["ReadEndpoint"]["Address"]).dbsize() for ng in restored["NodeGroups"]) == 1500
+    expect(page.locator("#events-table")).to_contain_text("Restore into websnap-two finished")
+    for name in ("websnap", "websnap-two"):
+        ec.delete_replication_group(ReplicationGroupId=name)
+        wait_group_gone(ec, name)
+    page.goto(f"{server.url}/console/#/r/websnap")
+    page.locator('#snapshots-table tr[data-snapshot="websnap-one"] .snapshot-delete').click()
+    expect(page.locator('#snapshots-table tr[data-snapshot="websnap-one"]')).to_have_count(0, timeout=AVAILABLE_TIMEOUT)

@@ -61,7 +61,8 @@ def test_every_kind_of_the_registry_is_stored_and_named_once(tmp_path):
     assert reopened.get(type(operation), "us-east-1", operation.key) == operation
     assert set(kinds.STORED_BY_NAME) == {
         "ReplicationGroup", "CacheCluster", "CacheSubnetGroup", "MetricAlarm", "Operation", "CacheParameterGroup",
-        "CacheNodeParameters", "CacheSecurityGroup", "ServiceUpdate", "UpdateAction", "User", "UserGroup",
+        "CacheNodeParameters", "CacheSecurityGroup", "ServiceUpdate", "UpdateAction", "User", "UserGroup", "Snapshot",
+        "Restore",
     }
 
 

@@ -574,4 +574,69 @@ def user_delete(user_id: str) -> None:
     out.print(f"Deleting user [bold]{gone['id']}[/bold]: {gone['status']}.")
 
 
-COMMANDS = [create, list_command, show, connect, failover, scale, upgrade, delete, events, top, metrics, ca_cert, users, user]
+# ---------------------------------------------------------------------- snapshots
+@click.command()
+@click.argument("name")
+@click.option("--name", "snapshot_name", default=None, help="The snapshot's name (default: NAME-<date-time>).")
+@click.option("--wait", is_flag=True, help="Wait until the snapshot is available.")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+def snapshot(name: str, snapshot_name: str | None, wait: bool, as_json: bool) -> None:
+    """Take a snapshot of replication group (or cache cluster) NAME (CreateSnapshot)."""
+    client = fleet()
+    taken = client.snapshot(name, snapshot_name)
+    if wait:
+        with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), console=err) as bar:
+            bar.add_task(f"Snapshot {taken['name']} of {taken['of']}", total=None)
+            while taken["status"] == "creating":
+                time.sleep(0.5)
+                taken = client.snapshot_status(taken["name"]) or {**taken, "status": "deleted"}
+        if taken["status"] != "available":
+            reasons = [e["message"] for e in client.events(taken["of"], minutes=60) if taken["name"] in e["message"]]
+            raise ApiFailure("SnapshotFailed", f"Snapshot {taken['name']} is {taken['status']}"
+                             + (f": {reasons[-1]}" if reasons else "."))
+    if as_json:
+        _print_json(taken)
+    else:
+        out.print(f"Snapshot [bold]{taken['name']}[/bold] of {taken['of']}: {taken['status']}"
+                  + ("" if wait else f" (`cachefleet snapshots {taken['of']}` follows it)."))
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+def snapshots(name: str | None, as_json: bool) -> None:
+    """List snapshots (of replication group or cache cluster NAME, or all of them)."""
+    found = fleet().snapshots(name)
+    if as_json:
+        _print_json(found)
+        return
+    out.print(render.snapshots(found, f"Snapshots of {name}" if name else "Snapshots"))
+
+
+@click.command()
+@click.argument("snapshot_name", metavar="SNAPSHOT")
+@click.argument("new")
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Restore into N shards (cluster mode enabled); keys are redistributed by hash slot.")
+@click.option("--replicas", type=click.IntRange(min=0), default=None, help="Replicas per shard.")
+@click.option("--node-type", default=None, help="Node type (default: the snapshot's).")
+@click.option("--wait", is_flag=True, help="Wait (with a progress bar) until the new group is available.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new group as JSON.")
+def restore(snapshot_name: str, new: str, shards: int | None, replicas: int | None, node_type: str | None,
+            wait: bool, as_json: bool) -> None:
+    """Restore SNAPSHOT into a new replication group NEW (CreateReplicationGroup with SnapshotName)."""
+    client = fleet()
+    created = client.restore(snapshot_name, new, shards=shards, replicas=replicas, node_type=node_type)
+    if wait:
+        created = _progress_until(client, created["id"], until="available", label=f"Restoring {snapshot_name} into {new}")
+    if as_json:
+        _print_json(created)
+    elif wait:
+        out.print(render.resource(created))
+    else:
+        out.print(f"Restoring snapshot [bold]{snapshot_name}[/bold] into [bold]{created['id']}[/bold]: "
+                  f"`cachefleet show {created['id']}` follows it, `--wait` waits for it.")
+
+
+COMMANDS = [create, list_command, show, connect, failover, scale, upgrade, delete, events, top, metrics, ca_cert, users,
+            user, snapshot, snapshots, restore]

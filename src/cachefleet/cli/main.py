@@ -106,6 +106,11 @@ main.add_command(params.params)
               help="Seconds between metric samples of every node (0 turns metrics, alarms and log delivery off).")
 @click.option("--tls-certificate-days", default=90.0, show_default=True, type=click.FloatRange(min=0.00005),
               help="Lifetime of node certificates; each is renewed, without a restart, once a third of it is left.")
+@click.option("--s3-endpoint-url", default=None, metavar="URL",
+              help="S3-compatible endpoint (AWS S3, MinIO, Ceph) for snapshot exports and SnapshotArns, with the "
+                   "usual AWS credential chain. Without it, bucket B is the directory <data-dir>/buckets/B.")
+@click.option("--snapshot-clock-file", type=click.Path(path_type=Path, dir_okay=False), default=None, hidden=True,
+              help="Tests: a file holding the time (ISO 8601) the automatic snapshot schedule runs on.")
 def up(
     data_dir: Path | None,
     listen: str,
@@ -117,6 +122,8 @@ def up(
     log_level: str,
     sample_interval: int,
     tls_certificate_days: float,
+    s3_endpoint_url: str | None,
+    snapshot_clock_file: Path | None,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
@@ -136,6 +143,8 @@ def up(
         warm_nodes=warm_nodes,
         sample_interval=sample_interval,
         tls_certificate_days=tls_certificate_days,
+        s3_endpoint_url=s3_endpoint_url,
+        snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
     )
     try:
         asyncio.run(serve(settings))

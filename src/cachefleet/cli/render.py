@@ -16,6 +16,8 @@ STATUS_STYLES = {
     "creating": "yellow",
     "modifying": "yellow",
     "snapshotting": "yellow",
+    "copying": "yellow",
+    "exporting": "yellow",
     "deleting": "magenta",
     "deleted": "dim",
     "create-failed": "bold red",
@@ -170,6 +172,27 @@ def events(items: Sequence[Mapping[str, Any]], title: str) -> RenderableType:
     table.add_column("Message")
     for event in items:
         table.add_row(str(event["date"]).replace("T", " ")[:19], str(event["source"]), str(event["message"]))
+    return table
+
+
+def snapshots(items: Sequence[Mapping[str, Any]], title: str) -> RenderableType:
+    if not items:
+        return Text(f"{title}: none.")
+    table = Table(title=title, title_justify="left")
+    for column in ("Snapshot", "Of", "Status", "Type", "Shards", "Size", "Engine", "Encrypted", "Created (UTC)"):
+        table.add_column(column, justify="right" if column in ("Shards", "Size") else "left", no_wrap=True)
+    for item in items:
+        table.add_row(
+            str(item["name"]),
+            str(item["of"]),
+            status(str(item["status"])),
+            str(item["source"]),
+            str(item["shards"]),
+            f"{item['size_mb']} MB",
+            str(item["engine"]),
+            str(item.get("kms_key_id") or ("yes" if item.get("encrypted") else "no")),
+            _or_dash(str(item["created"]).replace("T", " ").removesuffix("Z") if item.get("created") else None),
+        )
     return table
 
 

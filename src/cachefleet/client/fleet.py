@@ -534,6 +534,60 @@ class Fleet:
         if not immediately and view.get("upgrade"):
             return [f"Upgrade of {name} to {target} waits for its maintenance window (see `cachefleet events {name}`)."]
         return [f"{name} runs {view['engine']} {view['engine_version']}: nothing to upgrade."]
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self, name: str, snapshot_name: str | None = None) -> dict[str, Any]:
+        """CreateSnapshot of a replication group, or else of a cache cluster, named ``name``."""
+        resource = self.describe(name)
+        target = (
+            {"ReplicationGroupId": resource["id"]} if resource["kind"] == "group"
+            else {"CacheClusterId": resource["id"]}
+        )
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
+        created = self.call("elasticache", "create_snapshot", SnapshotName=snapshot_name or f"{resource['id']}-{stamp}",
+                            **target)
+        return snapshot_view(created["Snapshot"])
+
+    def snapshots(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Snapshots (of one group or cluster, or all), newest first."""
+        params: dict[str, Any] = {}
+        if name is not None:
+            resource = self.describe_or_gone(name)
+            key = "CacheClusterId" if resource["kind"] == "cluster" else "ReplicationGroupId"
+            params[key] = name.lower()
+        found = self._pages("elasticache", "describe_snapshots", "Snapshots", ShowNodeGroupConfig=True, **params)
+        return sorted((snapshot_view(s) for s in found), key=lambda s: str(s["created"]), reverse=True)
+
+    def snapshot_status(self, snapshot_name: str) -> dict[str, Any] | None:
+        try:
+            found = self.call("elasticache", "describe_snapshots", SnapshotName=snapshot_name, ShowNodeGroupConfig=True)
+        except ApiFailure as failure:
+            if failure.code == "SnapshotNotFoundFault":
+                return None
+            raise
+        return snapshot_view(found["Snapshots"][0])
+
+    def restore(self, snapshot_name: str, name: str, *, shards: int | None = None, replicas: int | None = None,
+                node_type: str | None = None) -> dict[str, Any]:
+        """A new replication group with a snapshot's data (CreateReplicationGroup SnapshotName): the
+        snapshot's engine, node type and shape unless ``shards`` (cluster mode enabled) is given."""
+        params: dict[str, Any] = {
+            "ReplicationGroupId": name,
+            "ReplicationGroupDescription": f"{name} (restored from {snapshot_name} with cachefleet)",
+            "SnapshotName": snapshot_name,
+        }
+        if node_type:
+            params["CacheNodeType"] = node_type
+        if shards is not None:
+            params.update(NumNodeGroups=shards, ClusterMode="enabled")
+            if replicas is not None:
+                params["ReplicasPerNodeGroup"] = replicas
+        elif replicas is not None:
+            params["ReplicasPerNodeGroup"] = replicas
+        group = self.call("elasticache", "create_replication_group", **params)["ReplicationGroup"]
+        return _group_view(group, [])
+
+    def delete_snapshot(self, snapshot_name: str) -> dict[str, Any]:
+        return snapshot_view(self.call("elasticache", "delete_snapshot", SnapshotName=snapshot_name)["Snapshot"])
 
     # ------------------------------------------------------------------ waiting
     def wait(
@@ -679,6 +733,33 @@ def _pending(group: dict[str, Any] | None, clusters: Iterable[dict[str, Any]]) -
             found.append({"what": "CacheParameterGroup", "value": f"{group_name}: {user['status']}",
                           "where": cluster["CacheClusterId"]})
     return found
+
+
+def _megabytes(size: str | None) -> int:
+    try:
+        return int(str(size).split()[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+def snapshot_view(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot as the CLI and console show it."""
+    nodes = snapshot.get("NodeSnapshots", [])
+    created = [n.get("SnapshotCreateTime") for n in nodes if n.get("SnapshotCreateTime")]
+    return {
+        "name": snapshot["SnapshotName"],
+        "status": snapshot.get("SnapshotStatus", ""),
+        "source": snapshot.get("SnapshotSource", ""),
+        "of": snapshot.get("ReplicationGroupId") or snapshot.get("CacheClusterId") or "",
+        "engine": f"{snapshot.get('Engine', '')} {snapshot.get('EngineVersion', '')}".strip(),
+        "node_type": snapshot.get("CacheNodeType", ""),
+        "shards": len(nodes),
+        "size_mb": sum(_megabytes(n.get("CacheSize")) for n in nodes),
+        "created": _iso(min(created)) if created else None,
+        "encrypted": bool(snapshot.get("KmsKeyId")),
+        "kms_key_id": snapshot.get("KmsKeyId"),
+        "arn": snapshot.get("ARN"),
+    }
 
 
 def _node(cluster: dict[str, Any] | None, member: dict[str, Any], shard: str | None) -> dict[str, Any]:

@@ -106,6 +106,10 @@ class Console:
             ("GET", "/console/api/parameter-groups/{name}", self.parameter_group),
             ("POST", "/console/api/parameter-groups/{name}/parameters", self.set_parameters),
             ("POST", "/console/api/parameter-groups/{name}/reset", self.reset_parameters),
+            ("GET", "/console/api/resources/{name}/snapshots", self.snapshots),
+            ("POST", "/console/api/resources/{name}/snapshots", self.take_snapshot),
+            ("POST", "/console/api/snapshots/{snapshot}/restore", self.restore),
+            ("DELETE", "/console/api/snapshots/{snapshot}", self.delete_snapshot),
         ]
         for method, path, handler in api:
             app.router.add_route(method, path, self._guarded(handler))
@@ -248,6 +252,32 @@ class Console:
         body = await self._body(request)
         shard = str(body.get("shard") or "") or None
         return _json({"messages": await asyncio.to_thread(fleet.failover, request.match_info["name"], shard)})
+
+    async def snapshots(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(fleet.snapshots, request.match_info["name"]))
+
+    async def take_snapshot(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        name = str(body.get("snapshot_name") or "").strip() or None
+        return _json(await asyncio.to_thread(fleet.snapshot, request.match_info["name"], name), status=201)
+
+    async def restore(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        name = str(body.get("name") or "").strip()
+        if not name:
+            raise ConsoleProblem("Give the new replication group a name.", code="MissingParameter")
+        created = await asyncio.to_thread(
+            fleet.restore, request.match_info["snapshot"], name, shards=self._int(body, "shards"),
+            replicas=self._int(body, "replicas"),
+        )
+        return _json(created, status=201)
+
+    async def delete_snapshot(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(fleet.delete_snapshot, request.match_info["snapshot"]))
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         """The charted metrics of every node (GetMetricData on the same endpoint)."""

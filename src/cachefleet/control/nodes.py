@@ -47,7 +47,7 @@ from cachefleet.engine import acl
 from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.config import NodeConfig, render
-from cachefleet.providers.local import NodeStartFailed
+from cachefleet.providers.local import NodeStartFailed, Seed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,7 +74,8 @@ class Provider(Protocol):
     def running(self) -> dict[str, int]: ...
     def node_dir(self, key: str) -> Path: ...
     async def start(
-        self, key: str, *, binary: Path, config: str, access: NodeAccess, keep_data: bool = False
+        self, key: str, *, binary: Path, config: str, access: NodeAccess, keep_data: bool = False,
+        seed: Seed | None = None, load_bytes: int = 0,
     ) -> int: ...
     async def stop(self, key: str, *, graceful: bool = False, timeout: float = 5.0) -> None: ...
     def remove(self, key: str) -> None: ...
@@ -157,6 +158,10 @@ class Nodes:
         if key in self.observed.transit:
             return self.observed.transit[key]
         return self.locks.mode(cluster)
+
+    def server(self, engine: str, version: str) -> Path:
+        """The server executable of an installed engine build."""
+        return self._binaries.binary(engine, version).server
 
     def access(self, cluster: CacheCluster) -> NodeAccess:
         """How to reach the node as it runs now: its control-plane user, TLS where it serves no plain text."""
@@ -282,11 +287,13 @@ class Nodes:
 
     # ------------------------------------------------------------------ starting and adopting
     async def ensure_running(
-        self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool = False
+        self, cluster: CacheCluster, *, replica_of: tuple[str, int] | None, sharded: bool = False,
+        seed: Seed | None = None, load_bytes: int = 0,
     ) -> None:
         """Starts the cluster's node if needed; makes its role match ``replica_of`` (cluster mode
         disabled) or its settings match its node type (cluster mode enabled: roles are the
-        topology's business)."""
+        topology's business). A node started with ``seed`` loads the RDB (``load_bytes``) it
+        puts in its data dir before it answers (a restore's primaries)."""
         if self.checked(cluster):
             return
         key = node_key(cluster)
@@ -295,7 +302,7 @@ class Nodes:
                 cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING)
                 or cluster.status_reason in (RECOVERING, REPLACING)
             )
-            await self._start(cluster, replica_of, sharded=sharded)
+            await self._start(cluster, replica_of, sharded=sharded, seed=seed, load_bytes=load_bytes)
             cause = "it had stopped answering" if key in self.observed.fenced_hung else "its engine process had stopped"
             # Cluster mode enabled starts every node without replica_of: the record says which it was.
             was_primary = replica_of is None and (not sharded or self.is_primary(cluster))
@@ -468,7 +475,8 @@ class Nodes:
         await self._replication_password(replica, node_key(primary))
 
     async def _start(
-        self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, keep_data: bool = False
+        self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, keep_data: bool = False,
+        seed: Seed | None = None, load_bytes: int = 0,
     ) -> None:
         key = node_key(cluster)
         binary = self._binaries.binary(cluster.engine, cluster.engine_version)
@@ -486,7 +494,10 @@ class Nodes:
         last: NodeStartFailed | None = None
         for _ in range(START_ATTEMPTS):
             try:
-                pid = await self.provider.start(key, binary=binary.server, config=config, access=access, keep_data=keep_data)
+                pid = await self.provider.start(
+                    key, binary=binary.server, config=config, access=access, keep_data=keep_data, seed=seed,
+                    load_bytes=load_bytes,
+                )
             except NodeStartFailed as failure:
                 last = failure
                 continue

@@ -6,10 +6,12 @@ group, deadlines first, then its failovers, its certificates, its parameters, th
 engine upgrade, its topology (cluster mode disabled or enabled), its locks (TLS, ACL users:
 workflows/access.py), its node type, and settling it; for a standalone cache cluster, its engine
 upgrade, its one node, its parameters and its locks; for a user or user group, its status once
-every node that needs it has it. A parameter group's change kicks every group and cluster that
-uses it. Every pass can be interrupted by a crash and simply run again: processes are found
-again by the provider, engines are asked for their actual role and bound addresses, and nothing
-is started twice.
+every node that needs it has it; for a snapshot, its files (workflows/snapshots.py). A group or
+cluster created from a snapshot gets its data first (workflows/restore.py) and settles only once
+it has all of it; a delete with a final snapshot waits for that snapshot before any node stops.
+A parameter group's change kicks every group and cluster that uses it. Every pass can be
+interrupted by a crash and simply run again: processes are found again by the provider, engines
+are asked for their actual role and bound addresses, and nothing is started twice.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cachefleet.control.health import HealthMonitor
 from cachefleet.control.locks import Locks
 from cachefleet.control.nodes import Binaries, GroupFailed, Nodes, Provider, node_key
 from cachefleet.control.scheduler import Failed, Retry, Scheduler, Target
+from cachefleet.control.snapshot_files import SnapshotFiles
 from cachefleet.control.warm import WarmPool
 from cachefleet.control.workflows.access import AccessWorkflow
 from cachefleet.control.workflows.cache_cluster import CacheClusterWorkflow
@@ -28,14 +31,17 @@ from cachefleet.control.workflows.failover import Failover
 from cachefleet.control.workflows.node_type import NodeTypeWorkflow
 from cachefleet.control.workflows.parameters import ParameterWorkflow
 from cachefleet.control.workflows.replication_group import ReplicationGroupWorkflow
+from cachefleet.control.workflows.restore import RestoreWorkflow
 from cachefleet.control.workflows.sharded import ShardedTopology
+from cachefleet.control.workflows.snapshots import SnapshotWorkflow
 from cachefleet.control.workflows.upgrades import UpgradeWorkflow
-from cachefleet.domain.cache_clusters import CacheCluster
+from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.operations import Operation, OperationKind, overdue
 from cachefleet.domain.parameter_groups import Builds, CacheParameterGroup
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
+from cachefleet.domain.snapshots import BUSY, Snapshot
 from cachefleet.domain.users import User, UserGroup
 from cachefleet.engine.admin import EngineError
 
@@ -47,6 +53,7 @@ PARAMETER_GROUP = CacheParameterGroup.KIND.name
 PARAMETER_RETRY = 0.5  # a node that did not take its parameters is tried again this soon
 USER = User.KIND.name
 USER_GROUP = UserGroup.KIND.name
+SNAPSHOT = Snapshot.KIND.name
 
 
 class Reconciler:
@@ -64,6 +71,7 @@ class Reconciler:
         health: HealthMonitor | None = None,
         builds: Builds | None = None,
         locks: Locks | None = None,
+        snapshot_files: SnapshotFiles | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -84,6 +92,12 @@ class Reconciler:
         self.parameters = ParameterWorkflow(self.nodes)
         self.upgrades = UpgradeWorkflow(self.nodes)
         self.access = AccessWorkflow(self.nodes)
+        # Without snapshot files (tests of other workflows) nobody can ask for snapshots or restores.
+        self.snapshots: SnapshotWorkflow | None = None
+        self.restores: RestoreWorkflow | None = None
+        if snapshot_files is not None:
+            self.snapshots = SnapshotWorkflow(self.nodes, self.scheduler.tasks, snapshot_files, kick=self.scheduler.kick)
+            self.restores = RestoreWorkflow(self.nodes, self.scheduler.tasks, snapshot_files, kick=self.scheduler.kick)
         self._warm = warm
 
     # ------------------------------------------------------------------ wiring
@@ -112,6 +126,8 @@ class Reconciler:
             for target in self.access.targets_of(name, region, key):
                 self.scheduler.kick(target)
             self.scheduler.kick(Target(name, region, key))
+        elif name == SNAPSHOT:
+            self.scheduler.kick(Target(SNAPSHOT, region, key))
 
     def _cluster_of_node(self, key: str) -> CacheCluster | None:
         for cluster in self.store.list(CacheCluster):
@@ -143,10 +159,15 @@ class Reconciler:
         for user_group in self.store.list(UserGroup):
             if user_group.status != "active":
                 yield Target.of(user_group)
+        for snapshot in self.store.list(Snapshot):
+            if snapshot.status in BUSY:
+                yield Target.of(snapshot)
 
     async def start(self) -> None:
         running = self.provider.adopt_all()
         known = {node_key(c) for c in self.store.list(CacheCluster)}
+        if self.restores is not None:
+            known |= self.restores.temporary_keys()  # a restore's temporary engines are resumed, not orphans
         if self._warm is not None:
             await self._warm.adopt({k: v for k, v in running.items() if k not in known})
             known |= self._warm.addresses()
@@ -194,19 +215,7 @@ class Reconciler:
                 self.scheduler.kick(Target(GROUP, cluster.region, cluster.replication_group_id))
                 return
             self._check_deadlines(target, cluster)
-            # Before the cluster's own workflow: a node stopped for an in-place restart must start on its
-            # saved data, not empty.
-            again = await self.upgrades.step_cluster(cluster)
-            cluster = self.store.get(CacheCluster, target.region, target.key) or cluster
-            await self.clusters.reconcile(cluster)
-            if again is not None:
-                self.scheduler.later(target, again)
-            current = self.store.get(CacheCluster, target.region, target.key)
-            if current is not None and await self.parameters.apply([current]):
-                self.scheduler.later(target, PARAMETER_RETRY)
-            current = self.store.get(CacheCluster, target.region, target.key)
-            if current is not None:
-                await self.access.reconcile_cluster(current)
+            await self._cluster_pass(target, cluster)
         elif target.kind == USER:
             user = self.store.get(User, target.region, target.key)
             if user is not None:
@@ -215,6 +224,34 @@ class Reconciler:
             user_group = self.store.get(UserGroup, target.region, target.key)
             if user_group is not None:
                 self.access.settle_user_group(user_group)
+        elif target.kind == SNAPSHOT and self.snapshots is not None:
+            snapshot = self.store.get(Snapshot, target.region, target.key)
+            if snapshot is None:
+                return
+            self._check_deadlines(target, snapshot)
+            await self.snapshots.reconcile(snapshot)
+
+    async def _cluster_pass(self, target: Target, cluster: CacheCluster) -> None:
+        if cluster.status == ClusterStatus.DELETING and self.snapshots is not None and self.snapshots.final_pending(cluster):
+            raise Retry(0.5, f"taking the final snapshot of {cluster.cluster_id} before its node stops")
+        # Before the cluster's own workflow: a node stopped for an in-place restart must start on its
+        # saved data, not empty.
+        again = await self.upgrades.step_cluster(cluster)
+        cluster = self.store.get(CacheCluster, target.region, target.key) or cluster
+        if again is not None:
+            self.scheduler.later(target, again)
+        if self.restores is not None:
+            if cluster.status == ClusterStatus.CREATE_FAILED:
+                await self.restores.discard(cluster)
+            elif not await self.restores.reconcile(cluster):
+                raise Retry(0.25, f"restoring the data of {cluster.cluster_id}")  # not available before all of it is in
+        await self.clusters.reconcile(cluster)
+        current = self.store.get(CacheCluster, target.region, target.key)
+        if current is not None and await self.parameters.apply([current]):
+            self.scheduler.later(target, PARAMETER_RETRY)
+        current = self.store.get(CacheCluster, target.region, target.key)
+        if current is not None:
+            await self.access.reconcile_cluster(current)
 
     def _overdue(self, resource: Resource) -> list[Operation]:
         now = self.clock.now()
@@ -237,6 +274,8 @@ class Reconciler:
             for operation in self._overdue(group):
                 if operation.kind in (OperationKind.CREATE, OperationKind.MODIFY):
                     await self.scheduler.tasks.cancel(target)
+                    if self.restores is not None:
+                        await self.restores.discard(group)
                     await self.groups.fail(group, reason)
                 elif operation.kind == OperationKind.RESHARD:
                     await self.scheduler.tasks.cancel(target)
@@ -256,19 +295,40 @@ class Reconciler:
             if cluster is not None and any(o.kind == OperationKind.UPGRADE for o in late):
                 self.upgrades.fail_cluster(cluster, reason)
             elif cluster is not None and late:
+                if self.restores is not None:
+                    await self.restores.discard(cluster)
                 await self.clusters.fail(cluster, reason)
+        elif target.kind == SNAPSHOT and self.snapshots is not None:
+            snapshot = self.store.get(Snapshot, target.region, target.key)
+            if snapshot is not None and self._overdue(snapshot):
+                await self.scheduler.tasks.cancel(target)
+                self.snapshots.fail(snapshot, reason)
         self.scheduler.kick(target)
 
     async def _group_pass(self, target: Target, group: ReplicationGroup) -> None:
         nodes = self.nodes
         members = nodes.members(group)
         if group.status == GroupStatus.DELETING:
+            if self.snapshots is not None and self.snapshots.final_pending(group):
+                raise Retry(0.5, f"taking the final snapshot of {group.group_id} before its nodes stop")
             await self.scheduler.tasks.cancel(target)
+            if self.restores is not None:
+                await self.restores.discard(group)
             await self.groups.delete(group)
             return
         if group.status == GroupStatus.CREATE_FAILED:
+            if self.restores is not None:
+                await self.restores.discard(group)
             await self.groups.stop_failed(group)
             return
+        restored = True
+        if self.restores is not None and group.status == GroupStatus.CREATING:
+            # Seeded primaries start before the topology would start them empty; keys move once it serves.
+            restored = await self.restores.reconcile(group)
+            current = nodes.current(group)
+            if current is None or current.status != GroupStatus.CREATING:
+                return
+            group = current
         requested = nodes.operation(group, OperationKind.FAILOVER) is not None
         await nodes.stop_rebooted_and_hung(group, members, failover_requested=requested)
         for node_group in group.node_groups:
@@ -311,4 +371,6 @@ class Reconciler:
         current = nodes.current(group)
         if current is not None and nodes.operation(current, OperationKind.NODE_TYPE) is not None:
             await self.node_type.apply(current)
+        if not restored:
+            raise Retry(0.25, f"restoring the data of {group.group_id}")  # not available before all of it is in
         self.groups.settle(group)

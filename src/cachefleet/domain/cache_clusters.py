@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from cachefleet.domain import identifiers, nodetypes, validation, windows
+from cachefleet.domain import backups, identifiers, nodetypes, validation, windows
+from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
 from cachefleet.domain.engines import EngineRelease, release_of, resolve_engine
 from cachefleet.domain.errors import (
@@ -35,8 +36,8 @@ from cachefleet.domain.tags import Tag, tags
 
 DEFAULT_SUBNET_GROUP = "default"
 DEFAULT_MAINTENANCE_WINDOW = "sun:05:00-sun:06:00"
-DEFAULT_SNAPSHOT_WINDOW = "05:00-06:00"
-MAX_SNAPSHOT_RETENTION = 35  # days, ElastiCache's limit
+# ElastiCache's rule: the daily snapshot window does not overlap the weekly maintenance window.
+DEFAULT_SNAPSHOT_WINDOW = "06:30-07:30"
 NOTIFICATION_STATUSES = ("active", "inactive")
 MAX_SECURITY_GROUP_IDS = 5  # VPC security groups per cluster
 _SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
@@ -133,6 +134,8 @@ class CacheCluster:
     notification_topic_status: str = "active"
     pending: PendingModifiedValues = PendingModifiedValues()
     security: Security = Security()  # a standalone cluster's own; a member follows its group's
+    at_rest_encryption: bool = False  # a member of a group with AtRestEncryptionEnabled
+    kms_key_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -144,9 +147,6 @@ class CacheCluster:
 
 
 _UNSUPPORTED: dict[str, Any] = {
-    "SnapshotArns": None,
-    "SnapshotName": None,
-    "SnapshotRetentionLimit": 0,
     "OutpostMode": None,
     "PreferredOutpostArn": None,
     "PreferredOutpostArns": None,
@@ -166,14 +166,6 @@ def notification_topic_arn(value: str) -> str:
         raise InvalidParameterValue(
             f"Invalid NotificationTopicArn '{value}': use an SNS topic ARN such as "
             "arn:aws:sns:us-east-1:123456789012:my-topic."
-        )
-    return value
-
-
-def snapshot_retention_limit(value: int) -> int:
-    if not 0 <= value <= MAX_SNAPSHOT_RETENTION:
-        raise InvalidParameterValue(
-            f"Invalid SnapshotRetentionLimit {value}: keep automatic snapshots 0 (off) to {MAX_SNAPSHOT_RETENTION} days."
         )
     return value
 
@@ -219,11 +211,21 @@ class CreateCacheClusterRequest:
     cache_security_group_names: tuple[str, ...] | None = None
     notification_topic_arn: str | None = None
     security: SecurityRequest = SecurityRequest()
+    restore: RestoreRequest | None = None
+    snapshot_retention_limit: int = 0
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateCacheClusterRequest:
         operation = "CreateCacheCluster"
         validation.not_yet(params, _UNSUPPORTED, operation=operation)
+        restore = RestoreRequest.parse(params)
+        if params.get("ReplicationGroupId") is not None:
+            for member in ("SnapshotName", "SnapshotArns", "SnapshotRetentionLimit"):
+                if params.get(member):
+                    raise InvalidParameterCombination(
+                        f"{member} does not apply to a cache cluster joining a replication group (a replica syncs "
+                        "from its primary; the group's snapshot settings are its own)."
+                    )
         if params.get("NumCacheNodes", 1) != 1:
             raise InvalidParameterValue(
                 f"Invalid NumCacheNodes {params['NumCacheNodes']}: a Valkey or Redis OSS cache cluster has exactly "
@@ -233,7 +235,7 @@ class CreateCacheClusterRequest:
             raise InvalidParameterValue("AZMode cross-az applies to Memcached only; omit AZMode or use single-az.")
         group_id = params.get("ReplicationGroupId")
         node_type = params.get("CacheNodeType")
-        if node_type is None and group_id is None:
+        if node_type is None and group_id is None and restore is None:
             raise InvalidParameterValue(
                 "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
             )
@@ -260,6 +262,8 @@ class CreateCacheClusterRequest:
                 notification_topic_arn(params["NotificationTopicArn"]) if "NotificationTopicArn" in params else None
             ),
             security=SecurityRequest.parse(params),
+            restore=restore,
+            snapshot_retention_limit=backups.retention_limit(params.get("SnapshotRetentionLimit", 0)),
         )
 
 
@@ -326,7 +330,7 @@ class ModifyCacheClusterRequest:
             maintenance_window=validation.maintenance_window(window) if window is not None else None,
             auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade"),
             snapshot_window=validation.snapshot_window(snapshot_window) if snapshot_window is not None else None,
-            snapshot_retention_limit=snapshot_retention_limit(retention) if retention is not None else None,
+            snapshot_retention_limit=backups.retention_limit(retention) if retention is not None else None,
             notification_topic_arn=(
                 notification_topic_arn(params["NotificationTopicArn"]) if "NotificationTopicArn" in params else None
             ),
@@ -459,6 +463,7 @@ class CacheClusters(UseCases):
         parameter_groups: ParameterGroupLookup,
         security_groups: SecurityGroupLookup,
         upgrades: EngineUpgradePlanner | None = None,
+        backups: Backups | None = None,
     ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
@@ -466,6 +471,7 @@ class CacheClusters(UseCases):
         self._parameter_groups = parameter_groups
         self._security_groups = security_groups
         self._upgrades = upgrades
+        self._backups: Backups = backups or NoBackups()
 
     def create(self, region: Region, request: CreateCacheClusterRequest) -> CacheCluster:
         if self._store.get(CacheCluster, region, request.cluster_id) is not None:
@@ -473,8 +479,22 @@ class CacheClusters(UseCases):
         check_node_quota(self._store, region, 1)
         if request.replication_group_id is not None:
             return self._membership.add_cache_cluster(region, request)
-        release = resolve_engine(self._catalog.releases(), request.engine, request.engine_version)
-        assert request.node_type is not None  # parse() requires it for a standalone cluster
+        engine, version, node_type, port = request.engine, request.engine_version, request.node_type, request.port
+        if request.restore is not None:
+            defaults = self._backups.restore_defaults(region, request.restore)
+            if engine is None or (defaults.engine is not None and engine.lower() == defaults.engine):
+                engine = engine or defaults.engine
+                version = version or defaults.engine_version
+            node_type = node_type or defaults.node_type
+            if "Port" not in dict(request.group_settings) and defaults.port is not None:
+                port = defaults.port
+            if node_type is None:
+                raise InvalidParameterValue(
+                    "The parameter CacheNodeType must be provided: RDB objects do not say which node type they come from."
+                )
+        backups.check_windows(request.snapshot_window, request.maintenance_window)
+        release = resolve_engine(self._catalog.releases(), engine, version)
+        assert node_type is not None  # parse() requires it for a standalone cluster not restored
         subnet_group = self._subnet_groups.get(region, request.subnet_group_name or DEFAULT_SUBNET_GROUP)
         zone = zone_in(subnet_group, request.zone, default=subnet_group.availability_zones[0])
         # A standalone cluster is one node: cluster mode disabled.
@@ -490,29 +510,40 @@ class CacheClusters(UseCases):
             status=ClusterStatus.CREATING,
             engine=release.engine,
             engine_version=release.version,
-            node_type=request.node_type,
-            port=request.port,
+            node_type=node_type,
+            port=port,
             availability_zone=zone,
             subnet_group_name=subnet_group.name,
             parameter_group_name=parameter_group.name,
-            node=CacheNode("0001", address, request.port, zone, NodeStatus.CREATING, now),
+            node=CacheNode("0001", address, port, zone, NodeStatus.CREATING, now),
             create_time=now,
             preferred_maintenance_window=request.maintenance_window,
             auto_minor_version_upgrade=request.auto_minor_version_upgrade,
             snapshot_window=request.snapshot_window,
+            snapshot_retention_limit=request.snapshot_retention_limit,
             tags=request.tags,
             security_group_ids=request.security_group_ids,
             cache_security_group_names=names,
             notification_topic_arn=request.notification_topic_arn,
             security=request.security.security(now=now),
         )
+        prepared = Prepared()
+        if request.restore is not None:
+            prepared = self._backups.prepare_restore(
+                region, request.restore, target=cluster, engine=release.engine, version=release.version,
+                used=[address],
+            )
         with self._store.transaction() as tx:
             tx.put(cluster)
             tx.put(self._begin(cluster, OperationKind.CREATE))
             self._event(
                 tx, cluster,
-                f"Creating cache cluster {cluster.cluster_id} ({release.engine} {release.version}, {request.node_type})",
+                f"Creating cache cluster {cluster.cluster_id} ({release.engine} {release.version}, {node_type})",
             )
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
         self._changed(cluster)
         return cluster
 
@@ -570,6 +601,7 @@ class CacheClusters(UseCases):
         if not changed and operation is None and plan is None:
             return cluster
         updated = replace(base, **changes)
+        backups.check_windows(updated.snapshot_window, updated.preferred_maintenance_window)
         operations = (*(plan.operations if plan is not None else ()), *((operation,) if operation is not None else ()))
         if operations:
             updated = replace(updated, status=ClusterStatus.MODIFYING)
@@ -617,9 +649,6 @@ class CacheClusters(UseCases):
         return replace(cluster.pending, node_type=None), self._begin(cluster, OperationKind.NODE_TYPE, node_type=node_type)
 
     def delete(self, region: Region, cluster_id: str, *, final_snapshot: str | None = None) -> CacheCluster:
-        if final_snapshot is not None:
-            validation.not_yet({"FinalSnapshotIdentifier": final_snapshot}, {"FinalSnapshotIdentifier": None},
-                               operation="DeleteCacheCluster")
         cluster = self._get(CacheCluster, region, cluster_id)
         if cluster.status not in (ClusterStatus.AVAILABLE, ClusterStatus.CREATE_FAILED):
             raise InvalidState(
@@ -627,9 +656,27 @@ class CacheClusters(UseCases):
                 resource="CacheCluster",
             )
         if cluster.replication_group_id is not None:
+            if final_snapshot is not None:
+                raise InvalidParameterCombination(
+                    f"Cache cluster {cluster.cluster_id} is a member of replication group {cluster.replication_group_id}; "
+                    "a final snapshot is taken of the group (DeleteReplicationGroup FinalSnapshotIdentifier)."
+                )
             return self._membership.remove_cache_cluster(cluster)
+        prepared = Prepared()
+        if final_snapshot is not None:
+            if cluster.status != ClusterStatus.AVAILABLE:
+                raise InvalidParameterCombination(
+                    f"Cache cluster {cluster.cluster_id} is {cluster.status} and holds no data to snapshot; delete it "
+                    "without FinalSnapshotIdentifier."
+                )
+            # Taken before the node stops: the delete waits for it (control/reconciler.py).
+            prepared = self._backups.prepare_final_snapshot(region, final_snapshot, source=cluster)
         deleting = deleting_cluster(cluster)
         with self._store.transaction() as tx:
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
             tx.put(deleting)
             self._event(tx, cluster, f"Deleting cache cluster {cluster.cluster_id}")
         self._changed(deleting)

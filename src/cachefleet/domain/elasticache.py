@@ -17,6 +17,7 @@ from cachefleet.domain.replication_groups import ReplicationGroups
 from cachefleet.domain.security_groups import SecurityGroups
 from cachefleet.domain.service_updates import ServiceUpdates
 from cachefleet.domain.shards import Shards
+from cachefleet.domain.snapshots import NoStorage, Snapshots, SnapshotStorage
 from cachefleet.domain.subnet_groups import SubnetGroups
 from cachefleet.domain.tagging import Tagging
 from cachefleet.domain.upgrades import Upgrades
@@ -26,9 +27,12 @@ from cachefleet.domain.users import UserGroups, Users
 class ElastiCache:
     """Every family's use cases; the API's handlers call exactly one of them per request."""
 
-    def __init__(self, deps: Dependencies, *, builds: Builds | None = None) -> None:
+    def __init__(
+        self, deps: Dependencies, *, builds: Builds | None = None, snapshot_storage: SnapshotStorage | None = None
+    ) -> None:
         """``builds``: what each installed engine build has (engine/config_probe.py, measured once at
-        start-up); None offers every catalogue parameter (tests of the rules alone)."""
+        start-up); None offers every catalogue parameter (tests of the rules alone). ``snapshot_storage``:
+        snapshot files and buckets (control/snapshot_files.py); None: no buckets (tests of the rules)."""
         if deps.used_addresses is None:
             store, warm = deps.store, deps.warm
             deps = replace(deps, used_addresses=lambda: kinds.used_addresses(store) | warm.addresses())
@@ -37,13 +41,15 @@ class ElastiCache:
         self.parameter_groups = ParameterGroups(deps, builds=builds)
         self.security_groups = SecurityGroups(deps)
         self.upgrades = Upgrades(deps, parameter_groups=self.parameter_groups)
+        self.snapshots = Snapshots(deps, storage=snapshot_storage or NoStorage())
         self.replication_groups = ReplicationGroups(
             deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups,
-            security_groups=self.security_groups, upgrades=self.upgrades,
+            security_groups=self.security_groups, upgrades=self.upgrades, backups=self.snapshots,
         )
         self.cache_clusters = CacheClusters(
             deps, subnet_groups=self.subnet_groups, membership=self.replication_groups,
             parameter_groups=self.parameter_groups, security_groups=self.security_groups, upgrades=self.upgrades,
+            backups=self.snapshots,
         )
         self.shards = Shards(deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups)
         self.replicas = Replicas(deps, subnet_groups=self.subnet_groups)

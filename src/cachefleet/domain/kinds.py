@@ -22,18 +22,16 @@ from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.domain.resource import Kind
 from cachefleet.domain.security_groups import CacheSecurityGroup
 from cachefleet.domain.service_updates import ServiceUpdate, UpdateAction
+from cachefleet.domain.snapshots import Restore, Snapshot
 from cachefleet.domain.subnet_groups import CacheSubnetGroup
 from cachefleet.domain.users import User, UserGroup
 
 STORED: tuple[type, ...] = (
     ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
-    CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup,
+    CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup, Snapshot, Restore,
 )
 
 FUTURE: tuple[Kind, ...] = (
-    Kind("Snapshot", "Snapshot", "SnapshotNotFoundFault", arn_type="snapshot",
-         already_exists="SnapshotAlreadyExistsFault", invalid_state="InvalidSnapshotStateFault",
-         quota_exceeded="SnapshotQuotaExceededFault"),
     Kind("ReservedCacheNode", "Reserved cache node", "ReservedCacheNodeNotFoundFault", arn_type="reserved-instance",
          already_exists="ReservedCacheNodeAlreadyExistsFault", quota_exceeded="ReservedCacheNodeQuotaExceededFault"),
     Kind("ServerlessCache", "Serverless cache", "ServerlessCacheNotFoundFault", arn_type="serverlesscache",

@@ -30,6 +30,7 @@ class OperationKind(StrEnum):
     FAILOVER = "failover"  # a planned failover (TestFailover, reboot of a primary, switchover)
     UPGRADE = "upgrade"  # a rolling replacement of nodes: engine upgrade, service update, static parameters
     ACCESS = "access"  # AUTH token, user groups or in-transit encryption reaching every node
+    SNAPSHOT = "snapshot"  # a snapshot's files being written, copied, exported or deleted (on the Snapshot)
 
 
 # How long an operation may go without progress before it is failed.
@@ -42,6 +43,7 @@ ALLOWANCE: dict[OperationKind, dt.timedelta] = {
     # Per node replaced: a full sync of a large data set takes a while.
     OperationKind.UPGRADE: dt.timedelta(minutes=15),
     OperationKind.ACCESS: dt.timedelta(minutes=5),
+    OperationKind.SNAPSHOT: dt.timedelta(minutes=30),
 }
 
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from cachefleet.domain import identifiers, nodetypes, slots, validation, windows
+from cachefleet.domain import backups, identifiers, nodetypes, slots, validation, windows
+from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest, SnapshotDefaults
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import (
     DEFAULT_MAINTENANCE_WINDOW,
@@ -140,6 +141,9 @@ class ReplicationGroup:
     security_group_ids: tuple[str, ...] = ()  # every member's; stored and shown, not a firewall here
     cache_security_group_names: tuple[str, ...] = ()
     security: Security = Security()
+    at_rest_encryption: bool = False  # its snapshots' files and exported objects are encrypted
+    kms_key_id: str | None = None  # the key they are encrypted with (None: the data dir's default key)
+    snapshotting_cluster_id: str | None = None  # the member snapshots are taken from (cluster mode disabled)
 
     @property
     def key(self) -> str:
@@ -287,18 +291,15 @@ def new_member(
         tags=group.tags if tags_of_member is None else tags_of_member,
         security_group_ids=group.security_group_ids,
         cache_security_group_names=group.cache_security_group_names,
+        at_rest_encryption=group.at_rest_encryption,
+        kms_key_id=group.kms_key_id,
     )
 
 
 # ---------------------------------------------------------------------- CreateReplicationGroup
 _UNSUPPORTED: dict[str, Any] = {
     "GlobalReplicationGroupId": None,
-    "SnapshotArns": None,
-    "SnapshotName": None,
     "NotificationTopicArn": None,
-    "SnapshotRetentionLimit": 0,
-    "AtRestEncryptionEnabled": False,
-    "KmsKeyId": None,
     "DataTieringEnabled": False,
     "NetworkType": "ipv4",
     "IpDiscovery": "ipv4",
@@ -350,6 +351,12 @@ class CreateReplicationGroupRequest:
     # makes the group cluster mode enabled unless one of these asks otherwise).
     disabled_members: tuple[str, ...] = ()
     security: SecurityRequest = SecurityRequest()
+    restore: RestoreRequest | None = None  # SnapshotName / SnapshotArns
+    shape_given: bool = True  # the request says which cluster mode and how many shards (else: the snapshot's)
+    replicas_per_node_group: int | None = None
+    snapshot_retention_limit: int = 0
+    at_rest_encryption: bool = False
+    kms_key_id: str | None = None
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
@@ -357,12 +364,21 @@ class CreateReplicationGroupRequest:
         operation = "CreateReplicationGroup"
         validation.not_yet(params, _UNSUPPORTED if sharded else _UNSUPPORTED_WITHOUT_SHARDS, operation=operation)
         validation.durability(params, operation=operation)
+        restore = RestoreRequest.parse(params)
         seed = params.get("PrimaryClusterId")
+        if restore is not None and seed is not None:
+            raise InvalidParameterCombination(
+                "PrimaryClusterId seeds a group with a running cluster's data; SnapshotName and SnapshotArns with a "
+                "snapshot's. Give one of them."
+            )
         node_type = params.get("CacheNodeType")
-        if node_type is None and seed is None:
+        if node_type is None and seed is None and restore is None:
             raise InvalidParameterValue(
                 "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
             )
+        at_rest = bool(params.get("AtRestEncryptionEnabled", False))
+        if params.get("KmsKeyId") is not None and not at_rest:
+            raise InvalidParameterCombination("KmsKeyId needs AtRestEncryptionEnabled: set it to true, or omit KmsKeyId.")
         automatic = params.get("AutomaticFailoverEnabled")
         if sharded:
             if automatic is False:
@@ -415,7 +431,51 @@ class CreateReplicationGroupRequest:
                 if m in params
             ) + (("AutomaticFailoverEnabled",) if automatic is False else ()),
             security=security,
+            restore=restore,
+            shape_given=any(
+                member in params
+                for member in ("ClusterMode", "NumNodeGroups", "NodeGroupConfiguration", "NumCacheClusters")
+            ) or str(params.get("CacheParameterGroupName", "")).endswith(".cluster.on"),
+            replicas_per_node_group=params.get("ReplicasPerNodeGroup"),
+            snapshot_retention_limit=backups.retention_limit(params.get("SnapshotRetentionLimit", 0)),
+            at_rest_encryption=at_rest,
+            kms_key_id=backups.kms_key_id(params["KmsKeyId"]) if params.get("KmsKeyId") is not None else None,
         )
+
+    def with_snapshot_defaults(self, region: Region, defaults: SnapshotDefaults) -> CreateReplicationGroupRequest:
+        """The request with what its snapshot says where the request is silent: engine, node type,
+        port, and (unless the request gives a shape) the snapshot's cluster mode and shard count."""
+        changes: dict[str, Any] = {}
+        if self.engine is None and defaults.engine is not None:
+            changes["engine"] = defaults.engine
+            if self.engine_version is None:
+                changes["engine_version"] = defaults.engine_version
+        elif self.engine is not None and self.engine.lower() == defaults.engine and self.engine_version is None:
+            changes["engine_version"] = defaults.engine_version
+        if self.node_type is None:
+            if defaults.node_type is None:
+                raise InvalidParameterValue(
+                    "The parameter CacheNodeType must be provided: RDB objects do not say which node type they "
+                    "come from."
+                )
+            changes["node_type"] = defaults.node_type
+        if self.port is None and defaults.port is not None:
+            changes["port"] = defaults.port
+        if defaults.at_rest_encryption and not self.at_rest_encryption:
+            changes["at_rest_encryption"] = True  # an encrypted snapshot's data stays encrypted at rest
+        if not self.shape_given and defaults.cluster_enabled and not self.cluster_mode:
+            replicas = self.replicas_per_node_group
+            if replicas is None:
+                replicas = defaults.replicas_per_node_group
+            shares = slots.even(defaults.num_node_groups)
+            changes.update(
+                cluster_mode=True, automatic_failover=True, cluster_count=0, preferred_zones=(),
+                shards=tuple(
+                    ShardSpec(f"{i + 1:04d}", replicas, frozenset(share), None, ())
+                    for i, share in enumerate(shares)
+                ),
+            )
+        return replace(self, **changes)
 
 
 def _cluster_count(params: Mapping[str, Any]) -> int:
@@ -507,11 +567,9 @@ def _shard_specs(region: Region, params: Mapping[str, Any]) -> tuple[ShardSpec, 
 
 # ---------------------------------------------------------------------- ModifyReplicationGroup
 _MODIFY_UNSUPPORTED: dict[str, Any] = {
-    "SnapshottingClusterId": None,
     "NodeGroupId": None,
     "NotificationTopicArn": None,
     "NotificationTopicStatus": None,
-    "SnapshotRetentionLimit": 0,
     "IpDiscovery": None,
     "ClusterMode": None,
 }
@@ -538,6 +596,8 @@ class ModifyReplicationGroupRequest:
     engine_version: str | None = None
     apply_immediately: bool = False
     access: AccessModification | None = None
+    snapshot_retention_limit: int | None = None
+    snapshotting_cluster_id: str | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
@@ -576,6 +636,13 @@ class ModifyReplicationGroupRequest:
             engine_version=str(params["EngineVersion"]) if "EngineVersion" in params else None,
             apply_immediately=bool(params.get("ApplyImmediately", False)),
             access=AccessModification.parse(params),
+            snapshot_retention_limit=(
+                backups.retention_limit(params["SnapshotRetentionLimit"]) if "SnapshotRetentionLimit" in params else None
+            ),
+            snapshotting_cluster_id=(
+                identifiers.cache_cluster_id(params["SnapshottingClusterId"]) if params.get("SnapshottingClusterId")
+                else None
+            ),
         )
 
 
@@ -634,12 +701,14 @@ class ReplicationGroups(GroupUseCases):
         parameter_groups: ParameterGroupLookup,
         security_groups: SecurityGroupLookup,
         upgrades: EngineUpgradePlanner | None = None,
+        backups: Backups | None = None,
     ) -> None:
         super().__init__(deps)
         self._subnet_groups = subnet_groups
         self._parameter_groups = parameter_groups
         self._security_groups = security_groups
         self._upgrades = upgrades
+        self._backups: Backups = backups or NoBackups()
 
     # ------------------------------------------------------------------ create
     def create(self, region: Region, request: CreateReplicationGroupRequest) -> ReplicationGroup:
@@ -648,6 +717,9 @@ class ReplicationGroups(GroupUseCases):
         names = self._security_groups.check_names(region, request.cache_security_group_names)
         if names is not None:
             request = replace(request, cache_security_group_names=names)
+        if request.restore is not None:
+            request = request.with_snapshot_defaults(region, self._backups.restore_defaults(region, request.restore))
+        backups.check_windows(request.settings.snapshot_window, request.settings.preferred_maintenance_window)
         if request.cluster_mode:
             return self._create_sharded(region, request)
         if request.parameter_group_name is not None and request.primary_cluster_id is None:
@@ -726,6 +798,9 @@ class ReplicationGroups(GroupUseCases):
             security_group_ids=request.security_group_ids,
             cache_security_group_names=request.cache_security_group_names or (),
             security=security,
+            snapshot_retention_limit=request.snapshot_retention_limit,
+            at_rest_encryption=request.at_rest_encryption,
+            kms_key_id=request.kms_key_id,
         )
         fresh = iter(addresses[:new_count])
         clusters = [
@@ -739,6 +814,7 @@ class ReplicationGroups(GroupUseCases):
             group, clusters,
             f"Creating replication group {group.group_id}: {count} cache cluster(s) of {node_type}, "
             f"{release.engine} {release.version}, primary {member_ids[0]}",
+            restore=request.restore,
         )
         return group
 
@@ -753,6 +829,7 @@ class ReplicationGroups(GroupUseCases):
                 "ReplicasPerNodeGroup, or a parameter group with cluster-enabled no."
             )
         return replace(request, cluster_mode=True, automatic_failover=True)
+
     def _security(
         self, region: Region, request: CreateReplicationGroupRequest, release: Any, *, seed: CacheCluster | None
     ) -> Security:
@@ -773,13 +850,26 @@ class ReplicationGroups(GroupUseCases):
         check_user_groups([self._get(UserGroup, region, g) for g in wanted.user_group_ids], engine=release.engine)
         return wanted.security(now=self._clock.now())
 
-    def _record_new_group(self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str) -> None:
+    def _record_new_group(
+        self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str, *,
+        restore: RestoreRequest | None = None,
+    ) -> None:
+        prepared = Prepared()
+        if restore is not None:
+            used = set(group.addresses) | {c.node.address for c in clusters}
+            prepared = self._backups.prepare_restore(
+                group.region, restore, target=group, engine=group.engine, version=group.engine_version, used=used
+            )
         with self._store.transaction() as tx:
             tx.put(group)
             for cluster in clusters:
                 tx.put(cluster)
             tx.put(self._begin(group, OperationKind.CREATE))
             self._event(tx, group, message)
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
         self._changed(group)
 
     def _seed_cluster(self, region: Region, request: CreateReplicationGroupRequest) -> CacheCluster:
@@ -837,10 +927,14 @@ class ReplicationGroups(GroupUseCases):
         security = self._security(region, request, release, seed=None)
         now = self._clock.now()
         # A warm node runs without parameters: it can serve a group whose static parameters are the
-        # defaults. Warm nodes run without TLS: a TLS group starts its own.
+        # defaults. Warm nodes run without TLS: a TLS group starts its own. A restored shard's primary
+        # starts from its RDB: a warm node has started already.
         warmable = port == DEFAULT_PORT and self._parameter_groups.static_defaults(region, group_parameters)
         plain = security.transit_encryption_mode is None
-        warm = self._warm.take(release.engine, release.version, len(specs)) if warmable and plain else []
+        warm = (
+            self._warm.take(release.engine, release.version, len(specs))
+            if warmable and plain and request.restore is None else []
+        )
         try:
             fresh = self._allocate(total - len(warm) + 1, also_used=warm)
             configuration_endpoint = fresh.pop()
@@ -871,6 +965,9 @@ class ReplicationGroups(GroupUseCases):
                 security_group_ids=request.security_group_ids,
                 cache_security_group_names=request.cache_security_group_names or (),
                 security=security,
+                snapshot_retention_limit=request.snapshot_retention_limit,
+                at_rest_encryption=request.at_rest_encryption,
+                kms_key_id=request.kms_key_id,
             )
             clusters: list[CacheCluster] = []
             node_groups: list[NodeGroup] = []
@@ -895,6 +992,7 @@ class ReplicationGroups(GroupUseCases):
                 group, clusters,
                 f"Creating replication group {group.group_id} with cluster mode enabled: {len(specs)} shard(s), "
                 f"{total} node(s) of {request.node_type}, {release.engine} {release.version}",
+                restore=request.restore,
             )
         except BaseException:
             self._warm.give_back(warm)
@@ -949,6 +1047,20 @@ class ReplicationGroups(GroupUseCases):
             changes["cache_security_group_names"] = self._security_groups.check_names(
                 region, request.cache_security_group_names
             )
+        if request.snapshot_retention_limit is not None:
+            changes["snapshot_retention_limit"] = request.snapshot_retention_limit
+        if request.snapshotting_cluster_id is not None:
+            if group.cluster_enabled:
+                raise InvalidParameterCombination(
+                    "SnapshottingClusterId applies to cluster mode disabled groups; a cluster mode enabled group's "
+                    "snapshots are taken from an in-sync replica of each shard."
+                )
+            if request.snapshotting_cluster_id not in group.member_cluster_ids:
+                raise InvalidParameterValue(
+                    f"SnapshottingClusterId {request.snapshotting_cluster_id} is not a member of replication group "
+                    f"{group.group_id} ({', '.join(group.member_cluster_ids)})."
+                )
+            changes["snapshotting_cluster_id"] = request.snapshotting_cluster_id
         changed = {k: v for k, v in changes.items() if getattr(group, k) != v}
         if plan is None and request.apply_immediately and not upgrading:
             plan = self._pending_now(group)
@@ -963,6 +1075,7 @@ class ReplicationGroups(GroupUseCases):
         updated = replace(group, **changed)
         if plan is not None and plan.operations:
             updated = replace(updated, status=GroupStatus.MODIFYING)
+        backups.check_windows(updated.snapshot_window, updated.preferred_maintenance_window)
         member_changes = {k: v for k, v in changed.items() if k in _MEMBER_SETTINGS}
         members = {c.cluster_id: c for c in self._members(updated)}
         if plan is not None:
@@ -1108,9 +1221,6 @@ class ReplicationGroups(GroupUseCases):
     def delete(
         self, region: Region, group_id: str, *, retain_primary_cluster: bool = False, final_snapshot: str | None = None
     ) -> ReplicationGroup:
-        if final_snapshot is not None:
-            validation.not_yet({"FinalSnapshotIdentifier": final_snapshot}, {"FinalSnapshotIdentifier": None},
-                               operation="DeleteReplicationGroup")
         group = self._group(region, group_id)
         if group.status not in (GroupStatus.AVAILABLE, GroupStatus.CREATE_FAILED):
             raise InvalidState(
@@ -1122,9 +1232,22 @@ class ReplicationGroups(GroupUseCases):
             raise InvalidParameterCombination(
                 f"RetainPrimaryCluster needs an available replication group; {group.group_id} is {group.status}."
             )
+        prepared = Prepared()
+        if final_snapshot is not None:
+            if group.status != GroupStatus.AVAILABLE:
+                raise InvalidParameterCombination(
+                    f"Replication group {group.group_id} is {group.status} and holds no data to snapshot; delete it "
+                    "without FinalSnapshotIdentifier."
+                )
+            # Taken before any node stops: the delete waits for it (control/reconciler.py).
+            prepared = self._backups.prepare_final_snapshot(region, final_snapshot, source=group)
         updated = replace(group, status=GroupStatus.DELETING, retain_primary_cluster=retain_primary_cluster)
         primary_id = group.node_groups[0].primary_cluster_id
         with self._store.transaction() as tx:
+            for record in prepared.records:
+                tx.put(record)
+            for event in prepared.events:
+                tx.add_event(event)
             tx.put(updated)
             for cluster in self._members(group):
                 if retain_primary_cluster and cluster.cluster_id == primary_id:

@@ -74,12 +74,15 @@ class NodeAccess:
         )
 
     async def stream(
-        self, *, timeout: float, name: str | None = None
+        self, *, timeout: float, name: str | None = None, limit: int = 2**16
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A raw stream to the node, logged in and (with ``name``) named with CLIENT SETNAME, for the
-        health probe and the ready check. A refusal of the credentials raises AccessDenied."""
+        """A raw stream to the node, logged in and (with ``name``) named with CLIENT SETNAME: the
+        health probe, the ready check, a snapshot's SYNC. A refusal of the credentials raises
+        AccessDenied. ``limit`` is the reader's buffer size (asyncio's default is 64 KiB; a snapshot
+        stream reads more at once).
+        """
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.address, self.port, ssl=self.ssl_context), timeout
+            asyncio.open_connection(self.address, self.port, ssl=self.ssl_context, limit=limit), timeout
         )
         commands = [c for c in (self.auth_command(), ("CLIENT", "SETNAME", name) if name else None) if c is not None]
         for command in commands:

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from redis.exceptions import ResponseError
 
+from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.cluster import view
 from cachefleet.engine.keyslot import SLOTS, key_slot
@@ -61,7 +62,8 @@ class RestoreTarget:
     """A primary that receives keys, and the slots it owns (all of them when cluster mode is off).
 
     ``username``/``password`` are what the source presents to it (MIGRATE ... AUTH2), or what
-    our own connection uses with ``method="dump"``.
+    our own connection uses with ``method="dump"``; a target with a ``ca_file`` speaks TLS
+    only, so it is always reached through our own connections (``method="dump"``).
     """
 
     address: str
@@ -69,6 +71,15 @@ class RestoreTarget:
     slots: frozenset[int] = ALL_SLOTS
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+    @classmethod
+    def of(cls, access: NodeAccess, slots: frozenset[int] = ALL_SLOTS) -> RestoreTarget:
+        return cls(access.address, access.port, slots, access.username, access.password, access.ca_file)
+
+    @property
+    def access(self) -> NodeAccess:
+        return NodeAccess(self.address, self.port, self.ca_file, self.username, self.password)
 
     @property
     def name(self) -> str:
@@ -128,7 +139,7 @@ def _migrate(target: RestoreTarget, keys: Sequence[bytes], timeout_ms: int) -> t
 
 
 async def move_keys(
-    source: AdminClient,
+    source_access: NodeAccess,
     targets: Sequence[RestoreTarget],
     *,
     method: Literal["migrate", "dump"] = "migrate",
@@ -140,29 +151,37 @@ async def move_keys(
 ) -> RestoreResult:
     """Moves every key of ``source`` to the target owning its slot; returns the counts.
 
-    ``source`` is a standalone engine nobody else writes to. Opens ``lanes`` further
-    connections to it (and, with ``method="dump"``, to each target); closes them all.
+    ``source_access`` reaches a standalone engine nobody else writes to. Opens ``lanes`` + 1
+    connections to it (and, with ``method="dump"``, one per lane to each target) through
+    NodeAccess; closes them all.
     """
     owners = slot_owners(targets)
+    if method == "migrate" and any(t.ca_file is not None for t in targets):
+        method = "dump"  # the source engine would have to speak TLS to the target itself
     started = time.perf_counter()
-    before = int(await source.execute("DBSIZE"))
-    if method == "migrate":
-        # The source is a throw-away engine: its DUMP payloads need not be compressed, and
-        # without LZF the source spent half as long per MIGRATE of 1 KB values (measured with
-        # INFO commandstats: ~20 -> ~10 µs per key).
-        await source.config_set("rdbcompression", "no")
+    source = source_access.admin(timeout=timeout_ms / 1000 + 5, name="cachefleet-restore")
+    try:
+        before = int(await source.execute("DBSIZE"))
+        if method == "migrate":
+            # The source is a throw-away engine: its DUMP payloads need not be compressed, and
+            # without LZF the source spent half as long per MIGRATE of 1 KB values (measured with
+            # INFO commandstats: ~20 -> ~10 µs per key).
+            await source.config_set("rdbcompression", "no")
+    except BaseException:
+        await source.close()
+        raise
     by_target = [0] * len(targets)
     passes = 0
-    lane_clients = [AdminClient(source.address, source.port, timeout=timeout_ms / 1000 + 5) for _ in range(lanes)]
+    lane_clients = [
+        source_access.admin(timeout=timeout_ms / 1000 + 5, name="cachefleet-restore") for _ in range(lanes)
+    ]
     target_clients: list[list[AdminClient]] = []
     if method == "dump":
+        # Logged in by NodeAccess (TLS and credentials of each target).
         target_clients = [
-            [AdminClient(t.address, t.port, timeout=timeout_ms / 1000 + 5) for t in targets] for _ in range(lanes)
+            [t.access.admin(timeout=timeout_ms / 1000 + 5, name="cachefleet-restore") for t in targets]
+            for _ in range(lanes)
         ]
-        for per_lane in target_clients:
-            for client, target in zip(per_lane, targets, strict=True):
-                if target.password is not None:
-                    await client.execute("AUTH", target.username or "default", target.password)
 
     async def send(number: int, index: int, keys: list[bytes]) -> None:
         if method == "migrate":
@@ -196,6 +215,7 @@ async def move_keys(
                 raise RestoreFailed(f"{left} keys are still on {source.address}:{source.port} after {passes} passes")
             log.info("%d keys left on %s:%s after pass %d; scanning again", left, source.address, source.port, passes)
     finally:
+        await source.close()
         for client in lane_clients:
             await client.close()
         for per_lane in target_clients:
@@ -287,7 +307,7 @@ async def _send_dump(lane: AdminClient, client: AdminClient, target: RestoreTarg
 
 
 async def move_all(
-    sources: Sequence[AdminClient],
+    sources: Sequence[NodeAccess],
     targets: Sequence[RestoreTarget],
     **options: Any,
 ) -> list[RestoreResult]:
@@ -295,13 +315,16 @@ async def move_all(
     return list(await asyncio.gather(*(move_keys(source, targets, **options) for source in sources)))
 
 
-async def targets_of_cluster(
-    admin: AdminClient, *, username: str | None = None, password: str | None = None
-) -> list[RestoreTarget]:
-    """The primaries of a cluster as one of its nodes sees them, with their slots."""
+async def targets_of_cluster(admin: AdminClient, access: NodeAccess | None = None) -> list[RestoreTarget]:
+    """The primaries of a cluster as one of its nodes sees them, with their slots; ``access``
+    gives their TLS and credentials (every node of a cluster has the same)."""
     seen = await view(admin)
     return [
-        RestoreTarget(address=node.address, port=node.port, slots=node.slots, username=username, password=password)
+        RestoreTarget(
+            address=node.address, port=node.port, slots=node.slots,
+            username=access.username if access else None, password=access.password if access else None,
+            ca_file=access.ca_file if access else None,
+        )
         for node in seen.nodes.values()
         if node.is_primary and node.slots
     ]

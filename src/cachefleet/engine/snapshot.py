@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from cachefleet.engine.access import AccessDenied, NodeAccess, close_stream
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.rdb import RdbFacts, StreamVerifier
 from cachefleet.engine.resp import encode
@@ -139,30 +140,31 @@ class _EofMarkStream:
 
 
 async def stream_rdb(
-    address: str,
-    port: int,
+    access: NodeAccess,
     sink: Callable[[memoryview], object],
     *,
-    username: str | None = None,
-    password: str | None = None,
     timeout: float = 3600.0,
 ) -> RdbFacts:
     """A snapshot of the node streamed to ``sink`` without the node writing any file.
 
-    Connects as an "rdb-only" replica (``REPLCONF capa eof``, ``REPLCONF rdb-only 1``, ``SYNC``,
-    as ``valkey-cli --rdb`` does): with ``repl-diskless-sync yes`` on the node (see ``diskless``) the engine
+    Connects through the node's ``NodeAccess`` (its TLS and credentials) as an "rdb-only"
+    replica (``REPLCONF capa eof``, ``REPLCONF rdb-only 1``, ``SYNC``, as ``valkey-cli --rdb``
+    does): with ``repl-diskless-sync yes`` on the node (see ``diskless``) the engine
     forks as for BGSAVE and its child writes the RDB into our socket, so an encrypted
     snapshot costs one disk write (ours, encrypted) instead of two. Verified in the same pass.
-    A replica node serves it only while its link to its primary is up.
+    A replica node serves it only while its link to its primary is up. An exception raised
+    by ``sink`` (a full disk, say) ends the stream and is raised as SnapshotFailed.
     """
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port, limit=CHUNK_SIZE), 10)
+    address, port = access.address, access.port
+    try:
+        reader, writer = await access.stream(timeout=10, limit=CHUNK_SIZE)
+    except AccessDenied as error:
+        raise SnapshotFailed(f"{address}:{port} refused the control plane's credentials: {error}") from error
+    except (OSError, TimeoutError) as error:
+        raise SnapshotFailed(f"{address}:{port}: cannot connect: {error or type(error).__name__}") from error
     verifier = StreamVerifier()
     try:
         commands: list[tuple[str, ...]] = []
-        if password is not None:
-            commands.append(("AUTH", username or "default", password))
-        # "capa eof": we read the end-marked diskless format; without it the node falls back
-        # to saving a file and sending that (measured: a dump.rdb then appears in its dir).
         commands += [("REPLCONF", "capa", "eof"), ("REPLCONF", "rdb-only", "1"), ("SYNC",)]
         for command in commands[:-1]:
             writer.write(encode(*command))
@@ -204,9 +206,7 @@ async def stream_rdb(
     except (OSError, TimeoutError) as error:
         raise SnapshotFailed(f"{address}:{port}: the snapshot stream failed: {error or type(error).__name__}") from error
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await close_stream(writer)
 
 
 @contextlib.asynccontextmanager

@@ -14,8 +14,10 @@ Two implementations of one contract (``ObjectStore``):
 The contract, for both: ``put_file`` into a bucket that does not exist raises NoSuchBucket
 (buckets are the user's, never created implicitly); ``get_file`` writes the destination
 atomically (a temporary file renamed once complete, 0600) and raises NoSuchKey for a missing
-object; ``delete`` of a missing key succeeds. The calls block: the control plane runs them in
-a worker thread (``asyncio.to_thread``), as the long steps they are.
+object; ``open_read`` streams an object (a restore feeds it straight into a starting engine:
+no copy on disk); ``read_head`` returns its first bytes (an RDB's header, checked before a
+restore is accepted); ``delete`` of a missing key succeeds. The calls block: the control plane
+runs the long ones in a worker thread (``asyncio.to_thread``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 64 << 20
@@ -79,6 +81,12 @@ class ObjectStore(Protocol):
 
     def head(self, bucket: str, key: str) -> ObjectInfo: ...
 
+    def read_head(self, bucket: str, key: str, size: int) -> bytes: ...
+
+    def open_read(self, bucket: str, key: str) -> contextlib.AbstractContextManager[BinaryIO]: ...
+
+    def bucket_exists(self, bucket: str) -> bool: ...
+
     def exists(self, bucket: str, key: str) -> bool: ...
 
     def delete(self, bucket: str, key: str) -> None: ...
@@ -121,6 +129,28 @@ def _atomic_destination(path: Path) -> Iterator[Path]:
 # ---------------------------------------------------------------------------- S3
 
 
+class _Readable:
+    """An S3 object body read like a file (``read``), its network errors as ObjectStoreError."""
+
+    def __init__(self, body: Any, where: str) -> None:
+        self._body = body
+        self._where = where
+
+    def read(self, size: int = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            data: bytes = self._body.read(size if size >= 0 else None)
+        except (BotoCoreError, OSError) as error:
+            raise ObjectStoreError(f"{self._where}: reading failed: {error}") from error
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class S3ObjectStore:
     """ObjectStore on an S3 API, through boto3 (credentials from the standard chain)."""
 
@@ -161,7 +191,7 @@ class S3ObjectStore:
         return ObjectStoreError(f"{where}: {error}")
 
     def _bucket_exists(self, bucket: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self._client.head_bucket(Bucket=bucket)
@@ -169,7 +199,37 @@ class S3ObjectStore:
             if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return False
             raise self._error(error, bucket) from error
+        except BotoCoreError as error:
+            raise self._error(error, bucket) from error
         return True
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return self._bucket_exists(bucket)
+
+    def read_head(self, bucket: str, key: str, size: int) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.head(bucket, key)  # NoSuchBucket / NoSuchKey as head says them
+        try:
+            reply = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max(size, 1) - 1}")
+            data: bytes = reply["Body"].read(size)
+        except (ClientError, BotoCoreError) as error:
+            raise self._error(error, bucket, key) from error
+        return data
+
+    @contextlib.contextmanager
+    def open_read(self, bucket: str, key: str) -> Iterator[BinaryIO]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.head(bucket, key)
+        try:
+            body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+        except (ClientError, BotoCoreError) as error:
+            raise self._error(error, bucket, key) from error
+        try:
+            yield cast(BinaryIO, _Readable(body, f"s3://{bucket}/{key}"))
+        finally:
+            body.close()
 
     def create_bucket(self, bucket: str) -> None:
         from botocore.exceptions import ClientError
@@ -330,6 +390,20 @@ class LocalObjectStore:
         except NoSuchKey:
             return False
         return True
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return self._bucket(bucket).is_dir()
+
+    def read_head(self, bucket: str, key: str, size: int) -> bytes:
+        self.head(bucket, key)
+        with open(self._path(bucket, key), "rb") as handle:
+            return handle.read(size)
+
+    @contextlib.contextmanager
+    def open_read(self, bucket: str, key: str) -> Iterator[BinaryIO]:
+        self.head(bucket, key)
+        with open(self._path(bucket, key), "rb") as handle:
+            yield handle
 
     def delete(self, bucket: str, key: str) -> None:
         self._existing_bucket(bucket)

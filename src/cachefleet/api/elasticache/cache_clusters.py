@@ -70,7 +70,7 @@ def view(
         "SnapshotRetentionLimit": cluster.snapshot_retention_limit,
         "SnapshotWindow": cluster.snapshot_window,
         **security_fields(group_security if group_security is not None else cluster.security),
-        "AtRestEncryptionEnabled": False,
+        "AtRestEncryptionEnabled": cluster.at_rest_encryption,
         "ARN": identifiers.arn(cluster.region, "cluster", cluster.cluster_id),
         "ReplicationGroupLogDeliveryEnabled": bool(group_log_delivery),
         "LogDeliveryConfigurations": log_delivery(group_log_delivery),

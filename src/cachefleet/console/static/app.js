@@ -320,6 +320,8 @@ async function resourcePage(app, name) {
   const metrics = h("div", { id: "metrics" }, h("div", { class: "metrics-note" }, "Loading metrics…"));
   const events = h("div", { id: "events" });
   const pending = h("div", { id: "pending" });
+  const snapshots = h("div", { id: "snapshots" });
+  const snapshotForm = snapshotActions(name, () => refreshSnapshots());
   app.replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← All groups and clusters")),
     h("h1", {}, title, badge),
@@ -327,6 +329,7 @@ async function resourcePage(app, name) {
     h("h2", {}, "Pending changes"), pending,
     h("h2", {}, "Shards"), shards,
     h("h2", {}, "Nodes"), nodes,
+    h("h2", {}, "Snapshots"), snapshotForm, snapshots,
     h("h2", {}, "Metrics"), metrics,
     h("h2", {}, "Events"), events);
 
@@ -360,6 +363,9 @@ async function resourcePage(app, name) {
     const items = await call("GET", `/resources/${encodeURIComponent(name)}/events?minutes=1440`);
     renderEvents(events, items);
   };
+  const refreshSnapshots = async () => {
+    renderSnapshots(snapshots, await call("GET", `/resources/${encodeURIComponent(name)}/snapshots`));
+  };
   let metricsPause = 0;
   const refreshMetrics = async () => {
     if (gone) return;
@@ -377,8 +383,9 @@ async function resourcePage(app, name) {
   };
   try { await refresh(); } catch (e) { showError(e); }
   refreshEvents().catch(showError);
+  refreshSnapshots().catch(showError);
   refreshMetrics();
-  every(POLL_MS, async () => { await refresh(); await refreshEvents(); });
+  every(POLL_MS, async () => { await refresh(); await refreshEvents(); await refreshSnapshots(); });
   every(METRICS_POLL_MS, refreshMetrics);
 }
 
@@ -512,6 +519,56 @@ function renderNodes(box, view) {
       h("td", { class: "engine-version", "data-pending-version": n.pending_engine_version || "" },
         dash(n.engine_version) + (n.pending_engine_version ? ` → ${n.pending_engine_version}` : "")),
       h("td", { class: "parameters" }, applyBadge(n.parameter_status)))))));
+}
+
+// ---------------------------------------------------------------------- snapshots (of the group page)
+function snapshotActions(name, refresh) {
+  const snapshotName = h("input", { id: "snapshot-name", placeholder: `${name}-<date>`, autocomplete: "off" });
+  const take = h("button", { id: "snapshot-take", onclick: () => withButton(take, async () => {
+    const taken = await call("POST", `/resources/${encodeURIComponent(name)}/snapshots`, { snapshot_name: snapshotName.value });
+    flash("notice", `Taking snapshot ${taken.name} of ${name}.`);
+    snapshotName.value = "";
+    await refresh();
+  }) }, "Take snapshot");
+  return h("div", { class: "card actions", id: "snapshot-actions" },
+    h("div", { class: "group" }, h("label", { class: "field" }, "Snapshot name (optional)", snapshotName), take));
+}
+
+function renderSnapshots(box, items) {
+  if (!items.length) { box.replaceChildren(h("p", { class: "muted", id: "no-snapshots" }, "No snapshots yet.")); return; }
+  // Keep what the user is typing in a restore row while the list refreshes.
+  const typed = {};
+  box.querySelectorAll("tr[data-snapshot]").forEach((row) => {
+    const input = row.querySelector(".restore-name"), shards = row.querySelector(".restore-shards");
+    typed[row.dataset.snapshot] = { name: input ? input.value : "", shards: shards ? shards.value : "", focus: row.contains(document.activeElement) };
+  });
+  const rows = items.map((s) => {
+    const before = typed[s.name] || {};
+    const target = h("input", { class: "restore-name", placeholder: "new group", value: before.name || "", autocomplete: "off", "aria-label": `restore ${s.name} into` });
+    const shards = h("input", { class: "restore-shards", type: "number", min: 1, max: 500, placeholder: `${s.shards}`, value: before.shards || "", "aria-label": "shards" });
+    const restore = h("button", { class: "restore-submit", disabled: s.status !== "available", onclick: () => withButton(restore, async () => {
+      const created = await call("POST", `/snapshots/${encodeURIComponent(s.name)}/restore`, { name: target.value.trim(), shards: shards.value });
+      flash("notice", `Restoring ${s.name} into ${created.id}.`);
+      location.hash = `#/r/${encodeURIComponent(created.id)}`;
+    }) }, "Restore");
+    const remove = h("button", { class: "danger snapshot-delete", disabled: !["available", "failed"].includes(s.status), onclick: () => withButton(remove, async () => {
+      await call("DELETE", `/snapshots/${encodeURIComponent(s.name)}`);
+      flash("notice", `Deleting snapshot ${s.name}.`);
+    }) }, "Delete");
+    return h("tr", { "data-snapshot": s.name, "data-status": s.status },
+      h("td", {}, s.name), h("td", {}, statusBadge(s.status)), h("td", {}, s.source),
+      h("td", { class: "num" }, s.shards), h("td", { class: "num snapshot-size" }, `${s.size_mb} MB`),
+      h("td", {}, s.encrypted ? dash(s.kms_key_id) : "no"),
+      h("td", { class: "mono nowrap" }, s.created ? new Date(s.created).toLocaleString() : "–"),
+      h("td", { class: "nowrap" }, target, shards, restore, remove));
+  });
+  box.replaceChildren(h("table", { id: "snapshots-table" },
+    h("thead", {}, h("tr", {}, ...["Snapshot", "Status", "Type", "Shards", "Size", "Encrypted", "Created", "Restore into"].map((c) =>
+      h("th", { class: ["Shards", "Size"].includes(c) ? "num" : null }, c)))),
+    h("tbody", {}, ...rows)));
+  for (const row of box.querySelectorAll("tr[data-snapshot]")) {
+    if ((typed[row.dataset.snapshot] || {}).focus) row.querySelector(".restore-name").focus();
+  }
 }
 
 function renderEvents(box, items) {

@@ -92,7 +92,8 @@ class ShardedTopology:
         started = await nodes.ensure_all(group, live, replica_of=None, sharded=True)
         reshard = nodes.operation(group, OperationKind.RESHARD)
         if (
-            group.status == GroupStatus.AVAILABLE
+            # A snapshot is taken from the nodes as they are: the topology is settled meanwhile.
+            group.status in (GroupStatus.AVAILABLE, GroupStatus.SNAPSHOTTING)
             and reshard is None
             and all(nodes.checked(c) and c.status == ClusterStatus.AVAILABLE for c in started)
             and len(started) == len(live)
