@@ -34,7 +34,7 @@ INSPECTOR_PASSWORD = "inspector-password-0123456789"
 # Commands no control-plane code path sends, destructive or not: each must be refused.
 REFUSED = [
     ("SET", "k", "v"), ("GET", "k"), ("DEL", "k"), ("FLUSHALL",), ("FLUSHDB",), ("KEYS", "*"), ("SCAN", "0"),
-    ("SHUTDOWN", "NOSAVE"), ("DEBUG", "SLEEP", "0"), ("CONFIG", "REWRITE"), ("CONFIG", "RESETSTAT"),
+    ("SHUTDOWN", "NOSAVE"), ("SHUTDOWN",), ("DEBUG", "SLEEP", "0"), ("CONFIG", "REWRITE"), ("CONFIG", "RESETSTAT"),
     ("SAVE",), ("BGSAVE",), ("BGREWRITEAOF",), ("SWAPDB", "0", "1"), ("EVAL", "return 1", "0"),
     ("SCRIPT", "FLUSH"), ("FUNCTION", "FLUSH"), ("MONITOR",), ("ACL", "SAVE"), ("ACL", "LOAD"),
     ("ACL", "GETUSER", "default"), ("MODULE", "LIST"), ("CLIENT", "NO-EVICT", "on"), ("CLUSTER", "RESET"),
@@ -292,7 +292,7 @@ def test_the_control_plane_commands_are_the_ones_cachefleet_sends():
         text = (root / name).read_text()
         for match in re.finditer(r'\(\s*"([A-Z][A-Z-]+)"(?:\s*,\s*"([A-Z][A-Z-]+)")?', text):
             command, sub = match.group(1).lower(), (match.group(2) or "").lower()
-            if command in {"cluster", "config", "client", "acl", "slowlog"} and sub:
+            if command in {"cluster", "config", "client", "acl", "slowlog", "shutdown"} and sub:
                 sent.add(f"{command}|{sub}")
             else:
                 sent.add(command)

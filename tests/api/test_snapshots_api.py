@@ -121,8 +121,9 @@ def test_export_to_a_local_bucket_and_restore_a_cluster_from_it(ec, snap_group, 
     ec.modify_cache_cluster(CacheClusterId="from-local", SnapshotRetentionLimit=2, SnapshotWindow="02:00-03:00")
     cluster = ec.describe_cache_clusters(CacheClusterId="from-local")["CacheClusters"][0]
     assert (cluster["SnapshotRetentionLimit"], cluster["SnapshotWindow"]) == (2, "02:00-03:00")
-    expect("InvalidParameterCombination", ec.modify_cache_cluster, says="CacheNodeType",
-           CacheClusterId="from-local", CacheNodeType="cache.m5.large")
+    # The windows may not overlap (ElastiCache's rule), on ModifyCacheCluster too.
+    expect("InvalidParameterCombination", ec.modify_cache_cluster, says="overlaps PreferredMaintenanceWindow",
+           CacheClusterId="from-local", SnapshotWindow="04:30-05:30", PreferredMaintenanceWindow="sun:05:00-sun:06:00")
     ec.create_snapshot(CacheClusterId="from-local", SnapshotName="of-a-cluster")
     assert ec.describe_cache_clusters(CacheClusterId="from-local")["CacheClusters"][0]["CacheClusterStatus"] in (
         "snapshotting", "available")
