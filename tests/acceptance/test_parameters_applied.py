@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cachefleet.control.warm import READY_AFTER
+from cachefleet.domain.credentials import CONTROL_PLANE_USER
 from helpers import (
     Server,
     data_memory,
@@ -249,7 +250,7 @@ def test_a_warm_node_handed_over_serves_with_the_groups_values(own: Server) -> N
 
 
 def test_a_fan_out_interrupted_by_a_control_plane_sigkill_resumes_at_the_next_start(own: Server) -> None:
-    """One node cannot take the change (CONFIG SET is denied to the control plane's user there) while the
+    """One node cannot take the change (CONFIG SET is denied to the control plane's ACL user there) while the
     others do; the control plane is SIGKILLed with the change half applied: Describe says applying until
     the next control plane finishes it, without restarting any node."""
     ec = own.client()
@@ -261,7 +262,7 @@ def test_a_fan_out_interrupted_by_a_control_plane_sigkill_resumes_at_the_next_st
     primary, replica = addresses["crashy-001"], addresses["crashy-002"]
     before = _run_ids([primary, replica])
     blocked = engine(replica)
-    blocked.execute_command("ACL", "SETUSER", "default", "-config|set")
+    blocked.execute_command("ACL", "SETUSER", CONTROL_PLANE_USER, "-config|set")
     try:
         _modify(ec, "crash", timeout="77", maxmemory_policy="allkeys-random")
         wait_for(lambda: _config(primary, "timeout") == "77", timeout=1.0, interval=0.005, what="the change on the primary")
@@ -269,7 +270,7 @@ def test_a_fan_out_interrupted_by_a_control_plane_sigkill_resumes_at_the_next_st
         assert _apply_status(ec, "crashy-001")[0] == "in-sync"
         own.stop(signal.SIGKILL)
     finally:
-        blocked.execute_command("ACL", "SETUSER", "default", "+config|set")
+        blocked.execute_command("ACL", "SETUSER", CONTROL_PLANE_USER, "+config|set")
     # Down: the node that missed the change still runs with its old values, and nothing changes it.
     assert _config(replica, "timeout") == "0" and _config(replica, "maxmemory-policy") == "volatile-lru"
 
