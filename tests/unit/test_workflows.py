@@ -104,3 +104,23 @@ def test_strangers_include_nodes_without_an_address_but_not_handshakes_or_a_node
     )
     assert strangers({"n1": view}, {me, member}) == [("n1", gone)]
     assert strangers({"n1": view}, {me, member, gone}) == []
+
+
+def test_the_members_of_a_removed_shard_are_on_their_way_out_once_it_owns_no_slot():
+    from cachefleet.control.workflows.sharded import leaving_shards
+
+    group = ReplicationGroup(
+        region="us-east-1", group_id="g", description="d", status=GroupStatus.MODIFYING, engine="valkey",
+        engine_version="9.1.2", node_type="cache.t4g.micro", port=6379, subnet_group_name="default",
+        parameter_group_name="default.valkey9.cluster.on", create_time=NOW, cluster_enabled=True,
+        node_groups=(
+            NodeGroup("0001", "g-0001-001", ("g-0001-001", "g-0001-002"), slots="0-8191"),
+            NodeGroup("0002", "g-0002-001", ("g-0002-001", "g-0002-002"), slots="8192-16383"),
+        ),
+    )
+    plan = Resharding(target_slots=(("0002", "0-16383"),), total_slots=8192, removing=("0001",))
+    # Still owning slots: it takes part in the cluster as usual (its slots are still to move).
+    assert leaving_shards(group, plan, {0: "0001", 9000: "0002"}) == set()
+    # Emptied: its nodes are not made to meet the others again (the staying ones forget them).
+    assert leaving_shards(group, plan, {0: "0002", 9000: "0002"}) == {"g-0001-001", "g-0001-002"}
+    assert leaving_shards(group, None, {0: "0002"}) == set()

@@ -120,7 +120,13 @@ class ShardedTopology:
         views = await self._views(admins, live)
         ids = {cid: view.myself.node_id for cid, view in views.items()}
         primaries = {ng.node_group_id: ng.primary_cluster_id for ng in group.node_groups}
-        joining = any(not views[a].knows(ids[b]) for a in views for b in views if a != b) or group.status == GroupStatus.CREATING
+        # Nodes of shards being removed that own no slot any more are on their way out: the staying
+        # nodes forget them before they drain (step 6), and must not be made to meet them again
+        # (a forgotten node cannot be met for 60 s: the passes of the drain would wait on it).
+        out = leaving_shards(group, reshard.resharding if reshard is not None else None,
+                             self._owners(views, {ng_id: ids[p] for ng_id, p in primaries.items() if p in ids}))
+        pairs = [(a, b) for a in views for b in views if a != b and a not in out and b not in out]
+        joining = any(not views[a].knows(ids[b]) for a, b in pairs) or group.status == GroupStatus.CREATING
         if joining:
             await self._node_timeout(live, FORMING_NODE_TIMEOUT)
 
@@ -131,7 +137,7 @@ class ShardedTopology:
                 await self._claim_initial_slots(admins[primary], views[primary], slotmath.parse(node_group.slots))
 
         # 3. Everybody knows everybody, and nobody remembers nodes that are gone.
-        missing = [(a, b) for a in views for b in views if a != b and not views[a].knows(ids[b])]
+        missing = [(a, b) for a, b in pairs if not views[a].knows(ids[b])]
         if missing:
             await asyncio.gather(
                 *(
@@ -143,7 +149,7 @@ class ShardedTopology:
                 return_exceptions=True,
             )
             views = await self._views(admins, live)
-            if any(not views[a].knows(ids[b]) for a in views for b in views if a != b):
+            if any(not views[a].knows(ids[b]) for a, b in pairs):
                 raise Again("nodes are still meeting each other")
         if await self._forget_strangers(admins, views, set(ids.values())):
             # Look again before anything else: a forgotten stranger must not be in the view a
@@ -578,6 +584,17 @@ class ShardedTopology:
             tx.add_event(event_for(group, f"Resharding of {group.group_id} failed: {reason}; rolling back"
                                           + (f" (removing the new node groups {', '.join(empty)})" if empty else ""),
                                    nodes.clock.now()))
+
+
+def leaving_shards(group: ReplicationGroup, plan: Resharding | None, owners: dict[int, str]) -> set[str]:
+    """The members of the node groups a reshard removes that own no slot any more (cluster ids)."""
+    owning = set(owners.values())
+    out: set[str] = set()
+    for ng_id in plan.removing if plan is not None else ():
+        node_group = group.node_group(ng_id)
+        if node_group is not None and ng_id not in owning:
+            out.update(node_group.member_cluster_ids)
+    return out
 
 
 def strangers(views: dict[str, ClusterView], ours: set[str]) -> list[tuple[str, str]]:
