@@ -133,8 +133,8 @@ async def migrate_slots(
     """Moves slots and their keys from ``source`` to ``target``; returns the keys moved.
 
     MIGRATE blocks the source's event loop until the target has the keys, so the key moves of
-    lanes working on the same source take turns through ``gate`` (a lock per source): other
-    clients' commands -- and the health probe's PING -- wait for one batch at most, not for every
+    lanes working on the same source are limited by ``gate`` (a semaphore per source): other
+    clients' commands -- and the health probe's PING -- wait for a few batches, not for every
     lane's batches queued behind each other (64 lanes made a busy source look hung for seconds).
 
     Every step is one pipelined round trip for the whole batch of slots (MIGRATE itself
