@@ -4,10 +4,6 @@ driven by boto3) and against the local bucket directories."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,39 +18,16 @@ from cachefleet.providers.objects import (
     open_store,
     parse_s3_arn,
 )
-from helpers import free_port
+from helpers import moto_s3_server
 
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 PART = 5 << 20  # S3's smallest part size
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
     """moto_server on a free port, stopped by pid at the end."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(url + "/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with moto_s3_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(params=["s3", "local"])

@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -28,13 +26,13 @@ from helpers import (
     events_of,
     free_port,
     fresh_network,
+    moto_s3_server,
     wait_cluster,
     wait_for,
     wait_group,
     wait_group_gone,
 )
 
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 NODE_TYPE = "cache.m5.large"  # room for the data sets: a smaller maxmemory would evict keys with TTLs
 
 
@@ -42,31 +40,8 @@ NODE_TYPE = "cache.m5.large"  # room for the data sets: a smaller maxmemory woul
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
     """moto_server on a free port (a real S3 API over HTTP), stopped by pid at the end."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(url + "/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with moto_s3_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
