@@ -231,3 +231,71 @@ def test_auto_minor_version_upgrade_applies_the_update_in_the_window(fleet):
     assert any("in its maintenance window" in m for m in events_of(ec, "auto"))
     ec.delete_cache_cluster(CacheClusterId="auto")
     ec.delete_cache_cluster(CacheClusterId="manual")
+
+
+def test_a_change_of_the_locks_waits_for_the_window(fleet):
+    """UserGroupIdsToAdd without ApplyImmediately: shown as pending, the nodes keep serving the open default
+    user until the window opens; then every node enforces the users. A newer change replaces a pending one,
+    and ApplyImmediately without a change of its own starts what waits."""
+    ec = fleet.client()
+    week = BASE + dt.timedelta(days=21)
+    fleet.clock.set(week + dt.timedelta(hours=1))
+    ec.create_user(UserId="mw-app", UserName="default", Engine="valkey", AccessString="on ~* +@all",
+                   Passwords=["mw-app-password-0123456789"])
+    for user_group in ("mw-users", "mw-other"):
+        ec.create_user_group(UserGroupId=user_group, Engine="valkey", UserIds=["mw-app"])
+    wait_for(lambda: {g["Status"] for g in ec.describe_user_groups()["UserGroups"]
+                      if g["UserGroupId"].startswith("mw-")} == {"active"}, timeout=10, what="user groups active")
+    ec.create_replication_group(
+        ReplicationGroupId="mw-acl", ReplicationGroupDescription="locks", Engine="valkey", EngineVersion="8.1.8",
+        CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True,
+        PreferredMaintenanceWindow="sun:03:00-sun:04:00", AutoMinorVersionUpgrade=False,
+    )
+    nodes = [m["ReadEndpoint"]["Address"] for m in wait_group(ec, "mw-acl")["NodeGroups"][0]["NodeGroupMembers"]]
+
+    first = ec.modify_replication_group(ReplicationGroupId="mw-acl", UserGroupIdsToAdd=["mw-other"])["ReplicationGroup"]
+    assert first["Status"] == "available"
+    assert first["PendingModifiedValues"]["UserGroups"] == {"UserGroupIdsToAdd": ["mw-other"], "UserGroupIdsToRemove": []}
+    answer = ec.modify_replication_group(ReplicationGroupId="mw-acl", UserGroupIdsToAdd=["mw-users"])["ReplicationGroup"]
+    assert answer["Status"] == "available" and answer.get("UserGroupIds", []) == []
+    assert answer["PendingModifiedValues"]["UserGroups"] == {"UserGroupIdsToAdd": ["mw-users"], "UserGroupIdsToRemove": []}
+    announced = [m for _, m in dated(ec, "mw-acl") if "pending" in m]
+    assert any("adding user group mw-users is pending (instead of the pending adding user group mw-other); it waits for "
+               "the maintenance window sun:03:00-sun:04:00 (next at 2026-12-27 03:00 UTC)" in m for m in announced), announced
+    for address in nodes:  # nothing applied yet: the open default user still serves
+        assert engine(address).ping()
+
+    opens = week + dt.timedelta(hours=3)
+    fleet.clock.set(opens - dt.timedelta(seconds=0.3))
+    wait_for(lambda: all(b"NOAUTH" in raw_ping(address) for address in nodes), timeout=15,
+             what="every node to enforce the user group's users in the window")
+    group = wait_group(ec, "mw-acl", timeout=30)
+    assert group["UserGroupIds"] == ["mw-users"] and group["PendingModifiedValues"] == {}
+    started = next(d for d, m in dated(ec, "mw-acl") if "maintenance window sun:03:00-sun:04:00 open" in m)
+    assert opens <= started < opens + dt.timedelta(seconds=5), started
+    assert any(m.endswith("in its maintenance window") and "adding user group mw-users" in m
+               for _, m in dated(ec, "mw-acl"))
+    assert ec.describe_user_groups(UserGroupId="mw-users")["UserGroups"][0]["ReplicationGroups"] == ["mw-acl"]
+
+    # After the window: a pending removal, then ApplyImmediately alone starts it at once.
+    fleet.clock.set(opens + dt.timedelta(hours=2))
+    waiting = ec.modify_replication_group(ReplicationGroupId="mw-acl", UserGroupIdsToRemove=["mw-users"])
+    assert waiting["ReplicationGroup"]["PendingModifiedValues"]["UserGroups"]["UserGroupIdsToRemove"] == ["mw-users"]
+    assert all(b"NOAUTH" in raw_ping(address) for address in nodes)
+    now = ec.modify_replication_group(ReplicationGroupId="mw-acl", ApplyImmediately=True)["ReplicationGroup"]
+    assert now["Status"] == "modifying"
+    wait_for(lambda: all(raw_ping(address).startswith(b"+PONG") for address in nodes), timeout=15,
+             what="the open default user back")
+    assert wait_group(ec, "mw-acl", timeout=30).get("UserGroupIds", []) == []
+    ec.delete_replication_group(ReplicationGroupId="mw-acl")
+    wait_group_gone(ec, "mw-acl")
+    for user_group in ("mw-users", "mw-other"):
+        ec.delete_user_group(UserGroupId=user_group)
+
+
+def raw_ping(address: str) -> bytes:
+    import socket
+
+    with socket.create_connection((address, 6379), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(1024)

@@ -58,7 +58,8 @@ class ElastiCache:
         self.tagging = Tagging(deps)
         self.service_updates = ServiceUpdates(deps, upgrades=self.upgrades)
         self.maintenance = Maintenance(
-            deps, upgrades=self.upgrades, service_updates=self.service_updates, parameters=self.parameter_groups
+            deps, upgrades=self.upgrades, service_updates=self.service_updates, parameters=self.parameter_groups,
+            access=self.replication_groups,
         )
         self.events = EventLog(deps)
         self.users = Users(deps)

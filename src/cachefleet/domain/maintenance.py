@@ -1,12 +1,13 @@
 """Maintenance windows that run: what waits for a resource's PreferredMaintenanceWindow, and starting it there.
 
-Waiting work, per replication group or standalone cluster: a node type change and an engine
-upgrade asked for with ApplyImmediately false (every member's PendingModifiedValues), static
-parameters waiting for a reboot (ParameterApplyStatus pending-reboot), and, with
-AutoMinorVersionUpgrade, a service update for the build it runs. ``next_wake`` says when the
-control plane's maintenance scheduler must look next (the earliest window start of a resource
-with waiting work); ``run`` starts, in every window open at that instant, what waits there:
-the node type change and the engine upgrade first, then the restart of nodes waiting for a
+Waiting work, per replication group or standalone cluster: a node type change and an engine upgrade
+asked for with ApplyImmediately false (every member's PendingModifiedValues), static parameters
+waiting for a reboot (ParameterApplyStatus pending-reboot), a change of a group's AUTH token, user
+groups or in-transit encryption (``ReplicationGroup.pending_access``), and, with
+AutoMinorVersionUpgrade, a service update for the build it runs. ``next_wake`` says when the control
+plane's maintenance scheduler must look next (the earliest window start of a resource with waiting
+work); ``run`` starts, in every window open at that instant, what waits there: the node type change
+and the engine upgrade first, then the change of the locks, then the restart of nodes waiting for a
 reboot, then the service update (one at a time: what cannot start yet because other work is in
 progress starts at a later look within the window). Events record each start; the use cases that
 left work waiting announced it, with the window's next start.
@@ -32,6 +33,12 @@ from cachefleet.domain.windows import Window, describe
 RECHECK = dt.timedelta(seconds=30)
 
 
+class PendingAccessStarter(Protocol):
+    """Starts a group's waiting change of its locks (``ReplicationGroups.start_pending_access``)."""
+
+    def start_pending_access(self, group: ReplicationGroup) -> str | None: ...
+
+
 class ParameterStatus(Protocol):
     """A node's ParameterApplyStatus (``domain/parameter_groups.py``)."""
 
@@ -46,10 +53,12 @@ class Waiting:
     engine_version: str | None = None
     reboot: tuple[str, ...] = ()  # cluster ids whose static parameters wait for a reboot
     service_update: str | None = None
+    access: str | None = None  # a change of the group's locks (AUTH token, user groups, TLS), as asked
 
     @property
     def empty(self) -> bool:
-        return self.node_type is None and self.engine_version is None and not self.reboot and self.service_update is None
+        return (self.node_type is None and self.engine_version is None and not self.reboot
+                and self.service_update is None and self.access is None)
 
     def describe(self) -> str:
         parts = []
@@ -61,6 +70,8 @@ class Waiting:
             parts.append(f"static parameters of {', '.join(self.reboot)}")
         if self.service_update:
             parts.append(f"service update {self.service_update}")
+        if self.access:
+            parts.append(self.access)
         return ", ".join(parts)
 
 
@@ -71,9 +82,11 @@ class Maintenance(UseCases):
     """Finds the work waiting for maintenance windows and starts it when a window opens."""
 
     def __init__(
-        self, deps: Dependencies, *, upgrades: Upgrades, service_updates: ServiceUpdates, parameters: ParameterStatus
+        self, deps: Dependencies, *, upgrades: Upgrades, service_updates: ServiceUpdates, parameters: ParameterStatus,
+        access: PendingAccessStarter,
     ) -> None:
         super().__init__(deps)
+        self._access = access
         self._upgrades = upgrades
         self._service_updates = service_updates
         self._parameters = parameters
@@ -106,7 +119,8 @@ class Maintenance(UseCases):
             found = self._service_updates.available_for(resource)
             if found is not None and not self._stopped(resource, found.name):
                 update = found.name
-        return Waiting(node_type=node_type, engine_version=version, reboot=reboot, service_update=update)
+        access = resource.pending_access.asked if isinstance(resource, ReplicationGroup) and resource.pending_access else None
+        return Waiting(node_type=node_type, engine_version=version, reboot=reboot, service_update=update, access=access)
 
     def _stopped(self, resource: Resource, name: str) -> bool:
         """A service update stopped on purpose (BatchStopUpdateAction) is not applied again by the window."""
@@ -157,6 +171,12 @@ class Maintenance(UseCases):
                 return None  # other work first: looked at again within the window
             self._record(resource, plan.members, plan.operations, [opening, plan.message])
             return plan.message
+        if waiting.access is not None and isinstance(resource, ReplicationGroup):
+            if not self._free(resource):
+                return None
+            with self._store.transaction() as tx:
+                self._event(tx, resource, opening)
+            return self._access.start_pending_access(resource)
         if waiting.reboot:
             if not self._free(resource):
                 return None

@@ -47,6 +47,7 @@ from cachefleet.domain.cache_clusters import (
 from cachefleet.domain.engines import release_of, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
+    CachefleetError,
     InvalidParameterCombination,
     InvalidParameterValue,
     InvalidState,
@@ -60,6 +61,7 @@ from cachefleet.domain.operations import FailoverKind, FailoverRequest, Operatio
 from cachefleet.domain.resource import Kind
 from cachefleet.domain.security import (
     AccessModification,
+    PendingAccess,
     Security,
     SecurityRequest,
     check_cluster_mode_transit,
@@ -144,6 +146,7 @@ class ReplicationGroup:
     at_rest_encryption: bool = False  # its snapshots' files and exported objects are encrypted
     kms_key_id: str | None = None  # the key they are encrypted with (None: the data dir's default key)
     snapshotting_cluster_id: str | None = None  # the member snapshots are taken from (cluster mode disabled)
+    pending_access: PendingAccess | None = None  # a change of the locks waiting for the maintenance window
 
     @property
     def key(self) -> str:
@@ -1065,14 +1068,25 @@ class ReplicationGroups(GroupUseCases):
         if plan is None and request.apply_immediately and not upgrading:
             plan = self._pending_now(group)
         access = self._access_plan(group, request.access) if request.access is not None else None
-        if access is not None and plan is not None and plan.operations:
+        engine_work = plan is not None and bool(plan.operations)
+        deferred: PendingAccess | None = None
+        replaced = group.pending_access if request.access is not None else None  # a newer change replaces it
+        if access is not None and request.access is not None and not request.apply_immediately:
+            deferred, access = PendingAccess(request.access, access.change, access.asked), None
+        elif request.access is None and request.apply_immediately and group.pending_access is not None and not engine_work:
+            # ApplyImmediately without a change of its own: the waiting change of the locks starts now.
+            replaced = group.pending_access
+            access = self._access_plan(group, group.pending_access.modification)
+        if access is not None and engine_work:
             raise InvalidParameterCombination(
                 "ModifyReplicationGroup: an engine upgrade and an AUTH token, user group or in-transit encryption "
                 "change cannot be made in one call; make them one after the other."
             )
-        if not changed and plan is None and access is None:
+        if not changed and plan is None and access is None and deferred is None and replaced is None:
             return group
         updated = replace(group, **changed)
+        if deferred is not None or replaced is not None:
+            updated = replace(updated, pending_access=deferred)
         if plan is not None and plan.operations:
             updated = replace(updated, status=GroupStatus.MODIFYING)
         backups.check_windows(updated.snapshot_window, updated.preferred_maintenance_window)
@@ -1096,9 +1110,50 @@ class ReplicationGroups(GroupUseCases):
             if access is not None:
                 tx.put(self._begin(updated, OperationKind.ACCESS, access=access.change))
                 self._event(tx, updated, access.message)
-        if "parameter_group_name" in changed or plan is not None or access is not None:
+            if deferred is not None:
+                self._event(tx, updated, self._waits_for_window(updated, deferred.asked, replaced))
+            elif replaced is not None and access is None:
+                self._event(tx, updated, f"Pending change of replication group {group.group_id} cancelled: "
+                                         f"{replaced.asked}")
+        if "parameter_group_name" in changed or plan is not None or access is not None or deferred or replaced:
             self._changed(updated)
         return updated
+
+    def _waits_for_window(self, group: ReplicationGroup, asked: str, replaced: PendingAccess | None) -> str:
+        opens = windows.Window.parse(group.preferred_maintenance_window).opens_at_or_after(self._clock.now())
+        instead = f" (instead of the pending {replaced.asked})" if replaced is not None else ""
+        return (
+            f"Replication group {group.group_id}: {asked} is pending{instead}; it waits for the maintenance window "
+            f"{group.preferred_maintenance_window} (next at {windows.describe(opens)})"
+        )
+
+    def start_pending_access(self, group: ReplicationGroup) -> str | None:
+        """The maintenance window of ``group`` is open: its waiting change of the locks starts, planned
+        again against its locks of now. The event's message; None when it cannot start yet."""
+        pending = group.pending_access
+        if pending is None or group.status != GroupStatus.AVAILABLE or any(
+            self._operation(group, kind) is not None for kind in OperationKind
+        ):
+            return None
+        try:
+            access = self._access_plan(group, pending.modification)
+        except CachefleetError as error:
+            with self._store.transaction() as tx:
+                dropped = replace(group, pending_access=None)
+                tx.put(dropped)
+                self._event(tx, dropped, f"Replication group {group.group_id}: the pending {pending.asked} cannot be "
+                                         f"applied in its maintenance window and is dropped: {error}")
+            return f"{group.group_id}: pending {pending.asked} dropped"
+        updated = replace(group, pending_access=None)
+        if access is not None:
+            updated = replace(updated, security=access.security, status=GroupStatus.MODIFYING)
+        with self._store.transaction() as tx:
+            tx.put(updated)
+            if access is not None:
+                tx.put(self._begin(updated, OperationKind.ACCESS, access=access.change))
+                self._event(tx, updated, access.message + " in its maintenance window")
+        self._changed(updated)
+        return (access.message if access is not None else f"{group.group_id}: pending {pending.asked} changes nothing now")
 
     def _engine_change(self, group: ReplicationGroup, request: ModifyReplicationGroupRequest) -> EnginePlan | None:
         if self._upgrades is None:

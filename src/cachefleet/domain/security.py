@@ -219,12 +219,25 @@ class AccessModification:
 
 
 @dataclass(frozen=True)
+class PendingAccess:
+    """A change of a group's locks asked for with ApplyImmediately false: it waits for the group's
+    maintenance window (PendingModifiedValues shows ``change``), and is planned again against the
+    group's locks of that moment when the window opens (a user group deleted meanwhile ends it with
+    an event). A newer modification of the locks replaces it."""
+
+    modification: AccessModification
+    change: AccessChange
+    asked: str  # what was asked, for the events: "adding user group app-users"
+
+
+@dataclass(frozen=True)
 class AccessPlan:
     """What a modification does: the new desired locks, the change Describe shows, the event saying so."""
 
     security: Security
     change: AccessChange
     message: str
+    asked: str = ""
 
 
 def _transit(current: Security, mod: AccessModification, *, cluster_mode: bool) -> TransitEncryptionMode | None:
@@ -367,4 +380,4 @@ def plan_modification(
         transit_encryption_mode=mode.value if mode is not None and mode != current.transit_encryption_mode else None,
         done=f"Replication group {group_id}: " + "; ".join(done),
     )
-    return AccessPlan(updated, change, f"Modifying replication group {group_id}: {', '.join(asked)}")
+    return AccessPlan(updated, change, f"Modifying replication group {group_id}: {', '.join(asked)}", ", ".join(asked))

@@ -32,6 +32,8 @@ def pending_modified_values(operations: Mapping[OperationKind, Operation], group
         pending["Resharding"] = {"SlotMigration": {"ProgressPercentage": round(100.0 * (total - left) / total, 2)}}
     access = operations.get(OperationKind.ACCESS)
     change = access.access if access is not None else None
+    if change is None and group.pending_access is not None:
+        change = group.pending_access.change  # waiting for the maintenance window
     if change is not None:
         if change.auth_token_status:
             pending["AuthTokenStatus"] = change.auth_token_status
