@@ -287,10 +287,21 @@ def test_a_change_of_the_locks_waits_for_the_window(fleet):
     wait_for(lambda: all(raw_ping(address).startswith(b"+PONG") for address in nodes), timeout=15,
              what="the open default user back")
     assert wait_group(ec, "mw-acl", timeout=30).get("UserGroupIds", []) == []
+
+    # A pending change whose user group is deleted before the window is dropped there, with an event.
+    ec.modify_replication_group(ReplicationGroupId="mw-acl", UserGroupIdsToAdd=["mw-other"])
+    ec.delete_user_group(UserGroupId="mw-other")
+    wait_for(lambda: not [g for g in ec.describe_user_groups()["UserGroups"] if g["UserGroupId"] == "mw-other"],
+             timeout=10, what="mw-other deleted")
+    fleet.clock.set(opens + dt.timedelta(days=7) - dt.timedelta(seconds=0.3))
+    wait_for(lambda: any("the pending adding user group mw-other cannot be applied" in m for _, m in dated(ec, "mw-acl")),
+             timeout=15, what="the pending change dropped in the window")
+    group = wait_group(ec, "mw-acl")
+    assert group["PendingModifiedValues"] == {} and group.get("UserGroupIds", []) == []
+    assert all(raw_ping(address).startswith(b"+PONG") for address in nodes)
     ec.delete_replication_group(ReplicationGroupId="mw-acl")
     wait_group_gone(ec, "mw-acl")
-    for user_group in ("mw-users", "mw-other"):
-        ec.delete_user_group(UserGroupId=user_group)
+    ec.delete_user_group(UserGroupId="mw-users")
 
 
 def raw_ping(address: str) -> bytes:
