@@ -32,7 +32,7 @@ from cachefleet.control.warm import WarmPool
 from cachefleet.control.workflows.snapshots import SCHEDULE_INTERVAL, SnapshotSchedule
 from cachefleet.domain import nodetypes
 from cachefleet.domain.alarms import AlarmState, MetricAlarm
-from cachefleet.domain.base import Dependencies
+from cachefleet.domain.base import MAX_NODES_PER_REGION, Dependencies
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.cloudwatch import CloudWatch
 from cachefleet.domain.elasticache import ElastiCache
@@ -110,6 +110,7 @@ class Settings:
     warm_nodes: int = 3
     sample_interval: int = 1  # seconds between metric samples of every node; 0: no sampling
     tls_certificate_days: float = tls.NODE_LIFETIME.days  # node certificates' lifetime (renewed with a third left)
+    max_nodes: int = MAX_NODES_PER_REGION  # the node quota per region
     s3_endpoint_url: str | None = None  # exports and SnapshotArns (None: buckets are <data-dir>/buckets/<bucket>)
     snapshot_clock_file: Path | None = None  # tests: the automatic snapshot schedule's clock
 
@@ -347,6 +348,7 @@ class Cachefleet:
                 node_network=self.network,
                 on_change=changed,
                 warm=warm,
+                max_nodes=self.settings.max_nodes,
             ),
             builds=builds,
             snapshot_storage=snapshot_files,

@@ -106,6 +106,8 @@ main.add_command(params.params)
               help="Seconds between metric samples of every node (0 turns metrics, alarms and log delivery off).")
 @click.option("--tls-certificate-days", default=90.0, show_default=True, type=click.FloatRange(min=0.00005),
               help="Lifetime of node certificates; each is renewed, without a restart, once a third of it is left.")
+@click.option("--max-nodes", default=300, show_default=True, type=click.IntRange(1, 100000),
+              help="The node quota per region (ElastiCache's default is 300; AWS raises it on request).")
 @click.option("--s3-endpoint-url", default=None, metavar="URL",
               help="S3-compatible endpoint (AWS S3, MinIO, Ceph) for snapshot exports and SnapshotArns, with the "
                    "usual AWS credential chain. Without it, bucket B is the directory <data-dir>/buckets/B.")
@@ -122,6 +124,7 @@ def up(
     log_level: str,
     sample_interval: int,
     tls_certificate_days: float,
+    max_nodes: int,
     s3_endpoint_url: str | None,
     snapshot_clock_file: Path | None,
 ) -> None:
@@ -143,6 +146,7 @@ def up(
         warm_nodes=warm_nodes,
         sample_interval=sample_interval,
         tls_certificate_days=tls_certificate_days,
+        max_nodes=max_nodes,
         s3_endpoint_url=s3_endpoint_url,
         snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
     )

@@ -52,6 +52,7 @@ class Dependencies:
     # Addresses of the node network taken by any resource (nodes, endpoints) or warm node
     # (None: domain/elasticache.py asks the registry of kinds).
     used_addresses: Callable[[], set[str]] | None = None
+    max_nodes: int = MAX_NODES_PER_REGION  # the node quota per region (`cachefleet up --max-nodes`)
 
 
 class UseCases:

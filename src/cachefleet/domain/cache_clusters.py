@@ -476,7 +476,7 @@ class CacheClusters(UseCases):
     def create(self, region: Region, request: CreateCacheClusterRequest) -> CacheCluster:
         if self._store.get(CacheCluster, region, request.cluster_id) is not None:
             raise AlreadyExists(f"Cache cluster {request.cluster_id} already exists.", resource="CacheCluster")
-        check_node_quota(self._store, region, 1)
+        check_node_quota(self._store, region, 1, limit=self._deps.max_nodes)
         if request.replication_group_id is not None:
             return self._membership.add_cache_cluster(region, request)
         engine, version, node_type, port = request.engine, request.engine_version, request.node_type, request.port
@@ -706,10 +706,13 @@ class CacheClusters(UseCases):
         return found
 
 
-def check_node_quota(store: StateStore, region: Region, new_nodes: int) -> None:
-    if len(store.list(CacheCluster, region)) + new_nodes > MAX_NODES_PER_REGION:
+def check_node_quota(store: StateStore, region: Region, new_nodes: int, *, limit: int = MAX_NODES_PER_REGION) -> None:
+    """The node quota of a region (ElastiCache's default 300; `cachefleet up --max-nodes` sets it here)."""
+    used = len(store.list(CacheCluster, region))
+    if used + new_nodes > limit:
         raise QuotaExceeded(
-            f"{new_nodes} more node(s) would exceed the quota of {MAX_NODES_PER_REGION} nodes per region.",
+            f"Customer node quota exceeded. You can have at most {limit} nodes in this region. {used} are in use "
+            f"and this asks for {new_nodes} more: delete nodes, or start Cachefleet with a larger --max-nodes.",
             resource="CacheNode",
         )
 

@@ -104,7 +104,8 @@ class Replicas(GroupUseCases):
                     zone = min(all_zones, key=lambda z: (used_zones.count(z), all_zones.index(z)))
                 used_zones.append(zone)
                 additions.append((node_group.node_group_id, cluster_id, zone))
-        check_node_quotas(self._store, region, len(additions), cluster_total=len(group.member_cluster_ids) + len(additions))
+        check_node_quotas(self._store, region, len(additions), cluster_total=len(group.member_cluster_ids) + len(additions),
+                          limit=self._deps.max_nodes)
         now = self._clock.now()
         new_clusters = [
             new_member(group, cluster_id, ng_id, zone, address, now=now)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from cachefleet.domain import backups, identifiers, nodetypes, slots, validation, windows
 from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest, SnapshotDefaults
-from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
+from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import (
     DEFAULT_MAINTENANCE_WINDOW,
     DEFAULT_SNAPSHOT_WINDOW,
@@ -259,13 +259,15 @@ def subnet_zone(region: Region, zone: str | None, subnet_group: SubnetGroup | No
     return zone
 
 
-def check_node_quotas(store: Any, region: Region, new_nodes: int, *, cluster_total: int) -> None:
+def check_node_quotas(
+    store: Any, region: Region, new_nodes: int, *, cluster_total: int, limit: int = MAX_NODES_PER_REGION
+) -> None:
     if cluster_total > MAX_NODES_PER_CLUSTER:
         raise QuotaExceeded(
             f"A cluster can have at most {MAX_NODES_PER_CLUSTER} nodes; this asks for {cluster_total}.",
             resource="NodeGroup",
         )
-    check_node_quota(store, region, new_nodes)
+    check_node_quota(store, region, new_nodes, limit=limit)
 
 
 def new_member(
@@ -754,7 +756,7 @@ class ReplicationGroups(GroupUseCases):
             )
         zones = self._zones_for(request.preferred_zones, count, subnet_group, seed)
         new_count = count - (1 if seed else 0)
-        check_node_quota(self._store, region, new_count)
+        check_node_quota(self._store, region, new_count, limit=self._deps.max_nodes)
         member_ids = [seed.cluster_id] if seed else []
         number = 1 if not seed else 2
         while len(member_ids) < count:
@@ -926,7 +928,7 @@ class ReplicationGroups(GroupUseCases):
             replicas_per_node_group=[s.replicas for s in specs] if request.multi_az else [],
         )
         total = sum(1 + spec.replicas for spec in specs)
-        check_node_quotas(self._store, region, total, cluster_total=total)
+        check_node_quotas(self._store, region, total, cluster_total=total, limit=self._deps.max_nodes)
         security = self._security(region, request, release, seed=None)
         now = self._clock.now()
         # A warm node runs without parameters: it can serve a group whose static parameters are the

@@ -136,7 +136,8 @@ class Shards(GroupUseCases):
                     f"its nodes are a primary and {replicas} replica(s): give {1 + replicas} zones, the primary's first."
                 )
         added = len(new_ids) * (1 + replicas)
-        check_node_quotas(self._store, region, added, cluster_total=len(group.member_cluster_ids) + added)
+        check_node_quotas(self._store, region, added, cluster_total=len(group.member_cluster_ids) + added,
+                          limit=self._deps.max_nodes)
         now = self._clock.now()
         new_clusters: list[CacheCluster] = []
         new_groups: list[NodeGroup] = []
