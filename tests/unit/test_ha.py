@@ -361,3 +361,19 @@ def test_a_request_for_another_node_group_does_not_concern_this_one():
     assert decide(GROUP, NODE_GROUP, PRIMARY, other, UP) is None
     creating = SimpleNamespace(cluster_id="g-001", status="creating")
     assert decide(GROUP, NODE_GROUP, creating, None, PrimaryState(running=False, healthy=False, silent_for=1.0)) is None
+
+
+def test_replication_fields_are_read_as_info_parses_them():
+    """The probe's own reading of INFO replication agrees with the full parser on what Replication uses."""
+    from cachefleet.control.health import replication_fields
+    from cachefleet.engine.admin import parse_info
+
+    replica = (b"# Replication\r\nrole:slave\r\nmaster_host:127.80.0.2\r\nmaster_port:6379\r\n"
+               b"master_link_status:down\r\nslave_repl_offset:-1\r\nslave_priority:100\r\nconnected_slaves:0\r\n"
+               b"master_repl_offset:0\r\n")
+    primary = (b"# Replication\r\nrole:master\r\nconnected_slaves:1\r\n"
+               b"slave0:ip=127.80.0.3,port=6379,state=online,offset=4242,lag=0\r\nmaster_repl_offset:4242\r\n")
+    for body in (replica, primary, b"role:master\r\nmaster_repl_offset:7"):
+        full = parse_info(body.decode())
+        assert replication_fields(body) == {k: v for k, v in full.items() if k in (
+            "role", "master_link_status", "slave_repl_offset", "master_repl_offset")}, body

@@ -10,6 +10,11 @@ same), so the role, the replication link state and the offset of every node are 
 within about a second. A replica whose link has been down for ``link_grace`` seconds is a
 *link loss*; its start and its end are reported too. Every change goes to ``on_change`` so
 the owner reconciles.
+
+Cost: a round writes every node's probe at once and reads each answer in its connection's
+protocol callback (``_Link``): no task, timeout or read coroutine per probe, one timer per
+round, and only the four fields of INFO replication it uses are read. What is left per probe is
+mostly the kernel's (a send and a receive on loopback): bench/health_probes.py.
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cachefleet.engine.access import AccessDenied, NodeAccess, close_stream
-from cachefleet.engine.admin import parse_info
+from cachefleet.engine.access import AccessDenied, NodeAccess
 
 log = logging.getLogger(__name__)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 INTERVAL = 0.2
 TIMEOUT = 0.25
@@ -32,6 +41,23 @@ FAILURES = 2
 INFO_EVERY = 5  # one INFO replication a second at the default interval
 LINK_GRACE = 2.0  # a replica reconnecting after a blip is not worth an event
 PROBE_NAME = "cachefleet-health"
+
+
+REPLICATION_FIELDS = (b"role", b"master_link_status", b"slave_repl_offset", b"master_repl_offset")
+
+
+def replication_fields(body: bytes) -> dict[str, str]:
+    """The fields of an ``INFO replication`` answer that ``Replication`` reads, found without
+    parsing the rest (a replica's answer lists every sub-replica and backlog figure)."""
+    found = {}
+    for name in REPLICATION_FIELDS:
+        at = body.find(b"\n" + name + b":")
+        start = at + len(name) + 2 if at >= 0 else (len(name) + 1 if body.startswith(name + b":") else -1)
+        if start < 0:
+            continue
+        end = body.find(b"\r", start)
+        found[name.decode()] = body[start:end if end >= 0 else len(body)].decode(errors="replace")
+    return found
 
 
 @dataclass(frozen=True)
@@ -56,73 +82,142 @@ class Replication:
         return cls(role=role, offset=offset, link_up=link_up, seen_at=seen_at)
 
 
+PING, INFO = b"PING\r\n", b"INFO replication\r\n"
+
+
+class _Link(asyncio.Protocol):
+    """A logged-in probe connection: the reply to the one request in flight is parsed as its bytes
+    arrive (``data_received``), and handed to ``on_reply`` -- no task, timer or read coroutine per probe."""
+
+    def __init__(self, transport: asyncio.BaseTransport, on_reply: Callable[[bytes | None, bool], None]) -> None:
+        self.transport = transport
+        self._on_reply = on_reply  # (payload or None for no answer, whether it is an error line)
+        self._buffer = bytearray()
+        self._expect: bytes | None = None  # the request in flight, if any
+        self.lost = False
+
+    @property
+    def usable(self) -> bool:
+        return not self.lost and not self.transport.is_closing()
+
+    def send(self, request: bytes) -> None:
+        self._expect = request
+        self._buffer.clear()
+        self.transport.write(request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self._expect is None:
+            self.abort()  # nothing was asked: never read stray bytes as a later answer
+            return
+        self._buffer += data
+        buffer = self._buffer
+        end = buffer.find(b"\r\n")
+        if end < 0:
+            return
+        if buffer[:1] == b"-":
+            self._done(bytes(buffer[1:end]), error=True)
+        elif self._expect is PING:
+            self._done(bytes(buffer[:end]), error=False)
+        elif buffer[:1] == b"$" and buffer[1:end].isdigit():
+            length = int(buffer[1:end])
+            if len(buffer) >= end + 2 + length + 2:
+                self._done(bytes(buffer[end + 2:end + 2 + length]), error=False)
+        else:
+            self._done(None, error=False)
+
+    def _done(self, payload: bytes | None, *, error: bool) -> None:
+        self._expect = None
+        self._buffer.clear()
+        self._on_reply(payload, error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._expect is not None:
+            self._done(None, error=False)  # an exited node is no answer at once, not after the timeout
+
+    def abort(self) -> None:
+        self.lost = True
+        self._expect = None
+        self.transport.abort()  # type: ignore[attr-defined]
+
+
 class _Probe:
-    """A bare connection that sends PING and expects +PONG: a fraction of a client's cost."""
+    """One node's probe: PING (expects +PONG) or INFO replication on a bare, persistent connection,
+    opened through NodeAccess (logged in, named) and then read by ``_Link``: a fraction of a client's cost."""
 
     def __init__(self, access: NodeAccess, timeout: float) -> None:
         self.access = access
         self.timeout = timeout
         self.refused: str | None = None  # why the node refuses the control plane's credentials, if it does
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: _Link | None = None
+        self._writer: asyncio.StreamWriter | None = None  # kept: a collected StreamWriter closes its transport
+        self._reply: Callable[[bool, dict[str, str] | None], None] | None = None
+        self._request = PING
 
-    async def ping(self) -> bool:
-        """Whether the node answered in time. Any answer counts (a node that refuses our
-        credentials is alive, not hung: see ``refused``)."""
+    @property
+    def connected(self) -> bool:
+        return self._link is not None and self._link.usable
+
+    def send(self, request: bytes, reply: Callable[[bool, dict[str, str] | None], None]) -> None:
+        """Sends ``request`` on the open connection; ``reply(answered, info)`` is called once, on the
+        answer or by ``expire``. ``info``: INFO's fields ({} for an error reply), None for PING."""
+        assert self._link is not None
+        self._request, self._reply = request, reply
+        self._link.send(request)
+
+    async def open(self) -> bool:
+        """Opens the connection (the node's answer to logging in counts as an answer); False if it did not answer."""
+        await self.close()
         try:
-            async with asyncio.timeout(self.timeout):
-                reader, writer = await self._connection()
-                writer.write(b"PING\r\n")
-                line = await reader.readline()
-            if line.startswith(b"+PONG"):
-                self.refused = None
-                return True
-            if line.startswith(b"-"):
-                self.refused = line[1:].decode(errors="replace").strip()
-                return True
+            _, writer = await self.access.stream(timeout=self.timeout, name=PROBE_NAME)
         except AccessDenied as denied:
             self.refused = str(denied)
-            await self.close()
             return True
         except (OSError, TimeoutError):
-            pass
-        await self.close()  # a late reply must never be read as the answer to the next PING
-        return False
+            return False
+        self._writer = writer
+        self._link = _Link(writer.transport, self._on_reply)
+        writer.transport.set_protocol(self._link)
+        return True
 
-    async def replication(self) -> dict[str, str] | None:
-        """``INFO replication`` as a dict ({} for an error reply: alive, but saying nothing);
-        None if the node did not answer in time."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                reader, writer = await self._connection()
-                writer.write(b"INFO replication\r\n")
-                header = await reader.readline()
-                if header.startswith(b"$") and header[1:].strip().isdigit():
-                    body = await reader.readexactly(int(header[1:]) + 2)
-                    self.refused = None
-                    return parse_info(body.decode(errors="replace"))
-                if header.startswith(b"-"):
-                    self.refused = header[1:].decode(errors="replace").strip()
-                    return {}
-        except AccessDenied as denied:
-            self.refused = str(denied)
-            await self.close()
-            return {}
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
-            pass
-        await self.close()
-        return None
+    def _on_reply(self, payload: bytes | None, error: bool) -> None:
+        reply, self._reply = self._reply, None
+        info: dict[str, str] | None = None
+        answered = payload is not None
+        if error:
+            self.refused = (payload or b"").decode(errors="replace").strip()
+            info = {} if self._request is INFO else None
+        elif payload is not None:
+            if self._request is PING:
+                answered = payload.startswith(b"+PONG")
+            else:
+                info = replication_fields(payload)
+            self.refused = None if answered else self.refused
+        if not answered:
+            self._drop()
+        if reply is not None:
+            reply(answered, info)
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._writer is None or self._reader is None:
-            # Named, so that a drain (CLIENT LIST) counts the probe as the control plane's, not a client.
-            self._reader, self._writer = await self.access.stream(timeout=self.timeout, name=PROBE_NAME)
-        return self._reader, self._writer
+    def expire(self) -> None:
+        """The answer did not come in time: the connection is dropped (a late reply must never be
+        read as the answer to the next probe) and the probe counts as unanswered."""
+        if self._reply is not None:
+            reply, self._reply = self._reply, None
+            self._drop()
+            reply(False, None)
+
+    def _drop(self) -> None:
+        link, self._link, self._writer = self._link, None, None
+        if link is not None and not link.lost:
+            link.abort()
 
     async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            await close_stream(writer)
+        # The transport is closed, not awaited: its protocol is the _Link now, so the StreamWriter's
+        # wait_closed() would never hear of it.
+        link, self._link, self._writer = self._link, None, None
+        if link is not None and not link.lost:
+            link.lost = True
+            link.transport.close()
 
 
 @dataclass
@@ -237,21 +332,68 @@ class HealthMonitor:
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 
     async def check_all(self) -> None:
-        """One round: every watched node probed once (the loop runs one per interval)."""
-        if self._watched:
-            await asyncio.gather(*(self._check(key) for key in list(self._watched)))
-
-    async def _check(self, key: str) -> None:
-        watched = self._watched.get(key)
-        if watched is None:
+        """One round: every watched node probed once; it ends when every answer is in or the timeout
+        has passed (the loop runs one per interval). Open connections get their probe written at once
+        and answer through their ``_Link``; only a node without a connection costs a task (to open one)."""
+        if not self._watched:
             return
-        watched.probes += 1
-        info: dict[str, str] | None = None
-        if (watched.probes - 1) % self._info_every == 0:
-            info = await watched.probe.replication()
-            answered = info is not None
-        else:
-            answered = await watched.probe.ping()
+        loop = asyncio.get_running_loop()
+        waiting: set[str] = set()
+        round_over = loop.create_future()
+        openings = []
+        for key, watched in list(self._watched.items()):
+            watched.probes += 1
+            request = INFO if (watched.probes - 1) % self._info_every == 0 else PING
+            if watched.probe.connected:
+                waiting.add(key)
+                watched.probe.send(request, self._replied(key, watched, waiting, round_over))
+            else:
+                openings.append(self._open_and_probe(key, watched, request))
+        timer = loop.call_later(self._timeout, _settle, round_over) if waiting else None
+        if openings:
+            await asyncio.gather(*openings)
+        if waiting:
+            await round_over
+        if timer is not None:
+            timer.cancel()
+        for key in list(waiting):  # no answer in time
+            late = self._watched.get(key)
+            if late is not None:
+                late.probe.expire()
+
+    def _replied(
+        self, key: str, watched: _Watched, waiting: set[str], round_over: asyncio.Future[None]
+    ) -> Callable[[bool, dict[str, str] | None], None]:
+        def reply(answered: bool, info: dict[str, str] | None) -> None:
+            waiting.discard(key)
+            if not waiting:
+                _settle(round_over)
+            self._outcome(key, watched, answered, info)
+        return reply
+
+    async def _open_and_probe(self, key: str, watched: _Watched, request: bytes) -> None:
+        """A node without a connection: opening it (logged in) is this round's probe's first half."""
+        if not await watched.probe.open():
+            self._outcome(key, watched, False, None)
+            return
+        if not watched.probe.connected:  # refused our credentials: alive, saying nothing
+            self._outcome(key, watched, True, {} if request is INFO else None)
+            return
+        answer: asyncio.Future[tuple[bool, dict[str, str] | None]] = asyncio.get_running_loop().create_future()
+
+        def reply(answered: bool, info: dict[str, str] | None) -> None:
+            if not answer.done():
+                answer.set_result((answered, info))
+
+        watched.probe.send(request, reply)
+        try:
+            answered, info = await asyncio.wait_for(asyncio.shield(answer), self._timeout)
+        except TimeoutError:
+            watched.probe.expire()
+            answered, info = await answer
+        self._outcome(key, watched, answered, info)
+
+    def _outcome(self, key: str, watched: _Watched, answered: bool, info: dict[str, str] | None) -> None:
         if not answered:
             watched.failures += 1
             if watched.failures >= self._failures and key not in self._unhealthy and key in self._watched:
