@@ -5,7 +5,8 @@ N bare Valkey processes (no persistence, hz 1) on addresses of 127.78.0.0/16. Th
 tree and of a baseline revision (``git show REV:src/cachefleet/control/health.py``, loaded as a
 module) watch all of them in turn, --rounds times each, alternately (base, new, base, new ...), in
 this one process; each phase's process CPU time (time.process_time: every thread of the process)
-over --seconds is divided by the probes the monitor sent. Also measured: the time from SIGSTOP of
+over --seconds is divided by the probes the monitor sent, and healthy nodes it called
+unhealthy (false hangs) are counted. Also measured: the time from SIGSTOP of
 one node to the monitor calling it unhealthy (detection must stay ~0.45 s), per build.
 Usage: python bench/health_probes.py [--nodes 300] [--seconds 10] [--rounds 3] [--baseline REV]
 """
@@ -71,22 +72,23 @@ async def ready(address: str) -> None:
     raise RuntimeError(f"{address} did not start")
 
 
-async def phase(module: ModuleType, addresses: list[str], seconds: float) -> tuple[float, float]:
-    """(µs of CPU per probe, % of one core) while watching every address."""
+async def phase(module: ModuleType, addresses: list[str], seconds: float) -> tuple[float, float, int]:
+    """(µs of CPU per probe, % of one core, nodes wrongly called unhealthy) while watching every address."""
     monitor = module.HealthMonitor(on_change=lambda key: None)
     for address in addresses:
         monitor.watch(address, NodeAccess(address, 6379))
     monitor.start()
     await asyncio.sleep(1.5)  # connections made
     probes_before = sum(w.probes for w in monitor._watched.values())
+    wrong: set[str] = set()
     cpu, wall = time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
+    for _ in range(int(seconds * 10)):
+        await asyncio.sleep(0.1)
+        wrong.update(a for a in addresses if not monitor.healthy(a))
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
     probes = sum(w.probes for w in monitor._watched.values()) - probes_before
-    unhealthy = [a for a in addresses if not monitor.healthy(a)]
     await monitor.stop()
-    assert not unhealthy, f"healthy nodes reported unhealthy: {unhealthy[:5]}"
-    return 1e6 * cpu / max(probes, 1), 100.0 * cpu / wall
+    return 1e6 * cpu / max(probes, 1), 100.0 * cpu / wall, len(wrong)
 
 
 async def detection(module: ModuleType, address: str, process: subprocess.Popen[bytes]) -> float:
@@ -115,20 +117,22 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
         per_probe: dict[str, list[float]] = {"baseline": [], "new": []}
         share: dict[str, list[float]] = {"baseline": [], "new": []}
         detect: dict[str, list[float]] = {"baseline": [], "new": []}
+        wrongs: dict[str, list[int]] = {"baseline": [], "new": []}
         for round_ in range(args.rounds):
             for name, module in (("baseline", base), ("new", new_health)):
-                micro, percent = await phase(module, addresses, args.seconds)
+                micro, percent, wrong = await phase(module, addresses, args.seconds)
+                wrongs[name].append(wrong)
                 per_probe[name].append(micro)
                 share[name].append(percent)
                 detect[name].append(await detection(module, *engines[round_ % len(engines)]))
                 print(f"round {round_ + 1} {name:8s}: {micro:6.1f} µs/probe, {percent:5.1f} % of a core, "
-                      f"hang seen in {detect[name][-1]:.3f} s", flush=True)
+                      f"hang seen in {detect[name][-1]:.3f} s, {wrong} healthy nodes called unhealthy", flush=True)
         b, n = statistics.median(per_probe["baseline"]), statistics.median(per_probe["new"])
         print(f"\n{args.nodes} nodes, medians of {args.rounds} rounds of {args.seconds:.0f} s:")
         print(f"  baseline {args.baseline}: {b:.1f} µs/probe, {statistics.median(share['baseline']):.1f} % of a core, "
-              f"hang seen in {statistics.median(detect['baseline']):.3f} s")
+              f"hang seen in {statistics.median(detect['baseline']):.3f} s, healthy nodes called unhealthy {wrongs['baseline']}")
         print(f"  new:              {n:.1f} µs/probe, {statistics.median(share['new']):.1f} % of a core, "
-              f"hang seen in {statistics.median(detect['new']):.3f} s")
+              f"hang seen in {statistics.median(detect['new']):.3f} s, healthy nodes called unhealthy {wrongs['new']}")
         print(f"  new/baseline CPU per probe: {n / b:.2f}")
     finally:
         for _, process in engines:

@@ -41,6 +41,7 @@ FAILURES = 2
 INFO_EVERY = 5  # one INFO replication a second at the default interval
 LINK_GRACE = 2.0  # a replica reconnecting after a blip is not worth an event
 PROBE_NAME = "cachefleet-health"
+OPEN_AT_ONCE = 32  # connections being opened (logged in, named) at one time
 
 
 REPLICATION_FIELDS = (b"role", b"master_link_status", b"slave_repl_offset", b"master_repl_offset")
@@ -256,6 +257,7 @@ class HealthMonitor:
         self._alarms: dict[str, asyncio.Event] = {}  # set while the node is unhealthy
         self._link_lost: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._opening: asyncio.Semaphore | None = None  # made in the loop that uses it
 
     def watch(self, key: str, access: NodeAccess) -> None:
         watched = self._watched.get(key)
@@ -372,8 +374,14 @@ class HealthMonitor:
         return reply
 
     async def _open_and_probe(self, key: str, watched: _Watched, request: bytes) -> None:
-        """A node without a connection: opening it (logged in) is this round's probe's first half."""
-        if not await watched.probe.open():
+        """A node without a connection: opening it (logged in) is this round's probe's first half.
+        At most OPEN_AT_ONCE are opened at a time, and the wait for a turn is not the node's: a
+        thousand nodes watched at start-up would otherwise all miss the timeout, every round."""
+        if self._opening is None:
+            self._opening = asyncio.Semaphore(OPEN_AT_ONCE)
+        async with self._opening:
+            opened = await watched.probe.open()
+        if not opened:
             self._outcome(key, watched, False, None)
             return
         if not watched.probe.connected:  # refused our credentials: alive, saying nothing
