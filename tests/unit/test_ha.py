@@ -377,3 +377,41 @@ def test_replication_fields_are_read_as_info_parses_them():
         full = parse_info(body.decode())
         assert replication_fields(body) == {k: v for k, v in full.items() if k in (
             "role", "master_link_status", "slave_repl_offset", "master_repl_offset")}, body
+
+
+async def test_health_monitor_opens_a_bounded_number_of_connections_at_once():
+    """Many nodes watched at once (a control plane starting with a thousand) are logged in a few
+    at a time, and waiting for a turn is not a missed probe: every node ends healthy."""
+    from cachefleet.control import health
+
+    state = {"now": 0, "most": 0}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        try:
+            header = await reader.readline()  # CLIENT SETNAME as a RESP array
+            for _ in range(2 * int(header[1:])):
+                await reader.readline()
+            await asyncio.sleep(0.01)
+            state["now"] -= 1
+            writer.write(b"+OK\r\n")
+            while line := await reader.readline():
+                writer.write(b"+PONG\r\n" if line.startswith(b"PING") else b"$12\r\nrole:master\r\n\r\n")
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monitor = HealthMonitor(on_change=lambda key: None, timeout=0.1, clock=FakeTime())
+    nodes = [f"n{i}" for i in range(3 * health.OPEN_AT_ONCE)]
+    for key in nodes:
+        monitor.watch(key, NodeAccess("127.0.0.1", port))
+    try:
+        await monitor.check_all()
+        await monitor.check_all()
+        assert state["most"] <= health.OPEN_AT_ONCE
+        assert all(monitor.healthy(key) and monitor._watched[key].failures == 0 for key in nodes)
+    finally:
+        await monitor.stop()
+        server.close()
