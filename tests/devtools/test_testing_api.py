@@ -43,8 +43,14 @@ def test_running_gives_ready_clients_and_leaves_nothing_after_a_failure() -> Non
     assert engine_processes(data_dir) == [] and not data_dir.exists()
 
 
-def test_cluster_mode_gives_a_cluster_client_and_an_unknown_engine_is_refused() -> None:
-    with running() as fleet:
+def test_cluster_mode_client_an_init_file_and_an_unknown_engine_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps({"CacheSubnetGroups": [{
+        "CacheSubnetGroupName": "init-subnets", "CacheSubnetGroupDescription": "zones a and b",
+        "SubnetIds": ["subnet-us-east-1a", "subnet-us-east-1b"]}]}))
+    with running(init=path) as fleet:
+        found = fleet.elasticache.describe_cache_subnet_groups(CacheSubnetGroupName="init-subnets")["CacheSubnetGroups"]
+        assert [s["SubnetIdentifier"] for s in found[0]["Subnets"]] == ["subnet-us-east-1a", "subnet-us-east-1b"]
         client = fleet.replication_group("tapic", NumNodeGroups=2, ReplicasPerNodeGroup=0,
                                          client_options={"decode_responses": True})
         assert isinstance(client, redis.RedisCluster)

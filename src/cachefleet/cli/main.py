@@ -109,6 +109,11 @@ main.add_command(params.params)
 @click.option("--s3-endpoint-url", default=None, metavar="URL",
               help="S3-compatible endpoint (AWS S3, MinIO, Ceph) for snapshot exports and SnapshotArns, with the "
                    "usual AWS credential chain. Without it, bucket B is the directory <data-dir>/buckets/B.")
+@click.option("--init", "init_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              metavar="FILE",
+              help="A declared fleet (YAML or JSON: CacheParameterGroups, CacheSubnetGroups, Users, UserGroups, "
+                   "ReplicationGroups, CacheClusters, with the API's parameter names): what is missing is created "
+                   "after start-up and waited for; what exists is left as it is.")
 @click.option("--snapshot-clock-file", type=click.Path(path_type=Path, dir_okay=False), default=None, hidden=True,
               help="Tests: a file holding the time (ISO 8601) the automatic snapshot schedule runs on.")
 def up(
@@ -123,14 +128,21 @@ def up(
     sample_interval: int,
     tls_certificate_days: float,
     s3_endpoint_url: str | None,
+    init_file: Path | None,
     snapshot_clock_file: Path | None,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
 
     from cachefleet.app import Settings, StartupError, default_data_dir, serve
+    from cachefleet.client import declared
 
     faulthandler.enable()
+    try:
+        # Read before start-up: a mistake in the file is said at once, not after the engines start.
+        declaration = declared.load(init_file) if init_file is not None else None
+    except declared.DeclarationError as error:
+        raise click.ClickException(f"--init {error}") from None
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = Settings(
@@ -147,9 +159,35 @@ def up(
         snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
     )
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(_serve(serve, settings, declaration))
     except StartupError as error:
         raise click.ClickException(str(error)) from None
+
+
+async def _serve(serve: Any, settings: Any, declaration: dict[str, list[dict[str, Any]]] | None) -> None:
+    """Serves; with a declaration, applies it through the server's own API once it listens (in a
+    thread: boto3 blocks, and the loop it calls must go on serving)."""
+    if declaration is None:
+        await serve(settings)
+        return
+    from cachefleet.client import declared
+
+    ready = asyncio.Event()
+    server = asyncio.create_task(serve(settings, ready=ready))
+    listening = asyncio.create_task(ready.wait())
+    await asyncio.wait({server, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if server.done():
+        listening.cancel()
+        await server  # start-up failed: raise its error
+        return
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    endpoint = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    init_log = logging.getLogger("cachefleet.init")
+    try:
+        await asyncio.to_thread(declared.apply, Fleet(endpoint, settings.region).client("elasticache"), declaration)
+    except Exception as error:  # the server goes on serving: the developer fixes the file or the resource
+        init_log.error("init: stopped: %s", error)
+    await server
 
 
 @main.command()

@@ -36,6 +36,7 @@ import redis
 from botocore.config import Config
 
 import cachefleet
+from cachefleet.client import declared
 from cachefleet.testing.network import claim_network, engine_pids, engine_processes, free_port, fresh_network
 
 __all__ = [
@@ -267,7 +268,7 @@ def running(
     ``engine``/``engine_version``: what ``replication_group`` creates by default (checked against
     the installed builds at start). ``data_dir``: kept after the block if given, else a temporary
     directory that is removed. ``node_network``: a loopback block (default: a free /24 claimed for
-    the block). ``init``: a declared-fleet file for ``cachefleet up --init``. ``extra_args`` go to
+    the block). ``init``: a declared-fleet file (as ``cachefleet up --init``), applied before the block starts. ``extra_args`` go to
     ``cachefleet up`` as they are.
     """
     root = Path(tempfile.mkdtemp(prefix="cachefleet-fleet-"))
@@ -297,7 +298,6 @@ def running(
                     "--region", region,
                     "--warm-nodes", str(warm_nodes),
                     "--sample-interval", str(sample_interval),
-                    *(["--init", str(Path(init).resolve())] if init is not None else []),
                     *extra_args,
                 ],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=root,
@@ -309,6 +309,10 @@ def running(
             engine_version=engine_version, pid=server.pid, reaper_pid=reaper.pid, log_path=log_path,
         )
         _check_engine(fleet)
+        if init is not None:
+            # What `cachefleet up --init` does, from here: the block starts once it is all ready,
+            # and a mistake in the file fails the test that gave it.
+            declared.apply(fleet.elasticache, declared.load(Path(init)))
         yield fleet
     finally:
         if fleet is not None:
