@@ -18,6 +18,7 @@ import click
 
 from cachefleet import __version__
 from cachefleet.cli import commands, params
+from cachefleet.cli.output import output_option
 from cachefleet.client.fleet import DEFAULT_ENDPOINT, ApiFailure, Fleet
 
 
@@ -204,6 +205,40 @@ def down(data_dir: Path | None) -> None:
     if pid is not None:
         click.echo(f"stopped the control plane (pid {pid})")
     click.echo(f"stopped {len(nodes)} cache node(s) of {directory}")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="The data dir to look at (default: XDG data dir).")
+@click.option("--listen", default="127.0.0.1:8379", show_default=True, help="HOST:PORT the API would listen on.")
+@click.option("--node-network", default="127.80.0.0/16", show_default=True, help="The node network to look at.")
+@click.option("--engine-path", "engine_paths", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Extra directory holding engine builds.")
+@output_option("the findings")
+def doctor(data_dir: Path | None, listen: str, node_network: str, engine_paths: tuple[Path, ...], as_json: bool) -> None:
+    """Check what `cachefleet up` needs: engines, TLS, the node network, ports, the data dir (each with its fix)."""
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from cachefleet.app import Settings, default_data_dir, diagnose
+
+    findings = diagnose(Settings(
+        data_dir=(data_dir or default_data_dir()).resolve(), listen=listen, node_network=node_network,
+        engine_paths=tuple(p.resolve() for p in engine_paths),
+    ))
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(f) for f in findings], indent=2))
+    else:
+        table = Table(box=None, show_header=True, header_style="bold")
+        for column in ("", "check", "found", "fix"):
+            table.add_column(column, overflow="fold")
+        marks = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[bold red]FAIL[/bold red]"}
+        for finding in findings:
+            table.add_row(marks[finding.status], finding.check, finding.detail, finding.fix)
+        commands.out.print(table)
+    if any(f.status == "fail" for f in findings):
+        sys.exit(1)
 
 
 @main.group()
