@@ -8,9 +8,10 @@ engine node) and the temporary directory is removed.
 
 Clean-up does not depend on the caller getting to its ``finally``: a small reaper process is
 started first and waits on a pipe from this process; when the pipe closes (the block ends, or
-this process dies, even by SIGKILL), the reaper runs ``cachefleet down`` on the data dir and
-removes it. The normal exit closes the pipe itself and waits for the reaper, then checks by
-/proc that no engine process of the data dir is left.
+this process dies, even by SIGKILL), the reaper stops the control plane and every engine process
+of the data dir, as ``cachefleet down`` does, and removes it (``_reaper.py``). The normal exit
+closes the pipe itself and waits for the reaper, then checks by /proc that no engine process of
+the data dir is left.
 
 The fleet talks to the server through its public API only, like any application would.
 """
@@ -56,18 +57,8 @@ DEFAULT_NODE_TYPE = "cache.t4g.micro"
 CREDENTIALS = ("cachefleet-test", "cachefleet-test")  # a Cachefleet on loopback accepts any
 _FAILED = ("create-failed", "incompatible-network", "restore-failed", "deleted")
 
-# Runs in its own session (Ctrl-C in a terminal reaches the test run, not its clean-up) and imports
-# nothing of ours: reading stdin until EOF costs no CPU, and EOF comes however the owner ends.
-_REAPER = """
-import shutil, subprocess, sys
-data_dir, remove, log = sys.argv[1:4]
-sys.stdin.buffer.read()
-with open(log, "ab") as out:
-    subprocess.run([sys.executable, "-m", "cachefleet.cli.main", "down", "--data-dir", data_dir],
-                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-if remove:
-    shutil.rmtree(remove, ignore_errors=True)
-"""
+# The clean-up process, run by path (importing nothing of ours: it starts in milliseconds).
+_REAPER = Path(__file__).with_name("_reaper.py")
 
 
 class FleetError(RuntimeError):
@@ -279,9 +270,9 @@ def running(
         node_network, claim = claim_network()
     port = port or free_port()
     env = _child_env()
-    reaper_log = root / "down.log"
+    # In its own session: Ctrl-C in a terminal reaches the test run, not its clean-up.
     reaper = subprocess.Popen(
-        [sys.executable, "-c", _REAPER, str(directory), str(root), str(reaper_log)],
+        [sys.executable, str(_REAPER), str(directory), str(root)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env=env, cwd=tempfile.gettempdir(), start_new_session=True,
     )
