@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +57,11 @@ def test_cluster_mode_client_an_init_file_and_an_unknown_engine_refused(tmp_path
         assert isinstance(client, redis.RedisCluster)
         assert client.set("{a}x", "1") and client.get("{a}x") == "1"
         assert len(client.get_primaries()) == 2
+        if shutil.which("redis-server"):  # Debian's build has TLS: the client gets the CA and the token
+            locked = fleet.replication_group("tapitls", Engine="redis", EngineVersion="7.0",
+                                             TransitEncryptionEnabled=True, AuthToken="a-long-auth-token-1234567890")
+            assert locked.connection_pool.connection_kwargs["ssl_ca_data"] == fleet.ca_certificate()
+            assert locked.set("k", "v") and locked.get("k") == b"v"
     with pytest.raises(FleetError, match="not installed here"), running(engine="valkey", engine_version="1.0"):
         pass
 
