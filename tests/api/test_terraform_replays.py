@@ -3,7 +3,7 @@ boto3 against a real server (create -> refresh -> update -> destroy), with its w
 
 Read from internal/service/elasticache/*.go (replication_group.go, cluster.go, subnet_group.go,
 user.go, user_group.go, user_group_association.go; parameter_group.go is replayed in
-test_parameter_groups.py). What matters is what the provider would do with our answers:
+test_parameter_groups.py), and the data sources of the same names where they read more. What matters is what the provider would do with our answers:
 
 - its waiters are StateChangeConf: every status seen must be in Pending or Target, else
   "unexpected state" fails the apply; a waiter with an empty Target ends on NotFound only (a
@@ -166,6 +166,8 @@ def test_aws_elasticache_replication_group(ec):
     assert cluster["AtRestEncryptionEnabled"] is False and cluster["AuthTokenEnabled"] is False
     assert "CacheSecurityGroups" in cluster and "SecurityGroups" in cluster
     assert tags_of(ec, group["ARN"]) == {"Name": group_id}
+    # data "aws_elasticache_replication_group" reads these of the group itself.
+    assert group["AuthTokenEnabled"] is False and group["CacheNodeType"] == "cache.t4g.micro"
 
     # Update: num_cache_clusters 1 -> 2 (IncreaseReplicaCount, member clusters' waiter), then the
     # description (ModifyReplicationGroup between two waiters), then the tags.
@@ -212,6 +214,7 @@ def test_aws_elasticache_replication_group_cluster_mode(ec):
     assert group["ConfigurationEndpoint"]["Address"] and group["ConfigurationEndpoint"]["Port"] == 6379
     assert len(group["NodeGroups"]) == 2 and all(ng["Slots"] for ng in group["NodeGroups"])
     assert all(len(ng["NodeGroupMembers"]) == 1 for ng in group["NodeGroups"])  # replicas_per_node_group = 0
+    assert group["CacheNodeType"] == "cache.t4g.micro"  # the data source's node_type
     first = group["NodeGroups"][0]["NodeGroupMembers"][0]["CacheClusterId"]
     cluster = ec.describe_cache_clusters(CacheClusterId=first, ShowCacheNodeInfo=True)["CacheClusters"][0]
     read_cache_cluster_fields(cluster)
@@ -318,3 +321,15 @@ def test_aws_elasticache_user_user_group_and_association(ec):
     for user_id in ("tf-user-a", "tf-user-b"):
         ec.delete_user(UserId=user_id)
         assert state_change(user_status[user_id], pending={"deleting"}, target=set())[-1] == NOT_FOUND
+
+
+def test_the_waiter_replay_fails_where_the_provider_would() -> None:
+    """The replays can fail: a status the provider's waiter does not list ends its apply."""
+    answers = iter(["deleting", "deleted", ""])
+    try:
+        state_change(lambda: next(answers), **RG_DELETED)
+        raise AssertionError("a lingering 'deleted' status passed the delete waiter")
+    except UnexpectedState as error:
+        assert "'deleted'" in str(error)
+    answers = iter(["creating", "available"])
+    assert state_change(lambda: next(answers), **RG_AVAILABLE) == ["creating", "available"]
