@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,69 +17,11 @@ import boto3
 import redis
 from botocore.config import Config
 
+# One copy of the port, network and process look-ups, shared with cachefleet.testing (the public testing API).
+from cachefleet.testing.network import engine_pids, engine_processes, free_port, fresh_network  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHEFLEET = [sys.executable, "-m", "cachefleet.cli.main"]
-_networks = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-_held_networks: list[int] = []
-
-
-def fresh_network() -> str:
-    """A /24 of loopback that no other test server, of this run or of a parallel one, uses.
-
-    Each network is claimed with an flock on a file in /tmp, held until this process ends.
-    """
-    import fcntl
-    import random
-
-    lock_dir = Path("/tmp/cachefleet-test-networks")
-    lock_dir.mkdir(exist_ok=True)
-    rng = random.Random(os.getpid() * 7919 + next(_networks))
-    while True:
-        network = f"127.{rng.randint(100, 199)}.{rng.randint(0, 255)}.0/24"
-        handle = os.open(lock_dir / network.replace("/", "_"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(handle)
-            continue
-        _held_networks.append(handle)
-        return network
-
-
-def _leads_its_group(pid: int) -> bool:
-    try:
-        return os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return False
-
-
-def engine_pids(data_dir: Path) -> dict[str, int]:
-    """Engine processes whose command line names a config file under ``data_dir``."""
-    prefix = str((data_dir / "nodes").resolve()) + os.sep
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state in ("Z", "X") or not _leads_its_group(int(entry.name)):
-            continue  # an engine's forked child (a background save) has the same command line
-        for raw in argv[1:3]:
-            if raw.decode(errors="replace").startswith(prefix):
-                found[raw.decode()[len(prefix) :].removesuffix("/engine.conf")] = int(entry.name)
-                break
-    return found
 
 
 @dataclass
@@ -283,27 +222,6 @@ def error_code(xml: str) -> str:
 
     match = re.search(r"<Code>([^<]*)</Code>", xml)
     return match.group(1) if match else ""
-
-
-def engine_processes(data_dir: Path) -> list[tuple[str, int]]:
-    """Like engine_pids, but every process: duplicates of one node would show twice."""
-    prefix = str((data_dir / "nodes").resolve()) + os.sep
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state in ("Z", "X") or not _leads_its_group(int(entry.name)):
-            continue
-        for raw in argv[1:3]:
-            if raw.decode(errors="replace").startswith(prefix):
-                found.append((raw.decode()[len(prefix) :].removesuffix("/engine.conf"), int(entry.name)))
-                break
-    return sorted(found)
 
 
 def write_replicated(address: str, key: str, value: str, replicas: int, port: int = 6379) -> None:

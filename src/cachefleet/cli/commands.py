@@ -25,6 +25,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from cachefleet.cli import render
+from cachefleet.cli.output import output_option
 from cachefleet.client import ApiFailure, ConnectTarget, Fleet, connect_target
 from cachefleet.client.fleet import NAMESPACE
 
@@ -126,7 +127,7 @@ def _progress_until(client: Fleet, name: str, *, until: str, label: str, nodes: 
               help="Promote a replica when the primary fails (default: on when there are replicas).")
 @click.option("--multi-az", is_flag=True, help="Multi-AZ (needs automatic failover).")
 @click.option("--wait", is_flag=True, help="Wait (with a progress bar) until the group is available.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@output_option("the result")
 def create(
     name: str,
     shards: int | None,
@@ -168,7 +169,7 @@ def create(
 
 
 @click.command(name="ls")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@output_option("the list")
 def list_command(as_json: bool) -> None:
     """List replication groups and standalone cache clusters with their status."""
     client = fleet()
@@ -181,7 +182,7 @@ def list_command(as_json: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@output_option("the description")
 def show(name: str, as_json: bool) -> None:
     """Show a group's shards and nodes: roles, endpoints, zones (or a standalone cluster's node)."""
     view = fleet().describe(name)
@@ -361,7 +362,7 @@ def delete(name: str, wait: bool, yes: bool) -> None:
 @click.command()
 @click.argument("name", required=False)
 @click.option("--since", default="1h", callback=_duration_option, show_default=True, help="How far back: 90s, 15m, 3h, 2d (14d at most).")
-@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+@output_option("the events")
 def events(name: str | None, since: dt.timedelta, as_json: bool) -> None:
     """Show events (of one group and its clusters, or of everything)."""
     client = fleet()
@@ -472,7 +473,7 @@ def _check_metric_name(metric: str, known: list[str], resource: str) -> None:
 @click.option("--period", type=click.IntRange(min=1), default=None, help="Seconds per data point (default: about 60 points).")
 @click.option("--stat", type=click.Choice(STATISTICS), default="Average", show_default=True)
 @click.option("--node", "node_filter", default=None, help="Only this cache cluster id.")
-@click.option("--json", "as_json", is_flag=True, help="Print the series as JSON.")
+@output_option("the series")
 def metrics(
     name: str, metric: str, since: dt.timedelta, period: int | None, stat: str, node_filter: str | None, as_json: bool
 ) -> None:
@@ -516,7 +517,7 @@ def ca_cert() -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the users as JSON.")
+@output_option("the users")
 def users(as_json: bool) -> None:
     """List RBAC users (DescribeUsers): access strings, authentication, user groups; never passwords."""
     items = fleet().users()
@@ -579,7 +580,7 @@ def user_delete(user_id: str) -> None:
 @click.argument("name")
 @click.option("--name", "snapshot_name", default=None, help="The snapshot's name (default: NAME-<date-time>).")
 @click.option("--wait", is_flag=True, help="Wait until the snapshot is available.")
-@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+@output_option("the snapshot")
 def snapshot(name: str, snapshot_name: str | None, wait: bool, as_json: bool) -> None:
     """Take a snapshot of replication group (or cache cluster) NAME (CreateSnapshot)."""
     client = fleet()
@@ -603,7 +604,7 @@ def snapshot(name: str, snapshot_name: str | None, wait: bool, as_json: bool) ->
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@output_option("the snapshots")
 def snapshots(name: str | None, as_json: bool) -> None:
     """List snapshots (of replication group or cache cluster NAME, or all of them)."""
     found = fleet().snapshots(name)
@@ -621,7 +622,7 @@ def snapshots(name: str | None, as_json: bool) -> None:
 @click.option("--replicas", type=click.IntRange(min=0), default=None, help="Replicas per shard.")
 @click.option("--node-type", default=None, help="Node type (default: the snapshot's).")
 @click.option("--wait", is_flag=True, help="Wait (with a progress bar) until the new group is available.")
-@click.option("--json", "as_json", is_flag=True, help="Print the new group as JSON.")
+@output_option("the new group")
 def restore(snapshot_name: str, new: str, shards: int | None, replicas: int | None, node_type: str | None,
             wait: bool, as_json: bool) -> None:
     """Restore SNAPSHOT into a new replication group NEW (CreateReplicationGroup with SnapshotName)."""

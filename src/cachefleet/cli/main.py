@@ -18,6 +18,7 @@ import click
 
 from cachefleet import __version__
 from cachefleet.cli import commands, params
+from cachefleet.cli.output import output_option
 from cachefleet.client.fleet import DEFAULT_ENDPOINT, ApiFailure, Fleet
 
 
@@ -111,6 +112,11 @@ main.add_command(params.params)
 @click.option("--s3-endpoint-url", default=None, metavar="URL",
               help="S3-compatible endpoint (AWS S3, MinIO, Ceph) for snapshot exports and SnapshotArns, with the "
                    "usual AWS credential chain. Without it, bucket B is the directory <data-dir>/buckets/B.")
+@click.option("--init", "init_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              metavar="FILE",
+              help="A declared fleet (YAML or JSON: CacheParameterGroups, CacheSubnetGroups, Users, UserGroups, "
+                   "ReplicationGroups, CacheClusters, with the API's parameter names): what is missing is created "
+                   "after start-up and waited for; what exists is left as it is.")
 @click.option("--snapshot-clock-file", type=click.Path(path_type=Path, dir_okay=False), default=None, hidden=True,
               help="Tests: a file holding the time (ISO 8601) the automatic snapshot schedule runs on.")
 def up(
@@ -126,14 +132,21 @@ def up(
     tls_certificate_days: float,
     max_nodes: int,
     s3_endpoint_url: str | None,
+    init_file: Path | None,
     snapshot_clock_file: Path | None,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
 
     from cachefleet.app import Settings, StartupError, default_data_dir, serve
+    from cachefleet.client import declared
 
     faulthandler.enable()
+    try:
+        # Read before start-up: a mistake in the file is said at once, not after the engines start.
+        declaration = declared.load(init_file) if init_file is not None else None
+    except declared.DeclarationError as error:
+        raise click.ClickException(f"--init {error}") from None
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = Settings(
@@ -151,9 +164,35 @@ def up(
         snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
     )
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(_serve(serve, settings, declaration))
     except StartupError as error:
         raise click.ClickException(str(error)) from None
+
+
+async def _serve(serve: Any, settings: Any, declaration: dict[str, list[dict[str, Any]]] | None) -> None:
+    """Serves; with a declaration, applies it through the server's own API once it listens (in a
+    thread: boto3 blocks, and the loop it calls must go on serving)."""
+    if declaration is None:
+        await serve(settings)
+        return
+    from cachefleet.client import declared
+
+    ready = asyncio.Event()
+    server = asyncio.create_task(serve(settings, ready=ready))
+    listening = asyncio.create_task(ready.wait())
+    await asyncio.wait({server, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if server.done():
+        listening.cancel()
+        await server  # start-up failed: raise its error
+        return
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    endpoint = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    init_log = logging.getLogger("cachefleet.init")
+    try:
+        await asyncio.to_thread(declared.apply, Fleet(endpoint, settings.region).client("elasticache"), declaration)
+    except Exception as error:  # the server goes on serving: the developer fixes the file or the resource
+        init_log.error("init: stopped: %s", error)
+    await server
 
 
 @main.command()
@@ -170,6 +209,40 @@ def down(data_dir: Path | None) -> None:
     if pid is not None:
         click.echo(f"stopped the control plane (pid {pid})")
     click.echo(f"stopped {len(nodes)} cache node(s) of {directory}")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="The data dir to look at (default: XDG data dir).")
+@click.option("--listen", default="127.0.0.1:8379", show_default=True, help="HOST:PORT the API would listen on.")
+@click.option("--node-network", default="127.80.0.0/16", show_default=True, help="The node network to look at.")
+@click.option("--engine-path", "engine_paths", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Extra directory holding engine builds.")
+@output_option("the findings")
+def doctor(data_dir: Path | None, listen: str, node_network: str, engine_paths: tuple[Path, ...], as_json: bool) -> None:
+    """Check what `cachefleet up` needs: engines, TLS, the node network, ports, the data dir (each with its fix)."""
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from cachefleet.app import Settings, default_data_dir, diagnose
+
+    findings = diagnose(Settings(
+        data_dir=(data_dir or default_data_dir()).resolve(), listen=listen, node_network=node_network,
+        engine_paths=tuple(p.resolve() for p in engine_paths),
+    ))
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(f) for f in findings], indent=2))
+    else:
+        table = Table(box=None, show_header=True, header_style="bold")
+        for column in ("", "check", "found", "fix"):
+            table.add_column(column, overflow="fold")
+        marks = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[bold red]FAIL[/bold red]"}
+        for finding in findings:
+            table.add_row(marks[finding.status], finding.check, finding.detail, finding.fix)
+        commands.out.print(table)
+    if any(f.status == "fail" for f in findings):
+        sys.exit(1)
 
 
 @main.group()

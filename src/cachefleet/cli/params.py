@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cachefleet.cli.commands import err, fleet, out
+from cachefleet.cli.output import output_option
 
 APPLY_STYLES = {"in-sync": "green", "applying": "yellow", "pending-reboot": "bold yellow"}
 
@@ -39,7 +40,7 @@ def params() -> None:
 
 
 @params.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON.")
+@output_option("the groups")
 def list_groups(as_json: bool) -> None:
     """Every parameter group, the defaults included, and the clusters using each."""
     groups = fleet().parameter_groups()
@@ -58,7 +59,7 @@ def list_groups(as_json: bool) -> None:
 @params.command()
 @click.argument("group")
 @click.option("--user", "user_only", is_flag=True, help="Only the parameters set in this group (Source user).")
-@click.option("--json", "as_json", is_flag=True, help="Print the group and its parameters as JSON.")
+@output_option("the group and its parameters")
 def show(group: str, user_only: bool, as_json: bool) -> None:
     """A group's parameters (values, sources, how they change) and the clusters using it."""
     found = fleet().parameter_group(group, source="user" if user_only else None)
