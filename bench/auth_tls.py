@@ -31,7 +31,7 @@ reproduce or remove a difference. ``--aa`` puts a second engine started by hand 
 would be: the scatter of the method itself on this machine, with nothing different.
 Needs redis-benchmark (Debian: redis-tools).
 Usage: python bench/auth_tls.py [--rounds 21] [--requests 20000] [--pairs valkey,redis,tls]
-       [--bare-config maxmemory=5gb ...] [--node-config ...] [--aa] [--no-pin]
+       [--bare-config maxmemory=5gb ...] [--node-config ...] [--aa] [--no-pin] [--same-session]
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ def user_groups(ec) -> None:
         time.sleep(0.1)
 
 
+SAME_SESSION = False  # --same-session: the bare engines stay in the benchmark's session (how this was measured before)
+
+
 def by_hand(binary: EngineBinary, address: str, directory: Path, extra: list[str]) -> subprocess.Popen[bytes]:
     """The same binary with the same app user, started the way its README says, in a session of its
     own as Cachefleet's engines are (see the module docstring: autogroup scheduling)."""
@@ -108,7 +111,7 @@ def by_hand(binary: EngineBinary, address: str, directory: Path, extra: list[str
          "--dir", str(directory), "--protected-mode", "no",
          "--user", "default", "off", "--user", APP_USER, "on", f"#{acl.password_hash(APP_PASSWORD)}", "~*", "+@all",
          *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=not SAME_SESSION,
     )
     wait_listening(address, process)
     return process
@@ -256,7 +259,11 @@ def main() -> None:
     parser.add_argument("--node-config", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--aa", action="store_true",
                         help="control run: a second engine started by hand in the node's place (the method's own scatter)")
+    parser.add_argument("--same-session", action="store_true",
+                        help="start the bare engines in this script's session, as before (to measure what that did)")
     args = parser.parse_args()
+    global SAME_SESSION
+    SAME_SESSION = args.same_session
     if args.no_pin:
         args.engine_core = args.client_core = None
     pairs = set(args.pairs.split(","))
@@ -271,7 +278,7 @@ def main() -> None:
     print(f"redis-benchmark -c 50 -t set / -t get --user {APP_USER}, {args.requests} requests per test and round, "
           f"{args.rounds} rounds; engines on core {args.engine_core}, redis-benchmark on core {args.client_core}; "
           f"{machine()}, load average {load}; bare engine CONFIG SET {args.bare_config}, node {args.node_config}"
-          f"{'; A/A control' if args.aa else ''}")
+          f"{'; A/A control' if args.aa else ''}{'; bare engines in this session' if args.same_session else ''}")
     root = Path(tempfile.mkdtemp(prefix="bench-auth-tls-"))
     processes: list[subprocess.Popen[bytes]] = []
     try:
