@@ -10,7 +10,8 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "create_group.py", "throughput.py", "describe_scale.py", "cluster_create.py", "reshard.py", "reshard_replicas.py",
     "failover.py",
-    "ha_overhead.py", "metric_query.py", "sampling_cost.py", "sampling_throughput.py", "auth_tls.py", "tls_preferred.py",
+    "ha_overhead.py", "metric_query.py", "sampling_cost.py", "sampling_throughput.py", "auth_tls.py",
+    "auth_instructions.py", "tls_preferred.py",
     "parameter_fanout.py", "rolling_upgrade.py", "failover_locked.py", "snapshot_io.py", "snapshot_api.py",
 ]
 
