@@ -29,7 +29,7 @@ test: install system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: install system-deps
 	$(BIN)/python bench/run_all.py

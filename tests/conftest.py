@@ -49,3 +49,17 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     yield make
     for instance in started:
         instance.down()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With `make test`'s two workers (pytest-xdist, --dist loadgroup), each test file runs whole on
+    one worker, in order, with its module fixtures; the security package is one group, because its
+    last module checks what every other module of the package left in their shared server."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        if any(mark.name == "xdist_group" for mark in item.iter_markers()):
+            continue
+        path = Path(str(item.path)).resolve()
+        relative = path.relative_to(root) if path.is_relative_to(root) else path
+        group = "acceptance/security" if relative.parts[:2] == ("acceptance", "security") else str(relative)
+        item.add_marker(pytest.mark.xdist_group(group))

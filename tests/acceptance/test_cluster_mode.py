@@ -127,7 +127,7 @@ def test_create_sharded_cluster_and_use_it_with_cluster_clients(cluster_server):
 
         endpoint = group["ConfigurationEndpoint"]
         glide = await GlideClusterClient.create(
-            GlideClusterClientConfiguration([NodeAddress(endpoint["Address"], endpoint["Port"])], request_timeout=5000)
+            GlideClusterClientConfiguration([NodeAddress(endpoint["Address"], endpoint["Port"])], request_timeout=30000)
         )
         try:
             assert await glide.mset({key: str(index) for index, key in enumerate(glide_keys)}) == "OK"

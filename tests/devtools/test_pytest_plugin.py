@@ -97,7 +97,12 @@ def test_plugin_through_addopts_with_autoload(project: pytest.Pytester) -> None:
 
 
 def test_enabled_by_flag_or_ini(pytester: pytest.Pytester) -> None:
-    pytester.plugins.append(pytest_plugin)
+    from importlib.metadata import entry_points
+
+    # Installed (make install), the entry point loads the module itself; registering it again by
+    # hand would be the same plugin under a second name, which pytest refuses.
+    if not any(e.name == "cachefleet" for e in entry_points(group="pytest11")):
+        pytester.plugins.append(pytest_plugin)
     assert not pytest_plugin.enabled(pytester.parseconfig())
     assert pytest_plugin.enabled(pytester.parseconfig("--cachefleet"))
     pytester.makeini("[pytest]\ncachefleet = true\n")

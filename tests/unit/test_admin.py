@@ -98,7 +98,7 @@ def test_a_drained_node_tells_clients_from_the_control_plane_and_closes_them():
             except Exception:  # noqa: BLE001 - still starting
                 await asyncio.sleep(0.01)
         try:
-            assert await probe.ping()
+            assert await probe.open() and probe.connected  # the health probe's connection, logged in and named
             user.set("k", "v")
             connections = await admin.clients()
             names = {c.name for c in connections}
