@@ -82,8 +82,9 @@ SHORT: tuple[tuple[str, str], ...] = (
 # bug is fixed: drop its line). Keyed by workflow and label (every occurrence of the label).
 KNOWN: dict[tuple[str, str], str] = {
     ("reshard-in", "CacheCluster deleted + CacheNodeParameters deleted + ReplicationGroup modifying"): (
-        "the leaving shard's nodes were drained (CONFIG SET bind: no client listener) and one of them"
-        " destroyed; the other's process is adopted after the restart but refuses every connection,"
-        " so the reshard retries it for ever (Error 111) and never completes"
+        "#1: the leaving shard's nodes were drained (no client listener) and one destroyed; the other's"
+        " process is adopted after the restart but refuses every connection, so the reshard retries it"
+        " for ever (Error 111). #2: the last leaving node's record is gone but its emptied node group is"
+        " not: the group ends available with an empty node group 0003"
     ),
 }

@@ -86,7 +86,8 @@ class Outcome:
     converged: bool = False
     seconds_to_converge: float | None = None
     confirmed: int = 0
-    lost: list[str] = field(default_factory=list)
+    lost_count: int = 0
+    lost: list[str] = field(default_factory=list)  # the first few lost keys
     orphans: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -96,13 +97,13 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return (self.crashed and self.converged and not (self.lost or self.orphans or self.duplicates or self.missing
+        return (self.crashed and self.converged and not (self.lost_count or self.orphans or self.duplicates or self.missing
                 or self.restarted or self.problems))
 
     def summary(self) -> str:
         state = "ok" if self.ok else "FAILED"
         found = {
-            "lost": self.lost[:5], "orphans": self.orphans, "duplicates": self.duplicates, "missing": self.missing,
+            "lost": self.lost_count, "orphans": self.orphans, "duplicates": self.duplicates, "missing": self.missing,
             "restarted": self.restarted, "problems": self.problems,
         }
         details = {name: value for name, value in found.items() if value}
@@ -420,7 +421,8 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
                   20, "confirmed writes after convergence")
             writer.__exit__()
             outcome.confirmed = len(writer.confirmed)
-            outcome.lost = lost_keys(group, writer.confirmed)
+            lost = lost_keys(group, writer.confirmed)
+            outcome.lost_count, outcome.lost = len(lost), lost[:10]
             writer = None
         _check_processes(outcome, server, member_addresses(ec, workflow.group_id), at_crash)
         return outcome

@@ -52,7 +52,8 @@ def test_a_crash_at_every_step_converges(tmp_path, name):
     stale = [text for workflow, text in SHORT if workflow == name and Step.parse(text) not in steps]
     assert not stale, f"make test's steps of {name} are no longer steps of it: {stale}; now {steps}"
     outcomes = _run(tmp_path, [(name, step) for step in representative(steps)], name)
-    known = [o for o in outcomes if (name, o.step.label) in KNOWN]
-    fixed = [o.step.crash_after for o in known if o.ok]
-    assert not fixed, f"known failures of {name} converge now (drop them from KNOWN): {fixed}"
-    _assert_all_ok([o for o in outcomes if o not in known])
+    # Known failures (RELIABILITY.md) are reported, not failed on: some depend on timing.
+    for outcome in outcomes:
+        if (name, outcome.step.label) in KNOWN:
+            print(f"known failure {'did not recur' if outcome.ok else 'recurred'}: {outcome.summary()[:400]}")
+    _assert_all_ok([o for o in outcomes if (name, o.step.label) not in KNOWN])
