@@ -78,13 +78,11 @@ SHORT: tuple[tuple[str, str], ...] = (
 )
 
 # Crash points where the product is known not to converge (RELIABILITY.md, "Known failures"):
-# `make chaos` reports them as expected failures, and fails if one of them converges (then the
-# bug is fixed: drop its line). Keyed by workflow and label (every occurrence of the label).
+# `make chaos` reports whether each recurred instead of failing on it. Keyed by workflow and step.
 KNOWN: dict[tuple[str, str], str] = {
-    ("reshard-in", "CacheCluster deleted + CacheNodeParameters deleted + ReplicationGroup modifying"): (
-        "#1: the leaving shard's nodes were drained (no client listener) and one destroyed; the other's"
+    ("reshard-in", "CacheCluster deleted + CacheNodeParameters deleted + ReplicationGroup modifying#1"): (
+        "the leaving shard's nodes were drained (no client listener) and one destroyed; the other's"
         " process is adopted after the restart but refuses every connection, so the reshard retries it"
-        " for ever (Error 111). #2: the last leaving node's record is gone but its emptied node group is"
-        " not: the group ends available with an empty node group 0003"
+        " for ever (Error 111)"
     ),
 }
