@@ -71,8 +71,8 @@ SHORT: tuple[tuple[str, str], ...] = (
     ("create-enabled", "CacheCluster available#1"),
     ("add-replica", "CacheCluster available#3"),
     ("remove-replica", "CacheCluster deleted + CacheNodeParameters deleted + ReplicationGroup modifying#1"),
-    ("reshard-out", "Operation RESHARD moving slots + ReplicationGroup modifying#8"),
-    ("reshard-in", "Operation RESHARD moving slots + ReplicationGroup modifying#8"),
+    ("reshard-out", "Operation RESHARD moving slots + ReplicationGroup modifying#4"),
+    ("reshard-in", "Operation RESHARD moving slots + ReplicationGroup modifying#4"),
     ("failover", "CacheCluster modifying + ReplicationGroup modifying#1"),
     ("node-type", "ReplicationGroup available#1"),
 )
