@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps run test lint bench clean
+.PHONY: install system-deps run test chaos lint bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ test: install system-deps
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+# The full fault-injection runs (RELIABILITY.md): a crash at every step of every workflow; the
+# outcomes go to reliability-report/ as JSON. `make test` runs their short versions only.
+chaos: install system-deps
+	CACHEFLEET_CHAOS_REPORT=reliability-report $(BIN)/pytest tests/reliability -m chaos --durations=0
 
 bench: install system-deps
 	$(BIN)/python bench/run_all.py

@@ -30,6 +30,8 @@ class Server:
     network: str
     port: int
     extra: list[str] = field(default_factory=list)
+    # Variables added to this server's environment (the crash tests' CACHEFLEET_CRASH_AFTER).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -55,6 +57,7 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            env={**os.environ, **self.env} if self.env else None,
         )
         log.close()
         if wait:

@@ -21,6 +21,7 @@ from cachefleet.domain.events import Event, EventSourceType
 from cachefleet.domain.ports import R
 from cachefleet.domain.resource import Resource
 from cachefleet.store.codec import decode, encode
+from cachefleet.store.crashpoints import CrashHook
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class SqliteStore:
                 continue
             self._mirror[kind][(region, key)] = decode(cls, json.loads(doc))
         self._writes_since_prune = 0
+        # Test-only crash injection (store/crashpoints.py): None unless its variables are set.
+        self._crash_hook = CrashHook.from_environment()
 
     def close(self) -> None:
         self._db.close()
@@ -130,6 +133,8 @@ class SqliteStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        if self._crash_hook is not None:
+            self._crash_hook.committed(tx.puts, tx.deletes, tx.events)
         for resource in tx.puts:
             self._records(type(resource))[(resource.region, resource.key)] = resource
         for resource in tx.deletes:

@@ -221,6 +221,9 @@ class ShardedTopology:
         if leaving:
             await self._remove(group, leaving, admins, ids)
             return  # the record changed; the next pass looks again
+        if self._drop_emptied_node_groups(group):
+            # A crash between the last leaving node's deletion and its node group's: done now.
+            raise Again("emptied node groups dropped")
 
         # 7. Healthy and agreed: available.
         views = await self._views(admins, live)
@@ -457,14 +460,22 @@ class ShardedTopology:
         self._drained.pop(task_target, None)
         for cluster in leaving:
             await nodes.destroy(cluster, group=group)
+        self._drop_emptied_node_groups(group)
+
+    def _drop_emptied_node_groups(self, group: ReplicationGroup) -> bool:
+        """Drops the node groups being removed that have no member left; whether any was."""
+        nodes = self.nodes
         current = nodes.current(group)
         reshard = nodes.operation(current, OperationKind.RESHARD) if current is not None else None
-        if current is not None and reshard is not None and reshard.resharding is not None:
-            gone = set(reshard.resharding.removing)
-            kept = tuple(ng for ng in current.node_groups if ng.node_group_id not in gone or ng.member_cluster_ids)
-            if kept != current.node_groups:
-                with nodes.store.transaction() as tx:
-                    tx.put(replace(current, node_groups=kept))
+        if current is None or reshard is None or reshard.resharding is None:
+            return False
+        gone = set(reshard.resharding.removing)
+        kept = tuple(ng for ng in current.node_groups if ng.node_group_id not in gone or ng.member_cluster_ids)
+        if kept == current.node_groups:
+            return False
+        with nodes.store.transaction() as tx:
+            tx.put(replace(current, node_groups=kept))
+        return True
 
     async def _drain(self, task_target: Target, leaving: list[CacheCluster]) -> None:
         """Leaving nodes keep answering (MOVED) until their clients have moved away; then their
