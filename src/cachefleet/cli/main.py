@@ -111,6 +111,9 @@ main.add_command(params.params)
                    "usual AWS credential chain. Without it, bucket B is the directory <data-dir>/buckets/B.")
 @click.option("--snapshot-clock-file", type=click.Path(path_type=Path, dir_okay=False), default=None, hidden=True,
               help="Tests: a file holding the time (ISO 8601) the automatic snapshot schedule runs on.")
+@click.option("--serverless-sizing", default="", metavar="NAME=VALUE,...",
+              help="How serverless caches size themselves, e.g. shard_capacity_bytes=67108864,scale_out_at=0.75,"
+                   "scale_in_after=300 (see README: Serverless caches).")
 def up(
     data_dir: Path | None,
     listen: str,
@@ -124,6 +127,7 @@ def up(
     tls_certificate_days: float,
     s3_endpoint_url: str | None,
     snapshot_clock_file: Path | None,
+    serverless_sizing: str,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
@@ -145,6 +149,7 @@ def up(
         tls_certificate_days=tls_certificate_days,
         s3_endpoint_url=s3_endpoint_url,
         snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
+        serverless_sizing=serverless_sizing,
     )
     try:
         asyncio.run(serve(settings))
