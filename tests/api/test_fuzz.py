@@ -52,7 +52,7 @@ CREDENTIALS = Credentials("AKIDFUZZ", "secret")
 # add nodes are only sent spoiled. Creates are rarer than other valid requests for the same reason.
 NODE_BUDGET = 14
 GROWS = frozenset({"CreateReplicationGroup", "CreateCacheCluster", "IncreaseReplicaCount",
-                   "ModifyReplicationGroupShardConfiguration"})
+                   "ModifyReplicationGroupShardConfiguration", "CreateServerlessCache", "ModifyServerlessCache"})
 # Growth of the API server's anonymous RSS over the run, after the warm-up, that still counts as
 # flat: measured -0.8 to +2.7 MiB over 3000 requests (14 seeds); a leak of 1.4 KB per request
 # would break it. And the longest any answer may take (measured at most 2.5 s on a loaded box).
@@ -360,7 +360,9 @@ class Fuzz:
             pool.append(params[member].lower())
 
     def _count_clusters(self) -> int:
+        # A serverless cache's nodes are not listed as cache clusters: each has two per shard, one shard or more.
         return sum(len(list_all(self.server.client(region=region), "describe_cache_clusters", "CacheClusters"))
+                   + 2 * len(self.server.client(region=region).describe_serverless_caches()["ServerlessCaches"])
                    for region in REGIONS)
 
 

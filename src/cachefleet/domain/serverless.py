@@ -185,8 +185,22 @@ def shard_range(limits: CacheUsageLimits, policy: SizingPolicy) -> ShardRange:
         low = max(1, math.ceil(limits.data_storage_minimum * policy.gigabyte_bytes / capacity))
     high = policy.max_shards
     if limits.data_storage_maximum is not None:
-        high = max(1, math.ceil(limits.data_storage_maximum * policy.gigabyte_bytes / capacity))
-    return ShardRange(min(low, high), max(low, high) if limits.data_storage_maximum is None else high)
+        high = min(high, max(1, math.ceil(limits.data_storage_maximum * policy.gigabyte_bytes / capacity)))
+    return ShardRange(min(low, high), high)
+
+
+def check_limits(limits: CacheUsageLimits, policy: SizingPolicy) -> None:
+    """A DataStorage minimum this host cannot keep ready (more shards than ``max_shards``) is refused."""
+    if limits.data_storage_minimum is None:
+        return
+    needed = math.ceil(limits.data_storage_minimum * policy.gigabyte_bytes / policy.shard_capacity_bytes)
+    if needed > policy.max_shards:
+        most = policy.max_shards * policy.shard_capacity_bytes // policy.gigabyte_bytes
+        raise InvalidParameterCombination(
+            f"CacheUsageLimits.DataStorage.Minimum {limits.data_storage_minimum} GB needs {needed} shards; a serverless "
+            f"cache here has at most {policy.max_shards} shards of {policy.shard_capacity_bytes >> 20} MiB "
+            f"({most} GB): lower the Minimum to {max(most, 1)} GB or less."
+        )
 
 
 def shard_maxmemory(limits: CacheUsageLimits, policy: SizingPolicy, shards: int) -> int:
@@ -523,6 +537,7 @@ class ServerlessCaches(UseCases):
                     f"User group {user_group.user_group_id} has engine valkey; a redis serverless cache can use user "
                     "groups with engine redis only."
                 )
+        check_limits(request.limits, self.policy)
         allowed = shard_range(request.limits, self.policy)
         zones = request.zones or identifiers.default_availability_zones(region)
         shares = slots.even(allowed.minimum)
@@ -584,6 +599,7 @@ class ServerlessCaches(UseCases):
             changes["description"] = request.description
         if request.limits is not None:
             limits = CacheUsageLimits.parse(request.limits, existing=cache.limits)
+            check_limits(limits, self.policy)
             changes["limits"] = limits
         if request.security_group_ids is not None:
             changes["security_group_ids"] = request.security_group_ids
