@@ -690,7 +690,7 @@ class CacheClusters(UseCases):
         if cluster_id is not None:
             found = self._get(CacheCluster, region, cluster_id)
             if identifiers.is_serverless_group(found.replication_group_id):
-                raise NotFound(f"{CacheCluster.KIND.noun} {cluster_id} not found.", resource=CacheCluster.KIND.name)
+                raise NotFound(f"Cache cluster {cluster_id} not found.", resource="CacheCluster")
             return [found]
         clusters = sorted(
             (c for c in self._store.list(CacheCluster, region) if not identifiers.is_serverless_group(c.replication_group_id)),
