@@ -102,13 +102,16 @@ class ServerlessWorkflow:
     # ------------------------------------------------------------------ limits
     def limit_shards(self, group: ReplicationGroup) -> int:
         """The shard count the data limit is shared by: while slots move, the fewer of before and after
-        (the more room per shard), so that no write fails only because a step is in progress."""
-        owning = sum(1 for ng in group.node_groups if ng.slots)
+        the step (the more room per shard: a scale-out's old shard still holds its data), so that no
+        write fails only because a step is in progress. For that while, the cache may hold more than
+        its maximum (at most the maximum per shard of the smaller count)."""
         operation = self.nodes.operation(group, OperationKind.RESHARD)
         if operation is not None and operation.resharding is not None:
-            target = sum(1 for _, ranges in operation.resharding.target_slots if slots.parse(ranges))
-            return max(1, min(owning or target, target))
-        return max(1, owning or len(group.node_groups))
+            plan = operation.resharding
+            before = len(group.node_groups) - len(plan.adding)
+            after = sum(1 for _, ranges in plan.target_slots if slots.parse(ranges))
+            return max(1, min(before, after))
+        return max(1, len(group.node_groups))
 
     async def _hold_limits(self, cache: ServerlessCache, group: ReplicationGroup) -> None:
         """Asked of every node at every pass (two CONFIG GETs): a node replaced after a failover
