@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import json
 import os
+import math
 import random
 import re
 import string
@@ -360,10 +361,15 @@ class Fuzz:
             pool.append(params[member].lower())
 
     def _count_clusters(self) -> int:
-        # A serverless cache's nodes are not listed as cache clusters: each has two per shard, one shard or more.
+        # A serverless cache's nodes are not listed as cache clusters: two per shard, and as many shards
+        # as hold its DataStorage minimum (1 GiB each by default), one at least.
+        def serverless_nodes(region: str) -> int:
+            caches = self.server.client(region=region).describe_serverless_caches()["ServerlessCaches"]
+            minimums = [(c.get("CacheUsageLimits") or {}).get("DataStorage", {}).get("Minimum") or 0 for c in caches]
+            return sum(2 * max(1, math.ceil(m * 10**9 / 2**30)) for m in minimums)
+
         return sum(len(list_all(self.server.client(region=region), "describe_cache_clusters", "CacheClusters"))
-                   + 2 * len(self.server.client(region=region).describe_serverless_caches()["ServerlessCaches"])
-                   for region in REGIONS)
+                   + serverless_nodes(region) for region in REGIONS)
 
 
 def well_formed(name: str, status: int, body: bytes) -> tuple[str, str]:
