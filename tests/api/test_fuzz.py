@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import math
+import os
 import random
 import re
 import string

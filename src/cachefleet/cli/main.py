@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from cachefleet import __version__
-from cachefleet.cli import commands, params
+from cachefleet.cli import commands, params, serverless
 from cachefleet.client.fleet import DEFAULT_ENDPOINT, ApiFailure, Fleet
 
 
@@ -74,6 +74,7 @@ def main(ctx: click.Context, endpoint_url: str, region: str | None) -> None:
 for _command in commands.COMMANDS:
     main.add_command(_command)
 main.add_command(params.params)
+main.add_command(serverless.serverless)
 
 
 @main.command()
