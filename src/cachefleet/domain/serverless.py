@@ -661,12 +661,6 @@ class ServerlessCaches(UseCases):
         self._changed(updated)
         return updated
 
-    def forget(self, cache: ServerlessCache) -> None:
-        """The cache's group is gone: the record goes too (the serverless workflow calls this)."""
-        with self._store.transaction() as tx:
-            tx.delete(cache)
-            self._event(tx, cache, f"Serverless cache {cache.name} deleted")
-
     # ------------------------------------------------------------------ sizing
     def resize(self, cache: ServerlessCache, decision: Decision) -> ReplicationGroup | None:
         """Starts a scaling step with the online resharding; None when the cache cannot take it now."""

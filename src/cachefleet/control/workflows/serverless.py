@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from cachefleet.control.nodes import Nodes
+from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.scheduler import Retry
 from cachefleet.domain import slots
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
@@ -61,6 +61,9 @@ class _Watch:
     quiet_since: float | None = None
     last_step: float = 0.0
     last_reason: str = ""
+    # node key -> (its process id, the maxmemory set): a node is asked again only when either changes
+    # (a node replaced after a failover is a new process, started with its node type's values).
+    applied: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class ServerlessWorkflow:
@@ -92,10 +95,10 @@ class ServerlessWorkflow:
             return
         if group.status in (GroupStatus.CREATING, GroupStatus.CREATE_FAILED, GroupStatus.DELETING):
             if group.status == GroupStatus.CREATING:
-                await self._hold_limits(cache, group)
+                await self._hold_limits(cache, group, watch)
                 raise Retry(0.25, f"serverless cache {cache.name} is being created")
             return
-        await self._hold_limits(cache, group)
+        await self._hold_limits(cache, group, watch)
         self._size(cache, group, watch)
         raise Retry(LOOK_AGAIN, "")
 
@@ -113,15 +116,20 @@ class ServerlessWorkflow:
             return max(1, min(before, after))
         return max(1, len(group.node_groups))
 
-    async def _hold_limits(self, cache: ServerlessCache, group: ReplicationGroup) -> None:
-        """Asked of every node at every pass (two CONFIG GETs): a node replaced after a failover
-        starts with its node type's values, and this sets the cache's again within a second."""
+    async def _hold_limits(self, cache: ServerlessCache, group: ReplicationGroup, watch: _Watch) -> None:
+        """Every running node at the cache's share: a node replaced after a failover starts with its
+        node type's values (a new process), and this sets the cache's again within a second."""
         limit = shard_maxmemory(cache.limits, self.policy, self.limit_shards(group))
         nodes = self.nodes
         for cluster in nodes.members(group).values():
             if cluster.status in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED) or not nodes.running(cluster):
                 continue
+            key = node_key(cluster)
+            seen = (nodes.provider.pid(key) or 0, limit)
+            if watch.applied.get(key) == seen:
+                continue
             await self._apply(cluster, limit)
+            watch.applied[key] = seen
 
     async def _apply(self, cluster: CacheCluster, limit: int) -> None:
         admin = self.nodes.admin(cluster)
