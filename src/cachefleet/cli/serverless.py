@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import click
 from rich.table import Table
@@ -13,7 +14,7 @@ from rich.table import Table
 from cachefleet.cli.commands import err, fleet, out
 
 
-def _limit(cache: dict) -> str:
+def _limit(cache: dict[str, Any]) -> str:
     storage = (cache.get("CacheUsageLimits") or {}).get("DataStorage") or {}
     low, high = storage.get("Minimum"), storage.get("Maximum")
     if low is None and high is None:
@@ -21,7 +22,7 @@ def _limit(cache: dict) -> str:
     return f"{low or 0}-{high if high is not None else '∞'} GB"
 
 
-def _endpoint(cache: dict, member: str) -> str:
+def _endpoint(cache: dict[str, Any], member: str) -> str:
     endpoint = cache.get(member)
     return f"{endpoint['Address']}:{endpoint['Port']}" if endpoint else "-"
 

@@ -28,6 +28,7 @@ from cachefleet.domain import backups, credentials, identifiers, slots, validati
 from cachefleet.domain.backups import Prepared
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import DEFAULT_SNAPSHOT_WINDOW, ParameterGroupLookup, SubnetGroupLookup
+from cachefleet.domain.credentials import TransitEncryptionMode
 from cachefleet.domain.engines import EngineRelease, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
@@ -48,7 +49,7 @@ from cachefleet.domain.replication_groups import (
     ShardSpec,
 )
 from cachefleet.domain.resource import Kind
-from cachefleet.domain.security import AccessModification, SecurityRequest, TransitEncryptionMode
+from cachefleet.domain.security import AccessModification, SecurityRequest
 from cachefleet.domain.shards import ShardConfigurationRequest, Shards
 from cachefleet.domain.tags import Tag, tags
 from cachefleet.domain.users import UserGroup
