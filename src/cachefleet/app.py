@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +41,10 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.parameter_groups import Builds, BuildSettings
 from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.domain.resource import Resource
+from cachefleet.domain.serverless import ServerlessCache, ShardSample, SizingPolicy
 from cachefleet.engine import config_probe, tls
 from cachefleet.engine.catalog import Catalog
+from cachefleet.monitor import catalog as metric_catalog
 from cachefleet.monitor.alarms import AlarmMonitor
 from cachefleet.monitor.logs import LogDeliverer, LogFiles
 from cachefleet.monitor.nodes import MonitoredNode
@@ -113,6 +116,7 @@ class Settings:
     max_nodes: int = MAX_NODES_PER_REGION  # the node quota per region
     s3_endpoint_url: str | None = None  # exports and SnapshotArns (None: buckets are <data-dir>/buckets/<bucket>)
     snapshot_clock_file: Path | None = None  # tests: the automatic snapshot schedule's clock
+    serverless_sizing: str = ""  # SizingPolicy.parse: how serverless caches size themselves
 
     @property
     def host(self) -> str:
@@ -266,6 +270,10 @@ class Cachefleet:
     def __init__(self, settings: Settings, *, clock: WakingClock | None = None) -> None:
         """``clock``: the time everything runs on (tests give one they move; default the wall clock)."""
         self.settings = settings
+        try:
+            self.sizing = SizingPolicy.parse(settings.serverless_sizing)
+        except ValueError as error:
+            raise StartupError(f"--serverless-sizing: {error}") from None
         self.clock: WakingClock = clock or SystemClock()
         host, port = parse_listen(settings.listen)
         self.host, self.port = host, port
@@ -330,7 +338,7 @@ class Cachefleet:
         snapshot_files = SnapshotFiles(self.settings.data_dir, objects)
         self.reconciler = Reconciler(
             store=self.store, provider=provider, binaries=self.catalog, clock=clock, warm=warm, builds=builds,
-            locks=locks, snapshot_files=snapshot_files,
+            locks=locks, snapshot_files=snapshot_files, sizing=self.sizing,
         )
         provider.on_exit = self.reconciler.on_node_exit
         reconciler = self.reconciler
@@ -352,6 +360,7 @@ class Cachefleet:
             ),
             builds=builds,
             snapshot_storage=snapshot_files,
+            sizing=self.sizing,
         )
         self.service = service
         # Service updates are first seen (their release date) when the control plane starts with a new build.
@@ -375,6 +384,7 @@ class Cachefleet:
         self.sampler = Sampler(
             directory=watched.nodes, store=self.timeseries, on_tick=self._on_tick, interval=max(1, self.settings.sample_interval)
         )
+        self.reconciler.serverless.connect(samples=self._shard_samples, resize=service.serverless.resize)
         api = ApiServer(
             service=service,
             authenticator=self.authenticator,
@@ -408,6 +418,23 @@ class Cachefleet:
         if self.ca is None:
             raise web.HTTPServiceUnavailable(text="the control plane is starting")
         return web.Response(body=self.ca.pem(), content_type="application/x-pem-file")
+
+    def _shard_samples(self, cache: ServerlessCache, group: ReplicationGroup) -> list[ShardSample]:
+        """Each shard primary's latest 1-second sample (the sizing decision's input), fresh ones only."""
+        if self.sampler is None:
+            return []
+        newest = int(time.time()) - 3
+        used, cpu = metric_catalog.INDEX["BytesUsedForCache"], metric_catalog.INDEX["EngineCPUUtilization"]
+        found = []
+        primaries = group.primary_cluster_ids
+        for node, second, row in self.sampler.latest.values():
+            if node.group_id != group.group_id or node.cluster_id not in primaries or second < newest:
+                continue
+            memory, engine_cpu = row[used], row[cpu]
+            if memory != memory:  # NaN: not sampled yet
+                continue
+            found.append(ShardSample(node.shard, int(memory), (engine_cpu / 100) if engine_cpu == engine_cpu else 0.0))
+        return found
 
     def _on_tick(self, second: int) -> None:
         """After each sampling tick: evaluate alarms, deliver logs; once an hour, drop old series."""

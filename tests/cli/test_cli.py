@@ -486,3 +486,15 @@ def test_snapshot_snapshots_and_restore_into_shards(cli, ec):
     ok(cli("delete", "clisnap-two", "--yes", "--wait"))
     ok(cli("delete", "clisnap", "--yes", "--wait"))
     ec.delete_snapshot(SnapshotName="clisnap-one")
+
+
+def test_serverless_create_ls_show_delete(cli, ec):
+    created = ok(cli("serverless", "create", "cli-sl", "--max-data", "3", "--wait"))
+    endpoint = ec.describe_serverless_caches(ServerlessCacheName="cli-sl")["ServerlessCaches"][0]["Endpoint"]
+    assert "cli-sl is available in" in created and f"{endpoint['Address']}:6379" in created
+    listed = ok(cli("serverless", "ls"))
+    assert "cli-sl" in listed and "available" in listed and "0-3 GB" in listed
+    shown = ok(cli("serverless", "show", "cli-sl"))
+    assert "arn:aws:elasticache:us-east-1:000000000000:serverlesscache:cli-sl" in shown
+    assert "is deleted" in ok(cli("serverless", "delete", "cli-sl", "--wait", "--yes"))
+    assert not ec.describe_serverless_caches()["ServerlessCaches"] or "cli-sl" not in str(ec.describe_serverless_caches())

@@ -17,23 +17,27 @@ MIN_MAX_RECORDS = 20
 
 def paginate(
     items: Sequence[T], params: dict[str, Any], *, key: Callable[[T], str] | None = None,
-    default: int = DEFAULT_MAX_RECORDS, maximum: int = DEFAULT_MAX_RECORDS,
+    default: int = DEFAULT_MAX_RECORDS, maximum: int = DEFAULT_MAX_RECORDS, minimum: int = MIN_MAX_RECORDS,
+    names: tuple[str, str] = ("MaxRecords", "Marker"),
 ) -> tuple[list[T], str | None]:
     """One page of ``items`` and the Marker of the next (None on the last page).
 
     With ``key``, a Marker names the first item of the next page by its key, so a page boundary
     stays put while items come and go; without, it is an offset.
     """
-    max_records = params.get("MaxRecords", default)
-    if not MIN_MAX_RECORDS <= max_records <= maximum:
+    size_name, marker_name = names  # the serverless family's calls say MaxResults and NextToken
+    max_records = params.get(size_name, default)
+    if not minimum <= max_records <= maximum:
         raise ApiError(
             "InvalidParameterValue",
-            f"Invalid MaxRecords {max_records}: use a value between {MIN_MAX_RECORDS} and {maximum}.",
+            f"Invalid {size_name} {max_records}: use a value between {minimum} and {maximum}.",
         )
     start = 0
-    marker = params.get("Marker")
+    marker = params.get(marker_name)
     if marker:
-        invalid = ApiError("InvalidParameterValue", f"Invalid Marker '{marker}': pass the Marker of a previous response.")
+        invalid = ApiError(
+            "InvalidParameterValue", f"Invalid {marker_name} '{marker}': pass the {marker_name} of a previous response."
+        )
         try:
             kind, _, value = base64.urlsafe_b64decode(marker.encode()).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from cachefleet import __version__
-from cachefleet.cli import commands, params
+from cachefleet.cli import commands, params, serverless
 from cachefleet.cli.output import output_option
 from cachefleet.client.fleet import DEFAULT_ENDPOINT, ApiFailure, Fleet
 
@@ -75,6 +75,7 @@ def main(ctx: click.Context, endpoint_url: str, region: str | None) -> None:
 for _command in commands.COMMANDS:
     main.add_command(_command)
 main.add_command(params.params)
+main.add_command(serverless.serverless)
 
 
 @main.command()
@@ -119,6 +120,9 @@ main.add_command(params.params)
                    "after start-up and waited for; what exists is left as it is.")
 @click.option("--snapshot-clock-file", type=click.Path(path_type=Path, dir_okay=False), default=None, hidden=True,
               help="Tests: a file holding the time (ISO 8601) the automatic snapshot schedule runs on.")
+@click.option("--serverless-sizing", default="", metavar="NAME=VALUE,...",
+              help="How serverless caches size themselves, e.g. shard_capacity_bytes=67108864,scale_out_at=0.75,"
+                   "scale_in_after=300 (see README: Serverless caches).")
 def up(
     data_dir: Path | None,
     listen: str,
@@ -134,6 +138,7 @@ def up(
     s3_endpoint_url: str | None,
     init_file: Path | None,
     snapshot_clock_file: Path | None,
+    serverless_sizing: str,
 ) -> None:
     """Run the control plane in the foreground (Ctrl-C stops it; cache nodes keep running)."""
     import faulthandler
@@ -162,6 +167,7 @@ def up(
         max_nodes=max_nodes,
         s3_endpoint_url=s3_endpoint_url,
         snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
+        serverless_sizing=serverless_sizing,
     )
     try:
         asyncio.run(_serve(serve, settings, declaration))

@@ -163,6 +163,50 @@ class Fleet:
             if not marker:
                 return items
 
+    # ------------------------------------------------------------------ serverless caches
+    def serverless_caches(self, name: str | None = None) -> list[dict[str, Any]]:
+        """DescribeServerlessCaches, every page (or the one named)."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self.call("elasticache", "describe_serverless_caches", **({"ServerlessCacheName": name} if name else {}),
+                             **({"NextToken": token} if token else {}))
+            found.extend(dict(c) for c in page.get("ServerlessCaches", []))
+            token = page.get("NextToken")
+            if not token:
+                return found
+
+    def create_serverless_cache(
+        self, name: str, *, engine: str = "valkey", max_data_gb: int | None = None, description: str | None = None
+    ) -> dict[str, Any]:
+        limits = {"DataStorage": {"Maximum": max_data_gb, "Unit": "GB"}} if max_data_gb is not None else None
+        created = self.call(
+            "elasticache", "create_serverless_cache", ServerlessCacheName=name, Engine=engine,
+            **({"CacheUsageLimits": limits} if limits else {}), **({"Description": description} if description else {}),
+        )
+        return dict(created["ServerlessCache"])
+
+    def delete_serverless_cache(self, name: str) -> dict[str, Any]:
+        return dict(self.call("elasticache", "delete_serverless_cache", ServerlessCacheName=name)["ServerlessCache"])
+
+    def wait_serverless(self, name: str, *, until: str, interval: float = 0.25, timeout: float = 600.0) -> dict[str, Any] | None:
+        """Polls until the cache has status ``until`` (or is gone, for ``deleted``); None once gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                cache = self.serverless_caches(name)[0]
+            except ApiFailure as failure:
+                if until == "deleted" and failure.code == "ServerlessCacheNotFoundFault":
+                    return None
+                raise
+            if cache["Status"] == until:
+                return cache
+            if cache["Status"] == "create-failed" and until == "available":
+                raise ApiFailure("CreateFailed", f"Serverless cache {name} is create-failed: see `cachefleet events {name}`.")
+            if time.monotonic() > deadline:
+                raise ApiFailure("Timeout", f"Serverless cache {name} is still {cache['Status']} after {timeout:.0f} s.")
+            time.sleep(interval)
+
     # ------------------------------------------------------------------ reading
     def _raw_group(self, name: str) -> dict[str, Any] | None:
         try:

@@ -32,6 +32,7 @@ from cachefleet.control.workflows.node_type import NodeTypeWorkflow
 from cachefleet.control.workflows.parameters import ParameterWorkflow
 from cachefleet.control.workflows.replication_group import ReplicationGroupWorkflow
 from cachefleet.control.workflows.restore import RestoreWorkflow
+from cachefleet.control.workflows.serverless import ServerlessWorkflow
 from cachefleet.control.workflows.sharded import ShardedTopology
 from cachefleet.control.workflows.snapshots import SnapshotWorkflow
 from cachefleet.control.workflows.upgrades import UpgradeWorkflow
@@ -41,6 +42,7 @@ from cachefleet.domain.parameter_groups import Builds, CacheParameterGroup
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
 from cachefleet.domain.resource import Resource
+from cachefleet.domain.serverless import ServerlessCache, SizingPolicy
 from cachefleet.domain.snapshots import BUSY, Snapshot
 from cachefleet.domain.users import User, UserGroup
 from cachefleet.engine.admin import EngineError
@@ -54,6 +56,7 @@ PARAMETER_RETRY = 0.5  # a node that did not take its parameters is tried again 
 USER = User.KIND.name
 USER_GROUP = UserGroup.KIND.name
 SNAPSHOT = Snapshot.KIND.name
+SERVERLESS = ServerlessCache.KIND.name
 
 
 class Reconciler:
@@ -72,6 +75,7 @@ class Reconciler:
         builds: Builds | None = None,
         locks: Locks | None = None,
         snapshot_files: SnapshotFiles | None = None,
+        sizing: SizingPolicy | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -92,6 +96,7 @@ class Reconciler:
         self.parameters = ParameterWorkflow(self.nodes)
         self.upgrades = UpgradeWorkflow(self.nodes)
         self.access = AccessWorkflow(self.nodes)
+        self.serverless = ServerlessWorkflow(self.nodes, sizing)
         # Without snapshot files (tests of other workflows) nobody can ask for snapshots or restores.
         self.snapshots: SnapshotWorkflow | None = None
         self.restores: RestoreWorkflow | None = None
@@ -128,6 +133,8 @@ class Reconciler:
             self.scheduler.kick(Target(name, region, key))
         elif name == SNAPSHOT:
             self.scheduler.kick(Target(SNAPSHOT, region, key))
+        elif name == SERVERLESS:
+            self.scheduler.kick(Target(SERVERLESS, region, key))
 
     def _cluster_of_node(self, key: str) -> CacheCluster | None:
         for cluster in self.store.list(CacheCluster):
@@ -162,6 +169,8 @@ class Reconciler:
         for snapshot in self.store.list(Snapshot):
             if snapshot.status in BUSY:
                 yield Target.of(snapshot)
+        for cache in self.store.list(ServerlessCache):
+            yield Target.of(cache)
 
     async def start(self) -> None:
         running = self.provider.adopt_all()
@@ -230,6 +239,10 @@ class Reconciler:
                 return
             self._check_deadlines(target, snapshot)
             await self.snapshots.reconcile(snapshot)
+        elif target.kind == SERVERLESS:
+            cache = self.store.get(ServerlessCache, target.region, target.key)
+            if cache is not None:
+                await self.serverless.reconcile(cache)
 
     async def _cluster_pass(self, target: Target, cluster: CacheCluster) -> None:
         if cluster.status == ClusterStatus.DELETING and self.snapshots is not None and self.snapshots.final_pending(cluster):

@@ -24,6 +24,7 @@ from cachefleet.domain.errors import (
     InvalidParameterCombination,
     InvalidParameterValue,
     InvalidState,
+    NotFound,
     QuotaExceeded,
 )
 from cachefleet.domain.events import EventSourceType
@@ -685,9 +686,16 @@ class CacheClusters(UseCases):
     def describe(
         self, region: Region, cluster_id: str | None = None, *, not_in_replication_groups: bool = False
     ) -> list[CacheCluster]:
+        # The nodes of a serverless cache are not cache clusters to its users (as on ElastiCache).
         if cluster_id is not None:
-            return [self._get(CacheCluster, region, cluster_id)]
-        clusters = sorted(self._store.list(CacheCluster, region), key=lambda c: c.cluster_id)
+            found = self._get(CacheCluster, region, cluster_id)
+            if identifiers.is_serverless_group(found.replication_group_id):
+                raise NotFound(f"Cache cluster {cluster_id} not found.", resource="CacheCluster")
+            return [found]
+        clusters = sorted(
+            (c for c in self._store.list(CacheCluster, region) if not identifiers.is_serverless_group(c.replication_group_id)),
+            key=lambda c: c.cluster_id,
+        )
         if not_in_replication_groups:
             clusters = [c for c in clusters if c.replication_group_id is None]
         return clusters

@@ -15,6 +15,7 @@ from cachefleet.domain.parameter_groups import Builds, ParameterGroups
 from cachefleet.domain.replicas import Replicas
 from cachefleet.domain.replication_groups import ReplicationGroups
 from cachefleet.domain.security_groups import SecurityGroups
+from cachefleet.domain.serverless import ServerlessCaches, SizingPolicy
 from cachefleet.domain.service_updates import ServiceUpdates
 from cachefleet.domain.shards import Shards
 from cachefleet.domain.snapshots import NoStorage, Snapshots, SnapshotStorage
@@ -28,9 +29,10 @@ class ElastiCache:
     """Every family's use cases; the API's handlers call exactly one of them per request."""
 
     def __init__(
-        self, deps: Dependencies, *, builds: Builds | None = None, snapshot_storage: SnapshotStorage | None = None
+        self, deps: Dependencies, *, builds: Builds | None = None, snapshot_storage: SnapshotStorage | None = None,
+        sizing: SizingPolicy | None = None,
     ) -> None:
-        """``builds``: what each installed engine build has (engine/config_probe.py, measured once at
+        """``sizing``: how serverless caches size themselves (``cachefleet up --serverless-sizing``). ``builds``: what each installed engine build has (engine/config_probe.py, measured once at
         start-up); None offers every catalogue parameter (tests of the rules alone). ``snapshot_storage``:
         snapshot files and buckets (control/snapshot_files.py); None: no buckets (tests of the rules)."""
         if deps.used_addresses is None:
@@ -64,3 +66,12 @@ class ElastiCache:
         self.events = EventLog(deps)
         self.users = Users(deps)
         self.user_groups = UserGroups(deps, usage=self.replication_groups)
+        # Its own ReplicationGroups instance: the only one that may name a serverless cache's group.
+        self.serverless = ServerlessCaches(
+            deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups,
+            groups=ReplicationGroups(
+                deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups,
+                security_groups=self.security_groups, upgrades=self.upgrades, backups=self.snapshots,
+            ),
+            policy=sizing,
+        )

@@ -41,6 +41,25 @@ def replication_group_id(value: str) -> str:
     return _check_identifier(value, parameter="ReplicationGroupId", noun="replication group id", max_length=40)
 
 
+def serverless_cache_name(value: str) -> str:
+    return _check_identifier(value, parameter="ServerlessCacheName", noun="serverless cache name", max_length=40)
+
+
+# A serverless cache runs as a replication group of its own, named with a "--" that no identifier a
+# user gives can contain: it never collides with a user's group or cluster, and it is recognised
+# (and kept out of DescribeReplicationGroups / DescribeCacheClusters) by its name alone.
+SERVERLESS_GROUP_PREFIX = "serverless--"
+
+
+def serverless_group_id(name: str) -> str:
+    """The id of the replication group that serves serverless cache ``name``."""
+    return SERVERLESS_GROUP_PREFIX + name
+
+
+def is_serverless_group(group_id: str | None) -> bool:
+    return group_id is not None and group_id.startswith(SERVERLESS_GROUP_PREFIX)
+
+
 def cache_cluster_id(value: str) -> str:
     return _check_identifier(value, parameter="CacheClusterId", noun="cache cluster id", max_length=50)
 

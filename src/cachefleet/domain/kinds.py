@@ -21,6 +21,7 @@ from cachefleet.domain.ports import StateStore
 from cachefleet.domain.replication_groups import ReplicationGroup
 from cachefleet.domain.resource import Kind
 from cachefleet.domain.security_groups import CacheSecurityGroup
+from cachefleet.domain.serverless import ServerlessCache
 from cachefleet.domain.service_updates import ServiceUpdate, UpdateAction
 from cachefleet.domain.snapshots import Restore, Snapshot
 from cachefleet.domain.subnet_groups import CacheSubnetGroup
@@ -28,15 +29,12 @@ from cachefleet.domain.users import User, UserGroup
 
 STORED: tuple[type, ...] = (
     ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
-    CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup, Snapshot, Restore,
+    CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup, Snapshot, Restore, ServerlessCache,
 )
 
 FUTURE: tuple[Kind, ...] = (
     Kind("ReservedCacheNode", "Reserved cache node", "ReservedCacheNodeNotFoundFault", arn_type="reserved-instance",
          already_exists="ReservedCacheNodeAlreadyExistsFault", quota_exceeded="ReservedCacheNodeQuotaExceededFault"),
-    Kind("ServerlessCache", "Serverless cache", "ServerlessCacheNotFoundFault", arn_type="serverlesscache",
-         event_source=EventSourceType.SERVERLESS_CACHE.value, already_exists="ServerlessCacheAlreadyExistsFault",
-         invalid_state="InvalidServerlessCacheStateFault", quota_exceeded="ServerlessCacheQuotaForCustomerExceededFault"),
     Kind("ServerlessCacheSnapshot", "Serverless cache snapshot", "ServerlessCacheSnapshotNotFoundFault",
          arn_type="serverlesscachesnapshot", event_source=EventSourceType.SERVERLESS_CACHE_SNAPSHOT.value,
          already_exists="ServerlessCacheSnapshotAlreadyExistsFault",

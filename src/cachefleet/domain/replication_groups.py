@@ -660,7 +660,13 @@ _MEMBER_SETTINGS = (*_AS_GIVEN, "parameter_group_name", "cache_security_group_na
 class GroupUseCases(UseCases):
     """Base of the use cases that act on replication groups: lookups, status rules, starting work."""
 
+    # Only the serverless family's own instances may name the replication group of a serverless cache
+    # (domain/serverless.py): to everyone else it does not exist, as on ElastiCache.
+    serves_serverless = False
+
     def _group(self, region: Region, group_id: str) -> ReplicationGroup:
+        if identifiers.is_serverless_group(group_id.lower()) and not self.serves_serverless:
+            raise NotFound(f"Replication group {group_id} not found.", resource="ReplicationGroup")
         return self._get(ReplicationGroup, region, group_id)
 
     def _members(self, group: ReplicationGroup) -> list[CacheCluster]:
@@ -716,7 +722,10 @@ class ReplicationGroups(GroupUseCases):
         self._backups: Backups = backups or NoBackups()
 
     # ------------------------------------------------------------------ create
-    def create(self, region: Region, request: CreateReplicationGroupRequest) -> ReplicationGroup:
+    def create(
+        self, region: Region, request: CreateReplicationGroupRequest, *, extra: Prepared | None = None
+    ) -> ReplicationGroup:
+        """``extra``: records and events written in the group's own transaction (a serverless cache's)."""
         if self._store.get(ReplicationGroup, region, request.group_id) is not None:
             raise AlreadyExists(f"Replication group {request.group_id} already exists.", resource="ReplicationGroup")
         names = self._security_groups.check_names(region, request.cache_security_group_names)
@@ -726,7 +735,7 @@ class ReplicationGroups(GroupUseCases):
             request = request.with_snapshot_defaults(region, self._backups.restore_defaults(region, request.restore))
         backups.check_windows(request.settings.snapshot_window, request.settings.preferred_maintenance_window)
         if request.cluster_mode:
-            return self._create_sharded(region, request)
+            return self._create_sharded(region, request, extra=extra)
         if request.parameter_group_name is not None and request.primary_cluster_id is None:
             release = resolve_engine(self._catalog.releases(), request.engine, request.engine_version)
             named = self._parameter_groups.resolve(region, request.parameter_group_name, release, cluster_mode=None)
@@ -857,7 +866,7 @@ class ReplicationGroups(GroupUseCases):
 
     def _record_new_group(
         self, group: ReplicationGroup, clusters: Sequence[CacheCluster], message: str, *,
-        restore: RestoreRequest | None = None,
+        restore: RestoreRequest | None = None, extra: Prepared | None = None,
     ) -> None:
         prepared = Prepared()
         if restore is not None:
@@ -875,6 +884,11 @@ class ReplicationGroups(GroupUseCases):
                 tx.put(record)
             for event in prepared.events:
                 tx.add_event(event)
+            if extra is not None:
+                for record in extra.records:
+                    tx.put(record)
+                for event in extra.events:
+                    tx.add_event(event)
         self._changed(group)
 
     def _seed_cluster(self, region: Region, request: CreateReplicationGroupRequest) -> CacheCluster:
@@ -914,7 +928,9 @@ class ReplicationGroups(GroupUseCases):
         start = allowed.index(seed.availability_zone) if seed and seed.availability_zone in allowed else 0
         return [allowed[(start + i) % len(allowed)] for i in range(count)]
 
-    def _create_sharded(self, region: Region, request: CreateReplicationGroupRequest) -> ReplicationGroup:
+    def _create_sharded(
+        self, region: Region, request: CreateReplicationGroupRequest, *, extra: Prepared | None = None
+    ) -> ReplicationGroup:
         release = resolve_engine(self._catalog.releases(), request.engine, request.engine_version)
         assert request.node_type is not None
         port = request.port or DEFAULT_PORT
@@ -997,7 +1013,7 @@ class ReplicationGroups(GroupUseCases):
                 group, clusters,
                 f"Creating replication group {group.group_id} with cluster mode enabled: {len(specs)} shard(s), "
                 f"{total} node(s) of {request.node_type}, {release.engine} {release.version}",
-                restore=request.restore,
+                restore=request.restore, extra=extra,
             )
         except BaseException:
             self._warm.give_back(warm)
@@ -1326,7 +1342,9 @@ class ReplicationGroups(GroupUseCases):
     def describe(self, region: Region, group_id: str | None = None) -> list[ReplicationGroup]:
         if group_id is not None:
             return [self._group(region, group_id)]
-        return sorted(self._store.list(ReplicationGroup, region), key=lambda g: g.group_id)
+        # A serverless cache's group is DescribeServerlessCaches', not listed here (as on ElastiCache).
+        listed = [g for g in self._store.list(ReplicationGroup, region) if not identifiers.is_serverless_group(g.group_id)]
+        return sorted(listed, key=lambda g: g.group_id)
 
     def operations(self, group: ReplicationGroup) -> dict[OperationKind, Operation]:
         """The work in progress on the group (Describe shows it as PendingModifiedValues)."""

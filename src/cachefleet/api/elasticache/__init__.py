@@ -13,6 +13,7 @@ from cachefleet.api.elasticache import (
     parameter_groups,
     replication_groups,
     security_groups,
+    serverless,
     service_updates,
     snapshots,
     subnet_groups,
@@ -22,5 +23,5 @@ from cachefleet.api.elasticache import (
 
 FAMILIES = (
     replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
-    service_updates, users, snapshots,
+    service_updates, users, snapshots, serverless,
 )

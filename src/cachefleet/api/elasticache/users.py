@@ -36,6 +36,7 @@ def user_view(ctx: Context, user: User) -> dict[str, Any]:
 
 
 def user_group_view(ctx: Context, group: UserGroup) -> dict[str, Any]:
+    using = ctx.elasticache.user_groups.replication_groups_using(group)
     pending = None
     if group.user_ids_to_add or group.user_ids_to_remove:
         pending = {"UserIdsToAdd": list(group.user_ids_to_add), "UserIdsToRemove": list(group.user_ids_to_remove)}
@@ -46,8 +47,10 @@ def user_group_view(ctx: Context, group: UserGroup) -> dict[str, Any]:
         "UserIds": list(group.user_ids),
         "MinimumEngineVersion": MINIMUM_ENGINE_VERSION,
         "PendingChanges": pending,
-        "ReplicationGroups": ctx.elasticache.user_groups.replication_groups_using(group),
-        "ServerlessCaches": [],
+        "ReplicationGroups": [g for g in using if not identifiers.is_serverless_group(g)],
+        # A serverless cache's user group is its replication group's (domain/serverless.py).
+        "ServerlessCaches": [g.removeprefix(identifiers.SERVERLESS_GROUP_PREFIX) for g in using
+                             if identifiers.is_serverless_group(g)],
         "ARN": identifiers.arn(group.region, "usergroup", group.user_group_id),
     }
 
