@@ -419,3 +419,27 @@ async def test_health_monitor_opens_a_bounded_number_of_connections_at_once():
     finally:
         await monitor.stop()
         server.close()
+
+
+def test_a_replica_that_still_credits_its_primary_with_a_moved_slot_is_not_taken_over_yet():
+    """A reshard finalized slot 100 on the new shard B while A's replica had not heard of it: a
+    TAKEOVER by that replica would claim 100 with a newer epoch, and B would drop the slot's keys."""
+    from cachefleet.control.workflows.failover import stale_claims
+    from cachefleet.engine.cluster import parse_nodes
+
+    a1, a2, b1 = "a" * 40, "c" * 40, "b" * 40
+
+    def line(node_id: str, flags: str, master: str, epoch: int, *slots: str) -> str:
+        return f"{node_id} 127.80.0.{ord(node_id[0])}:6379@16379 {flags} {master} 0 0 {epoch} connected {' '.join(slots)}"
+
+    stale_replica = parse_nodes("\n".join([
+        line(a2, "myself,slave", a1, 2), line(a1, "master,fail", "-", 2, "0-100"), line(b1, "master", "-", 3, "101-200"),
+    ]))
+    current_replica = parse_nodes("\n".join([
+        line(a2, "myself,slave", a1, 2), line(a1, "master,fail", "-", 2, "0-99"), line(b1, "master", "-", 4, "100-200"),
+    ]))
+    b_view = parse_nodes("\n".join([line(b1, "myself,master", "-", 4, "100-200"), line(a1, "master,fail", "-", 2, "0-99")]))
+    assert stale_claims(stale_replica, [b_view]) == {100}
+    assert stale_claims(current_replica, [b_view]) == set()
+    # The candidate's own view and its failed primary's are not "another primary".
+    assert stale_claims(stale_replica, []) == set()

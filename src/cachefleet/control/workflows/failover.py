@@ -11,7 +11,9 @@ Patroni's rules, in this order, so that a shard never has two primaries:
    (a replica in another availability zone wins a tie) -- a write confirmed with
    ``WAIT 1`` is on at least one replica, hence on the one with the highest offset;
 4. the endpoint moves at once (cluster mode disabled: the primary endpoint address is
-   bound on the new primary; cluster mode enabled: CLUSTER FAILOVER TAKEOVER). A replica
+   bound on the new primary; cluster mode enabled: CLUSTER FAILOVER TAKEOVER, once the replica
+   no longer credits its old primary with slots another shard's primary serves now: see
+   ``stale_claims``). A replica
    that cannot be promoted (an error, or no primary role within TAKEOVER_TIMEOUT) is fenced
    in its turn and the next best one is tried; when none is left, the failover is retried
    on a later pass, and nothing is recorded as the new primary before a node says it is one;
@@ -34,13 +36,36 @@ from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus, NodeSt
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import FailoverKind, FailoverRequest, OperationKind
 from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
+from cachefleet.engine import cluster as engine_cluster
 from cachefleet.engine.admin import AdminClient, EngineError
+from cachefleet.engine.cluster import ClusterView
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 5.0
 TAKEOVER_TIMEOUT = 5.0
 RETRY_DELAY = 2.0
+# How long a replica whose view of the slots is behind (see stale_claims) may take to catch up
+# from the other nodes' gossip before its takeover waits for a later pass.
+STALE_VIEW_WAIT = 3.0
+
+
+def stale_claims(candidate: ClusterView, primaries: list[ClusterView]) -> set[int]:
+    """Slots the candidate replica still credits to its primary that another primary says it
+    serves itself. CLUSTER FAILOVER TAKEOVER claims, with a config epoch newer than any, every slot
+    the replica believes its primary owns: a slot that moved to another shard a moment before
+    (a reshard finalized on the target while the source's replica had not heard of it yet) would
+    move back to the new primary, which has none of its keys -- and the shard that holds them
+    deletes them on losing the slot."""
+    master = candidate.nodes.get(candidate.myself.master_id or "")
+    if master is None:
+        return set()
+    credited = set(master.slots)
+    stale: set[int] = set()
+    for view in primaries:
+        if view.myself.node_id not in (candidate.myself.node_id, master.node_id):
+            stale |= credited & set(view.myself.slots)
+    return stale
 
 
 @dataclass(frozen=True)
@@ -202,6 +227,8 @@ class Failover:
         (a late TAKEOVER must not make it a second primary). The last one is left running: the
         next failover attempt looks at it again."""
         ranked = await self._ranked(candidates, old)
+        if group.cluster_enabled and ranked:
+            await self._wait_for_current_slots(group, ranked[0], old)
         for place, chosen in enumerate(ranked):
             try:
                 if await self._promote(group, chosen):
@@ -216,6 +243,40 @@ class Failover:
             self.nodes.record(group, message)
             log.warning("%s: %s", group.group_id, message)
         return None
+
+    async def _wait_for_current_slots(self, group: ReplicationGroup, chosen: CacheCluster, old: CacheCluster) -> None:
+        """Until ``chosen`` no longer credits its old primary with slots another shard serves now
+        (``stale_claims``): its TAKEOVER would take them back, and their keys would be lost. Gossip
+        corrects its view within a moment; if it has not within STALE_VIEW_WAIT, the failover waits
+        for a later pass (the slots in question are served meanwhile by the shard that has them)."""
+        members = self.nodes.members(group)
+        others = [members[ng.primary_cluster_id] for ng in group.node_groups
+                  if ng.primary_cluster_id in members and ng.primary_cluster_id != old.cluster_id]
+        deadline = time.monotonic() + STALE_VIEW_WAIT
+        while True:
+            try:
+                candidate = await asyncio.wait_for(engine_cluster.view(self.nodes.admin(chosen)), 1.0)
+            except (EngineError, TimeoutError):
+                return  # it does not answer: promoting it fails on its own below
+            views = []
+            for primary in others:
+                try:
+                    views.append(await asyncio.wait_for(engine_cluster.view(self.nodes.admin(primary)), 1.0))
+                except (EngineError, TimeoutError):
+                    continue
+            stale = stale_claims(candidate, views)
+            if not stale:
+                return
+            if time.monotonic() >= deadline:
+                node_group = group.node_group_of(chosen.cluster_id)
+                shard = node_group.node_group_id if node_group is not None else "?"
+                message = (f"Failover of node group {shard} of {group.group_id} waits: replica node "
+                           f"{chosen.cluster_id} still credits its old primary "
+                           f"with {len(stale)} slot(s) another shard serves now (from {min(stale)}); a takeover would "
+                           "take them back without their keys")
+                self.call_off(group, message, keep_request=True)
+                raise Retry(RETRY_DELAY, "the replica's view of the slots is behind")
+            await asyncio.sleep(0.02)
 
     async def _ranked(self, candidates: list[CacheCluster], old: CacheCluster) -> list[CacheCluster]:
         """Candidates that answer, best first: the highest replication offset (read now, from each
