@@ -29,7 +29,7 @@ test: install system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The full fault-injection runs (RELIABILITY.md): a crash at every step of every workflow; the
 # outcomes go to reliability-report/ as JSON. `make test` runs their short versions only.

@@ -51,15 +51,18 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
         instance.down()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With `make test`'s two workers (pytest-xdist, --dist loadgroup), each test file runs whole on
-    one worker, in order, with its module fixtures; the security package is one group, because its
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test`'s two workers (pytest-xdist, --dist loadfile): each test file runs whole on one
+    worker, in order, with its module fixtures -- and the security package as one unit, because its
     last module checks what every other module of the package left in their shared server."""
-    root = Path(__file__).resolve().parent
-    for item in items:
-        if any(mark.name == "xdist_group" for mark in item.iter_markers()):
-            continue
-        path = Path(str(item.path)).resolve()
-        relative = path.relative_to(root) if path.is_relative_to(root) else path
-        group = "acceptance/security" if relative.parts[:2] == ("acceptance", "security") else str(relative)
-        item.add_marker(pytest.mark.xdist_group(group))
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/acceptance/security" if path.startswith("tests/acceptance/security/") else path
+
+    return ByFile(config, log)

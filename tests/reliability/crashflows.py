@@ -79,10 +79,4 @@ SHORT: tuple[tuple[str, str], ...] = (
 
 # Crash points where the product is known not to converge (RELIABILITY.md, "Known failures"):
 # `make chaos` reports whether each recurred instead of failing on it. Keyed by workflow and step.
-KNOWN: dict[tuple[str, str], str] = {
-    ("reshard-in", "CacheCluster deleted + CacheNodeParameters deleted + ReplicationGroup modifying#1"): (
-        "the leaving shard's nodes were drained (no client listener) and one destroyed; the other's"
-        " process is adopted after the restart but refuses every connection, so the reshard retries it"
-        " for ever (Error 111)"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}

@@ -95,8 +95,13 @@ class ShardedTopology:
     async def reconcile(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
         nodes = self.nodes
         live = [c for c in members.values() if c.status not in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED)]
-        started = await nodes.ensure_all(group, live, replica_of=None, sharded=True)
         reshard = nodes.operation(group, OperationKind.RESHARD)
+        quiet = await self._drained_leavers(group, reshard, live)
+        if quiet:
+            # Drained before a control-plane crash (a leaving node stops listening just before it is
+            # stopped), or gone: neither adopted nor started again; step 6 stops it.
+            live = [c for c in live if c.cluster_id not in quiet]
+        started = await nodes.ensure_all(group, live, replica_of=None, sharded=True)
         if (
             # A snapshot is taken from the nodes as they are: the topology is settled meanwhile.
             group.status in (GroupStatus.AVAILABLE, GroupStatus.SNAPSHOTTING)
@@ -250,6 +255,30 @@ class ShardedTopology:
                     else f"Resharding of {current.group_id} completed: {len(current.node_groups)} node groups"
                 )
                 tx.add_event(event_for(current, message, nodes.clock.now()))
+
+    async def _drained_leavers(
+        self, group: ReplicationGroup, reshard: Operation | None, live: list[CacheCluster]
+    ) -> set[str]:
+        """Members of node groups the reshard removes, whose slots have all moved (as recorded),
+        that do not answer: drained (no listener) by a pass before a control-plane crash, whose
+        memory of the drain went with it."""
+        plan = reshard.resharding if reshard is not None else None
+        removing: set[str] = set()
+        for ng_id in plan.removing if plan is not None else ():
+            node_group = group.node_group(ng_id)
+            if node_group is not None and not node_group.slots:
+                removing.update(node_group.member_cluster_ids)
+        quiet: set[str] = set()
+        for cluster in live:
+            if cluster.cluster_id in removing:
+                if not self.nodes.running(cluster):
+                    quiet.add(cluster.cluster_id)
+                    continue
+                try:
+                    await asyncio.wait_for(self.nodes.admin(cluster).ping(), 1.0)
+                except (EngineError, TimeoutError):
+                    quiet.add(cluster.cluster_id)
+        return quiet
 
     def _adopt_primaries(self, group: ReplicationGroup, adopted: dict[str, str]) -> None:
         nodes = self.nodes
@@ -554,7 +583,13 @@ class ShardedTopology:
         configuration endpoint if a leaving one holds it: new clients keep finding the cluster."""
         endpoint = group.configuration_endpoint
         nodes = self.nodes
-        holders = [c for c in leaving if endpoint and endpoint in await nodes.bound(c)]
+        holders = []
+        for cluster in leaving:
+            try:
+                if endpoint and endpoint in await nodes.bound(cluster):
+                    holders.append(cluster)
+            except EngineError:
+                continue  # drained before a crash: it listens on no address any more
         if not holders:
             return
         for cluster in holders:
