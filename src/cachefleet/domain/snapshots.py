@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from cachefleet.domain import identifiers
 from cachefleet.domain.backups import Prepared, RestoreRequest, SnapshotDefaults, kms_key_id, window_span
 from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
@@ -35,6 +36,7 @@ from cachefleet.domain.errors import (
     InvalidParameterCombination,
     InvalidParameterValue,
     InvalidState,
+    NotFound,
     QuotaExceeded,
 )
 from cachefleet.domain.events import Event, EventSourceType
@@ -68,6 +70,30 @@ class SnapshotSource(StrEnum):
 
     MANUAL = "manual"
     AUTOMATED = "automated"
+
+
+# A serverless cache's snapshot is a Snapshot of its hidden group, stored under this prefix and its
+# user's name: no snapshot name a user gives contains "--", so the two namespaces never collide
+# (ElastiCache keeps them apart: DescribeSnapshots never lists a serverless snapshot).
+SERVERLESS_PREFIX = identifiers.SERVERLESS_GROUP_PREFIX
+
+# The kind its API speaks of (ARN type, faults); its records are Snapshot records (domain/kinds.py VIEWS).
+SERVERLESS_SNAPSHOT = Kind(
+    name="ServerlessCacheSnapshot", noun="Serverless cache snapshot", not_found="ServerlessCacheSnapshotNotFoundFault",
+    arn_type="serverlesscachesnapshot", event_source=EventSourceType.SERVERLESS_CACHE_SNAPSHOT.value,
+    already_exists="ServerlessCacheSnapshotAlreadyExistsFault",
+    invalid_state="InvalidServerlessCacheSnapshotStateFault",
+    quota_exceeded="ServerlessCacheSnapshotQuotaExceededFault",
+)
+
+
+def serverless_key(name: str) -> str:
+    """The stored name of serverless cache snapshot ``name``."""
+    return SERVERLESS_PREFIX + name
+
+
+def is_serverless_key(name: str) -> bool:
+    return name.startswith(SERVERLESS_PREFIX)
 
 
 # Statuses in which a snapshot's files are being written or read by the control plane.
@@ -139,6 +165,7 @@ class Snapshot:
     status_reason: str = ""
     copied_from: str | None = None  # the source snapshot while this one is created by CopySnapshot
     export: SnapshotExport | None = None
+    serverless_cache_name: str | None = None  # set on a serverless cache's snapshot (named serverless--<name>)
 
     @property
     def key(self) -> str:
@@ -152,6 +179,15 @@ class Snapshot:
     @property
     def size(self) -> int:
         return sum(node.size for node in self.node_snapshots)
+
+    @property
+    def is_serverless(self) -> bool:
+        return is_serverless_key(self.name)
+
+    @property
+    def user_name(self) -> str:
+        """The name its user knows it by (a serverless snapshot's without the prefix)."""
+        return self.name[len(SERVERLESS_PREFIX):] if self.is_serverless else self.name
 
     @property
     def subject(self) -> str:
@@ -564,6 +600,10 @@ class Snapshots(GroupUseCases):
                 preferred_availability_zone=cluster.availability_zone if cluster is not None else "",
                 cache_cluster_create_time=cluster.create_time if cluster is not None else None,
                 encryption_key=key, tags=snapshot_tags,
+                serverless_cache_name=(
+                    group.group_id[len(identifiers.SERVERLESS_GROUP_PREFIX):]
+                    if identifiers.is_serverless_group(group.group_id) else None
+                ),
             )
         assert cluster is not None
         key = encryption_key or (cluster.kms_key_id or DEFAULT_KEY_ID if cluster.at_rest_encryption else None)
@@ -603,9 +643,12 @@ class Snapshots(GroupUseCases):
     # ------------------------------------------------------------------ describe, delete
     def describe(self, region: Region, request: DescribeSnapshotsRequest) -> list[Snapshot]:
         if request.snapshot_name is not None:
-            found = [self._get(Snapshot, region, request.snapshot_name)]
+            found = [self._snapshot(region, request.snapshot_name)]
         else:
-            found = sorted(self._store.list(Snapshot, region), key=lambda s: s.name)
+            found = sorted(
+                (s for s in self._store.list(Snapshot, region) if self.serves_serverless or not s.is_serverless),
+                key=lambda s: s.name,
+            )
         if request.replication_group_id is not None:
             found = [s for s in found if s.replication_group_id == request.replication_group_id]
         if request.cache_cluster_id is not None:
@@ -618,8 +661,14 @@ class Snapshots(GroupUseCases):
             found = [s for s in found if s.source == request.source]
         return found
 
+    def _snapshot(self, region: Region, name: str) -> Snapshot:
+        """A snapshot by name; a serverless cache's is only found by the serverless family's instance."""
+        if is_serverless_key(name.lower()) and not self.serves_serverless:
+            raise NotFound(f"Snapshot {name} not found.", resource="Snapshot")
+        return self._get(Snapshot, region, name)
+
     def delete(self, region: Region, name: str) -> Snapshot:
-        snapshot = self._get(Snapshot, region, name)
+        snapshot = self._snapshot(region, name)
         if snapshot.status not in (SnapshotStatus.AVAILABLE, SnapshotStatus.FAILED):
             raise InvalidState(
                 f"Snapshot {snapshot.name} is {snapshot.status}; it can be deleted once it is available (or failed).",
@@ -645,7 +694,7 @@ class Snapshots(GroupUseCases):
 
     # ------------------------------------------------------------------ copy, export
     def copy(self, region: Region, request: CopySnapshotRequest) -> Snapshot:
-        source = self._get(Snapshot, region, request.source_name)
+        source = self._snapshot(region, request.source_name)
         if source.status != SnapshotStatus.AVAILABLE:
             raise InvalidState(
                 f"Snapshot {source.name} is {source.status}; it can be copied once it is available.", resource="Snapshot"
@@ -830,9 +879,16 @@ class Snapshots(GroupUseCases):
         return Prepared(records=(restore,), events=(Event(region, source_type, target.key, message, self._clock.now()),))
 
     def prepare_final_snapshot(self, region: Region, name: str, *, source: Resource) -> Prepared:
-        final = snapshot_name(name, parameter="FinalSnapshotIdentifier")
-        self._check_new_name(region, final)
         group = source if isinstance(source, ReplicationGroup) else None
+        if group is not None and identifiers.is_serverless_group(group.group_id):
+            # DeleteServerlessCache's FinalSnapshotName: a serverless cache snapshot.
+            final = serverless_key(snapshot_name(name, parameter="FinalSnapshotName"))
+            if self._store.get(Snapshot, region, final) is not None:
+                raise AlreadyExists(f"Serverless cache snapshot {name} already exists.",
+                                    resource=SERVERLESS_SNAPSHOT.name)
+        else:
+            final = snapshot_name(name, parameter="FinalSnapshotIdentifier")
+        self._check_new_name(region, final)
         cluster = source if isinstance(source, CacheCluster) else None
         snapshot = self._new_snapshot(
             region, final, group=group, cluster=cluster, source=SnapshotSource.MANUAL, now=self._clock.now(),
