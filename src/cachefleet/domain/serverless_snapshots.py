@@ -190,12 +190,12 @@ class ServerlessSnapshots(UseCases):
     def _snapshot(self, region: Region, name: str) -> Snapshot:
         found = self._store.get(Snapshot, region, serverless_key(name.lower()))
         if found is None:
-            raise NotFound(f"Serverless cache snapshot {name} not found.", resource=KIND)
+            raise NotFound(f"Serverless cache snapshot {name} not found.", resource="ServerlessCacheSnapshot")
         return found
 
     def _check_new(self, region: Region, name: str) -> None:
         if self._store.get(Snapshot, region, serverless_key(name)) is not None:
-            raise AlreadyExists(f"Serverless cache snapshot {name} already exists.", resource=KIND)
+            raise AlreadyExists(f"Serverless cache snapshot {name} already exists.", resource="ServerlessCacheSnapshot")
 
     def restoring(self, snapshot: Snapshot) -> bool:
         return any(r.snapshot_name == snapshot.name for r in self._store.list(Restore, snapshot.region))
@@ -205,7 +205,7 @@ class ServerlessSnapshots(UseCases):
             raise InvalidState(
                 f"Serverless cache snapshot {snapshot.user_name} is {status(snapshot, restoring=False)}; it can be "
                 f"{action} once it is available.",
-                resource=KIND,
+                resource="ServerlessCacheSnapshot",
             )
 
     def create(self, region: Region, request: CreateServerlessCacheSnapshotRequest) -> Snapshot:
@@ -216,7 +216,7 @@ class ServerlessSnapshots(UseCases):
             doing = "being snapshotted" if group is not None and group.status == GroupStatus.SNAPSHOTTING else current
             raise InvalidState(
                 f"Serverless cache {cache.name} is {doing}; it can be snapshotted once it is available.",
-                resource=ServerlessCache.KIND.name,
+                resource="ServerlessCache",
             )
         self._check_new(region, request.name)
         with _as_serverless():
@@ -246,7 +246,7 @@ class ServerlessSnapshots(UseCases):
         if self.restoring(snapshot):
             raise InvalidState(
                 f"Serverless cache snapshot {snapshot.user_name} is being restored; delete it once that is done.",
-                resource=KIND,
+                resource="ServerlessCacheSnapshot",
             )
         with _as_serverless():
             return self._snapshots.delete(region, snapshot.name)

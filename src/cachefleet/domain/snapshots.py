@@ -885,7 +885,7 @@ class Snapshots(GroupUseCases):
             final = serverless_key(snapshot_name(name, parameter="FinalSnapshotName"))
             if self._store.get(Snapshot, region, final) is not None:
                 raise AlreadyExists(f"Serverless cache snapshot {name} already exists.",
-                                    resource=SERVERLESS_SNAPSHOT.name)
+                                    resource="ServerlessCacheSnapshot")
         else:
             final = snapshot_name(name, parameter="FinalSnapshotIdentifier")
         self._check_new_name(region, final)
