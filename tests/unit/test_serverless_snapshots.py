@@ -39,6 +39,7 @@ from cachefleet.domain.snapshots import (
     Snapshot,
     SnapshotSource,
     SnapshotStatus,
+    daily_window,
 )
 from cachefleet.store.sqlite import SqliteStore
 
@@ -257,3 +258,33 @@ def test_expiry_of_automatic_snapshots_only():
                     snapshot_retention_limit=3)
     assert expiry_time(base) == NOON + dt.timedelta(days=3)
     assert expiry_time(replace(base, source=SnapshotSource.MANUAL)) is None
+
+
+def test_daily_window():
+    assert daily_window("04:00") == "04:00-05:00"
+    assert daily_window("23:30") == "23:30-00:30"
+
+
+def test_the_daily_snapshot_at_daily_snapshot_time_pruned_after_the_retention_limit(service):
+    store = service.deps.store
+    cache(service, "daily", DailySnapshotTime="04:00", SnapshotRetentionLimit=2)
+    cache(service, "never")  # retention 0: no automatic snapshot
+    run = service.snapshots.run_schedule
+    assert run(dt.datetime(2026, 11, 30, 3, 59, tzinfo=dt.UTC)) == []  # before the window
+    four = dt.datetime(2026, 11, 30, 4, 10, tzinfo=dt.UTC)
+    assert run(four) == ["taking serverless--automatic.daily-2026-11-30-04-10"]
+    taken = store.get(Snapshot, REGION, "serverless--automatic.daily-2026-11-30-04-10")
+    assert (taken.serverless_cache_name, taken.user_name) == ("daily", "automatic.daily-2026-11-30-04-10")
+    assert expiry_time(taken) == four + dt.timedelta(days=2)
+    settle(service)
+    assert run(four + dt.timedelta(minutes=20)) == []  # one a day
+    found = service.serverless_snapshots.describe(
+        REGION, DescribeServerlessCacheSnapshotsRequest(snapshot_type=SnapshotType.AUTOMATIC))
+    assert [s.user_name for s in found] == ["automatic.daily-2026-11-30-04-10"]
+    assert service.snapshots.describe(REGION, DescribeSnapshotsRequest()) == []
+    # Two days later: the next one is taken and the first pruned.
+    later = four + dt.timedelta(days=2)
+    assert sorted(run(later)) == [
+        "deleting serverless--automatic.daily-2026-11-30-04-10: it is older than the retention limit of 2 day(s)",
+        "taking serverless--automatic.daily-2026-12-02-04-10",
+    ]

@@ -45,6 +45,7 @@ from cachefleet.domain.operations import Operation, OperationKind
 from cachefleet.domain.ports import Transaction
 from cachefleet.domain.replication_groups import GroupStatus, GroupUseCases, ReplicationGroup
 from cachefleet.domain.resource import Kind, Resource
+from cachefleet.domain.serverless import ServerlessCache
 from cachefleet.domain.tags import Tag, tags
 
 MANUAL_PER_NODE_PER_DAY = 20  # ElastiCache: at most 20 manual snapshots per node in any 24 hours
@@ -366,6 +367,14 @@ def automatic_due(window: str, retention_limit: int, now: dt.datetime, taken: It
     if instance is None:
         return False
     return not any(instance[0] <= when < instance[1] for when in taken)
+
+
+def daily_window(daily_snapshot_time: str) -> str:
+    """A serverless cache's DailySnapshotTime ``hh:mm`` as the hour-long daily window the schedule
+    takes its automatic snapshot in."""
+    start, _ = window_span(f"{daily_snapshot_time}-{daily_snapshot_time}")
+    end = (start + 60) % 1440
+    return f"{daily_snapshot_time}-{end // 60:02d}:{end % 60:02d}"
 
 
 def expired(retention_limit: int, created: dt.datetime, now: dt.datetime) -> bool:
@@ -756,9 +765,8 @@ class Snapshots(GroupUseCases):
                 ).append(snapshot)
         for group in self._store.list(ReplicationGroup):
             taken = [s.create_time for s in automatic.get((group.region, group.group_id, None), [])]
-            if group.status == GroupStatus.AVAILABLE and automatic_due(
-                group.snapshot_window, group.snapshot_retention_limit, now, taken
-            ):
+            window, limit = self._schedule_of(group)
+            if group.status == GroupStatus.AVAILABLE and automatic_due(window, limit, now, taken):
                 done.append(self._take_automatic(group.region, group, None, now))
         for cluster in self._store.list(CacheCluster):
             if cluster.replication_group_id is not None:
@@ -778,10 +786,12 @@ class Snapshots(GroupUseCases):
                     continue
                 if owner is None:
                     why = f"{snapshot.subject} no longer exists"
-                elif expired(owner.snapshot_retention_limit, snapshot.create_time, now):
-                    why = f"it is older than the retention limit of {owner.snapshot_retention_limit} day(s)"
                 else:
-                    continue
+                    limit = self._schedule_of(owner)[1] if isinstance(owner, ReplicationGroup) else (
+                        owner.snapshot_retention_limit)
+                    if not expired(limit, snapshot.create_time, now):
+                        continue
+                    why = f"it is older than the retention limit of {limit} day(s)"
                 with self._store.transaction() as tx:
                     deleting = self._start_deleting(tx, snapshot)
                     tx.add_event(snapshot_event(deleting, f"Automatic snapshot {snapshot.name} deleted: {why}",
@@ -790,17 +800,40 @@ class Snapshots(GroupUseCases):
                 done.append(f"deleting {snapshot.name}: {why}")
         return done
 
+    def _serverless_cache_of(self, group: ReplicationGroup) -> ServerlessCache | None:
+        if not identifiers.is_serverless_group(group.group_id):
+            return None
+        found: ServerlessCache | None = self._store.get(
+            ServerlessCache, group.region, group.group_id[len(identifiers.SERVERLESS_GROUP_PREFIX):]
+        )
+        return found
+
+    def _schedule_of(self, group: ReplicationGroup) -> tuple[str, int]:
+        """The daily window and retention limit of a group's automatic snapshots: a serverless
+        cache's are its DailySnapshotTime and SnapshotRetentionLimit (its group keeps none)."""
+        if not identifiers.is_serverless_group(group.group_id):
+            return group.snapshot_window, group.snapshot_retention_limit
+        cache = self._serverless_cache_of(group)
+        if cache is None or cache.deleting:
+            return group.snapshot_window, 0
+        return daily_window(cache.daily_snapshot_time), cache.snapshot_retention_limit
+
     def _take_automatic(
         self, region: Region, group: ReplicationGroup | None, cluster: CacheCluster | None, now: dt.datetime
     ) -> str:
         resource_id = group.group_id if group is not None else (cluster.cluster_id if cluster else "")
-        name = automatic_name(resource_id, now)
+        cache = self._serverless_cache_of(group) if group is not None else None
+        # A serverless cache's: automatic.<cache>-<yyyy-mm-dd-hh-mm>, a serverless cache snapshot.
+        name = serverless_key(automatic_name(cache.name, now)) if cache is not None else automatic_name(resource_id, now)
         if self._store.get(Snapshot, region, name) is not None:
             return f"{name} exists already"
         snapshot = self._new_snapshot(
             region, name, group=group, cluster=cluster, source=SnapshotSource.AUTOMATED, now=now,
-            encryption_key=None, snapshot_tags=group.tags if group is not None else (cluster.tags if cluster else ()),
+            encryption_key=cache.kms_key_id if cache is not None else None,
+            snapshot_tags=group.tags if group is not None else (cluster.tags if cluster else ()),
         )
+        if cache is not None:
+            snapshot = replace(snapshot, snapshot_retention_limit=cache.snapshot_retention_limit, tags=cache.tags)
         with self._store.transaction() as tx:
             self._start_taking(tx, snapshot, group, cluster,
                                message=f"Creating automatic snapshot {name} of {snapshot.subject}")
