@@ -84,7 +84,7 @@ SERVERLESS_SNAPSHOT = Kind(
     arn_type="serverlesscachesnapshot", event_source=EventSourceType.SERVERLESS_CACHE_SNAPSHOT.value,
     already_exists="ServerlessCacheSnapshotAlreadyExistsFault",
     invalid_state="InvalidServerlessCacheSnapshotStateFault",
-    quota_exceeded="ServerlessCacheSnapshotQuotaExceededFault",
+    quota_exceeded="ServerlessCacheSnapshotQuotaExceededFault", taggable=True,
 )
 
 
