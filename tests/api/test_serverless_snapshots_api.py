@@ -71,6 +71,9 @@ def test_faults_shape_paging_and_namespace(ec):
     assert created["ServerlessCacheConfiguration"]["Engine"] == "valkey"
     assert created["ServerlessCacheConfiguration"]["MajorEngineVersion"].isdigit()
     wait_for(lambda: snapshot(ec, "sa-1")["Status"] == "available", interval=0.05, what="sa-1 available")
+    # Its events are under its own name and source type, in its user's names.
+    events = ec.describe_events(SourceIdentifier="sa-1", SourceType="serverless-cache-snapshot", Duration=60)["Events"]
+    assert "Creating snapshot sa-1 of serverless cache 'sl-snapapi'" in [e["Message"] for e in events]
     expect("ServerlessCacheSnapshotAlreadyExistsFault", ec.create_serverless_cache_snapshot,
            ServerlessCacheSnapshotName="sa-1", ServerlessCacheName="sl-snapapi")
     ec.copy_serverless_cache_snapshot(SourceServerlessCacheSnapshotName="sa-1", TargetServerlessCacheSnapshotName="sa-2")

@@ -193,6 +193,8 @@ class Snapshot:
     @property
     def subject(self) -> str:
         """What it is of, as its events say: "replication group g" or "cache cluster c"."""
+        if self.serverless_cache_name is not None:
+            return f"serverless cache '{self.serverless_cache_name}'"
         if self.replication_group_id is not None:
             return f"replication group with ID '{self.replication_group_id}'"
         return f"cache cluster with ID '{self.cache_cluster_id}'"
@@ -473,7 +475,11 @@ class CopySnapshotRequest:
 
 # ---------------------------------------------------------------------- events
 def snapshot_event(snapshot: Snapshot, message: str, when: dt.datetime) -> Event:
-    """An event about a snapshot, under the group or cluster it is of."""
+    """An event about a snapshot, under the group or cluster it is of; a serverless cache
+    snapshot's under its own name and source type, as ElastiCache records them."""
+    if snapshot.is_serverless:
+        return Event(snapshot.region, EventSourceType.SERVERLESS_CACHE_SNAPSHOT, snapshot.user_name,
+                     message.replace(SERVERLESS_PREFIX, ""), when)
     if snapshot.replication_group_id is not None:
         return Event(snapshot.region, EventSourceType.REPLICATION_GROUP, snapshot.replication_group_id, message, when)
     return Event(snapshot.region, EventSourceType.CACHE_CLUSTER, snapshot.cache_cluster_id or "", message, when)
