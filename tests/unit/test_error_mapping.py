@@ -45,6 +45,8 @@ DYNAMIC_RESOURCES = {
     ("domain/tagging.py", "kind.name"): KIND_NAMES,  # the kind an ARN's resource type names
     ("domain/users.py", "DUPLICATE_USER_NAME"): {"UserName"},  # a user name taken by another user
     ("domain/users.py", "DEFAULT_USER"): {"DefaultUser"},  # a user group without (or leaving) a default user
+    # The snapshot family's errors, told with the serverless kinds.
+    ("domain/serverless_snapshots.py", "renamed"): {"ServerlessCacheSnapshot", "ServerlessCache"},
 }
 
 

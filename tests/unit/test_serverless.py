@@ -82,8 +82,7 @@ def test_create_rules():
     assert _create(SubnetIds=["subnet-us-east-1a", "subnet-us-east-1c"]).zones == ("us-east-1a", "us-east-1c")
     with pytest.raises(errors.InvalidParameterValue, match="DailySnapshotTime"):
         _create(DailySnapshotTime="25:00")
-    with pytest.raises(errors.InvalidParameterCombination, match="SnapshotArnsToRestore"):
-        _create(SnapshotArnsToRestore=["arn:aws:s3:::b/k.rdb"])
+    assert _create(SnapshotArnsToRestore=["arn:aws:s3:::bkt/k.rdb"]).restore.objects == (("bkt", "k.rdb"),)
     with pytest.raises(errors.InvalidParameterValue, match="at most 255"):
         _create(Description="d" * 256)
 

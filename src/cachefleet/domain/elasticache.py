@@ -16,6 +16,7 @@ from cachefleet.domain.replicas import Replicas
 from cachefleet.domain.replication_groups import ReplicationGroups
 from cachefleet.domain.security_groups import SecurityGroups
 from cachefleet.domain.serverless import ServerlessCaches, SizingPolicy
+from cachefleet.domain.serverless_snapshots import ServerlessSnapshots
 from cachefleet.domain.service_updates import ServiceUpdates
 from cachefleet.domain.shards import Shards
 from cachefleet.domain.snapshots import NoStorage, Snapshots, SnapshotStorage
@@ -73,5 +74,9 @@ class ElastiCache:
                 deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups,
                 security_groups=self.security_groups, upgrades=self.upgrades, backups=self.snapshots,
             ),
-            policy=sizing,
+            policy=sizing, backups=self.snapshots,
+        )
+        # Its own Snapshots instance too: the only one that may name serverless snapshots.
+        self.serverless_snapshots = ServerlessSnapshots(
+            deps, snapshots=Snapshots(deps, storage=snapshot_storage or NoStorage()),
         )

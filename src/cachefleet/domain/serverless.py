@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from cachefleet.domain import backups, credentials, identifiers, slots, validation
-from cachefleet.domain.backups import Prepared
+from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import DEFAULT_SNAPSHOT_WINDOW, ParameterGroupLookup, SubnetGroupLookup
 from cachefleet.domain.credentials import TransitEncryptionMode
@@ -35,6 +36,7 @@ from cachefleet.domain.errors import (
     InvalidParameterCombination,
     InvalidParameterValue,
     InvalidState,
+    NotFound,
 )
 from cachefleet.domain.events import EventSourceType, event_for
 from cachefleet.domain.identifiers import Region
@@ -396,15 +398,11 @@ class CreateServerlessCacheRequest:
     snapshot_retention_limit: int = 0
     daily_snapshot_time: str | None = None
     tags: tuple[Tag, ...] = ()
+    restore: RestoreRequest | None = None  # SnapshotArnsToRestore
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateServerlessCacheRequest:
         validation.not_yet(params, _CREATE_UNSUPPORTED, operation="CreateServerlessCache")
-        if params.get("SnapshotArnsToRestore"):
-            raise InvalidParameterCombination(
-                "CreateServerlessCache: SnapshotArnsToRestore is not supported by Cachefleet yet; create the cache "
-                "without it."
-            )
         engine = str(params["Engine"]).lower()
         if engine == "memcached":
             raise InvalidParameterValue(
@@ -435,7 +433,36 @@ class CreateServerlessCacheRequest:
                 _daily_snapshot_time(params["DailySnapshotTime"]) if params.get("DailySnapshotTime") else None
             ),
             tags=tags(params.get("Tags")),
+            restore=restore_request(region, params.get("SnapshotArnsToRestore")),
         )
+
+
+SERVERLESS_SNAPSHOT_PREFIX = identifiers.SERVERLESS_GROUP_PREFIX  # = domain/snapshots.py serverless_key's
+
+
+def restore_request(region: Region, arns: Sequence[str] | None) -> RestoreRequest | None:
+    """SnapshotArnsToRestore: one serverless cache snapshot (``serverlesscachesnapshot``), one
+    snapshot of a node-based group or cluster (``snapshot``), or RDB objects in S3 (``arn:aws:s3:::``,
+    one per shard: ElastiCache's way to bring a node-based backup into a serverless cache)."""
+    if not arns:
+        return None
+    given = [str(arn) for arn in arns]
+    if all(arn.startswith("arn:aws") and ":s3:::" in arn for arn in given):
+        return RestoreRequest.parse({"SnapshotArns": given})
+    if len(given) != 1:
+        raise InvalidParameterValue(
+            f"SnapshotArnsToRestore lists {len(given)} ARNs: give one snapshot's ARN, or the ARNs of RDB objects "
+            "in S3 (one per shard)."
+        )
+    arn = identifiers.parse_arn(given[0], region=region)
+    if arn.resource_type == "serverlesscachesnapshot":
+        return RestoreRequest(snapshot_name=SERVERLESS_SNAPSHOT_PREFIX + arn.resource_id.lower())
+    if arn.resource_type == "snapshot":
+        return RestoreRequest(snapshot_name=arn.resource_id.lower())
+    raise InvalidParameterValue(
+        f"Invalid SnapshotArnsToRestore member '{given[0][:100]}': give the ARN of a serverless cache snapshot, of a "
+        "snapshot, or of an RDB object in S3."
+    )
 
 
 @dataclass(frozen=True)
@@ -488,16 +515,32 @@ class ModifyServerlessCacheRequest:
         )
 
 
+@contextmanager
+def _restore_faults(restore: RestoreRequest | None) -> Iterator[None]:
+    """A missing or unavailable serverless snapshot named by SnapshotArnsToRestore is told with its
+    own faults (the snapshots family speaks of Snapshot records)."""
+    try:
+        yield
+    except (NotFound, InvalidState) as error:
+        name = restore.snapshot_name if restore is not None else None
+        if error.resource != "Snapshot" or name is None or not name.startswith(SERVERLESS_SNAPSHOT_PREFIX):
+            raise
+        raise type(error)(error.message.replace(SERVERLESS_SNAPSHOT_PREFIX, "").replace("Snapshot", "Serverless "
+                          "cache snapshot", 1), resource="ServerlessCacheSnapshot") from error
+
+
 # ---------------------------------------------------------------------- use cases
 class ServerlessCaches(UseCases):
     """Create/Describe/Modify/DeleteServerlessCache and the sizing steps (``resize``)."""
 
     def __init__(
         self, deps: Dependencies, *, subnet_groups: SubnetGroupLookup, parameter_groups: ParameterGroupLookup,
-        groups: ReplicationGroups, policy: SizingPolicy | None = None,
+        groups: ReplicationGroups, policy: SizingPolicy | None = None, backups: Backups | None = None,
     ) -> None:
-        """``groups``: this family's own ReplicationGroups instance (it may name serverless groups)."""
+        """``groups``: this family's own ReplicationGroups instance (it may name serverless groups);
+        ``backups``: the snapshots family (what a restore's snapshot holds), as ``groups`` has it."""
         super().__init__(deps)
+        self._backups: Backups = backups or NoBackups()
         self._groups = groups
         self._groups.serves_serverless = True
         self._shards = Shards(deps, subnet_groups=subnet_groups, parameter_groups=parameter_groups)
@@ -540,8 +583,14 @@ class ServerlessCaches(UseCases):
                 )
         check_limits(request.limits, self.policy)
         allowed = shard_range(request.limits, self.policy)
+        shard_count = allowed.minimum
+        if request.restore is not None:
+            # As many shards as the snapshot had (its data needed them), within the limits; the
+            # restore moves keys by slot wherever a shard's RDB does not fit a new shard whole.
+            defaults = self._restore_defaults(region, request.restore)
+            shard_count = min(max(allowed.minimum, defaults.num_node_groups), allowed.maximum)
         zones = request.zones or identifiers.default_availability_zones(region)
-        shares = slots.even(allowed.minimum)
+        shares = slots.even(shard_count)
         specs = tuple(
             ShardSpec(f"{i + 1:04d}", 1, frozenset(share), zones[i % len(zones)], (zones[(i + 1) % len(zones)],))
             for i, share in enumerate(shares)
@@ -567,15 +616,22 @@ class ServerlessCaches(UseCases):
                 transit_encryption_mode=TransitEncryptionMode.REQUIRED if release.tls else None,
                 user_group_ids=(request.user_group_id,) if request.user_group_id else (),
             ),
-            at_rest_encryption=False,
+            at_rest_encryption=False, restore=request.restore,
         )
         message = (
-            f"Creating serverless cache {cache.name}: {release.engine} {release.version}, {allowed.minimum} shard(s) of "
-            f"a primary and a replica ({', '.join(sorted(set(zones[: allowed.minimum + 1])))})"
+            f"Creating serverless cache {cache.name}: {release.engine} {release.version}, {shard_count} shard(s) of "
+            f"a primary and a replica ({', '.join(sorted(set(zones[: shard_count + 1])))})"
         )
-        self._groups.create(region, group_request, extra=Prepared(records=(cache,), events=(event_for(cache, message, now),)))
+        with _restore_faults(request.restore):
+            self._groups.create(
+                region, group_request, extra=Prepared(records=(cache,), events=(event_for(cache, message, now),))
+            )
         self._changed(cache)
         return cache
+
+    def _restore_defaults(self, region: Region, restore: RestoreRequest) -> backups.SnapshotDefaults:
+        with _restore_faults(restore):
+            return self._backups.restore_defaults(region, restore)
 
     def _release(self, engine: str, major: str | None) -> EngineRelease:
         release = resolve_engine(self._catalog.releases(), engine, major)
@@ -647,18 +703,21 @@ class ServerlessCaches(UseCases):
                 f"Serverless cache {cache.name} is {status}; it can be deleted once it is available (or create-failed).",
                 resource="ServerlessCache",
             )
-        if final_snapshot is not None:
-            raise InvalidParameterCombination(
-                "DeleteServerlessCache: FinalSnapshotName is not supported by Cachefleet yet; delete without it."
-            )
         if self._operation(group, OperationKind.RESHARD) is not None:
             raise InvalidState(f"Serverless cache {cache.name} is scaling; delete it once it is available.",
                                resource="ServerlessCache")
+        if group.status == GroupStatus.SNAPSHOTTING:
+            raise InvalidState(f"Serverless cache {cache.name} is being snapshotted; delete it once that is done.",
+                               resource="ServerlessCache")
+        # The group first: what it refuses (a final snapshot's name taken) leaves the cache as it was.
+        # FinalSnapshotName is taken before any node stops, as a group's FinalSnapshotIdentifier is
+        # (domain/snapshots.py prepare_final_snapshot names it a serverless cache snapshot).
+        self._groups.delete(region, group.group_id, final_snapshot=final_snapshot)
         updated = replace(cache, deleting=True)
         with self._store.transaction() as tx:
             tx.put(updated)
-            self._event(tx, updated, f"Deleting serverless cache {cache.name}")
-        self._groups.delete(region, group.group_id)
+            self._event(tx, updated, f"Deleting serverless cache {cache.name}"
+                        + (f" after final snapshot {final_snapshot}" if final_snapshot else ""))
         self._changed(updated)
         return updated
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from cachefleet.domain import identifiers
 from cachefleet.domain.backups import Prepared, RestoreRequest, SnapshotDefaults, kms_key_id, window_span
 from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
@@ -35,6 +36,7 @@ from cachefleet.domain.errors import (
     InvalidParameterCombination,
     InvalidParameterValue,
     InvalidState,
+    NotFound,
     QuotaExceeded,
 )
 from cachefleet.domain.events import Event, EventSourceType
@@ -43,6 +45,7 @@ from cachefleet.domain.operations import Operation, OperationKind
 from cachefleet.domain.ports import Transaction
 from cachefleet.domain.replication_groups import GroupStatus, GroupUseCases, ReplicationGroup
 from cachefleet.domain.resource import Kind, Resource
+from cachefleet.domain.serverless import ServerlessCache
 from cachefleet.domain.tags import Tag, tags
 
 MANUAL_PER_NODE_PER_DAY = 20  # ElastiCache: at most 20 manual snapshots per node in any 24 hours
@@ -68,6 +71,30 @@ class SnapshotSource(StrEnum):
 
     MANUAL = "manual"
     AUTOMATED = "automated"
+
+
+# A serverless cache's snapshot is a Snapshot of its hidden group, stored under this prefix and its
+# user's name: no snapshot name a user gives contains "--", so the two namespaces never collide
+# (ElastiCache keeps them apart: DescribeSnapshots never lists a serverless snapshot).
+SERVERLESS_PREFIX = identifiers.SERVERLESS_GROUP_PREFIX
+
+# The kind its API speaks of (ARN type, faults); its records are Snapshot records (domain/kinds.py VIEWS).
+SERVERLESS_SNAPSHOT = Kind(
+    name="ServerlessCacheSnapshot", noun="Serverless cache snapshot", not_found="ServerlessCacheSnapshotNotFoundFault",
+    arn_type="serverlesscachesnapshot", event_source=EventSourceType.SERVERLESS_CACHE_SNAPSHOT.value,
+    already_exists="ServerlessCacheSnapshotAlreadyExistsFault",
+    invalid_state="InvalidServerlessCacheSnapshotStateFault",
+    quota_exceeded="ServerlessCacheSnapshotQuotaExceededFault", taggable=True,
+)
+
+
+def serverless_key(name: str) -> str:
+    """The stored name of serverless cache snapshot ``name``."""
+    return SERVERLESS_PREFIX + name
+
+
+def is_serverless_key(name: str) -> bool:
+    return name.startswith(SERVERLESS_PREFIX)
 
 
 # Statuses in which a snapshot's files are being written or read by the control plane.
@@ -139,6 +166,7 @@ class Snapshot:
     status_reason: str = ""
     copied_from: str | None = None  # the source snapshot while this one is created by CopySnapshot
     export: SnapshotExport | None = None
+    serverless_cache_name: str | None = None  # set on a serverless cache's snapshot (named serverless--<name>)
 
     @property
     def key(self) -> str:
@@ -154,8 +182,19 @@ class Snapshot:
         return sum(node.size for node in self.node_snapshots)
 
     @property
+    def is_serverless(self) -> bool:
+        return is_serverless_key(self.name)
+
+    @property
+    def user_name(self) -> str:
+        """The name its user knows it by (a serverless snapshot's without the prefix)."""
+        return self.name[len(SERVERLESS_PREFIX):] if self.is_serverless else self.name
+
+    @property
     def subject(self) -> str:
         """What it is of, as its events say: "replication group g" or "cache cluster c"."""
+        if self.serverless_cache_name is not None:
+            return f"serverless cache '{self.serverless_cache_name}'"
         if self.replication_group_id is not None:
             return f"replication group with ID '{self.replication_group_id}'"
         return f"cache cluster with ID '{self.cache_cluster_id}'"
@@ -332,6 +371,14 @@ def automatic_due(window: str, retention_limit: int, now: dt.datetime, taken: It
     return not any(instance[0] <= when < instance[1] for when in taken)
 
 
+def daily_window(daily_snapshot_time: str) -> str:
+    """A serverless cache's DailySnapshotTime ``hh:mm`` as the hour-long daily window the schedule
+    takes its automatic snapshot in."""
+    start, _ = window_span(f"{daily_snapshot_time}-{daily_snapshot_time}")
+    end = (start + 60) % 1440
+    return f"{daily_snapshot_time}-{end // 60:02d}:{end % 60:02d}"
+
+
 def expired(retention_limit: int, created: dt.datetime, now: dt.datetime) -> bool:
     """An automatic snapshot is kept ``retention_limit`` days (0: retention off, kept)."""
     return retention_limit > 0 and created + dt.timedelta(days=retention_limit) <= now
@@ -428,7 +475,11 @@ class CopySnapshotRequest:
 
 # ---------------------------------------------------------------------- events
 def snapshot_event(snapshot: Snapshot, message: str, when: dt.datetime) -> Event:
-    """An event about a snapshot, under the group or cluster it is of."""
+    """An event about a snapshot, under the group or cluster it is of; a serverless cache
+    snapshot's under its own name and source type, as ElastiCache records them."""
+    if snapshot.is_serverless:
+        return Event(snapshot.region, EventSourceType.SERVERLESS_CACHE_SNAPSHOT, snapshot.user_name,
+                     message.replace(SERVERLESS_PREFIX, ""), when)
     if snapshot.replication_group_id is not None:
         return Event(snapshot.region, EventSourceType.REPLICATION_GROUP, snapshot.replication_group_id, message, when)
     return Event(snapshot.region, EventSourceType.CACHE_CLUSTER, snapshot.cache_cluster_id or "", message, when)
@@ -564,6 +615,10 @@ class Snapshots(GroupUseCases):
                 preferred_availability_zone=cluster.availability_zone if cluster is not None else "",
                 cache_cluster_create_time=cluster.create_time if cluster is not None else None,
                 encryption_key=key, tags=snapshot_tags,
+                serverless_cache_name=(
+                    group.group_id[len(identifiers.SERVERLESS_GROUP_PREFIX):]
+                    if identifiers.is_serverless_group(group.group_id) else None
+                ),
             )
         assert cluster is not None
         key = encryption_key or (cluster.kms_key_id or DEFAULT_KEY_ID if cluster.at_rest_encryption else None)
@@ -603,9 +658,12 @@ class Snapshots(GroupUseCases):
     # ------------------------------------------------------------------ describe, delete
     def describe(self, region: Region, request: DescribeSnapshotsRequest) -> list[Snapshot]:
         if request.snapshot_name is not None:
-            found = [self._get(Snapshot, region, request.snapshot_name)]
+            found = [self._snapshot(region, request.snapshot_name)]
         else:
-            found = sorted(self._store.list(Snapshot, region), key=lambda s: s.name)
+            found = sorted(
+                (s for s in self._store.list(Snapshot, region) if self.serves_serverless or not s.is_serverless),
+                key=lambda s: s.name,
+            )
         if request.replication_group_id is not None:
             found = [s for s in found if s.replication_group_id == request.replication_group_id]
         if request.cache_cluster_id is not None:
@@ -618,8 +676,14 @@ class Snapshots(GroupUseCases):
             found = [s for s in found if s.source == request.source]
         return found
 
+    def _snapshot(self, region: Region, name: str) -> Snapshot:
+        """A snapshot by name; a serverless cache's is only found by the serverless family's instance."""
+        if is_serverless_key(name.lower()) and not self.serves_serverless:
+            raise NotFound(f"Snapshot {name} not found.", resource="Snapshot")
+        return self._get(Snapshot, region, name)
+
     def delete(self, region: Region, name: str) -> Snapshot:
-        snapshot = self._get(Snapshot, region, name)
+        snapshot = self._snapshot(region, name)
         if snapshot.status not in (SnapshotStatus.AVAILABLE, SnapshotStatus.FAILED):
             raise InvalidState(
                 f"Snapshot {snapshot.name} is {snapshot.status}; it can be deleted once it is available (or failed).",
@@ -645,7 +709,7 @@ class Snapshots(GroupUseCases):
 
     # ------------------------------------------------------------------ copy, export
     def copy(self, region: Region, request: CopySnapshotRequest) -> Snapshot:
-        source = self._get(Snapshot, region, request.source_name)
+        source = self._snapshot(region, request.source_name)
         if source.status != SnapshotStatus.AVAILABLE:
             raise InvalidState(
                 f"Snapshot {source.name} is {source.status}; it can be copied once it is available.", resource="Snapshot"
@@ -707,9 +771,8 @@ class Snapshots(GroupUseCases):
                 ).append(snapshot)
         for group in self._store.list(ReplicationGroup):
             taken = [s.create_time for s in automatic.get((group.region, group.group_id, None), [])]
-            if group.status == GroupStatus.AVAILABLE and automatic_due(
-                group.snapshot_window, group.snapshot_retention_limit, now, taken
-            ):
+            window, limit = self._schedule_of(group)
+            if group.status == GroupStatus.AVAILABLE and automatic_due(window, limit, now, taken):
                 done.append(self._take_automatic(group.region, group, None, now))
         for cluster in self._store.list(CacheCluster):
             if cluster.replication_group_id is not None:
@@ -729,10 +792,12 @@ class Snapshots(GroupUseCases):
                     continue
                 if owner is None:
                     why = f"{snapshot.subject} no longer exists"
-                elif expired(owner.snapshot_retention_limit, snapshot.create_time, now):
-                    why = f"it is older than the retention limit of {owner.snapshot_retention_limit} day(s)"
                 else:
-                    continue
+                    limit = self._schedule_of(owner)[1] if isinstance(owner, ReplicationGroup) else (
+                        owner.snapshot_retention_limit)
+                    if not expired(limit, snapshot.create_time, now):
+                        continue
+                    why = f"it is older than the retention limit of {limit} day(s)"
                 with self._store.transaction() as tx:
                     deleting = self._start_deleting(tx, snapshot)
                     tx.add_event(snapshot_event(deleting, f"Automatic snapshot {snapshot.name} deleted: {why}",
@@ -741,17 +806,40 @@ class Snapshots(GroupUseCases):
                 done.append(f"deleting {snapshot.name}: {why}")
         return done
 
+    def _serverless_cache_of(self, group: ReplicationGroup) -> ServerlessCache | None:
+        if not identifiers.is_serverless_group(group.group_id):
+            return None
+        found: ServerlessCache | None = self._store.get(
+            ServerlessCache, group.region, group.group_id[len(identifiers.SERVERLESS_GROUP_PREFIX):]
+        )
+        return found
+
+    def _schedule_of(self, group: ReplicationGroup) -> tuple[str, int]:
+        """The daily window and retention limit of a group's automatic snapshots: a serverless
+        cache's are its DailySnapshotTime and SnapshotRetentionLimit (its group keeps none)."""
+        if not identifiers.is_serverless_group(group.group_id):
+            return group.snapshot_window, group.snapshot_retention_limit
+        cache = self._serverless_cache_of(group)
+        if cache is None or cache.deleting:
+            return group.snapshot_window, 0
+        return daily_window(cache.daily_snapshot_time), cache.snapshot_retention_limit
+
     def _take_automatic(
         self, region: Region, group: ReplicationGroup | None, cluster: CacheCluster | None, now: dt.datetime
     ) -> str:
         resource_id = group.group_id if group is not None else (cluster.cluster_id if cluster else "")
-        name = automatic_name(resource_id, now)
+        cache = self._serverless_cache_of(group) if group is not None else None
+        # A serverless cache's: automatic.<cache>-<yyyy-mm-dd-hh-mm>, a serverless cache snapshot.
+        name = serverless_key(automatic_name(cache.name, now)) if cache is not None else automatic_name(resource_id, now)
         if self._store.get(Snapshot, region, name) is not None:
             return f"{name} exists already"
         snapshot = self._new_snapshot(
             region, name, group=group, cluster=cluster, source=SnapshotSource.AUTOMATED, now=now,
-            encryption_key=None, snapshot_tags=group.tags if group is not None else (cluster.tags if cluster else ()),
+            encryption_key=cache.kms_key_id if cache is not None else None,
+            snapshot_tags=group.tags if group is not None else (cluster.tags if cluster else ()),
         )
+        if cache is not None:
+            snapshot = replace(snapshot, snapshot_retention_limit=cache.snapshot_retention_limit, tags=cache.tags)
         with self._store.transaction() as tx:
             self._start_taking(tx, snapshot, group, cluster,
                                message=f"Creating automatic snapshot {name} of {snapshot.subject}")
@@ -830,9 +918,16 @@ class Snapshots(GroupUseCases):
         return Prepared(records=(restore,), events=(Event(region, source_type, target.key, message, self._clock.now()),))
 
     def prepare_final_snapshot(self, region: Region, name: str, *, source: Resource) -> Prepared:
-        final = snapshot_name(name, parameter="FinalSnapshotIdentifier")
-        self._check_new_name(region, final)
         group = source if isinstance(source, ReplicationGroup) else None
+        if group is not None and identifiers.is_serverless_group(group.group_id):
+            # DeleteServerlessCache's FinalSnapshotName: a serverless cache snapshot.
+            final = serverless_key(snapshot_name(name, parameter="FinalSnapshotName"))
+            if self._store.get(Snapshot, region, final) is not None:
+                raise AlreadyExists(f"Serverless cache snapshot {name} already exists.",
+                                    resource="ServerlessCacheSnapshot")
+        else:
+            final = snapshot_name(name, parameter="FinalSnapshotIdentifier")
+        self._check_new_name(region, final)
         cluster = source if isinstance(source, CacheCluster) else None
         snapshot = self._new_snapshot(
             region, final, group=group, cluster=cluster, source=SnapshotSource.MANUAL, now=self._clock.now(),

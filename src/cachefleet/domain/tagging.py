@@ -11,6 +11,7 @@ from cachefleet.domain.base import UseCases
 from cachefleet.domain.cache_clusters import DEFAULT_SUBNET_GROUP
 from cachefleet.domain.errors import InvalidArn, InvalidParameterValue, NotFound, TagNotFound
 from cachefleet.domain.identifiers import Region
+from cachefleet.domain.snapshots import Snapshot, is_serverless_key
 from cachefleet.domain.tags import Tag, tags
 
 
@@ -52,7 +53,17 @@ class Tagging(UseCases):
             )
         if kind.name == "CacheSubnetGroup" and parsed.resource_id.lower() == DEFAULT_SUBNET_GROUP:
             raise InvalidParameterValue("The default cache subnet group cannot be tagged.")
+        view = kinds.VIEW_RECORDS.get(kind.name)
+        if view is not None:
+            stored, key_of = view
+            found = self._store.get(stored, region, key_of(parsed.resource_id.lower()))
+            if found is None:
+                raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
+            return found
         cls = kinds.STORED_BY_NAME.get(kind.name)
         if cls is None or not kind.taggable:
+            raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
+        if cls is Snapshot and is_serverless_key(parsed.resource_id.lower()):
+            # A serverless cache snapshot is named by its own ARN type only.
             raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
         return self._get(cls, region, parsed.resource_id)

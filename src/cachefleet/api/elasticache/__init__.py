@@ -14,6 +14,7 @@ from cachefleet.api.elasticache import (
     replication_groups,
     security_groups,
     serverless,
+    serverless_snapshots,
     service_updates,
     snapshots,
     subnet_groups,
@@ -23,5 +24,5 @@ from cachefleet.api.elasticache import (
 
 FAMILIES = (
     replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
-    service_updates, users, snapshots, serverless,
+    service_updates, users, snapshots, serverless, serverless_snapshots,
 )
