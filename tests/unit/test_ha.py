@@ -217,6 +217,12 @@ class FakeAdmin:
     async def info(self, section: str = "default") -> dict[str, str]:
         return {"role": self.role, "slave_repl_offset": str(self.offset)}
 
+    # What CLUSTER NODES answers: by default a replica that credits nobody with any slot.
+    nodes_text = f"{'f' * 40} 127.0.0.9:6379@16379 myself,slave - 0 0 1 connected"
+
+    async def text(self, *args: str) -> str:
+        return self.nodes_text
+
     async def execute(self, *args: str) -> None:
         self.commands.append(args)
         if self.refuses:
@@ -241,6 +247,9 @@ class FakeNodes:
     def admin(self, cluster) -> FakeAdmin:
         return self.admins[cluster.node.address]
 
+    def members(self, group) -> dict:
+        return {c.cluster_id: c for c in getattr(group, "clusters", ())}
+
     def mark_checked(self, cluster) -> None:
         self.checked.append(cluster.cluster_id)
 
@@ -255,7 +264,7 @@ def _replica(cluster_id: str, zone: str = "us-east-1a"):
     return SimpleNamespace(cluster_id=cluster_id, availability_zone=zone, node=SimpleNamespace(address=cluster_id))
 
 
-SHARDED = SimpleNamespace(cluster_enabled=True, group_id="g")
+SHARDED = SimpleNamespace(cluster_enabled=True, group_id="g", node_groups=(), node_group_of=lambda cluster_id: None)
 
 
 @pytest.fixture
@@ -443,3 +452,35 @@ def test_a_replica_that_still_credits_its_primary_with_a_moved_slot_is_not_taken
     assert stale_claims(current_replica, [b_view]) == set()
     # The candidate's own view and its failed primary's are not "another primary".
     assert stale_claims(stale_replica, []) == set()
+
+
+async def test_a_takeover_waits_while_the_replica_credits_its_primary_with_a_moved_slot(monkeypatch):
+    """The candidate's view never catches up within the wait: nothing is taken over, the failover is
+    retried on a later pass, and an event says why."""
+    from cachefleet.control.scheduler import Retry
+
+    monkeypatch.setattr(failover_module, "STALE_VIEW_WAIT", 0.05)
+    a1, a2, b1 = "a" * 40, "c" * 40, "b" * 40
+    replica, other = FakeAdmin(500), FakeAdmin(0)
+    replica.nodes_text = "\n".join([
+        f"{a2} 127.0.0.2:6379@16379 myself,slave {a1} 0 0 2 connected",
+        f"{a1} 127.0.0.1:6379@16379 master,fail - 0 0 2 connected 0-100",
+        f"{b1} 127.0.0.3:6379@16379 master - 0 0 3 connected 101-200",
+    ])
+    other.nodes_text = f"{b1} 127.0.0.3:6379@16379 myself,master - 0 0 4 connected 100-200"
+    ops = FakeOps({"r1": replica, "b": other})
+    b_primary = _replica("b")
+    group = SimpleNamespace(cluster_enabled=True, group_id="g", clusters=(b_primary,),
+                            node_groups=(SimpleNamespace(primary_cluster_id="b"),),
+                            node_group_of=lambda cluster_id: SimpleNamespace(node_group_id="0001"))
+    events: list[str] = []
+    failover = Failover(ops)
+    failover.call_off = lambda group, message, keep_request=False: events.append(message)  # type: ignore[method-assign]
+    with pytest.raises(Retry):
+        await failover._promote_best(group, [_replica("r1")], _replica("old"))
+    assert replica.commands == [] and ops.fenced == []
+    assert "credits its old primary with 1 slot(s) another shard serves now (from 100)" in events[0]
+    # Once its view has caught up, it takes over.
+    replica.nodes_text = replica.nodes_text.replace("0-100", "0-99").replace("101-200", "100-200")
+    chosen = await failover._promote_best(group, [_replica("r1")], _replica("old"))
+    assert chosen is not None and replica.commands == [("CLUSTER", "FAILOVER", "TAKEOVER")]

@@ -256,13 +256,13 @@ class Failover:
         while True:
             try:
                 candidate = await asyncio.wait_for(engine_cluster.view(self.nodes.admin(chosen)), 1.0)
-            except (EngineError, TimeoutError):
+            except (EngineError, TimeoutError, ValueError):
                 return  # it does not answer: promoting it fails on its own below
             views = []
             for primary in others:
                 try:
                     views.append(await asyncio.wait_for(engine_cluster.view(self.nodes.admin(primary)), 1.0))
-                except (EngineError, TimeoutError):
+                except (EngineError, TimeoutError, ValueError):
                     continue
             stale = stale_claims(candidate, views)
             if not stale:
