@@ -23,7 +23,7 @@ the node's settings and users, but without the control plane's own traffic on it
 Needs valgrind (Debian: valgrind) and redis-benchmark (redis-tools).
 TLS (``--tls``) works but counts mostly the 50 handshakes of each run at this size (~63k instructions
 per request with -n 5000): use far more requests for a per-request figure.
-Usage: python bench/auth_instructions.py [--engine valkey|redis] [--tls] [--runs 3] [--requests 5000]
+Usage: python bench/auth_instructions.py [--engine valkey|redis] [--tls] [--runs 3] [--requests 5000] [--ends-only]
 """
 
 from __future__ import annotations
@@ -125,6 +125,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--tls", action="store_true", help="a TLS group, and TLS by hand (an engine build with TLS)")
+    parser.add_argument("--ends-only", action="store_true",
+                        help="two steps only: the engine as started by hand, then every setting and user of the node at "
+                             "once (for --tls with many --requests, where each step takes minutes)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # the finally blocks stop the engines
     for tool in ("valgrind", "callgrind_control", "redis-benchmark"):
@@ -153,6 +156,8 @@ def main() -> None:
                     steps.append((f"+ {name} {node_config[name]}", [["CONFIG", "SET", name, node_config[name]]]))
             steps.append(("+ the node's ACL users",
                           [["ACL", "SETUSER", *line.split()[1:2], "reset", *line.split()[2:]] for line in node_users]))
+            if args.ends_only:
+                steps = [steps[0], ("+ every setting and user of the node", [c for _, cs in steps[1:] for c in cs])]
             engine.instructions("set", args.requests)  # GET finds the key from here on (a miss costs less)
             first: dict[str, float] = {}
             previous: dict[str, float] = {}

@@ -2,7 +2,7 @@
 boto3 against a real server (create -> refresh -> update -> destroy), with its waiters' rules.
 
 Read from internal/service/elasticache/*.go (replication_group.go, cluster.go, subnet_group.go,
-user.go, user_group.go, user_group_association.go; parameter_group.go is replayed in
+user.go, user_group.go, user_group_association.go, serverless_cache.go; parameter_group.go is replayed in
 test_parameter_groups.py), and the data sources of the same names where they read more. What matters is what the provider would do with our answers:
 
 - its waiters are StateChangeConf: every status seen must be in Pending or Target, else
@@ -333,3 +333,42 @@ def test_the_waiter_replay_fails_where_the_provider_would() -> None:
         assert "'deleted'" in str(error)
     answers = iter(["creating", "available"])
     assert state_change(lambda: next(answers), **RG_AVAILABLE) == ["creating", "available"]
+
+
+def test_aws_elasticache_serverless_cache(ec):
+    """serverless_cache.go: Create (flattening every member it reads), waitServerlessCacheAvailable
+    (pending creating/deleting/modifying), Update one member per ModifyServerlessCache (the API takes
+    one kind of change a call) each followed by the waiter, removing CacheUsageLimits as the provider
+    does (zeros), Delete retried on DependencyViolation and waited for until NotFound."""
+    name = "tf-serverless"
+    refresh = _status(lambda: ec.describe_serverless_caches(ServerlessCacheName=name), "ServerlessCaches", "Status",
+                      "ServerlessCacheNotFoundFault")
+    pending = {"creating", "deleting", "modifying"}
+    ec.create_serverless_cache(
+        ServerlessCacheName=name, Engine="valkey", Description="tf", Tags=[{"Key": "team", "Value": "a"}],
+        CacheUsageLimits={"DataStorage": {"Maximum": 10, "Unit": "GB"}, "ECPUPerSecond": {"Maximum": 5000}},
+    )
+    state_change(refresh, pending=pending, target={"available"})
+    cache = ec.describe_serverless_caches(ServerlessCacheName=name)["ServerlessCaches"][0]
+    for member in ("ARN", "CacheUsageLimits", "CreateTime", "DailySnapshotTime", "Description", "Endpoint", "Engine",
+                   "FullEngineVersion", "MajorEngineVersion", "ReaderEndpoint", "SnapshotRetentionLimit", "Status"):
+        assert member in cache, member
+    assert cache["Endpoint"]["Address"] and cache["Endpoint"]["Port"] and cache["ReaderEndpoint"]["Port"]
+    assert cache["CacheUsageLimits"]["DataStorage"] == {"Maximum": 10, "Unit": "GB"}
+    assert tags_of(ec, cache["ARN"]) == {"team": "a"}
+
+    for change in ({"Description": "tf, updated"}, {"DailySnapshotTime": "03:00"}, {"SnapshotRetentionLimit": 3},
+                   {"CacheUsageLimits": {"DataStorage": {"Maximum": 20, "Unit": "GB"}}},
+                   # Removing cache_usage_limits from the configuration: the provider sends zeros.
+                   {"CacheUsageLimits": {"DataStorage": {"Maximum": 0, "Minimum": 0, "Unit": "GB"},
+                                         "ECPUPerSecond": {"Maximum": 0, "Minimum": 0}}}):
+        ec.modify_serverless_cache(ServerlessCacheName=name, **change)
+        state_change(refresh, pending=pending, target={"available"})
+    cache = ec.describe_serverless_caches(ServerlessCacheName=name)["ServerlessCaches"][0]
+    assert (cache["Description"], cache["DailySnapshotTime"], cache["SnapshotRetentionLimit"]) == ("tf, updated", "03:00", 3)
+    assert "Maximum" not in cache.get("CacheUsageLimits", {}).get("DataStorage", {}), cache.get("CacheUsageLimits")
+    update_tags(ec, cache["ARN"], {"team": "a"}, {"team": "b"})
+    assert tags_of(ec, cache["ARN"]) == {"team": "b"}
+
+    retry_when("DependencyViolation", lambda: ec.delete_serverless_cache(ServerlessCacheName=name))
+    assert state_change(refresh, pending=pending, target=set())[-1] == NOT_FOUND

@@ -57,6 +57,10 @@ def test_cluster_mode_client_an_init_file_and_an_unknown_engine_refused(tmp_path
         assert isinstance(client, redis.RedisCluster)
         assert client.set("{a}x", "1") and client.get("{a}x") == "1"
         assert len(client.get_primaries()) == 2
+        serverless = fleet.serverless_cache("tapis", client_options={"decode_responses": True})
+        assert isinstance(serverless, redis.RedisCluster)
+        assert serverless.set("{s}k", "v") and serverless.get("{s}k") == "v"
+        assert fleet.wait_serverless_cache("tapis")["Status"] == "available"
         if shutil.which("redis-server"):  # Debian's build has TLS: the client gets the CA and the token
             locked = fleet.replication_group("tapitls", Engine="redis", EngineVersion="7.0",
                                              TransitEncryptionEnabled=True, AuthToken="a-long-auth-token-1234567890")

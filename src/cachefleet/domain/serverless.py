@@ -85,10 +85,17 @@ class CacheUsageLimits:
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None, *, existing: CacheUsageLimits | None = None) -> CacheUsageLimits:
         """ElastiCache's rules: Unit GB, each bound within ElastiCache's range, the minimum not above
-        the maximum; a Modify that gives DataStorage or ECPUPerSecond replaces that one whole."""
+        the maximum; a Modify that gives DataStorage or ECPUPerSecond replaces that one whole, and a
+        bound of 0 there removes it (ElastiCache's way to remove limits, as Terraform sends it)."""
         limits = existing or cls()
         if not raw:
             return limits
+        if existing is not None:
+            raw = {
+                part: {k: (None if k in ("Minimum", "Maximum") and v == 0 else v) for k, v in dict(given).items()}
+                if isinstance(given, Mapping) else given
+                for part, given in raw.items()
+            }
         storage = raw.get("DataStorage")
         if storage is not None:
             if storage.get("Unit") != "GB":
@@ -96,7 +103,7 @@ class CacheUsageLimits:
                     "CacheUsageLimits.DataStorage.Unit must be GB: give Unit=GB with Maximum and/or Minimum."
                 )
             low, high = storage.get("Minimum"), storage.get("Maximum")
-            if low is None and high is None:
+            if low is None and high is None and existing is None:
                 raise InvalidParameterValue("CacheUsageLimits.DataStorage needs a Maximum or a Minimum (in GB).")
             for name, value in (("Minimum", low), ("Maximum", high)):
                 if value is not None and not 1 <= value <= MAX_DATA_STORAGE_GB:
@@ -112,7 +119,7 @@ class CacheUsageLimits:
         ecpu = raw.get("ECPUPerSecond")
         if ecpu is not None:
             low, high = ecpu.get("Minimum"), ecpu.get("Maximum")
-            if low is None and high is None:
+            if low is None and high is None and existing is None:
                 raise InvalidParameterValue("CacheUsageLimits.ECPUPerSecond needs a Maximum or a Minimum.")
             for name, value in (("Minimum", low), ("Maximum", high)):
                 if value is not None and not MIN_ECPU <= value <= MAX_ECPU:

@@ -177,6 +177,48 @@ class LocalFleet:
         self._connections.append(client)
         return client
 
+    def serverless_cache(
+        self,
+        name: str,
+        *,
+        timeout: float = 60.0,
+        client_options: dict[str, Any] | None = None,
+        **create: Any,
+    ) -> Any:
+        """CreateServerlessCache(ServerlessCacheName=name, **create), waits until it is available and
+        returns a ``RedisCluster`` client of its Endpoint (with the fleet's CA where the engine build
+        serves TLS: DescribeCacheEngineVersions says which). Default engine: the fleet's."""
+        params = {"Engine": self.engine, **create}
+        self.elasticache.create_serverless_cache(ServerlessCacheName=name, **params)
+        cache = self.wait_serverless_cache(name, timeout=timeout)
+        options = dict(client_options or {})
+        versions = self.elasticache.describe_cache_engine_versions(
+            Engine=cache["Engine"], EngineVersion=cache["FullEngineVersion"]
+        )["CacheEngineVersions"]
+        if any("TLS): supported" in v.get("CacheEngineVersionDescription", "") for v in versions):
+            options.setdefault("ssl", True)
+            options.setdefault("ssl_ca_data", self.ca_certificate())
+        endpoint = cache["Endpoint"]
+        client = redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], **options)
+        self._connections.append(client)
+        return client
+
+    def wait_serverless_cache(self, name: str, *, status: str = "available", timeout: float = 60.0) -> dict[str, Any]:
+        """Polls DescribeServerlessCaches until the cache has ``status``; raises FleetError when it
+        fails or times out."""
+        deadline = time.monotonic() + timeout
+        interval = 0.05
+        while True:
+            cache = self.elasticache.describe_serverless_caches(ServerlessCacheName=name)["ServerlessCaches"][0]
+            if cache["Status"] == status:
+                return dict(cache)
+            if cache["Status"] in _FAILED and status not in _FAILED:
+                raise FleetError(f"serverless cache {name} is {cache['Status']}")
+            if time.monotonic() > deadline:
+                raise FleetError(f"serverless cache {name} is still {cache['Status']} after {timeout:.0f} s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, 0.5)
+
     def ca_certificate(self) -> str:
         """The PEM of the CA that signs every node's TLS certificate."""
         with urllib.request.urlopen(f"{self.endpoint_url}/cachefleet/ca.pem", timeout=10) as response:
