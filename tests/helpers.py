@@ -276,3 +276,20 @@ def moto_s3_server(directory: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def expect(code: str, call: Callable[..., Any], /, *, status: int | None = None, says: str | None = None,
+           **kwargs: Any) -> None:
+    """``call(**kwargs)`` fails with ElastiCache error ``code`` (and that HTTP status, and a message
+    containing ``says``, when given)."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    error = caught.value.response["Error"]
+    assert error["Code"] == code, f"{call.__name__}({kwargs}) -> {error}"
+    if status is not None:
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    if says is not None:
+        assert says in error["Message"], error["Message"]

@@ -5,23 +5,11 @@ tags on its ARN, its group hidden from the replication group calls, and the life
 from __future__ import annotations
 
 import botocore.session
-import pytest
-from botocore.exceptions import ClientError
 
-from helpers import events_of, wait_for
+from helpers import events_of, expect, wait_for
 
 MODEL = botocore.session.get_session().get_service_model("elasticache")
 
-
-def expect(code, call, /, *, status=None, says=None, **kwargs):
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    error = caught.value.response["Error"]
-    assert error["Code"] == code, f"{call.__name__}({kwargs}) -> {error}"
-    if status is not None:
-        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
-    if says is not None:
-        assert says in error["Message"], error["Message"]
 
 
 def described(ec, name):

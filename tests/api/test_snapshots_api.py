@@ -6,22 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import events_of, wait_cluster, wait_for, wait_group, wait_group_gone
+from helpers import events_of, expect, wait_cluster, wait_for, wait_group, wait_group_gone
 
 GROUP = {"ReplicationGroupDescription": "snapshots", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}
 
-
-def expect(code, call, /, *, status=None, says=None, **kwargs):
-    from botocore.exceptions import ClientError
-
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    error = caught.value.response["Error"]
-    assert error["Code"] == code, f"{call.__name__}({kwargs}) -> {error}"
-    if status is not None:
-        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
-    if says is not None:
-        assert says in error["Message"], error["Message"]
 
 
 def status_of(ec, name):
