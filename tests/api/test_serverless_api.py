@@ -109,6 +109,13 @@ def test_lifecycle_paging_shape_tags_and_the_hidden_group(ec, server):
     expect("ReplicationGroupNotFoundFault", ec.describe_replication_groups, ReplicationGroupId="serverless--sl-api-a")
     expect("ReplicationGroupNotFoundFault", ec.delete_replication_group, ReplicationGroupId="serverless--sl-api-a")
     expect("CacheClusterNotFound", ec.describe_cache_clusters, CacheClusterId="serverless--sl-api-a-0001-001")
+    # Nor do their events show, or their ARNs take tags (the cache's own ARN does).
+    assert not [e for e in ec.describe_events(Duration=60)["Events"] if e["SourceIdentifier"].startswith("serverless--")]
+    assert events_of(ec, "serverless--sl-api-a") == [] and events_of(ec, "sl-api-a")
+    for arn in ("arn:aws:elasticache:us-east-1:000000000000:replicationgroup:serverless--sl-api-a",
+                "arn:aws:elasticache:us-east-1:000000000000:cluster:serverless--sl-api-a-0001-001"):
+        expect("ReplicationGroupNotFoundFault" if ":replicationgroup:" in arn else "CacheClusterNotFound",
+               ec.list_tags_for_resource, ResourceName=arn)
 
     # Paging: the filter, then MaxResults with NextToken.
     mine = ["sl-api-a", "sl-api-b"]

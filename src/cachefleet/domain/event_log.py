@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from cachefleet.domain import identifiers
 from cachefleet.domain.base import UseCases
 from cachefleet.domain.errors import InvalidParameterCombination, InvalidParameterValue
 from cachefleet.domain.events import Event, EventSourceType
@@ -51,8 +52,10 @@ class EventLog(UseCases):
             return []
         source_type = EventSourceType(params["SourceType"]) if "SourceType" in params else None
         source_id = params.get("SourceIdentifier")
-        return list(
-            self._store.events(
+        # A serverless cache's hidden group and its nodes are not shown (the cache's own events are).
+        return [
+            event for event in self._store.events(
                 region, start=start, end=end, source_type=source_type, source_id=source_id.lower() if source_id else None
             )
-        )
+            if not identifiers.is_serverless_group(event.source_id)
+        ]

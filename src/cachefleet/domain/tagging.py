@@ -66,4 +66,7 @@ class Tagging(UseCases):
         if cls is Snapshot and is_serverless_key(parsed.resource_id.lower()):
             # A serverless cache snapshot is named by its own ARN type only.
             raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
+        if kind.name in ("ReplicationGroup", "CacheCluster") and identifiers.is_serverless_group(parsed.resource_id.lower()):
+            # A serverless cache's group and nodes are its own: it is tagged on its serverlesscache ARN.
+            raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
         return self._get(cls, region, parsed.resource_id)
