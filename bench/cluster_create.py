@@ -12,6 +12,7 @@ Usage: python bench/cluster_create.py [--runs 10] [--cold]
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def valkey_cli_create(binary, cli, run: int) -> float:
         for process in processes:
             process.kill()
             process.wait()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
