@@ -11,6 +11,7 @@ Usage: python bench/reshard.py [--keys 1000000]
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,7 @@ def cli_cluster(binary, cli: Path, names: list[str]) -> float:
         for process in processes:
             process.kill()
             process.wait()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
