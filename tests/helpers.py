@@ -180,6 +180,13 @@ def events_of(ec: Any, source_id: str) -> list[str]:
     return [str(e["Message"]) for e in events]
 
 
+def wait_event(ec: Any, source_id: str, text: str, *, timeout: float = 30.0) -> list[str]:
+    """Waits until an event of ``source_id`` contains ``text``: an event is recorded once the
+    control plane has finished its step, which can be after a client already sees the outcome."""
+    return wait_for(lambda: [m for m in events_of(ec, source_id) if text in m], timeout=timeout,
+                    interval=0.1, what=f"an event of {source_id} saying {text!r}")
+
+
 def raw_call(
     url: str,
     params: dict[str, str],

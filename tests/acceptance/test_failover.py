@@ -19,6 +19,7 @@ from helpers import (
     events_of,
     node_addresses,
     wait_cluster,
+    wait_event,
     wait_for,
     wait_group,
     wait_group_gone,
@@ -117,7 +118,7 @@ def test_kill_9_of_the_primary_under_load_loses_no_confirmed_write(server, ec):
     messages = events_of(ec, "ha-kill")
     assert any(m.startswith(f"Failover from primary node {old['CacheClusterId']} to replica node {new['CacheClusterId']} completed")
                for m in messages), messages
-    assert any("Finished recovery for cache nodes" in m for m in events_of(ec, old["CacheClusterId"]))
+    wait_event(ec, old["CacheClusterId"], "Finished recovery for cache nodes")
     ec.delete_replication_group(ReplicationGroupId="ha-kill")
     wait_group_gone(ec, "ha-kill")
 
@@ -145,7 +146,7 @@ def test_a_hung_primary_is_detected_fenced_and_replaced(server, ec):
     assert primary_of(group)["CacheClusterId"] != old["CacheClusterId"]
     assert engine(endpoint).get("before") == "hang"
     assert_one_primary_all_replicas_synced(group)
-    assert any("stopped answering" in m for m in events_of(ec, "ha-hang"))
+    wait_event(ec, "ha-hang", "stopped answering")
     ec.delete_replication_group(ReplicationGroupId="ha-hang")
     wait_group_gone(ec, "ha-hang")
 
@@ -352,7 +353,7 @@ def test_without_automatic_failover_a_primary_restarts_in_place(server, ec):
     wait_for(lambda: _answers_as_primary(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]), what="restart in place")
     group = wait_group(ec, "ha-off")
     assert primary_of(group)["CacheClusterId"] == old["CacheClusterId"]
-    assert any("data was lost" in m for m in events_of(ec, old["CacheClusterId"]))
+    wait_event(ec, old["CacheClusterId"], "data was lost")
     # Turning automatic failover on later works too.
     ec.modify_replication_group(ReplicationGroupId="ha-off", AutomaticFailoverEnabled=True, ApplyImmediately=True)
     group = wait_group(ec, "ha-off")
@@ -452,7 +453,7 @@ def test_a_hung_primary_without_automatic_failover_is_fenced_and_restarted_in_pl
     hung_pid = engine_pids(server.data_dir)[address]
     _hang_until_replaced(server, address, hung_pid, what="the hung standalone node to be restarted")
     wait_for(lambda: engine(address).ping(), what="the restarted node")
-    assert any("stopped answering" in m for m in events_of(ec, "ha-hang-solo"))
+    wait_event(ec, "ha-hang-solo", "stopped answering")
     ec.delete_cache_cluster(CacheClusterId="ha-hang-solo")
     ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="ha-hang-solo", WaiterConfig={"Delay": 1})
 

@@ -15,7 +15,16 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from cachefleet.engine.catalog import Catalog
-from helpers import engine, engine_pids, events_of, wait_cluster, wait_for, wait_group, wait_group_gone
+from helpers import (
+    engine,
+    engine_pids,
+    events_of,
+    wait_cluster,
+    wait_event,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+)
 
 BINARIES = {f"{b.release.engine} {b.release.major_minor}": b for b in Catalog.discover().binaries()}
 ALL_THREE = {"redis 7.0", "valkey 8.1", "valkey 9.1"} <= set(BINARIES)
@@ -238,7 +247,7 @@ def test_nodes_without_replicas_restart_on_their_saved_data(server, ec):
     assert engine(solo).get("ttl") == "kept" and 900 < engine(solo).ttl("ttl") <= 1000
     wait_group(ec, "upg-one", timeout=60)
     assert build_of(one).startswith("valkey 8.1.") and engine(one).dbsize() == 1000
-    assert any("restarted on its saved data" in m for m in events_of(ec, "upg-solo"))
+    wait_event(ec, "upg-solo", "restarted on its saved data")
     wait_group(ec, "upg-shards", timeout=120)
     for cluster_id, member in members_of(ec, "upg-shards").items():
         node = engine(member["ReadEndpoint"]["Address"])
