@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -585,3 +586,51 @@ def test_redis_cluster_does_not_fail_over_on_its_own(make_server):
     assert primary_of(group, 0)["CacheClusterId"] == victim["CacheClusterId"]
     ec.delete_replication_group(ReplicationGroupId="ha-nofo")
     wait_group_gone(ec, "ha-nofo")
+
+
+@pytest.mark.parametrize("cluster_mode", [False, True], ids=["disabled", "enabled"])
+def test_a_dead_primary_is_not_restarted_empty_while_its_only_replica_is_silent(server, ec, cluster_mode):
+    """The primary exits while its one replica does not answer (stopped for a moment, as a node
+    under heavy load can be): restarting the primary in place would give it its slots back empty,
+    and the replica would sync that emptiness when it answers again. The failover waits for the
+    replica instead, and promotes it: every confirmed key is kept."""
+    group_id = f"ha-silent-{'on' if cluster_mode else 'off'}"
+    shape = {"NumNodeGroups": 1, "ReplicasPerNodeGroup": 1} if cluster_mode else {"NumCacheClusters": 2}
+    mode = {"ClusterMode": "enabled"} if cluster_mode else {}
+    ec.create_replication_group(ReplicationGroupId=group_id, **shape, **mode, **HA)
+    group = wait_group(ec, group_id)
+    old, replica = primary_of(group), next(m for m in members(group).values() if m["CurrentRole"] == "replica")
+    primary_client = engine(old["ReadEndpoint"]["Address"])
+    for n in range(200):
+        primary_client.set(f"{{k}}:{n}", n)
+    assert primary_client.wait(1, 5000) == 1
+    replica_pid = engine_pids(server.data_dir)[replica["ReadEndpoint"]["Address"]]
+    os.kill(replica_pid, signal.SIGSTOP)
+    try:
+        # The monitor sees the replica silent before the primary goes.
+        wait_for(lambda: _silent(server, replica["ReadEndpoint"]["Address"]), timeout=10, what="the replica to be silent")
+        kill(server, old["ReadEndpoint"]["Address"])
+        wait_for(lambda: [m for m in events_of(ec, group_id) if "no replica is available" in m or "waits:" in m],
+                 timeout=10, what="the failover to find no replica answering")
+    finally:
+        os.kill(replica_pid, signal.SIGCONT)
+    wait_event(ec, group_id, f"Failover from primary node {old['CacheClusterId']} to replica node {replica['CacheClusterId']}")
+    wait_event(ec, old["CacheClusterId"], "Finished recovery for cache nodes", timeout=60)
+    group = wait_group(ec, group_id, timeout=60)
+    assert primary_of(group)["CacheClusterId"] == replica["CacheClusterId"]
+    new_primary = engine(primary_of(group)["ReadEndpoint"]["Address"])
+    wait_for(lambda: new_primary.ping(), what="the new primary")
+    missing = [n for n in range(200) if new_primary.get(f"{{k}}:{n}") is None]
+    assert missing == [], f"{len(missing)} confirmed keys lost"
+    ec.delete_replication_group(ReplicationGroupId=group_id)
+    wait_group_gone(ec, group_id)
+
+
+def _silent(server, address):
+    """Whether the node gives no answer to a PING within 0.2 s (no retries)."""
+    try:
+        with socket.create_connection((address, 6379), timeout=0.2) as conn:
+            conn.sendall(b"PING\r\n")
+            return not conn.recv(16)
+    except OSError:
+        return True

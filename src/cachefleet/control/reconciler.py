@@ -344,6 +344,9 @@ class Reconciler:
             group = current
         requested = nodes.operation(group, OperationKind.FAILOVER) is not None
         await nodes.stop_rebooted_and_hung(group, members, failover_requested=requested)
+        # A shard whose failover has to wait (Retry) does not hold up another shard's; the
+        # topology (which would start a lost primary again) waits for all of them.
+        deferred: Retry | None = None
         for node_group in group.node_groups:
             primary = members.get(node_group.primary_cluster_id)
             if primary is None:
@@ -353,8 +356,15 @@ class Reconciler:
                 continue
             if group.cluster_enabled:
                 await self.sharded.cancel(group)  # its slots may be moving from or to the lost primary
-            if await self.failover.run(group, node_group, members, trouble):
+            try:
+                promoted = await self.failover.run(group, node_group, members, trouble)
+            except Retry as retry:
+                deferred = retry if deferred is None or retry.delay < deferred.delay else deferred
+                continue
+            if promoted:
                 raise Retry(0.0, "")  # again at once, with the new primary
+        if deferred is not None:
+            raise deferred
         # Certificates first: a group waiting to converge must not let its nodes' certificates expire.
         await self.access.renew(group)
         # Before the topology (and the parameters): a replaced node's record names its new build

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 5.0
 TAKEOVER_TIMEOUT = 5.0
 RETRY_DELAY = 2.0
+# How often a shard whose primary is gone looks again for a replica that answers.
+WAIT_FOR_REPLICA = 0.2
 # How long a replica whose view of the slots is behind (see stale_claims) may take to catch up
 # from the other nodes' gossip before its takeover waits for a later pass.
 STALE_VIEW_WAIT = 3.0
@@ -116,6 +118,7 @@ class Failover:
 
     def __init__(self, nodes: Nodes) -> None:
         self.nodes = nodes
+        self._waiting: set[tuple[str, str, str]] = set()  # shards waiting for a silent replica
 
     def trouble(self, group: ReplicationGroup, node_group: NodeGroup, primary: CacheCluster) -> Trouble | None:
         nodes = self.nodes
@@ -143,6 +146,25 @@ class Failover:
         ]
         if trouble.target is not None:
             candidates = [c for c in candidates if c.cluster_id == trouble.target]
+        silent = [
+            members[c] for c in node_group.replica_cluster_ids
+            if c in members and members[c].status == ClusterStatus.AVAILABLE and nodes.running(members[c])
+        ]
+        if not candidates and silent and not nodes.running(old):
+            # The primary is gone and its data lives on in replicas that do not answer right now
+            # (a node under heavy load can be silent for seconds). Restarting the primary in place
+            # would give it its slots back empty and the replicas would sync that emptiness when
+            # they answer again: the pass waits for them instead (a replica silent for good is
+            # fenced as hung, and only then is the primary restarted).
+            waiting = (group.region, group.group_id, node_group.node_group_id)
+            if waiting not in self._waiting:  # said once per wait, not on every look
+                self._waiting.add(waiting)
+                self.call_off(group, f"Failover of node group {node_group.node_group_id} of {group.group_id} waits: "
+                                     f"{trouble.reason}, and its replica(s) "
+                                     f"{', '.join(c.cluster_id for c in silent)} do not answer now; the primary is not "
+                                     "restarted empty meanwhile", keep_request=True)
+            raise Retry(WAIT_FOR_REPLICA, "the replicas of a lost primary do not answer")
+        self._waiting.discard((group.region, group.group_id, node_group.node_group_id))
         if not candidates:
             self.call_off(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
                                  f"{trouble.reason}, and no replica is available to take over")
