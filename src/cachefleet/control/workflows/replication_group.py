@@ -14,6 +14,7 @@ from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.scheduler import Retry
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.events import event_for
+from cachefleet.domain.migrations import Migration, upstream
 from cachefleet.domain.operations import OperationKind
 from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
 from cachefleet.providers.local import NodeStartFailed
@@ -40,8 +41,10 @@ class ReplicationGroupWorkflow:
         primary = members.get(node_group.primary_cluster_id)
         if primary is None:
             raise Retry(1.0, f"primary {node_group.primary_cluster_id} of {group.group_id} has no record")
+        # A migrating group's primary follows the customer's node (domain/migrations.py), whoever it is.
+        source_of_primary = upstream(nodes.store.get(Migration, group.region, group.group_id))
         try:
-            await nodes.ensure_running(primary, replica_of=None)
+            await nodes.ensure_running(primary, replica_of=source_of_primary)
         except NodeStartFailed as failure:
             await nodes.node_failed(group, primary, str(failure))
             return
