@@ -70,7 +70,7 @@ async def probe_source(address: str, port: int, group: ReplicationGroup) -> Sour
             info = await admin.info("everything")
         except EngineError as error:
             text = str(error)
-            if "NOAUTH" in text or "authentication" in text.lower():
+            if "NOAUTH" in text or "authent" in text.lower():  # NOAUTH, or HELLO "must be ... authenticated"
                 return SourceReport(f"the source {address}:{port} requires authentication (AUTH); online migration "
                                     "needs a source without AUTH")
             if "WRONGPASS" in text or "NOPERM" in text or "ERR" in text:
