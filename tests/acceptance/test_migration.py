@@ -1,11 +1,14 @@
 """Online migration with real engines: a cluster-mode-disabled group follows a bare valkey-server,
-then Debian's redis-server holding 100,000 keys; writes to the group are refused while it
+then Debian's redis-server holding 100,000 keys (through a failover of the group's primary); writes to the group are refused while it
 migrates, the source's new writes follow (across a control-plane restart), CompleteMigration
 makes the group writable and it stops following. TestMigration says what fails for an
 unreachable and an AUTH-protected source. The source is never written to by Cachefleet: its
 commandstats show only the test's own writes and its keyspace only the test's keys."""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import pytest
 import redis
@@ -99,10 +102,19 @@ def test_migrations_from_valkey_and_redis_follow_then_complete(make_server, star
     ec = server.client()
     wait_for(lambda: _follows(reader, "during", "restart"), timeout=10, what="following across a restart")
     assert ec.describe_replication_groups(ReplicationGroupId="mig")["ReplicationGroups"][0]["Status"] == "migrating"
-    assert _writes(rd) == {**before, "set": before.get("set", 0) + 1}
+    # A failover while migrating: the promoted replica follows the source in its turn (ElastiCache
+    # replaces a migrating group's failed node and carries on).
+    os.kill(int(engine(primary).info("server")["process_id"]), signal.SIGKILL)
+    wait_event(ec, "mig", "after a failover, primary mig-002 follows the source", timeout=20)
+    wait_group(ec, "mig", "migrating")
+    rd.set("after", "failover")
+    wait_for(lambda: _follows(primary, "after", "failover"), timeout=20, what="the new primary following the source")
+    with pytest.raises(redis.exceptions.ReadOnlyError):
+        engine(primary).set("mine", "no")
+    assert _writes(rd) == {**before, "set": before.get("set", 0) + 2}
     ec.complete_migration(ReplicationGroupId="mig", Force=True)
     wait_group(ec, "mig")
-    assert rd.dbsize() == 100001 and engine(primary).dbsize() == 100001
+    assert rd.dbsize() == 100002 and engine(primary).dbsize() == 100002
     engine(primary).set("written", "here")
     rd.set("source", "only")
     assert engine(primary).get("source") is None and rd.get("written") is None

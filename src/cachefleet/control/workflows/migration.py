@@ -69,7 +69,7 @@ async def probe_source(address: str, port: int, group: ReplicationGroup) -> Sour
         try:
             info = await admin.info("everything")
         except EngineError as error:
-            text = str(error)
+            text = str(error).removeprefix(f"{address}:{port}: ")
             if "NOAUTH" in text or "authent" in text.lower():  # NOAUTH, or HELLO "must be ... authenticated"
                 return SourceReport(f"the source {address}:{port} requires authentication (AUTH); online migration "
                                     "needs a source without AUTH")

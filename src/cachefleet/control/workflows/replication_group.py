@@ -153,7 +153,9 @@ class ReplicationGroupWorkflow:
         if len(members) != len(current.member_cluster_ids):
             return
         node_group = current.node_groups[0]
-        updated = replace(current, status=GroupStatus.AVAILABLE)
+        # A group whose primary follows a migration's source goes back to migrating (after a failover, say).
+        migrating = upstream(nodes.store.get(Migration, current.region, current.group_id)) is not None
+        updated = replace(current, status=GroupStatus.MIGRATING if migrating else GroupStatus.AVAILABLE)
         with nodes.store.transaction() as tx:
             tx.put(updated)
             for kind in (OperationKind.CREATE, OperationKind.MODIFY):
@@ -171,6 +173,8 @@ class ReplicationGroupWorkflow:
                     f"{node_group.primary_endpoint}:{current.port}, reader endpoint "
                     f"{node_group.reader_endpoint}:{current.port}"
                 )
+            elif migrating:
+                message = f"Replication group {current.group_id} modified; it is migrating again"
             else:
                 message = f"Replication group {current.group_id} modified and available"
             tx.add_event(event_for(updated, message, nodes.clock.now()))
