@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import ClusterStatus
 from cachefleet.domain.errors import (
     AlreadyExists,
@@ -168,9 +167,6 @@ def engine_name(engine: str) -> str:
 
 class Migrations(GroupUseCases):
     """StartMigration, TestMigration, CompleteMigration on cluster-mode-disabled replication groups."""
-
-    def __init__(self, deps: Dependencies) -> None:
-        super().__init__(deps)
 
     def _target(self, region: Region, group_id: str | None) -> ReplicationGroup:
         if not group_id:

@@ -134,12 +134,14 @@ class MigrationWorkflow:
         if not following:
             raise Retry(0.25, f"the primary of {group.group_id} does not follow {migration.source} yet")
         link_up = info.get("master_link_status") == "up" and info.get("master_sync_in_progress", "0") == "0"
-        offset = int(info.get("slave_repl_offset", "0") or 0)
-        if migration.phase == MigrationPhase.COMPLETING:
-            await self._complete(group, migration, primary_key=node_key(primary), link_up=link_up, offset=offset)
-            return
+        # The source is read only while the link is up (an unreachable one would hold up this pass, and
+        # with it a failover), and before the primary's offset: under writes the two are then comparable.
         source = await probe_source(migration.address, migration.port, group) if link_up else None
-        # In sync: the primary holds the source's stream up to the offset the source has written.
+        offset = int((await nodes.admin(primary).info("replication")).get("slave_repl_offset", "0") or 0)
+        if migration.phase == MigrationPhase.COMPLETING:
+            await self._complete(group, migration, primary_key=node_key(primary), source=source, offset=offset)
+            return
+        # In sync: the primary holds the source's stream up to the offset the source had written.
         in_sync = source is not None and source.problem is None and offset >= source.offset
         if migration.phase == MigrationPhase.SYNCING and in_sync and source is not None:
             self._record(group, replace(migration, phase=MigrationPhase.IN_SYNC),
@@ -150,7 +152,7 @@ class MigrationWorkflow:
             self._record(group, replace(migration, phase=MigrationPhase.SYNCING),
                          f"Migration of replication group {group.group_id}: the replication link to the source "
                          f"{migration.source} is down; resyncing")
-        raise Retry(WATCH_INTERVAL if in_sync else 0.25, f"migrating {group.group_id} from {migration.source}")
+        raise Retry(WATCH_INTERVAL if in_sync or not link_up else 0.25, f"migrating {group.group_id} from {migration.source}")
 
     async def _check_source(self, group: ReplicationGroup, migration: Migration) -> None:
         report = await probe_source(migration.address, migration.port, group)
@@ -180,11 +182,10 @@ class MigrationWorkflow:
         self.nodes.unchecked(list(self.nodes.members(group).values()))
         raise Retry(0.0, "")  # the topology points the primary at the source now
 
-    async def _complete(self, group: ReplicationGroup, migration: Migration, *, primary_key: str, link_up: bool,
-                        offset: int) -> None:
+    async def _complete(self, group: ReplicationGroup, migration: Migration, *, primary_key: str,
+                        source: SourceReport | None, offset: int) -> None:
         gid = group.group_id
         if not migration.force:
-            source = await probe_source(migration.address, migration.port, group) if link_up else None
             if source is None or source.problem is not None or offset < source.offset:
                 behind = f"replication offset {offset} of the source's {source.offset}" if source else "link down"
                 self._record(group, replace(migration, phase=migration.resume or MigrationPhase.SYNCING, resume=None),

@@ -211,6 +211,9 @@ class ReplicationGroupWorkflow:
                 operation = nodes.operation(group, kind)
                 if operation is not None:
                     tx.delete(operation)
+            migration = nodes.store.get(Migration, group.region, group.group_id)
+            if migration is not None:
+                tx.delete(migration)  # a TestMigration under way when the group was deleted
             tx.delete(group)
             tx.add_event(event_for(group, f"Replication group {group.group_id} deleted", nodes.clock.now()))
 
