@@ -1,5 +1,5 @@
 """Online migration with real engines: a cluster-mode-disabled group follows a bare valkey-server,
-then Debian's redis-server holding 100,000 keys (through a failover of the group's primary); writes to the group are refused while it
+then Debian's redis-server holding 100,000 keys (through a failover of the group's primary, then losing the source: CompleteMigration needs Force); writes to the group are refused while it
 migrates, the source's new writes follow (across a control-plane restart), CompleteMigration
 makes the group writable and it stops following. TestMigration says what fails for an
 unreachable and an AUTH-protected source. The source is never written to by Cachefleet: its
@@ -111,11 +111,16 @@ def test_migrations_from_valkey_and_redis_follow_then_complete(make_server, star
     wait_for(lambda: _follows(primary, "after", "failover"), timeout=20, what="the new primary following the source")
     with pytest.raises(redis.exceptions.ReadOnlyError):
         engine(primary).set("mine", "no")
-    assert _writes(rd) == {**before, "set": before.get("set", 0) + 2}
+    assert _writes(rd) == {**before, "set": before.get("set", 0) + 2} and rd.dbsize() == 100002
+    # The source goes away: completing without Force is refused (not in sync), with Force it completes.
+    redis_source.process.kill()
+    wait_event(ec, "mig", "the replication link to the source " + f"{redis_source.address}:{redis_source.port} is down")
+    ec.complete_migration(ReplicationGroupId="mig")
+    wait_event(ec, "mig", "Complete Migration failed for mig: the data is not in sync with the source")
+    assert ec.describe_replication_groups(ReplicationGroupId="mig")["ReplicationGroups"][0]["Status"] == "migrating"
     ec.complete_migration(ReplicationGroupId="mig", Force=True)
     wait_group(ec, "mig")
-    assert rd.dbsize() == 100002 and engine(primary).dbsize() == 100002
+    assert engine(primary).dbsize() == 100002
     engine(primary).set("written", "here")
-    rd.set("source", "only")
-    assert engine(primary).get("source") is None and rd.get("written") is None
-    assert any("Complete Migration successful for mig" in m for m in events_of(ec, "mig"))
+    wait_for(lambda: _follows(reader, "written", "here"), timeout=10, what="the replica following the new primary")
+    assert len([m for m in events_of(ec, "mig") if "Complete Migration successful for mig" in m]) == 2
