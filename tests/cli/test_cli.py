@@ -498,3 +498,19 @@ def test_serverless_create_ls_show_delete(cli, ec):
     assert "arn:aws:elasticache:us-east-1:000000000000:serverlesscache:cli-sl" in shown
     assert "is deleted" in ok(cli("serverless", "delete", "cli-sl", "--wait", "--yes"))
     assert not ec.describe_serverless_caches()["ServerlessCaches"] or "cli-sl" not in str(ec.describe_serverless_caches())
+
+
+def test_migrate_test_start_complete_status_say_what_fails(cli, ec):
+    ec.create_replication_group(ReplicationGroupId="climig", ReplicationGroupDescription="target", Engine="valkey",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True,
+                                MultiAZEnabled=True)
+    wait_group(ec, "climig")
+    failed(cli("migrate", "test", "climig", "127.0.0.1:1"), "Test Migration failed for climig: the source 127.0.0.1:1 "
+           "is not reachable")
+    failed(cli("migrate", "complete", "climig"), "is not under migration")
+    failed(cli("migrate", "start", "climig", "no-port"), "HOST:PORT", code=2)
+    assert "Migrating climig from 127.0.0.1:1 (migrating)" in ok(cli("migrate", "start", "climig", "127.0.0.1:1"))
+    wait_group(ec, "climig")  # a few tries, then available again
+    status = ok(cli("migrate", "status", "climig"))
+    assert "climig: available" in status and "Start Migration failed for climig" in status, status
+    ec.delete_replication_group(ReplicationGroupId="climig")

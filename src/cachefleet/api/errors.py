@@ -71,6 +71,7 @@ _KIND_FIELDS: dict[type[domain.CachefleetError], str] = {
 # domain error class + what it is about -> the error shape name in botocore's models.
 _SHAPES: dict[tuple[type[domain.CachefleetError], str], str] = {
     (domain.NotFound, "NodeGroup"): "NodeGroupNotFoundFault",
+    (domain.NotFound, "ReservedCacheNodesOffering"): "ReservedCacheNodesOfferingNotFoundFault",
     (domain.InUse, "CacheSubnetGroup"): "CacheSubnetGroupInUse",
     (domain.InUse, "Subnet"): "SubnetInUse",
     (domain.QuotaExceeded, "Tag"): "TagQuotaPerResourceExceeded",

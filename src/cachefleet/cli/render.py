@@ -16,6 +16,7 @@ STATUS_STYLES = {
     "creating": "yellow",
     "modifying": "yellow",
     "snapshotting": "yellow",
+    "migrating": "yellow",
     "copying": "yellow",
     "exporting": "yellow",
     "deleting": "magenta",

@@ -609,6 +609,9 @@ class Nodes:
         password = self.locks.password(primary_key)
         if password is not None:
             await self.admin(replica).execute("CONFIG", "SET", "masteruser", CONTROL_PLANE_USER, "masterauth", password)
+        else:
+            # Not a node of ours (a migration's source, which has no AUTH): a stale masterauth would fail its handshake.
+            await self.admin(replica).execute("CONFIG", "SET", "masteruser", "", "masterauth", "")
         self.observed.masterauth[key] = (pid, primary_key)
 
     async def destroy(self, cluster: CacheCluster, *, group: ReplicationGroup | None) -> None:

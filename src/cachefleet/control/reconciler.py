@@ -28,6 +28,7 @@ from cachefleet.control.warm import WarmPool
 from cachefleet.control.workflows.access import AccessWorkflow
 from cachefleet.control.workflows.cache_cluster import CacheClusterWorkflow
 from cachefleet.control.workflows.failover import Failover
+from cachefleet.control.workflows.migration import MigrationWorkflow
 from cachefleet.control.workflows.node_type import NodeTypeWorkflow
 from cachefleet.control.workflows.parameters import ParameterWorkflow
 from cachefleet.control.workflows.replication_group import ReplicationGroupWorkflow
@@ -90,6 +91,7 @@ class Reconciler:
         )
         self.failover = Failover(self.nodes)
         self.groups = ReplicationGroupWorkflow(self.nodes)
+        self.migrations = MigrationWorkflow(self.nodes)
         self.sharded = ShardedTopology(self.nodes, self.scheduler.tasks)
         self.node_type = NodeTypeWorkflow(self.nodes)
         self.clusters = CacheClusterWorkflow(self.nodes)
@@ -397,3 +399,5 @@ class Reconciler:
         if not restored:
             raise Retry(0.25, f"restoring the data of {group.group_id}")  # not available before all of it is in
         self.groups.settle(group)
+        if not group.cluster_enabled:
+            await self.migrations.reconcile(nodes.current(group) or group)

@@ -11,9 +11,11 @@ from cachefleet.domain.cache_clusters import CacheClusters
 from cachefleet.domain.engine_versions import EngineVersions
 from cachefleet.domain.event_log import EventLog
 from cachefleet.domain.maintenance import Maintenance
+from cachefleet.domain.migrations import Migrations
 from cachefleet.domain.parameter_groups import Builds, ParameterGroups
 from cachefleet.domain.replicas import Replicas
 from cachefleet.domain.replication_groups import ReplicationGroups
+from cachefleet.domain.reserved_nodes import ReservedNodes
 from cachefleet.domain.security_groups import SecurityGroups
 from cachefleet.domain.serverless import ServerlessCaches, SizingPolicy
 from cachefleet.domain.serverless_snapshots import ServerlessSnapshots
@@ -57,6 +59,8 @@ class ElastiCache:
         self.shards = Shards(deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups)
         self.replicas = Replicas(deps, subnet_groups=self.subnet_groups)
         self.availability = Availability(deps)
+        self.migrations = Migrations(deps)
+        self.reserved_nodes = ReservedNodes(deps)
         self.engine_versions = EngineVersions(deps)
         self.tagging = Tagging(deps)
         self.service_updates = ServiceUpdates(deps, upgrades=self.upgrades)

@@ -14,10 +14,12 @@ from typing import Any
 
 from cachefleet.domain.alarms import MetricAlarm
 from cachefleet.domain.cache_clusters import CacheCluster
+from cachefleet.domain.migrations import Migration
 from cachefleet.domain.operations import Operation
 from cachefleet.domain.parameter_groups import CacheNodeParameters, CacheParameterGroup
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.replication_groups import ReplicationGroup
+from cachefleet.domain.reserved_nodes import ReservedCacheNode
 from cachefleet.domain.resource import Kind
 from cachefleet.domain.security_groups import CacheSecurityGroup
 from cachefleet.domain.serverless import ServerlessCache
@@ -29,11 +31,10 @@ from cachefleet.domain.users import User, UserGroup
 STORED: tuple[type, ...] = (
     ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
     CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup, Snapshot, Restore, ServerlessCache,
+    Migration, ReservedCacheNode,
 )
 
 FUTURE: tuple[Kind, ...] = (
-    Kind("ReservedCacheNode", "Reserved cache node", "ReservedCacheNodeNotFoundFault", arn_type="reserved-instance",
-         already_exists="ReservedCacheNodeAlreadyExistsFault", quota_exceeded="ReservedCacheNodeQuotaExceededFault"),
     Kind("GlobalReplicationGroup", "Global replication group", "GlobalReplicationGroupNotFoundFault",
          already_exists="GlobalReplicationGroupAlreadyExistsFault", invalid_state="InvalidGlobalReplicationGroupStateFault"),
 )

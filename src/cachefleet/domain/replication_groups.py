@@ -87,6 +87,7 @@ class GroupStatus(StrEnum):
     DELETING = "deleting"
     CREATE_FAILED = "create-failed"
     SNAPSHOTTING = "snapshotting"
+    MIGRATING = "migrating"  # its primary follows a customer's node (domain/migrations.py)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from cachefleet.api.elasticache import (
     cache_clusters,
     engine_versions,
     events,
+    migrations,
     parameter_groups,
     replication_groups,
+    reserved_nodes,
     security_groups,
     serverless,
     serverless_snapshots,
@@ -24,5 +26,5 @@ from cachefleet.api.elasticache import (
 
 FAMILIES = (
     replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
-    service_updates, users, snapshots, serverless, serverless_snapshots,
+    service_updates, users, snapshots, serverless, serverless_snapshots, migrations, reserved_nodes,
 )

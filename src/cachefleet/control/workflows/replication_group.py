@@ -14,6 +14,7 @@ from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.scheduler import Retry
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.events import event_for
+from cachefleet.domain.migrations import Migration, upstream
 from cachefleet.domain.operations import OperationKind
 from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
 from cachefleet.providers.local import NodeStartFailed
@@ -40,8 +41,10 @@ class ReplicationGroupWorkflow:
         primary = members.get(node_group.primary_cluster_id)
         if primary is None:
             raise Retry(1.0, f"primary {node_group.primary_cluster_id} of {group.group_id} has no record")
+        # A migrating group's primary follows the customer's node (domain/migrations.py), whoever it is.
+        source_of_primary = upstream(nodes.store.get(Migration, group.region, group.group_id))
         try:
-            await nodes.ensure_running(primary, replica_of=None)
+            await nodes.ensure_running(primary, replica_of=source_of_primary)
         except NodeStartFailed as failure:
             await nodes.node_failed(group, primary, str(failure))
             return
@@ -150,7 +153,9 @@ class ReplicationGroupWorkflow:
         if len(members) != len(current.member_cluster_ids):
             return
         node_group = current.node_groups[0]
-        updated = replace(current, status=GroupStatus.AVAILABLE)
+        # A group whose primary follows a migration's source goes back to migrating (after a failover, say).
+        migrating = upstream(nodes.store.get(Migration, current.region, current.group_id)) is not None
+        updated = replace(current, status=GroupStatus.MIGRATING if migrating else GroupStatus.AVAILABLE)
         with nodes.store.transaction() as tx:
             tx.put(updated)
             for kind in (OperationKind.CREATE, OperationKind.MODIFY):
@@ -168,6 +173,8 @@ class ReplicationGroupWorkflow:
                     f"{node_group.primary_endpoint}:{current.port}, reader endpoint "
                     f"{node_group.reader_endpoint}:{current.port}"
                 )
+            elif migrating:
+                message = f"Replication group {current.group_id} modified; it is migrating again"
             else:
                 message = f"Replication group {current.group_id} modified and available"
             tx.add_event(event_for(updated, message, nodes.clock.now()))
@@ -204,6 +211,9 @@ class ReplicationGroupWorkflow:
                 operation = nodes.operation(group, kind)
                 if operation is not None:
                     tx.delete(operation)
+            migration = nodes.store.get(Migration, group.region, group.group_id)
+            if migration is not None:
+                tx.delete(migration)  # a TestMigration under way when the group was deleted
             tx.delete(group)
             tx.add_event(event_for(group, f"Replication group {group.group_id} deleted", nodes.clock.now()))
 
