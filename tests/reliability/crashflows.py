@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from crashsteps import Shape, Workflow, kill_primary
-from helpers import Server, wait_group
+from crashsteps import Shape, Workflow, kill_primary, member_addresses
+from helpers import Server, engine, wait_group
 
 BASE = {"ReplicationGroupDescription": "crash", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}
 HA = {**BASE, "AutomaticFailoverEnabled": True}
@@ -13,7 +14,7 @@ HA = {**BASE, "AutomaticFailoverEnabled": True}
 
 def _create(group_id: str, **spec: Any) -> Any:
     def setup(ec: Any) -> None:
-        ec.create_replication_group(ReplicationGroupId=group_id, **HA, **spec)
+        ec.create_replication_group(ReplicationGroupId=group_id, **{**HA, **spec})
         wait_group(ec, group_id, timeout=60)
 
     return setup
@@ -59,6 +60,65 @@ WORKFLOWS: tuple[Workflow, ...] = (
              _request("modify_replication_group", ReplicationGroupId="scale", CacheNodeType="cache.r7g.large",
                       ApplyImmediately=True),
              Shape(1, 1, "cache.r7g.large")),
+)
+
+def _snapshot(group_id: str, name: str) -> Any:
+    def action(ec: Any, server: Server) -> Callable[[Any], bool]:
+        ec.create_snapshot(ReplicationGroupId=group_id, SnapshotName=name)
+        return lambda ec: _snapshot_status(ec, name) == "available"
+
+    return action
+
+
+def _snapshot_status(ec: Any, name: str) -> str | None:
+    snapshots = ec.describe_snapshots(SnapshotName=name)["Snapshots"]
+    return str(snapshots[0]["SnapshotStatus"]) if snapshots else None
+
+
+def _with_parameter_group(group_id: str, **spec: Any) -> Any:
+    def setup(ec: Any) -> None:
+        ec.create_cache_parameter_group(CacheParameterGroupName="crash-params", CacheParameterGroupFamily="valkey9",
+                                        Description="crash")
+        ec.modify_cache_parameter_group(CacheParameterGroupName="crash-params",
+                                        ParameterNameValues=[{"ParameterName": "cluster-enabled", "ParameterValue": "yes"}])
+        ec.create_replication_group(ReplicationGroupId=group_id, CacheParameterGroupName="crash-params", **HA, **spec,
+                                    ClusterMode="enabled")
+        wait_group(ec, group_id, timeout=60)
+
+    return setup
+
+
+def _set_parameter(group_id: str, name: str, value: str) -> Any:
+    def action(ec: Any, server: Server) -> Callable[[Any], bool]:
+        ec.modify_cache_parameter_group(CacheParameterGroupName="crash-params",
+                                        ParameterNameValues=[{"ParameterName": name, "ParameterValue": value}])
+        return lambda ec: all(engine(address).config_get(name).get(name) == value
+                              for address in member_addresses(ec, group_id).values())
+
+    return action
+
+
+def _upgrade(group_id: str) -> Any:
+    def action(ec: Any, server: Server) -> Callable[[Any], bool]:
+        ec.modify_replication_group(ReplicationGroupId=group_id, Engine="valkey", EngineVersion="8.1",
+                                    ApplyImmediately=True)
+        return lambda ec: all(c["Engine"] == "valkey" and str(c["EngineVersion"]).startswith("8.1")
+                              for c in ec.describe_cache_clusters()["CacheClusters"]
+                              if c.get("ReplicationGroupId") == group_id)
+
+    return action
+
+
+WORKFLOWS += (
+    Workflow("failover-enabled", "foc", True, _create("foc", NumNodeGroups=2, ReplicasPerNodeGroup=1),
+             lambda ec, server: kill_primary(ec, server, "foc"), Shape(2, 1)),
+    Workflow("snapshot", "snap", False, _create("snap", NumCacheClusters=2), _snapshot("snap", "crash-snap"),
+             Shape(1, 1)),
+    Workflow("parameters", "params", True, _with_parameter_group("params", NumNodeGroups=2, ReplicasPerNodeGroup=1),
+             _set_parameter("params", "maxmemory-samples", "7"), Shape(2, 1)),
+    Workflow("upgrade", "upg", False,
+             _create("upg", NumCacheClusters=2, Engine="redis", EngineVersion="7.0"),
+             _upgrade("upg"), Shape(1, 1), replaces_nodes=True),
 )
 
 BY_NAME = {workflow.name: workflow for workflow in WORKFLOWS}

@@ -57,6 +57,7 @@ class Workflow:
     action: Callable[[Any, Server], Callable[[Any], bool] | None]
     shape: Shape
     writer: bool = True  # create has no group to write to before it starts
+    replaces_nodes: bool = False  # an engine upgrade starts every node anew by design: not a restart to flag
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,8 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
             outcome.lost_count, outcome.lost = len(lost), lost[:10]
             writer = None
         _check_processes(outcome, server, member_addresses(ec, workflow.group_id), at_crash)
+        if workflow.replaces_nodes:
+            outcome.restarted = []
         return outcome
     finally:
         if writer:
