@@ -14,6 +14,7 @@ from typing import Any
 
 from cachefleet.domain.alarms import MetricAlarm
 from cachefleet.domain.cache_clusters import CacheCluster
+from cachefleet.domain.global_datastores import GlobalReplicationGroup
 from cachefleet.domain.operations import Operation
 from cachefleet.domain.parameter_groups import CacheNodeParameters, CacheParameterGroup
 from cachefleet.domain.ports import StateStore
@@ -29,13 +30,12 @@ from cachefleet.domain.users import User, UserGroup
 STORED: tuple[type, ...] = (
     ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
     CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup, Snapshot, Restore, ServerlessCache,
+    GlobalReplicationGroup,
 )
 
 FUTURE: tuple[Kind, ...] = (
     Kind("ReservedCacheNode", "Reserved cache node", "ReservedCacheNodeNotFoundFault", arn_type="reserved-instance",
          already_exists="ReservedCacheNodeAlreadyExistsFault", quota_exceeded="ReservedCacheNodeQuotaExceededFault"),
-    Kind("GlobalReplicationGroup", "Global replication group", "GlobalReplicationGroupNotFoundFault",
-         already_exists="GlobalReplicationGroupAlreadyExistsFault", invalid_state="InvalidGlobalReplicationGroupStateFault"),
 )
 
 # Kinds of the API whose records are another kind's: a serverless cache snapshot is a Snapshot

@@ -10,6 +10,7 @@ from cachefleet.api.elasticache import (
     cache_clusters,
     engine_versions,
     events,
+    global_datastores,
     parameter_groups,
     replication_groups,
     security_groups,
@@ -24,5 +25,5 @@ from cachefleet.api.elasticache import (
 
 FAMILIES = (
     replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
-    service_updates, users, snapshots, serverless, serverless_snapshots,
+    service_updates, users, snapshots, serverless, serverless_snapshots, global_datastores,
 )

@@ -1,0 +1,121 @@
+"""Global datastores with real engines: two regions of one server, cross-region replication,
+READONLY secondaries, a planned global failover under a WAIT-confirming writer, disassociation."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from helpers import engine, wait_for, wait_group, wait_group_gone
+
+SETTINGS = {"ReplicationGroupDescription": "global", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
+
+
+def primary_endpoint(group):
+    return group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+
+
+def roles(ec, global_id):
+    record = ec.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)
+    return {m["ReplicationGroupRegion"]: m["Role"] for m in record["GlobalReplicationGroups"][0]["Members"]}
+
+
+class Writer(threading.Thread):
+    """SET + WAIT 1 in a loop on the current primary endpoint; moves to ``then`` on any error."""
+
+    def __init__(self, first: str, then: str) -> None:
+        super().__init__(daemon=True)
+        self.addresses = [first, then]
+        self.confirmed: list[str] = []
+        self.on_second = 0
+        self.errors = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        current = 0
+        client = engine(self.addresses[current])
+        i = 0
+        while not self.done.is_set():
+            key = f"w{i}"
+            try:
+                client.set(key, "v")
+                if client.wait(1, 2000) >= 1:
+                    self.confirmed.append(key)
+                    self.on_second += current
+            except redis.RedisError:
+                self.errors += 1
+                current = 1
+                client = engine(self.addresses[current])
+            i += 1
+
+
+@pytest.mark.timeout(60)
+def test_global_datastore_replicates_fails_over_and_disassociates(server):
+    east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+    east.create_replication_group(ReplicationGroupId="gd-east", NumCacheClusters=2, **SETTINGS)
+    primary_group = wait_group(east, "gd-east")
+    created = east.create_global_replication_group(
+        GlobalReplicationGroupIdSuffix="orders", PrimaryReplicationGroupId="gd-east",
+        GlobalReplicationGroupDescription="orders everywhere",
+    )["GlobalReplicationGroup"]
+    global_id = created["GlobalReplicationGroupId"]
+    assert global_id.endswith("-orders") and len(global_id.split("-")[0]) == 5
+    assert created["Status"] == "primary-only"
+
+    west.create_replication_group(
+        ReplicationGroupId="gd-west", ReplicationGroupDescription="secondary", GlobalReplicationGroupId=global_id,
+    )
+    secondary = wait_group(west, "gd-west")
+    assert secondary["CacheNodeType"] == "cache.r6g.large"
+    assert secondary["GlobalReplicationGroupInfo"] == {
+        "GlobalReplicationGroupId": global_id, "GlobalReplicationGroupMemberRole": "SECONDARY"}
+    assert roles(east, global_id) == {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
+
+    east_endpoint, west_endpoint = primary_endpoint(primary_group), primary_endpoint(secondary)
+    writer_east, reader_west = engine(east_endpoint), engine(west_endpoint)
+    writer_east.set("greeting", "hello")
+    started = time.monotonic()
+    wait_for(lambda: reader_west.get("greeting") == "hello", timeout=5, what="the write in us-west-2")
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(redis.ReadOnlyError):
+        reader_west.set("greeting", "from the west")
+
+    writer = Writer(east_endpoint, west_endpoint)
+    writer.start()
+    wait_for(lambda: len(writer.confirmed) > 50, timeout=10, what="confirmed writes before the failover")
+    east.failover_global_replication_group(
+        GlobalReplicationGroupId=global_id, PrimaryRegion="us-west-2", PrimaryReplicationGroupId="gd-west",
+    )
+    wait_for(lambda: roles(east, global_id) == {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}, timeout=15,
+             what="us-west-2 primary")
+    wait_for(lambda: writer.on_second > 20, timeout=10, what="confirmed writes on the new primary region")
+    writer.done.set()
+    writer.join(5)
+    missing = [k for k in writer.confirmed if reader_west.get(k) is None]
+    assert not missing, f"{len(missing)} WAIT-confirmed keys lost: {missing[:5]}"
+    # The old primary region follows the new one: writes there are refused, reads see the new writes.
+    wait_for(lambda: writer_east.get(writer.confirmed[-1]) == "v", timeout=5, what="us-east-1 following us-west-2")
+    with pytest.raises(redis.ReadOnlyError):
+        writer_east.set("greeting", "from the east")
+    assert wait_group(west, "gd-west")["GlobalReplicationGroupInfo"]["GlobalReplicationGroupMemberRole"] == "PRIMARY"
+
+    east.disassociate_global_replication_group(
+        GlobalReplicationGroupId=global_id, ReplicationGroupId="gd-east", ReplicationGroupRegion="us-east-1",
+    )
+
+    def writable() -> bool:
+        try:
+            return bool(writer_east.set("standalone", "yes"))
+        except redis.ReadOnlyError:
+            return False
+
+    wait_for(writable, timeout=10, what="gd-east writable on its own")
+    assert "GlobalReplicationGroupInfo" not in wait_group(east, "gd-east")
+    east.delete_global_replication_group(GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=False)
+    assert west.describe_global_replication_groups()["GlobalReplicationGroups"] == []
+    east.delete_replication_group(ReplicationGroupId="gd-east")
+    wait_group_gone(west, "gd-west")
+    wait_group_gone(east, "gd-east")
