@@ -3,13 +3,15 @@ READONLY secondaries, a planned global failover under a WAIT-confirming writer, 
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
 import pytest
 import redis
 
-from helpers import engine, wait_for, wait_group, wait_group_gone
+from helpers import engine, engine_pids, wait_for, wait_group, wait_group_gone
 
 SETTINGS = {"ReplicationGroupDescription": "global", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
 
@@ -55,7 +57,8 @@ class Writer(threading.Thread):
 @pytest.mark.timeout(60)
 def test_global_datastore_replicates_fails_over_and_disassociates(server):
     east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
-    east.create_replication_group(ReplicationGroupId="gd-east", NumCacheClusters=2, **SETTINGS)
+    east.create_replication_group(
+        ReplicationGroupId="gd-east", NumCacheClusters=2, AutomaticFailoverEnabled=True, **SETTINGS)
     primary_group = wait_group(east, "gd-east")
     created = east.create_global_replication_group(
         GlobalReplicationGroupIdSuffix="orders", PrimaryReplicationGroupId="gd-east",
@@ -67,6 +70,7 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
 
     west.create_replication_group(
         ReplicationGroupId="gd-west", ReplicationGroupDescription="secondary", GlobalReplicationGroupId=global_id,
+        NumCacheClusters=2,
     )
     secondary = wait_group(west, "gd-west")
     assert secondary["CacheNodeType"] == "cache.r6g.large"
@@ -82,6 +86,26 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
     assert time.monotonic() - started < 1.0
     with pytest.raises(redis.ReadOnlyError):
         reader_west.set("greeting", "from the west")
+
+    # The primary region's primary dies: its replica takes over, and the secondary follows the new one.
+    old_primary = next(m for m in primary_group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    os.kill(engine_pids(server.data_dir)[old_primary["ReadEndpoint"]["Address"]], signal.SIGKILL)
+
+    def after_failover() -> bool:
+        try:
+            return bool(engine(east_endpoint).set("after", "failover"))
+        except redis.RedisError:
+            return False
+
+    wait_for(after_failover, timeout=15, what="the primary endpoint of us-east-1 after its failover")
+    wait_for(lambda: reader_west.get("after") == "failover", timeout=5, what="us-west-2 following the new primary")
+    assert reader_west.get("greeting") == "hello"
+    promoted = next(m for m in wait_group(east, "gd-east")["NodeGroups"][0]["NodeGroupMembers"]
+                    if m["CurrentRole"] == "primary")
+    assert promoted["CacheClusterId"] != old_primary["CacheClusterId"]
+    # Straight from the new primary, not through the old node (it comes back as a replica, same address).
+    wait_for(lambda: reader_west.info("replication")["master_host"] == promoted["ReadEndpoint"]["Address"],
+             timeout=5, what="us-west-2's primary pointed at the new primary of us-east-1")
 
     writer = Writer(east_endpoint, west_endpoint)
     writer.start()
