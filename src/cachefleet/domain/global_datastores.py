@@ -316,6 +316,8 @@ class GlobalDatastores(GroupUseCases):
     def create(self, region: Region, *, suffix: str, primary_group_id: str, description: str = "") -> GlobalReplicationGroup:
         full_id = global_id(region, suffix)
         group = self._group(region, primary_group_id)
+        if self._store.get(GlobalReplicationGroup, GLOBAL_REGION, full_id) is not None:
+            raise AlreadyExists(f"Global replication group {full_id} already exists.", resource="GlobalReplicationGroup")
         if group.cluster_enabled:
             raise refuse_cluster_mode("CreateGlobalReplicationGroup")
         if group.status != GroupStatus.AVAILABLE:
@@ -332,8 +334,6 @@ class GlobalDatastores(GroupUseCases):
             )
         check_node_type(group.node_type)
         check_engine(group.engine, group.engine_version)
-        if self._store.get(GlobalReplicationGroup, GLOBAL_REGION, full_id) is not None:
-            raise AlreadyExists(f"Global replication group {full_id} already exists.", resource="GlobalReplicationGroup")
         record = GlobalReplicationGroup(
             region=GLOBAL_REGION, global_id=full_id, description=description, status=GlobalStatus.PRIMARY_ONLY,
             engine=group.engine, engine_version=group.engine_version, node_type=group.node_type,
