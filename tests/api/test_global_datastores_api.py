@@ -4,6 +4,8 @@ operations refused after their checks, and the rules of Modify/Failover/Disassoc
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from cachefleet.domain.global_datastores import id_prefix
@@ -79,6 +81,21 @@ def test_the_groups_say_which_global_datastore_they_belong_to(pair):
     assert (secondary["CacheNodeType"], secondary["ClusterEnabled"]) == ("cache.r6g.large", False)
     expect("InvalidReplicationGroupState", east.delete_replication_group, ReplicationGroupId="gda-east",
            says="global replication group")
+
+
+def test_the_secondarys_primary_reports_its_global_replication_lag(pair, server):
+    def lag(region, cluster_id):
+        now = dt.datetime.now(dt.UTC)
+        points = server.client("cloudwatch", region=region).get_metric_statistics(
+            Namespace="AWS/ElastiCache", MetricName="GlobalDatastoreReplicationLag", StartTime=now - dt.timedelta(minutes=2),
+            EndTime=now, Period=60, Statistics=["Maximum"],
+            Dimensions=[{"Name": "CacheClusterId", "Value": cluster_id}, {"Name": "CacheNodeId", "Value": "0001"}],
+        )["Datapoints"]
+        return max((p["Maximum"] for p in points), default=None)
+
+    wait_for(lambda: lag("us-west-2", "gda-west-001") is not None, timeout=10, what="a GlobalDatastoreReplicationLag sample")
+    assert 0 <= lag("us-west-2", "gda-west-001") < 1  # idle and caught up on loopback
+    assert lag("us-east-1", "gda-east-001") is None  # the primary region's primary follows no one
 
 
 def test_a_second_member_in_one_region_and_conflicting_settings_are_refused(pair, server):
