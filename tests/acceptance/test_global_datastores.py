@@ -20,6 +20,12 @@ def primary_endpoint(group):
     return group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
 
 
+def primary_endpoint_node(ec, group_id):
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    return next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")[
+        "ReadEndpoint"]["Address"]
+
+
 def roles(ec, global_id):
     record = ec.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)
     return {m["ReplicationGroupRegion"]: m["Role"] for m in record["GlobalReplicationGroups"][0]["Members"]}
@@ -86,6 +92,18 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
     assert time.monotonic() - started < 1.0
     with pytest.raises(redis.ReadOnlyError):
         reader_west.set("greeting", "from the west")
+    # A failover inside the secondary: its new primary follows the primary region too, read-only.
+    west_primary = next(m for m in secondary["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    west.test_failover(ReplicationGroupId="gd-west", NodeGroupId="0001")
+    wait_for(lambda: next(m for m in west.describe_replication_groups(ReplicationGroupId="gd-west")["ReplicationGroups"][0]
+                          ["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")["CacheClusterId"]
+             != west_primary["CacheClusterId"], timeout=15, what="the secondary's failover")
+    wait_group(west, "gd-west")
+    assert reader_west.info("replication")["master_host"] == primary_endpoint_node(east, "gd-east")
+    writer_east.set("greeting", "hello again")
+    wait_for(lambda: reader_west.get("greeting") == "hello again", timeout=5, what="replication after the failover")
+    with pytest.raises(redis.ReadOnlyError):
+        reader_west.set("greeting", "from the west")
 
     # The primary region's primary dies: its replica takes over, and the secondary follows the new one.
     old_primary = next(m for m in primary_group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
@@ -99,7 +117,7 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
 
     wait_for(after_failover, timeout=15, what="the primary endpoint of us-east-1 after its failover")
     wait_for(lambda: reader_west.get("after") == "failover", timeout=5, what="us-west-2 following the new primary")
-    assert reader_west.get("greeting") == "hello"
+    assert reader_west.get("greeting") == "hello again"
     promoted = next(m for m in wait_group(east, "gd-east")["NodeGroups"][0]["NodeGroupMembers"]
                     if m["CurrentRole"] == "primary")
     assert promoted["CacheClusterId"] != old_primary["CacheClusterId"]
