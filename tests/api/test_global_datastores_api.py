@@ -169,6 +169,13 @@ def test_modify_needs_apply_immediately_and_reaches_every_member(pair):
         GlobalReplicationGroupId=global_id, ApplyImmediately=True, GlobalReplicationGroupDescription="renamed",
     )["GlobalReplicationGroup"]
     assert changed["GlobalReplicationGroupDescription"] == "renamed"
+    scaled = east.modify_global_replication_group(
+        GlobalReplicationGroupId=global_id, ApplyImmediately=True, CacheNodeType="cache.r6g.xlarge",
+    )["GlobalReplicationGroup"]
+    assert scaled["CacheNodeType"] == "cache.r6g.xlarge"
+    for client, group_id in ((east, "gda-east"), (west, "gda-west")):
+        wait_for(lambda c=client, g=group_id: (found := wait_group(c, g))["CacheNodeType"] == "cache.r6g.xlarge" and found,
+                 what=f"{group_id} scaled")
     # A parameter group is regional: the one named must exist in every member's region.
     east_params = east.describe_cache_clusters(CacheClusterId="gda-east-001")["CacheClusters"][0]
     family = east.describe_cache_parameter_groups(
