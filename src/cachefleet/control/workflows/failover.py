@@ -297,7 +297,8 @@ class Failover:
         admin = nodes.admin(chosen)
         if group.cluster_enabled:
             return await _take_over(admin)
-        leader = global_datastores.upstream(nodes.store, group)
+        secondary = group.global_role == global_datastores.MemberRole.SECONDARY
+        leader = global_datastores.upstream(nodes.store, group) if secondary else None
         if leader is not None:
             # A global datastore's secondary: its new primary follows the primary region's primary;
             # it never takes writes of its own.
