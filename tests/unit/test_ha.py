@@ -331,7 +331,8 @@ async def test_a_promoted_replica_stays_primary_when_the_endpoint_cannot_be_boun
 
     ops.set_binds = set_binds
     node_group = SimpleNamespace(member_cluster_ids=("old", "r1"), primary_endpoint="127.0.0.3")
-    group = SimpleNamespace(cluster_enabled=False, group_id="g", node_group_of=lambda cluster_id: node_group)
+    group = SimpleNamespace(cluster_enabled=False, group_id="g", node_group_of=lambda cluster_id: node_group,
+                            global_role=None)
     chosen = await Failover(ops)._promote_best(group, [_replica("r1")], _replica("old"))
     assert chosen is not None and chosen.cluster_id == "r1"
     assert admin.role == "master" and ops.fenced == [] and ops.events == []

@@ -62,7 +62,7 @@ def test_every_kind_of_the_registry_is_stored_and_named_once(tmp_path):
     assert set(kinds.STORED_BY_NAME) == {
         "ReplicationGroup", "CacheCluster", "CacheSubnetGroup", "MetricAlarm", "Operation", "CacheParameterGroup",
         "CacheNodeParameters", "CacheSecurityGroup", "ServiceUpdate", "UpdateAction", "User", "UserGroup", "Snapshot",
-        "Restore", "ServerlessCache", "Migration", "ReservedCacheNode",
+        "Restore", "ServerlessCache", "Migration", "ReservedCacheNode", "GlobalReplicationGroup",
     }
 
 

@@ -122,6 +122,7 @@ class Observed:
     users: dict[str, tuple[int, str]] = field(default_factory=dict)  # node key -> (pid, fingerprint of its users)
     transit: dict[str, TransitEncryptionMode | None] = field(default_factory=dict)  # node key -> TLS mode it runs
     masterauth: dict[str, tuple[int, str]] = field(default_factory=dict)  # replica key -> (pid, primary key)
+    upstream: dict[str, tuple[str, int]] = field(default_factory=dict)  # global secondary primary -> node it follows
 
 
 class Nodes:
@@ -526,6 +527,20 @@ class Nodes:
             await self._replication_password(cluster, replica_of[0])
             await admin.replicate(*replica_of)
         self.observed.binds[node_key(cluster)] = await admin.bound_addresses()
+
+    async def follow(self, cluster: CacheCluster, source: tuple[str, int] | None) -> None:
+        """A global datastore member's primary follows ``source`` (another region's primary node), or
+        is a primary itself (None) once it no longer follows one. Looked at on every pass, not once
+        per process: the node it follows changes under it (a failover in the other region, a global
+        failover, a disassociation)."""
+        key = node_key(cluster)
+        if self.provider.pid(key) is None or (source is None and key not in self.observed.upstream):
+            return
+        await self._fix_role(cluster, source)
+        if source is None:
+            self.observed.upstream.pop(key, None)
+        else:
+            self.observed.upstream[key] = source
 
     async def node_failed(self, group: ReplicationGroup | None, cluster: CacheCluster, reason: str) -> None:
         """A node would not start: fail the create, or retry a node that used to run."""

@@ -28,6 +28,7 @@ from cachefleet.control.warm import WarmPool
 from cachefleet.control.workflows.access import AccessWorkflow
 from cachefleet.control.workflows.cache_cluster import CacheClusterWorkflow
 from cachefleet.control.workflows.failover import Failover
+from cachefleet.control.workflows.global_datastore import GlobalDatastoreWorkflow
 from cachefleet.control.workflows.migration import MigrationWorkflow
 from cachefleet.control.workflows.node_type import NodeTypeWorkflow
 from cachefleet.control.workflows.parameters import ParameterWorkflow
@@ -37,7 +38,9 @@ from cachefleet.control.workflows.serverless import ServerlessWorkflow
 from cachefleet.control.workflows.sharded import ShardedTopology
 from cachefleet.control.workflows.snapshots import SnapshotWorkflow
 from cachefleet.control.workflows.upgrades import UpgradeWorkflow
+from cachefleet.domain import global_datastores
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
+from cachefleet.domain.global_datastores import GlobalReplicationGroup
 from cachefleet.domain.operations import Operation, OperationKind, overdue
 from cachefleet.domain.parameter_groups import Builds, CacheParameterGroup
 from cachefleet.domain.ports import Clock, StateStore
@@ -58,6 +61,7 @@ USER = User.KIND.name
 USER_GROUP = UserGroup.KIND.name
 SNAPSHOT = Snapshot.KIND.name
 SERVERLESS = ServerlessCache.KIND.name
+GLOBAL = GlobalReplicationGroup.KIND.name
 
 
 class Reconciler:
@@ -99,6 +103,7 @@ class Reconciler:
         self.upgrades = UpgradeWorkflow(self.nodes)
         self.access = AccessWorkflow(self.nodes)
         self.serverless = ServerlessWorkflow(self.nodes, sizing)
+        self.global_datastores = GlobalDatastoreWorkflow(self.nodes, kick=lambda g: self.scheduler.kick(Target.of(g)))
         # Without snapshot files (tests of other workflows) nobody can ask for snapshots or restores.
         self.snapshots: SnapshotWorkflow | None = None
         self.restores: RestoreWorkflow | None = None
@@ -137,6 +142,8 @@ class Reconciler:
             self.scheduler.kick(Target(SNAPSHOT, region, key))
         elif name == SERVERLESS:
             self.scheduler.kick(Target(SERVERLESS, region, key))
+        elif name == GLOBAL:
+            self.scheduler.kick(Target(GLOBAL, region, key))
 
     def _cluster_of_node(self, key: str) -> CacheCluster | None:
         for cluster in self.store.list(CacheCluster):
@@ -173,6 +180,9 @@ class Reconciler:
                 yield Target.of(snapshot)
         for cache in self.store.list(ServerlessCache):
             yield Target.of(cache)
+        for record in self.store.list(GlobalReplicationGroup):
+            if record.failover_to is not None:
+                yield Target.of(record)
 
     async def start(self) -> None:
         running = self.provider.adopt_all()
@@ -245,6 +255,10 @@ class Reconciler:
             cache = self.store.get(ServerlessCache, target.region, target.key)
             if cache is not None:
                 await self.serverless.reconcile(cache)
+        elif target.kind == GLOBAL:
+            record = self.store.get(GlobalReplicationGroup, target.region, target.key)
+            if record is not None:
+                await self.global_datastores.reconcile(record)
 
     async def _cluster_pass(self, target: Target, cluster: CacheCluster) -> None:
         if cluster.status == ClusterStatus.DELETING and self.snapshots is not None and self.snapshots.final_pending(cluster):
@@ -396,6 +410,9 @@ class Reconciler:
         current = nodes.current(group)
         if current is not None and nodes.operation(current, OperationKind.NODE_TYPE) is not None:
             await self.node_type.apply(current)
+        # A global datastore's secondaries follow this group's primary, which may have just changed.
+        for secondary in global_datastores.secondaries_of(self.store, nodes.current(group) or group):
+            self.scheduler.kick(Target.of(secondary))
         if not restored:
             raise Retry(0.25, f"restoring the data of {group.group_id}")  # not available before all of it is in
         self.groups.settle(group)

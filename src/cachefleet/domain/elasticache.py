@@ -10,6 +10,7 @@ from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheClusters
 from cachefleet.domain.engine_versions import EngineVersions
 from cachefleet.domain.event_log import EventLog
+from cachefleet.domain.global_datastores import GlobalDatastores
 from cachefleet.domain.maintenance import Maintenance
 from cachefleet.domain.migrations import Migrations
 from cachefleet.domain.parameter_groups import Builds, ParameterGroups
@@ -56,6 +57,7 @@ class ElastiCache:
             parameter_groups=self.parameter_groups, security_groups=self.security_groups, upgrades=self.upgrades,
             backups=self.snapshots,
         )
+        self.global_datastores = GlobalDatastores(deps, groups=self.replication_groups)
         self.shards = Shards(deps, subnet_groups=self.subnet_groups, parameter_groups=self.parameter_groups)
         self.replicas = Replicas(deps, subnet_groups=self.subnet_groups)
         self.availability = Availability(deps)

@@ -14,6 +14,7 @@ from typing import Any
 
 from cachefleet.domain.alarms import MetricAlarm
 from cachefleet.domain.cache_clusters import CacheCluster
+from cachefleet.domain.global_datastores import GlobalReplicationGroup
 from cachefleet.domain.migrations import Migration
 from cachefleet.domain.operations import Operation
 from cachefleet.domain.parameter_groups import CacheNodeParameters, CacheParameterGroup
@@ -31,12 +32,10 @@ from cachefleet.domain.users import User, UserGroup
 STORED: tuple[type, ...] = (
     ReplicationGroup, CacheCluster, CacheSubnetGroup, MetricAlarm, Operation, CacheParameterGroup, CacheNodeParameters,
     CacheSecurityGroup, ServiceUpdate, UpdateAction, User, UserGroup, Snapshot, Restore, ServerlessCache,
-    Migration, ReservedCacheNode,
+    Migration, ReservedCacheNode, GlobalReplicationGroup,
 )
 
 FUTURE: tuple[Kind, ...] = (
-    Kind("GlobalReplicationGroup", "Global replication group", "GlobalReplicationGroupNotFoundFault",
-         already_exists="GlobalReplicationGroupAlreadyExistsFault", invalid_state="InvalidGlobalReplicationGroupStateFault"),
 )
 
 # Kinds of the API whose records are another kind's: a serverless cache snapshot is a Snapshot

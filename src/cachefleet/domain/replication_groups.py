@@ -148,6 +148,10 @@ class ReplicationGroup:
     kms_key_id: str | None = None  # the key they are encrypted with (None: the data dir's default key)
     snapshotting_cluster_id: str | None = None  # the member snapshots are taken from (cluster mode disabled)
     pending_access: PendingAccess | None = None  # a change of the locks waiting for the maintenance window
+    # Global datastores (domain/global_datastores.py): the one it belongs to and its role there
+    # ("PRIMARY" or "SECONDARY"); a secondary's primary follows the primary group's primary.
+    global_replication_group_id: str | None = None
+    global_role: str | None = None
 
     @property
     def key(self) -> str:
@@ -304,7 +308,6 @@ def new_member(
 
 # ---------------------------------------------------------------------- CreateReplicationGroup
 _UNSUPPORTED: dict[str, Any] = {
-    "GlobalReplicationGroupId": None,
     "NotificationTopicArn": None,
     "DataTieringEnabled": False,
     "NetworkType": "ipv4",
@@ -363,6 +366,8 @@ class CreateReplicationGroupRequest:
     snapshot_retention_limit: int = 0
     at_rest_encryption: bool = False
     kms_key_id: str | None = None
+    # A secondary of this global datastore (GlobalDatastores.create_secondary fills in the rest).
+    global_replication_group_id: str | None = None
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
@@ -378,7 +383,7 @@ class CreateReplicationGroupRequest:
                 "snapshot's. Give one of them."
             )
         node_type = params.get("CacheNodeType")
-        if node_type is None and seed is None and restore is None:
+        if node_type is None and seed is None and restore is None and not params.get("GlobalReplicationGroupId"):
             raise InvalidParameterValue(
                 "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
             )
@@ -446,6 +451,9 @@ class CreateReplicationGroupRequest:
             snapshot_retention_limit=backups.retention_limit(params.get("SnapshotRetentionLimit", 0)),
             at_rest_encryption=at_rest,
             kms_key_id=backups.kms_key_id(params["KmsKeyId"]) if params.get("KmsKeyId") is not None else None,
+            global_replication_group_id=(
+                str(params["GlobalReplicationGroupId"]).lower() if params.get("GlobalReplicationGroupId") else None
+            ),
         )
 
     def with_snapshot_defaults(self, region: Region, defaults: SnapshotDefaults) -> CreateReplicationGroupRequest:
@@ -816,6 +824,8 @@ class ReplicationGroups(GroupUseCases):
             snapshot_retention_limit=request.snapshot_retention_limit,
             at_rest_encryption=request.at_rest_encryption,
             kms_key_id=request.kms_key_id,
+            global_replication_group_id=request.global_replication_group_id,
+            global_role="SECONDARY" if request.global_replication_group_id else None,
         )
         fresh = iter(addresses[:new_count])
         clusters = [
@@ -829,7 +839,7 @@ class ReplicationGroups(GroupUseCases):
             group, clusters,
             f"Creating replication group {group.group_id}: {count} cache cluster(s) of {node_type}, "
             f"{release.engine} {release.version}, primary {member_ids[0]}",
-            restore=request.restore,
+            restore=request.restore, extra=extra,
         )
         return group
 
@@ -1300,6 +1310,12 @@ class ReplicationGroups(GroupUseCases):
             raise InvalidState(
                 f"Replication group {group.group_id} is {group.status}; it can be deleted once it is available "
                 "(or create-failed).",
+                resource="ReplicationGroup",
+            )
+        if group.global_replication_group_id is not None:
+            raise InvalidState(
+                f"Replication group {group.group_id} is a member of global replication group "
+                f"{group.global_replication_group_id}; disassociate it (or delete the global datastore) first.",
                 resource="ReplicationGroup",
             )
         if retain_primary_cluster and group.status != GroupStatus.AVAILABLE:

@@ -91,6 +91,8 @@ METRICS: tuple[MetricDefinition, ...] = (
     MetricDefinition("ActiveDefragHits", "Count", "value reallocations by active defragmentation in the period"),
     *(MetricDefinition(name, "Count", f"{what} in the period") for name, what in FAMILIES),
     *(MetricDefinition(name + "Latency", "Microseconds", f"average latency of {what}") for name, what in FAMILIES),
+    MetricDefinition("GlobalDatastoreReplicationLag", "Seconds",
+                     "a global datastore secondary's primary only: how far behind the primary region's primary it is"),
 )
 NAMES = tuple(m.name for m in METRICS)
 INDEX = {name: i for i, name in enumerate(NAMES)}

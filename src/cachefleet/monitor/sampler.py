@@ -373,6 +373,7 @@ class Sampler:
             fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid, age)))
         lags: dict[str, int] = {}
         offsets: dict[str, int] = {}  # primary address -> its replication offset now
+        regions = {node.address: node.region for node in nodes.values()}
         for probe, raw in fresh:
             lags.update(raw.replicas)
             if raw.info.get("role") == "master":
@@ -394,6 +395,10 @@ class Sampler:
             lag = replication_lag(raw.info, self._offsets, at, fallback=float(lags.get(probe.node.address, NAN)))
             row = derive(previous, raw, families=probe.families, memory_bytes=probe.node.memory_bytes,
                          host_available=available, replica_lag=lag)
+            # A node following a node of another region is a global datastore secondary's primary.
+            upstream = regions.get(raw.info.get("master_host", "")) if raw.info.get("role") == "slave" else None
+            if upstream is not None and upstream != probe.node.region:
+                row[catalog.INDEX["GlobalDatastoreReplicationLag"]] = lag
             self._store.write(probe.node.series_key, second, row)
             self.latest[probe.node.key] = (probe.node, second, row)
         minute = second // 60 * 60

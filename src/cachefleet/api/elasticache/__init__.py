@@ -10,6 +10,7 @@ from cachefleet.api.elasticache import (
     cache_clusters,
     engine_versions,
     events,
+    global_datastores,
     migrations,
     parameter_groups,
     replication_groups,
@@ -26,5 +27,5 @@ from cachefleet.api.elasticache import (
 
 FAMILIES = (
     replication_groups, cache_clusters, subnet_groups, engine_versions, tags, events, parameter_groups, security_groups,
-    service_updates, users, snapshots, serverless, serverless_snapshots, migrations, reserved_nodes,
+    service_updates, users, snapshots, serverless, serverless_snapshots, migrations, reserved_nodes, global_datastores,
 )

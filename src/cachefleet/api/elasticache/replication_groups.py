@@ -104,6 +104,10 @@ def view(group: ReplicationGroup, clusters: Mapping[str, CacheCluster], operatio
         "ClusterMode": "enabled" if group.cluster_enabled else "disabled",
         "EffectiveDurability": "disabled",
         "Engine": group.engine,
+        "GlobalReplicationGroupInfo": {
+            "GlobalReplicationGroupId": group.global_replication_group_id,
+            "GlobalReplicationGroupMemberRole": group.global_role,
+        } if group.global_replication_group_id else None,
     }
 
 
@@ -120,6 +124,8 @@ def _one(ctx: Context, group: ReplicationGroup) -> dict[str, Any]:
 
 def create_replication_group(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     request = CreateReplicationGroupRequest.parse(ctx.region, params)
+    if request.global_replication_group_id is not None:  # a secondary of a global datastore
+        return _one(ctx, ctx.elasticache.global_datastores.create_secondary(ctx.region, request, params))
     return _one(ctx, ctx.elasticache.replication_groups.create(ctx.region, request))
 
 

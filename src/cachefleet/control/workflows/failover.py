@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 
 from cachefleet.control.nodes import RECOVERING, Nodes, node_key
 from cachefleet.control.scheduler import Retry
+from cachefleet.domain import global_datastores
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus, NodeStatus
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import FailoverKind, FailoverRequest, OperationKind
@@ -321,7 +322,14 @@ class Failover:
         admin = nodes.admin(chosen)
         if group.cluster_enabled:
             return await _take_over(admin)
-        await admin.promote()
+        secondary = group.global_role == global_datastores.MemberRole.SECONDARY
+        leader = global_datastores.upstream(nodes.store, group) if secondary else None
+        if leader is not None:
+            # A global datastore's secondary: its new primary follows the primary region's primary;
+            # it never takes writes of its own.
+            await nodes.follow(chosen, (leader.node.address, leader.port))
+        else:
+            await admin.promote()
         node_group = group.node_group_of(chosen.cluster_id)
         if node_group is not None and node_group.primary_endpoint:
             # Clients of the primary endpoint reconnect to the same address: it must answer now

@@ -1,0 +1,220 @@
+"""Global datastores through boto3: ElastiCache's faults (nothing half-created), the id's prefix,
+DescribeGlobalReplicationGroups' members and paging, a secondary's inherited settings, the shard
+operations refused after their checks, and the rules of Modify/Failover/Disassociate/Delete."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from cachefleet.domain.global_datastores import id_prefix
+from helpers import expect, wait_for, wait_group, wait_group_gone
+
+LARGE = {"ReplicationGroupDescription": "gd", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
+
+
+@pytest.fixture(scope="module")
+def pair(server):
+    """A global datastore: gda-east (us-east-1) and its secondary gda-west (us-west-2)."""
+    east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+    east.create_replication_group(ReplicationGroupId="gda-east", **LARGE)
+    wait_group(east, "gda-east")
+    record = east.create_global_replication_group(
+        GlobalReplicationGroupIdSuffix="apitest", PrimaryReplicationGroupId="gda-east",
+    )["GlobalReplicationGroup"]
+    west.create_replication_group(
+        ReplicationGroupId="gda-west", ReplicationGroupDescription="secondary",
+        GlobalReplicationGroupId=record["GlobalReplicationGroupId"],
+    )
+    wait_group(west, "gda-west")
+    yield east, west, record["GlobalReplicationGroupId"]
+    west_left = west.describe_replication_groups(ReplicationGroupId="gda-west")["ReplicationGroups"][0]
+    if "GlobalReplicationGroupInfo" in west_left:
+        east.disassociate_global_replication_group(
+            GlobalReplicationGroupId=record["GlobalReplicationGroupId"], ReplicationGroupId="gda-west",
+            ReplicationGroupRegion="us-west-2",
+        )
+    east.delete_global_replication_group(
+        GlobalReplicationGroupId=record["GlobalReplicationGroupId"], RetainPrimaryReplicationGroup=False,
+    )
+    west.delete_replication_group(ReplicationGroupId="gda-west")
+    wait_group_gone(east, "gda-east")
+    wait_group_gone(west, "gda-west")
+
+
+def test_the_id_has_a_prefix_of_five_letters_the_same_every_time(pair):
+    east, _, global_id = pair
+    prefix, _, suffix = global_id.partition("-")
+    assert suffix == "apitest" and len(prefix) == 5 and prefix.isalpha()
+    assert prefix == id_prefix("us-east-1") != id_prefix("us-west-2")  # derived, not random: the same every start
+    expect("GlobalReplicationGroupAlreadyExistsFault", east.create_global_replication_group,
+           GlobalReplicationGroupIdSuffix="apitest", PrimaryReplicationGroupId="gda-east")
+
+
+def test_describe_shows_members_only_when_asked_and_pages(pair):
+    east, west, global_id = pair
+    plain = west.describe_global_replication_groups(GlobalReplicationGroupId=global_id)["GlobalReplicationGroups"][0]
+    assert "Members" not in plain
+    assert plain["Status"] == "available" and plain["Engine"] == "valkey" and plain["CacheNodeType"] == "cache.r6g.large"
+    assert plain["ARN"] == f"arn:aws:elasticache::000000000000:globalreplicationgroup:{global_id}"
+    assert plain["ClusterEnabled"] is False
+    full = east.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)
+    members = {m["ReplicationGroupId"]: m for m in full["GlobalReplicationGroups"][0]["Members"]}
+    assert members["gda-east"] == {"ReplicationGroupId": "gda-east", "ReplicationGroupRegion": "us-east-1",
+                                   "Role": "PRIMARY", "AutomaticFailover": "disabled", "Status": "associated"}
+    assert members["gda-west"]["Role"] == "SECONDARY" and members["gda-west"]["ReplicationGroupRegion"] == "us-west-2"
+    page = east.describe_global_replication_groups(MaxRecords=20)
+    assert global_id in [g["GlobalReplicationGroupId"] for g in page["GlobalReplicationGroups"]]
+    expect("GlobalReplicationGroupNotFoundFault", east.describe_global_replication_groups,
+           GlobalReplicationGroupId="ldgnf-nothing")
+    expect("InvalidParameterValue", east.describe_global_replication_groups, MaxRecords=5)
+
+
+def test_the_groups_say_which_global_datastore_they_belong_to(pair):
+    east, west, global_id = pair
+    primary = east.describe_replication_groups(ReplicationGroupId="gda-east")["ReplicationGroups"][0]
+    assert primary["GlobalReplicationGroupInfo"] == {
+        "GlobalReplicationGroupId": global_id, "GlobalReplicationGroupMemberRole": "PRIMARY"}
+    secondary = west.describe_replication_groups(ReplicationGroupId="gda-west")["ReplicationGroups"][0]
+    assert secondary["GlobalReplicationGroupInfo"]["GlobalReplicationGroupMemberRole"] == "SECONDARY"
+    assert (secondary["CacheNodeType"], secondary["ClusterEnabled"]) == ("cache.r6g.large", False)
+    expect("InvalidReplicationGroupState", east.delete_replication_group, ReplicationGroupId="gda-east",
+           says="global replication group")
+
+
+def test_the_secondarys_primary_reports_its_global_replication_lag(pair, server):
+    def lag(region, cluster_id):
+        now = dt.datetime.now(dt.UTC)
+        points = server.client("cloudwatch", region=region).get_metric_statistics(
+            Namespace="AWS/ElastiCache", MetricName="GlobalDatastoreReplicationLag", StartTime=now - dt.timedelta(minutes=2),
+            EndTime=now, Period=60, Statistics=["Maximum"],
+            Dimensions=[{"Name": "CacheClusterId", "Value": cluster_id}, {"Name": "CacheNodeId", "Value": "0001"}],
+        )["Datapoints"]
+        return max((p["Maximum"] for p in points), default=None)
+
+    wait_for(lambda: lag("us-west-2", "gda-west-001") is not None, timeout=10, what="a GlobalDatastoreReplicationLag sample")
+    assert 0 <= lag("us-west-2", "gda-west-001") < 1  # idle and caught up on loopback
+    assert lag("us-east-1", "gda-east-001") is None  # the primary region's primary follows no one
+
+
+def test_a_second_member_in_one_region_and_conflicting_settings_are_refused(pair, server):
+    east, west, global_id = pair
+    expect("InvalidParameterValue", east.create_replication_group, ReplicationGroupId="gda-again",
+           ReplicationGroupDescription="x", GlobalReplicationGroupId=global_id, says="one member per region")
+    other = server.client(region="eu-west-1")
+    expect("InvalidParameterCombination", other.create_replication_group, ReplicationGroupId="gda-eu",
+           ReplicationGroupDescription="x", GlobalReplicationGroupId=global_id, CacheNodeType="cache.r6g.xlarge",
+           says="CacheNodeType")
+    expect("InvalidParameterCombination", other.create_replication_group, ReplicationGroupId="gda-eu",
+           ReplicationGroupDescription="x", GlobalReplicationGroupId=global_id, NumNodeGroups=2)
+    expect("GlobalReplicationGroupNotFoundFault", other.create_replication_group, ReplicationGroupId="gda-eu",
+           ReplicationGroupDescription="x", GlobalReplicationGroupId="ldgnf-nothing")
+    assert other.describe_replication_groups()["ReplicationGroups"] == []
+
+
+def test_create_checks_the_primary(server, pair):
+    east = server.client(region="us-east-1")
+    expect("ReplicationGroupNotFoundFault", east.create_global_replication_group,
+           GlobalReplicationGroupIdSuffix="x", PrimaryReplicationGroupId="gda-nothing")
+    expect("InvalidParameterValue", east.create_global_replication_group,
+           GlobalReplicationGroupIdSuffix="Bad--suffix", PrimaryReplicationGroupId="gda-east")
+    expect("InvalidReplicationGroupState", east.create_global_replication_group,
+           GlobalReplicationGroupIdSuffix="twice", PrimaryReplicationGroupId="gda-east", says="already a member")
+    east.create_replication_group(ReplicationGroupId="gda-micro", ReplicationGroupDescription="small",
+                                  Engine="valkey", CacheNodeType="cache.t4g.micro")
+    east.create_replication_group(ReplicationGroupId="gda-sharded", NumNodeGroups=2, **LARGE)
+    try:
+        wait_group(east, "gda-micro")
+        wait_group(east, "gda-sharded")
+        expect("InvalidParameterValue", east.create_global_replication_group, GlobalReplicationGroupIdSuffix="micro",
+               PrimaryReplicationGroupId="gda-micro", says="size large and above")
+        expect("InvalidParameterValue", east.create_global_replication_group, GlobalReplicationGroupIdSuffix="sharded",
+               PrimaryReplicationGroupId="gda-sharded", says="cluster mode disabled")
+    finally:
+        east.delete_replication_group(ReplicationGroupId="gda-micro")
+        east.delete_replication_group(ReplicationGroupId="gda-sharded")
+    assert [g["GlobalReplicationGroupId"] for g in east.describe_global_replication_groups()["GlobalReplicationGroups"]
+            if g["GlobalReplicationGroupId"].endswith(("-micro", "-sharded"))] == []
+
+
+@pytest.mark.parametrize("operation, extra", [
+    ("increase_node_groups_in_global_replication_group", {"NodeGroupCount": 2}),
+    ("decrease_node_groups_in_global_replication_group", {"NodeGroupCount": 1}),
+    ("rebalance_slots_in_global_replication_group", {}),
+])
+def test_shard_operations_answer_after_their_checks(pair, operation, extra):
+    east, _, global_id = pair
+    call = getattr(east, operation)
+    expect("GlobalReplicationGroupNotFoundFault", call, GlobalReplicationGroupId="ldgnf-nothing", ApplyImmediately=True,
+           **extra)
+    expect("InvalidParameterValue", call, GlobalReplicationGroupId=global_id, ApplyImmediately=True,
+           says="cluster mode disabled", **extra)
+    if extra:
+        expect("InvalidParameterValue", call, GlobalReplicationGroupId=global_id, ApplyImmediately=True,
+               NodeGroupCount=0)
+
+
+def test_modify_needs_apply_immediately_and_reaches_every_member(pair):
+    east, west, global_id = pair
+    expect("InvalidParameterValue", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
+           ApplyImmediately=False, GlobalReplicationGroupDescription="later")
+    expect("GlobalReplicationGroupNotFoundFault", east.modify_global_replication_group,
+           GlobalReplicationGroupId="ldgnf-nothing", ApplyImmediately=True)
+    expect("InvalidParameterCombination", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
+           ApplyImmediately=True, AutomaticFailoverEnabled=True, says="replica")
+    expect("InvalidParameterValue", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
+           ApplyImmediately=True, CacheNodeType="cache.t4g.small")
+    changed = east.modify_global_replication_group(
+        GlobalReplicationGroupId=global_id, ApplyImmediately=True, GlobalReplicationGroupDescription="renamed",
+    )["GlobalReplicationGroup"]
+    assert changed["GlobalReplicationGroupDescription"] == "renamed"
+    scaled = east.modify_global_replication_group(
+        GlobalReplicationGroupId=global_id, ApplyImmediately=True, CacheNodeType="cache.r6g.xlarge",
+    )["GlobalReplicationGroup"]
+    assert scaled["CacheNodeType"] == "cache.r6g.xlarge"
+    for client, group_id in ((east, "gda-east"), (west, "gda-west")):
+        wait_for(lambda c=client, g=group_id: (found := wait_group(c, g))["CacheNodeType"] == "cache.r6g.xlarge" and found,
+                 what=f"{group_id} scaled")
+    # A parameter group is regional: the one named must exist in every member's region.
+    east_params = east.describe_cache_clusters(CacheClusterId="gda-east-001")["CacheClusters"][0]
+    family = east.describe_cache_parameter_groups(
+        CacheParameterGroupName=east_params["CacheParameterGroup"]["CacheParameterGroupName"],
+    )["CacheParameterGroups"][0]["CacheParameterGroupFamily"]
+    east.create_cache_parameter_group(CacheParameterGroupName="gda-params", CacheParameterGroupFamily=family,
+                                      Description="east")
+    expect("CacheParameterGroupNotFound", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
+           ApplyImmediately=True, CacheParameterGroupName="gda-params")
+    unchanged = east.describe_cache_clusters(CacheClusterId="gda-east-001")["CacheClusters"][0]
+    assert unchanged["CacheParameterGroup"]["CacheParameterGroupName"] != "gda-params"  # the secondary went first
+    west.create_cache_parameter_group(CacheParameterGroupName="gda-params", CacheParameterGroupFamily=family,
+                                      Description="west")
+    east.modify_global_replication_group(GlobalReplicationGroupId=global_id, ApplyImmediately=True,
+                                         CacheParameterGroupName="gda-params")
+    for client, group_id in ((east, "gda-east"), (west, "gda-west")):
+        member = wait_group(client, group_id)
+        assert member["MemberClusters"]
+        cluster = client.describe_cache_clusters(CacheClusterId=member["MemberClusters"][0])["CacheClusters"][0]
+        assert cluster["CacheParameterGroup"]["CacheParameterGroupName"] == "gda-params"
+
+
+def test_failover_disassociate_and_delete_rules(pair):
+    east, west, global_id = pair
+    expect("InvalidParameterValue", east.failover_global_replication_group, GlobalReplicationGroupId=global_id,
+           PrimaryRegion="us-east-1", PrimaryReplicationGroupId="gda-east", says="already the primary")
+    expect("InvalidParameterValue", east.failover_global_replication_group, GlobalReplicationGroupId=global_id,
+           PrimaryRegion="eu-west-1", PrimaryReplicationGroupId="gda-east", says="not a member")
+    expect("GlobalReplicationGroupNotFoundFault", east.failover_global_replication_group,
+           GlobalReplicationGroupId="ldgnf-nothing", PrimaryRegion="us-west-2", PrimaryReplicationGroupId="gda-west")
+    expect("InvalidParameterValue", east.disassociate_global_replication_group, GlobalReplicationGroupId=global_id,
+           ReplicationGroupId="gda-east", ReplicationGroupRegion="us-east-1", says="only a secondary")
+    expect("InvalidGlobalReplicationGroupState", east.delete_global_replication_group,
+           GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=True, says="disassociate them first")
+    left = west.disassociate_global_replication_group(
+        GlobalReplicationGroupId=global_id, ReplicationGroupId="gda-west", ReplicationGroupRegion="us-west-2",
+    )["GlobalReplicationGroup"]
+    assert left["Status"] == "primary-only"
+    assert "GlobalReplicationGroupInfo" not in west.describe_replication_groups(
+        ReplicationGroupId="gda-west")["ReplicationGroups"][0]
+    wait_for(lambda: west.describe_replication_groups(ReplicationGroupId="gda-west")["ReplicationGroups"][0]["Status"]
+             == "available", what="gda-west available")
