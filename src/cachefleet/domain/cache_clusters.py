@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 from cachefleet.domain import backups, identifiers, nodetypes, validation, windows
 from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
-from cachefleet.domain.engines import EngineRelease, release_of, resolve_engine
+from cachefleet.domain.engines import EngineRelease, refuse_memcached, release_of, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -218,6 +218,7 @@ class CreateCacheClusterRequest:
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateCacheClusterRequest:
         operation = "CreateCacheCluster"
+        refuse_memcached(params, operation=operation)
         validation.not_yet(params, _UNSUPPORTED, operation=operation)
         restore = RestoreRequest.parse(params)
         if params.get("ReplicationGroupId") is not None:
@@ -306,6 +307,7 @@ class ModifyCacheClusterRequest:
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyCacheClusterRequest:
         operation = "ModifyCacheCluster"
+        refuse_memcached(params, operation=operation)
         validation.not_yet(params, _MODIFY_UNSUPPORTED, operation=operation)
         if params.get("NumCacheNodes", 1) != 1:
             raise InvalidParameterValue(

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from cachefleet.domain import parameters as catalogue
 from cachefleet.domain.base import Dependencies, UseCases
 from cachefleet.domain.cache_clusters import CacheCluster
-from cachefleet.domain.engines import EngineRelease
+from cachefleet.domain.engines import EngineRelease, refuse_memcached
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -367,6 +367,7 @@ class CreateCacheParameterGroupRequest:
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> CreateCacheParameterGroupRequest:
+        refuse_memcached(params, operation="CreateCacheParameterGroup")
         return cls(
             name=catalogue.group_name(str(params["CacheParameterGroupName"])),
             family=str(params["CacheParameterGroupFamily"]).lower(),
@@ -685,6 +686,7 @@ class ParameterGroups(UseCases):
 
     def engine_defaults(self, family: str) -> GroupParameters:
         """DescribeEngineDefaultParameters of an installed family."""
+        refuse_memcached({"CacheParameterGroupFamily": family}, operation="DescribeEngineDefaultParameters")
         return self._listed(self._check_family(family.lower()), {}, cluster_on=False, source=None)
 
     def _listed(self, family: str, user: Mapping[str, str], *, cluster_on: bool, source: Source | None) -> GroupParameters:

@@ -44,7 +44,7 @@ from cachefleet.domain.cache_clusters import (
     security_group_ids,
     zone_in,
 )
-from cachefleet.domain.engines import release_of, resolve_engine
+from cachefleet.domain.engines import refuse_memcached, release_of, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     CachefleetError,
@@ -365,8 +365,9 @@ class CreateReplicationGroupRequest:
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
-        sharded = wants_cluster_mode(params)
         operation = "CreateReplicationGroup"
+        refuse_memcached(params, operation=operation)
+        sharded = wants_cluster_mode(params)
         validation.not_yet(params, _UNSUPPORTED if sharded else _UNSUPPORTED_WITHOUT_SHARDS, operation=operation)
         validation.durability(params, operation=operation)
         restore = RestoreRequest.parse(params)
@@ -607,6 +608,7 @@ class ModifyReplicationGroupRequest:
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
         operation = "ModifyReplicationGroup"
+        refuse_memcached(params, operation=operation)
         validation.not_yet(params, _MODIFY_UNSUPPORTED, operation=operation)
         validation.durability(params, operation=operation)
         for alone in ("PrimaryClusterId", "CacheNodeType"):

@@ -30,7 +30,7 @@ from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreReque
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import DEFAULT_SNAPSHOT_WINDOW, ParameterGroupLookup, SubnetGroupLookup
 from cachefleet.domain.credentials import TransitEncryptionMode
-from cachefleet.domain.engines import EngineRelease, resolve_engine
+from cachefleet.domain.engines import EngineRelease, refuse_memcached, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -409,12 +409,9 @@ class CreateServerlessCacheRequest:
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateServerlessCacheRequest:
+        refuse_memcached(params, operation="CreateServerlessCache")
         validation.not_yet(params, _CREATE_UNSUPPORTED, operation="CreateServerlessCache")
         engine = str(params["Engine"]).lower()
-        if engine == "memcached":
-            raise InvalidParameterValue(
-                "Engine memcached is not supported by Cachefleet, which runs Valkey and Redis OSS: use valkey or redis."
-            )
         if engine not in ("valkey", "redis"):
             raise InvalidParameterValue(f"Invalid Engine '{params['Engine']}': use valkey or redis.")
         major = params.get("MajorEngineVersion")

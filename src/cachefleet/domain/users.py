@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 from cachefleet.domain import credentials
 from cachefleet.domain.base import Dependencies, UseCases
 from cachefleet.domain.credentials import DEFAULT_USER_NAME, AuthenticationType
+from cachefleet.domain.engines import MEMCACHED_REFUSED, is_memcached
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -125,6 +126,8 @@ class UserGroup:
 # ---------------------------------------------------------------------- requests
 def engine_name(value: Any, *, parameter: str = "Engine") -> str:
     lowered = str(value).lower()
+    if is_memcached(lowered):
+        raise InvalidParameterValue(f"Invalid {parameter} '{value}': {MEMCACHED_REFUSED}")
     if lowered not in ENGINES:
         raise InvalidParameterValue(f"Invalid {parameter} '{value}': the options are valkey or redis.")
     return lowered
