@@ -166,8 +166,8 @@ def passwords(values: Sequence[str]) -> tuple[str, ...]:
     for position, value in enumerate(values, 1):
         if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
             raise InvalidParameterValue(
-                f"Passwords length must be between {PASSWORD_MIN}-{PASSWORD_MAX} characters "
-                f"(password {position} is {len(value)})."
+                f"Passwords length must be between {PASSWORD_MIN}-{PASSWORD_MAX} characters. "
+                f"Password {position} has {len(value)}."
             )
         if not _printable_ascii(value):
             raise InvalidParameterValue(f"Password {position} must be printable ASCII only.")

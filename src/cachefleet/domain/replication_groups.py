@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from cachefleet.domain import backups, identifiers, nodetypes, slots, validation, windows
+from cachefleet.domain import backups, errors, identifiers, nodetypes, slots, validation, windows
 from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest, SnapshotDefaults
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import (
@@ -380,7 +380,7 @@ class CreateReplicationGroupRequest:
         node_type = params.get("CacheNodeType")
         if node_type is None and seed is None and restore is None:
             raise InvalidParameterValue(
-                "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
+                f"{errors.CACHE_NODE_TYPE_REQUIRED.text()} Choose a node type such as cache.t4g.micro."
             )
         at_rest = bool(params.get("AtRestEncryptionEnabled", False))
         if params.get("KmsKeyId") is not None and not at_rest:
@@ -461,7 +461,7 @@ class CreateReplicationGroupRequest:
         if self.node_type is None:
             if defaults.node_type is None:
                 raise InvalidParameterValue(
-                    "The parameter CacheNodeType must be provided: RDB objects do not say which node type they "
+                    f"{errors.CACHE_NODE_TYPE_REQUIRED.text()} RDB objects do not say which node type they "
                     "come from."
                 )
             changes["node_type"] = defaults.node_type
@@ -668,7 +668,7 @@ class GroupUseCases(UseCases):
 
     def _group(self, region: Region, group_id: str) -> ReplicationGroup:
         if identifiers.is_serverless_group(group_id.lower()) and not self.serves_serverless:
-            raise NotFound(f"Replication group {group_id} not found.", resource="ReplicationGroup")
+            raise NotFound(errors.REPLICATION_GROUP_NOT_FOUND.text(id=group_id), resource="ReplicationGroup")
         return self._get(ReplicationGroup, region, group_id)
 
     def _members(self, group: ReplicationGroup) -> list[CacheCluster]:
@@ -682,8 +682,10 @@ class GroupUseCases(UseCases):
     @staticmethod
     def _require_status(group: ReplicationGroup, status: GroupStatus, *, action: str) -> None:
         if group.status != status:
+            # Terraform retries on this sentence (errors.REPLICATION_GROUP_NOT_AVAILABLE).
+            known = errors.REPLICATION_GROUP_NOT_AVAILABLE.text(id=group.group_id) + " " if status == "available" else ""
             raise InvalidState(
-                f"Replication group {group.group_id} is {group.status}; it can be {action} once it is {status}.",
+                f"{known}Replication group {group.group_id} is {group.status}; it can be {action} once it is {status}.",
                 resource="ReplicationGroup",
             )
 

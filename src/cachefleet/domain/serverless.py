@@ -459,6 +459,13 @@ def restore_request(region: Region, arns: Sequence[str] | None) -> RestoreReques
             "in S3 (one per shard)."
         )
     arn = identifiers.parse_arn(given[0], region=region)
+    if arn.foreign:
+        # Another account's snapshot is not visible from this one.
+        elsewhere = f"its ARN names account {arn.account}; this account is {identifiers.account_id()}"
+        if arn.resource_type == "serverlesscachesnapshot":
+            raise NotFound(f"Serverless cache snapshot {arn.resource_id} not found ({elsewhere}).",
+                           resource="ServerlessCacheSnapshot")
+        raise NotFound(f"Snapshot {arn.resource_id} not found ({elsewhere}).", resource="Snapshot")
     if arn.resource_type == "serverlesscachesnapshot":
         return RestoreRequest(snapshot_name=SERVERLESS_SNAPSHOT_PREFIX + arn.resource_id.lower())
     if arn.resource_type == "snapshot":
