@@ -132,6 +132,9 @@ def _trigger(wording: errors.Wording, ec: Any) -> tuple[dict[str, str], dict[str
             {"id": "fid-u1"}),
         errors.PASSWORD_LENGTH: (lambda: _client_error(ec.create_user, **user, Passwords=["short"]), {}),
         errors.NO_PASSWORD: (lambda: _client_error(ec.create_user, **user), {}),
+        errors.AUTHENTICATION_TYPE: (
+            lambda: _client_error(ec.create_user, **user, AuthenticationMode={"Passwords": ["a-password-0123456789"]}),
+            {"type": "null"}),
         errors.ARN_COMPONENTS: (
             lambda: _client_error(ec.list_tags_for_resource, ResourceName="arn:aws:elasticache:us-east-1:cluster:x"), {}),
     }

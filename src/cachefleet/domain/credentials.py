@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cachefleet.domain.errors import InvalidParameterCombination, InvalidParameterValue
+from cachefleet.domain.errors import AUTHENTICATION_TYPE, InvalidParameterCombination, InvalidParameterValue
 
 AUTH_TOKEN_MIN = 16
 AUTH_TOKEN_MAX = 128
@@ -194,13 +194,19 @@ def authentication(
     no_password_required: bool | None,
 ) -> Authentication:
     """One Authentication from CreateUser's overlapping parameters, with ElastiCache's refusals."""
+    if mode_type is None and mode_passwords:
+        # AuthenticationMode given without its Type: its Passwords would otherwise be dropped.
+        raise InvalidParameterValue(
+            f"{AUTHENTICATION_TYPE.text(type='null')}. AuthenticationMode.Passwords needs AuthenticationMode.Type "
+            "password."
+        )
     if mode_type is not None:
         try:
             kind = AuthenticationType(mode_type)
         except ValueError:
             raise InvalidParameterValue(
-                f"Invalid AuthenticationMode Type '{mode_type}': use one of "
-                f"{', '.join(t.value for t in AuthenticationType)}."
+                f"{AUTHENTICATION_TYPE.text(type=mode_type)}. Use AuthenticationMode Type "
+                f"{' or '.join(t.value for t in AuthenticationType)}."
             ) from None
         if passwords_given or no_password_required:
             raise InvalidParameterCombination(

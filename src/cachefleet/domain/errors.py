@@ -134,6 +134,11 @@ NO_PASSWORD = Wording(
     "NoPasswordRequired flag.",
     "moto: moto/elasticache/exceptions.py (PasswordRequired)",
 )
+AUTHENTICATION_TYPE = Wording(
+    "InvalidParameterValue", "Input Authentication type: {type} is not in the allowed list: "
+    "[password,no-password-required,iam]",
+    _MOTO_TESTS + " (test_create_user_without_password: an AuthenticationMode without its Type)",
+)
 ARN_COMPONENTS = Wording(
     "InvalidARN", "Input ARN string does not have 7 components.",
     "https://github.com/ekristen/aws-nuke/issues/208, https://github.com/boto/boto3/issues/1876 (real AWS responses)",
@@ -143,7 +148,7 @@ ARN_COMPONENTS = Wording(
 CATALOGUE: tuple[Wording, ...] = (
     CACHE_NODE_TYPE_REQUIRED, CACHE_CLUSTER_NOT_FOUND, CACHE_CLUSTER_ALREADY_EXISTS, CACHE_SUBNET_GROUP_NOT_FOUND,
     CACHE_SUBNET_GROUP_ALREADY_EXISTS, REPLICATION_GROUP_NOT_FOUND, REPLICATION_GROUP_NOT_AVAILABLE, USER_NOT_FOUND,
-    USER_ALREADY_EXISTS, PASSWORD_LENGTH, NO_PASSWORD, ARN_COMPONENTS,
+    USER_ALREADY_EXISTS, PASSWORD_LENGTH, NO_PASSWORD, AUTHENTICATION_TYPE, ARN_COMPONENTS,
 )
 
 # A kind's NotFound in ElastiCache's words where they are known (domain/base.py, tagging).

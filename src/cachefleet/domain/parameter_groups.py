@@ -540,7 +540,8 @@ class ParameterGroups(UseCases):
         if group.family != release.family:
             raise InvalidParameterCombination(
                 f"Expected a parameter group of family {release.family} ({release.engine} {release.version}) but "
-                f"found one of family {group.family}: {group.name}."
+                f"found one of family {group.family}: {group.name}. Give a CacheParameterGroupName of family "
+                f"{release.family}, or the EngineVersion that family {group.family} runs."
             )
         if cluster_mode is not None and group.cluster_enabled != cluster_mode:
             want = "enabled" if cluster_mode else "disabled"

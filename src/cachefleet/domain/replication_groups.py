@@ -522,6 +522,8 @@ def _cluster_count(params: Mapping[str, Any]) -> int:
 
 def _shard_specs(region: Region, params: Mapping[str, Any]) -> tuple[ShardSpec, ...]:
     configs: list[Mapping[str, Any]] = list(params.get("NodeGroupConfiguration") or [])
+    validation.no_outposts(configs, ("PrimaryOutpostArn", "ReplicaOutpostArns"), operation="CreateReplicationGroup",
+                           within="NodeGroupConfiguration")
     count = params.get("NumNodeGroups", len(configs) or 1)
     if not 1 <= count:
         raise InvalidParameterValue(f"Invalid NumNodeGroups {count}: a cluster has at least one node group.")

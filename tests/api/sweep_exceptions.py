@@ -1,0 +1,37 @@
+"""The members the member sweep (test_member_sweep.py) does not check, each with its reason, and
+the operations it does not sweep yet."""
+
+from __future__ import annotations
+
+# (operation, member path) -> why the sweep does not check it
+EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("CreateReplicationGroup", "PrimaryClusterId"):
+        "needs a running standalone cluster to seed the group: tests/api/test_replication_group_lifecycle.py",
+    ("CreateReplicationGroup", "SnapshotArns"):
+        "needs RDB objects in a bucket: restore acceptance tests (tests/acceptance/test_snapshots*)",
+    ("CreateReplicationGroup", "SnapshotName"):
+        "needs a snapshot taken of a running group: restore acceptance tests",
+    ("CreateReplicationGroup", "ServerlessCacheSnapshotName"):
+        "needs a serverless cache snapshot: tests/api/test_serverless_snapshots_api.py",
+    ("CreateCacheCluster", "ReplicationGroupId"):
+        "joins an available group as a replica: tests/api/test_replication_group_lifecycle.py",
+    ("CreateCacheCluster", "SnapshotArns"): "needs RDB objects in a bucket: restore acceptance tests",
+    ("CreateCacheCluster", "SnapshotName"): "needs a snapshot taken of a running cluster: restore acceptance tests",
+}
+
+# Operations Cachefleet answers, with optional members, that the sweep does not cover yet (the
+# test fails when an operation is answered and neither swept nor listed here).
+REMAINING: tuple[str, ...] = (
+    "AddTagsToResource", "BatchApplyUpdateAction", "BatchStopUpdateAction", "CopyServerlessCacheSnapshot",
+    "CopySnapshot",
+    "CreateServerlessCache", "CreateServerlessCacheSnapshot", "CreateSnapshot",
+    "DecreaseReplicaCount", "DeleteCacheCluster", "DeleteReplicationGroup",
+    "DeleteServerlessCache", "DescribeCacheClusters", "DescribeCacheEngineVersions", "DescribeCacheParameterGroups",
+    "DescribeCacheParameters", "DescribeCacheSecurityGroups", "DescribeCacheSubnetGroups",
+    "DescribeEngineDefaultParameters", "DescribeEvents", "DescribeReplicationGroups", "DescribeServerlessCaches",
+    "DescribeServerlessCacheSnapshots", "DescribeServiceUpdates", "DescribeSnapshots", "DescribeUpdateActions",
+    "DescribeUserGroups", "DescribeUsers", "IncreaseReplicaCount", "ListAllowedNodeTypeModifications",
+    "ModifyCacheCluster", "ModifyCacheParameterGroup", "ModifyCacheSubnetGroup", "ModifyReplicationGroup",
+    "ModifyReplicationGroupShardConfiguration", "ModifyServerlessCache", "ModifyUser", "ModifyUserGroup",
+    "ResetCacheParameterGroup",
+)
