@@ -197,3 +197,15 @@ def test_an_account_id_that_is_not_12_digits_stops_start_up(tmp_path: Path) -> N
     )
     assert done.returncode != 0
     assert "--account-id: '1234' is not an AWS account id: use 12 digits" in done.stderr, done.stderr
+
+
+def test_outposts_placement_is_refused_not_dropped(ec: Any) -> None:
+    # Checked before the group is looked up: the refusal names the member wherever it is sent.
+    expect("InvalidParameterCombination", ec.increase_replica_count, says="PreferredOutpostArns",
+           ReplicationGroupId="fid-none", ApplyImmediately=True,
+           ReplicaConfiguration=[{"NodeGroupId": "0001", "NewReplicaCount": 1,
+                                  "PreferredOutpostArns": ["arn:aws:outposts:us-east-1:000000000000:outpost/op-1"]}])
+    expect("InvalidParameterCombination", ec.create_replication_group, says="PrimaryOutpostArn",
+           ReplicationGroupId="fid-out", ReplicationGroupDescription="d", Engine="valkey", CacheNodeType="cache.t4g.micro",
+           ClusterMode="enabled", NumNodeGroups=1,
+           NodeGroupConfiguration=[{"PrimaryOutpostArn": "arn:aws:outposts:us-east-1:000000000000:outpost/op-1"}])
