@@ -465,11 +465,163 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in SWEPT}
+    swept = {o.name for o in (*SWEPT, *MODIFIED)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in SWEPT} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED)} == set(REMAINING)
+
+
+# ---------------------------------------------------------------------- modifications
+@dataclass(frozen=True)
+class Modification:
+    """How a Modify operation is swept: on one resource made for it, member after member."""
+
+    name: str
+    target: str  # the resource's id (made by the ``modified`` fixture)
+    base: dict[str, Any]  # beside the id, in every call
+    observe: Callable[[Any, str], Any]
+    settled: Callable[[Any, str], bool]  # the next call may be made
+    values: dict[str, Any]
+    bases: dict[str, dict[str, Any]]
+    shown: dict[str, Callable[[Any], Any]]
+    elements: dict[str, Any] = field(default_factory=lambda: dict(REPLICATION_GROUP.elements))
+    element_for: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(REPLICATION_GROUP.element_for))
+
+
+def _group_settled(ec: Any, group_id: str) -> bool:
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    clusters = ec.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
+    members = [c for c in clusters if c["CacheClusterId"] in group["MemberClusters"]]
+    return group["Status"] == "available" and all(c["CacheClusterStatus"] == "available" for c in members)
+
+
+def _cluster_settled(ec: Any, cluster_id: str) -> bool:
+    return bool(ec.describe_cache_clusters(CacheClusterId=cluster_id)["CacheClusters"][0]["CacheClusterStatus"]
+                == "available")
+
+
+_MODIFIED_VALUES = {
+    "SecurityGroupIds": ["sg-0fedcba987654321f"], "CacheSecurityGroupNames": ["sweep-security"],
+    "PreferredMaintenanceWindow": "wed:03:00-wed:04:00", "NotificationTopicArn": "arn:aws:sns:us-east-1:000000000000:m",
+    "NotificationTopicStatus": "inactive", "CacheParameterGroupName": "sweep-params8", "Engine": "valkey",
+    "EngineVersion": "9.1", "AutoMinorVersionUpgrade": False, "SnapshotRetentionLimit": 4,
+    "SnapshotWindow": "09:00-10:00", "CacheNodeType": "cache.t4g.small",
+    "LogDeliveryConfigurations": [LOG],
+    **{m: v for m, v in REPLICATION_GROUP.values.items() if m.startswith("LogDeliveryConfigurations[]")},
+}
+_MODIFIED_SHOWN = {
+    "SecurityGroupIds": lambda o: o["clusters"][0]["SecurityGroups"][0]["SecurityGroupId"] == "sg-0fedcba987654321f",
+    "CacheSecurityGroupNames": lambda o: o["clusters"][0]["CacheSecurityGroups"][0]["CacheSecurityGroupName"]
+    == "sweep-security",
+    "CacheParameterGroupName": lambda o: o["clusters"][0]["CacheParameterGroup"]["CacheParameterGroupName"]
+    == "sweep-params8",
+    "EngineVersion": lambda o: o["clusters"][0]["EngineVersion"].startswith("9.1.")
+    or str(o["pending"].get("EngineVersion", "")).startswith("9.1"),
+    "Engine": lambda o: o["clusters"][0]["Engine"] == "valkey",
+    "CacheNodeType": lambda o: o["clusters"][0]["CacheNodeType"] == "cache.t4g.small"
+    or o["pending"].get("CacheNodeType") == "cache.t4g.small",
+    "LogDeliveryConfigurations[].Enabled": lambda o: any(
+        c["Status"] == "active" for c in o["clusters"][0]["LogDeliveryConfigurations"]),
+}
+
+MODIFY_GROUP = Modification(
+    name="ModifyReplicationGroup",
+    target="sweep-modified",
+    base={"ApplyImmediately": True},
+    observe=lambda ec, rid: {**_group_observed(ec, rid, {}),
+                             "pending": ec.describe_replication_groups(ReplicationGroupId=rid)[
+                                 "ReplicationGroups"][0]["PendingModifiedValues"]},
+    settled=_group_settled,
+    values={**_MODIFIED_VALUES, "ReplicationGroupDescription": "sweep-new-description",
+            "PrimaryClusterId": "sweep-modified-002", "SnapshottingClusterId": "sweep-modified-002",
+            "AutomaticFailoverEnabled": True, "MultiAZEnabled": True, "NodeGroupId": "0001",
+            "IpDiscovery": "ipv6", "ClusterMode": "compatible", "Durability": "disabled", "ApplyImmediately": True},
+    bases={"MultiAZEnabled": {"AutomaticFailoverEnabled": True}},
+    shown={**_MODIFIED_SHOWN,
+           "PrimaryClusterId": lambda o: [m["CacheClusterId"] for m in o["group"]["NodeGroups"][0]["NodeGroupMembers"]
+                                          if m["CurrentRole"] == "primary"] == ["sweep-modified-002"],
+           "AutomaticFailoverEnabled": lambda o: o["group"]["AutomaticFailover"] == "enabled",
+           "MultiAZEnabled": lambda o: o["group"]["MultiAZ"] == "enabled",
+           "ApplyImmediately": lambda o: o["pending"] == {}},
+)
+MODIFY_CLUSTER = Modification(
+    name="ModifyCacheCluster",
+    target="sweep-modified-alone",
+    base={"ApplyImmediately": True},
+    observe=lambda ec, rid: {"clusters": [ec.describe_cache_clusters(CacheClusterId=rid, ShowCacheNodeInfo=True)[
+        "CacheClusters"][0]], "pending": ec.describe_cache_clusters(CacheClusterId=rid)["CacheClusters"][0][
+        "PendingModifiedValues"]},
+    settled=_cluster_settled,
+    values={**_MODIFIED_VALUES, "NumCacheNodes": 2, "CacheNodeIdsToRemove": ["0001"], "NewAvailabilityZones": ["us-east-1b"],
+            "ApplyImmediately": True, "ScaleConfig": {"ScalePercentage": 20, "ScaleIntervalMinutes": 5},
+            "ScaleConfig.ScalePercentage": 20, "ScaleConfig.ScaleIntervalMinutes": 5},
+    bases={"NotificationTopicStatus": {"NotificationTopicArn": "arn:aws:sns:us-east-1:000000000000:m"}},
+    shown={**_MODIFIED_SHOWN,
+           "NotificationTopicArn": lambda o: o["clusters"][0]["NotificationConfiguration"]["TopicArn"].endswith(":m"),
+           "NotificationTopicStatus": lambda o: o["clusters"][0]["NotificationConfiguration"]["TopicStatus"]
+           == "inactive",
+           "ApplyImmediately": lambda o: o["pending"] == {}},
+)
+MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER)
+
+
+@pytest.fixture(scope="module")
+def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The group and the standalone cluster the Modify sweeps change, member after member."""
+    ec = sweep["ec"]
+    ec.create_cache_parameter_group(CacheParameterGroupName="sweep-params8", CacheParameterGroupFamily="valkey8",
+                                    Description="sweep")
+    ec.create_replication_group(ReplicationGroupId=MODIFY_GROUP.target, ReplicationGroupDescription="sweep",
+                                Engine="valkey", EngineVersion="8.1", CacheNodeType="cache.t4g.micro", NumCacheClusters=2)
+    ec.create_cache_cluster(CacheClusterId=MODIFY_CLUSTER.target, Engine="valkey", EngineVersion="8.1",
+                            CacheNodeType="cache.t4g.micro")
+    yield sweep
+    for modification in MODIFIED:
+        wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
+    ec.delete_replication_group(ReplicationGroupId=MODIFY_GROUP.target)
+    ec.delete_cache_cluster(CacheClusterId=MODIFY_CLUSTER.target)
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=MODIFY_GROUP.target, WaiterConfig={"Delay": 1})
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=MODIFY_CLUSTER.target, WaiterConfig={"Delay": 1})
+    ec.delete_cache_parameter_group(CacheParameterGroupName="sweep-params8")
+
+
+def _modify_cases() -> list[Any]:
+    cases = []
+    for modification in MODIFIED:
+        for path, member in members(MODEL.operation_model(modification.name).input_shape):
+            reason = EXCEPTIONS.get((modification.name, path))
+            marks = [pytest.mark.skip(reason=reason)] if reason else []
+            cases.append(pytest.param(modification, path, member, id=f"{modification.name}:{path}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("modification", "path", "member"), _modify_cases())
+def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any], modification: Modification,
+                                                         path: str, member: Shape) -> None:
+    ec = modified["ec"]
+    key = "ReplicationGroupId" if modification.name == "ModifyReplicationGroup" else "CacheClusterId"
+    wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
+    value = modification.values[path] if path in modification.values else made_value(path, member)
+    elements = {**modification.elements, **modification.element_for.get(path, {})}
+    params = put({key: modification.target, **modification.base, **modification.bases.get(path, {})}, path, value,
+                 elements)
+    try:
+        getattr(ec, botocore.xform_name(modification.name))(**params)
+    except ClientError as error:
+        found = error.response["Error"]
+        names = [part.replace("[]", "") for part in path.split(".")]
+        assert found["Code"] in REFUSALS, f"{modification.name} {params} -> {found}"
+        assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+        return
+    # What a modification starts (a switchover, a node type change) shows once it is done.
+    wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
+    observed = modification.observe(ec, modification.target)
+    check = modification.shown.get(path)
+    if check is not None:
+        assert check(observed), f"{path}={value!r} accepted but not shown: {observed}"
+    else:
+        assert shows(observed, path, value), f"{path}={value!r} accepted but not shown: {observed}"
