@@ -391,7 +391,67 @@ USER_GROUP = Operation(
     shown={"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"]},
 )
 
-SWEPT = (REPLICATION_GROUP, CACHE_CLUSTER, SUBNET_GROUP, PARAMETER_GROUP, SECURITY_GROUP, USER, USER_GROUP)
+# ---------------------------------------------------------------------- serverless caches
+def _serverless_observed(ec: Any, name: str, answer: dict[str, Any]) -> Any:
+    cache = ec.describe_serverless_caches(ServerlessCacheName=name)["ServerlessCaches"][0]
+    return {"record": cache, "tags": ec.list_tags_for_resource(ResourceName=cache["ARN"])["TagList"]}
+
+
+def _serverless_cleanup(ec: Any, name: str) -> None:
+    def settled() -> bool:
+        found = ec.describe_serverless_caches(ServerlessCacheName=name)["ServerlessCaches"][0]
+        return found["Status"] in ("available", "create-failed")
+
+    wait_for(settled, timeout=60, what=f"{name} settled")
+    ec.delete_serverless_cache(ServerlessCacheName=name)
+
+
+def _serverless_gone(ec: Any, name: str) -> None:
+    def gone() -> bool:
+        try:
+            ec.describe_serverless_caches(ServerlessCacheName=name)
+        except ClientError as error:
+            return error.response["Error"]["Code"] == "ServerlessCacheNotFoundFault"
+        return False
+
+    wait_for(gone, timeout=60, what=f"{name} gone")
+
+
+_GB = {"CacheUsageLimits": {"DataStorage": {"Unit": "GB"}}}
+SERVERLESS_CACHE = Operation(
+    name="CreateServerlessCache",
+    base=lambda rid: {"ServerlessCacheName": rid, "Engine": "valkey"},
+    observe=_serverless_observed,
+    cleanup=_serverless_cleanup,
+    gone=_serverless_gone,
+    elements={"Tags": {"Key": "sweep", "Value": "v"}, "Integrations": {"IntegrationType": "dynamodb"}},
+    values={
+        "Description": "sweep-description", "MajorEngineVersion": "8",
+        "CacheUsageLimits": {"DataStorage": {"Maximum": 10, "Unit": "GB"}},
+        "CacheUsageLimits.DataStorage": {"Maximum": 10, "Unit": "GB"},
+        "CacheUsageLimits.DataStorage.Maximum": 10, "CacheUsageLimits.DataStorage.Minimum": 1,
+        "CacheUsageLimits.DataStorage.Unit": "GB",
+        "CacheUsageLimits.ECPUPerSecond": {"Maximum": 5000},
+        "CacheUsageLimits.ECPUPerSecond.Maximum": 5000, "CacheUsageLimits.ECPUPerSecond.Minimum": 1000,
+        "KmsKeyId": "sweep-key-id", "SecurityGroupIds": ["sg-0123456789abcdef0"],
+        "Tags": [{"Key": "sweep", "Value": "v"}], "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value",
+        "UserGroupId": "sweep-users", "SubnetIds": ["subnet-us-east-1b"], "SnapshotRetentionLimit": 3,
+        "DailySnapshotTime": "04:00", "Integrations": [{"IntegrationType": "dynamodb"}],
+    },
+    bases={"CacheUsageLimits.DataStorage.Maximum": _GB, "CacheUsageLimits.DataStorage.Minimum": _GB,
+           "UserGroupId": {"Engine": "redis"}},
+    shown={
+        "MajorEngineVersion": lambda o: o["record"]["FullEngineVersion"].startswith("8."),
+        "CacheUsageLimits": lambda o: o["record"]["CacheUsageLimits"]["DataStorage"]["Maximum"] == 10,
+        "CacheUsageLimits.DataStorage": lambda o: o["record"]["CacheUsageLimits"]["DataStorage"]["Maximum"] == 10,
+        "CacheUsageLimits.DataStorage.Unit": lambda o: "CacheUsageLimits" not in o["record"]
+        or o["record"]["CacheUsageLimits"].get("DataStorage", {}).get("Unit") in (None, "GB"),
+        "Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"],
+    },
+)
+
+SWEPT = (REPLICATION_GROUP, CACHE_CLUSTER, SUBNET_GROUP, PARAMETER_GROUP, SECURITY_GROUP, USER, USER_GROUP,
+         SERVERLESS_CACHE)
 
 
 def _cases() -> list[Any]:
