@@ -41,7 +41,7 @@ REMAINING: tuple[str, ...] = (
     "DescribeEngineDefaultParameters", "DescribeEvents", "DescribeReplicationGroups", "DescribeServerlessCaches",
     "DescribeServerlessCacheSnapshots", "DescribeServiceUpdates", "DescribeSnapshots", "DescribeUpdateActions",
     "DescribeUserGroups", "DescribeUsers", "IncreaseReplicaCount", "ListAllowedNodeTypeModifications",
-    "ModifyCacheParameterGroup", "ModifyCacheSubnetGroup",
-    "ModifyReplicationGroupShardConfiguration", "ModifyServerlessCache", "ModifyUser", "ModifyUserGroup",
+    "ModifyCacheParameterGroup",
+    "ModifyReplicationGroupShardConfiguration",
     "ResetCacheParameterGroup",
 )

@@ -542,6 +542,7 @@ class Modification:
 
     name: str
     target: str  # the resource's id (made by the ``modified`` fixture)
+    key: str  # the input member naming it
     base: dict[str, Any]  # beside the id, in every call
     observe: Callable[[Any, str], Any]
     settled: Callable[[Any, str], bool]  # the next call may be made
@@ -591,6 +592,7 @@ _MODIFIED_SHOWN = {
 MODIFY_GROUP = Modification(
     name="ModifyReplicationGroup",
     target="sweep-modified",
+    key="ReplicationGroupId",
     base={"ApplyImmediately": True},
     observe=lambda ec, rid: {**_group_observed(ec, rid, {}),
                              "pending": ec.describe_replication_groups(ReplicationGroupId=rid)[
@@ -611,6 +613,7 @@ MODIFY_GROUP = Modification(
 MODIFY_CLUSTER = Modification(
     name="ModifyCacheCluster",
     target="sweep-modified-alone",
+    key="CacheClusterId",
     base={"ApplyImmediately": True},
     observe=lambda ec, rid: {"clusters": [ec.describe_cache_clusters(CacheClusterId=rid, ShowCacheNodeInfo=True)[
         "CacheClusters"][0]], "pending": ec.describe_cache_clusters(CacheClusterId=rid)["CacheClusters"][0][
@@ -626,7 +629,63 @@ MODIFY_CLUSTER = Modification(
            == "inactive",
            "ApplyImmediately": lambda o: o["pending"] == {}},
 )
-MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER)
+def _one(describe: str, listing: str, key: str) -> Callable[[Any, str], Any]:
+    return lambda ec, rid: {"record": getattr(ec, describe)(**{key: rid})[listing][0]}
+
+
+def _status_is(describe: str, listing: str, key: str, field: str, status: str) -> Callable[[Any, str], bool]:
+    return lambda ec, rid: bool(getattr(ec, describe)(**{key: rid})[listing][0][field] == status)
+
+
+PASSWORD = "sweep-password-0123456789"
+MODIFY_USER = Modification(
+    name="ModifyUser", target="sweep-modified-user", key="UserId", base={},
+    observe=_one("describe_users", "Users", "UserId"),
+    settled=_status_is("describe_users", "Users", "UserId", "Status", "active"),
+    values={"AccessString": "on ~sweep* +@all", "AppendAccessString": "-flushall", "Passwords": [PASSWORD],
+            "NoPasswordRequired": True, "AuthenticationMode": {"Type": "password", "Passwords": [PASSWORD]},
+            "AuthenticationMode.Type": "no-password-required", "AuthenticationMode.Passwords": [PASSWORD],
+            "Engine": "valkey"},
+    bases={},
+    shown={
+        "AppendAccessString": lambda o: "-flushall" in o["record"]["AccessString"],
+        # Passwords are never shown: their count and the authentication type are.
+        "Passwords": lambda o: o["record"]["Authentication"] == {"Type": "password", "PasswordCount": 1},
+        "NoPasswordRequired": lambda o: o["record"]["Authentication"]["Type"] == "no-password",
+        "AuthenticationMode": lambda o: o["record"]["Authentication"] == {"Type": "password", "PasswordCount": 1},
+        "AuthenticationMode.Type": lambda o: o["record"]["Authentication"]["Type"] == "no-password",
+    },
+)
+MODIFY_USER_GROUP = Modification(
+    name="ModifyUserGroup", target="sweep-modified-users", key="UserGroupId", base={},
+    observe=_one("describe_user_groups", "UserGroups", "UserGroupId"),
+    settled=_status_is("describe_user_groups", "UserGroups", "UserGroupId", "Status", "active"),
+    values={"UserIdsToAdd": ["sweep-member"], "UserIdsToRemove": ["sweep-member"], "Engine": "valkey"},
+    bases={},
+    shown={"UserIdsToAdd": lambda o: "sweep-member" in o["record"]["UserIds"],
+           "UserIdsToRemove": lambda o: "sweep-member" not in o["record"]["UserIds"]},
+)
+MODIFY_SUBNET_GROUP = Modification(
+    name="ModifyCacheSubnetGroup", target="sweep-modified-subnets", key="CacheSubnetGroupName", base={},
+    observe=_one("describe_cache_subnet_groups", "CacheSubnetGroups", "CacheSubnetGroupName"),
+    settled=lambda ec, rid: True,
+    values={"CacheSubnetGroupDescription": "sweep-new-description", "SubnetIds": ["subnet-us-east-1c"]},
+    bases={}, shown={},
+)
+MODIFY_SERVERLESS = Modification(
+    name="ModifyServerlessCache", target="sweep-modified-sl", key="ServerlessCacheName", base={},
+    observe=_one("describe_serverless_caches", "ServerlessCaches", "ServerlessCacheName"),
+    settled=_status_is("describe_serverless_caches", "ServerlessCaches", "ServerlessCacheName", "Status", "available"),
+    values={**SERVERLESS_CACHE.values, "Description": "sweep-new-description", "RemoveUserGroup": True,
+            "SecurityGroupIds": ["sg-0fedcba987654321f"], "SnapshotRetentionLimit": 5, "DailySnapshotTime": "05:00",
+            "Engine": "valkey", "MajorEngineVersion": "9"},
+    bases={**SERVERLESS_CACHE.bases, "UserGroupId": {}, "MajorEngineVersion": {"Engine": "valkey"}},
+    shown={**{k: v for k, v in SERVERLESS_CACHE.shown.items() if k.startswith("CacheUsageLimits")},
+           "RemoveUserGroup": lambda o: "UserGroupId" not in o["record"],
+           "Engine": lambda o: o["record"]["Engine"] == "valkey",
+           "MajorEngineVersion": lambda o: o["record"]["FullEngineVersion"].startswith("9.")},
+)
+MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER, MODIFY_USER, MODIFY_USER_GROUP, MODIFY_SUBNET_GROUP, MODIFY_SERVERLESS)
 
 
 @pytest.fixture(scope="module")
@@ -639,6 +698,15 @@ def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
                                 Engine="valkey", EngineVersion="8.1", CacheNodeType="cache.t4g.micro", NumCacheClusters=2)
     ec.create_cache_cluster(CacheClusterId=MODIFY_CLUSTER.target, Engine="valkey", EngineVersion="8.1",
                             CacheNodeType="cache.t4g.micro")
+    ec.create_user(UserId=MODIFY_USER.target, UserName=MODIFY_USER.target, Engine="redis", AccessString="on ~* +@all",
+                   NoPasswordRequired=True)
+    ec.create_user(UserId="sweep-member", UserName="sweep-member", Engine="redis", AccessString="on ~* +@all",
+                   NoPasswordRequired=True)
+    ec.create_user_group(UserGroupId=MODIFY_USER_GROUP.target, Engine="redis", UserIds=["default"])
+    ec.create_cache_subnet_group(CacheSubnetGroupName=MODIFY_SUBNET_GROUP.target, CacheSubnetGroupDescription="sweep",
+                                 SubnetIds=["subnet-us-east-1a"])
+    ec.create_serverless_cache(ServerlessCacheName=MODIFY_SERVERLESS.target, Engine="redis", MajorEngineVersion="7",
+                               UserGroupId="sweep-users")
     yield sweep
     for modification in MODIFIED:
         wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
@@ -647,6 +715,14 @@ def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
     ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=MODIFY_GROUP.target, WaiterConfig={"Delay": 1})
     ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=MODIFY_CLUSTER.target, WaiterConfig={"Delay": 1})
     ec.delete_cache_parameter_group(CacheParameterGroupName="sweep-params8")
+    ec.delete_serverless_cache(ServerlessCacheName=MODIFY_SERVERLESS.target)
+    ec.delete_cache_subnet_group(CacheSubnetGroupName=MODIFY_SUBNET_GROUP.target)
+    ec.delete_user_group(UserGroupId=MODIFY_USER_GROUP.target)
+    _serverless_gone(ec, MODIFY_SERVERLESS.target)
+    for user in (MODIFY_USER.target, "sweep-member"):
+        wait_for(lambda: not [g for g in ec.describe_user_groups()["UserGroups"]
+                              if g["UserGroupId"] == MODIFY_USER_GROUP.target], what="the user group gone")
+        ec.delete_user(UserId=user)
 
 
 def _modify_cases() -> list[Any]:
@@ -663,7 +739,7 @@ def _modify_cases() -> list[Any]:
 def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any], modification: Modification,
                                                          path: str, member: Shape) -> None:
     ec = modified["ec"]
-    key = "ReplicationGroupId" if modification.name == "ModifyReplicationGroup" else "CacheClusterId"
+    key = modification.key
     wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
     value = modification.values[path] if path in modification.values else made_value(path, member)
     elements = {**modification.elements, **modification.element_for.get(path, {})}

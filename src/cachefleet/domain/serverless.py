@@ -684,7 +684,8 @@ class ServerlessCaches(UseCases):
                 )
             if request.user_group_id is not None and request.user_group_id in current:
                 raise InvalidParameterCombination(
-                    f"Serverless cache {cache.name} already uses user group {request.user_group_id}."
+                    f"Serverless cache {cache.name} already uses user group {request.user_group_id}; omit UserGroupId "
+                    "or name another user group."
                 )
             access = AccessModification(
                 user_groups_to_add=(request.user_group_id,) if request.user_group_id else (),

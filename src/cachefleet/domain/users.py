@@ -320,7 +320,7 @@ def check_members(group_id: str, engine: str, members: Sequence[User]) -> None:
         if engine == "valkey" and user.nopass:
             raise InvalidParameterValue(
                 f"A user group with engine valkey can only contain users who authenticate (a password); user "
-                f"{user.user_id} needs no password. Give it a password, or use a user group with engine redis."
+                f"{user.user_id} needs no password. Give it a password, or use a user group with Engine redis."
             )
         if engine == "redis" and user.engine != "redis":
             raise InvalidParameterValue(
