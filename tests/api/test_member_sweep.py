@@ -685,7 +685,36 @@ MODIFY_SERVERLESS = Modification(
            "Engine": lambda o: o["record"]["Engine"] == "valkey",
            "MajorEngineVersion": lambda o: o["record"]["FullEngineVersion"].startswith("9.")},
 )
-MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER, MODIFY_USER, MODIFY_USER_GROUP, MODIFY_SUBNET_GROUP, MODIFY_SERVERLESS)
+def _parameters_observed(ec: Any, name: str) -> Any:
+    listed = ec.describe_cache_parameters(CacheParameterGroupName=name, Source="user")["Parameters"]
+    return {"parameters": {p["ParameterName"]: p.get("ParameterValue") for p in listed}}
+
+
+_POLICY = {"ParameterName": "maxmemory-policy", "ParameterValue": "allkeys-lru"}
+MODIFY_PARAMETERS = Modification(
+    name="ModifyCacheParameterGroup", target="sweep-modified-params", key="CacheParameterGroupName",
+    base={"ParameterNameValues": [_POLICY]},
+    observe=_parameters_observed, settled=lambda ec, rid: True,
+    values={"ParameterNameValues[].ParameterName": "timeout", "ParameterNameValues[].ParameterValue": "allkeys-lfu"},
+    bases={}, elements={"ParameterNameValues": {"ParameterName": "timeout", "ParameterValue": "30"}},
+    element_for={"ParameterNameValues[].ParameterValue": {"ParameterNameValues": _POLICY}},
+    shown={"ParameterNameValues[].ParameterName": lambda o: o["parameters"].get("timeout") == "30",
+           "ParameterNameValues[].ParameterValue": lambda o: o["parameters"].get("maxmemory-policy") == "allkeys-lfu"},
+)
+MODIFY_RESET = Modification(
+    name="ResetCacheParameterGroup", target="sweep-modified-params", key="CacheParameterGroupName", base={},
+    observe=_parameters_observed, settled=lambda ec, rid: True,
+    values={"ResetAllParameters": True, "ParameterNameValues": [{"ParameterName": "timeout"}],
+            "ParameterNameValues[].ParameterName": "timeout", "ParameterNameValues[].ParameterValue": "30"},
+    bases={}, elements={"ParameterNameValues": {"ParameterName": "timeout"}},
+    # A reset parameter is no longer the user's: it leaves the Source user listing.
+    shown={"ResetAllParameters": lambda o: o["parameters"] == {},
+           "ParameterNameValues": lambda o: "timeout" not in o["parameters"],
+           "ParameterNameValues[].ParameterName": lambda o: "timeout" not in o["parameters"],
+           "ParameterNameValues[].ParameterValue": lambda o: "timeout" not in o["parameters"]},
+)
+MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER, MODIFY_USER, MODIFY_USER_GROUP, MODIFY_SUBNET_GROUP, MODIFY_SERVERLESS,
+            MODIFY_PARAMETERS, MODIFY_RESET)
 
 
 @pytest.fixture(scope="module")
@@ -707,7 +736,10 @@ def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
                                  SubnetIds=["subnet-us-east-1a"])
     ec.create_serverless_cache(ServerlessCacheName=MODIFY_SERVERLESS.target, Engine="redis", MajorEngineVersion="7",
                                UserGroupId="sweep-users")
+    ec.create_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target,
+                                    CacheParameterGroupFamily="valkey8", Description="sweep")
     yield sweep
+    ec.delete_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target)
     for modification in MODIFIED:
         wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
     ec.delete_replication_group(ReplicationGroupId=MODIFY_GROUP.target)
