@@ -30,7 +30,7 @@ from botocore.model import Shape
 
 from cachefleet.api import elasticache
 from cachefleet.api.server import handlers_of
-from helpers import wait_for
+from helpers import Server, free_port, fresh_network, wait_for
 
 # The table of exceptions lives next to this file (tests run with --import-mode=importlib).
 _spec = importlib.util.spec_from_file_location("sweep_exceptions", Path(__file__).with_name("sweep_exceptions.py"))
@@ -466,9 +466,19 @@ def _cases() -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def sweep(server: Any) -> Iterator[dict[str, Any]]:
+def sweep_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The sweep's own server: the hundred-odd resources it holds at once need most of a /24 of
+    node addresses, which a server shared with other test files might not have left."""
+    root = tmp_path_factory.mktemp("sweep")
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port()).start()
+    yield running
+    running.down()
+
+
+@pytest.fixture(scope="module")
+def sweep(sweep_server: Server) -> Iterator[dict[str, Any]]:
     """The records the members name, and the resources the sweep creates (deleted at the end)."""
-    ec = server.client()
+    ec = sweep_server.client()
     ec.create_cache_subnet_group(CacheSubnetGroupName="sweep-subnets", CacheSubnetGroupDescription="sweep",
                                  SubnetIds=["subnet-us-east-1a", "subnet-us-east-1b"])
     ec.create_cache_security_group(CacheSecurityGroupName="sweep-security", Description="sweep")
