@@ -31,7 +31,7 @@ from cachefleet.control.reconciler import Reconciler
 from cachefleet.control.snapshot_files import SnapshotFiles
 from cachefleet.control.warm import WarmPool
 from cachefleet.control.workflows.snapshots import SCHEDULE_INTERVAL, SnapshotSchedule
-from cachefleet.domain import nodetypes
+from cachefleet.domain import identifiers, nodetypes
 from cachefleet.domain.alarms import AlarmState, MetricAlarm
 from cachefleet.domain.base import MAX_NODES_PER_REGION, Dependencies
 from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
@@ -108,6 +108,7 @@ class Settings:
     listen: str = DEFAULT_LISTEN
     node_network: str = DEFAULT_NODE_NETWORK
     region: str = DEFAULT_REGION
+    account_id: str = identifiers.DEFAULT_ACCOUNT_ID  # every ARN's account (identifiers.use_account_id)
     credentials_file: Path | None = None
     engine_paths: tuple[Path, ...] = ()
     warm_nodes: int = 3
@@ -270,6 +271,10 @@ class Cachefleet:
     def __init__(self, settings: Settings, *, clock: WakingClock | None = None) -> None:
         """``clock``: the time everything runs on (tests give one they move; default the wall clock)."""
         self.settings = settings
+        try:
+            identifiers.use_account_id(settings.account_id)
+        except ValueError as error:
+            raise StartupError(f"--account-id: {error}") from None
         try:
             self.sizing = SizingPolicy.parse(settings.serverless_sizing)
         except ValueError as error:

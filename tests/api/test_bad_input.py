@@ -77,7 +77,7 @@ def _nothing_created(server, ec, group_id="bad"):
         ({"NumCacheClusters": 2, "PreferredCacheClusterAZs": ["us-east-1a"]}, "InvalidParameterCombination", "one zone per cluster"),
         ({"NumCacheClusters": 1, "PreferredCacheClusterAZs": ["us-west-2a"]}, "InvalidParameterValue", "zones of us-east-1"),
         ({"NumCacheClusters": 1, "PreferredCacheClusterAZs": ["us-east-1f"]}, "InvalidParameterValue", "not in cache subnet group default"),
-        ({"Engine": "memcached"}, "InvalidParameterValue", "Installed: "),
+        ({"Engine": "memcached"}, "InvalidParameterValue", "Cachefleet serves Valkey and Redis OSS only"),
         ({"Engine": "dragonfly"}, "InvalidParameterValue", "valkey or redis"),
         ({"EngineVersion": "6.2"}, "InvalidParameterValue", "valkey 8.1.8"),
         ({"CacheNodeType": "cache.huge"}, "InvalidParameterValue", "cache.t4g.micro"),

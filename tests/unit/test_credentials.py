@@ -102,8 +102,11 @@ def test_authentication_modes():
                          no_password_required=None)
     with pytest.raises(InvalidParameterValue, match="IAM authentication is not available"):
         c.authentication(mode_type="iam", mode_passwords=None, passwords_given=None, no_password_required=None)
-    with pytest.raises(InvalidParameterValue, match="use one of password, no-password-required, iam"):
+    with pytest.raises(InvalidParameterValue, match=r"^Input Authentication type: kerberos is not in the allowed list"):
         c.authentication(mode_type="kerberos", mode_passwords=None, passwords_given=None, no_password_required=None)
+    # AuthenticationMode.Passwords without its Type: refused, not dropped.
+    with pytest.raises(InvalidParameterValue, match=r"^Input Authentication type: null .*needs AuthenticationMode.Type"):
+        c.authentication(mode_type=None, mode_passwords=["p" * 16], passwords_given=None, no_password_required=None)
 
 
 @pytest.mark.parametrize(

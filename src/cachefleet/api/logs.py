@@ -13,6 +13,7 @@ from typing import Any
 
 from cachefleet.api.context import Context
 from cachefleet.api.errors import ApiError
+from cachefleet.domain import identifiers
 from cachefleet.domain.errors import NotFound
 from cachefleet.domain.logs import LogReader
 
@@ -63,7 +64,7 @@ def describe_log_groups(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                 "logGroupName": name,
                 "creationTime": created,
                 "storedBytes": stored,
-                "arn": f"arn:aws:logs:{ctx.region}:000000000000:log-group:{name}:*",
+                "arn": f"arn:aws:logs:{ctx.region}:{identifiers.account_id()}:log-group:{name}:*",
                 "logGroupClass": "STANDARD",
             }
             for name, created, stored in groups

@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from cachefleet.api.errors import ApiError
-from cachefleet.domain.identifiers import ACCOUNT_ID
+from cachefleet.domain.identifiers import account_id
 
 VERSIONS = ("2012-10-17", "2008-10-17")
 _KNOWN = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource"}
@@ -213,7 +213,7 @@ def iam_action(signing_service: str, operation: str) -> str:
 
 def principal_arn(user: str) -> str:
     """The IAM user ARN a credentials-file key stands for (its profile name is the user name)."""
-    return f"arn:aws:iam::{ACCOUNT_ID}:user/{user}"
+    return f"arn:aws:iam::{account_id()}:user/{user}"
 
 
 def access_denied_message(*, principal: str, action: str, resource: str, decision: Decision) -> str:
@@ -257,13 +257,13 @@ def request_resources(service: str, operation: str, params: Mapping[str, Any], r
             return [str(params["ResourceName"])]
         for noun, member, arn_type in _ELASTICACHE_RESOURCES:
             if noun in operation and params.get(member):
-                return [f"arn:aws:elasticache:{region}:{ACCOUNT_ID}:{arn_type}:{str(params[member]).lower()}"]
+                return [f"arn:aws:elasticache:{region}:{account_id()}:{arn_type}:{str(params[member]).lower()}"]
         return ["*"]
     if service == "monitoring":
         names = params.get("AlarmNames") or ([params["AlarmName"]] if params.get("AlarmName") else [])
-        return [f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}" for name in names] or ["*"]
+        return [f"arn:aws:cloudwatch:{region}:{account_id()}:alarm:{name}" for name in names] or ["*"]
     if service == "logs" and params.get("logGroupName"):
-        return [f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{params['logGroupName']}"]
+        return [f"arn:aws:logs:{region}:{account_id()}:log-group:{params['logGroupName']}"]
     return ["*"]
 
 

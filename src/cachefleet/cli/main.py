@@ -84,6 +84,8 @@ main.add_command(migrate.migrate)
 @click.option("--listen", default="127.0.0.1:8379", show_default=True, help="HOST:PORT of the API.")
 @click.option("--node-network", default="127.80.0.0/16", show_default=True, help="Address block nodes get their addresses from.")
 @click.option("--region", default="us-east-1", show_default=True, help="Default region shown in instructions.")
+@click.option("--account-id", default="000000000000", show_default=True, metavar="12-DIGITS",
+              help="The AWS account id every ARN names (ARNs of another account are not found, as on ElastiCache).")
 @click.option(
     "--credentials-file",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -129,6 +131,7 @@ def up(
     listen: str,
     node_network: str,
     region: str,
+    account_id: str,
     credentials_file: Path | None,
     engine_paths: tuple[Path, ...],
     warm_nodes: int,
@@ -160,6 +163,7 @@ def up(
         listen=listen,
         node_network=node_network,
         region=region,
+        account_id=account_id,
         credentials_file=credentials_file,
         engine_paths=tuple(p.resolve() for p in engine_paths),
         warm_nodes=warm_nodes,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from cachefleet.domain import operations, validation
-from cachefleet.domain.errors import NotFound
+from cachefleet.domain.errors import NotFound, not_found_message
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import (
     AccessChange,
@@ -70,7 +70,7 @@ class UseCases:
         """The resource, or its kind's NotFound error (ElastiCache keeps identifiers lower case)."""
         found = self._store.get(kind, region, key.lower())
         if found is None:
-            raise NotFound(f"{kind.KIND.noun} {key} not found.", resource=kind.KIND.name)
+            raise NotFound(not_found_message(kind.KIND.name, kind.KIND.noun, key), resource=kind.KIND.name)
         return found
 
     def _event(self, tx: Transaction, resource: Resource, message: str) -> None:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
-from cachefleet.domain import backups, identifiers, nodetypes, validation, windows
+from cachefleet.domain import backups, errors, identifiers, nodetypes, validation, windows
 from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
-from cachefleet.domain.engines import EngineRelease, release_of, resolve_engine
+from cachefleet.domain.engines import EngineRelease, refuse_memcached, release_of, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -218,6 +218,7 @@ class CreateCacheClusterRequest:
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateCacheClusterRequest:
         operation = "CreateCacheCluster"
+        refuse_memcached(params, operation=operation)
         validation.not_yet(params, _UNSUPPORTED, operation=operation)
         restore = RestoreRequest.parse(params)
         if params.get("ReplicationGroupId") is not None:
@@ -238,7 +239,7 @@ class CreateCacheClusterRequest:
         node_type = params.get("CacheNodeType")
         if node_type is None and group_id is None and restore is None:
             raise InvalidParameterValue(
-                "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
+                f"{errors.CACHE_NODE_TYPE_REQUIRED.text()} Choose a node type such as cache.t4g.micro."
             )
         return cls(
             cluster_id=identifiers.cache_cluster_id(params["CacheClusterId"]),
@@ -306,6 +307,7 @@ class ModifyCacheClusterRequest:
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyCacheClusterRequest:
         operation = "ModifyCacheCluster"
+        refuse_memcached(params, operation=operation)
         validation.not_yet(params, _MODIFY_UNSUPPORTED, operation=operation)
         if params.get("NumCacheNodes", 1) != 1:
             raise InvalidParameterValue(
@@ -491,7 +493,7 @@ class CacheClusters(UseCases):
                 port = defaults.port
             if node_type is None:
                 raise InvalidParameterValue(
-                    "The parameter CacheNodeType must be provided: RDB objects do not say which node type they come from."
+                    f"{errors.CACHE_NODE_TYPE_REQUIRED.text()} RDB objects do not say which node type they come from."
                 )
         backups.check_windows(request.snapshot_window, request.maintenance_window)
         release = resolve_engine(self._catalog.releases(), engine, version)

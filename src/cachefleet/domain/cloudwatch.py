@@ -29,7 +29,7 @@ from cachefleet.domain.errors import (
     ValidationError,
 )
 from cachefleet.domain.events import Event, EventSourceType
-from cachefleet.domain.identifiers import ACCOUNT_ID, Region
+from cachefleet.domain.identifiers import Region, account_id
 from cachefleet.domain.metrics import Datapoint, Labelled, MetricId
 from cachefleet.domain.ports import Clock, MetricSource, StateStore
 from cachefleet.domain.tags import Tag
@@ -293,7 +293,7 @@ class CloudWatch:
         alarm = MetricAlarm(
             region=region,
             name=name,
-            arn=f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}",
+            arn=f"arn:aws:cloudwatch:{region}:{account_id()}:alarm:{name}",
             metric_name=params["MetricName"],
             namespace=params["Namespace"],
             statistic=chosen,
@@ -531,7 +531,7 @@ def _check_action(action: str, member: str, region: str) -> None:
             return
     raise InvalidParameterValue(
         f"Invalid action '{action}' in {member}: use an http:// or https:// webhook URL (delivered by Cachefleet) or "
-        f"an ARN such as arn:aws:sns:{region}:{ACCOUNT_ID}:topic."
+        f"an ARN such as arn:aws:sns:{region}:{account_id()}:topic."
     )
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cachefleet.domain.errors import InvalidParameterCombination, InvalidParameterValue
+from cachefleet.domain.errors import AUTHENTICATION_TYPE, InvalidParameterCombination, InvalidParameterValue
 
 AUTH_TOKEN_MIN = 16
 AUTH_TOKEN_MAX = 128
@@ -166,8 +166,8 @@ def passwords(values: Sequence[str]) -> tuple[str, ...]:
     for position, value in enumerate(values, 1):
         if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
             raise InvalidParameterValue(
-                f"Passwords length must be between {PASSWORD_MIN}-{PASSWORD_MAX} characters "
-                f"(password {position} is {len(value)})."
+                f"Passwords length must be between {PASSWORD_MIN}-{PASSWORD_MAX} characters. "
+                f"Password {position} has {len(value)}."
             )
         if not _printable_ascii(value):
             raise InvalidParameterValue(f"Password {position} must be printable ASCII only.")
@@ -194,13 +194,19 @@ def authentication(
     no_password_required: bool | None,
 ) -> Authentication:
     """One Authentication from CreateUser's overlapping parameters, with ElastiCache's refusals."""
+    if mode_type is None and mode_passwords:
+        # AuthenticationMode given without its Type: its Passwords would otherwise be dropped.
+        raise InvalidParameterValue(
+            f"{AUTHENTICATION_TYPE.text(type='null')}. AuthenticationMode.Passwords needs AuthenticationMode.Type "
+            "password."
+        )
     if mode_type is not None:
         try:
             kind = AuthenticationType(mode_type)
         except ValueError:
             raise InvalidParameterValue(
-                f"Invalid AuthenticationMode Type '{mode_type}': use one of "
-                f"{', '.join(t.value for t in AuthenticationType)}."
+                f"{AUTHENTICATION_TYPE.text(type=mode_type)}. Use AuthenticationMode Type "
+                f"{' or '.join(t.value for t in AuthenticationType)}."
             ) from None
         if passwords_given or no_password_required:
             raise InvalidParameterCombination(

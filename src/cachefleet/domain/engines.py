@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cachefleet.domain.errors import InvalidParameterValue
 
 ENGINES = ("valkey", "redis")
+
+# What a memcached request is told, wherever an Engine or a parameter group family is taken.
+MEMCACHED_REFUSED = (
+    "Engine memcached is not supported: Cachefleet serves Valkey and Redis OSS only; "
+    "use Engine valkey or redis (parameter group families valkey* or redis*)."
+)
+
+
+def is_memcached(value: object) -> bool:
+    """An Engine (memcached) or a parameter group family (memcached1.6) of Memcached."""
+    return isinstance(value, str) and value.strip().lower().startswith("memcached")
+
+
+def refuse_memcached(params: Mapping[str, Any], *, operation: str) -> None:
+    """Refuses a request for Memcached before any other check of the call: a new user asking for
+    memcached should learn that first, not that a node count or a node type is wrong."""
+    for member in ("Engine", "CacheParameterGroupFamily"):
+        if is_memcached(params.get(member)):
+            raise InvalidParameterValue(f"{operation}: {MEMCACHED_REFUSED}")
 
 
 @dataclass(frozen=True)
@@ -33,10 +53,8 @@ def resolve_engine(releases: Sequence[EngineRelease], engine: str | None, versio
     """Picks the installed build for an Engine/EngineVersion request (newest when no version)."""
     installed = ", ".join(f"{r.engine} {r.version}" for r in releases) or "none"
     name = (engine or default_engine(releases)).lower()
-    if name == "memcached":
-        raise InvalidParameterValue(
-            f"Engine memcached is not supported by Cachefleet, which runs Valkey and Redis OSS. Installed: {installed}."
-        )
+    if is_memcached(name):
+        raise InvalidParameterValue(f"{MEMCACHED_REFUSED} Installed: {installed}.")
     if name not in ENGINES:
         raise InvalidParameterValue(f"Invalid Engine '{engine}': use valkey or redis. Installed: {installed}.")
     candidates = sorted((r for r in releases if r.engine == name), key=lambda r: version_key(r.version), reverse=True)

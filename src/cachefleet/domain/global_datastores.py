@@ -134,10 +134,11 @@ class GlobalReplicationGroup:
 
 
 # ---------------------------------------------------------------------- rules
-def id_prefix(region: str, *, account: str = identifiers.ACCOUNT_ID) -> str:
+def id_prefix(region: str, *, account: str | None = None) -> str:
     """ElastiCache prefixes a global datastore's id with letters of its primary's region; here they
-    are derived from the account and the region, so one server always gives the same prefix."""
-    digest = hashlib.sha256(f"{account}:{region}".encode()).digest()
+    are derived from the account (this server's by default) and the region, so one server always
+    gives the same prefix."""
+    digest = hashlib.sha256(f"{account or identifiers.account_id()}:{region}".encode()).digest()
     return "".join(chr(ord("a") + byte % 26) for byte in digest[:PREFIX_LETTERS])
 
 

@@ -6,11 +6,16 @@ import re
 from dataclasses import dataclass
 from typing import NewType
 
-from cachefleet.domain.errors import InvalidArn, InvalidParameterValue, InvalidSubnet
+from cachefleet.domain.errors import ARN_COMPONENTS, InvalidArn, InvalidParameterValue, InvalidSubnet
 
 Region = NewType("Region", str)
 
-ACCOUNT_ID = "000000000000"
+# The account every ARN names: one per Cachefleet process (`cachefleet up --account-id`), set once
+# at start-up before any request is served, so it is module state rather than a parameter of every
+# view and rule that writes an ARN. 000000000000 is what other AWS emulators answer.
+DEFAULT_ACCOUNT_ID = "000000000000"
+ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{12}$")
+_account = [DEFAULT_ACCOUNT_ID]
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$")
 ZONE_LETTERS = "abcdef"
 DEFAULT_ZONE_LETTERS = "abc"
@@ -115,6 +120,19 @@ def subnet_zone(region: str, subnet_id: str) -> str:
     return zone
 
 
+def account_id() -> str:
+    """The 12-digit account id of every ARN this process writes and resolves."""
+    return _account[0]
+
+
+def use_account_id(value: str) -> str:
+    """Sets the account id (start-up only); ValueError unless it is 12 digits."""
+    if not ACCOUNT_ID_PATTERN.match(value):
+        raise ValueError(f"'{value}' is not an AWS account id: use 12 digits, for example {DEFAULT_ACCOUNT_ID}.")
+    _account[0] = value
+    return value
+
+
 @dataclass(frozen=True)
 class Arn:
     """An ElastiCache ARN's parts."""
@@ -122,9 +140,18 @@ class Arn:
     region: str
     resource_type: str  # as ElastiCache writes it: replicationgroup, cluster, subnetgroup... (see domain/kinds.py)
     resource_id: str
+    account: str = ""  # "": this process's account
 
     def __str__(self) -> str:
-        return f"arn:aws:elasticache:{self.region}:{ACCOUNT_ID}:{self.resource_type}:{self.resource_id}"
+        account = self.account or account_id()
+        return f"arn:aws:elasticache:{self.region}:{account}:{self.resource_type}:{self.resource_id}"
+
+    @property
+    def foreign(self) -> bool:
+        """Names another account: ElastiCache answers that no such resource exists (a caller sees its
+        own account only), as Terraform met when it built ARNs with the wrong account id
+        (hashicorp/terraform-provider-aws#5064)."""
+        return bool(self.account) and self.account != account_id()
 
 
 def arn(region: str, resource_type: str, resource_id: str) -> str:
@@ -132,11 +159,18 @@ def arn(region: str, resource_type: str, resource_id: str) -> str:
 
 
 def parse_arn(value: str, *, region: str) -> Arn:
+    """An ElastiCache ARN of ``region``; one naming another account parses (``foreign``), and its
+    resource is then not found, as ElastiCache has it."""
     parts = value.split(":", 6)
-    if len(parts) != 7 or parts[0] != "arn" or parts[2] != "elasticache" or not parts[6]:
+    if len(parts) != 7:
+        raise InvalidArn(
+            f"{ARN_COMPONENTS.text()} Expected arn:aws:elasticache:{region}:{account_id()}:<type>:<id>.",
+            resource="Resource",
+        )
+    if parts[0] != "arn" or parts[2] != "elasticache" or not parts[6]:
         raise InvalidArn(
             f"The ARN '{value}' is not a valid ElastiCache ARN: expected "
-            f"arn:aws:elasticache:{region}:{ACCOUNT_ID}:<type>:<id>.",
+            f"arn:aws:elasticache:{region}:{account_id()}:<type>:<id>.",
             resource="Resource",
         )
     _, _, _, arn_region, account, resource_type, resource_id = parts
@@ -145,6 +179,6 @@ def parse_arn(value: str, *, region: str) -> Arn:
             f"The ARN '{value}' is in region {arn_region}, but the request was made in {region}.",
             resource="Resource",
         )
-    if account != ACCOUNT_ID:
-        raise InvalidArn(f"The ARN '{value}' names account {account}; this account is {ACCOUNT_ID}.", resource="Resource")
-    return Arn(arn_region, resource_type, resource_id)
+    if not ACCOUNT_ID_PATTERN.match(account):
+        raise InvalidArn(f"The ARN '{value}' names account '{account}': an account id is 12 digits.", resource="Resource")
+    return Arn(arn_region, resource_type, resource_id, account)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from cachefleet.domain import parameters as catalogue
 from cachefleet.domain.base import Dependencies, UseCases
 from cachefleet.domain.cache_clusters import CacheCluster
-from cachefleet.domain.engines import EngineRelease
+from cachefleet.domain.engines import EngineRelease, refuse_memcached
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -367,6 +367,7 @@ class CreateCacheParameterGroupRequest:
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> CreateCacheParameterGroupRequest:
+        refuse_memcached(params, operation="CreateCacheParameterGroup")
         return cls(
             name=catalogue.group_name(str(params["CacheParameterGroupName"])),
             family=str(params["CacheParameterGroupFamily"]).lower(),
@@ -539,7 +540,8 @@ class ParameterGroups(UseCases):
         if group.family != release.family:
             raise InvalidParameterCombination(
                 f"Expected a parameter group of family {release.family} ({release.engine} {release.version}) but "
-                f"found one of family {group.family}: {group.name}."
+                f"found one of family {group.family}: {group.name}. Give a CacheParameterGroupName of family "
+                f"{release.family}, or the EngineVersion that family {group.family} runs."
             )
         if cluster_mode is not None and group.cluster_enabled != cluster_mode:
             want = "enabled" if cluster_mode else "disabled"
@@ -685,6 +687,7 @@ class ParameterGroups(UseCases):
 
     def engine_defaults(self, family: str) -> GroupParameters:
         """DescribeEngineDefaultParameters of an installed family."""
+        refuse_memcached({"CacheParameterGroupFamily": family}, operation="DescribeEngineDefaultParameters")
         return self._listed(self._check_family(family.lower()), {}, cluster_on=False, source=None)
 
     def _listed(self, family: str, user: Mapping[str, str], *, cluster_on: bool, source: Source | None) -> GroupParameters:

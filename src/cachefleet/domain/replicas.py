@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cachefleet.domain import identifiers
+from cachefleet.domain import identifiers, validation
 from cachefleet.domain.base import Dependencies
 from cachefleet.domain.cache_clusters import CacheCluster, SubnetGroupLookup, deleting_cluster
 from cachefleet.domain.errors import InvalidParameterCombination, InvalidParameterValue, NotFound
@@ -45,6 +45,8 @@ class ReplicaCountRequest:
     def parse(cls, region: Region, params: Mapping[str, Any], *, increase: bool) -> ReplicaCountRequest:
         require_apply_immediately(params)
         verb = "IncreaseReplicaCount" if increase else "DecreaseReplicaCount"
+        validation.no_outposts(params.get("ReplicaConfiguration"), ("PreferredOutpostArns",), operation=verb,
+                               within="ReplicaConfiguration")
         named = tuple(identifiers.cache_cluster_id(c) for c in params.get("ReplicasToRemove") or [])
         new_count = params.get("NewReplicaCount")
         configuration = tuple(

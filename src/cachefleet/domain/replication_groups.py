@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from cachefleet.domain import backups, identifiers, nodetypes, slots, validation, windows
+from cachefleet.domain import backups, errors, identifiers, nodetypes, slots, validation, windows
 from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreRequest, SnapshotDefaults
 from cachefleet.domain.base import DEFAULT_PORT, MAX_NODES_PER_REGION, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import (
@@ -44,7 +44,7 @@ from cachefleet.domain.cache_clusters import (
     security_group_ids,
     zone_in,
 )
-from cachefleet.domain.engines import release_of, resolve_engine
+from cachefleet.domain.engines import refuse_memcached, release_of, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     CachefleetError,
@@ -371,8 +371,9 @@ class CreateReplicationGroupRequest:
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateReplicationGroupRequest:
-        sharded = wants_cluster_mode(params)
         operation = "CreateReplicationGroup"
+        refuse_memcached(params, operation=operation)
+        sharded = wants_cluster_mode(params)
         validation.not_yet(params, _UNSUPPORTED if sharded else _UNSUPPORTED_WITHOUT_SHARDS, operation=operation)
         validation.durability(params, operation=operation)
         restore = RestoreRequest.parse(params)
@@ -385,7 +386,7 @@ class CreateReplicationGroupRequest:
         node_type = params.get("CacheNodeType")
         if node_type is None and seed is None and restore is None and not params.get("GlobalReplicationGroupId"):
             raise InvalidParameterValue(
-                "The parameter CacheNodeType must be provided: choose a node type such as cache.t4g.micro."
+                f"{errors.CACHE_NODE_TYPE_REQUIRED.text()} Choose a node type such as cache.t4g.micro."
             )
         at_rest = bool(params.get("AtRestEncryptionEnabled", False))
         if params.get("KmsKeyId") is not None and not at_rest:
@@ -469,7 +470,7 @@ class CreateReplicationGroupRequest:
         if self.node_type is None:
             if defaults.node_type is None:
                 raise InvalidParameterValue(
-                    "The parameter CacheNodeType must be provided: RDB objects do not say which node type they "
+                    f"{errors.CACHE_NODE_TYPE_REQUIRED.text()} RDB objects do not say which node type they "
                     "come from."
                 )
             changes["node_type"] = defaults.node_type
@@ -530,6 +531,8 @@ def _cluster_count(params: Mapping[str, Any]) -> int:
 
 def _shard_specs(region: Region, params: Mapping[str, Any]) -> tuple[ShardSpec, ...]:
     configs: list[Mapping[str, Any]] = list(params.get("NodeGroupConfiguration") or [])
+    validation.no_outposts(configs, ("PrimaryOutpostArn", "ReplicaOutpostArns"), operation="CreateReplicationGroup",
+                           within="NodeGroupConfiguration")
     count = params.get("NumNodeGroups", len(configs) or 1)
     if not 1 <= count:
         raise InvalidParameterValue(f"Invalid NumNodeGroups {count}: a cluster has at least one node group.")
@@ -616,6 +619,7 @@ class ModifyReplicationGroupRequest:
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> ModifyReplicationGroupRequest:
         operation = "ModifyReplicationGroup"
+        refuse_memcached(params, operation=operation)
         validation.not_yet(params, _MODIFY_UNSUPPORTED, operation=operation)
         validation.durability(params, operation=operation)
         for alone in ("PrimaryClusterId", "CacheNodeType"):
@@ -675,7 +679,7 @@ class GroupUseCases(UseCases):
 
     def _group(self, region: Region, group_id: str) -> ReplicationGroup:
         if identifiers.is_serverless_group(group_id.lower()) and not self.serves_serverless:
-            raise NotFound(f"Replication group {group_id} not found.", resource="ReplicationGroup")
+            raise NotFound(errors.REPLICATION_GROUP_NOT_FOUND.text(id=group_id), resource="ReplicationGroup")
         return self._get(ReplicationGroup, region, group_id)
 
     def _members(self, group: ReplicationGroup) -> list[CacheCluster]:
@@ -689,8 +693,10 @@ class GroupUseCases(UseCases):
     @staticmethod
     def _require_status(group: ReplicationGroup, status: GroupStatus, *, action: str) -> None:
         if group.status != status:
+            # Terraform retries on this sentence (errors.REPLICATION_GROUP_NOT_AVAILABLE).
+            known = errors.REPLICATION_GROUP_NOT_AVAILABLE.text(id=group.group_id) + " " if status == "available" else ""
             raise InvalidState(
-                f"Replication group {group.group_id} is {group.status}; it can be {action} once it is {status}.",
+                f"{known}Replication group {group.group_id} is {group.status}; it can be {action} once it is {status}.",
                 resource="ReplicationGroup",
             )
 

@@ -25,7 +25,7 @@ from cachefleet.domain.errors import (
     QuotaExceeded,
 )
 from cachefleet.domain.events import EventSourceType
-from cachefleet.domain.identifiers import ACCOUNT_ID, Region
+from cachefleet.domain.identifiers import DEFAULT_ACCOUNT_ID, Region, account_id
 from cachefleet.domain.resource import Kind
 from cachefleet.domain.tags import Tag, tags
 
@@ -59,7 +59,7 @@ class CacheSecurityGroup:
     name: str
     description: str
     ec2_security_groups: tuple[EC2SecurityGroup, ...] = ()
-    owner_id: str = ACCOUNT_ID
+    owner_id: str = DEFAULT_ACCOUNT_ID  # the account it was created in (identifiers.account_id())
     tags: tuple[Tag, ...] = ()
 
     @property
@@ -127,7 +127,8 @@ class SecurityGroups(UseCases):
                 resource="CacheSecurityGroup",
             )
         group = CacheSecurityGroup(
-            region=region, name=name, description=str(params["Description"]), tags=tags(params.get("Tags"))
+            region=region, name=name, description=str(params["Description"]), owner_id=account_id(),
+            tags=tags(params.get("Tags")),
         )
         with self._store.transaction() as tx:
             tx.put(group)

@@ -30,7 +30,7 @@ from cachefleet.domain.backups import Backups, NoBackups, Prepared, RestoreReque
 from cachefleet.domain.base import DEFAULT_PORT, Dependencies, UseCases
 from cachefleet.domain.cache_clusters import DEFAULT_SNAPSHOT_WINDOW, ParameterGroupLookup, SubnetGroupLookup
 from cachefleet.domain.credentials import TransitEncryptionMode
-from cachefleet.domain.engines import EngineRelease, resolve_engine
+from cachefleet.domain.engines import EngineRelease, refuse_memcached, resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -409,12 +409,9 @@ class CreateServerlessCacheRequest:
 
     @classmethod
     def parse(cls, region: Region, params: Mapping[str, Any]) -> CreateServerlessCacheRequest:
+        refuse_memcached(params, operation="CreateServerlessCache")
         validation.not_yet(params, _CREATE_UNSUPPORTED, operation="CreateServerlessCache")
         engine = str(params["Engine"]).lower()
-        if engine == "memcached":
-            raise InvalidParameterValue(
-                "Engine memcached is not supported by Cachefleet, which runs Valkey and Redis OSS: use valkey or redis."
-            )
         if engine not in ("valkey", "redis"):
             raise InvalidParameterValue(f"Invalid Engine '{params['Engine']}': use valkey or redis.")
         major = params.get("MajorEngineVersion")
@@ -462,6 +459,13 @@ def restore_request(region: Region, arns: Sequence[str] | None) -> RestoreReques
             "in S3 (one per shard)."
         )
     arn = identifiers.parse_arn(given[0], region=region)
+    if arn.foreign:
+        # Another account's snapshot is not visible from this one.
+        elsewhere = f"its ARN names account {arn.account}; this account is {identifiers.account_id()}"
+        if arn.resource_type == "serverlesscachesnapshot":
+            raise NotFound(f"Serverless cache snapshot {arn.resource_id} not found ({elsewhere}).",
+                           resource="ServerlessCacheSnapshot")
+        raise NotFound(f"Snapshot {arn.resource_id} not found ({elsewhere}).", resource="Snapshot")
     if arn.resource_type == "serverlesscachesnapshot":
         return RestoreRequest(snapshot_name=SERVERLESS_SNAPSHOT_PREFIX + arn.resource_id.lower())
     if arn.resource_type == "snapshot":
@@ -680,7 +684,8 @@ class ServerlessCaches(UseCases):
                 )
             if request.user_group_id is not None and request.user_group_id in current:
                 raise InvalidParameterCombination(
-                    f"Serverless cache {cache.name} already uses user group {request.user_group_id}."
+                    f"Serverless cache {cache.name} already uses user group {request.user_group_id}; omit UserGroupId "
+                    "or name another user group."
                 )
             access = AccessModification(
                 user_groups_to_add=(request.user_group_id,) if request.user_group_id else (),

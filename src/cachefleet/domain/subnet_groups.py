@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 from cachefleet.domain import identifiers
 from cachefleet.domain.base import UseCases
 from cachefleet.domain.cache_clusters import DEFAULT_SUBNET_GROUP, CacheCluster
-from cachefleet.domain.errors import AlreadyExists, InUse, InvalidParameterValue, QuotaExceeded
+from cachefleet.domain.errors import (
+    CACHE_SUBNET_GROUP_ALREADY_EXISTS,
+    AlreadyExists,
+    InUse,
+    InvalidParameterValue,
+    QuotaExceeded,
+)
 from cachefleet.domain.events import EventSourceType
 from cachefleet.domain.identifiers import Region
 from cachefleet.domain.resource import Kind
@@ -84,7 +90,7 @@ class SubnetGroups(UseCases):
     def create(self, region: Region, params: Mapping[str, Any]) -> CacheSubnetGroup:
         name = identifiers.subnet_group_name(params["CacheSubnetGroupName"])
         if name == DEFAULT_SUBNET_GROUP or self._store.get(CacheSubnetGroup, region, name) is not None:
-            raise AlreadyExists(f"Cache subnet group {name} already exists.", resource="CacheSubnetGroup")
+            raise AlreadyExists(CACHE_SUBNET_GROUP_ALREADY_EXISTS.text(name=name), resource="CacheSubnetGroup")
         if len(self._store.list(CacheSubnetGroup, region)) >= MAX_SUBNET_GROUPS:
             raise QuotaExceeded(
                 f"The quota of {MAX_SUBNET_GROUPS} cache subnet groups per region is reached.", resource="CacheSubnetGroup"

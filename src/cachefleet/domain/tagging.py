@@ -9,7 +9,13 @@ from typing import Any
 from cachefleet.domain import identifiers, kinds
 from cachefleet.domain.base import UseCases
 from cachefleet.domain.cache_clusters import DEFAULT_SUBNET_GROUP
-from cachefleet.domain.errors import InvalidArn, InvalidParameterValue, NotFound, TagNotFound
+from cachefleet.domain.errors import (
+    InvalidArn,
+    InvalidParameterValue,
+    NotFound,
+    TagNotFound,
+    not_found_message,
+)
 from cachefleet.domain.identifiers import Region
 from cachefleet.domain.snapshots import Snapshot, is_serverless_key
 from cachefleet.domain.tags import Tag, tags
@@ -51,6 +57,13 @@ class Tagging(UseCases):
                 f"known types are {', '.join(sorted(kinds.BY_ARN_TYPE))}.",
                 resource="Resource",
             )
+        if parsed.foreign:
+            # Another account's resource is not visible from this one: ElastiCache answers NotFound.
+            raise NotFound(
+                f"{not_found_message(kind.name, kind.noun, parsed.resource_id)} Its ARN names account "
+                f"{parsed.account}; this Cachefleet is account {identifiers.account_id()} (cachefleet up --account-id).",
+                resource=kind.name,
+            )
         if kind.name == "CacheSubnetGroup" and parsed.resource_id.lower() == DEFAULT_SUBNET_GROUP:
             raise InvalidParameterValue("The default cache subnet group cannot be tagged.")
         view = kinds.VIEW_RECORDS.get(kind.name)
@@ -58,15 +71,15 @@ class Tagging(UseCases):
             stored, key_of = view
             found = self._store.get(stored, region, key_of(parsed.resource_id.lower()))
             if found is None:
-                raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
+                raise NotFound(not_found_message(kind.name, kind.noun, parsed.resource_id), resource=kind.name)
             return found
         cls = kinds.STORED_BY_NAME.get(kind.name)
         if cls is None or not kind.taggable:
-            raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
+            raise NotFound(not_found_message(kind.name, kind.noun, parsed.resource_id), resource=kind.name)
         if cls is Snapshot and is_serverless_key(parsed.resource_id.lower()):
             # A serverless cache snapshot is named by its own ARN type only.
-            raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
+            raise NotFound(not_found_message(kind.name, kind.noun, parsed.resource_id), resource=kind.name)
         if kind.name in ("ReplicationGroup", "CacheCluster") and identifiers.is_serverless_group(parsed.resource_id.lower()):
             # A serverless cache's group and nodes are its own: it is tagged on its serverlesscache ARN.
-            raise NotFound(f"{kind.noun} {parsed.resource_id} not found.", resource=kind.name)
+            raise NotFound(not_found_message(kind.name, kind.noun, parsed.resource_id), resource=kind.name)
         return self._get(cls, region, parsed.resource_id)

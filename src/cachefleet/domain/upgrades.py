@@ -208,8 +208,9 @@ class Upgrades(UseCases):
             if not present.default:
                 raise InvalidParameterCombination(
                     f"Expected a parameter group of family {release.family} but found one of family {present.family}: "
-                    f"{present.name}. Upgrading to {label(release)} with the custom parameter group {present.name} "
-                    f"needs CacheParameterGroupName: a parameter group of family {release.family} in the same request."
+                    f"{present.name}. Upgrading to {label(release)} (EngineVersion {version}) with the custom parameter "
+                    f"group {present.name} needs CacheParameterGroupName: a parameter group of family "
+                    f"{release.family} in the same request."
                 )
             chosen = self._parameter_groups.resolve(region, None, release, cluster_mode=cluster_mode)
         if release.engine != current.engine:

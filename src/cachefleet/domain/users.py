@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 from cachefleet.domain import credentials
 from cachefleet.domain.base import Dependencies, UseCases
 from cachefleet.domain.credentials import DEFAULT_USER_NAME, AuthenticationType
+from cachefleet.domain.engines import MEMCACHED_REFUSED, is_memcached
 from cachefleet.domain.errors import (
     AlreadyExists,
     InvalidParameterCombination,
@@ -125,6 +126,8 @@ class UserGroup:
 # ---------------------------------------------------------------------- requests
 def engine_name(value: Any, *, parameter: str = "Engine") -> str:
     lowered = str(value).lower()
+    if is_memcached(lowered):
+        raise InvalidParameterValue(f"Invalid {parameter} '{value}': {MEMCACHED_REFUSED}")
     if lowered not in ENGINES:
         raise InvalidParameterValue(f"Invalid {parameter} '{value}': the options are valkey or redis.")
     return lowered
@@ -317,7 +320,7 @@ def check_members(group_id: str, engine: str, members: Sequence[User]) -> None:
         if engine == "valkey" and user.nopass:
             raise InvalidParameterValue(
                 f"A user group with engine valkey can only contain users who authenticate (a password); user "
-                f"{user.user_id} needs no password. Give it a password, or use a user group with engine redis."
+                f"{user.user_id} needs no password. Give it a password, or use a user group with Engine redis."
             )
         if engine == "redis" and user.engine != "redis":
             raise InvalidParameterValue(

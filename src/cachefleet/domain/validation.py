@@ -74,6 +74,18 @@ def not_yet(params: Mapping[str, Any], members: Mapping[str, Any], *, operation:
         )
 
 
+def no_outposts(items: Any, members: tuple[str, ...], *, operation: str, within: str) -> None:
+    """Refuses AWS Outposts placement members in the elements of a list member (``within``):
+    Cachefleet runs every node on this host, so an Outpost ARN could only be dropped, never honoured."""
+    for index, item in enumerate(items or (), 1):
+        for name in members:
+            if item.get(name):
+                raise InvalidParameterCombination(
+                    f"{operation}: {within}.member.{index}.{name} (AWS Outposts) is not supported by Cachefleet, "
+                    f"which runs every node on this host; omit {name}."
+                )
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

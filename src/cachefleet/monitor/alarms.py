@@ -20,7 +20,7 @@ import aiohttp
 
 from cachefleet.domain.alarms import notification
 from cachefleet.domain.cloudwatch import CloudWatch, Transition
-from cachefleet.domain.identifiers import ACCOUNT_ID
+from cachefleet.domain.identifiers import account_id
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class AlarmMonitor:
                 {"actionState": "Failed", "notificationResource": action},
             )
             return
-        body = notification(alarm, old=transition.old, account=ACCOUNT_ID)
+        body = notification(alarm, old=transition.old, account=account_id())
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT))
         error = ""

@@ -11,12 +11,12 @@ from cachefleet.api.context import Context
 from cachefleet.api.paging import paginate
 from cachefleet.domain.errors import InvalidParameterValue
 from cachefleet.domain.global_datastores import GlobalReplicationGroup, ModifyGlobalRequest
-from cachefleet.domain.identifiers import ACCOUNT_ID
+from cachefleet.domain.identifiers import account_id
 
 
 def arn(global_id: str) -> str:
     """A global datastore belongs to no one region: its ARN has none."""
-    return f"arn:aws:elasticache::{ACCOUNT_ID}:globalreplicationgroup:{global_id}"
+    return f"arn:aws:elasticache::{account_id()}:globalreplicationgroup:{global_id}"
 
 
 def view(ctx: Context, record: GlobalReplicationGroup, *, members: bool = True) -> dict[str, Any]:

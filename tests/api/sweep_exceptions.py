@@ -1,0 +1,48 @@
+"""The members the member sweep (test_member_sweep.py) does not check, each with its reason, and
+the operations it does not sweep yet."""
+
+from __future__ import annotations
+
+# (operation, member path) -> why the sweep does not check it
+EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("CreateReplicationGroup", "PrimaryClusterId"):
+        "needs a running standalone cluster to seed the group: tests/api/test_replication_group_lifecycle.py",
+    ("CreateReplicationGroup", "SnapshotArns"):
+        "needs RDB objects in a bucket: restore acceptance tests (tests/acceptance/test_snapshots*)",
+    ("CreateReplicationGroup", "SnapshotName"):
+        "needs a snapshot taken of a running group: restore acceptance tests",
+    ("CreateReplicationGroup", "ServerlessCacheSnapshotName"):
+        "needs a serverless cache snapshot: tests/api/test_serverless_snapshots_api.py",
+    ("CreateCacheCluster", "ReplicationGroupId"):
+        "joins an available group as a replica: tests/api/test_replication_group_lifecycle.py",
+    ("CreateCacheCluster", "SnapshotArns"): "needs RDB objects in a bucket: restore acceptance tests",
+    ("CreateCacheCluster", "SnapshotName"): "needs a snapshot taken of a running cluster: restore acceptance tests",
+    # The locks of a group change in steps on a TLS-capable engine (Redis OSS here): their members
+    # are checked, shown and refused, by the security acceptance tests.
+    **{("ModifyReplicationGroup", m): "TLS / AUTH / RBAC transitions: tests/acceptance/security/test_auth_token.py, "
+       "test_tls.py, test_rbac.py" for m in ("AuthToken", "AuthTokenUpdateStrategy", "UserGroupIdsToAdd",
+                                              "UserGroupIdsToRemove", "RemoveUserGroups", "TransitEncryptionEnabled",
+                                              "TransitEncryptionMode")},
+    ("CreateServerlessCache", "SnapshotArnsToRestore"):
+        "needs a snapshot: tests/acceptance (restore into a serverless cache), tests/api/test_serverless_snapshots_api.py",
+    ("ModifyCacheCluster", "AuthTokenUpdateStrategy"):
+        "goes with AuthToken, which ModifyCacheCluster refuses (checked by the sweep)",
+}
+
+# Operations Cachefleet answers, with optional members, that the sweep does not cover yet (the
+# test fails when an operation is answered and neither swept nor listed here).
+REMAINING: tuple[str, ...] = (
+    # replica and shard scaling (need an available group per call)
+    "IncreaseReplicaCount", "DecreaseReplicaCount", "ModifyReplicationGroupShardConfiguration",
+    # snapshots and deletions that take one (need running engines and snapshot files)
+    "CreateSnapshot", "CopySnapshot", "CreateServerlessCacheSnapshot", "CopyServerlessCacheSnapshot",
+    "DeleteCacheCluster", "DeleteReplicationGroup", "DeleteServerlessCache",
+    # tags and service updates
+    "AddTagsToResource", "BatchApplyUpdateAction", "BatchStopUpdateAction",
+    # Describe filters and paging (a different check: the filter narrows the answer)
+    "DescribeCacheClusters", "DescribeCacheEngineVersions", "DescribeCacheParameterGroups", "DescribeCacheParameters",
+    "DescribeCacheSecurityGroups", "DescribeCacheSubnetGroups", "DescribeEngineDefaultParameters", "DescribeEvents",
+    "DescribeReplicationGroups", "DescribeServerlessCaches", "DescribeServerlessCacheSnapshots",
+    "DescribeServiceUpdates", "DescribeSnapshots", "DescribeUpdateActions", "DescribeUserGroups", "DescribeUsers",
+    "ListAllowedNodeTypeModifications",
+)

@@ -1,0 +1,805 @@
+"""No silent drops: every optional input member of an operation Cachefleet answers either shows
+in what the next Describe (or the operation's own output) answers, or the call is refused with
+InvalidParameterValue / InvalidParameterCombination naming the member.
+
+Driven by botocore's input shapes: ``members`` walks each operation's input, nested members of
+structures and of list elements included, so a member botocore adds is swept without a change
+here. What a member needs to be valid (a value, the base call it goes with) is in ``VALUES`` and
+``BASES``; where the shown member has another name or form, ``SHOWN`` says how to read it; and
+``EXCEPTIONS`` (sweep_exceptions.py, next to this file) lists each member that is neither, with
+its reason. A member of a swept operation that is in none of these tables is sent with a value
+made from its shape (a sentinel string, true, 2, the last enum value) and must pass the check.
+
+The calls create records and describe them; the groups and clusters are waited for and deleted
+together at the end, so the sweep costs one engine start per member.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.exceptions import ClientError
+from botocore.model import Shape
+
+from cachefleet.api import elasticache
+from cachefleet.api.server import handlers_of
+from helpers import Server, free_port, fresh_network, wait_for
+
+# The table of exceptions lives next to this file (tests run with --import-mode=importlib).
+_spec = importlib.util.spec_from_file_location("sweep_exceptions", Path(__file__).with_name("sweep_exceptions.py"))
+assert _spec is not None and _spec.loader is not None
+sweep_exceptions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep_exceptions)
+EXCEPTIONS: dict[tuple[str, str], str] = sweep_exceptions.EXCEPTIONS
+REMAINING: tuple[str, ...] = sweep_exceptions.REMAINING
+
+MODEL = botocore.session.get_session().get_service_model("elasticache")
+OUTPOST = "arn:aws:outposts:us-east-1:000000000000:outpost/op-0123456789abcdef0"
+REFUSALS = ("InvalidParameterValue", "InvalidParameterCombination")
+
+
+def members(shape: Shape, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Shape]]:
+    """Every optional member path of an input shape: ``A``, ``A.B`` (structure), ``A[].B`` (list element)."""
+    if shape.type_name == "structure":
+        for name, member in shape.members.items():
+            path = prefix + name
+            if not (depth == 0 and name in shape.required_members):
+                yield path, member
+            if depth < 4:
+                yield from members(member, path + ".", depth + 1)
+    elif shape.type_name == "list" and shape.member.type_name == "structure":
+        yield from members(shape.member, prefix[:-1] + "[].", depth)
+
+
+def made_value(path: str, shape: Shape) -> Any:
+    """A valid-looking value from the shape alone (the sweep's fallback)."""
+    kind = shape.type_name
+    if getattr(shape, "enum", None):
+        return shape.enum[-1]
+    if kind == "boolean":
+        return True
+    if kind == "integer":
+        return 2
+    if kind == "string":
+        return "sweep-" + path.rsplit(".", 1)[-1].lower().replace("[]", "")
+    if kind == "list":
+        return [made_value(path, shape.member)]
+    raise KeyError(f"no value for {path} ({kind}): add it to VALUES")
+
+
+def put(params: dict[str, Any], path: str, value: Any, elements: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``path`` set to ``value``; a list element on the way starts as ``elements[...]``."""
+    result = copy.deepcopy(params)
+    head, _, rest = path.partition(".")
+    if head.endswith("[]"):
+        name = head[:-2]
+        element = copy.deepcopy(elements.get(name, {}))
+        for key in list(element):
+            if rest == key or rest.startswith(key + "."):
+                element.pop(key)  # the member under test replaces the base element's
+        result[name] = [put(element, rest, value, {}) if rest else value]
+        return result
+    if rest:
+        result[head] = put(result.get(head, {}), rest, value, elements)
+    else:
+        result[head] = value
+    return result
+
+
+def deep_values(found: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) pair anywhere in a response."""
+    if isinstance(found, dict):
+        for key, value in found.items():
+            yield key, value
+            yield from deep_values(value)
+    elif isinstance(found, list):
+        for item in found:
+            yield from deep_values(item)
+
+
+def shows(observed: Any, path: str, value: Any) -> bool:
+    """The generic check: a key of the member's name with that value, or every string of the value
+    among the response's values."""
+    leaf = path.rsplit(".", 1)[-1].replace("[]", "")
+    pairs = list(deep_values(observed))
+    if any(key == leaf and _same(found, value) for key, found in pairs):
+        return True
+    strings = list(_strings(value))
+    texts = {str(found).lower() for _, found in pairs if isinstance(found, str | int)}
+    texts |= {str(item).lower() for _, found in pairs if isinstance(found, list) for item in found if isinstance(item, str)}
+    return bool(strings) and all(s.lower() in texts for s in strings)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _same(found: Any, value: Any) -> bool:
+    if isinstance(found, str) and isinstance(value, str):
+        return found.lower() == value.lower()
+    return bool(found == value)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """How one operation is swept: its base call, and what to read afterwards."""
+
+    name: str
+    base: Callable[[str], dict[str, Any]]  # resource id -> the smallest valid call
+    observe: Callable[[Any, str, dict[str, Any]], Any]  # (client, id, the call's answer) -> what to search
+    cleanup: Callable[[Any, str], None]  # deletes it (once it can be deleted)
+    elements: dict[str, Any]  # a valid list element per list member, for nested members
+    values: dict[str, Any]  # member path -> a valid value
+    bases: dict[str, dict[str, Any]]  # member path -> what the base call needs beside it
+    shown: dict[str, Callable[[Any], Any]]  # member path -> reads it from the observation
+    element_for: dict[str, dict[str, Any]] = field(default_factory=dict)  # member path -> its element's base
+    gone: Callable[[Any, str], None] = lambda ec, rid: None  # waits until a deleted one is gone
+
+
+# ---------------------------------------------------------------------- replication groups
+def _group_observed(ec: Any, group_id: str, answer: dict[str, Any]) -> Any:
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    clusters = [
+        ec.describe_cache_clusters(CacheClusterId=c, ShowCacheNodeInfo=True)["CacheClusters"][0]
+        for c in group["MemberClusters"]
+    ]
+    tags = ec.list_tags_for_resource(ResourceName=group["ARN"])["TagList"]
+    return {"group": group, "clusters": clusters, "tags": tags}
+
+
+def _group_cleanup(ec: Any, group_id: str) -> None:
+    def settled() -> bool:
+        found = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+        return found["Status"] in ("available", "create-failed")
+
+    wait_for(settled, timeout=60, what=f"{group_id} settled")
+    ec.delete_replication_group(ReplicationGroupId=group_id)
+
+
+LOG = {"LogType": "slow-log", "DestinationType": "cloudwatch-logs",
+       "DestinationDetails": {"CloudWatchLogsDetails": {"LogGroup": "sweep-log-group"}}, "LogFormat": "json",
+       "Enabled": True}
+SHARDED = {"ClusterMode": "enabled", "NumNodeGroups": 1}
+TLS = {"Engine": "redis", "TransitEncryptionEnabled": True}
+
+REPLICATION_GROUP = Operation(
+    name="CreateReplicationGroup",
+    base=lambda rid: {"ReplicationGroupId": rid, "ReplicationGroupDescription": "sweep", "Engine": "valkey",
+                      "CacheNodeType": "cache.t4g.micro"},
+    observe=_group_observed,
+    cleanup=_group_cleanup,
+    elements={"NodeGroupConfiguration": {"ReplicaCount": 0}, "Tags": {"Key": "sweep", "Value": "v"},
+              "LogDeliveryConfigurations": LOG},
+    values={
+        "AutomaticFailoverEnabled": True, "MultiAZEnabled": True, "NumCacheClusters": 2,
+        "PreferredCacheClusterAZs": ["us-east-1b"], "NumNodeGroups": 2, "ReplicasPerNodeGroup": 1,
+        "NodeGroupConfiguration": [{"NodeGroupId": "0007", "ReplicaCount": 0}],
+        "NodeGroupConfiguration[].NodeGroupId": "0007", "NodeGroupConfiguration[].Slots": "0-16383",
+        "NodeGroupConfiguration[].ReplicaCount": 1, "NodeGroupConfiguration[].PrimaryAvailabilityZone": "us-east-1b",
+        "NodeGroupConfiguration[].ReplicaAvailabilityZones": ["us-east-1c"],
+        "NodeGroupConfiguration[].PrimaryOutpostArn": OUTPOST,
+        "NodeGroupConfiguration[].ReplicaOutpostArns": [OUTPOST],
+        "EngineVersion": "8.1", "CacheParameterGroupName": "default.valkey9",
+        "CacheSubnetGroupName": "sweep-subnets", "CacheSecurityGroupNames": ["sweep-security"],
+        "SecurityGroupIds": ["sg-0123456789abcdef0"], "Tags": [{"Key": "sweep", "Value": "v"}],
+        "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value",
+        "PreferredMaintenanceWindow": "tue:03:00-tue:04:00", "Port": 6390,
+        "NotificationTopicArn": "arn:aws:sns:us-east-1:000000000000:sweep", "AutoMinorVersionUpgrade": False,
+        "SnapshotRetentionLimit": 3, "SnapshotWindow": "07:00-08:00", "AuthToken": "sweep-auth-token-0123456789",
+        "TransitEncryptionEnabled": True, "AtRestEncryptionEnabled": True, "KmsKeyId": "sweep-key-id",
+        "UserGroupIds": ["sweep-users"], "LogDeliveryConfigurations": [LOG],
+        "LogDeliveryConfigurations[].LogType": "engine-log",
+        "LogDeliveryConfigurations[].DestinationType": "cloudwatch-logs",
+        "LogDeliveryConfigurations[].DestinationDetails": {"CloudWatchLogsDetails": {"LogGroup": "sweep-other-group"}},
+        "LogDeliveryConfigurations[].DestinationDetails.CloudWatchLogsDetails":
+            {"LogGroup": "sweep-other-group"},
+        "LogDeliveryConfigurations[].DestinationDetails.CloudWatchLogsDetails.LogGroup": "sweep-other-group",
+        "LogDeliveryConfigurations[].LogFormat": "text", "LogDeliveryConfigurations[].Enabled": True,
+        "LogDeliveryConfigurations[].DestinationDetails.KinesisFirehoseDetails": {"DeliveryStream": "sweep-stream"},
+        "LogDeliveryConfigurations[].DestinationDetails.KinesisFirehoseDetails.DeliveryStream": "sweep-stream",
+        "DataTieringEnabled": True, "NetworkType": "ipv4", "IpDiscovery": "ipv4",
+        "TransitEncryptionMode": "preferred", "ClusterMode": "enabled", "Durability": "default",
+    },
+    bases={
+        "NumNodeGroups": {"ClusterMode": "enabled"},
+        "NodeGroupConfiguration": SHARDED,
+        **{f"NodeGroupConfiguration[].{m}": SHARDED for m in (
+            "NodeGroupId", "Slots", "ReplicaCount", "PrimaryAvailabilityZone", "ReplicaAvailabilityZones",
+            "PrimaryOutpostArn", "ReplicaOutpostArns")},
+        "NodeGroupConfiguration[].ReplicaAvailabilityZones": {**SHARDED, "ReplicasPerNodeGroup": 1},
+        "NodeGroupConfiguration[].ReplicaOutpostArns": {**SHARDED, "ReplicasPerNodeGroup": 1},
+        "MultiAZEnabled": {"AutomaticFailoverEnabled": True, "NumCacheClusters": 2},
+        "AutomaticFailoverEnabled": {"NumCacheClusters": 2},
+        "AuthToken": TLS, "TransitEncryptionEnabled": {"Engine": "redis"}, "TransitEncryptionMode": TLS,
+        "UserGroupIds": TLS, "KmsKeyId": {"AtRestEncryptionEnabled": True},
+    },
+    element_for={
+        "LogDeliveryConfigurations[].DestinationDetails.KinesisFirehoseDetails":
+            {"LogDeliveryConfigurations": {**LOG, "DestinationType": "kinesis-firehose"}},
+        "LogDeliveryConfigurations[].DestinationDetails.KinesisFirehoseDetails.DeliveryStream":
+            {"LogDeliveryConfigurations": {**LOG, "DestinationType": "kinesis-firehose"}},
+    },
+    gone=lambda ec, rid: ec.get_waiter("replication_group_deleted").wait(
+        ReplicationGroupId=rid, WaiterConfig={"Delay": 1}),
+    shown={
+        "AutomaticFailoverEnabled": lambda o: o["group"]["AutomaticFailover"] == "enabled",
+        "MultiAZEnabled": lambda o: o["group"]["MultiAZ"] == "enabled",
+        "NumCacheClusters": lambda o: len(o["group"]["MemberClusters"]) == 2,
+        "NumNodeGroups": lambda o: len(o["group"]["NodeGroups"]) == 2,
+        "ReplicasPerNodeGroup": lambda o: len(o["group"]["NodeGroups"][0]["NodeGroupMembers"]) == 2,
+        "NodeGroupConfiguration": lambda o: o["group"]["NodeGroups"][0]["NodeGroupId"] == "0007",
+        "NodeGroupConfiguration[].ReplicaCount": lambda o: len(o["group"]["MemberClusters"]) == 2,
+        "NodeGroupConfiguration[].PrimaryOutpostArn": lambda o: all(
+            m.get("PreferredOutpostArn") == OUTPOST for m in o["group"]["NodeGroups"][0]["NodeGroupMembers"][:1]),
+        "NodeGroupConfiguration[].ReplicaOutpostArns": lambda o: OUTPOST in o["group"].get(
+            "MemberClustersOutpostArns", []),
+        "EngineVersion": lambda o: o["clusters"][0]["EngineVersion"].startswith("8.1."),
+        "LogDeliveryConfigurations[].Enabled": lambda o: o["group"]["LogDeliveryConfigurations"][0]["Status"] == "active",
+        "Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"],
+        "AuthToken": lambda o: o["group"]["AuthTokenEnabled"] is True,  # a secret is never shown back
+        "UserGroupIds": lambda o: o["group"].get("UserGroupIds") == ["sweep-users"],
+        "DataTieringEnabled": lambda o: o["group"]["DataTiering"] == "enabled",
+        "ClusterMode": lambda o: o["group"]["ClusterMode"] == "enabled" and o["group"]["ClusterEnabled"],
+        "CacheSecurityGroupNames": lambda o: o["clusters"][0]["CacheSecurityGroups"][0]["CacheSecurityGroupName"]
+        == "sweep-security",
+        "SecurityGroupIds": lambda o: o["clusters"][0]["SecurityGroups"][0]["SecurityGroupId"] == "sg-0123456789abcdef0",
+        "NotificationTopicArn": lambda o: o["clusters"][0]["NotificationConfiguration"]["TopicArn"].endswith(":sweep"),
+    },
+)
+
+# ---------------------------------------------------------------------- cache clusters
+def _cluster_observed(ec: Any, cluster_id: str, answer: dict[str, Any]) -> Any:
+    cluster = ec.describe_cache_clusters(CacheClusterId=cluster_id, ShowCacheNodeInfo=True)["CacheClusters"][0]
+    return {"cluster": cluster, "tags": ec.list_tags_for_resource(ResourceName=cluster["ARN"])["TagList"]}
+
+
+def _cluster_cleanup(ec: Any, cluster_id: str) -> None:
+    def settled() -> bool:
+        found = ec.describe_cache_clusters(CacheClusterId=cluster_id)["CacheClusters"][0]
+        return found["CacheClusterStatus"] in ("available", "create-failed")
+
+    wait_for(settled, timeout=60, what=f"{cluster_id} settled")
+    ec.delete_cache_cluster(CacheClusterId=cluster_id)
+
+
+_SHARED = ("EngineVersion", "CacheParameterGroupName", "CacheSubnetGroupName", "CacheSecurityGroupNames",
+           "SecurityGroupIds", "Tags", "Tags[].Key", "Tags[].Value", "PreferredMaintenanceWindow", "Port",
+           "NotificationTopicArn", "AutoMinorVersionUpgrade", "SnapshotRetentionLimit", "SnapshotWindow", "AuthToken",
+           "TransitEncryptionEnabled", "NetworkType", "IpDiscovery")
+CACHE_CLUSTER = Operation(
+    name="CreateCacheCluster",
+    base=lambda rid: {"CacheClusterId": rid, "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"},
+    observe=_cluster_observed,
+    cleanup=_cluster_cleanup,
+    gone=lambda ec, rid: ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=rid, WaiterConfig={"Delay": 1}),
+    elements=REPLICATION_GROUP.elements,
+    values={
+        **{m: REPLICATION_GROUP.values[m] for m in _SHARED},
+        **{m: v for m, v in REPLICATION_GROUP.values.items() if m.startswith("LogDeliveryConfigurations")},
+        "PreferredAvailabilityZone": "us-east-1b", "PreferredAvailabilityZones": ["us-east-1b"],
+        "PreferredOutpostArn": OUTPOST, "PreferredOutpostArns": [OUTPOST],
+    },
+    bases={"AuthToken": TLS, "TransitEncryptionEnabled": {"Engine": "redis"}},
+    element_for=REPLICATION_GROUP.element_for,
+    shown={
+        "EngineVersion": lambda o: o["cluster"]["EngineVersion"].startswith("8.1."),
+        "Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"],
+        "AuthToken": lambda o: o["cluster"]["AuthTokenEnabled"] is True,
+        "CacheSecurityGroupNames": lambda o: o["cluster"]["CacheSecurityGroups"][0]["CacheSecurityGroupName"]
+        == "sweep-security",
+        "SecurityGroupIds": lambda o: o["cluster"]["SecurityGroups"][0]["SecurityGroupId"] == "sg-0123456789abcdef0",
+        "NotificationTopicArn": lambda o: o["cluster"]["NotificationConfiguration"]["TopicArn"].endswith(":sweep"),
+        "LogDeliveryConfigurations[].Enabled": lambda o: o["cluster"]["LogDeliveryConfigurations"][0]["Status"]
+        == "active",
+    },
+)
+
+
+# ---------------------------------------------------------------------- records without engines
+def _record(kind: str, key: str, describe: str, listing: str, delete: str) -> tuple[Any, Any]:
+    def observe(ec: Any, rid: str, answer: dict[str, Any]) -> Any:
+        found = getattr(ec, describe)(**{key: rid})[listing][0]
+        return {"record": found, "tags": ec.list_tags_for_resource(ResourceName=found["ARN"])["TagList"]}
+
+    def cleanup(ec: Any, rid: str) -> None:
+        getattr(ec, delete)(**{key: rid})
+
+    return observe, cleanup
+
+
+def _tags_only(name: str, base: Callable[[str], dict[str, Any]], record: tuple[Any, Any]) -> Operation:
+    return Operation(
+        name=name, base=base, observe=record[0], cleanup=record[1], elements=REPLICATION_GROUP.elements,
+        values={"Tags": [{"Key": "sweep", "Value": "v"}], "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value"},
+        bases={}, shown={"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"]},
+    )
+
+
+SUBNET_GROUP = _tags_only(
+    "CreateCacheSubnetGroup",
+    lambda rid: {"CacheSubnetGroupName": rid, "CacheSubnetGroupDescription": "sweep", "SubnetIds": ["subnet-us-east-1a"]},
+    _record("CacheSubnetGroup", "CacheSubnetGroupName", "describe_cache_subnet_groups", "CacheSubnetGroups",
+            "delete_cache_subnet_group"),
+)
+PARAMETER_GROUP = _tags_only(
+    "CreateCacheParameterGroup",
+    lambda rid: {"CacheParameterGroupName": rid, "CacheParameterGroupFamily": "valkey8", "Description": "sweep"},
+    _record("CacheParameterGroup", "CacheParameterGroupName", "describe_cache_parameter_groups",
+            "CacheParameterGroups", "delete_cache_parameter_group"),
+)
+SECURITY_GROUP = _tags_only(
+    "CreateCacheSecurityGroup",
+    lambda rid: {"CacheSecurityGroupName": rid, "Description": "sweep"},
+    _record("CacheSecurityGroup", "CacheSecurityGroupName", "describe_cache_security_groups", "CacheSecurityGroups",
+            "delete_cache_security_group"),
+)
+_user_record = _record("User", "UserId", "describe_users", "Users", "delete_user")
+USER = Operation(
+    name="CreateUser",
+    base=lambda rid: {"UserId": rid, "UserName": rid, "Engine": "redis", "AccessString": "on ~* +@all",
+                      "NoPasswordRequired": True},
+    observe=_user_record[0],
+    cleanup=_user_record[1],
+    gone=lambda ec, rid: wait_for(lambda: not [u for u in ec.describe_users()["Users"] if u["UserId"] == rid],
+                                  what=f"user {rid} gone"),
+    elements=REPLICATION_GROUP.elements,
+    values={"Passwords": ["sweep-password-0123456789"], "NoPasswordRequired": True,
+            "Tags": [{"Key": "sweep", "Value": "v"}], "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value",
+            "AuthenticationMode": {"Type": "password", "Passwords": ["sweep-password-0123456789"]},
+            "AuthenticationMode.Type": "no-password-required",
+            "AuthenticationMode.Passwords": ["sweep-password-0123456789"]},
+    bases={"Passwords": {"NoPasswordRequired": False}, "AuthenticationMode": {"NoPasswordRequired": False},
+           "AuthenticationMode.Type": {"NoPasswordRequired": False},
+           "AuthenticationMode.Passwords": {"NoPasswordRequired": False}},
+    shown={
+        # Passwords are never shown: their count and the authentication type are.
+        "Passwords": lambda o: o["record"]["Authentication"] == {"Type": "password", "PasswordCount": 1},
+        "NoPasswordRequired": lambda o: o["record"]["Authentication"]["Type"] == "no-password",
+        "Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"],
+        "AuthenticationMode": lambda o: o["record"]["Authentication"] == {"Type": "password", "PasswordCount": 1},
+        "AuthenticationMode.Type": lambda o: o["record"]["Authentication"]["Type"] == "no-password",
+        "AuthenticationMode.Passwords": lambda o: o["record"]["Authentication"]["PasswordCount"] == 1,
+    },
+)
+_user_group_record = _record("UserGroup", "UserGroupId", "describe_user_groups", "UserGroups", "delete_user_group")
+USER_GROUP = Operation(
+    name="CreateUserGroup",
+    base=lambda rid: {"UserGroupId": rid, "Engine": "redis", "UserIds": ["default"]},
+    observe=_user_group_record[0],
+    cleanup=_user_group_record[1],
+    gone=lambda ec, rid: wait_for(
+        lambda: not [g for g in ec.describe_user_groups()["UserGroups"] if g["UserGroupId"] == rid],
+        what=f"user group {rid} gone"),
+    elements=REPLICATION_GROUP.elements,
+    values={"UserIds": ["default"], "Tags": [{"Key": "sweep", "Value": "v"}], "Tags[].Key": "sweep-key",
+            "Tags[].Value": "sweep-value"},
+    bases={},
+    shown={"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"]},
+)
+
+# ---------------------------------------------------------------------- serverless caches
+def _serverless_observed(ec: Any, name: str, answer: dict[str, Any]) -> Any:
+    cache = ec.describe_serverless_caches(ServerlessCacheName=name)["ServerlessCaches"][0]
+    return {"record": cache, "tags": ec.list_tags_for_resource(ResourceName=cache["ARN"])["TagList"]}
+
+
+def _serverless_cleanup(ec: Any, name: str) -> None:
+    def settled() -> bool:
+        found = ec.describe_serverless_caches(ServerlessCacheName=name)["ServerlessCaches"][0]
+        return found["Status"] in ("available", "create-failed")
+
+    wait_for(settled, timeout=60, what=f"{name} settled")
+    ec.delete_serverless_cache(ServerlessCacheName=name)
+
+
+def _serverless_gone(ec: Any, name: str) -> None:
+    def gone() -> bool:
+        try:
+            ec.describe_serverless_caches(ServerlessCacheName=name)
+        except ClientError as error:
+            return error.response["Error"]["Code"] == "ServerlessCacheNotFoundFault"
+        return False
+
+    wait_for(gone, timeout=60, what=f"{name} gone")
+
+
+_GB = {"CacheUsageLimits": {"DataStorage": {"Unit": "GB"}}}
+SERVERLESS_CACHE = Operation(
+    name="CreateServerlessCache",
+    base=lambda rid: {"ServerlessCacheName": rid, "Engine": "valkey"},
+    observe=_serverless_observed,
+    cleanup=_serverless_cleanup,
+    gone=_serverless_gone,
+    elements={"Tags": {"Key": "sweep", "Value": "v"}, "Integrations": {"IntegrationType": "dynamodb"}},
+    values={
+        "Description": "sweep-description", "MajorEngineVersion": "8",
+        "CacheUsageLimits": {"DataStorage": {"Maximum": 10, "Unit": "GB"}},
+        "CacheUsageLimits.DataStorage": {"Maximum": 10, "Unit": "GB"},
+        "CacheUsageLimits.DataStorage.Maximum": 10, "CacheUsageLimits.DataStorage.Minimum": 1,
+        "CacheUsageLimits.DataStorage.Unit": "GB",
+        "CacheUsageLimits.ECPUPerSecond": {"Maximum": 5000},
+        "CacheUsageLimits.ECPUPerSecond.Maximum": 5000, "CacheUsageLimits.ECPUPerSecond.Minimum": 1000,
+        "KmsKeyId": "sweep-key-id", "SecurityGroupIds": ["sg-0123456789abcdef0"],
+        "Tags": [{"Key": "sweep", "Value": "v"}], "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value",
+        "UserGroupId": "sweep-users", "SubnetIds": ["subnet-us-east-1b"], "SnapshotRetentionLimit": 3,
+        "DailySnapshotTime": "04:00", "Integrations": [{"IntegrationType": "dynamodb"}],
+    },
+    bases={"CacheUsageLimits.DataStorage.Maximum": _GB, "CacheUsageLimits.DataStorage.Minimum": _GB,
+           "UserGroupId": {"Engine": "redis"}},
+    shown={
+        "MajorEngineVersion": lambda o: o["record"]["FullEngineVersion"].startswith("8."),
+        "CacheUsageLimits": lambda o: o["record"]["CacheUsageLimits"]["DataStorage"]["Maximum"] == 10,
+        "CacheUsageLimits.DataStorage": lambda o: o["record"]["CacheUsageLimits"]["DataStorage"]["Maximum"] == 10,
+        "CacheUsageLimits.DataStorage.Unit": lambda o: "CacheUsageLimits" not in o["record"]
+        or o["record"]["CacheUsageLimits"].get("DataStorage", {}).get("Unit") in (None, "GB"),
+        "Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"],
+    },
+)
+
+SWEPT = (REPLICATION_GROUP, CACHE_CLUSTER, SUBNET_GROUP, PARAMETER_GROUP, SECURITY_GROUP, USER, USER_GROUP,
+         SERVERLESS_CACHE)
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for operation in SWEPT:
+        shape = MODEL.operation_model(operation.name).input_shape
+        for path, member in members(shape):
+            reason = EXCEPTIONS.get((operation.name, path))
+            marks = [pytest.mark.skip(reason=reason)] if reason else []
+            cases.append(pytest.param(operation, path, member, id=f"{operation.name}:{path}", marks=marks))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def sweep_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The sweep's own server: the hundred-odd resources it holds at once need most of a /24 of
+    node addresses, which a server shared with other test files might not have left."""
+    root = tmp_path_factory.mktemp("sweep")
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port()).start()
+    yield running
+    running.down()
+
+
+@pytest.fixture(scope="module")
+def sweep(sweep_server: Server) -> Iterator[dict[str, Any]]:
+    """The records the members name, and the resources the sweep creates (deleted at the end)."""
+    ec = sweep_server.client()
+    ec.create_cache_subnet_group(CacheSubnetGroupName="sweep-subnets", CacheSubnetGroupDescription="sweep",
+                                 SubnetIds=["subnet-us-east-1a", "subnet-us-east-1b"])
+    ec.create_cache_security_group(CacheSecurityGroupName="sweep-security", Description="sweep")
+    ec.create_user_group(UserGroupId="sweep-users", Engine="redis", UserIds=["default"])
+    created: list[tuple[Operation, str]] = []
+    yield {"ec": ec, "created": created}
+    for operation, resource_id in created:
+        try:
+            operation.cleanup(ec, resource_id)
+        except ClientError as error:
+            if "NotFound" not in error.response["Error"]["Code"]:
+                raise
+    for operation, resource_id in created:
+        operation.gone(ec, resource_id)
+    ec.delete_user_group(UserGroupId="sweep-users")
+    ec.delete_cache_security_group(CacheSecurityGroupName="sweep-security")
+    ec.delete_cache_subnet_group(CacheSubnetGroupName="sweep-subnets")
+
+
+def _resource_id(operation: Operation, path: str) -> str:
+    text = "".join(c for c in path.lower() if c.isalnum())
+    return f"sw-{text[:30]}-{abs(hash((operation.name, path))) % 1000:03d}"
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), _cases())
+def test_each_optional_member_shows_or_is_refused(sweep: dict[str, Any], operation: Operation, path: str,
+                                                  member: Shape) -> None:
+    ec = sweep["ec"]
+    value = operation.values[path] if path in operation.values else made_value(path, member)
+    resource_id = _resource_id(operation, path)
+    elements = {**operation.elements, **operation.element_for.get(path, {})}
+    params = put({**operation.base(resource_id), **operation.bases.get(path, {})}, path, value, elements)
+    call = getattr(ec, botocore.xform_name(operation.name))
+    try:
+        answer = call(**params)
+    except ClientError as error:
+        found = error.response["Error"]
+        # The member, or the member it is part of (refused whole), is named.
+        names = [part.replace("[]", "") for part in path.split(".")]
+        assert found["Code"] in REFUSALS, f"{operation.name} {params} -> {found}"
+        assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+        return
+    sweep["created"].append((operation, resource_id))
+    observed = operation.observe(ec, resource_id, answer)
+    check = operation.shown.get(path)
+    if check is not None:
+        assert check(observed), f"{path}={value!r} accepted but not shown: {observed}"
+    else:
+        assert shows(observed, path, value), f"{path}={value!r} accepted but not shown: {observed}"
+
+
+def test_the_exceptions_name_members_that_exist() -> None:
+    for (operation, path), reason in EXCEPTIONS.items():
+        assert reason, (operation, path)
+        known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
+        assert path in known, f"{operation} has no member {path} (stale exception)"
+    swept = {o.name for o in (*SWEPT, *MODIFIED)}
+    assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
+
+
+def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
+    answered = handlers_of(MODEL, elasticache.FAMILIES)
+    with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED)} == set(REMAINING)
+
+
+# ---------------------------------------------------------------------- modifications
+@dataclass(frozen=True)
+class Modification:
+    """How a Modify operation is swept: on one resource made for it, member after member."""
+
+    name: str
+    target: str  # the resource's id (made by the ``modified`` fixture)
+    key: str  # the input member naming it
+    base: dict[str, Any]  # beside the id, in every call
+    observe: Callable[[Any, str], Any]
+    settled: Callable[[Any, str], bool]  # the next call may be made
+    values: dict[str, Any]
+    bases: dict[str, dict[str, Any]]
+    shown: dict[str, Callable[[Any], Any]]
+    elements: dict[str, Any] = field(default_factory=lambda: dict(REPLICATION_GROUP.elements))
+    element_for: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(REPLICATION_GROUP.element_for))
+
+
+def _group_settled(ec: Any, group_id: str) -> bool:
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    clusters = ec.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
+    members = [c for c in clusters if c["CacheClusterId"] in group["MemberClusters"]]
+    return group["Status"] == "available" and all(c["CacheClusterStatus"] == "available" for c in members)
+
+
+def _cluster_settled(ec: Any, cluster_id: str) -> bool:
+    return bool(ec.describe_cache_clusters(CacheClusterId=cluster_id)["CacheClusters"][0]["CacheClusterStatus"]
+                == "available")
+
+
+_MODIFIED_VALUES = {
+    "SecurityGroupIds": ["sg-0fedcba987654321f"], "CacheSecurityGroupNames": ["sweep-security"],
+    "PreferredMaintenanceWindow": "wed:03:00-wed:04:00", "NotificationTopicArn": "arn:aws:sns:us-east-1:000000000000:m",
+    "NotificationTopicStatus": "inactive", "CacheParameterGroupName": "sweep-params8", "Engine": "valkey",
+    "EngineVersion": "9.1", "AutoMinorVersionUpgrade": False, "SnapshotRetentionLimit": 4,
+    "SnapshotWindow": "09:00-10:00", "CacheNodeType": "cache.t4g.small",
+    "LogDeliveryConfigurations": [LOG],
+    **{m: v for m, v in REPLICATION_GROUP.values.items() if m.startswith("LogDeliveryConfigurations[]")},
+}
+_MODIFIED_SHOWN = {
+    "SecurityGroupIds": lambda o: o["clusters"][0]["SecurityGroups"][0]["SecurityGroupId"] == "sg-0fedcba987654321f",
+    "CacheSecurityGroupNames": lambda o: o["clusters"][0]["CacheSecurityGroups"][0]["CacheSecurityGroupName"]
+    == "sweep-security",
+    "CacheParameterGroupName": lambda o: o["clusters"][0]["CacheParameterGroup"]["CacheParameterGroupName"]
+    == "sweep-params8",
+    "EngineVersion": lambda o: o["clusters"][0]["EngineVersion"].startswith("9.1.")
+    or str(o["pending"].get("EngineVersion", "")).startswith("9.1"),
+    "Engine": lambda o: o["clusters"][0]["Engine"] == "valkey",
+    "CacheNodeType": lambda o: o["clusters"][0]["CacheNodeType"] == "cache.t4g.small"
+    or o["pending"].get("CacheNodeType") == "cache.t4g.small",
+    "LogDeliveryConfigurations[].Enabled": lambda o: any(
+        c["Status"] == "active" for c in o["clusters"][0]["LogDeliveryConfigurations"]),
+}
+
+MODIFY_GROUP = Modification(
+    name="ModifyReplicationGroup",
+    target="sweep-modified",
+    key="ReplicationGroupId",
+    base={"ApplyImmediately": True},
+    observe=lambda ec, rid: {**_group_observed(ec, rid, {}),
+                             "pending": ec.describe_replication_groups(ReplicationGroupId=rid)[
+                                 "ReplicationGroups"][0]["PendingModifiedValues"]},
+    settled=_group_settled,
+    values={**_MODIFIED_VALUES, "ReplicationGroupDescription": "sweep-new-description",
+            "PrimaryClusterId": "sweep-modified-002", "SnapshottingClusterId": "sweep-modified-002",
+            "AutomaticFailoverEnabled": True, "MultiAZEnabled": True, "NodeGroupId": "0001",
+            "IpDiscovery": "ipv6", "ClusterMode": "compatible", "Durability": "disabled", "ApplyImmediately": True},
+    bases={"MultiAZEnabled": {"AutomaticFailoverEnabled": True}},
+    shown={**_MODIFIED_SHOWN,
+           "PrimaryClusterId": lambda o: [m["CacheClusterId"] for m in o["group"]["NodeGroups"][0]["NodeGroupMembers"]
+                                          if m["CurrentRole"] == "primary"] == ["sweep-modified-002"],
+           "AutomaticFailoverEnabled": lambda o: o["group"]["AutomaticFailover"] == "enabled",
+           "MultiAZEnabled": lambda o: o["group"]["MultiAZ"] == "enabled",
+           "ApplyImmediately": lambda o: o["pending"] == {}},
+)
+MODIFY_CLUSTER = Modification(
+    name="ModifyCacheCluster",
+    target="sweep-modified-alone",
+    key="CacheClusterId",
+    base={"ApplyImmediately": True},
+    observe=lambda ec, rid: {"clusters": [ec.describe_cache_clusters(CacheClusterId=rid, ShowCacheNodeInfo=True)[
+        "CacheClusters"][0]], "pending": ec.describe_cache_clusters(CacheClusterId=rid)["CacheClusters"][0][
+        "PendingModifiedValues"]},
+    settled=_cluster_settled,
+    values={**_MODIFIED_VALUES, "NumCacheNodes": 2, "CacheNodeIdsToRemove": ["0001"], "NewAvailabilityZones": ["us-east-1b"],
+            "ApplyImmediately": True, "ScaleConfig": {"ScalePercentage": 20, "ScaleIntervalMinutes": 5},
+            "ScaleConfig.ScalePercentage": 20, "ScaleConfig.ScaleIntervalMinutes": 5},
+    bases={"NotificationTopicStatus": {"NotificationTopicArn": "arn:aws:sns:us-east-1:000000000000:m"}},
+    shown={**_MODIFIED_SHOWN,
+           "NotificationTopicArn": lambda o: o["clusters"][0]["NotificationConfiguration"]["TopicArn"].endswith(":m"),
+           "NotificationTopicStatus": lambda o: o["clusters"][0]["NotificationConfiguration"]["TopicStatus"]
+           == "inactive",
+           "ApplyImmediately": lambda o: o["pending"] == {}},
+)
+def _one(describe: str, listing: str, key: str) -> Callable[[Any, str], Any]:
+    return lambda ec, rid: {"record": getattr(ec, describe)(**{key: rid})[listing][0]}
+
+
+def _status_is(describe: str, listing: str, key: str, field: str, status: str) -> Callable[[Any, str], bool]:
+    return lambda ec, rid: bool(getattr(ec, describe)(**{key: rid})[listing][0][field] == status)
+
+
+PASSWORD = "sweep-password-0123456789"
+MODIFY_USER = Modification(
+    name="ModifyUser", target="sweep-modified-user", key="UserId", base={},
+    observe=_one("describe_users", "Users", "UserId"),
+    settled=_status_is("describe_users", "Users", "UserId", "Status", "active"),
+    values={"AccessString": "on ~sweep* +@all", "AppendAccessString": "-flushall", "Passwords": [PASSWORD],
+            "NoPasswordRequired": True, "AuthenticationMode": {"Type": "password", "Passwords": [PASSWORD]},
+            "AuthenticationMode.Type": "no-password-required", "AuthenticationMode.Passwords": [PASSWORD],
+            "Engine": "valkey"},
+    bases={},
+    shown={
+        "AppendAccessString": lambda o: "-flushall" in o["record"]["AccessString"],
+        # Passwords are never shown: their count and the authentication type are.
+        "Passwords": lambda o: o["record"]["Authentication"] == {"Type": "password", "PasswordCount": 1},
+        "NoPasswordRequired": lambda o: o["record"]["Authentication"]["Type"] == "no-password",
+        "AuthenticationMode": lambda o: o["record"]["Authentication"] == {"Type": "password", "PasswordCount": 1},
+        "AuthenticationMode.Type": lambda o: o["record"]["Authentication"]["Type"] == "no-password",
+    },
+)
+MODIFY_USER_GROUP = Modification(
+    name="ModifyUserGroup", target="sweep-modified-users", key="UserGroupId", base={},
+    observe=_one("describe_user_groups", "UserGroups", "UserGroupId"),
+    settled=_status_is("describe_user_groups", "UserGroups", "UserGroupId", "Status", "active"),
+    values={"UserIdsToAdd": ["sweep-member"], "UserIdsToRemove": ["sweep-member"], "Engine": "valkey"},
+    bases={},
+    shown={"UserIdsToAdd": lambda o: "sweep-member" in o["record"]["UserIds"],
+           "UserIdsToRemove": lambda o: "sweep-member" not in o["record"]["UserIds"]},
+)
+MODIFY_SUBNET_GROUP = Modification(
+    name="ModifyCacheSubnetGroup", target="sweep-modified-subnets", key="CacheSubnetGroupName", base={},
+    observe=_one("describe_cache_subnet_groups", "CacheSubnetGroups", "CacheSubnetGroupName"),
+    settled=lambda ec, rid: True,
+    values={"CacheSubnetGroupDescription": "sweep-new-description", "SubnetIds": ["subnet-us-east-1c"]},
+    bases={}, shown={},
+)
+MODIFY_SERVERLESS = Modification(
+    name="ModifyServerlessCache", target="sweep-modified-sl", key="ServerlessCacheName", base={},
+    observe=_one("describe_serverless_caches", "ServerlessCaches", "ServerlessCacheName"),
+    settled=_status_is("describe_serverless_caches", "ServerlessCaches", "ServerlessCacheName", "Status", "available"),
+    values={**SERVERLESS_CACHE.values, "Description": "sweep-new-description", "RemoveUserGroup": True,
+            "SecurityGroupIds": ["sg-0fedcba987654321f"], "SnapshotRetentionLimit": 5, "DailySnapshotTime": "05:00",
+            "Engine": "valkey", "MajorEngineVersion": "9"},
+    bases={**SERVERLESS_CACHE.bases, "UserGroupId": {}, "MajorEngineVersion": {"Engine": "valkey"}},
+    shown={**{k: v for k, v in SERVERLESS_CACHE.shown.items() if k.startswith("CacheUsageLimits")},
+           "RemoveUserGroup": lambda o: "UserGroupId" not in o["record"],
+           "Engine": lambda o: o["record"]["Engine"] == "valkey",
+           "MajorEngineVersion": lambda o: o["record"]["FullEngineVersion"].startswith("9.")},
+)
+def _parameters_observed(ec: Any, name: str) -> Any:
+    listed = ec.describe_cache_parameters(CacheParameterGroupName=name, Source="user")["Parameters"]
+    return {"parameters": {p["ParameterName"]: p.get("ParameterValue") for p in listed}}
+
+
+_POLICY = {"ParameterName": "maxmemory-policy", "ParameterValue": "allkeys-lru"}
+MODIFY_PARAMETERS = Modification(
+    name="ModifyCacheParameterGroup", target="sweep-modified-params", key="CacheParameterGroupName",
+    base={"ParameterNameValues": [_POLICY]},
+    observe=_parameters_observed, settled=lambda ec, rid: True,
+    values={"ParameterNameValues[].ParameterName": "timeout", "ParameterNameValues[].ParameterValue": "allkeys-lfu"},
+    bases={}, elements={"ParameterNameValues": {"ParameterName": "timeout", "ParameterValue": "30"}},
+    element_for={"ParameterNameValues[].ParameterValue": {"ParameterNameValues": _POLICY}},
+    shown={"ParameterNameValues[].ParameterName": lambda o: o["parameters"].get("timeout") == "30",
+           "ParameterNameValues[].ParameterValue": lambda o: o["parameters"].get("maxmemory-policy") == "allkeys-lfu"},
+)
+MODIFY_RESET = Modification(
+    name="ResetCacheParameterGroup", target="sweep-modified-params", key="CacheParameterGroupName", base={},
+    observe=_parameters_observed, settled=lambda ec, rid: True,
+    values={"ResetAllParameters": True, "ParameterNameValues": [{"ParameterName": "timeout"}],
+            "ParameterNameValues[].ParameterName": "timeout", "ParameterNameValues[].ParameterValue": "30"},
+    bases={}, elements={"ParameterNameValues": {"ParameterName": "timeout"}},
+    # A reset parameter is no longer the user's: it leaves the Source user listing.
+    shown={"ResetAllParameters": lambda o: o["parameters"] == {},
+           "ParameterNameValues": lambda o: "timeout" not in o["parameters"],
+           "ParameterNameValues[].ParameterName": lambda o: "timeout" not in o["parameters"],
+           "ParameterNameValues[].ParameterValue": lambda o: "timeout" not in o["parameters"]},
+)
+MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER, MODIFY_USER, MODIFY_USER_GROUP, MODIFY_SUBNET_GROUP, MODIFY_SERVERLESS,
+            MODIFY_PARAMETERS, MODIFY_RESET)
+
+
+@pytest.fixture(scope="module")
+def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The group and the standalone cluster the Modify sweeps change, member after member."""
+    ec = sweep["ec"]
+    ec.create_cache_parameter_group(CacheParameterGroupName="sweep-params8", CacheParameterGroupFamily="valkey8",
+                                    Description="sweep")
+    ec.create_replication_group(ReplicationGroupId=MODIFY_GROUP.target, ReplicationGroupDescription="sweep",
+                                Engine="valkey", EngineVersion="8.1", CacheNodeType="cache.t4g.micro", NumCacheClusters=2)
+    ec.create_cache_cluster(CacheClusterId=MODIFY_CLUSTER.target, Engine="valkey", EngineVersion="8.1",
+                            CacheNodeType="cache.t4g.micro")
+    ec.create_user(UserId=MODIFY_USER.target, UserName=MODIFY_USER.target, Engine="redis", AccessString="on ~* +@all",
+                   NoPasswordRequired=True)
+    ec.create_user(UserId="sweep-member", UserName="sweep-member", Engine="redis", AccessString="on ~* +@all",
+                   NoPasswordRequired=True)
+    ec.create_user_group(UserGroupId=MODIFY_USER_GROUP.target, Engine="redis", UserIds=["default"])
+    ec.create_cache_subnet_group(CacheSubnetGroupName=MODIFY_SUBNET_GROUP.target, CacheSubnetGroupDescription="sweep",
+                                 SubnetIds=["subnet-us-east-1a"])
+    ec.create_serverless_cache(ServerlessCacheName=MODIFY_SERVERLESS.target, Engine="redis", MajorEngineVersion="7",
+                               UserGroupId="sweep-users")
+    ec.create_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target,
+                                    CacheParameterGroupFamily="valkey8", Description="sweep")
+    yield sweep
+    ec.delete_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target)
+    for modification in MODIFIED:
+        wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
+    ec.delete_replication_group(ReplicationGroupId=MODIFY_GROUP.target)
+    ec.delete_cache_cluster(CacheClusterId=MODIFY_CLUSTER.target)
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=MODIFY_GROUP.target, WaiterConfig={"Delay": 1})
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=MODIFY_CLUSTER.target, WaiterConfig={"Delay": 1})
+    ec.delete_cache_parameter_group(CacheParameterGroupName="sweep-params8")
+    ec.delete_serverless_cache(ServerlessCacheName=MODIFY_SERVERLESS.target)
+    ec.delete_cache_subnet_group(CacheSubnetGroupName=MODIFY_SUBNET_GROUP.target)
+    ec.delete_user_group(UserGroupId=MODIFY_USER_GROUP.target)
+    _serverless_gone(ec, MODIFY_SERVERLESS.target)
+    for user in (MODIFY_USER.target, "sweep-member"):
+        wait_for(lambda: not [g for g in ec.describe_user_groups()["UserGroups"]
+                              if g["UserGroupId"] == MODIFY_USER_GROUP.target], what="the user group gone")
+        ec.delete_user(UserId=user)
+
+
+def _modify_cases() -> list[Any]:
+    cases = []
+    for modification in MODIFIED:
+        for path, member in members(MODEL.operation_model(modification.name).input_shape):
+            reason = EXCEPTIONS.get((modification.name, path))
+            marks = [pytest.mark.skip(reason=reason)] if reason else []
+            cases.append(pytest.param(modification, path, member, id=f"{modification.name}:{path}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("modification", "path", "member"), _modify_cases())
+def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any], modification: Modification,
+                                                         path: str, member: Shape) -> None:
+    ec = modified["ec"]
+    key = modification.key
+    wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
+    value = modification.values[path] if path in modification.values else made_value(path, member)
+    elements = {**modification.elements, **modification.element_for.get(path, {})}
+    params = put({key: modification.target, **modification.base, **modification.bases.get(path, {})}, path, value,
+                 elements)
+    try:
+        getattr(ec, botocore.xform_name(modification.name))(**params)
+    except ClientError as error:
+        found = error.response["Error"]
+        names = [part.replace("[]", "") for part in path.split(".")]
+        assert found["Code"] in REFUSALS, f"{modification.name} {params} -> {found}"
+        assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+        return
+    # What a modification starts (a switchover, a node type change) shows once it is done.
+    wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
+    observed = modification.observe(ec, modification.target)
+    check = modification.shown.get(path)
+    if check is not None:
+        assert check(observed), f"{path}={value!r} accepted but not shown: {observed}"
+    else:
+        assert shows(observed, path, value), f"{path}={value!r} accepted but not shown: {observed}"
