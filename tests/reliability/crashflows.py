@@ -135,6 +135,10 @@ SHORT: tuple[tuple[str, str], ...] = (
     ("reshard-in", "Operation RESHARD moving slots + ReplicationGroup modifying#4"),
     ("failover", "CacheCluster modifying + ReplicationGroup modifying#1"),
     ("node-type", "ReplicationGroup available#1"),
+    ("failover-enabled", "CacheCluster available#5"),
+    ("snapshot", "Operation SNAPSHOT streaming#1"),
+    ("parameters", "CacheNodeParameters#5"),
+    ("upgrade", "Operation FAILOVER requested + Operation UPGRADE failing over#1"),
 )
 
 # Crash points where the product is known not to converge (RELIABILITY.md, "Known failures"):

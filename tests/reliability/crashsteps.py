@@ -186,14 +186,17 @@ class ShardWriter:
         self.errors = 0
 
     def _connect(self, address: str) -> redis.Redis:
+        # single_connection_client connects at once: a node that is down raises here.
         return redis.Redis(host=address, socket_timeout=1, socket_connect_timeout=0.5, single_connection_client=True)
 
     def run(self, stop: threading.Event) -> None:
-        client = self._connect(self.address)
+        client: redis.Redis | None = None
         n = 0
         while not stop.is_set():
             key = f"{{{self.tag}}}:{n}"
             try:
+                if client is None:
+                    client = self._connect(self.address)
                 try:
                     client.set(key, n)
                     target = client
@@ -213,10 +216,12 @@ class ShardWriter:
                 n += 1
             except (redis.RedisError, OSError):
                 self.errors += 1
-                client.close()
-                client = self._connect(self.address)
+                if client is not None:
+                    client.close()
+                client = None  # connected again on the next round (the node may be down a while)
                 stop.wait(0.01)
-        client.close()
+        if client is not None:
+            client.close()
 
 
 class ConfirmedWriter:
