@@ -41,7 +41,8 @@ FIELDS = (
     "keyspace_hits", "keyspace_misses", "active_defrag_hits", "acl_access_denied_auth", "acl_access_denied_cmd",
     "acl_access_denied_key", "acl_access_denied_channel", "role", "connected_slaves", "master_link_status",
     "master_repl_offset", "slave_repl_offset", "master_host", "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "used_cpu_sys", "used_cpu_user",
-    "used_cpu_sys_main_thread", "used_cpu_user_main_thread",
+    "used_cpu_sys_main_thread", "used_cpu_user_main_thread", "mem_replication_backlog", "mem_clients_slaves",
+    "mem_clients_normal",
 )
 # A node first seen this young is counted from its start: the commands it served before the
 # first sample belong to its first period, not to a baseline.
@@ -287,6 +288,16 @@ def serverless_usage(
     return NodeUsage(ecpu, metered, max(0.0, bytes_in), max(0.0, bytes_out))
 
 
+def data_memory(info: dict[str, str]) -> float:
+    """used_memory without the buffers that come and go with traffic: the replication backlog (the
+    engine keeps what it sent for a PSYNC, often well past repl-backlog-size until new writes
+    trim it) and clients' buffers. What a serverless cache sizes itself by: a shard whose slots
+    just left, or whose keys were deleted, holds less data at once though used_memory stays up."""
+    buffers = sum(_number(info, key, 0.0) for key in ("mem_replication_backlog", "mem_clients_slaves", "mem_clients_normal"))
+    used = _number(info, "used_memory")
+    return max(0.0, used - buffers) if used == used else NAN
+
+
 def host_available_memory() -> int:
     try:
         with open("/proc/meminfo", "rb") as handle:
@@ -328,6 +339,7 @@ class Sampler:
         self._task: asyncio.Task[None] | None = None
         self._on_tick = on_tick
         self.latest: dict[str, tuple[MonitoredNode, int, list[float]]] = {}  # node key -> (node, second, row)
+        self.data_memory: dict[str, float] = {}  # node key -> its latest data_memory (serverless sizing)
         self.ticks = 0
         self.cpu_seconds = 0.0  # CPU time of all ticks
         self._last_minute: int | None = None
@@ -366,6 +378,7 @@ class Sampler:
             if key not in nodes:
                 self._close(self._probes.pop(key))
                 self.latest.pop(key, None)
+                self.data_memory.pop(key, None)
         pending: list[tuple[_Probe, asyncio.Future[Any]]] = []
         loop_time = time.monotonic()
         for key, node in nodes.items():
@@ -437,6 +450,7 @@ class Sampler:
             self._store.write(probe.node.series_key, second, row)
             self.latest[probe.node.key] = (probe.node, second, row)
             if CacheMetrics.cache_of(probe.node) is not None:
+                self.data_memory[probe.node.key] = data_memory(raw.info)
                 self._caches.add(probe.node, row, serverless_usage(previous, raw, probe.families, table_bytes=probe.table_bytes))
         self._caches.flush(second)
         minute = second // 60 * 60
