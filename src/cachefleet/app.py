@@ -435,7 +435,9 @@ class Cachefleet:
         for node, second, row in self.sampler.latest.values():
             if node.group_id != group.group_id or node.cluster_id not in primaries or second < newest:
                 continue
-            memory, engine_cpu = row[used], row[cpu]
+            # Data memory, not used_memory: the replication backlog and client buffers stay high for a
+            # while after slots leave or keys are deleted (sampler.data_memory).
+            memory, engine_cpu = self.sampler.data_memory.get(node.key, row[used]), row[cpu]
             if memory != memory:  # NaN: not sampled yet
                 continue
             found.append(ShardSample(node.shard, int(memory), (engine_cpu / 100) if engine_cpu == engine_cpu else 0.0))

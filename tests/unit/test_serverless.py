@@ -92,8 +92,18 @@ def test_modify_changes_the_user_group_alone():
         ModifyServerlessCacheRequest.parse({"ServerlessCacheName": "c1", "UserGroupId": "ug", "Description": "x"})
     with pytest.raises(errors.InvalidParameterCombination, match="RemoveUserGroup and UserGroupId"):
         ModifyServerlessCacheRequest.parse({"ServerlessCacheName": "c1", "UserGroupId": "ug", "RemoveUserGroup": True})
-    with pytest.raises(errors.InvalidParameterCombination, match="engine upgrades"):
-        ModifyServerlessCacheRequest.parse({"ServerlessCacheName": "c1", "MajorEngineVersion": "9"})
+
+
+
+def test_modify_upgrades_the_engine_alone():
+    request = ModifyServerlessCacheRequest.parse({"ServerlessCacheName": "c1", "MajorEngineVersion": "9"})
+    assert (request.engine, request.major_engine_version) == (None, "9")
+    request = ModifyServerlessCacheRequest.parse({"ServerlessCacheName": "c1", "Engine": "Valkey", "MajorEngineVersion": "8"})
+    assert (request.engine, request.major_engine_version) == ("valkey", "8")
+    with pytest.raises(errors.InvalidParameterCombination, match="Upgrade the engine on its own; send Description"):
+        ModifyServerlessCacheRequest.parse({"ServerlessCacheName": "c1", "MajorEngineVersion": "9", "Description": "x"})
+    with pytest.raises(errors.InvalidParameterCombination, match="give MajorEngineVersion with Engine"):
+        ModifyServerlessCacheRequest.parse({"ServerlessCacheName": "c1", "Engine": "valkey"})
 
 
 def test_status_is_the_groups():

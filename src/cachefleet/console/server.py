@@ -39,6 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cachefleet.client import serverless
 from cachefleet.client.fleet import ApiFailure, Fleet
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,16 @@ CHART_METRICS = [
     ("SetTypeCmds", "Sum", "Count"),
     ("CacheHitRate", "Average", "Percent"),
     ("ReplicationLag", "Average", "Seconds"),
+]
+# The serverless page's charts: the cache as a whole (dimension clusterId).
+SERVERLESS_CHARTS = [
+    ("ElastiCacheProcessingUnits", "Sum", "Count"),
+    ("BytesUsedForCache", "Average", "Bytes"),
+    ("CurrConnections", "Average", "Count"),
+    ("GetTypeCmds", "Sum", "Count"),
+    ("SetTypeCmds", "Sum", "Count"),
+    ("CacheHitRate", "Average", "Percent"),
+    ("SuccessfulReadRequestLatency", "Average", "Microseconds"),
 ]
 MAX_METRIC_MINUTES = 24 * 60
 
@@ -110,6 +121,9 @@ class Console:
             ("POST", "/console/api/resources/{name}/snapshots", self.take_snapshot),
             ("POST", "/console/api/snapshots/{snapshot}/restore", self.restore),
             ("DELETE", "/console/api/snapshots/{snapshot}", self.delete_snapshot),
+            ("GET", "/console/api/serverless", self.serverless_caches),
+            ("GET", "/console/api/serverless/{name}", self.serverless_cache),
+            ("POST", "/console/api/serverless/{name}/metrics", self.serverless_metrics),
         ]
         for method, path, handler in api:
             app.router.add_route(method, path, self._guarded(handler))
@@ -298,6 +312,33 @@ class Console:
                 if m == metric and s == stat
             ]
             charts.append({"metric": metric, "stat": stat, "unit": unit, "period": period, "series": series})
+        return _json({"start": start.isoformat(), "end": end.isoformat(), "charts": charts})
+
+    # ------------------------------------------------------------------ serverless caches
+    async def serverless_caches(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        caches = await asyncio.to_thread(fleet.serverless_caches)
+        return _json([{"name": c["ServerlessCacheName"], "status": c.get("Status"), "engine": c.get("Engine"),
+                       "version": c.get("FullEngineVersion"), "endpoint": serverless._endpoint(c.get("Endpoint"))}
+                      for c in caches])
+
+    async def serverless_cache(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(serverless.serverless_view, fleet, request.match_info["name"]))
+
+    async def serverless_metrics(self, request: web.Request) -> web.StreamResponse:
+        """The serverless page's charts: one series each, the cache as a whole."""
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        minutes = min(MAX_METRIC_MINUTES, max(1, self._int(body, "minutes", default=15) or 15))
+        period = max(1, self._int(body, "period", default=10) or 10)
+        end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        start = end - dt.timedelta(minutes=minutes)
+        name = request.match_info["name"]
+        data = await asyncio.to_thread(serverless.metric_series, fleet, name, [(m, s) for m, s, _ in SERVERLESS_CHARTS],
+                                       start=start, end=end, period=period)
+        charts = [{"metric": metric, "stat": stat, "unit": unit, "period": period,
+                   "series": [{"node": name, "points": data[(metric, stat)]}]} for metric, stat, unit in SERVERLESS_CHARTS]
         return _json({"start": start.isoformat(), "end": end.isoformat(), "charts": charts})
 
     # ------------------------------------------------------------------ parameter groups

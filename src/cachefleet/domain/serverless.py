@@ -499,11 +499,18 @@ class ModifyServerlessCacheRequest:
             raise InvalidParameterCombination(
                 "RemoveUserGroup and UserGroupId cannot be given together: remove the user group, or name the new one."
             )
-        if "Engine" in params or "MajorEngineVersion" in params:
-            raise InvalidParameterCombination(
-                "ModifyServerlessCache: engine upgrades of serverless caches are not supported by Cachefleet yet; "
-                "omit Engine and MajorEngineVersion."
-            )
+        engine_keys = {"Engine", "MajorEngineVersion"}
+        if engine_keys & set(params):
+            if "MajorEngineVersion" not in params:
+                raise InvalidParameterCombination(
+                    "ModifyServerlessCache: give MajorEngineVersion with Engine (the major version to upgrade to)."
+                )
+            others = sorted(set(params) - engine_keys - {"ServerlessCacheName"})
+            if others:
+                # The upgrade is the group's rolling upgrade, an operation of its own.
+                raise InvalidParameterCombination(
+                    f"Upgrade the engine on its own; send {', '.join(others)} in another ModifyServerlessCache."
+                )
         if (user_group or remove) and len(set(params) - {"ServerlessCacheName", "UserGroupId", "RemoveUserGroup"}):
             others = sorted(set(params) - {"ServerlessCacheName", "UserGroupId", "RemoveUserGroup"})
             raise InvalidParameterCombination(
@@ -523,6 +530,8 @@ class ModifyServerlessCacheRequest:
             daily_snapshot_time=(
                 _daily_snapshot_time(params["DailySnapshotTime"]) if "DailySnapshotTime" in params else None
             ),
+            engine=str(params["Engine"]).lower() if "Engine" in params else None,
+            major_engine_version=str(params["MajorEngineVersion"]) if "MajorEngineVersion" in params else None,
         )
 
 
@@ -662,6 +671,8 @@ class ServerlessCaches(UseCases):
     def modify(self, region: Region, request: ModifyServerlessCacheRequest) -> ServerlessCache:
         cache = self._cache(region, request.name)
         group = self._require_available(cache, action="modified")
+        if request.major_engine_version is not None:
+            return self._upgrade(cache, group, request.engine or cache.engine, request.major_engine_version)
         changes: dict[str, Any] = {}
         if request.description is not None:
             changes["description"] = request.description
@@ -702,6 +713,40 @@ class ServerlessCaches(UseCases):
         with self._store.transaction() as tx:
             tx.put(updated)
             self._event(tx, updated, f"Serverless cache {cache.name} modified: {', '.join(sorted(changed))}")
+        self._changed(updated)
+        return updated
+
+    def _upgrade(self, cache: ServerlessCache, group: ReplicationGroup, engine: str, major: str) -> ServerlessCache:
+        """A major version upgrade (or Redis OSS to Valkey, as ElastiCache allows): the group's rolling
+        upgrade (workflows/upgrade.py: replicas first, then a failover per shard), started at once."""
+        if engine not in ("redis", "valkey"):
+            raise InvalidParameterValue(f"Invalid Engine {engine}: use redis or valkey.")
+        if engine == "redis" and cache.engine == "valkey":
+            raise InvalidParameterCombination(
+                f"Serverless cache {cache.name} runs valkey; it cannot go back to redis."
+            )
+        if not major.isdigit():
+            raise InvalidParameterValue(f"Invalid MajorEngineVersion {major}: give a major version such as 8.")
+        if engine == cache.engine and int(major) < int(cache.major_engine_version):
+            raise InvalidParameterCombination(
+                f"Serverless cache {cache.name} runs {cache.engine} {cache.major_engine_version}; MajorEngineVersion "
+                f"{major} would be a downgrade."
+            )
+        if engine == cache.engine and major == cache.major_engine_version:
+            raise InvalidParameterCombination(
+                f"Serverless cache {cache.name} already runs {cache.engine} {cache.major_engine_version} "
+                f"({cache.full_engine_version})."
+            )
+        release = self._release(engine, major)
+        self._groups.modify(cache.region, ModifyReplicationGroupRequest(
+            group_id=group.group_id, engine=release.engine if release.engine != cache.engine else None,
+            engine_version=release.version, apply_immediately=True,
+        ))
+        updated = replace(cache, engine=release.engine, major_engine_version=major, full_engine_version=release.version)
+        with self._store.transaction() as tx:
+            tx.put(updated)
+            self._event(tx, updated, f"Upgrading serverless cache {cache.name} from {cache.engine} "
+                        f"{cache.full_engine_version} to {release.engine} {release.version}")
         self._changed(updated)
         return updated
 

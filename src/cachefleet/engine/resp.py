@@ -36,6 +36,7 @@ class RespConnection(asyncio.Protocol):
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self.closed = False
+        self.received = 0  # bytes read so far: what a reply cost on the wire (serverless ECPUs leave the monitor's out)
 
     @classmethod
     async def open(
@@ -67,6 +68,7 @@ class RespConnection(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         self._reader.feed(data)
         while True:
             try:

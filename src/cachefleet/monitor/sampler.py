@@ -21,25 +21,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachefleet.engine.resp import RespConnection
+from cachefleet.engine.resp import RespConnection, encode
 from cachefleet.monitor import catalog
 from cachefleet.monitor.nodes import MonitoredNode, NodeDirectory
+from cachefleet.monitor.serverless import CacheMetrics, NodeUsage, processing_units
 from cachefleet.monitor.timeseries import TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
 INFO_COMMAND = ("INFO", "clients", "memory", "stats", "replication", "persistence", "cpu", "commandstats", "keyspace")
+INFO_REQUEST_BYTES = len(encode(*INFO_COMMAND))
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CORES = os.cpu_count() or 1
 NAN = math.nan
 FIELDS = (
     "connected_clients", "used_memory", "maxmemory", "mem_fragmentation_ratio", "total_connections_received",
-    "total_net_input_bytes", "total_net_output_bytes", "total_net_repl_output_bytes", "evicted_keys", "expired_keys",
+    "total_net_input_bytes", "total_net_output_bytes", "total_net_repl_output_bytes", "total_net_repl_input_bytes", "evicted_keys", "expired_keys",
     "keyspace_hits", "keyspace_misses", "active_defrag_hits", "acl_access_denied_auth", "acl_access_denied_cmd",
     "acl_access_denied_key", "acl_access_denied_channel", "role", "connected_slaves", "master_link_status",
     "master_repl_offset", "slave_repl_offset", "master_host", "rdb_bgsave_in_progress", "aof_rewrite_in_progress", "used_cpu_sys", "used_cpu_user",
-    "used_cpu_sys_main_thread", "used_cpu_user_main_thread",
+    "used_cpu_sys_main_thread", "used_cpu_user_main_thread", "mem_replication_backlog", "mem_clients_slaves",
+    "mem_clients_normal",
 )
 # A node first seen this young is counted from its start: the commands it served before the
 # first sample belong to its first period, not to a baseline.
@@ -67,6 +70,8 @@ class Raw:
     rss: int | None
     pid: int | None
     age: float | None = None  # seconds since the engine process started
+    reply_bytes: int = 0  # what the reply to this tick's INFO put on the wire (serverless caches leave it out)
+    synthetic: bool = False  # a zero baseline at the engine's start (_from_start), not a reading
 
 
 def parse_info(text: str) -> tuple[dict[str, str], dict[str, tuple[int, int]], tuple[int, int, int], dict[str, int]]:
@@ -125,7 +130,7 @@ def _from_start(raw: Raw) -> Raw | None:
     if uptime is None or uptime > FRESH_NODE_SECONDS:  # gone, or an old node (adopted after a restart)
         return None
     zero = {key: "0" for key, value in raw.info.items() if _number(raw.info, key) == _number(raw.info, key)}
-    return Raw(raw.at - max(uptime, 1.0), zero, {}, (0, 0, 0), {}, None, None, raw.pid)
+    return Raw(raw.at - max(uptime, 1.0), zero, {}, (0, 0, 0), {}, None, None, raw.pid, synthetic=True)
 
 
 OFFSET_HISTORY = 120  # samples of each primary's replication offset kept for ReplicationLag
@@ -253,6 +258,46 @@ def derive(
     return row
 
 
+def serverless_usage(
+    previous: Raw, current: Raw, families: dict[str, tuple[int, ...]], *, table_bytes: int = 0
+) -> NodeUsage | None:
+    """A serverless cache node's period of clients' work only: without the monitor's own traffic
+    (the engine counts this tick's INFO request in and, out, the reply to the previous one, written
+    after its figures), without replication (the totals include it; Valkey 8 and Redis 7 count it
+    apart too), without the command table a client library reads when it starts (``COMMAND``:
+    ``table_bytes`` each, ~100 KB, upkeep) and, on a replica, without the write commands it applies
+    from its primary (a client's write to a replica is redirected before it runs)."""
+    if previous.synthetic:
+        return None  # the period since the engine started holds its set-up, not clients' work
+
+    def counter(key: str) -> float:
+        value = _delta(_number(current.info, key), _number(previous.info, key))
+        return 0.0 if value != value and "_repl_" in key else value
+
+    bytes_in = counter("total_net_input_bytes") - counter("total_net_repl_input_bytes") - INFO_REQUEST_BYTES
+    bytes_out = counter("total_net_output_bytes") - counter("total_net_repl_output_bytes") - previous.reply_bytes
+    tables = current.commands.get("command", (0, 0))[0] - previous.commands.get("command", (0, 0))[0]
+    bytes_out -= max(0, tables) * table_bytes
+    if bytes_in != bytes_in or bytes_out != bytes_out:
+        return None
+    commands = current.commands
+    if current.info.get("role") != "master":
+        writes = catalog.FAMILY_NAMES.index("SetTypeCmds")
+        commands = {name: v for name, v in commands.items() if writes not in families.get(name.partition("|")[0], ())}
+    ecpu, metered = processing_units(previous.commands, commands, bytes_in=bytes_in, bytes_out=bytes_out)
+    return NodeUsage(ecpu, metered, max(0.0, bytes_in), max(0.0, bytes_out))
+
+
+def data_memory(info: dict[str, str]) -> float:
+    """used_memory without the buffers that come and go with traffic: the replication backlog (the
+    engine keeps what it sent for a PSYNC, often well past repl-backlog-size until new writes
+    trim it) and clients' buffers. What a serverless cache sizes itself by: a shard whose slots
+    just left, or whose keys were deleted, holds less data at once though used_memory stays up."""
+    buffers = sum(_number(info, key, 0.0) for key in ("mem_replication_backlog", "mem_clients_slaves", "mem_clients_normal"))
+    used = _number(info, "used_memory")
+    return max(0.0, used - buffers) if used == used else NAN
+
+
 def host_available_memory() -> int:
     try:
         with open("/proc/meminfo", "rb") as handle:
@@ -272,6 +317,8 @@ class _Probe:
     connection: RespConnection | None = None
     connecting: asyncio.Task[None] | None = None
     families: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    table_bytes: int = 0  # the size of the engine's COMMAND reply (a client library's start-up reads it)
+    received: int = 0  # the connection's byte count after the last reply read
     last: Raw | None = None
     retry_at: float = 0.0
 
@@ -283,13 +330,16 @@ class Sampler:
                  on_tick: Callable[[int], None] | None = None) -> None:
         self._directory = directory
         self._store = store
+        self._caches = CacheMetrics(store)
         self._interval = interval
         self._probes: dict[str, _Probe] = {}
         self._families: dict[str, dict[str, tuple[int, ...]]] = {}  # engine build -> command families
+        self._table_bytes: dict[str, int] = {}  # engine build -> bytes of its COMMAND reply
         self._loading: dict[str, asyncio.Future[dict[str, tuple[int, ...]] | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._on_tick = on_tick
         self.latest: dict[str, tuple[MonitoredNode, int, list[float]]] = {}  # node key -> (node, second, row)
+        self.data_memory: dict[str, float] = {}  # node key -> its latest data_memory (serverless sizing)
         self.ticks = 0
         self.cpu_seconds = 0.0  # CPU time of all ticks
         self._last_minute: int | None = None
@@ -328,6 +378,7 @@ class Sampler:
             if key not in nodes:
                 self._close(self._probes.pop(key))
                 self.latest.pop(key, None)
+                self.data_memory.pop(key, None)
         pending: list[tuple[_Probe, asyncio.Future[Any]]] = []
         loop_time = time.monotonic()
         for key, node in nodes.items():
@@ -367,10 +418,12 @@ class Sampler:
             if future.exception() is not None:
                 self._close(probe)
                 continue
-            info, commands, keyspace, replicas = parse_info(future.result())
+            text = future.result()
+            info, commands, keyspace, replicas = parse_info(text)
             ticks, rss, started_at = read_process(probe.node.pid)
             age = booted - started_at / TICKS_PER_SECOND if started_at is not None else None
-            fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid, age)))
+            reply = self._reply_bytes(probe)
+            fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid, age, reply)))
         lags: dict[str, int] = {}
         offsets: dict[str, int] = {}  # primary address -> its replication offset now
         regions = {node.address: node.region for node in nodes.values()}
@@ -401,6 +454,10 @@ class Sampler:
                 row[catalog.INDEX["GlobalDatastoreReplicationLag"]] = lag
             self._store.write(probe.node.series_key, second, row)
             self.latest[probe.node.key] = (probe.node, second, row)
+            if CacheMetrics.cache_of(probe.node) is not None:
+                self.data_memory[probe.node.key] = data_memory(raw.info)
+                self._caches.add(probe.node, row, serverless_usage(previous, raw, probe.families, table_bytes=probe.table_bytes))
+        self._caches.flush(second)
         minute = second // 60 * 60
         if self._last_minute is not None and minute != self._last_minute:
             self._store.roll_up(self._last_minute)
@@ -414,7 +471,10 @@ class Sampler:
         node = probe.node
         try:
             connection = await node.access.resp()
-            probe.families = await self._command_families(node.engine or f"{node.address}:{node.access.port}", connection)
+            build = node.engine or f"{node.address}:{node.access.port}"
+            probe.families = await self._command_families(build, connection)
+            probe.table_bytes = self._table_bytes.get(build, 0)
+            probe.received = connection.received
             probe.connection = connection
             probe.retry_at = 0.0
         except (OSError, TimeoutError, ConnectionError, Exception) as error:  # noqa: BLE001 - any failure: retry later
@@ -440,12 +500,23 @@ class Sampler:
             return result
         pending = self._loading[build] = asyncio.get_running_loop().create_future()
         try:
+            before = connection.received
             found = catalog.classify_command_reply(await asyncio.wait_for(connection.call("COMMAND"), 2.0))
+            self._table_bytes[build] = connection.received - before
             self._families[build] = found
             return found
         finally:
             pending.set_result(found)
             del self._loading[build]
+
+    @staticmethod
+    def _reply_bytes(probe: _Probe) -> int:
+        """What the reply just read took on the wire (one reply a tick on the probe's connection)."""
+        connection = probe.connection
+        if connection is None:
+            return 0
+        size, probe.received = connection.received - probe.received, connection.received
+        return size
 
     @staticmethod
     def _close(probe: _Probe) -> None:

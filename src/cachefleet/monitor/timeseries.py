@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cachefleet.domain import identifiers
 from cachefleet.domain.metrics import MetricId, Samples
 from cachefleet.monitor import catalog
 
@@ -183,14 +184,15 @@ class SeriesKey:
 
 
 class NodeSeries:
-    """The two ring files of one node."""
+    """The two ring files of one node (or of one serverless cache: its own metric list)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, width: int = catalog.WIDTH, fingerprint: int = catalog.FINGERPRINT) -> None:
         self.directory = directory
-        self.seconds = RingFile(directory / "seconds.ring", step=1, slots=SECOND_SLOTS, width=catalog.WIDTH,
-                                fingerprint=catalog.FINGERPRINT)
-        self.minutes = RingFile(directory / "minutes.ring", step=60, slots=MINUTE_SLOTS, width=4 * catalog.WIDTH,
-                                fingerprint=catalog.FINGERPRINT)
+        self.width = width
+        self.seconds = RingFile(directory / "seconds.ring", step=1, slots=SECOND_SLOTS, width=width,
+                                fingerprint=fingerprint)
+        self.minutes = RingFile(directory / "minutes.ring", step=60, slots=MINUTE_SLOTS, width=4 * width,
+                                fingerprint=fingerprint)
 
     def close(self) -> None:
         self.seconds.close()
@@ -202,7 +204,7 @@ class NodeSeries:
         if not rows:
             return
         aggregate: list[float] = []
-        for column in range(catalog.WIDTH):
+        for column in range(self.width):
             values = [row[column] for row in rows if row[column] == row[column]]
             if values:
                 aggregate += [float(len(values)), math.fsum(values), min(values), max(values)]
@@ -211,8 +213,14 @@ class NodeSeries:
         self.minutes.write(minute, aggregate)
 
 
+# A serverless cache's series is kept as the node "<name>" of this pseudo cluster (no cluster id
+# starts with "@"), with the serverless metric list (monitor/serverless.py).
+SERVERLESS_CLUSTER = "@serverless"
+
+
 class TimeSeriesStore:
-    """All nodes' series; implements the domain's MetricSource for the CloudWatch API."""
+    """All nodes' series and serverless caches' series; implements the domain's MetricSource for
+    the CloudWatch API (a serverless cache's metrics under the dimension ``clusterId``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -232,7 +240,12 @@ class TimeSeriesStore:
         if found is None:
             if not create and key not in self._known:
                 return None
-            found = self._open[key] = NodeSeries(self.directory(key))
+            if key.cluster_id == SERVERLESS_CLUSTER:
+                found = NodeSeries(self.directory(key), width=catalog.SERVERLESS_WIDTH,
+                                   fingerprint=catalog.SERVERLESS_FINGERPRINT)
+            else:
+                found = NodeSeries(self.directory(key))
+            self._open[key] = found
             self._known.add(key)
         return found
 
@@ -240,6 +253,10 @@ class TimeSeriesStore:
         series = self.series(key)
         assert series is not None
         series.seconds.write(stamp, values)
+
+    def write_cache(self, region: str, name: str, stamp: int, values: Sequence[float]) -> None:
+        """One second of a serverless cache's metrics (catalog ``SERVERLESS_METRICS`` order)."""
+        self.write(SeriesKey(region, SERVERLESS_CLUSTER, name), stamp, values)
 
     def roll_up(self, minute: int) -> None:
         """Aggregates ``minute`` for every node written to; closes the files of nodes no longer written."""
@@ -282,11 +299,19 @@ class TimeSeriesStore:
             series = self.series(key, create=False)
             if series is None or now - max(series.seconds.last_write, series.minutes.last_write) > KEEP_INACTIVE:
                 continue
+            if key.cluster_id == SERVERLESS_CLUSTER:
+                cache = ((catalog.SERVERLESS_DIMENSION, key.node_id),)
+                found += [MetricId.of(catalog.NAMESPACE, name, cache) for name in catalog.SERVERLESS_NAMES]
+                continue
+            if identifiers.SERVERLESS_GROUP_PREFIX in key.cluster_id:
+                continue  # a serverless cache's nodes are its own business, as on ElastiCache
             dimensions = (("CacheClusterId", key.cluster_id), ("CacheNodeId", key.node_id))
             found += [MetricId.of(catalog.NAMESPACE, name, dimensions) for name in catalog.NAMES]
         return found
 
     def samples(self, region: str, metric: MetricId, start: float, end: float, *, step: int) -> Samples | None:
+        if metric.namespace == catalog.NAMESPACE and [n for n, _ in metric.dimensions] == [catalog.SERVERLESS_DIMENSION]:
+            return self._cache_samples(region, metric, start, end, step=step)
         column = catalog.INDEX.get(metric.name)
         if metric.namespace != catalog.NAMESPACE or column is None:
             return None
@@ -300,6 +325,19 @@ class TimeSeriesStore:
         if series is None:
             return None
         unit = catalog.UNITS[metric.name]
+        if step == 1:
+            stamps, values = series.seconds.column(column, start, end)
+            return Samples(step=1, timestamps=stamps, sums=values, unit=unit)
+        stamps, counts, sums, mins, maxs = series.minutes.aggregates(4 * column, start, end)
+        return Samples(step=60, timestamps=stamps, sums=sums, counts=counts, mins=mins, maxs=maxs, unit=unit)
+
+    def _cache_samples(self, region: str, metric: MetricId, start: float, end: float, *, step: int) -> Samples | None:
+        column = catalog.SERVERLESS_INDEX.get(metric.name)
+        name = metric.dimension(catalog.SERVERLESS_DIMENSION)
+        series = self.series(SeriesKey(region, SERVERLESS_CLUSTER, name or ""), create=False) if name else None
+        if column is None or series is None:
+            return None
+        unit = catalog.SERVERLESS_UNITS[metric.name]
         if step == 1:
             stamps, values = series.seconds.column(column, start, end)
             return Samples(step=1, timestamps=stamps, sums=values, unit=unit)

@@ -137,14 +137,19 @@ async function listPage(app) {
   const form = await createForm();
   if (page !== state.page) return; // sent to the sign-in page meanwhile
   const groups = h("div", { id: "parameter-groups" }, h("p", { class: "muted" }, "Loading…"));
+  const caches = h("div", { id: "serverless-caches" }, h("p", { class: "muted" }, "Loading…"));
   app.replaceChildren(
     h("h1", {}, "Replication groups and cache clusters"),
     table,
+    h("h2", {}, "Serverless caches"),
+    caches,
     h("h2", {}, "Create a replication group"),
     form,
     h("h2", {}, "Parameter groups"),
     groups);
   call("GET", "/parameter-groups").then((items) => renderParameterGroups(groups, items)).catch(showError);
+  const refreshCaches = async () => renderServerlessList(caches, await call("GET", "/serverless"));
+  refreshCaches().catch(showError);
 
   const refresh = async () => {
     const data = await call("GET", "/resources");
@@ -164,7 +169,127 @@ async function listPage(app) {
       h("td", { class: "mono" }, dash(r.endpoint)))));
   };
   try { await refresh(); } catch (e) { showError(e); }
-  every(POLL_MS, refresh);
+  every(POLL_MS, async () => { await refresh(); await refreshCaches(); });
+}
+
+function renderServerlessList(box, items) {
+  if (!items.length) { box.replaceChildren(h("p", { class: "muted", id: "no-serverless" }, "No serverless caches.")); return; }
+  box.replaceChildren(h("table", { id: "serverless-table" },
+    h("thead", {}, h("tr", {}, ...["Name", "Status", "Engine", "Endpoint"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...items.map((c) => h("tr", { "data-name": c.name },
+      h("td", {}, h("a", { href: `#/s/${encodeURIComponent(c.name)}` }, c.name)), h("td", {}, statusBadge(c.status)),
+      h("td", {}, `${dash(c.engine)} ${c.version || ""}`), h("td", { class: "mono" }, dash(c.endpoint)))))));
+}
+
+// ---------------------------------------------------------------------- serverless cache page
+function formatBytes(value) { return window.formatValue ? window.formatValue(value, "Bytes") : `${value} B`; }
+
+function usageRow(id, label, used, limit, text) {
+  const ratio = limit ? Math.min(1, (used || 0) / limit) : null;
+  return h("tr", { "data-usage": id, "data-ratio": ratio === null ? "" : ratio.toFixed(4) },
+    h("td", {}, label), h("td", { class: "usage-used" }, text.used),
+    h("td", { class: "usage-limit" }, text.limit),
+    h("td", {}, ratio === null ? h("span", { class: "muted" }, "no maximum")
+      : h("progress", { max: "1", value: ratio.toFixed(4) }), ratio === null ? "" : ` ${(ratio * 100).toFixed(1)} %`));
+}
+
+function renderServerlessUsage(box, view) {
+  const limits = view.limits, usage = view.usage;
+  const gb = 1e9;
+  const data = usageRow("data", "Data stored", usage.bytes_used, limits.data_max_gb ? limits.data_max_gb * gb : null, {
+    used: usage.bytes_used === undefined || usage.bytes_used === null ? "–" : formatBytes(usage.bytes_used),
+    limit: limits.data_max_gb ? `${limits.data_max_gb} GB` + (limits.data_min_gb ? ` (minimum ${limits.data_min_gb} GB)` : "")
+      : (limits.data_min_gb ? `minimum ${limits.data_min_gb} GB` : "–"),
+  });
+  const ecpu = usageRow("ecpu", "ECPUs per second", usage.ecpu_per_second, limits.ecpu_max, {
+    used: usage.ecpu_per_second === undefined || usage.ecpu_per_second === null ? "–" : usage.ecpu_per_second.toFixed(0),
+    limit: limits.ecpu_max ? `${limits.ecpu_max} (measured, not enforced)` : "–",
+  });
+  const connections = h("tr", { "data-usage": "connections" }, h("td", {}, "Client connections"),
+    h("td", { class: "usage-used" }, dash(usage.connections)), h("td", {}, "–"), h("td", {}, ""));
+  box.replaceChildren(h("table", { id: "usage-table" },
+    h("thead", {}, h("tr", {}, ...["", "Now", "Limit", "Used"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, data, ecpu, connections)));
+}
+
+function renderServerlessShards(box, view) {
+  if (!view.shards.length) {
+    box.replaceChildren(h("p", { class: "muted", id: "no-shards" },
+      view.shards_error ? `The endpoint did not answer CLUSTER SHARDS: ${view.shards_error}` : "No shards serving yet."));
+    return;
+  }
+  box.replaceChildren(h("table", { id: "serverless-shards" },
+    h("thead", {}, h("tr", {}, ...["Slots", "Slot ranges", "Primary", "Replicas"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...view.shards.map((s) => h("tr", { "data-primary": s.primary || "" },
+      h("td", { class: "num" }, s.slots), h("td", { class: "mono" }, s.ranges),
+      h("td", { class: "mono" }, dash(s.primary)), h("td", { class: "mono" }, s.replicas.join(", ") || "–"))))));
+}
+
+async function serverlessPage(app, name) {
+  const badge = h("span", { id: "status" });
+  const summary = h("dl", { class: "summary card", id: "summary" });
+  const usage = h("div", { id: "usage" });
+  const shards = h("div", { id: "shards" });
+  const metrics = h("div", { id: "metrics" }, h("div", { class: "metrics-note" }, "Loading metrics…"));
+  const events = h("div", { id: "events" });
+  app.replaceChildren(
+    h("p", {}, h("a", { href: "#/" }, "← All groups and clusters")),
+    h("h1", {}, "Serverless cache ", h("span", { id: "cache-name" }, name), badge),
+    summary,
+    h("h2", {}, "Usage against limits"), usage,
+    h("h2", {}, "Shards"), h("p", { class: "muted" }, "Cachefleet sizes the cache itself: shards are added and removed as its data and load need."), shards,
+    h("h2", {}, "Metrics"), metrics,
+    h("h2", {}, "Events (scaling decisions and their reasons)"), events);
+  let gone = false;
+  const refresh = async () => {
+    if (gone) return;
+    let view;
+    try {
+      view = await call("GET", `/serverless/${encodeURIComponent(name)}`);
+    } catch (e) {
+      if (e.code === "ServerlessCacheNotFoundFault") {
+        gone = true;
+        badge.replaceChildren(statusBadge("deleted"));
+        summary.replaceChildren(h("dt", {}, "Status"), h("dd", { id: "gone" }, `${name} does not exist (any more).`));
+        usage.replaceChildren(); shards.replaceChildren(); metrics.replaceChildren();
+        return;
+      }
+      throw e;
+    }
+    badge.replaceChildren(statusBadge(view.status));
+    const rows = [
+      ["Engine", `${dash(view.engine)} ${view.full_engine_version || ""}`],
+      ["Description", view.description],
+      ["Endpoint", view.endpoint],
+      ["Reader endpoint", view.reader_endpoint],
+      ["Connect", view.endpoint ? `valkey-cli -c -h ${view.endpoint.split(":")[0]} -p ${view.endpoint.split(":")[1]}` : null],
+      ["Shards", String(view.shards.length)],
+      ["User group", view.user_group_id],
+      ["Daily snapshot", view.snapshot_retention_limit ? `${view.daily_snapshot_time} UTC, kept ${view.snapshot_retention_limit} day(s)` : null],
+      ["ARN", view.arn],
+      ["Created", view.created ? new Date(view.created).toLocaleString() : null],
+    ].filter(([, value]) => value);
+    summary.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key),
+      h("dd", { class: ["Connect", "Endpoint", "Reader endpoint"].includes(key) ? "mono" : null, "data-field": key }, value)]));
+    renderServerlessUsage(usage, view);
+    renderServerlessShards(shards, view);
+  };
+  const refreshEvents = async () => renderEvents(events, await call("GET", `/resources/${encodeURIComponent(name)}/events?minutes=1440`));
+  const refreshMetrics = async () => {
+    if (gone) return;
+    try {
+      const data = await call("POST", `/serverless/${encodeURIComponent(name)}/metrics`, { minutes: 15, period: 10 });
+      metrics.replaceChildren(h("div", { class: "charts" }, ...data.charts.map((chart) => window.renderChart(chart))));
+    } catch (e) {
+      metrics.replaceChildren(h("div", { class: "metrics-note", id: "metrics-unavailable" },
+        h("strong", {}, "Metrics are not available: "), e.message, e.code ? ` (${e.code})` : ""));
+    }
+  };
+  try { await refresh(); } catch (e) { showError(e); }
+  refreshEvents().catch(showError);
+  refreshMetrics();
+  every(POLL_MS, async () => { await refresh(); await refreshEvents(); });
+  every(METRICS_POLL_MS, refreshMetrics);
 }
 
 async function createForm() {
@@ -587,8 +712,10 @@ async function route() {
   const app = document.getElementById("app");
   const match = location.hash.match(/^#\/r\/(.+)$/);
   const group = location.hash.match(/^#\/p\/(.+)$/);
+  const cache = location.hash.match(/^#\/s\/(.+)$/);
   try {
     if (match) await resourcePage(app, decodeURIComponent(match[1]));
+    else if (cache) await serverlessPage(app, decodeURIComponent(cache[1]));
     else if (group) await parameterGroupPage(app, decodeURIComponent(group[1]));
     else await listPage(app);
   } catch (e) { showError(e); }

@@ -1,0 +1,79 @@
+"""A serverless cache's metrics as a whole (dimension clusterId), with real engines and a known
+workload: 1,000 SETs of 1 KiB and 1,000 GETs of them are ~2,000 ECPUs as ElastiCache documents
+them (one per KiB transferred by a simple read or write), within 5 %."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from redis.cluster import RedisCluster
+
+from helpers import wait_for
+
+NAME = "sl-ecpu"
+CACHE = [{"Name": "clusterId", "Value": NAME}]
+VALUE = "e" * 1024
+DOCUMENTED = 2000  # 2,000 simple requests of 1 KiB each
+
+
+def series(cw, metric, start, end, stat="Sum"):
+    result = cw.get_metric_data(
+        MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {"Namespace": "AWS/ElastiCache", "MetricName": metric,
+                                                                  "Dimensions": CACHE}, "Period": 1, "Stat": stat}}],
+        StartTime=start, EndTime=end)["MetricDataResults"]
+    return {t: v for r in result for t, v in zip(r["Timestamps"], r["Values"], strict=True)}
+
+
+def statistic(cw, metric, start, end, stat="Sum"):
+    points = cw.get_metric_statistics(Namespace="AWS/ElastiCache", MetricName=metric, Dimensions=CACHE,
+                                      StartTime=start, EndTime=end, Period=60, Statistics=[stat])["Datapoints"]
+    return sum(p[stat] for p in points)
+
+
+def test_ecpus_and_the_cache_metrics_of_a_known_workload(make_server):
+    server = make_server()
+    ec, cw = server.client(), server.client("cloudwatch")
+    ec.create_serverless_cache(ServerlessCacheName=NAME, Engine="valkey")
+    cache = wait_for(lambda: (c := ec.describe_serverless_caches(ServerlessCacheName=NAME)["ServerlessCaches"][0])[
+        "Status"] == "available" and c, interval=0.05, what="serverless cache available")
+    endpoint = cache["Endpoint"]
+    client = RedisCluster(host=endpoint["Address"], port=endpoint["Port"], decode_responses=True)
+    # The cache's own series exists once the sampler has seen its nodes twice.
+    wait_for(lambda: series(cw, "BytesUsedForCache", dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30),
+                            dt.datetime.now(dt.UTC)), timeout=15, interval=0.2, what="the cache's first samples")
+
+    start = dt.datetime.fromtimestamp(int(time.time()), dt.UTC)  # this second's samples cover what follows
+    for i in range(1000):
+        client.set(f"key:{i:04d}", VALUE)
+    for i in range(1000):
+        assert client.get(f"key:{i:04d}") == VALUE
+    done = time.time()
+    # Every command is in a sample once the sampler has written two seconds past the last one.
+    end = dt.datetime.fromtimestamp(int(done) + 3, dt.UTC)
+    wait_for(lambda: max(series(cw, "BytesUsedForCache", start, end + dt.timedelta(seconds=5)), default=start) >= end,
+             timeout=15, interval=0.2, what="samples past the workload")
+    ecpus = sum(series(cw, "ElastiCacheProcessingUnits", start, end).values())
+    print(f"ECPUs of 1,000 SETs + 1,000 GETs of 1 KiB: {ecpus:.1f} (documented {DOCUMENTED})")
+    assert abs(ecpus - DOCUMENTED) <= 0.05 * DOCUMENTED, ecpus
+
+    assert sum(series(cw, "GetTypeCmds", start, end).values()) == 1000
+    assert sum(series(cw, "SetTypeCmds", start, end).values()) == 1000
+    assert sum(series(cw, "TotalCmdsCount", start, end).values()) == 2000
+    assert sum(series(cw, "CacheHits", start, end).values()) == 1000
+    assert sum(series(cw, "CacheMisses", start, end).values()) == 0
+    assert 0 < max(series(cw, "SuccessfulReadRequestLatency", start, end, "Maximum").values()) < 1000
+    assert 0 < max(series(cw, "SuccessfulWriteRequestLatency", start, end, "Maximum").values()) < 1000
+    assert min(series(cw, "CacheHitRate", start, end, "Minimum").values()) == 100
+    assert max(series(cw, "BytesUsedForCache", start, end, "Maximum").values()) > 1_000_000
+    assert max(series(cw, "CurrItems", start, end, "Maximum").values()) == 1000
+    assert max(series(cw, "CurrConnections", start, end, "Maximum").values()) >= 1
+    # GetMetricStatistics reads the same series (per minute here), ListMetrics names it by clusterId only.
+    minute_start = start - dt.timedelta(seconds=start.second)
+    assert statistic(cw, "GetTypeCmds", minute_start, end + dt.timedelta(seconds=60)) >= 1000
+    listed = cw.list_metrics(Namespace="AWS/ElastiCache", Dimensions=[{"Name": "clusterId", "Value": NAME}])["Metrics"]
+    assert {"ElastiCacheProcessingUnits", "BytesUsedForCache", "CurrConnections", "SuccessfulReadRequestLatency"} <= {
+        m["MetricName"] for m in listed}
+    every = cw.list_metrics(Namespace="AWS/ElastiCache")["Metrics"]
+    assert not [m for m in every if any("serverless--" in d["Value"] for d in m["Dimensions"])]
+    client.close()

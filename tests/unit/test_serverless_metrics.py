@@ -1,0 +1,169 @@
+"""A serverless cache's metrics as a whole: the ECPU formula, how node rows add up, and the series
+the CloudWatch API reads under the dimension clusterId (pure and file-level; no engine)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from cachefleet.domain.metrics import MetricId
+from cachefleet.engine.access import NodeAccess
+from cachefleet.monitor import catalog
+from cachefleet.monitor.nodes import MonitoredNode
+from cachefleet.monitor.sampler import INFO_REQUEST_BYTES, Raw, data_memory, serverless_usage
+from cachefleet.monitor.serverless import (
+    BASELINE_USEC,
+    FRAMING_BYTES,
+    CacheMetrics,
+    NodePeriod,
+    NodeUsage,
+    cache_row,
+    processing_units,
+)
+from cachefleet.monitor.timeseries import TimeSeriesStore
+
+KB = 1024
+
+
+def test_simple_reads_and_writes_cost_one_ecpu_per_kib_transferred():
+    # 1,000 SETs and 1,000 GETs of 1 KiB values (~1 µs each): ~2 MiB moved -> ~2,000 ECPUs.
+    before = {"set": (10, 10), "get": (5, 5)}
+    now = {"set": (1010, 1010), "get": (1005, 905)}
+    ecpu, commands = processing_units(before, now, bytes_in=1000 * (KB + 40) + 1000 * 30,
+                                      bytes_out=1000 * 5 + 1000 * (KB + 9))
+    assert commands == 2000
+    assert ecpu == pytest.approx(2000 * (1 + (42 - FRAMING_BYTES) / KB), rel=0.001)
+
+
+def test_small_commands_cost_at_least_one_each_and_slow_ones_their_engine_time():
+    ecpu, _ = processing_units({}, {"get": (100, 100)}, bytes_in=100 * 20, bytes_out=100 * 10)
+    assert ecpu == 100  # 3 KB moved by 100 commands: the per-command minimum wins
+    # A SORT averaging 10 baselines of engine time costs 10.
+    ecpu, _ = processing_units({}, {"sort": (3, int(3 * 10 * BASELINE_USEC))}, bytes_in=90, bytes_out=90)
+    assert ecpu == pytest.approx(30)
+
+
+def test_upkeep_commands_and_their_bytes_cost_nothing():
+    now = {"info": (50, 5000), "cluster|slots": (4, 100), "ping": (9, 9), "client|setname": (1, 1)}
+    assert processing_units({}, now, bytes_in=4000, bytes_out=90_000) == (0.0, 0.0)
+
+
+def test_a_reset_counter_counts_from_zero():
+    ecpu, commands = processing_units({"set": (500, 500)}, {"set": (7, 7)}, bytes_in=7 * 50, bytes_out=7 * 5)
+    assert (ecpu, commands) == (7, 7)
+
+
+def _raw(net_in, net_out, commands, *, reply=0, synthetic=False):
+    info = {"total_net_input_bytes": str(net_in), "total_net_output_bytes": str(net_out)}
+    return Raw(0.0, info, commands, (0, 0, 0), {}, None, None, 1, reply_bytes=reply, synthetic=synthetic)
+
+
+def test_the_monitors_own_info_is_left_out_of_a_nodes_period():
+    previous = _raw(1000, 50_000, {"info": (10, 400)}, reply=6000)
+    current = _raw(1000 + INFO_REQUEST_BYTES + 2038, 50_000 + 6000 + 10, {"info": (11, 440), "set": (2, 2)})
+    usage = serverless_usage(previous, current, {})
+    assert usage == NodeUsage(2.0, 2.0, 2038.0, 10.0)  # 2048 bytes, of which 64 of framing: 1.9 KiB, 2 commands
+    assert serverless_usage(_raw(0, 0, {}, synthetic=True), current, {}) is None
+
+
+def test_replication_is_not_clients_work():
+    families = {"set": (catalog.FAMILY_NAMES.index("SetTypeCmds"),), "get": (catalog.FAMILY_NAMES.index("GetTypeCmds"),)}
+    # A replica: its primary's stream comes in (and its SETs run there); a client's 3 GETs too.
+    previous = _raw(0, 0, {"set": (0, 0), "get": (0, 0)})
+    previous.info.update(total_net_repl_input_bytes="0", role="slave")
+    current = _raw(INFO_REQUEST_BYTES + 500_000 + 90, 60, {"set": (480, 480), "get": (3, 3)})
+    current.info.update(total_net_repl_input_bytes="500000", role="slave")
+    assert serverless_usage(previous, current, families) == NodeUsage(3.0, 3.0, 90.0, 60.0)
+    # A primary: what it sends its replica is not a client's.
+    previous = _raw(0, 0, {"set": (0, 0)})
+    previous.info.update(total_net_repl_output_bytes="0", role="master")
+    current = _raw(INFO_REQUEST_BYTES + 480 * 1064, 480 * 5 + 510_000, {"set": (480, 480)})
+    current.info.update(total_net_repl_output_bytes="510000", role="master")
+    usage = serverless_usage(previous, current, families)
+    assert usage is not None and usage.commands == 480
+    assert usage.ecpu == pytest.approx(480 * (1069 - FRAMING_BYTES) / 1024)
+
+
+def _row(**values):
+    row = [math.nan] * catalog.WIDTH
+    for name, value in values.items():
+        row[catalog.INDEX[name]] = value
+    return row
+
+
+def test_a_cache_row_sums_its_nodes():
+    primary = _row(BytesUsedForCache=5e6, CurrItems=100, CurrConnections=4, CacheHits=8, CacheMisses=2,
+                   GetTypeCmds=10, GetTypeCmdsLatency=2.0, SetTypeCmds=4, SetTypeCmdsLatency=3.0, IsMaster=1.0)
+    other = _row(BytesUsedForCache=3e6, CurrItems=50, CurrConnections=2, CacheHits=2, CacheMisses=0,
+                 GetTypeCmds=30, GetTypeCmdsLatency=4.0, SetTypeCmds=0, IsMaster=1.0)
+    replica = _row(BytesUsedForCache=5e6, CurrItems=100, CurrConnections=1, IsMaster=0.0, SetTypeCmds=4,
+                   SetTypeCmdsLatency=50.0, StringBasedCmds=4)  # its primary's writes, applied again
+    row = cache_row([
+        NodePeriod(True, primary, NodeUsage(14.0, 14.0, 100.0, 200.0)),
+        NodePeriod(True, other, NodeUsage(30.0, 30.0, 10.0, 20.0)),
+        NodePeriod(False, replica, NodeUsage(0.0, 0.0, 0.0, 0.0)),
+    ])
+    got = {name: row[i] for name, i in catalog.SERVERLESS_INDEX.items() if row[i] == row[i]}
+    assert got["BytesUsedForCache"] == 8e6 and got["CurrItems"] == 150  # primaries only
+    assert got["CurrConnections"] == 3 + 1 + 0  # the monitor's own connection to each node left out
+    assert got["ElastiCacheProcessingUnits"] == 44 and got["TotalCmdsCount"] == 44
+    assert got["CacheHits"] == 10 and got["CacheMisses"] == 2 and got["CacheHitRate"] == pytest.approx(10 / 12 * 100)
+    assert got["GetTypeCmds"] == 40 and got["SuccessfulReadRequestLatency"] == pytest.approx((20 + 120) / 40)
+    assert got["SetTypeCmds"] == 4 and got["SuccessfulWriteRequestLatency"] == pytest.approx(3.0)
+    assert got["NetworkBytesIn"] == 110 and got["NetworkBytesOut"] == 220
+
+
+def test_a_nodes_first_period_gives_gauges_not_counts():
+    row = cache_row([NodePeriod(True, _row(BytesUsedForCache=1e6, CacheHits=99, IsMaster=1.0), None)])
+    assert row[catalog.SERVERLESS_INDEX["BytesUsedForCache"]] == 1e6
+    assert math.isnan(row[catalog.SERVERLESS_INDEX["CacheHits"]])
+    assert math.isnan(row[catalog.SERVERLESS_INDEX["ElastiCacheProcessingUnits"]])
+
+
+def test_cache_series_are_listed_and_read_under_cluster_id_only(tmp_path):
+    store = TimeSeriesStore(tmp_path)
+    caches = CacheMetrics(store)
+    node = MonitoredNode(key="k", region="us-east-1", cluster_id="serverless--carts-0001-001", node_id="0001",
+                         access=NodeAccess(address="127.0.0.1", port=6379), pid=None, engine_log=tmp_path / "x",
+                         group_id="serverless--carts")
+    plain = MonitoredNode(key="p", region="us-east-1", cluster_id="web-0001-001", node_id="0001",
+                          access=NodeAccess(address="127.0.0.1", port=6379), pid=None, engine_log=tmp_path / "y",
+                          group_id="web")
+    assert CacheMetrics.cache_of(node) == "carts" and CacheMetrics.cache_of(plain) is None
+    now = int(time.time())
+    row = _row(BytesUsedForCache=2e6, IsMaster=1.0, CurrConnections=3)
+    store.write(node.series_key, now, row)
+    store.write(plain.series_key, now, row)
+    caches.add(node, row, NodeUsage(12.0, 12.0, 1.0, 1.0))
+    caches.add(plain, row, NodeUsage(99.0, 99.0, 1.0, 1.0))  # not a serverless node: ignored
+    caches.flush(now)
+    listed = store.metrics("us-east-1")
+    cache_metrics = {m.name for m in listed if m.dimensions == (("clusterId", "carts"),)}
+    assert cache_metrics == set(catalog.SERVERLESS_NAMES)
+    assert not [m for m in listed if "serverless--" in (m.dimension("CacheClusterId") or "")]  # nodes hidden
+    assert [m for m in listed if m.dimension("CacheClusterId") == "web-0001-001"]
+    ecpu = store.samples("us-east-1", MetricId.of("AWS/ElastiCache", "ElastiCacheProcessingUnits",
+                                                  [("clusterId", "carts")]), now - 5, now + 1, step=1)
+    assert ecpu is not None and list(ecpu.sums) == [12.0] and ecpu.unit == "Count"
+    assert store.samples("us-east-1", MetricId.of("AWS/ElastiCache", "ElastiCacheProcessingUnits",
+                                                  [("clusterId", "other")]), now - 5, now + 1, step=1) is None
+    store.roll_up(now // 60 * 60)
+    minute = store.samples("us-east-1", MetricId.of("AWS/ElastiCache", "BytesUsedForCache", [("clusterId", "carts")]),
+                           now - 120, now + 60, step=60)
+    assert minute is not None and list(minute.sums) == [2e6]
+    store.close()
+    reopened = TimeSeriesStore(tmp_path)  # the files keep their own width across a restart
+    again = reopened.samples("us-east-1", MetricId.of("AWS/ElastiCache", "ElastiCacheProcessingUnits",
+                                                      [("clusterId", "carts")]), now - 5, now + 1, step=1)
+    assert again is not None and list(again.sums) == [12.0]
+    reopened.close()
+
+
+def test_a_serverless_shard_is_sized_by_its_data_not_its_buffers():
+    # Measured on a shard right after 8,192 of its slots left: the backlog kept 8.9 MB of writes.
+    info = {"used_memory": "16195528", "mem_replication_backlog": "8914952", "mem_clients_slaves": "0",
+            "mem_clients_normal": "29640"}
+    assert data_memory(info) == 16195528 - 8914952 - 29640
+    assert math.isnan(data_memory({}))
