@@ -32,7 +32,8 @@ def cluster_shards(address: str, port: int, *, timeout: float = 2.0) -> list[dic
     """CLUSTER SHARDS of the node at ``address``: each shard's slot ranges and nodes, primary first."""
     client = redis.Redis(host=address, port=port, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        reply = client.execute_command("CLUSTER", "SHARDS")
+        execute: Any = client.execute_command  # untyped in redis-py's own annotations
+        reply = execute("CLUSTER", "SHARDS")
     finally:
         client.close()
     shards = []
