@@ -11,7 +11,16 @@ import time
 import pytest
 import redis
 
-from helpers import engine, engine_pids, wait_for, wait_group, wait_group_gone
+from helpers import (
+    Server,
+    engine,
+    engine_pids,
+    free_port,
+    fresh_network,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+)
 
 SETTINGS = {"ReplicationGroupDescription": "global", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
 
@@ -167,3 +176,68 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
     east.delete_replication_group(ReplicationGroupId="gd-east")
     wait_group_gone(west, "gd-west")
     wait_group_gone(east, "gd-east")
+
+
+# The planned failover's role swap: the global record and both member groups in one commit
+# (store/crashpoints.py labels it by what it wrote; the first such commit after the setup).
+ROLE_SWAP = "GlobalReplicationGroup available + ReplicationGroup available#1"
+
+
+@pytest.mark.timeout(90)
+def test_a_crash_at_the_global_failovers_role_swap_converges_with_nothing_lost(tmp_path):
+    """SIGKILL of the control plane right after the role swap committed, before any engine was told:
+    the old primary node is paused, the new one still follows it. The restarted control plane must
+    bring the engines to the stored roles: us-west-2 writable, us-east-1 following it, the engine
+    processes adopted (same pids), and no WAIT-confirmed key lost."""
+    server = Server(data_dir=tmp_path / "data", network=fresh_network(), port=free_port(),
+                    env={"CACHEFLEET_CRASH_AFTER": ROLE_SWAP}).start()
+    try:
+        east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+        east.create_replication_group(
+            ReplicationGroupId="gdc-east", NumCacheClusters=2, AutomaticFailoverEnabled=True, **SETTINGS)
+        primary_group = wait_group(east, "gdc-east")
+        global_id = east.create_global_replication_group(
+            GlobalReplicationGroupIdSuffix="crash", PrimaryReplicationGroupId="gdc-east",
+        )["GlobalReplicationGroup"]["GlobalReplicationGroupId"]
+        west.create_replication_group(ReplicationGroupId="gdc-west", ReplicationGroupDescription="secondary",
+                                      GlobalReplicationGroupId=global_id, NumCacheClusters=2)
+        secondary = wait_group(west, "gdc-west")
+        east_endpoint, west_endpoint = primary_endpoint(primary_group), primary_endpoint(secondary)
+
+        writer = Writer(east_endpoint, west_endpoint)
+        writer.start()
+        wait_for(lambda: len(writer.confirmed) > 50, timeout=10, what="confirmed writes before the failover")
+        east.failover_global_replication_group(
+            GlobalReplicationGroupId=global_id, PrimaryRegion="us-west-2", PrimaryReplicationGroupId="gdc-west",
+        )
+        assert server.process is not None
+        assert server.process.wait(timeout=15) == -signal.SIGKILL, "the control plane did not crash at the role swap"
+        at_crash = engine_pids(server.data_dir)
+        server.process, server.env = None, {}
+        server.start()
+        east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+
+        assert roles(east, global_id) == {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
+        confirmed_at_restart = len(writer.confirmed)
+        wait_for(lambda: writer.on_second > 20 and len(writer.confirmed) > confirmed_at_restart + 20, timeout=20,
+                 what="confirmed writes on us-west-2 after the restart")
+        writer.done.set()
+        writer.join(10)
+        reader_west, reader_east = engine(west_endpoint), engine(east_endpoint)
+        missing = [k for k in writer.confirmed if reader_west.get(k) is None]
+        assert not missing, f"{len(missing)} WAIT-confirmed keys lost: {missing[:5]}"
+        wait_for(lambda: reader_east.get(writer.confirmed[-1]) == "v", timeout=10, what="us-east-1 following us-west-2")
+        with pytest.raises(redis.ReadOnlyError):
+            reader_east.set("after-crash", "from the east")
+        west_primary = primary_endpoint_node(west, "gdc-west")
+        assert engine(west_primary).info("replication")["role"] == "master"
+        assert reader_east.info("replication")["master_host"] == west_primary
+        assert wait_group(east, "gdc-east")["GlobalReplicationGroupInfo"]["GlobalReplicationGroupMemberRole"] == \
+            "SECONDARY"
+        record = east.describe_global_replication_groups(GlobalReplicationGroupId=global_id)[
+            "GlobalReplicationGroups"][0]
+        assert record["Status"] == "available"
+        assert engine_pids(server.data_dir) == at_crash, "engine processes were restarted, not adopted"
+        print(f"longest gap between confirmed writes across the crash: {writer.longest_gap * 1000:.0f} ms")
+    finally:
+        server.down()

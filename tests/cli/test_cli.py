@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from helpers import data_memory, engine, free_port, wait_for, wait_group
+from helpers import data_memory, engine, free_port, wait_for, wait_group, wait_group_gone
 
 CACHEFLEET = str(Path(sys.executable).with_name("cachefleet"))
 
@@ -514,3 +514,56 @@ def test_migrate_test_start_complete_status_say_what_fails(cli, ec):
     status = ok(cli("migrate", "status", "climig"))
     assert "climig: available" in status and "Start Migration failed for climig" in status, status
     ec.delete_replication_group(ReplicationGroupId="climig")
+
+
+def test_global_create_ls_show_failover_disassociate_delete(cli, server):
+    east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+    settings = {"Engine": "valkey", "CacheNodeType": "cache.r6g.large", "NumCacheClusters": 1}
+    east.create_replication_group(ReplicationGroupId="gdcli-east", ReplicationGroupDescription="primary", **settings)
+    wait_group(east, "gdcli-east")
+    failed(cli("global", "create", "clis", "--primary", "gdcli-nowhere"), "gdcli-nowhere")
+    created = json.loads(ok(cli("global", "create", "clis", "--primary", "gdcli-east", "--description", "cli", "-o", "json")))
+    global_id = created["GlobalReplicationGroupId"]
+    assert global_id.endswith("-clis") and created["Status"] == "primary-only"
+    west.create_replication_group(ReplicationGroupId="gdcli-west", ReplicationGroupDescription="secondary",
+                                  GlobalReplicationGroupId=global_id, NumCacheClusters=1)
+    wait_group(west, "gdcli-west")
+
+    listed = ok(cli("global", "ls"))
+    row = next(line for line in listed.splitlines() if global_id in line)
+    assert "available" in row and "us-east-1/gdcli-east" in row and "us-west-2/gdcli-west" in row, listed
+    shown = ok(cli("global", "show", global_id))
+    assert f"arn:aws:elasticache::000000000000:globalreplicationgroup:{global_id}" in shown
+    primary_row = next(line for line in shown.splitlines() if "gdcli-east" in line)
+    secondary_row = next(line for line in shown.splitlines() if "gdcli-west" in line)
+    assert "PRIMARY" in primary_row and "us-east-1" in primary_row and "SECONDARY" in secondary_row, shown
+    as_json = json.loads(ok(cli("global", "show", global_id, "--json")))
+    assert {m["ReplicationGroupRegion"]: m["Role"] for m in as_json["Members"]} == {
+        "us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
+
+    failed(cli("global", "failover", global_id, "--region", "us-west-2", "--group", "gdcli-other"), "gdcli-other")
+    moved = ok(cli("global", "failover", global_id, "--region", "us-west-2", "--group", "gdcli-west", "--wait"))
+    assert f"us-west-2/gdcli-west is the primary of {global_id}" in moved, moved
+    record = east.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)[
+        "GlobalReplicationGroups"][0]
+    assert record["Status"] == "available"
+    assert {m["ReplicationGroupRegion"]: m["Role"] for m in record["Members"]} == {
+        "us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
+    west_endpoint = wait_group(west, "gdcli-west")["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    east_endpoint = wait_group(east, "gdcli-east")["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+    engine(west_endpoint).set("from-the-west", "1")
+    wait_for(lambda: engine(east_endpoint).get("from-the-west") == "1", timeout=5, what="us-east-1 following us-west-2")
+
+    failed(cli("global", "delete", global_id, "--yes"), "InvalidGlobalReplicationGroupState")
+    left = ok(cli("global", "disassociate", global_id, "--region", "us-east-1", "--group", "gdcli-east"))
+    assert f"Disassociating us-east-1/gdcli-east from {global_id}" in left, left
+    wait_for(lambda: "GlobalReplicationGroupInfo" not in wait_group(east, "gdcli-east"), timeout=10,
+             what="gdcli-east standalone")
+    deleted = ok(cli("global", "delete", global_id, "--yes"))
+    assert f"Deleting global datastore {global_id}" in deleted and "the primary group is kept" in deleted, deleted
+    wait_for(lambda: global_id not in ok(cli("global", "ls", "-o", "json")), timeout=10, what=f"{global_id} gone")
+    assert "GlobalReplicationGroupInfo" not in wait_group(west, "gdcli-west")
+    east.delete_replication_group(ReplicationGroupId="gdcli-east")
+    west.delete_replication_group(ReplicationGroupId="gdcli-west")
+    wait_group_gone(east, "gdcli-east")
+    wait_group_gone(west, "gdcli-west")

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from cachefleet import __version__
-from cachefleet.cli import commands, migrate, params, serverless
+from cachefleet.cli import commands, global_datastores, migrate, params, serverless
 from cachefleet.cli.output import output_option
 from cachefleet.client.fleet import DEFAULT_ENDPOINT, ApiFailure, Fleet
 
@@ -77,6 +77,7 @@ for _command in commands.COMMANDS:
 main.add_command(params.params)
 main.add_command(serverless.serverless)
 main.add_command(migrate.migrate)
+main.add_command(global_datastores.global_command)
 
 
 @main.command()
