@@ -218,6 +218,12 @@ def test_a_crash_at_the_global_failovers_role_swap_converges_with_nothing_lost(t
         east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
 
         assert roles(east, global_id) == {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
+        # Once it follows, the old primary is not left under the dead control plane's CLIENT PAUSE
+        # (7 s): its writers get READONLY at once instead of hanging until the pause runs out.
+        old_node, new_node = primary_endpoint_node(east, "gdc-east"), primary_endpoint_node(west, "gdc-west")
+        wait_for(lambda: engine(old_node).info("replication").get("master_host") == new_node, timeout=10,
+                 interval=0.01, what="the old primary to follow the new one")
+        assert engine(old_node).info("clients")["paused_reason"] == "none"
         confirmed_at_restart = len(writer.confirmed)
         wait_for(lambda: writer.on_second > 20 and len(writer.confirmed) > confirmed_at_restart + 20, timeout=20,
                  what="confirmed writes on us-west-2 after the restart")

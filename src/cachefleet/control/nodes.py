@@ -539,7 +539,12 @@ class Nodes:
         await self._fix_role(cluster, source)
         if source is None:
             self.observed.upstream.pop(key, None)
-        else:
+        elif self.observed.upstream.get(key) != source:
+            # A former primary paused for a planned global failover by a control plane that died
+            # before it unpaused stays paused until the pause ends (seconds): once it follows, its
+            # writers should get READONLY at once, not hang.
+            with contextlib.suppress(EngineError):
+                await self.admin(cluster).execute("CLIENT", "UNPAUSE")
             self.observed.upstream[key] = source
 
     async def node_failed(self, group: ReplicationGroup | None, cluster: CacheCluster, reason: str) -> None:
