@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -300,3 +302,50 @@ def expect(code: str, call: Callable[..., Any], /, *, status: int | None = None,
         assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
     if says is not None:
         assert says in error["Message"], error["Message"]
+
+
+class GlideLoad:
+    """valkey-glide's cluster client in a thread: writes a new key and reads it back (with
+    ``known``, also reads one of the keys ``known:0`` .. ``known:N-1`` each round), again and again
+    until the block ends; every failure counts, with its time."""
+
+    def __init__(self, endpoint: dict[str, Any], *, value: str = "v", known: int = 0) -> None:
+        self.endpoint = endpoint
+        self.value = value
+        self.known = known
+        self.errors: list[str] = []
+        self.written = 0
+        self.reads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
+
+    async def _run(self) -> None:
+        from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
+
+        client = await GlideClusterClient.create(GlideClusterClientConfiguration(
+            [NodeAddress(self.endpoint["Address"], self.endpoint["Port"])], request_timeout=10000))
+        try:
+            while not self._stop.is_set():
+                key = f"glide:{self.written}"
+                try:
+                    await client.set(key, self.value)
+                    if await client.get(key) != self.value.encode():
+                        self.errors.append(f"{key} read back wrong")
+                    self.written += 1
+                    if self.known:
+                        known = self.reads % self.known
+                        if await client.get(f"known:{known}") != str(known).encode():
+                            self.errors.append(f"known:{known} read wrong")
+                        self.reads += 1
+                except Exception as error:  # noqa: BLE001 - every failure counts
+                    self.errors.append(f"{time.strftime('%H:%M:%S')} {key}: {error!r}")
+        finally:
+            await client.close()
+
+    def __enter__(self) -> GlideLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

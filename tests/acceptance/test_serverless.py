@@ -9,15 +9,13 @@ out at half of that, and one "GB" of CacheUsageLimits is 8 MiB, so the test move
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 
 import pytest
 import redis
 from redis.cluster import LoadBalancingStrategy, RedisCluster
 
-from helpers import events_of, wait_for
+from helpers import GlideLoad, events_of, wait_for
 
 MIB = 1 << 20
 SIZING = "shard_capacity_bytes=16777216,gigabyte_bytes=8388608,scale_out_at=0.5,scale_in_after=3600,cooldown=1"
@@ -33,42 +31,6 @@ def described(ec, name):
 def primaries(client: RedisCluster) -> list[redis.Redis]:
     return [redis.Redis(host=n.host, port=n.port) for n in client.get_primaries()]
 
-
-class GlideWriter:
-    """valkey-glide's cluster client writing (and reading back) keys in a thread; every failure counts."""
-
-    def __init__(self, endpoint):
-        self.endpoint = endpoint
-        self.errors: list[str] = []
-        self.written = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
-
-    async def _run(self):
-        from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
-
-        client = await GlideClusterClient.create(GlideClusterClientConfiguration(
-            [NodeAddress(self.endpoint["Address"], self.endpoint["Port"])], request_timeout=10000))
-        try:
-            while not self._stop.is_set():
-                key = f"glide:{self.written}"
-                try:
-                    await client.set(key, SMALL)
-                    if (await client.get(key)).decode() != SMALL:
-                        self.errors.append(f"{key} read back wrong")
-                    self.written += 1
-                except Exception as error:  # noqa: BLE001 - every failure counts
-                    self.errors.append(f"{time.strftime('%H:%M:%S')} {key}: {error!r}")
-        finally:
-            await client.close()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.fixture
@@ -117,7 +79,7 @@ def test_create_use_scale_out_limit_and_delete(sized):
     for i in range(FILL):
         pipe.set(f"fill:{i}", VALUE)
     pipe.execute()
-    with GlideWriter(endpoint) as writer:
+    with GlideLoad(endpoint, value=SMALL) as writer:
         wait_for(lambda: any("scale-out 1 -> 2 shard(s)" in m for m in events_of(ec, "sl-acc")), timeout=30,
                  what="the scale-out decision")
         # The step started with the decision (the group went modifying in that call): wait for its end.

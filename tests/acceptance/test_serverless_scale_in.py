@@ -14,14 +14,12 @@ data fits one shard fewer at half the scale-out mark (8 MiB).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 
 import redis
 from redis.cluster import RedisCluster
 
-from helpers import events_of, wait_event, wait_for
+from helpers import GlideLoad, events_of, wait_event, wait_for
 
 NAME = "sl-in"
 SIZING = "shard_capacity_bytes=33554432,gigabyte_bytes=8388608,scale_out_at=0.5,scale_in_after=2,cooldown=1"
@@ -34,48 +32,6 @@ SMALL = "s" * 100
 def described(ec):
     return ec.describe_serverless_caches(ServerlessCacheName=NAME)["ServerlessCaches"][0]
 
-
-class GlideLoad:
-    """valkey-glide's cluster client in a thread: writes a new key, reads it back and reads one of the
-    known keys, again and again; every failure counts."""
-
-    def __init__(self, endpoint):
-        self.endpoint = endpoint
-        self.errors: list[str] = []
-        self.written = 0
-        self.reads = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
-
-    async def _run(self):
-        from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
-
-        client = await GlideClusterClient.create(GlideClusterClientConfiguration(
-            [NodeAddress(self.endpoint["Address"], self.endpoint["Port"])], request_timeout=10000))
-        try:
-            while not self._stop.is_set():
-                key = f"glide:{self.written}"
-                try:
-                    await client.set(key, SMALL)
-                    if (await client.get(key)).decode() != SMALL:
-                        self.errors.append(f"{key} read back wrong")
-                    self.written += 1
-                    known = self.reads % KNOWN
-                    if (await client.get(f"known:{known}")) != str(known).encode():
-                        self.errors.append(f"known:{known} read wrong")
-                    self.reads += 1
-                except Exception as error:  # noqa: BLE001 - every failure counts
-                    self.errors.append(f"{time.strftime('%H:%M:%S')} {key}: {error!r}")
-        finally:
-            await client.close()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def test_scales_in_after_its_data_is_deleted(make_server):
@@ -99,7 +55,7 @@ def test_scales_in_after_its_data_is_deleted(make_server):
     assert described(ec)["CacheUsageLimits"]["DataStorage"]["Minimum"] == 5  # 40 MiB: 2 shards
     ready = time.monotonic()
 
-    with GlideLoad(endpoint) as load:
+    with GlideLoad(endpoint, value=SMALL, known=KNOWN) as load:
         pipe = client.pipeline()
         for i in range(FILL):
             pipe.delete(f"fill:{i}")

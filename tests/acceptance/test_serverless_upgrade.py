@@ -9,8 +9,6 @@ RequestError 'Connection in recovery' on every later call of that client); new c
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 
 import botocore.exceptions
@@ -18,7 +16,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from helpers import events_of, wait_for
+from helpers import GlideLoad, events_of, wait_for
 
 NAME = "sl-up"
 KEYS = 2000
@@ -27,42 +25,6 @@ KEYS = 2000
 def described(ec):
     return ec.describe_serverless_caches(ServerlessCacheName=NAME)["ServerlessCaches"][0]
 
-
-class GlideWriter:
-    """valkey-glide's cluster client writing and reading back keys in a thread; every failure counts."""
-
-    def __init__(self, endpoint):
-        self.endpoint = endpoint
-        self.errors: list[str] = []
-        self.written = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
-
-    async def _run(self):
-        from glide import GlideClusterClient, GlideClusterClientConfiguration, NodeAddress
-
-        client = await GlideClusterClient.create(GlideClusterClientConfiguration(
-            [NodeAddress(self.endpoint["Address"], self.endpoint["Port"])], request_timeout=10000))
-        try:
-            while not self._stop.is_set():
-                key = f"glide:{self.written}"
-                try:
-                    await client.set(key, "v")
-                    if await client.get(key) != b"v":
-                        self.errors.append(f"{key} read back wrong")
-                    self.written += 1
-                except Exception as error:  # noqa: BLE001 - every failure counts
-                    self.errors.append(f"{time.strftime('%H:%M:%S')} {key}: {error!r}")
-        finally:
-            await client.close()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def test_a_major_version_upgrade_rolls_through_the_cache(make_server):
@@ -82,7 +44,7 @@ def test_a_major_version_upgrade_rolls_through_the_cache(make_server):
         assert redis.Redis(host=primary.host, port=primary.port).wait(1, 5000) == 1
     client.close()
 
-    with GlideWriter(endpoint) as writer:
+    with GlideLoad(endpoint) as writer:
         wait_for(lambda: writer.written > 20, timeout=10, what="glide writing")
         started = time.monotonic()
         upgraded = ec.modify_serverless_cache(ServerlessCacheName=NAME, MajorEngineVersion="9")["ServerlessCache"]
