@@ -293,14 +293,17 @@ class Console:
         fleet = self._fleet(request)
         return _json(await asyncio.to_thread(fleet.delete_snapshot, request.match_info["snapshot"]))
 
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
-        """The charted metrics of every node (GetMetricData on the same endpoint)."""
-        fleet = self._fleet(request)
-        body = await self._body(request)
+    def _window(self, body: dict[str, Any]) -> tuple[dt.datetime, dt.datetime, int]:
+        """A chart request's time window (``minutes`` back from now, bounded) and its ``period``."""
         minutes = min(MAX_METRIC_MINUTES, max(1, self._int(body, "minutes", default=15) or 15))
         period = max(1, self._int(body, "period", default=10) or 10)
         end = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        start = end - dt.timedelta(minutes=minutes)
+        return end - dt.timedelta(minutes=minutes), end, period
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """The charted metrics of every node (GetMetricData on the same endpoint)."""
+        fleet = self._fleet(request)
+        start, end, period = self._window(await self._body(request))
         name = request.match_info["name"]
         pairs = [(metric, stat) for metric, stat, _ in CHART_METRICS]
         data = await asyncio.to_thread(fleet.metric_data, name, pairs, start=start, end=end, period=period)
@@ -329,11 +332,7 @@ class Console:
     async def serverless_metrics(self, request: web.Request) -> web.StreamResponse:
         """The serverless page's charts: one series each, the cache as a whole."""
         fleet = self._fleet(request)
-        body = await self._body(request)
-        minutes = min(MAX_METRIC_MINUTES, max(1, self._int(body, "minutes", default=15) or 15))
-        period = max(1, self._int(body, "period", default=10) or 10)
-        end = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        start = end - dt.timedelta(minutes=minutes)
+        start, end, period = self._window(await self._body(request))
         name = request.match_info["name"]
         data = await asyncio.to_thread(serverless.metric_series, fleet, name, [(m, s) for m, s, _ in SERVERLESS_CHARTS],
                                        start=start, end=end, period=period)
