@@ -196,6 +196,15 @@ def round_(ec, name: str, keys: int, mark: int, log: Path) -> dict[str, float]:
         "moved_mb": len(moved) * VALUE_BYTES / 1e6,
     }
     print(f"  {name}: {message}")
+    # Where the slot moves' time went on the engines: MIGRATE on the source (it blocks the source's
+    # event loop for each call), RESTORE-ASKING on the target, CLUSTER (SETSLOT, GETKEYSINSLOT) on both.
+    for role, node_ in (("source", primary), ("target", there)):
+        stats = node_.info("commandstats")
+        parts = [f"{cmd[8:]} {stats[cmd]['calls']:,} calls {stats[cmd]['usec'] / 1e6:.2f} s "
+                 f"({stats[cmd]['usec_per_call']:.0f} us each)"
+                 for cmd in ("cmdstat_migrate", "cmdstat_restore-asking", "cmdstat_cluster|setslot",
+                             "cmdstat_cluster|getkeysinslot") if cmd in stats]
+        print(f"    {role} engine: {'; '.join(parts)}")
     for line in log.read_text().splitlines():  # the control plane's own account of the step
         if name in line and any(w in line for w in ("moved", "drained", "scale-out", "ailover", "does not answer")):
             print(f"    log: {line[:220]}")
