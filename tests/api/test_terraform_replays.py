@@ -2,7 +2,7 @@
 boto3 against a real server (create -> refresh -> update -> destroy), with its waiters' rules.
 
 Read from internal/service/elasticache/*.go (replication_group.go, cluster.go, subnet_group.go,
-user.go, user_group.go, user_group_association.go, serverless_cache.go; parameter_group.go is replayed in
+user.go, user_group.go, user_group_association.go, serverless_cache.go, global_replication_group.go; parameter_group.go is replayed in
 test_parameter_groups.py), and the data sources of the same names where they read more. What matters is what the provider would do with our answers:
 
 - its waiters are StateChangeConf: every status seen must be in Pending or Target, else
@@ -20,6 +20,7 @@ The provider's delays (30 s before the first poll) are left out: the polling is 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -372,3 +373,87 @@ def test_aws_elasticache_serverless_cache(ec):
 
     retry_when("DependencyViolation", lambda: ec.delete_serverless_cache(ServerlessCacheName=name))
     assert state_change(refresh, pending=pending, target=set())[-1] == NOT_FOUND
+
+
+GROUP_PENDING = {"creating", "modifying", "restoring", "snapshotting"}
+GLOBAL_PENDING = {"creating", "modifying"}
+GLOBAL_TARGET = {"available", "primary-only"}
+
+
+def test_aws_elasticache_global_replication_group(server):
+    """global_replication_group.go with a secondary aws_elasticache_replication_group: Create, then
+    waitGlobalReplicationGroupAvailable (pending creating/modifying, target available/primary-only);
+    Read with ShowMemberInfo (the id must match the provider's import regex, five letters and a
+    hyphen before the suffix); Update one member per ModifyGlobalReplicationGroup (ApplyImmediately
+    true) each followed by the waiter; the secondary's destroy disassociates first (retried on
+    InvalidGlobalReplicationGroupState; "is not associated with Global Replication Group" counts as
+    done), then deletes the group; Delete with RetainPrimaryReplicationGroup true, retried on
+    InvalidGlobalReplicationGroupState and waited for until NotFound."""
+    east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+    east.create_replication_group(ReplicationGroupId="tf-gd-east", ReplicationGroupDescription="primary",
+                                  Engine="valkey", CacheNodeType="cache.r6g.large", NumCacheClusters=2,
+                                  AutomaticFailoverEnabled=True)
+    state_change(_status(lambda: east.describe_replication_groups(ReplicationGroupId="tf-gd-east"),
+                         "ReplicationGroups", "Status", "ReplicationGroupNotFoundFault"),
+                 pending=GROUP_PENDING, target={"available"})
+    created = east.create_global_replication_group(GlobalReplicationGroupIdSuffix="tf-orders",
+                                                   PrimaryReplicationGroupId="tf-gd-east",
+                                                   GlobalReplicationGroupDescription="orders")
+    global_id = created["GlobalReplicationGroup"]["GlobalReplicationGroupId"]
+    refresh = _status(lambda: east.describe_global_replication_groups(GlobalReplicationGroupId=global_id,
+                                                                      ShowMemberInfo=True),
+                      "GlobalReplicationGroups", "Status", "GlobalReplicationGroupNotFoundFault")
+    state_change(refresh, pending=GLOBAL_PENDING, target=GLOBAL_TARGET)
+    record = east.describe_global_replication_groups(GlobalReplicationGroupId=global_id,
+                                                     ShowMemberInfo=True)["GlobalReplicationGroups"][0]
+    assert re.fullmatch(r"[a-z]{5}-tf-orders", global_id), global_id
+    for member in ("ARN", "AtRestEncryptionEnabled", "AuthTokenEnabled", "CacheNodeType", "ClusterEnabled", "Engine",
+                   "EngineVersion", "GlobalReplicationGroupDescription", "GlobalReplicationGroupId",
+                   "TransitEncryptionEnabled", "Members"):
+        assert member in record, member
+    assert [m["ReplicationGroupId"] for m in record["Members"] if m["Role"] == "PRIMARY"] == ["tf-gd-east"]
+    assert record["Members"][0]["AutomaticFailover"] == "enabled"
+
+    # The secondary: aws_elasticache_replication_group with global_replication_group_id (no engine, no node type).
+    west.create_replication_group(ReplicationGroupId="tf-gd-west", ReplicationGroupDescription="secondary",
+                                  GlobalReplicationGroupId=global_id, NumCacheClusters=2)
+    state_change(_status(lambda: west.describe_replication_groups(ReplicationGroupId="tf-gd-west"),
+                         "ReplicationGroups", "Status", "ReplicationGroupNotFoundFault"),
+                 pending=GROUP_PENDING, target={"available"})
+    state_change(refresh, pending=GLOBAL_PENDING, target=GLOBAL_TARGET)
+    secondary = west.describe_replication_groups(ReplicationGroupId="tf-gd-west")["ReplicationGroups"][0]
+    assert secondary["GlobalReplicationGroupInfo"] == {"GlobalReplicationGroupId": global_id,
+                                                       "GlobalReplicationGroupMemberRole": "SECONDARY"}
+
+    east.modify_global_replication_group(GlobalReplicationGroupId=global_id, ApplyImmediately=True,
+                                         GlobalReplicationGroupDescription="orders, updated")
+    state_change(refresh, pending=GLOBAL_PENDING, target=GLOBAL_TARGET)
+    record = east.describe_global_replication_groups(GlobalReplicationGroupId=global_id)["GlobalReplicationGroups"][0]
+    assert record["GlobalReplicationGroupDescription"] == "orders, updated"
+
+    def disassociate() -> None:
+        try:
+            retry_when("InvalidGlobalReplicationGroupState", lambda: west.disassociate_global_replication_group(
+                GlobalReplicationGroupId=global_id, ReplicationGroupId="tf-gd-west", ReplicationGroupRegion="us-west-2"))
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "GlobalReplicationGroupNotFoundFault":
+                return
+            if (error.response["Error"]["Code"] == "InvalidParameterValue"
+                    and "is not associated with Global Replication Group" in error.response["Error"]["Message"]):
+                return
+            raise
+
+    disassociate()
+    disassociate()  # the provider's second look (a destroy run again) ends quietly too
+    retry_when("InvalidReplicationGroupState", lambda: west.delete_replication_group(ReplicationGroupId="tf-gd-west"))
+    state_change(_status(lambda: west.describe_replication_groups(ReplicationGroupId="tf-gd-west"),
+                         "ReplicationGroups", "Status", "ReplicationGroupNotFoundFault"),
+                 pending={"available", "creating", "deleting", "modifying", "snapshotting"}, target=set())
+
+    retry_when("InvalidGlobalReplicationGroupState", lambda: east.delete_global_replication_group(
+        GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=True))
+    assert state_change(refresh, pending={"available", "primary-only", "modifying", "deleting"},
+                        target=set())[-1] == NOT_FOUND
+    assert east.describe_replication_groups(ReplicationGroupId="tf-gd-east")["ReplicationGroups"][0]["Status"] \
+        in ("available", "modifying")
+    retry_when("InvalidReplicationGroupState", lambda: east.delete_replication_group(ReplicationGroupId="tf-gd-east"))

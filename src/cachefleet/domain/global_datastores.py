@@ -509,8 +509,10 @@ class GlobalDatastores(GroupUseCases):
         self._require_settled(record, action="changed")
         member = record.member(region, group_id)
         if member is None:
+            # terraform-provider-aws's disassociateReplicationGroup treats this wording as done.
             raise InvalidParameterValue(
-                f"Replication group {group_id} in {region} is not a member of global replication group {record.global_id}."
+                f"Replication group {group_id} in {region} is not associated with Global Replication Group "
+                f"{record.global_id}."
             )
         if member.role == MemberRole.PRIMARY:
             raise InvalidParameterValue(
