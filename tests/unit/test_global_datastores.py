@@ -129,6 +129,16 @@ def test_modify_global_needs_apply_immediately_and_one_engine_change_at_a_time()
     parsed = gd.ModifyGlobalRequest.parse({"GlobalReplicationGroupId": "X", "ApplyImmediately": True,
                                            "AutomaticFailoverEnabled": True})
     assert (parsed.global_id, parsed.automatic_failover) == ("x", True)
+    # terraform-provider-aws's major-version update: EngineVersion with the parameter group it has (maybe "").
+    upgrade = gd.ModifyGlobalRequest.parse({"GlobalReplicationGroupId": "x", "ApplyImmediately": True,
+                                            "EngineVersion": "9.1", "CacheParameterGroupName": "default.valkey9"})
+    assert (upgrade.engine_version, upgrade.parameter_group_name) == ("9.1", "default.valkey9")
+    bare = gd.ModifyGlobalRequest.parse({"GlobalReplicationGroupId": "x", "ApplyImmediately": True,
+                                         "EngineVersion": "9.1", "CacheParameterGroupName": ""})
+    assert (bare.engine_version, bare.parameter_group_name) == ("9.1", None)
+    with pytest.raises(InvalidParameterCombination):
+        gd.ModifyGlobalRequest.parse({"GlobalReplicationGroupId": "x", "ApplyImmediately": True,
+                                      "CacheNodeType": "cache.r6g.xlarge", "CacheParameterGroupName": "p"})
 
 
 def test_the_shard_operations_are_refused_in_elasticache_words():

@@ -263,11 +263,15 @@ class ModifyGlobalRequest:
                 "ApplyImmediately must be true: modifications of a global datastore are applied at once to every "
                 "member, never in a maintenance window."
             )
+        if params.get("CacheParameterGroupName") == "":
+            # terraform-provider-aws's major-version update sends the parameter group it has, maybe none.
+            params = {k: v for k, v in params.items() if k != "CacheParameterGroupName"}
         changes = [m for m in ("CacheNodeType", "EngineVersion", "CacheParameterGroupName") if m in params]
-        if len(changes) > 1:
+        # A major version upgrade may name the new version's parameter group with it.
+        if len(changes) > 1 and set(changes) != {"EngineVersion", "CacheParameterGroupName"}:
             raise InvalidParameterCombination(
-                f"Change one of CacheNodeType, EngineVersion and CacheParameterGroupName at a time; this request "
-                f"gives {', '.join(changes)}."
+                f"Change one of CacheNodeType, EngineVersion and CacheParameterGroupName at a time (an EngineVersion "
+                f"upgrade may name its CacheParameterGroupName); this request gives {', '.join(changes)}."
             )
         if "Engine" in params and "EngineVersion" not in params:
             raise InvalidParameterCombination("Engine is given with EngineVersion only (an engine change is an upgrade).")
