@@ -561,6 +561,10 @@ class Modification:
     shown: dict[str, Callable[[Any], Any]]
     elements: dict[str, Any] = field(default_factory=lambda: dict(REPLICATION_GROUP.elements))
     element_for: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(REPLICATION_GROUP.element_for))
+    # member path -> list member -> the elements sent before the swept one (a call that needs several)
+    leading: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # member path -> a call made (and waited for) before the swept one, where the resource needs a change first
+    prepare: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
 def _group_settled(ec: Any, group_id: str) -> bool:
@@ -723,8 +727,106 @@ MODIFY_RESET = Modification(
            "ParameterNameValues[].ParameterName": lambda o: "timeout" not in o["parameters"],
            "ParameterNameValues[].ParameterValue": lambda o: "timeout" not in o["parameters"]},
 )
+# ---------------------------------------------------------------------- replica and shard scaling
+# One cluster mode enabled group, one shard and no replica: each IncreaseReplicaCount member adds a
+# replica (1 to 5), each DecreaseReplicaCount member removes some (back to none), then each
+# ModifyReplicationGroupShardConfiguration member adds or removes shards.
+SCALED = "sweep-scaled"
+
+
+def _scaled_observed(ec: Any, group_id: str) -> Any:
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    return {"group": group, "shards": {ng["NodeGroupId"]: ng["NodeGroupMembers"] for ng in group["NodeGroups"]}}
+
+
+def _replicas(count: int) -> Callable[[Any], bool]:
+    return lambda o: len(o["shards"]["0001"]) == 1 + count
+
+
+def _newest_zone(zone: str) -> Callable[[Any], bool]:
+    return lambda o: sorted(o["shards"]["0001"], key=lambda m: m["CacheClusterId"])[-1][
+        "PreferredAvailabilityZone"] == zone
+
+
+# The existing replicas keep their zones (b, c, a, b here); the new one goes to the zone left over.
+_ZONES6 = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1a", "us-east-1b", "us-east-1c"]
+INCREASE = Modification(
+    name="IncreaseReplicaCount", target=SCALED, key="ReplicationGroupId", base={"ApplyImmediately": True},
+    observe=_scaled_observed, settled=_group_settled,
+    values={"NewReplicaCount": 1, "ReplicaConfiguration": [{"NodeGroupId": "0001", "NewReplicaCount": 2}],
+            "ReplicaConfiguration[].NodeGroupId": "0001", "ReplicaConfiguration[].NewReplicaCount": 4,
+            "ReplicaConfiguration[].PreferredAvailabilityZones": _ZONES6,
+            "ReplicaConfiguration[].PreferredOutpostArns": [OUTPOST]},
+    bases={}, elements={"ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 3}},
+    element_for={"ReplicaConfiguration[].PreferredAvailabilityZones": {
+        "ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 5}},
+        "ReplicaConfiguration[].PreferredOutpostArns": {
+        "ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 5}}},
+    shown={"NewReplicaCount": _replicas(1), "ReplicaConfiguration": _replicas(2),
+           "ReplicaConfiguration[].NodeGroupId": _replicas(3), "ReplicaConfiguration[].NewReplicaCount": _replicas(4),
+           "ReplicaConfiguration[].PreferredAvailabilityZones": lambda o: _replicas(5)(o)
+           and _newest_zone("us-east-1c")(o)},
+)
+
+
+def _a_replica(ec: Any) -> list[str]:
+    members = _scaled_observed(ec, SCALED)["shards"]["0001"]
+    return [m["CacheClusterId"] for m in members if m["CurrentRole"] == "replica"][:1]
+
+
+DECREASE = Modification(
+    name="DecreaseReplicaCount", target=SCALED, key="ReplicationGroupId", base={"ApplyImmediately": True},
+    observe=_scaled_observed, settled=_group_settled,
+    values={"NewReplicaCount": 4, "ReplicaConfiguration": [{"NodeGroupId": "0001", "NewReplicaCount": 3}],
+            "ReplicaConfiguration[].NodeGroupId": "0001", "ReplicaConfiguration[].NewReplicaCount": 1,
+            "ReplicaConfiguration[].PreferredAvailabilityZones": ["us-east-1a", "us-east-1c"],
+            "ReplicaConfiguration[].PreferredOutpostArns": [OUTPOST], "ReplicasToRemove": _a_replica},
+    bases={}, elements={"ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 2}},
+    element_for={"ReplicaConfiguration[].PreferredAvailabilityZones": {
+        "ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 1}}},
+    # A second replica (in us-east-1c) is added back first: of 002 (us-east-1b) and it, the zones keep it; by
+    # name, 002 would stay.
+    prepare={"ReplicaConfiguration[].PreferredAvailabilityZones": lambda ec: ec.increase_replica_count(
+        ReplicationGroupId=SCALED, ApplyImmediately=True, ReplicaConfiguration=[
+            {"NodeGroupId": "0001", "NewReplicaCount": 2, "PreferredAvailabilityZones": _ZONES6[:3]}])},
+    shown={"NewReplicaCount": _replicas(4), "ReplicaConfiguration": _replicas(3),
+           "ReplicaConfiguration[].NodeGroupId": _replicas(2), "ReplicaConfiguration[].NewReplicaCount": _replicas(1),
+           "ReplicaConfiguration[].PreferredAvailabilityZones": lambda o: _replicas(1)(o)
+           and _newest_zone("us-east-1c")(o),
+           "ReplicasToRemove": _replicas(0)},
+)
+
+
+def _shards(*names: str) -> Callable[[Any], bool]:
+    return lambda o: sorted(o["shards"]) == sorted(names)
+
+
+RESHARD = Modification(
+    name="ModifyReplicationGroupShardConfiguration", target=SCALED, key="ReplicationGroupId",
+    base={"ApplyImmediately": True},
+    observe=_scaled_observed, settled=_group_settled,
+    values={"ReshardingConfiguration": [{"NodeGroupId": "0001"},
+                                        {"NodeGroupId": "0005", "PreferredAvailabilityZones": ["us-east-1c"]}],
+            "ReshardingConfiguration[].NodeGroupId": "0007",
+            "ReshardingConfiguration[].PreferredAvailabilityZones": ["us-east-1c"],
+            "NodeGroupsToRemove": ["0009"], "NodeGroupsToRetain": ["0001"]},
+    bases={"ReshardingConfiguration": {"NodeGroupCount": 2}, "ReshardingConfiguration[].NodeGroupId": {"NodeGroupCount": 3},
+           "ReshardingConfiguration[].PreferredAvailabilityZones": {"NodeGroupCount": 4},
+           "NodeGroupsToRemove": {"NodeGroupCount": 3}, "NodeGroupsToRetain": {"NodeGroupCount": 1}},
+    elements={"ReshardingConfiguration": {"NodeGroupId": "0009"}},
+    leading={"ReshardingConfiguration[].NodeGroupId": {"ReshardingConfiguration": [{"NodeGroupId": "0001"},
+                                                                                  {"NodeGroupId": "0005"}]},
+             "ReshardingConfiguration[].PreferredAvailabilityZones": {"ReshardingConfiguration": [
+                 {"NodeGroupId": "0001"}, {"NodeGroupId": "0005"}, {"NodeGroupId": "0007"}]}},
+    shown={"ReshardingConfiguration": lambda o: _shards("0001", "0005")(o)
+           and o["shards"]["0005"][0]["PreferredAvailabilityZone"] == "us-east-1c",
+           "ReshardingConfiguration[].NodeGroupId": _shards("0001", "0005", "0007"),
+           "ReshardingConfiguration[].PreferredAvailabilityZones": lambda o: _shards("0001", "0005", "0007", "0009")(o)
+           and o["shards"]["0009"][0]["PreferredAvailabilityZone"] == "us-east-1c",
+           "NodeGroupsToRemove": _shards("0001", "0005", "0007"), "NodeGroupsToRetain": _shards("0001")},
+)
 MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER, MODIFY_USER, MODIFY_USER_GROUP, MODIFY_SUBNET_GROUP, MODIFY_SERVERLESS,
-            MODIFY_PARAMETERS, MODIFY_RESET)
+            MODIFY_PARAMETERS, MODIFY_RESET, INCREASE, DECREASE, RESHARD)
 
 
 @pytest.fixture(scope="module")
@@ -748,13 +850,18 @@ def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
                                UserGroupId="sweep-users")
     ec.create_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target,
                                     CacheParameterGroupFamily="valkey8", Description="sweep")
+    ec.create_replication_group(ReplicationGroupId=SCALED, ReplicationGroupDescription="sweep", Engine="valkey",
+                                CacheNodeType="cache.t4g.micro", ClusterMode="enabled", NumNodeGroups=1,
+                                ReplicasPerNodeGroup=0)
     yield sweep
     ec.delete_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target)
     for modification in MODIFIED:
         wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
     ec.delete_replication_group(ReplicationGroupId=MODIFY_GROUP.target)
+    ec.delete_replication_group(ReplicationGroupId=SCALED)
     ec.delete_cache_cluster(CacheClusterId=MODIFY_CLUSTER.target)
     ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=MODIFY_GROUP.target, WaiterConfig={"Delay": 1})
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=SCALED, WaiterConfig={"Delay": 1})
     ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=MODIFY_CLUSTER.target, WaiterConfig={"Delay": 1})
     ec.delete_cache_parameter_group(CacheParameterGroupName="sweep-params8")
     ec.delete_serverless_cache(ServerlessCacheName=MODIFY_SERVERLESS.target)
@@ -783,10 +890,18 @@ def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any
     ec = modified["ec"]
     key = modification.key
     wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
+    if path in modification.prepare:
+        modification.prepare[path](ec)
+        wait_for(lambda: modification.settled(ec, modification.target), timeout=120,
+                 what=f"{modification.target} settled")
     value = modification.values[path] if path in modification.values else made_value(path, member)
+    if callable(value):  # a value read from the resource as it is now (a replica's id)
+        value = value(ec)
     elements = {**modification.elements, **modification.element_for.get(path, {})}
     params = put({key: modification.target, **modification.base, **modification.bases.get(path, {})}, path, value,
                  elements)
+    for name, before in modification.leading.get(path, {}).items():
+        params[name] = before + params[name]
     try:
         getattr(ec, botocore.xform_name(modification.name))(**params)
     except ClientError as error:
