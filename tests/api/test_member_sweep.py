@@ -506,11 +506,17 @@ def _resource_id(operation: Operation, path: str) -> str:
 @pytest.mark.parametrize(("operation", "path", "member"), _cases())
 def test_each_optional_member_shows_or_is_refused(sweep: dict[str, Any], operation: Operation, path: str,
                                                   member: Shape) -> None:
+    _sweep_member(sweep, operation, path, member)
+
+
+def _sweep_member(sweep: dict[str, Any], operation: Operation, path: str, member: Shape) -> None:
     ec = sweep["ec"]
     value = operation.values[path] if path in operation.values else made_value(path, member)
     resource_id = _resource_id(operation, path)
     elements = {**operation.elements, **operation.element_for.get(path, {})}
-    params = put({**operation.base(resource_id), **operation.bases.get(path, {})}, path, value, elements)
+    merged = {**operation.base(resource_id), **operation.bases.get(path, {})}
+    # A base member set to None is left out for this member (CacheClusterId instead of ReplicationGroupId).
+    params = put({k: v for k, v in merged.items() if v is not None}, path, value, elements)
     call = getattr(ec, botocore.xform_name(operation.name))
     try:
         answer = call(**params)
@@ -522,7 +528,7 @@ def test_each_optional_member_shows_or_is_refused(sweep: dict[str, Any], operati
         assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
         return
     sweep["created"].append((operation, resource_id))
-    observed = operation.observe(ec, resource_id, answer)
+    observed = operation.observe(ec, resource_id, {**answer, "_params": params})
     check = operation.shown.get(path)
     if check is not None:
         assert check(observed), f"{path}={value!r} accepted but not shown: {observed}"
@@ -535,14 +541,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED)} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS)} == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -918,3 +924,100 @@ def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any
         assert check(observed), f"{path}={value!r} accepted but not shown: {observed}"
     else:
         assert shows(observed, path, value), f"{path}={value!r} accepted but not shown: {observed}"
+
+
+# ---------------------------------------------------------------------- snapshots
+# Taken of the resources the Modify sweeps changed (settled by then: these tests come after theirs), and
+# deleted with the sweep's other records at the end.
+BUCKET = "sweep-bucket"
+_EXPORTS: dict[str, Path] = {}  # "dir": the bucket's directory (set by the ``snapshotted`` fixture)
+
+
+def _snapshot_observed(ec: Any, name: str, answer: dict[str, Any]) -> Any:
+    if "TargetBucket" in answer.get("_params", {}):
+        # Without --s3-endpoint-url a bucket is a directory of the data dir: the export's object lands there.
+        exported = _EXPORTS["dir"] / f"{name}-0001.rdb"
+        wait_for(exported.exists, timeout=60, what=f"{exported} written")
+        return {"exported": exported}
+
+    def done() -> Any:
+        found = ec.describe_snapshots(SnapshotName=name)["Snapshots"][0]
+        return found if found["SnapshotStatus"] in ("available", "failed") else None
+
+    found = wait_for(done, timeout=60, what=f"snapshot {name} taken")
+    return {"record": found, "tags": ec.list_tags_for_resource(ResourceName=found["ARN"])["TagList"]}
+
+
+def _serverless_snapshot_observed(ec: Any, name: str, answer: dict[str, Any]) -> Any:
+    def done() -> Any:
+        found = ec.describe_serverless_cache_snapshots(ServerlessCacheSnapshotName=name)["ServerlessCacheSnapshots"][0]
+        return found if found["Status"] in ("available", "failed") else None
+
+    found = wait_for(done, timeout=60, what=f"serverless cache snapshot {name} taken")
+    return {"record": found, "tags": ec.list_tags_for_resource(ResourceName=found["ARN"])["TagList"]}
+
+
+_TAGGED = {"Tags": [{"Key": "sweep", "Value": "v"}], "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value",
+           "KmsKeyId": "sweep-key-id"}
+_TAGS_SHOWN = {"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"],
+               "KmsKeyId": lambda o: o["record"]["KmsKeyId"] == "sweep-key-id"}
+_delete_snapshot = lambda ec, name: ec.delete_snapshot(SnapshotName=name)  # noqa: E731
+_delete_serverless_snapshot = lambda ec, name: ec.delete_serverless_cache_snapshot(  # noqa: E731
+    ServerlessCacheSnapshotName=name)
+CREATE_SNAPSHOT = Operation(
+    name="CreateSnapshot",
+    base=lambda rid: {"SnapshotName": rid, "ReplicationGroupId": MODIFY_GROUP.target},
+    observe=_snapshot_observed, cleanup=_delete_snapshot, elements=REPLICATION_GROUP.elements,
+    values={**_TAGGED, "ReplicationGroupId": MODIFY_GROUP.target, "CacheClusterId": MODIFY_CLUSTER.target},
+    bases={"CacheClusterId": {"ReplicationGroupId": None}}, shown=_TAGS_SHOWN,
+)
+COPY_SNAPSHOT = Operation(
+    name="CopySnapshot",
+    base=lambda rid: {"SourceSnapshotName": "sweep-source", "TargetSnapshotName": rid},
+    observe=_snapshot_observed, cleanup=_delete_snapshot, elements=REPLICATION_GROUP.elements,
+    values={**_TAGGED, "TargetBucket": BUCKET}, bases={},
+    shown={**_TAGS_SHOWN, "TargetBucket": lambda o: o["exported"].stat().st_size > 0},
+)
+CREATE_SERVERLESS_SNAPSHOT = Operation(
+    name="CreateServerlessCacheSnapshot",
+    base=lambda rid: {"ServerlessCacheSnapshotName": rid, "ServerlessCacheName": MODIFY_SERVERLESS.target},
+    observe=_serverless_snapshot_observed, cleanup=_delete_serverless_snapshot, elements=REPLICATION_GROUP.elements,
+    values=_TAGGED, bases={}, shown=_TAGS_SHOWN,
+)
+COPY_SERVERLESS_SNAPSHOT = Operation(
+    name="CopyServerlessCacheSnapshot",
+    base=lambda rid: {"SourceServerlessCacheSnapshotName": "sweep-sl-source", "TargetServerlessCacheSnapshotName": rid},
+    observe=_serverless_snapshot_observed, cleanup=_delete_serverless_snapshot, elements=REPLICATION_GROUP.elements,
+    values=_TAGGED, bases={}, shown=_TAGS_SHOWN,
+)
+SNAPSHOTS = (CREATE_SNAPSHOT, COPY_SNAPSHOT, CREATE_SERVERLESS_SNAPSHOT, COPY_SERVERLESS_SNAPSHOT)
+
+
+@pytest.fixture(scope="module")
+def snapshotted(modified: dict[str, Any], sweep_server: Server) -> Iterator[dict[str, Any]]:
+    """The snapshots the copies start from, and the bucket an export goes to."""
+    ec = modified["ec"]
+    _EXPORTS["dir"] = sweep_server.data_dir / "buckets" / BUCKET
+    _EXPORTS["dir"].mkdir(parents=True, mode=0o700)
+    for modification in MODIFIED:
+        wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
+    ec.create_snapshot(SnapshotName="sweep-source", ReplicationGroupId=MODIFY_GROUP.target)
+    ec.create_serverless_cache_snapshot(ServerlessCacheSnapshotName="sweep-sl-source",
+                                        ServerlessCacheName=MODIFY_SERVERLESS.target)
+    _snapshot_observed(ec, "sweep-source", {})
+    _serverless_snapshot_observed(ec, "sweep-sl-source", {})
+    modified["created"] += [(CREATE_SNAPSHOT, "sweep-source"), (CREATE_SERVERLESS_SNAPSHOT, "sweep-sl-source")]
+    yield modified
+
+
+def _snapshot_cases() -> list[Any]:
+    return [pytest.param(o, path, member, id=f"{o.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(o.name, path)])] if (o.name, path) in EXCEPTIONS
+                         else [])
+            for o in SNAPSHOTS for path, member in members(MODEL.operation_model(o.name).input_shape)]
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), _snapshot_cases())
+def test_each_optional_snapshot_member_shows_or_is_refused(snapshotted: dict[str, Any], operation: Operation,
+                                                           path: str, member: Shape) -> None:
+    _sweep_member(snapshotted, operation, path, member)
