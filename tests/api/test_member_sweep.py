@@ -541,14 +541,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS)} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS)} == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -1021,3 +1021,141 @@ def _snapshot_cases() -> list[Any]:
 def test_each_optional_snapshot_member_shows_or_is_refused(snapshotted: dict[str, Any], operation: Operation,
                                                            path: str, member: Shape) -> None:
     _sweep_member(snapshotted, operation, path, member)
+
+
+# ---------------------------------------------------------------------- deletions
+@dataclass(frozen=True)
+class Deletion:
+    """How a Delete operation is swept: a resource made for each member, deleted with it set."""
+
+    name: str
+    key: str  # the input member naming the resource
+    create: Callable[[Any, str], None]
+    ready: Callable[[Any, str], bool]  # it may be deleted now
+    gone: Callable[[Any, str], bool]
+    values: dict[str, Callable[[str], Any]]  # member path -> its value, from the resource's id
+    shown: dict[str, Callable[[Any, str], bool]]  # member path -> (client, id) -> what the member left behind
+    cleanup: dict[str, Callable[[Any, str], None]]  # member path -> removes what it left behind
+
+
+def _absent(describe: str, key: str, fault: str) -> Callable[[Any, str], bool]:
+    def check(ec: Any, rid: str) -> bool:
+        try:
+            getattr(ec, describe)(**{key: rid})
+        except ClientError as error:
+            return bool(error.response["Error"]["Code"] == fault)
+        return False
+
+    return check
+
+
+def _snapshot_of(field: str) -> Callable[[Any, str], bool]:
+    def check(ec: Any, rid: str) -> bool:
+        found = _snapshot_observed(ec, f"{rid}-final", {})["record"]
+        return bool(found["SnapshotStatus"] == "available" and found[field] == rid)
+
+    return check
+
+
+def _cluster_ready(ec: Any, rid: str) -> bool:
+    return bool(ec.describe_cache_clusters(CacheClusterId=rid)["CacheClusters"][0]["CacheClusterStatus"] == "available")
+
+
+def _group_ready(ec: Any, rid: str) -> bool:
+    return _group_settled(ec, rid)
+
+
+def _retained(ec: Any, rid: str) -> bool:
+    cluster = ec.describe_cache_clusters(CacheClusterId=f"{rid}-001")["CacheClusters"][0]
+    return bool(cluster["CacheClusterStatus"] == "available" and "ReplicationGroupId" not in cluster)
+
+
+def _final(rid: str) -> str:
+    return f"{rid}-final"
+
+
+_VALKEY = {"Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}
+DELETIONS = (
+    Deletion(
+        name="DeleteCacheCluster", key="CacheClusterId",
+        create=lambda ec, rid: ec.create_cache_cluster(CacheClusterId=rid, **_VALKEY),
+        ready=_cluster_ready, gone=_absent("describe_cache_clusters", "CacheClusterId", "CacheClusterNotFound"),
+        values={"FinalSnapshotIdentifier": _final}, shown={"FinalSnapshotIdentifier": _snapshot_of("CacheClusterId")},
+        cleanup={"FinalSnapshotIdentifier": lambda ec, rid: ec.delete_snapshot(SnapshotName=_final(rid))},
+    ),
+    Deletion(
+        name="DeleteReplicationGroup", key="ReplicationGroupId",
+        create=lambda ec, rid: ec.create_replication_group(ReplicationGroupId=rid, ReplicationGroupDescription="sweep",
+                                                           NumCacheClusters=2, **_VALKEY),
+        ready=_group_ready,
+        gone=_absent("describe_replication_groups", "ReplicationGroupId", "ReplicationGroupNotFoundFault"),
+        values={"RetainPrimaryCluster": lambda rid: True, "FinalSnapshotIdentifier": _final},
+        shown={"RetainPrimaryCluster": _retained, "FinalSnapshotIdentifier": _snapshot_of("ReplicationGroupId")},
+        cleanup={"RetainPrimaryCluster": lambda ec, rid: ec.delete_cache_cluster(CacheClusterId=f"{rid}-001"),
+                 "FinalSnapshotIdentifier": lambda ec, rid: ec.delete_snapshot(SnapshotName=_final(rid))},
+    ),
+    Deletion(
+        name="DeleteServerlessCache", key="ServerlessCacheName",
+        create=lambda ec, rid: ec.create_serverless_cache(ServerlessCacheName=rid, Engine="valkey"),
+        ready=_status_is("describe_serverless_caches", "ServerlessCaches", "ServerlessCacheName", "Status", "available"),
+        gone=_absent("describe_serverless_caches", "ServerlessCacheName", "ServerlessCacheNotFoundFault"),
+        values={"FinalSnapshotName": _final},
+        shown={"FinalSnapshotName": lambda ec, rid: _serverless_snapshot_observed(ec, _final(rid), {})["record"][
+            "ServerlessCacheConfiguration"]["ServerlessCacheName"] == rid},
+        cleanup={"FinalSnapshotName": lambda ec, rid: ec.delete_serverless_cache_snapshot(
+            ServerlessCacheSnapshotName=_final(rid))},
+    ),
+)
+
+
+def _deletion_cases() -> list[Any]:
+    return [pytest.param(d, path, id=f"{d.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS
+                         else [])
+            for d in DELETIONS for path, _ in members(MODEL.operation_model(d.name).input_shape)]
+
+
+def _deleted_id(deletion: Deletion, path: str) -> str:
+    return f"swd-{''.join(c for c in deletion.name + path if c.isupper()).lower()}-{len(path)}"
+
+
+@pytest.fixture(scope="module")
+def deletable(snapshotted: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One resource per Delete member, made at once (their engines start together)."""
+    ec = snapshotted["ec"]
+    made = [(d, path) for d in DELETIONS for path, _ in members(MODEL.operation_model(d.name).input_shape)
+            if (d.name, path) not in EXCEPTIONS]
+    for deletion, path in made:
+        deletion.create(ec, _deleted_id(deletion, path))
+    yield snapshotted
+    for deletion, path in made:
+        rid = _deleted_id(deletion, path)
+        if not deletion.gone(ec, rid):  # a test that failed before its call
+            wait_for(lambda d=deletion, r=rid: d.ready(ec, r), timeout=120, what=f"{rid} ready")
+            getattr(ec, botocore.xform_name(deletion.name))(**{deletion.key: rid})
+        wait_for(lambda d=deletion, r=rid: d.gone(ec, r), timeout=120, what=f"{rid} gone")
+        try:
+            deletion.cleanup[path](ec, rid)
+        except ClientError as error:
+            if "NotFound" not in error.response["Error"]["Code"]:
+                raise
+    wait_for(lambda: not [c for c in ec.describe_cache_clusters()["CacheClusters"]
+                          if c["CacheClusterId"].startswith("swd-")], timeout=120, what="retained clusters gone")
+
+
+@pytest.mark.parametrize(("deletion", "path"), _deletion_cases())
+def test_each_optional_delete_member_shows_or_is_refused(deletable: dict[str, Any], deletion: Deletion,
+                                                         path: str) -> None:
+    ec = deletable["ec"]
+    rid = _deleted_id(deletion, path)
+    wait_for(lambda: deletion.ready(ec, rid), timeout=120, what=f"{rid} ready")
+    value = deletion.values[path](rid)
+    try:
+        getattr(ec, botocore.xform_name(deletion.name))(**put({deletion.key: rid}, path, value, {}))
+    except ClientError as error:
+        found = error.response["Error"]
+        assert found["Code"] in REFUSALS, f"{deletion.name} {path}={value!r} -> {found}"
+        assert path in found["Message"], f"the refusal does not name {path}: {found['Message']}"
+        return
+    wait_for(lambda: deletion.gone(ec, rid), timeout=120, what=f"{rid} deleted")
+    assert deletion.shown[path](ec, rid), f"{deletion.name} {path}={value!r} accepted but not shown"
