@@ -32,14 +32,15 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 # Operations Cachefleet answers, with optional members, that the sweep does not cover yet (the
 # test fails when an operation is answered and neither swept nor listed here).
 REMAINING: tuple[str, ...] = (
-    # tags and service updates
-    "AddTagsToResource", "BatchApplyUpdateAction", "BatchStopUpdateAction",
+    # Service updates: one exists only when a newer patch build of an installed engine minor is on the host,
+    # which the sweep's server has not (ServiceUpdateNotFoundFault before any member is read);
+    # tests/acceptance/test_maintenance.py makes one and checks ReplicationGroupIds and CacheClusterIds.
+    "BatchApplyUpdateAction", "BatchStopUpdateAction",
     # Describe filters and paging (a different check: the filter narrows the answer)
     "DescribeCacheClusters", "DescribeCacheEngineVersions", "DescribeCacheParameterGroups", "DescribeCacheParameters",
     "DescribeCacheSecurityGroups", "DescribeCacheSubnetGroups", "DescribeEngineDefaultParameters", "DescribeEvents",
     "DescribeReplicationGroups", "DescribeServerlessCaches", "DescribeServerlessCacheSnapshots",
     "DescribeServiceUpdates", "DescribeSnapshots", "DescribeUpdateActions", "DescribeUserGroups", "DescribeUsers",
-    "ListAllowedNodeTypeModifications",
     # Global datastores: each call needs a primary group made a member of a datastore the sweep would hold for
     # the whole run. tests/api/test_global_datastores_api.py checks ShowMemberInfo and Modify's
     # GlobalReplicationGroupDescription, AutomaticFailoverEnabled, CacheParameterGroupName; not checked anywhere:

@@ -541,14 +541,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS)} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS)} == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -1159,3 +1159,68 @@ def test_each_optional_delete_member_shows_or_is_refused(deletable: dict[str, An
         return
     wait_for(lambda: deletion.gone(ec, rid), timeout=120, what=f"{rid} deleted")
     assert deletion.shown[path](ec, rid), f"{deletion.name} {path}={value!r} accepted but not shown"
+
+
+# ---------------------------------------------------------------------- calls read from their own answer
+@dataclass(frozen=True)
+class Call:
+    """An operation whose members show in its own answer (or in what it changes, read right after)."""
+
+    name: str
+    base: dict[str, Any]
+    values: dict[str, Any]
+    elements: dict[str, Any]
+    shown: dict[str, Callable[[Any, dict[str, Any]], bool]]  # member path -> (client, answer) -> it took effect
+
+
+def _own_node_type(describe: Callable[[Any], str]) -> Callable[[Any, dict[str, Any]], bool]:
+    """The listing is of that resource: a larger type is offered, not the one it runs."""
+    def check(ec: Any, answer: dict[str, Any]) -> bool:
+        offered = answer.get("ScaleUpModifications", []) + answer.get("ScaleDownModifications", [])
+        return bool(answer.get("ScaleUpModifications")) and describe(ec) not in offered
+
+    return check
+
+
+_SUBNETS_ARN = "arn:aws:elasticache:us-east-1:000000000000:subnetgroup:sweep-subnets"
+_tags_of_subnets = lambda ec: ec.list_tags_for_resource(ResourceName=_SUBNETS_ARN)["TagList"]  # noqa: E731
+CALLS = (
+    Call(
+        name="AddTagsToResource", base={"ResourceName": _SUBNETS_ARN},
+        values={"Tags[].Key": "sweep-added-key", "Tags[].Value": "sweep-added-value"},
+        elements={"Tags": {"Key": "sweep-added", "Value": "v"}},
+        shown={"Tags[].Key": lambda ec, a: {"Key": "sweep-added-key", "Value": "v"} in _tags_of_subnets(ec),
+               "Tags[].Value": lambda ec, a: {"Key": "sweep-added", "Value": "sweep-added-value"}
+               in _tags_of_subnets(ec)},
+    ),
+    Call(
+        name="ListAllowedNodeTypeModifications", base={},
+        values={"CacheClusterId": MODIFY_CLUSTER.target, "ReplicationGroupId": MODIFY_GROUP.target}, elements={},
+        shown={"CacheClusterId": _own_node_type(lambda ec: ec.describe_cache_clusters(
+                   CacheClusterId=MODIFY_CLUSTER.target)["CacheClusters"][0]["CacheNodeType"]),
+               "ReplicationGroupId": _own_node_type(lambda ec: ec.describe_replication_groups(
+                   ReplicationGroupId=MODIFY_GROUP.target)["ReplicationGroups"][0]["CacheNodeType"])},
+    ),
+)
+
+
+def _call_cases() -> list[Any]:
+    return [pytest.param(c, path, id=f"{c.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(c.name, path)])] if (c.name, path) in EXCEPTIONS
+                         else [])
+            for c in CALLS for path, _ in members(MODEL.operation_model(c.name).input_shape)]
+
+
+@pytest.mark.parametrize(("call", "path"), _call_cases())
+def test_each_optional_call_member_shows_or_is_refused(snapshotted: dict[str, Any], call: Call, path: str) -> None:
+    ec = snapshotted["ec"]
+    params = put(call.base, path, call.values[path], call.elements)
+    try:
+        answer = getattr(ec, botocore.xform_name(call.name))(**params)
+    except ClientError as error:
+        found = error.response["Error"]
+        names = [part.replace("[]", "") for part in path.split(".")]
+        assert found["Code"] in REFUSALS, f"{call.name} {params} -> {found}"
+        assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+        return
+    assert call.shown[path](ec, answer), f"{call.name} {params} accepted but not shown: {answer}"
