@@ -17,6 +17,7 @@ together at the end, so the sweep costs one engine start per member.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -541,14 +542,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS)} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES)} == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -1224,3 +1225,193 @@ def test_each_optional_call_member_shows_or_is_refused(snapshotted: dict[str, An
         assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
         return
     assert call.shown[path](ec, answer), f"{call.name} {params} accepted but not shown: {answer}"
+
+
+# ---------------------------------------------------------------------- Describe filters and paging
+# A filter takes effect when the listing with it set is not empty, holds only what matches, and the
+# listing without it holds something that does not match. A page size takes effect when a page holds
+# at most that many and says where the next starts; a Marker when the next page holds new items.
+# They run last, over the records the sweep holds by then (its groups, clusters, snapshots, events).
+@dataclass(frozen=True)
+class Describe:
+    """How a Describe operation's members are checked."""
+
+    name: str
+    listing: str  # the answer's list
+    identity: Callable[[dict[str, Any]], Any]  # what tells two items apart
+    base: dict[str, Any]
+    values: dict[str, Any]  # member path -> value (a callable: (client) -> value)
+    matches: dict[str, Callable[[dict[str, Any], Any], bool]]  # member path -> (item, value) -> it matches
+    shown: dict[str, Callable[[dict[str, Any]], bool]] = field(default_factory=dict)  # non-filters: (answer) -> ok
+    page: tuple[str, str, int] = ("MaxRecords", "Marker", 20)  # size member, marker member, smallest size
+    within: str = ""  # the answer's member holding the listing and the marker, if not the answer itself
+
+
+def _field(name: str) -> Callable[[dict[str, Any], Any], bool]:
+    return lambda item, value: bool(str(item.get(name, "")).lower() == str(value).lower())
+
+
+def _at(*path: str) -> Callable[[dict[str, Any]], Any]:
+    def read(item: dict[str, Any]) -> Any:
+        for key in path:
+            item = item.get(key, {}) if isinstance(item, dict) else {}
+        return item
+
+    return read
+
+
+def _dated(ec: Any, pick: Callable[[list[Any]], Any]) -> Any:
+    """A time among the events listed now: a bound that splits them."""
+    dates = sorted(e["Date"] for e in ec.describe_events(Duration=1440, MaxRecords=100)["Events"])
+    return pick(dates)
+
+
+_event_id = lambda e: (e["SourceIdentifier"], e["Date"], e["Message"])  # noqa: E731
+DESCRIBES = (
+    Describe(
+        name="DescribeCacheClusters", listing="CacheClusters", identity=_at("CacheClusterId"), base={},
+        values={"CacheClusterId": MODIFY_CLUSTER.target, "ShowCacheNodeInfo": True,
+                "ShowCacheClustersNotInReplicationGroups": True},
+        matches={"CacheClusterId": _field("CacheClusterId"),
+                 "ShowCacheClustersNotInReplicationGroups": lambda item, v: "ReplicationGroupId" not in item},
+        shown={"ShowCacheNodeInfo": lambda a: all(c.get("CacheNodes") for c in a["CacheClusters"])},
+    ),
+    Describe(
+        name="DescribeCacheEngineVersions", listing="CacheEngineVersions",
+        identity=lambda v: (v["Engine"], v["EngineVersion"]), base={},
+        values={"Engine": "valkey", "EngineVersion": "8.1", "CacheParameterGroupFamily": "valkey8", "DefaultOnly": True},
+        matches={"Engine": _field("Engine"),
+                 "EngineVersion": lambda item, v: item["EngineVersion"] == v or item["EngineVersion"].startswith(v + "."),
+                 "CacheParameterGroupFamily": _field("CacheParameterGroupFamily")},
+        # DefaultOnly: one version per engine, where the full listing has several for one.
+        shown={"DefaultOnly": lambda a: len({v["Engine"] for v in a["CacheEngineVersions"]})
+               == len(a["CacheEngineVersions"])},
+    ),
+    Describe(
+        name="DescribeCacheParameterGroups", listing="CacheParameterGroups", identity=_at("CacheParameterGroupName"),
+        base={}, values={"CacheParameterGroupName": "sweep-params8"},
+        matches={"CacheParameterGroupName": _field("CacheParameterGroupName")},
+    ),
+    Describe(
+        name="DescribeCacheParameters", listing="Parameters", identity=_at("ParameterName"),
+        base={"CacheParameterGroupName": "sweep-params8"}, values={"Source": "engine-default"},
+        matches={"Source": _field("Source")},
+    ),
+    Describe(
+        name="DescribeCacheSecurityGroups", listing="CacheSecurityGroups", identity=_at("CacheSecurityGroupName"),
+        base={}, values={"CacheSecurityGroupName": "sweep-security"},
+        matches={"CacheSecurityGroupName": _field("CacheSecurityGroupName")},
+    ),
+    Describe(
+        name="DescribeCacheSubnetGroups", listing="CacheSubnetGroups", identity=_at("CacheSubnetGroupName"),
+        base={}, values={"CacheSubnetGroupName": "sweep-subnets"},
+        matches={"CacheSubnetGroupName": _field("CacheSubnetGroupName")},
+    ),
+    Describe(
+        name="DescribeEngineDefaultParameters", listing="Parameters", identity=_at("ParameterName"),
+        base={"CacheParameterGroupFamily": "valkey8"}, values={}, matches={}, within="EngineDefaults",
+    ),
+    Describe(
+        name="DescribeEvents", listing="Events", identity=_event_id, base={"Duration": 1440},
+        values={"SourceIdentifier": MODIFY_GROUP.target, "SourceType": "cache-cluster",
+                "StartTime": lambda ec: _dated(ec, lambda d: d[len(d) // 2]),
+                "EndTime": lambda ec: _dated(ec, lambda d: d[len(d) // 2]), "Duration": 1},
+        matches={"SourceIdentifier": _field("SourceIdentifier"), "SourceType": _field("SourceType"),
+                 "StartTime": lambda item, v: item["Date"] >= v, "EndTime": lambda item, v: item["Date"] <= v,
+                 "Duration": lambda item, v: item["Date"] >= dt.datetime.now(dt.UTC) - dt.timedelta(minutes=v, seconds=5)},
+    ),
+    Describe(
+        name="DescribeReplicationGroups", listing="ReplicationGroups", identity=_at("ReplicationGroupId"), base={},
+        values={"ReplicationGroupId": MODIFY_GROUP.target}, matches={"ReplicationGroupId": _field("ReplicationGroupId")},
+    ),
+    Describe(
+        name="DescribeServerlessCaches", listing="ServerlessCaches", identity=_at("ServerlessCacheName"), base={},
+        values={"ServerlessCacheName": MODIFY_SERVERLESS.target},
+        matches={"ServerlessCacheName": _field("ServerlessCacheName")}, page=("MaxResults", "NextToken", 1),
+    ),
+    Describe(
+        name="DescribeServerlessCacheSnapshots", listing="ServerlessCacheSnapshots",
+        identity=_at("ServerlessCacheSnapshotName"), base={},
+        values={"ServerlessCacheName": MODIFY_SERVERLESS.target, "ServerlessCacheSnapshotName": "sweep-sl-source",
+                "SnapshotType": "manual"},
+        matches={"ServerlessCacheName": lambda item, v: item["ServerlessCacheConfiguration"][
+                     "ServerlessCacheName"] == v,
+                 "ServerlessCacheSnapshotName": _field("ServerlessCacheSnapshotName"),
+                 "SnapshotType": _field("SnapshotType")}, page=("MaxResults", "NextToken", 1),
+    ),
+    Describe(
+        name="DescribeSnapshots", listing="Snapshots", identity=_at("SnapshotName"), base={},
+        values={"ReplicationGroupId": MODIFY_GROUP.target, "CacheClusterId": MODIFY_CLUSTER.target,
+                "SnapshotName": "sweep-source", "SnapshotSource": "user", "ShowNodeGroupConfig": True},
+        matches={"ReplicationGroupId": _field("ReplicationGroupId"), "CacheClusterId": _field("CacheClusterId"),
+                 "SnapshotName": _field("SnapshotName"),
+                 "SnapshotSource": lambda item, v: item["SnapshotSource"] == "manual"},
+        shown={"ShowNodeGroupConfig": lambda a: all(n.get("NodeGroupConfiguration") for s in a["Snapshots"]
+                                                    for n in s["NodeSnapshots"])},
+    ),
+    Describe(
+        name="DescribeUserGroups", listing="UserGroups", identity=_at("UserGroupId"), base={},
+        values={"UserGroupId": "sweep-users"}, matches={"UserGroupId": _field("UserGroupId")},
+    ),
+    Describe(
+        name="DescribeUsers", listing="Users", identity=_at("UserId"), base={},
+        values={"Engine": "valkey", "UserId": "default", "Filters": [{"Name": "user-id", "Values": ["default"]}],
+                "Filters[].Name": "user-id", "Filters[].Values": ["sweep-member"]},
+        matches={"Engine": _field("Engine"), "UserId": _field("UserId"),
+                 "Filters": lambda item, v: item["UserId"] == "default",
+                 "Filters[].Name": lambda item, v: item["UserId"] == "default",
+                 "Filters[].Values": lambda item, v: item["UserId"] == "sweep-member"},
+    ),
+)
+DESCRIBE_ELEMENTS = {"Filters": {"Name": "user-id", "Values": ["default"]}}
+
+
+def _describe_cases() -> list[Any]:
+    return [pytest.param(d, path, id=f"{d.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS
+                         else [])
+            for d in DESCRIBES for path, _ in members(MODEL.operation_model(d.name).input_shape)]
+
+
+@pytest.mark.parametrize(("describe", "path"), _describe_cases())
+def test_each_describe_member_takes_effect(snapshotted: dict[str, Any], describe: Describe, path: str) -> None:
+    ec = snapshotted["ec"]
+    describing = getattr(ec, botocore.xform_name(describe.name))
+
+    def call(**params: Any) -> dict[str, Any]:
+        answer = describing(**params)
+        return dict(answer[describe.within]) if describe.within else dict(answer)
+
+    size, marker, smallest = describe.page
+    if path in (size, marker):
+        first = call(**describe.base, **{size: smallest})
+        assert 0 < len(first[describe.listing]) <= smallest and first.get(marker), \
+            f"{size}={smallest}: {len(first[describe.listing])} items, {marker} {first.get(marker)!r}"
+        if path == marker:
+            second = call(**describe.base, **{size: smallest, marker: first[marker]})
+            seen = {repr(describe.identity(i)) for i in first[describe.listing]}
+            assert second[describe.listing] and not seen & {repr(describe.identity(i)) for i in second[
+                describe.listing]}, f"{marker}: the next page repeats the first"
+        return
+    value = describe.values[path]
+    if callable(value):
+        value = value(ec)
+    params = put(describe.base, path, value, DESCRIBE_ELEMENTS)
+    try:
+        answer = call(**params)
+    except ClientError as error:
+        found = error.response["Error"]
+        names = [part.replace("[]", "") for part in path.split(".")]
+        assert found["Code"] in REFUSALS, f"{describe.name} {params} -> {found}"
+        assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+        return
+    if path in describe.shown:
+        assert describe.shown[path](answer), f"{describe.name} {params}: {answer}"
+        return
+    listed = answer[describe.listing]
+    everything = call(**describe.base)[describe.listing]
+    match = describe.matches[path]
+    assert listed, f"{describe.name} {params} lists nothing"
+    assert all(match(item, value) for item in listed), f"{describe.name} {params} lists what does not match: {listed}"
+    assert any(not match(item, value) for item in everything), \
+        f"{describe.name} without {path}: nothing it should leave out (the check proves nothing)"
