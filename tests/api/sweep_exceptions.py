@@ -35,7 +35,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     # 45 subnet groups.
     **{(operation, member): "fewer than a page (20) of these in the sweep: paging is checked on the longer listings"
        for operation in ("DescribeCacheEngineVersions", "DescribeCacheParameterGroups", "DescribeCacheSecurityGroups",
-                         "DescribeCacheSubnetGroups", "DescribeSnapshots", "DescribeUserGroups", "DescribeUsers")
+                         "DescribeCacheSubnetGroups", "DescribeSnapshots", "DescribeUserGroups", "DescribeUsers",
+                         "DescribeReservedCacheNodes")
        for member in ("MaxRecords", "Marker")},
 }
 
@@ -61,8 +62,4 @@ REMAINING: tuple[str, ...] = (
     # ClearTargetCacheData=false are refused, named (tests/api/test_migration_api.py); PrepareMigration and the
     # ServerlessCacheName path are refused whole (serverless migration is not offered).
     "StartMigration", "TestMigration", "CompleteMigration", "PrepareMigration",
-    # Reserved nodes (bookkeeping only): tests/api/test_reserved_nodes_api.py checks ReservedCacheNodeId,
-    # CacheNodeCount, Tags and the offering filters (CacheNodeType, Duration, ProductDescription, OfferingType);
-    # not swept yet.
-    "PurchaseReservedCacheNodesOffering", "DescribeReservedCacheNodes", "DescribeReservedCacheNodesOfferings",
 )

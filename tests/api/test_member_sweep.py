@@ -542,14 +542,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES)} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES)} == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -1415,3 +1415,76 @@ def test_each_describe_member_takes_effect(snapshotted: dict[str, Any], describe
     assert all(match(item, value) for item in listed), f"{describe.name} {params} lists what does not match: {listed}"
     assert any(not match(item, value) for item in everything), \
         f"{describe.name} without {path}: nothing it should leave out (the check proves nothing)"
+
+
+# ---------------------------------------------------------------------- reserved nodes (bookkeeping only)
+_OFFERS: dict[str, str] = {}  # name -> ReservedCacheNodesOfferingId (set by the ``reserved`` fixture)
+_OFFERED = {"micro": {"CacheNodeType": "cache.t4g.micro", "Duration": "1", "OfferingType": "No Upfront",
+                      "ProductDescription": "valkey"},
+            "large": {"CacheNodeType": "cache.r7g.large", "Duration": "3", "OfferingType": "All Upfront",
+                      "ProductDescription": "redis"}}
+
+
+def _reserved_observed(ec: Any, rid: str, answer: dict[str, Any]) -> Any:
+    bought = answer["ReservedCacheNode"]["ReservedCacheNodeId"]
+    found = ec.describe_reserved_cache_nodes(ReservedCacheNodeId=bought)["ReservedCacheNodes"][0]
+    return {"record": found, "tags": ec.list_tags_for_resource(ResourceName=found["ReservationARN"])["TagList"]}
+
+
+PURCHASE = Operation(
+    name="PurchaseReservedCacheNodesOffering",
+    base=lambda rid: {"ReservedCacheNodesOfferingId": _OFFERS["micro"], "ReservedCacheNodeId": rid},
+    observe=_reserved_observed, cleanup=lambda ec, rid: None,  # a reservation is never deleted, only expires
+    elements=REPLICATION_GROUP.elements,
+    values={"ReservedCacheNodeId": "sweep-reserved-own-id", "CacheNodeCount": 2, "Tags": [{"Key": "sweep", "Value": "v"}],
+            "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value"},
+    bases={}, shown={"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"]},
+)
+
+
+@pytest.fixture(scope="module")
+def reserved(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Two offerings apart in every filter, and a reservation of each."""
+    ec = sweep["ec"]
+    for name, filters in _OFFERED.items():
+        _OFFERS[name] = ec.describe_reserved_cache_nodes_offerings(**filters)["ReservedCacheNodesOfferings"][0][
+            "ReservedCacheNodesOfferingId"]
+        ec.purchase_reserved_cache_nodes_offering(ReservedCacheNodesOfferingId=_OFFERS[name],
+                                                  ReservedCacheNodeId=f"sweep-rsv-{name}")
+    yield sweep
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), [
+    pytest.param(PURCHASE, path, member, id=f"{PURCHASE.name}:{path}")
+    for path, member in members(MODEL.operation_model(PURCHASE.name).input_shape)])
+def test_each_optional_purchase_member_shows_or_is_refused(reserved: dict[str, Any], operation: Operation, path: str,
+                                                           member: Shape) -> None:
+    _sweep_member(reserved, operation, path, member)
+
+
+_RESERVED_MATCHES = {
+    "ReservedCacheNodesOfferingId": _field("ReservedCacheNodesOfferingId"), "CacheNodeType": _field("CacheNodeType"),
+    "Duration": lambda item, v: item["Duration"] == 94608000, "ProductDescription": _field("ProductDescription"),
+    "OfferingType": _field("OfferingType"),
+}
+_RESERVED_VALUES = {"ReservedCacheNodesOfferingId": lambda ec: _OFFERS["large"],
+                    **{k: v for k, v in _OFFERED["large"].items()}}
+RESERVED_DESCRIBES = (
+    Describe(
+        name="DescribeReservedCacheNodes", listing="ReservedCacheNodes", identity=_at("ReservedCacheNodeId"), base={},
+        values={**_RESERVED_VALUES, "ReservedCacheNodeId": "sweep-rsv-large"},
+        matches={**_RESERVED_MATCHES, "ReservedCacheNodeId": _field("ReservedCacheNodeId")},
+    ),
+    Describe(
+        name="DescribeReservedCacheNodesOfferings", listing="ReservedCacheNodesOfferings",
+        identity=_at("ReservedCacheNodesOfferingId"), base={}, values=_RESERVED_VALUES, matches=_RESERVED_MATCHES,
+    ),
+)
+
+
+@pytest.mark.parametrize(("describe", "path"), [
+    pytest.param(d, path, id=f"{d.name}:{path}",
+                 marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS else [])
+    for d in RESERVED_DESCRIBES for path, _ in members(MODEL.operation_model(d.name).input_shape)])
+def test_each_reserved_describe_member_takes_effect(reserved: dict[str, Any], describe: Describe, path: str) -> None:
+    test_each_describe_member_takes_effect(reserved, describe, path)
