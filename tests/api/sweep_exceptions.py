@@ -36,7 +36,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     **{(operation, member): "fewer than a page (20) of these in the sweep: paging is checked on the longer listings"
        for operation in ("DescribeCacheEngineVersions", "DescribeCacheParameterGroups", "DescribeCacheSecurityGroups",
                          "DescribeCacheSubnetGroups", "DescribeSnapshots", "DescribeUserGroups", "DescribeUsers",
-                         "DescribeReservedCacheNodes")
+                         "DescribeReservedCacheNodes", "DescribeGlobalReplicationGroups")
        for member in ("MaxRecords", "Marker")},
 }
 
@@ -50,12 +50,12 @@ REMAINING: tuple[str, ...] = (
     # Service updates (none on the sweep's server: see above); tests/acceptance/test_maintenance.py checks
     # ServiceUpdateName, ReplicationGroupIds, CacheClusterIds, ShowNodeLevelUpdateStatus.
     "DescribeServiceUpdates", "DescribeUpdateActions",
-    # Global datastores: each call needs a primary group made a member of a datastore the sweep would hold for
-    # the whole run. tests/api/test_global_datastores_api.py checks ShowMemberInfo and Modify's
-    # GlobalReplicationGroupDescription, AutomaticFailoverEnabled, CacheParameterGroupName; not checked anywhere:
-    # Create's Tags. Increase/DecreaseNodeGroupsInGlobalReplicationGroup are refused whole (cluster mode
-    # disabled datastores only: GlobalDatastores.refuse_shards), so their members cannot be dropped.
-    "CreateGlobalReplicationGroup", "DescribeGlobalReplicationGroups", "ModifyGlobalReplicationGroup",
+    # Global datastores: Modify changes every member group (a node type or engine change of each), which
+    # tests/api/test_global_datastores_api.py checks for GlobalReplicationGroupDescription,
+    # AutomaticFailoverEnabled, CacheParameterGroupName, CacheNodeType; not swept yet.
+    # Increase/DecreaseNodeGroupsInGlobalReplicationGroup are refused whole (cluster mode disabled
+    # datastores only: GlobalDatastores.refuse_shards), so their members cannot be dropped.
+    "ModifyGlobalReplicationGroup",
     "IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup",
     # Online migration: a call that is accepted needs a source engine to replicate from
     # (tests/acceptance/test_migration.py, CompleteMigration's Force there). StartMigration's AutoCutover and

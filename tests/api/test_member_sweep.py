@@ -542,14 +542,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES)} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)} == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -1488,3 +1488,95 @@ RESERVED_DESCRIBES = (
     for d in RESERVED_DESCRIBES for path, _ in members(MODEL.operation_model(d.name).input_shape)])
 def test_each_reserved_describe_member_takes_effect(reserved: dict[str, Any], describe: Describe, path: str) -> None:
     test_each_describe_member_takes_effect(reserved, describe, path)
+
+
+# ---------------------------------------------------------------------- global datastores
+# One datastore made by the sweep (its Description case) and one by the fixture, each around a group of
+# its own (global datastores need a large node type); the Describe filters are checked on the two.
+_LARGE = {"ReplicationGroupDescription": "sweep", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
+
+
+def _suffix(rid: str) -> str:
+    """A datastore's id is its prefix and this suffix, 40 characters at most: shorter than the group's id."""
+    return "sw-g" + rid[-3:]
+
+
+def _global_of(ec: Any, rid: str) -> dict[str, Any] | None:
+    found = [g for g in ec.describe_global_replication_groups(ShowMemberInfo=True)["GlobalReplicationGroups"]
+             if g["GlobalReplicationGroupId"].endswith("-" + _suffix(rid))]
+    return found[0] if found else None
+
+
+def _global_cleanup(ec: Any, rid: str) -> None:
+    record = _global_of(ec, rid)
+    if record is not None:
+        ec.delete_global_replication_group(GlobalReplicationGroupId=record["GlobalReplicationGroupId"],
+                                           RetainPrimaryReplicationGroup=False)
+
+
+def _global_observed(ec: Any, rid: str, answer: dict[str, Any]) -> Any:
+    record = answer["GlobalReplicationGroup"]
+    return {"record": ec.describe_global_replication_groups(GlobalReplicationGroupId=record[
+        "GlobalReplicationGroupId"])["GlobalReplicationGroups"][0]}
+
+
+CREATE_GLOBAL = Operation(
+    name="CreateGlobalReplicationGroup",
+    base=lambda rid: {"GlobalReplicationGroupIdSuffix": _suffix(rid), "PrimaryReplicationGroupId": rid},
+    observe=_global_observed, cleanup=_global_cleanup,
+    gone=lambda ec, rid: wait_for(lambda: _global_of(ec, rid) is None and group_gone(ec, rid), timeout=60,
+                                  what=f"global datastore {rid} and its group gone"),
+    elements=REPLICATION_GROUP.elements,
+    values={"GlobalReplicationGroupDescription": "sweep-global-description", "Tags": [{"Key": "sweep", "Value": "v"}],
+            "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value"},
+    bases={}, shown={},
+)
+
+
+def group_gone(ec: Any, group_id: str) -> bool:
+    try:
+        ec.describe_replication_groups(ReplicationGroupId=group_id)
+    except ClientError as error:
+        return bool(error.response["Error"]["Code"] == "ReplicationGroupNotFoundFault")
+    return False
+
+
+@pytest.fixture(scope="module")
+def global_primaries(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The groups the datastores are made around (the Tags cases are refused before one is looked up)."""
+    ec = sweep["ec"]
+    described = _resource_id(CREATE_GLOBAL, "GlobalReplicationGroupDescription")
+    for group_id in (described, "sweep-global-other"):
+        ec.create_replication_group(ReplicationGroupId=group_id, **_LARGE)
+    for group_id in (described, "sweep-global-other"):
+        wait_for(lambda g=group_id: _group_settled(ec, g), timeout=60, what=f"{group_id} available")
+    ec.create_global_replication_group(GlobalReplicationGroupIdSuffix=_suffix("sweep-global-other"),
+                                       PrimaryReplicationGroupId="sweep-global-other")
+    sweep["created"].append((CREATE_GLOBAL, "sweep-global-other"))
+    yield sweep
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), [
+    pytest.param(CREATE_GLOBAL, path, member, id=f"{CREATE_GLOBAL.name}:{path}")
+    for path, member in members(MODEL.operation_model(CREATE_GLOBAL.name).input_shape)])
+def test_each_optional_global_member_shows_or_is_refused(global_primaries: dict[str, Any], operation: Operation,
+                                                         path: str, member: Shape) -> None:
+    _sweep_member(global_primaries, operation, path, member)
+
+
+DESCRIBE_GLOBAL = Describe(
+    name="DescribeGlobalReplicationGroups", listing="GlobalReplicationGroups", identity=_at("GlobalReplicationGroupId"),
+    base={}, values={"GlobalReplicationGroupId": lambda ec: _global_of(ec, "sweep-global-other")[  # type: ignore[index]
+        "GlobalReplicationGroupId"], "ShowMemberInfo": True},
+    matches={"GlobalReplicationGroupId": _field("GlobalReplicationGroupId")},
+    shown={"ShowMemberInfo": lambda a: all(g.get("Members") for g in a["GlobalReplicationGroups"])},
+)
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(path, id=f"{DESCRIBE_GLOBAL.name}:{path}",
+                 marks=[pytest.mark.skip(reason=EXCEPTIONS[(DESCRIBE_GLOBAL.name, path)])]
+                 if (DESCRIBE_GLOBAL.name, path) in EXCEPTIONS else [])
+    for path, _ in members(MODEL.operation_model(DESCRIBE_GLOBAL.name).input_shape)])
+def test_each_global_describe_member_takes_effect(global_primaries: dict[str, Any], path: str) -> None:
+    test_each_describe_member_takes_effect(global_primaries, DESCRIBE_GLOBAL, path)
