@@ -816,10 +816,10 @@ RESHARD = Modification(
                                         {"NodeGroupId": "0005", "PreferredAvailabilityZones": ["us-east-1c"]}],
             "ReshardingConfiguration[].NodeGroupId": "0007",
             "ReshardingConfiguration[].PreferredAvailabilityZones": ["us-east-1c"],
-            "NodeGroupsToRemove": ["0009"], "NodeGroupsToRetain": ["0001"]},
+            "NodeGroupsToRemove": ["0009"], "NodeGroupsToRetain": ["0001", "0005"]},
     bases={"ReshardingConfiguration": {"NodeGroupCount": 2}, "ReshardingConfiguration[].NodeGroupId": {"NodeGroupCount": 3},
            "ReshardingConfiguration[].PreferredAvailabilityZones": {"NodeGroupCount": 4},
-           "NodeGroupsToRemove": {"NodeGroupCount": 3}, "NodeGroupsToRetain": {"NodeGroupCount": 1}},
+           "NodeGroupsToRemove": {"NodeGroupCount": 3}, "NodeGroupsToRetain": {"NodeGroupCount": 2}},
     elements={"ReshardingConfiguration": {"NodeGroupId": "0009"}},
     leading={"ReshardingConfiguration[].NodeGroupId": {"ReshardingConfiguration": [{"NodeGroupId": "0001"},
                                                                                   {"NodeGroupId": "0005"}]},
@@ -830,7 +830,7 @@ RESHARD = Modification(
            "ReshardingConfiguration[].NodeGroupId": _shards("0001", "0005", "0007"),
            "ReshardingConfiguration[].PreferredAvailabilityZones": lambda o: _shards("0001", "0005", "0007", "0009")(o)
            and o["shards"]["0009"][0]["PreferredAvailabilityZone"] == "us-east-1c",
-           "NodeGroupsToRemove": _shards("0001", "0005", "0007"), "NodeGroupsToRetain": _shards("0001")},
+           "NodeGroupsToRemove": _shards("0001", "0005", "0007"), "NodeGroupsToRetain": _shards("0001", "0005")},
 )
 MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER, MODIFY_USER, MODIFY_USER_GROUP, MODIFY_SUBNET_GROUP, MODIFY_SERVERLESS,
             MODIFY_PARAMETERS, MODIFY_RESET, INCREASE, DECREASE, RESHARD)
