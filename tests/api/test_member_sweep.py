@@ -17,7 +17,6 @@ together at the end, so the sweep costs one engine start per member.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -1315,10 +1314,9 @@ DESCRIBES = (
         name="DescribeEvents", listing="Events", identity=_event_id, base={"Duration": 1440},
         values={"SourceIdentifier": MODIFY_GROUP.target, "SourceType": "cache-cluster",
                 "StartTime": lambda ec: _dated(ec, lambda d: d[len(d) // 2]),
-                "EndTime": lambda ec: _dated(ec, lambda d: d[len(d) // 2]), "Duration": 1},
+                "EndTime": lambda ec: _dated(ec, lambda d: d[len(d) // 2])},
         matches={"SourceIdentifier": _field("SourceIdentifier"), "SourceType": _field("SourceType"),
-                 "StartTime": lambda item, v: item["Date"] >= v, "EndTime": lambda item, v: item["Date"] <= v,
-                 "Duration": lambda item, v: item["Date"] >= dt.datetime.now(dt.UTC) - dt.timedelta(minutes=v, seconds=5)},
+                 "StartTime": lambda item, v: item["Date"] >= v, "EndTime": lambda item, v: item["Date"] <= v},
     ),
     Describe(
         name="DescribeReplicationGroups", listing="ReplicationGroups", identity=_at("ReplicationGroupId"), base={},
