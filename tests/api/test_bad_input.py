@@ -588,7 +588,7 @@ def test_failover_limits(make_server):
                                    "AutomaticFailoverEnabled": True})
     wait_group(ec, "limits")
     # The last replica of a group with automatic failover cannot go.
-    expect("InvalidReplicationGroupState", ec.delete_cache_cluster, says="last replica", CacheClusterId="limits-002")
+    expect("InvalidCacheClusterState", ec.delete_cache_cluster, says="the only read replica", CacheClusterId="limits-002")
     expect("InvalidParameterValue", ec.decrease_replica_count, says="automatic failover needs one",
            ReplicationGroupId="limits", NewReplicaCount=0, ApplyImmediately=True)
     # One failover at a time.

@@ -97,14 +97,28 @@ def worded(server: Any) -> Iterator[dict[str, Any]]:
                    NoPasswordRequired=True)
     ec.create_replication_group(ReplicationGroupId="fid-rg", ReplicationGroupDescription="d", Engine="valkey",
                                 CacheNodeType="cache.t4g.micro")
+    # DeleteCacheCluster's refusals: a group of one node (fid-rg changes size), a primary with one replica.
+    ec.create_replication_group(ReplicationGroupId="fid-one", ReplicationGroupDescription="d", Engine="valkey",
+                                CacheNodeType="cache.t4g.micro")
+    ec.create_replication_group(ReplicationGroupId="fid-pair", ReplicationGroupDescription="d", Engine="valkey",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True)
     yield {"ec": ec}
+    for group_id in ("fid-one", "fid-pair"):
+        wait_group(ec, group_id)
+        ec.delete_replication_group(ReplicationGroupId=group_id)
     ec.delete_replication_group(ReplicationGroupId="fid-rg")
     ec.delete_cache_cluster(CacheClusterId="fid-c1")
-    wait_group_gone(ec, "fid-rg")
+    for group_id in ("fid-rg", "fid-one", "fid-pair"):
+        wait_group_gone(ec, group_id)
     wait_for(lambda: not [c for c in ec.describe_cache_clusters()["CacheClusters"] if c["CacheClusterId"] == "fid-c1"],
              what="fid-c1 deleted")
     ec.delete_cache_subnet_group(CacheSubnetGroupName="fid-sn")
     ec.delete_user(UserId="fid-u1")
+
+
+def _delete_member(ec: Any, group_id: str, cluster_id: str) -> dict[str, str]:
+    wait_group(ec, group_id)
+    return _client_error(ec.delete_cache_cluster, CacheClusterId=cluster_id)
 
 
 def _trigger(wording: errors.Wording, ec: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -137,6 +151,11 @@ def _trigger(wording: errors.Wording, ec: Any) -> tuple[dict[str, str], dict[str
             {"type": "null"}),
         errors.ARN_COMPONENTS: (
             lambda: _client_error(ec.list_tags_for_resource, ResourceName="arn:aws:elasticache:us-east-1:cluster:x"), {}),
+        errors.CACHE_CLUSTER_SERVING_AS_PRIMARY: (
+            lambda: _delete_member(ec, "fid-pair", "fid-pair-001"), {"id": "fid-pair-001", "group": "fid-pair"}),
+        errors.CACHE_CLUSTER_ONLY_MEMBER: (lambda: _delete_member(ec, "fid-one", "fid-one-001"), {}),
+        errors.CACHE_CLUSTER_ONLY_READ_REPLICA: (
+            lambda: _delete_member(ec, "fid-pair", "fid-pair-002"), {"group": "fid-pair"}),
     }
     assert set(triggers) == set(errors.CATALOGUE), "every catalogue entry needs its trigger here"
     call, values = triggers[wording]

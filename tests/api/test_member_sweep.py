@@ -506,11 +506,17 @@ def _resource_id(operation: Operation, path: str) -> str:
 @pytest.mark.parametrize(("operation", "path", "member"), _cases())
 def test_each_optional_member_shows_or_is_refused(sweep: dict[str, Any], operation: Operation, path: str,
                                                   member: Shape) -> None:
+    _sweep_member(sweep, operation, path, member)
+
+
+def _sweep_member(sweep: dict[str, Any], operation: Operation, path: str, member: Shape) -> None:
     ec = sweep["ec"]
     value = operation.values[path] if path in operation.values else made_value(path, member)
     resource_id = _resource_id(operation, path)
     elements = {**operation.elements, **operation.element_for.get(path, {})}
-    params = put({**operation.base(resource_id), **operation.bases.get(path, {})}, path, value, elements)
+    merged = {**operation.base(resource_id), **operation.bases.get(path, {})}
+    # A base member set to None is left out for this member (CacheClusterId instead of ReplicationGroupId).
+    params = put({k: v for k, v in merged.items() if v is not None}, path, value, elements)
     call = getattr(ec, botocore.xform_name(operation.name))
     try:
         answer = call(**params)
@@ -522,7 +528,7 @@ def test_each_optional_member_shows_or_is_refused(sweep: dict[str, Any], operati
         assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
         return
     sweep["created"].append((operation, resource_id))
-    observed = operation.observe(ec, resource_id, answer)
+    observed = operation.observe(ec, resource_id, {**answer, "_params": params})
     check = operation.shown.get(path)
     if check is not None:
         assert check(observed), f"{path}={value!r} accepted but not shown: {observed}"
@@ -535,14 +541,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)}
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED)} == set(REMAINING)
+    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)} == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -561,6 +567,10 @@ class Modification:
     shown: dict[str, Callable[[Any], Any]]
     elements: dict[str, Any] = field(default_factory=lambda: dict(REPLICATION_GROUP.elements))
     element_for: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(REPLICATION_GROUP.element_for))
+    # member path -> list member -> the elements sent before the swept one (a call that needs several)
+    leading: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # member path -> a call made (and waited for) before the swept one, where the resource needs a change first
+    prepare: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
 def _group_settled(ec: Any, group_id: str) -> bool:
@@ -723,8 +733,106 @@ MODIFY_RESET = Modification(
            "ParameterNameValues[].ParameterName": lambda o: "timeout" not in o["parameters"],
            "ParameterNameValues[].ParameterValue": lambda o: "timeout" not in o["parameters"]},
 )
+# ---------------------------------------------------------------------- replica and shard scaling
+# One cluster mode enabled group, one shard and no replica: each IncreaseReplicaCount member adds a
+# replica (1 to 5), each DecreaseReplicaCount member removes some (back to none), then each
+# ModifyReplicationGroupShardConfiguration member adds or removes shards.
+SCALED = "sweep-scaled"
+
+
+def _scaled_observed(ec: Any, group_id: str) -> Any:
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    return {"group": group, "shards": {ng["NodeGroupId"]: ng["NodeGroupMembers"] for ng in group["NodeGroups"]}}
+
+
+def _replicas(count: int) -> Callable[[Any], bool]:
+    return lambda o: len(o["shards"]["0001"]) == 1 + count
+
+
+def _newest_zone(zone: str) -> Callable[[Any], bool]:
+    return lambda o: sorted(o["shards"]["0001"], key=lambda m: m["CacheClusterId"])[-1][
+        "PreferredAvailabilityZone"] == zone
+
+
+# The existing replicas keep their zones (b, c, a, b here); the new one goes to the zone left over.
+_ZONES6 = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1a", "us-east-1b", "us-east-1c"]
+INCREASE = Modification(
+    name="IncreaseReplicaCount", target=SCALED, key="ReplicationGroupId", base={"ApplyImmediately": True},
+    observe=_scaled_observed, settled=_group_settled,
+    values={"NewReplicaCount": 1, "ReplicaConfiguration": [{"NodeGroupId": "0001", "NewReplicaCount": 2}],
+            "ReplicaConfiguration[].NodeGroupId": "0001", "ReplicaConfiguration[].NewReplicaCount": 4,
+            "ReplicaConfiguration[].PreferredAvailabilityZones": _ZONES6,
+            "ReplicaConfiguration[].PreferredOutpostArns": [OUTPOST]},
+    bases={}, elements={"ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 3}},
+    element_for={"ReplicaConfiguration[].PreferredAvailabilityZones": {
+        "ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 5}},
+        "ReplicaConfiguration[].PreferredOutpostArns": {
+        "ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 5}}},
+    shown={"NewReplicaCount": _replicas(1), "ReplicaConfiguration": _replicas(2),
+           "ReplicaConfiguration[].NodeGroupId": _replicas(3), "ReplicaConfiguration[].NewReplicaCount": _replicas(4),
+           "ReplicaConfiguration[].PreferredAvailabilityZones": lambda o: _replicas(5)(o)
+           and _newest_zone("us-east-1c")(o)},
+)
+
+
+def _a_replica(ec: Any) -> list[str]:
+    members = _scaled_observed(ec, SCALED)["shards"]["0001"]
+    return [m["CacheClusterId"] for m in members if m["CurrentRole"] == "replica"][:1]
+
+
+DECREASE = Modification(
+    name="DecreaseReplicaCount", target=SCALED, key="ReplicationGroupId", base={"ApplyImmediately": True},
+    observe=_scaled_observed, settled=_group_settled,
+    values={"NewReplicaCount": 4, "ReplicaConfiguration": [{"NodeGroupId": "0001", "NewReplicaCount": 3}],
+            "ReplicaConfiguration[].NodeGroupId": "0001", "ReplicaConfiguration[].NewReplicaCount": 1,
+            "ReplicaConfiguration[].PreferredAvailabilityZones": ["us-east-1a", "us-east-1c"],
+            "ReplicaConfiguration[].PreferredOutpostArns": [OUTPOST], "ReplicasToRemove": _a_replica},
+    bases={}, elements={"ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 2}},
+    element_for={"ReplicaConfiguration[].PreferredAvailabilityZones": {
+        "ReplicaConfiguration": {"NodeGroupId": "0001", "NewReplicaCount": 1}}},
+    # A second replica (in us-east-1c) is added back first: of 002 (us-east-1b) and it, the zones keep it; by
+    # name, 002 would stay.
+    prepare={"ReplicaConfiguration[].PreferredAvailabilityZones": lambda ec: ec.increase_replica_count(
+        ReplicationGroupId=SCALED, ApplyImmediately=True, ReplicaConfiguration=[
+            {"NodeGroupId": "0001", "NewReplicaCount": 2, "PreferredAvailabilityZones": _ZONES6[:3]}])},
+    shown={"NewReplicaCount": _replicas(4), "ReplicaConfiguration": _replicas(3),
+           "ReplicaConfiguration[].NodeGroupId": _replicas(2), "ReplicaConfiguration[].NewReplicaCount": _replicas(1),
+           "ReplicaConfiguration[].PreferredAvailabilityZones": lambda o: _replicas(1)(o)
+           and _newest_zone("us-east-1c")(o),
+           "ReplicasToRemove": _replicas(0)},
+)
+
+
+def _shards(*names: str) -> Callable[[Any], bool]:
+    return lambda o: sorted(o["shards"]) == sorted(names)
+
+
+RESHARD = Modification(
+    name="ModifyReplicationGroupShardConfiguration", target=SCALED, key="ReplicationGroupId",
+    base={"ApplyImmediately": True},
+    observe=_scaled_observed, settled=_group_settled,
+    values={"ReshardingConfiguration": [{"NodeGroupId": "0001"},
+                                        {"NodeGroupId": "0005", "PreferredAvailabilityZones": ["us-east-1c"]}],
+            "ReshardingConfiguration[].NodeGroupId": "0007",
+            "ReshardingConfiguration[].PreferredAvailabilityZones": ["us-east-1c"],
+            "NodeGroupsToRemove": ["0009"], "NodeGroupsToRetain": ["0001", "0005"]},
+    bases={"ReshardingConfiguration": {"NodeGroupCount": 2}, "ReshardingConfiguration[].NodeGroupId": {"NodeGroupCount": 3},
+           "ReshardingConfiguration[].PreferredAvailabilityZones": {"NodeGroupCount": 4},
+           "NodeGroupsToRemove": {"NodeGroupCount": 3}, "NodeGroupsToRetain": {"NodeGroupCount": 2}},
+    elements={"ReshardingConfiguration": {"NodeGroupId": "0009"}},
+    leading={"ReshardingConfiguration[].NodeGroupId": {"ReshardingConfiguration": [{"NodeGroupId": "0001"},
+                                                                                  {"NodeGroupId": "0005"}]},
+             "ReshardingConfiguration[].PreferredAvailabilityZones": {"ReshardingConfiguration": [
+                 {"NodeGroupId": "0001"}, {"NodeGroupId": "0005"}, {"NodeGroupId": "0007"}]}},
+    shown={"ReshardingConfiguration": lambda o: _shards("0001", "0005")(o)
+           and o["shards"]["0005"][0]["PreferredAvailabilityZone"] == "us-east-1c",
+           "ReshardingConfiguration[].NodeGroupId": _shards("0001", "0005", "0007"),
+           "ReshardingConfiguration[].PreferredAvailabilityZones": lambda o: _shards("0001", "0005", "0007", "0009")(o)
+           and o["shards"]["0009"][0]["PreferredAvailabilityZone"] == "us-east-1c",
+           "NodeGroupsToRemove": _shards("0001", "0005", "0007"), "NodeGroupsToRetain": _shards("0001", "0005")},
+)
 MODIFIED = (MODIFY_GROUP, MODIFY_CLUSTER, MODIFY_USER, MODIFY_USER_GROUP, MODIFY_SUBNET_GROUP, MODIFY_SERVERLESS,
-            MODIFY_PARAMETERS, MODIFY_RESET)
+            MODIFY_PARAMETERS, MODIFY_RESET, INCREASE, DECREASE, RESHARD)
 
 
 @pytest.fixture(scope="module")
@@ -748,13 +856,18 @@ def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
                                UserGroupId="sweep-users")
     ec.create_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target,
                                     CacheParameterGroupFamily="valkey8", Description="sweep")
+    ec.create_replication_group(ReplicationGroupId=SCALED, ReplicationGroupDescription="sweep", Engine="valkey",
+                                CacheNodeType="cache.t4g.micro", ClusterMode="enabled", NumNodeGroups=1,
+                                ReplicasPerNodeGroup=0)
     yield sweep
     ec.delete_cache_parameter_group(CacheParameterGroupName=MODIFY_PARAMETERS.target)
     for modification in MODIFIED:
         wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
     ec.delete_replication_group(ReplicationGroupId=MODIFY_GROUP.target)
+    ec.delete_replication_group(ReplicationGroupId=SCALED)
     ec.delete_cache_cluster(CacheClusterId=MODIFY_CLUSTER.target)
     ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=MODIFY_GROUP.target, WaiterConfig={"Delay": 1})
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=SCALED, WaiterConfig={"Delay": 1})
     ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=MODIFY_CLUSTER.target, WaiterConfig={"Delay": 1})
     ec.delete_cache_parameter_group(CacheParameterGroupName="sweep-params8")
     ec.delete_serverless_cache(ServerlessCacheName=MODIFY_SERVERLESS.target)
@@ -783,10 +896,18 @@ def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any
     ec = modified["ec"]
     key = modification.key
     wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
+    if path in modification.prepare:
+        modification.prepare[path](ec)
+        wait_for(lambda: modification.settled(ec, modification.target), timeout=120,
+                 what=f"{modification.target} settled")
     value = modification.values[path] if path in modification.values else made_value(path, member)
+    if callable(value):  # a value read from the resource as it is now (a replica's id)
+        value = value(ec)
     elements = {**modification.elements, **modification.element_for.get(path, {})}
     params = put({key: modification.target, **modification.base, **modification.bases.get(path, {})}, path, value,
                  elements)
+    for name, before in modification.leading.get(path, {}).items():
+        params[name] = before + params[name]
     try:
         getattr(ec, botocore.xform_name(modification.name))(**params)
     except ClientError as error:
@@ -803,3 +924,657 @@ def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any
         assert check(observed), f"{path}={value!r} accepted but not shown: {observed}"
     else:
         assert shows(observed, path, value), f"{path}={value!r} accepted but not shown: {observed}"
+
+
+# ---------------------------------------------------------------------- snapshots
+# Taken of the resources the Modify sweeps changed (settled by then: these tests come after theirs), and
+# deleted with the sweep's other records at the end.
+BUCKET = "sweep-bucket"
+_EXPORTS: dict[str, Path] = {}  # "dir": the bucket's directory (set by the ``snapshotted`` fixture)
+
+
+def _snapshot_observed(ec: Any, name: str, answer: dict[str, Any]) -> Any:
+    if "TargetBucket" in answer.get("_params", {}):
+        # Without --s3-endpoint-url a bucket is a directory of the data dir: the export's object lands there.
+        exported = _EXPORTS["dir"] / f"{name}-0001.rdb"
+        wait_for(exported.exists, timeout=60, what=f"{exported} written")
+        return {"exported": exported}
+
+    def done() -> Any:
+        found = ec.describe_snapshots(SnapshotName=name)["Snapshots"][0]
+        return found if found["SnapshotStatus"] in ("available", "failed") else None
+
+    found = wait_for(done, timeout=60, what=f"snapshot {name} taken")
+    return {"record": found, "tags": ec.list_tags_for_resource(ResourceName=found["ARN"])["TagList"]}
+
+
+def _serverless_snapshot_observed(ec: Any, name: str, answer: dict[str, Any]) -> Any:
+    def done() -> Any:
+        found = ec.describe_serverless_cache_snapshots(ServerlessCacheSnapshotName=name)["ServerlessCacheSnapshots"][0]
+        return found if found["Status"] in ("available", "failed") else None
+
+    found = wait_for(done, timeout=60, what=f"serverless cache snapshot {name} taken")
+    return {"record": found, "tags": ec.list_tags_for_resource(ResourceName=found["ARN"])["TagList"]}
+
+
+_TAGGED = {"Tags": [{"Key": "sweep", "Value": "v"}], "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value",
+           "KmsKeyId": "sweep-key-id"}
+_TAGS_SHOWN = {"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"],
+               "KmsKeyId": lambda o: o["record"]["KmsKeyId"] == "sweep-key-id"}
+_delete_snapshot = lambda ec, name: ec.delete_snapshot(SnapshotName=name)  # noqa: E731
+_delete_serverless_snapshot = lambda ec, name: ec.delete_serverless_cache_snapshot(  # noqa: E731
+    ServerlessCacheSnapshotName=name)
+CREATE_SNAPSHOT = Operation(
+    name="CreateSnapshot",
+    base=lambda rid: {"SnapshotName": rid, "ReplicationGroupId": MODIFY_GROUP.target},
+    observe=_snapshot_observed, cleanup=_delete_snapshot, elements=REPLICATION_GROUP.elements,
+    values={**_TAGGED, "ReplicationGroupId": MODIFY_GROUP.target, "CacheClusterId": MODIFY_CLUSTER.target},
+    bases={"CacheClusterId": {"ReplicationGroupId": None}}, shown=_TAGS_SHOWN,
+)
+COPY_SNAPSHOT = Operation(
+    name="CopySnapshot",
+    base=lambda rid: {"SourceSnapshotName": "sweep-source", "TargetSnapshotName": rid},
+    observe=_snapshot_observed, cleanup=_delete_snapshot, elements=REPLICATION_GROUP.elements,
+    values={**_TAGGED, "TargetBucket": BUCKET}, bases={},
+    shown={**_TAGS_SHOWN, "TargetBucket": lambda o: o["exported"].stat().st_size > 0},
+)
+CREATE_SERVERLESS_SNAPSHOT = Operation(
+    name="CreateServerlessCacheSnapshot",
+    base=lambda rid: {"ServerlessCacheSnapshotName": rid, "ServerlessCacheName": MODIFY_SERVERLESS.target},
+    observe=_serverless_snapshot_observed, cleanup=_delete_serverless_snapshot, elements=REPLICATION_GROUP.elements,
+    values=_TAGGED, bases={}, shown=_TAGS_SHOWN,
+)
+COPY_SERVERLESS_SNAPSHOT = Operation(
+    name="CopyServerlessCacheSnapshot",
+    base=lambda rid: {"SourceServerlessCacheSnapshotName": "sweep-sl-source", "TargetServerlessCacheSnapshotName": rid},
+    observe=_serverless_snapshot_observed, cleanup=_delete_serverless_snapshot, elements=REPLICATION_GROUP.elements,
+    values=_TAGGED, bases={}, shown=_TAGS_SHOWN,
+)
+SNAPSHOTS = (CREATE_SNAPSHOT, COPY_SNAPSHOT, CREATE_SERVERLESS_SNAPSHOT, COPY_SERVERLESS_SNAPSHOT)
+
+
+@pytest.fixture(scope="module")
+def snapshotted(modified: dict[str, Any], sweep_server: Server) -> Iterator[dict[str, Any]]:
+    """The snapshots the copies start from, and the bucket an export goes to."""
+    ec = modified["ec"]
+    _EXPORTS["dir"] = sweep_server.data_dir / "buckets" / BUCKET
+    _EXPORTS["dir"].mkdir(parents=True, mode=0o700)
+    for modification in MODIFIED:
+        wait_for(lambda m=modification: m.settled(ec, m.target), timeout=120, what=f"{modification.target} settled")
+    ec.create_snapshot(SnapshotName="sweep-source", ReplicationGroupId=MODIFY_GROUP.target)
+    ec.create_serverless_cache_snapshot(ServerlessCacheSnapshotName="sweep-sl-source",
+                                        ServerlessCacheName=MODIFY_SERVERLESS.target)
+    _snapshot_observed(ec, "sweep-source", {})
+    _serverless_snapshot_observed(ec, "sweep-sl-source", {})
+    modified["created"] += [(CREATE_SNAPSHOT, "sweep-source"), (CREATE_SERVERLESS_SNAPSHOT, "sweep-sl-source")]
+    yield modified
+
+
+def _snapshot_cases() -> list[Any]:
+    return [pytest.param(o, path, member, id=f"{o.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(o.name, path)])] if (o.name, path) in EXCEPTIONS
+                         else [])
+            for o in SNAPSHOTS for path, member in members(MODEL.operation_model(o.name).input_shape)]
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), _snapshot_cases())
+def test_each_optional_snapshot_member_shows_or_is_refused(snapshotted: dict[str, Any], operation: Operation,
+                                                           path: str, member: Shape) -> None:
+    _sweep_member(snapshotted, operation, path, member)
+
+
+# ---------------------------------------------------------------------- deletions
+@dataclass(frozen=True)
+class Deletion:
+    """How a Delete operation is swept: a resource made for each member, deleted with it set."""
+
+    name: str
+    key: str  # the input member naming the resource
+    create: Callable[[Any, str], None]
+    ready: Callable[[Any, str], bool]  # it may be deleted now
+    gone: Callable[[Any, str], bool]
+    values: dict[str, Callable[[str], Any]]  # member path -> its value, from the resource's id
+    shown: dict[str, Callable[[Any, str], bool]]  # member path -> (client, id) -> what the member left behind
+    cleanup: dict[str, Callable[[Any, str], None]]  # member path -> removes what it left behind
+
+
+def _absent(describe: str, key: str, fault: str) -> Callable[[Any, str], bool]:
+    def check(ec: Any, rid: str) -> bool:
+        try:
+            getattr(ec, describe)(**{key: rid})
+        except ClientError as error:
+            return bool(error.response["Error"]["Code"] == fault)
+        return False
+
+    return check
+
+
+def _snapshot_of(field: str) -> Callable[[Any, str], bool]:
+    def check(ec: Any, rid: str) -> bool:
+        found = _snapshot_observed(ec, f"{rid}-final", {})["record"]
+        return bool(found["SnapshotStatus"] == "available" and found[field] == rid)
+
+    return check
+
+
+def _cluster_ready(ec: Any, rid: str) -> bool:
+    return bool(ec.describe_cache_clusters(CacheClusterId=rid)["CacheClusters"][0]["CacheClusterStatus"] == "available")
+
+
+def _group_ready(ec: Any, rid: str) -> bool:
+    return _group_settled(ec, rid)
+
+
+def _retained(ec: Any, rid: str) -> bool:
+    cluster = ec.describe_cache_clusters(CacheClusterId=f"{rid}-001")["CacheClusters"][0]
+    return bool(cluster["CacheClusterStatus"] == "available" and "ReplicationGroupId" not in cluster)
+
+
+def _final(rid: str) -> str:
+    return f"{rid}-final"
+
+
+_VALKEY = {"Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}
+DELETIONS = (
+    Deletion(
+        name="DeleteCacheCluster", key="CacheClusterId",
+        create=lambda ec, rid: ec.create_cache_cluster(CacheClusterId=rid, **_VALKEY),
+        ready=_cluster_ready, gone=_absent("describe_cache_clusters", "CacheClusterId", "CacheClusterNotFound"),
+        values={"FinalSnapshotIdentifier": _final}, shown={"FinalSnapshotIdentifier": _snapshot_of("CacheClusterId")},
+        cleanup={"FinalSnapshotIdentifier": lambda ec, rid: ec.delete_snapshot(SnapshotName=_final(rid))},
+    ),
+    Deletion(
+        name="DeleteReplicationGroup", key="ReplicationGroupId",
+        create=lambda ec, rid: ec.create_replication_group(ReplicationGroupId=rid, ReplicationGroupDescription="sweep",
+                                                           NumCacheClusters=2, **_VALKEY),
+        ready=_group_ready,
+        gone=_absent("describe_replication_groups", "ReplicationGroupId", "ReplicationGroupNotFoundFault"),
+        values={"RetainPrimaryCluster": lambda rid: True, "FinalSnapshotIdentifier": _final},
+        shown={"RetainPrimaryCluster": _retained, "FinalSnapshotIdentifier": _snapshot_of("ReplicationGroupId")},
+        cleanup={"RetainPrimaryCluster": lambda ec, rid: ec.delete_cache_cluster(CacheClusterId=f"{rid}-001"),
+                 "FinalSnapshotIdentifier": lambda ec, rid: ec.delete_snapshot(SnapshotName=_final(rid))},
+    ),
+    Deletion(
+        name="DeleteServerlessCache", key="ServerlessCacheName",
+        create=lambda ec, rid: ec.create_serverless_cache(ServerlessCacheName=rid, Engine="valkey"),
+        ready=_status_is("describe_serverless_caches", "ServerlessCaches", "ServerlessCacheName", "Status", "available"),
+        gone=_absent("describe_serverless_caches", "ServerlessCacheName", "ServerlessCacheNotFoundFault"),
+        values={"FinalSnapshotName": _final},
+        shown={"FinalSnapshotName": lambda ec, rid: _serverless_snapshot_observed(ec, _final(rid), {})["record"][
+            "ServerlessCacheConfiguration"]["ServerlessCacheName"] == rid},
+        cleanup={"FinalSnapshotName": lambda ec, rid: ec.delete_serverless_cache_snapshot(
+            ServerlessCacheSnapshotName=_final(rid))},
+    ),
+)
+
+
+def _deletion_cases() -> list[Any]:
+    return [pytest.param(d, path, id=f"{d.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS
+                         else [])
+            for d in DELETIONS for path, _ in members(MODEL.operation_model(d.name).input_shape)]
+
+
+def _deleted_id(deletion: Deletion, path: str) -> str:
+    return f"swd-{''.join(c for c in deletion.name + path if c.isupper()).lower()}-{len(path)}"
+
+
+@pytest.fixture(scope="module")
+def deletable(snapshotted: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One resource per Delete member, made at once (their engines start together)."""
+    ec = snapshotted["ec"]
+    made = [(d, path) for d in DELETIONS for path, _ in members(MODEL.operation_model(d.name).input_shape)
+            if (d.name, path) not in EXCEPTIONS]
+    for deletion, path in made:
+        deletion.create(ec, _deleted_id(deletion, path))
+    yield snapshotted
+    for deletion, path in made:
+        rid = _deleted_id(deletion, path)
+        if not deletion.gone(ec, rid):  # a test that failed before its call
+            wait_for(lambda d=deletion, r=rid: d.ready(ec, r), timeout=120, what=f"{rid} ready")
+            getattr(ec, botocore.xform_name(deletion.name))(**{deletion.key: rid})
+        wait_for(lambda d=deletion, r=rid: d.gone(ec, r), timeout=120, what=f"{rid} gone")
+        try:
+            deletion.cleanup[path](ec, rid)
+        except ClientError as error:
+            if "NotFound" not in error.response["Error"]["Code"]:
+                raise
+    wait_for(lambda: not [c for c in ec.describe_cache_clusters()["CacheClusters"]
+                          if c["CacheClusterId"].startswith("swd-")], timeout=120, what="retained clusters gone")
+
+
+@pytest.mark.parametrize(("deletion", "path"), _deletion_cases())
+def test_each_optional_delete_member_shows_or_is_refused(deletable: dict[str, Any], deletion: Deletion,
+                                                         path: str) -> None:
+    ec = deletable["ec"]
+    rid = _deleted_id(deletion, path)
+    wait_for(lambda: deletion.ready(ec, rid), timeout=120, what=f"{rid} ready")
+    value = deletion.values[path](rid)
+    try:
+        getattr(ec, botocore.xform_name(deletion.name))(**put({deletion.key: rid}, path, value, {}))
+    except ClientError as error:
+        found = error.response["Error"]
+        assert found["Code"] in REFUSALS, f"{deletion.name} {path}={value!r} -> {found}"
+        assert path in found["Message"], f"the refusal does not name {path}: {found['Message']}"
+        return
+    wait_for(lambda: deletion.gone(ec, rid), timeout=120, what=f"{rid} deleted")
+    assert deletion.shown[path](ec, rid), f"{deletion.name} {path}={value!r} accepted but not shown"
+
+
+# ---------------------------------------------------------------------- calls read from their own answer
+@dataclass(frozen=True)
+class Call:
+    """An operation whose members show in its own answer (or in what it changes, read right after)."""
+
+    name: str
+    base: dict[str, Any]
+    values: dict[str, Any]
+    elements: dict[str, Any]
+    shown: dict[str, Callable[[Any, dict[str, Any]], bool]]  # member path -> (client, answer) -> it took effect
+
+
+def _own_node_type(describe: Callable[[Any], str]) -> Callable[[Any, dict[str, Any]], bool]:
+    """The listing is of that resource: a larger type is offered, not the one it runs."""
+    def check(ec: Any, answer: dict[str, Any]) -> bool:
+        offered = answer.get("ScaleUpModifications", []) + answer.get("ScaleDownModifications", [])
+        return bool(answer.get("ScaleUpModifications")) and describe(ec) not in offered
+
+    return check
+
+
+_SUBNETS_ARN = "arn:aws:elasticache:us-east-1:000000000000:subnetgroup:sweep-subnets"
+_tags_of_subnets = lambda ec: ec.list_tags_for_resource(ResourceName=_SUBNETS_ARN)["TagList"]  # noqa: E731
+CALLS = (
+    Call(
+        name="AddTagsToResource", base={"ResourceName": _SUBNETS_ARN},
+        values={"Tags[].Key": "sweep-added-key", "Tags[].Value": "sweep-added-value"},
+        elements={"Tags": {"Key": "sweep-added", "Value": "v"}},
+        shown={"Tags[].Key": lambda ec, a: {"Key": "sweep-added-key", "Value": "v"} in _tags_of_subnets(ec),
+               "Tags[].Value": lambda ec, a: {"Key": "sweep-added", "Value": "sweep-added-value"}
+               in _tags_of_subnets(ec)},
+    ),
+    Call(
+        name="ListAllowedNodeTypeModifications", base={},
+        values={"CacheClusterId": MODIFY_CLUSTER.target, "ReplicationGroupId": MODIFY_GROUP.target}, elements={},
+        shown={"CacheClusterId": _own_node_type(lambda ec: ec.describe_cache_clusters(
+                   CacheClusterId=MODIFY_CLUSTER.target)["CacheClusters"][0]["CacheNodeType"]),
+               "ReplicationGroupId": _own_node_type(lambda ec: ec.describe_replication_groups(
+                   ReplicationGroupId=MODIFY_GROUP.target)["ReplicationGroups"][0]["CacheNodeType"])},
+    ),
+)
+
+
+def _call_cases() -> list[Any]:
+    return [pytest.param(c, path, id=f"{c.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(c.name, path)])] if (c.name, path) in EXCEPTIONS
+                         else [])
+            for c in CALLS for path, _ in members(MODEL.operation_model(c.name).input_shape)]
+
+
+@pytest.mark.parametrize(("call", "path"), _call_cases())
+def test_each_optional_call_member_shows_or_is_refused(snapshotted: dict[str, Any], call: Call, path: str) -> None:
+    ec = snapshotted["ec"]
+    params = put(call.base, path, call.values[path], call.elements)
+    try:
+        answer = getattr(ec, botocore.xform_name(call.name))(**params)
+    except ClientError as error:
+        found = error.response["Error"]
+        names = [part.replace("[]", "") for part in path.split(".")]
+        assert found["Code"] in REFUSALS, f"{call.name} {params} -> {found}"
+        assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+        return
+    assert call.shown[path](ec, answer), f"{call.name} {params} accepted but not shown: {answer}"
+
+
+# ---------------------------------------------------------------------- Describe filters and paging
+# A filter takes effect when the listing with it set is not empty, holds only what matches, and the
+# listing without it holds something that does not match. A page size takes effect when a page holds
+# at most that many and says where the next starts; a Marker when the next page holds new items.
+# They run last, over the records the sweep holds by then (its groups, clusters, snapshots, events).
+@dataclass(frozen=True)
+class Describe:
+    """How a Describe operation's members are checked."""
+
+    name: str
+    listing: str  # the answer's list
+    identity: Callable[[dict[str, Any]], Any]  # what tells two items apart
+    base: dict[str, Any]
+    values: dict[str, Any]  # member path -> value (a callable: (client) -> value)
+    matches: dict[str, Callable[[dict[str, Any], Any], bool]]  # member path -> (item, value) -> it matches
+    shown: dict[str, Callable[[dict[str, Any]], bool]] = field(default_factory=dict)  # non-filters: (answer) -> ok
+    page: tuple[str, str, int] = ("MaxRecords", "Marker", 20)  # size member, marker member, smallest size
+    within: str = ""  # the answer's member holding the listing and the marker, if not the answer itself
+
+
+def _field(name: str) -> Callable[[dict[str, Any], Any], bool]:
+    return lambda item, value: bool(str(item.get(name, "")).lower() == str(value).lower())
+
+
+def _at(*path: str) -> Callable[[dict[str, Any]], Any]:
+    def read(item: dict[str, Any]) -> Any:
+        for key in path:
+            item = item.get(key, {}) if isinstance(item, dict) else {}
+        return item
+
+    return read
+
+
+def _dated(ec: Any, pick: Callable[[list[Any]], Any]) -> Any:
+    """A time among the events listed now: a bound that splits them."""
+    dates = sorted(e["Date"] for e in ec.describe_events(Duration=1440, MaxRecords=100)["Events"])
+    return pick(dates)
+
+
+_event_id = lambda e: (e["SourceIdentifier"], e["Date"], e["Message"])  # noqa: E731
+DESCRIBES = (
+    Describe(
+        name="DescribeCacheClusters", listing="CacheClusters", identity=_at("CacheClusterId"), base={},
+        values={"CacheClusterId": MODIFY_CLUSTER.target, "ShowCacheNodeInfo": True,
+                "ShowCacheClustersNotInReplicationGroups": True},
+        matches={"CacheClusterId": _field("CacheClusterId"),
+                 "ShowCacheClustersNotInReplicationGroups": lambda item, v: "ReplicationGroupId" not in item},
+        shown={"ShowCacheNodeInfo": lambda a: all(c.get("CacheNodes") for c in a["CacheClusters"])},
+    ),
+    Describe(
+        name="DescribeCacheEngineVersions", listing="CacheEngineVersions",
+        identity=lambda v: (v["Engine"], v["EngineVersion"]), base={},
+        values={"Engine": "valkey", "EngineVersion": "8.1", "CacheParameterGroupFamily": "valkey8", "DefaultOnly": True},
+        matches={"Engine": _field("Engine"),
+                 "EngineVersion": lambda item, v: item["EngineVersion"] == v or item["EngineVersion"].startswith(v + "."),
+                 "CacheParameterGroupFamily": _field("CacheParameterGroupFamily")},
+        # DefaultOnly: one version per engine, where the full listing has several for one.
+        shown={"DefaultOnly": lambda a: len({v["Engine"] for v in a["CacheEngineVersions"]})
+               == len(a["CacheEngineVersions"])},
+    ),
+    Describe(
+        name="DescribeCacheParameterGroups", listing="CacheParameterGroups", identity=_at("CacheParameterGroupName"),
+        base={}, values={"CacheParameterGroupName": "sweep-params8"},
+        matches={"CacheParameterGroupName": _field("CacheParameterGroupName")},
+    ),
+    Describe(
+        name="DescribeCacheParameters", listing="Parameters", identity=_at("ParameterName"),
+        base={"CacheParameterGroupName": "sweep-params8"}, values={"Source": "engine-default"},
+        matches={"Source": _field("Source")},
+    ),
+    Describe(
+        name="DescribeCacheSecurityGroups", listing="CacheSecurityGroups", identity=_at("CacheSecurityGroupName"),
+        base={}, values={"CacheSecurityGroupName": "sweep-security"},
+        matches={"CacheSecurityGroupName": _field("CacheSecurityGroupName")},
+    ),
+    Describe(
+        name="DescribeCacheSubnetGroups", listing="CacheSubnetGroups", identity=_at("CacheSubnetGroupName"),
+        base={}, values={"CacheSubnetGroupName": "sweep-subnets"},
+        matches={"CacheSubnetGroupName": _field("CacheSubnetGroupName")},
+    ),
+    Describe(
+        name="DescribeEngineDefaultParameters", listing="Parameters", identity=_at("ParameterName"),
+        base={"CacheParameterGroupFamily": "valkey8"}, values={}, matches={}, within="EngineDefaults",
+    ),
+    Describe(
+        name="DescribeEvents", listing="Events", identity=_event_id, base={"Duration": 1440},
+        values={"SourceIdentifier": MODIFY_GROUP.target, "SourceType": "cache-cluster",
+                "StartTime": lambda ec: _dated(ec, lambda d: d[len(d) // 2]),
+                "EndTime": lambda ec: _dated(ec, lambda d: d[len(d) // 2])},
+        matches={"SourceIdentifier": _field("SourceIdentifier"), "SourceType": _field("SourceType"),
+                 "StartTime": lambda item, v: item["Date"] >= v, "EndTime": lambda item, v: item["Date"] <= v},
+    ),
+    Describe(
+        name="DescribeReplicationGroups", listing="ReplicationGroups", identity=_at("ReplicationGroupId"), base={},
+        values={"ReplicationGroupId": MODIFY_GROUP.target}, matches={"ReplicationGroupId": _field("ReplicationGroupId")},
+    ),
+    Describe(
+        name="DescribeServerlessCaches", listing="ServerlessCaches", identity=_at("ServerlessCacheName"), base={},
+        values={"ServerlessCacheName": MODIFY_SERVERLESS.target},
+        matches={"ServerlessCacheName": _field("ServerlessCacheName")}, page=("MaxResults", "NextToken", 1),
+    ),
+    Describe(
+        name="DescribeServerlessCacheSnapshots", listing="ServerlessCacheSnapshots",
+        identity=_at("ServerlessCacheSnapshotName"), base={},
+        values={"ServerlessCacheName": MODIFY_SERVERLESS.target, "ServerlessCacheSnapshotName": "sweep-sl-source",
+                "SnapshotType": "manual"},
+        matches={"ServerlessCacheName": lambda item, v: item["ServerlessCacheConfiguration"][
+                     "ServerlessCacheName"] == v,
+                 "ServerlessCacheSnapshotName": _field("ServerlessCacheSnapshotName"),
+                 "SnapshotType": _field("SnapshotType")}, page=("MaxResults", "NextToken", 1),
+    ),
+    Describe(
+        name="DescribeSnapshots", listing="Snapshots", identity=_at("SnapshotName"), base={},
+        values={"ReplicationGroupId": MODIFY_GROUP.target, "CacheClusterId": MODIFY_CLUSTER.target,
+                "SnapshotName": "sweep-source", "SnapshotSource": "user", "ShowNodeGroupConfig": True},
+        matches={"ReplicationGroupId": _field("ReplicationGroupId"), "CacheClusterId": _field("CacheClusterId"),
+                 "SnapshotName": _field("SnapshotName"),
+                 "SnapshotSource": lambda item, v: item["SnapshotSource"] == "manual"},
+        shown={"ShowNodeGroupConfig": lambda a: all(n.get("NodeGroupConfiguration") for s in a["Snapshots"]
+                                                    for n in s["NodeSnapshots"])},
+    ),
+    Describe(
+        name="DescribeUserGroups", listing="UserGroups", identity=_at("UserGroupId"), base={},
+        values={"UserGroupId": "sweep-users"}, matches={"UserGroupId": _field("UserGroupId")},
+    ),
+    Describe(
+        name="DescribeUsers", listing="Users", identity=_at("UserId"), base={},
+        values={"Engine": "valkey", "UserId": "default", "Filters": [{"Name": "user-id", "Values": ["default"]}],
+                "Filters[].Name": "user-id", "Filters[].Values": ["sweep-member"]},
+        matches={"Engine": _field("Engine"), "UserId": _field("UserId"),
+                 "Filters": lambda item, v: item["UserId"] == "default",
+                 "Filters[].Name": lambda item, v: item["UserId"] == "default",
+                 "Filters[].Values": lambda item, v: item["UserId"] == "sweep-member"},
+    ),
+)
+DESCRIBE_ELEMENTS = {"Filters": {"Name": "user-id", "Values": ["default"]}}
+
+
+def _describe_cases() -> list[Any]:
+    return [pytest.param(d, path, id=f"{d.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS
+                         else [])
+            for d in DESCRIBES for path, _ in members(MODEL.operation_model(d.name).input_shape)]
+
+
+@pytest.mark.parametrize(("describe", "path"), _describe_cases())
+def test_each_describe_member_takes_effect(snapshotted: dict[str, Any], describe: Describe, path: str) -> None:
+    ec = snapshotted["ec"]
+    describing = getattr(ec, botocore.xform_name(describe.name))
+
+    def call(**params: Any) -> dict[str, Any]:
+        answer = describing(**params)
+        return dict(answer[describe.within]) if describe.within else dict(answer)
+
+    size, marker, smallest = describe.page
+    if path in (size, marker):
+        first = call(**describe.base, **{size: smallest})
+        assert 0 < len(first[describe.listing]) <= smallest and first.get(marker), \
+            f"{size}={smallest}: {len(first[describe.listing])} items, {marker} {first.get(marker)!r}"
+        if path == marker:
+            second = call(**describe.base, **{size: smallest, marker: first[marker]})
+            seen = {repr(describe.identity(i)) for i in first[describe.listing]}
+            assert second[describe.listing] and not seen & {repr(describe.identity(i)) for i in second[
+                describe.listing]}, f"{marker}: the next page repeats the first"
+        return
+    value = describe.values[path]
+    if callable(value):
+        value = value(ec)
+    params = put(describe.base, path, value, DESCRIBE_ELEMENTS)
+    try:
+        answer = call(**params)
+    except ClientError as error:
+        found = error.response["Error"]
+        names = [part.replace("[]", "") for part in path.split(".")]
+        assert found["Code"] in REFUSALS, f"{describe.name} {params} -> {found}"
+        assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+        return
+    if path in describe.shown:
+        assert describe.shown[path](answer), f"{describe.name} {params}: {answer}"
+        return
+    listed = answer[describe.listing]
+    everything = call(**describe.base)[describe.listing]
+    match = describe.matches[path]
+    assert listed, f"{describe.name} {params} lists nothing"
+    assert all(match(item, value) for item in listed), f"{describe.name} {params} lists what does not match: {listed}"
+    assert any(not match(item, value) for item in everything), \
+        f"{describe.name} without {path}: nothing it should leave out (the check proves nothing)"
+
+
+# ---------------------------------------------------------------------- reserved nodes (bookkeeping only)
+_OFFERS: dict[str, str] = {}  # name -> ReservedCacheNodesOfferingId (set by the ``reserved`` fixture)
+_OFFERED = {"micro": {"CacheNodeType": "cache.t4g.micro", "Duration": "1", "OfferingType": "No Upfront",
+                      "ProductDescription": "valkey"},
+            "large": {"CacheNodeType": "cache.r7g.large", "Duration": "3", "OfferingType": "All Upfront",
+                      "ProductDescription": "redis"}}
+
+
+def _reserved_observed(ec: Any, rid: str, answer: dict[str, Any]) -> Any:
+    bought = answer["ReservedCacheNode"]["ReservedCacheNodeId"]
+    found = ec.describe_reserved_cache_nodes(ReservedCacheNodeId=bought)["ReservedCacheNodes"][0]
+    return {"record": found, "tags": ec.list_tags_for_resource(ResourceName=found["ReservationARN"])["TagList"]}
+
+
+PURCHASE = Operation(
+    name="PurchaseReservedCacheNodesOffering",
+    base=lambda rid: {"ReservedCacheNodesOfferingId": _OFFERS["micro"], "ReservedCacheNodeId": rid},
+    observe=_reserved_observed, cleanup=lambda ec, rid: None,  # a reservation is never deleted, only expires
+    elements=REPLICATION_GROUP.elements,
+    values={"ReservedCacheNodeId": "sweep-reserved-own-id", "CacheNodeCount": 2, "Tags": [{"Key": "sweep", "Value": "v"}],
+            "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value"},
+    bases={}, shown={"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"]},
+)
+
+
+@pytest.fixture(scope="module")
+def reserved(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Two offerings apart in every filter, and a reservation of each."""
+    ec = sweep["ec"]
+    for name, filters in _OFFERED.items():
+        _OFFERS[name] = ec.describe_reserved_cache_nodes_offerings(**filters)["ReservedCacheNodesOfferings"][0][
+            "ReservedCacheNodesOfferingId"]
+        ec.purchase_reserved_cache_nodes_offering(ReservedCacheNodesOfferingId=_OFFERS[name],
+                                                  ReservedCacheNodeId=f"sweep-rsv-{name}")
+    yield sweep
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), [
+    pytest.param(PURCHASE, path, member, id=f"{PURCHASE.name}:{path}")
+    for path, member in members(MODEL.operation_model(PURCHASE.name).input_shape)])
+def test_each_optional_purchase_member_shows_or_is_refused(reserved: dict[str, Any], operation: Operation, path: str,
+                                                           member: Shape) -> None:
+    _sweep_member(reserved, operation, path, member)
+
+
+_RESERVED_MATCHES = {
+    "ReservedCacheNodesOfferingId": _field("ReservedCacheNodesOfferingId"), "CacheNodeType": _field("CacheNodeType"),
+    "Duration": lambda item, v: item["Duration"] == 94608000, "ProductDescription": _field("ProductDescription"),
+    "OfferingType": _field("OfferingType"),
+}
+_RESERVED_VALUES = {"ReservedCacheNodesOfferingId": lambda ec: _OFFERS["large"],
+                    **{k: v for k, v in _OFFERED["large"].items()}}
+RESERVED_DESCRIBES = (
+    Describe(
+        name="DescribeReservedCacheNodes", listing="ReservedCacheNodes", identity=_at("ReservedCacheNodeId"), base={},
+        values={**_RESERVED_VALUES, "ReservedCacheNodeId": "sweep-rsv-large"},
+        matches={**_RESERVED_MATCHES, "ReservedCacheNodeId": _field("ReservedCacheNodeId")},
+    ),
+    Describe(
+        name="DescribeReservedCacheNodesOfferings", listing="ReservedCacheNodesOfferings",
+        identity=_at("ReservedCacheNodesOfferingId"), base={}, values=_RESERVED_VALUES, matches=_RESERVED_MATCHES,
+    ),
+)
+
+
+@pytest.mark.parametrize(("describe", "path"), [
+    pytest.param(d, path, id=f"{d.name}:{path}",
+                 marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS else [])
+    for d in RESERVED_DESCRIBES for path, _ in members(MODEL.operation_model(d.name).input_shape)])
+def test_each_reserved_describe_member_takes_effect(reserved: dict[str, Any], describe: Describe, path: str) -> None:
+    test_each_describe_member_takes_effect(reserved, describe, path)
+
+
+# ---------------------------------------------------------------------- global datastores
+# One datastore made by the sweep (its Description case) and one by the fixture, each around a group of
+# its own (global datastores need a large node type); the Describe filters are checked on the two.
+_LARGE = {"ReplicationGroupDescription": "sweep", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
+
+
+def _suffix(rid: str) -> str:
+    """A datastore's id is its prefix and this suffix, 40 characters at most: shorter than the group's id."""
+    return "sw-g" + rid[-3:]
+
+
+def _global_of(ec: Any, rid: str) -> dict[str, Any] | None:
+    found = [g for g in ec.describe_global_replication_groups(ShowMemberInfo=True)["GlobalReplicationGroups"]
+             if g["GlobalReplicationGroupId"].endswith("-" + _suffix(rid))]
+    return found[0] if found else None
+
+
+def _global_cleanup(ec: Any, rid: str) -> None:
+    record = _global_of(ec, rid)
+    if record is not None:
+        ec.delete_global_replication_group(GlobalReplicationGroupId=record["GlobalReplicationGroupId"],
+                                           RetainPrimaryReplicationGroup=False)
+
+
+def _global_observed(ec: Any, rid: str, answer: dict[str, Any]) -> Any:
+    record = answer["GlobalReplicationGroup"]
+    return {"record": ec.describe_global_replication_groups(GlobalReplicationGroupId=record[
+        "GlobalReplicationGroupId"])["GlobalReplicationGroups"][0]}
+
+
+CREATE_GLOBAL = Operation(
+    name="CreateGlobalReplicationGroup",
+    base=lambda rid: {"GlobalReplicationGroupIdSuffix": _suffix(rid), "PrimaryReplicationGroupId": rid},
+    observe=_global_observed, cleanup=_global_cleanup,
+    gone=lambda ec, rid: wait_for(lambda: _global_of(ec, rid) is None and group_gone(ec, rid), timeout=60,
+                                  what=f"global datastore {rid} and its group gone"),
+    elements=REPLICATION_GROUP.elements,
+    values={"GlobalReplicationGroupDescription": "sweep-global-description", "Tags": [{"Key": "sweep", "Value": "v"}],
+            "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value"},
+    bases={}, shown={},
+)
+
+
+def group_gone(ec: Any, group_id: str) -> bool:
+    try:
+        ec.describe_replication_groups(ReplicationGroupId=group_id)
+    except ClientError as error:
+        return bool(error.response["Error"]["Code"] == "ReplicationGroupNotFoundFault")
+    return False
+
+
+@pytest.fixture(scope="module")
+def global_primaries(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The groups the datastores are made around (the Tags cases are refused before one is looked up)."""
+    ec = sweep["ec"]
+    described = _resource_id(CREATE_GLOBAL, "GlobalReplicationGroupDescription")
+    for group_id in (described, "sweep-global-other"):
+        ec.create_replication_group(ReplicationGroupId=group_id, **_LARGE)
+    for group_id in (described, "sweep-global-other"):
+        wait_for(lambda g=group_id: _group_settled(ec, g), timeout=60, what=f"{group_id} available")
+    ec.create_global_replication_group(GlobalReplicationGroupIdSuffix=_suffix("sweep-global-other"),
+                                       PrimaryReplicationGroupId="sweep-global-other")
+    sweep["created"].append((CREATE_GLOBAL, "sweep-global-other"))
+    yield sweep
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), [
+    pytest.param(CREATE_GLOBAL, path, member, id=f"{CREATE_GLOBAL.name}:{path}")
+    for path, member in members(MODEL.operation_model(CREATE_GLOBAL.name).input_shape)])
+def test_each_optional_global_member_shows_or_is_refused(global_primaries: dict[str, Any], operation: Operation,
+                                                         path: str, member: Shape) -> None:
+    _sweep_member(global_primaries, operation, path, member)
+
+
+DESCRIBE_GLOBAL = Describe(
+    name="DescribeGlobalReplicationGroups", listing="GlobalReplicationGroups", identity=_at("GlobalReplicationGroupId"),
+    base={}, values={"GlobalReplicationGroupId": lambda ec: _global_of(ec, "sweep-global-other")[  # type: ignore[index]
+        "GlobalReplicationGroupId"], "ShowMemberInfo": True},
+    matches={"GlobalReplicationGroupId": _field("GlobalReplicationGroupId")},
+    shown={"ShowMemberInfo": lambda a: all(g.get("Members") for g in a["GlobalReplicationGroups"])},
+)
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(path, id=f"{DESCRIBE_GLOBAL.name}:{path}",
+                 marks=[pytest.mark.skip(reason=EXCEPTIONS[(DESCRIBE_GLOBAL.name, path)])]
+                 if (DESCRIBE_GLOBAL.name, path) in EXCEPTIONS else [])
+    for path, _ in members(MODEL.operation_model(DESCRIBE_GLOBAL.name).input_shape)])
+def test_each_global_describe_member_takes_effect(global_primaries: dict[str, Any], path: str) -> None:
+    test_each_describe_member_takes_effect(global_primaries, DESCRIBE_GLOBAL, path)

@@ -27,6 +27,11 @@ def test_migration_faults(ec):
     wait_group(ec, "mig-ready")
     expect("InvalidParameterValue", ec.start_migration, says="exactly one endpoint", ReplicationGroupId="mig-ready",
            CustomerNodeEndpointList=SOURCE * 2)
+    # Members that could only be dropped are refused, named.
+    expect("InvalidParameterValue", ec.start_migration, says="AutoCutover is not supported",
+           ReplicationGroupId="mig-ready", CustomerNodeEndpointList=SOURCE, AutoCutover=True)
+    expect("InvalidParameterValue", ec.start_migration, says="ClearTargetCacheData=false is not supported",
+           ReplicationGroupId="mig-ready", CustomerNodeEndpointList=SOURCE, ClearTargetCacheData=False)
     expect("InvalidParameterValue", ec.test_migration, says="Invalid Port", ReplicationGroupId="mig-ready",
            CustomerNodeEndpointList=[{"Address": "127.0.0.1", "Port": 0}])
     expect("ReplicationGroupNotUnderMigrationFault", ec.complete_migration, says="is not under migration",

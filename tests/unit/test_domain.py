@@ -150,6 +150,18 @@ def test_a_request_is_checked_before_anything_is_looked_up():
         CreateReplicationGroupRequest.parse("us-east-1", {"ReplicationGroupId": "g", "ReplicationGroupDescription": "d"})
 
 
+def test_resharding_zones_without_a_node_group_id_are_refused_not_dropped():
+    from cachefleet.domain.shards import ShardConfigurationRequest
+
+    base = {"ReplicationGroupId": "g", "NodeGroupCount": 2, "ApplyImmediately": True}
+    with pytest.raises(errors.InvalidParameterCombination, match="PreferredAvailabilityZones without a NodeGroupId"):
+        ShardConfigurationRequest.parse("us-east-1", {**base, "ReshardingConfiguration": [
+            {"NodeGroupId": "0001"}, {"PreferredAvailabilityZones": ["us-east-1b"]}]})
+    named = ShardConfigurationRequest.parse("us-east-1", {**base, "ReshardingConfiguration": [
+        {"NodeGroupId": "0001"}, {"NodeGroupId": "0002", "PreferredAvailabilityZones": ["us-east-1b"]}]})
+    assert named.zones == (("0001", ()), ("0002", ("us-east-1b",)))
+
+
 def test_failed_validation_writes_nothing(service, changes):
     with pytest.raises(errors.InvalidParameterValue):
         create(service, ReplicationGroupId="demo", Engine="valkey", CacheNodeType="cache.t4g.micro",

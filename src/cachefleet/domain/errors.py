@@ -143,12 +143,34 @@ ARN_COMPONENTS = Wording(
     "InvalidARN", "Input ARN string does not have 7 components.",
     "https://github.com/ekristen/aws-nuke/issues/208, https://github.com/boto/boto3/issues/1876 (real AWS responses)",
 )
+# DeleteCacheCluster of a group member, as real AWS responses quoted in public issues word it.
+CACHE_CLUSTER_SERVING_AS_PRIMARY = Wording(
+    "InvalidCacheClusterState", "Cache cluster {id} is serving as primary for replication group {group} and cannot "
+    "be deleted.",
+    "https://github.com/rebuy-de/aws-nuke/pull/273 (a real AWS response: \"Cache cluster transactions-001 is serving "
+    "as primary for replication group transactions and cannot be deleted. To delete the entire replication group, "
+    "use DeleteReplicationGroup.\")",
+)
+CACHE_CLUSTER_ONLY_MEMBER = Wording(
+    "InvalidCacheClusterState", "Cannot delete the cache cluster since it is the only member of a replication group.",
+    "https://github.com/hashicorp/terraform-provider-aws/issues/17647 and "
+    "https://github.com/gruntwork-io/cloud-nuke/issues/341 (real AWS responses, \"... Delete the replication group "
+    "instead.\")",
+)
+CACHE_CLUSTER_ONLY_READ_REPLICA = Wording(
+    "InvalidCacheClusterState", "Cannot delete the cache cluster because it is the only read replica for replication "
+    "group {group} which has autofailover enabled or pending.",
+    "https://github.com/rebuy-de/aws-nuke/issues/289 (a real AWS response, \"... You can disable autofailover and "
+    "then delete this cache cluster. Alternatively, to delete the entire replication group, use "
+    "DeleteReplicationGroup.\")",
+)
 
 # Every known wording, for the test that checks each against what Cachefleet answers.
 CATALOGUE: tuple[Wording, ...] = (
     CACHE_NODE_TYPE_REQUIRED, CACHE_CLUSTER_NOT_FOUND, CACHE_CLUSTER_ALREADY_EXISTS, CACHE_SUBNET_GROUP_NOT_FOUND,
     CACHE_SUBNET_GROUP_ALREADY_EXISTS, REPLICATION_GROUP_NOT_FOUND, REPLICATION_GROUP_NOT_AVAILABLE, USER_NOT_FOUND,
     USER_ALREADY_EXISTS, PASSWORD_LENGTH, NO_PASSWORD, AUTHENTICATION_TYPE, ARN_COMPONENTS,
+    CACHE_CLUSTER_SERVING_AS_PRIMARY, CACHE_CLUSTER_ONLY_MEMBER, CACHE_CLUSTER_ONLY_READ_REPLICA,
 )
 
 # A kind's NotFound in ElastiCache's words where they are known (domain/base.py, tagging).

@@ -46,6 +46,9 @@ from cachefleet.domain.cache_clusters import (
 )
 from cachefleet.domain.engines import refuse_memcached, release_of, resolve_engine
 from cachefleet.domain.errors import (
+    CACHE_CLUSTER_ONLY_MEMBER,
+    CACHE_CLUSTER_ONLY_READ_REPLICA,
+    CACHE_CLUSTER_SERVING_AS_PRIMARY,
     AlreadyExists,
     CachefleetError,
     InvalidParameterCombination,
@@ -1483,9 +1486,12 @@ class ReplicationGroups(GroupUseCases):
         assert cluster.replication_group_id is not None
         group = self._group(cluster.region, cluster.replication_group_id)
         if cluster.cluster_id in group.primary_cluster_ids:
+            # ElastiCache's sentences first (Terraform's sweepers and cloud-nuke match on them).
+            said = (CACHE_CLUSTER_ONLY_MEMBER.text() if len(group.member_cluster_ids) == 1
+                    else CACHE_CLUSTER_SERVING_AS_PRIMARY.text(id=cluster.cluster_id, group=group.group_id))
             raise InvalidState(
-                f"Cache cluster {cluster.cluster_id} is the primary of replication group {group.group_id}; delete "
-                "the replication group instead (RetainPrimaryCluster keeps the primary as a standalone cluster).",
+                f"{said} Delete the replication group instead (RetainPrimaryCluster keeps the primary as a "
+                "standalone cluster).",
                 resource="CacheCluster",
             )
         self._require_status(group, GroupStatus.AVAILABLE, action="changed")
@@ -1494,9 +1500,9 @@ class ReplicationGroups(GroupUseCases):
             raise NotFound(f"Cache cluster {cluster.cluster_id} not found in {group.group_id}.", resource="CacheCluster")
         if group.automatic_failover == "enabled" and len(node_group.replica_cluster_ids) <= 1:
             raise InvalidState(
-                f"Cache cluster {cluster.cluster_id} is the last replica of replication group {group.group_id}, which "
-                "has automatic failover enabled; disable automatic failover first, or add another replica.",
-                resource="ReplicationGroup",
+                f"{CACHE_CLUSTER_ONLY_READ_REPLICA.text(group=group.group_id)} Disable automatic failover first, or "
+                "add another replica; to delete the whole replication group, use DeleteReplicationGroup.",
+                resource="CacheCluster",
             )
         deleting = deleting_cluster(cluster)
         updated = replace(group, status=GroupStatus.MODIFYING)

@@ -64,6 +64,13 @@ class ShardConfigurationRequest:
         if count > MAX_NODE_GROUPS:
             raise QuotaExceeded(f"A cluster can have at most {MAX_NODE_GROUPS} node groups.", resource="NodeGroup")
         resharding = [dict(item) for item in params.get("ReshardingConfiguration") or []]
+        for index, item in enumerate(resharding, 1):
+            # Zones are matched to node groups by NodeGroupId: without it they could only be dropped.
+            if item.get("PreferredAvailabilityZones") and not item.get("NodeGroupId"):
+                raise InvalidParameterCombination(
+                    f"ReshardingConfiguration.member.{index} gives PreferredAvailabilityZones without a NodeGroupId; "
+                    "name the node group the zones are for."
+                )
         named = tuple(node_group_id(r["NodeGroupId"]) for r in resharding if r.get("NodeGroupId"))
         zones = tuple(
             (node_group_id(r["NodeGroupId"]),

@@ -9,6 +9,7 @@ from typing import Any
 from cachefleet.api.context import Context
 from cachefleet.api.elasticache.replication_groups import _one
 from cachefleet.api.errors import ApiError
+from cachefleet.domain.errors import InvalidParameterValue
 
 
 def _no_serverless(ctx: Context, name: str) -> ApiError:
@@ -23,6 +24,17 @@ def _no_serverless(ctx: Context, name: str) -> ApiError:
 def start_migration(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("ServerlessCacheName") and not params.get("ReplicationGroupId"):
         raise _no_serverless(ctx, params["ServerlessCacheName"])
+    # Neither can be honoured, so neither is accepted and dropped: the cutover is CompleteMigration's, and
+    # the target's primary replicates the source with a full sync, which always replaces the target's data.
+    if params.get("AutoCutover"):
+        raise InvalidParameterValue(
+            "AutoCutover is not supported by Cachefleet: complete the migration with CompleteMigration."
+        )
+    if params.get("ClearTargetCacheData") is False:
+        raise InvalidParameterValue(
+            "ClearTargetCacheData=false is not supported by Cachefleet: the target replicates the source with a "
+            "full sync, which replaces the target's data; omit ClearTargetCacheData or set it to true."
+        )
     group = ctx.elasticache.migrations.start(ctx.region, params.get("ReplicationGroupId"),
                                              params.get("CustomerNodeEndpointList"))
     return _one(ctx, group)
