@@ -130,3 +130,18 @@ def test_service_updates_without_a_second_build(groups):
            CacheClusterIds=["apiupg-solo"])
     expect("InvalidParameterValue", ec.describe_update_actions, says="UpdateActionStatus", UpdateActionStatus=["done"])
     expect("InvalidParameterValue", ec.describe_service_updates, says="ServiceUpdateStatus", ServiceUpdateStatus=["new"])
+
+
+def test_a_group_with_tls_is_not_upgraded_to_a_build_without_it(ec):
+    """Its nodes start with TLS: a build without it would not start (the upgrade would loop on
+    failed starts), so ElastiCache-style validation refuses it before anything changes."""
+    ec.create_replication_group(ReplicationGroupId="upg-tls", ReplicationGroupDescription="tls", Engine="redis",
+                                EngineVersion="7.0", CacheNodeType="cache.t4g.micro", TransitEncryptionEnabled=True)
+    wait_group(ec, "upg-tls", timeout=60)
+    message = expect("InvalidParameterCombination", ec.modify_replication_group, ReplicationGroupId="upg-tls",
+                     Engine="valkey", EngineVersion="9.1", ApplyImmediately=True, says="built without TLS")
+    assert message.startswith("EngineVersion:")
+    group = wait_group(ec, "upg-tls")
+    assert group["Status"] == "available" and not group.get("PendingModifiedValues")
+    ec.delete_replication_group(ReplicationGroupId="upg-tls")
+    wait_group_gone(ec, "upg-tls")

@@ -51,7 +51,7 @@ from cachefleet.domain.replication_groups import (
     ShardSpec,
 )
 from cachefleet.domain.resource import Kind
-from cachefleet.domain.security import AccessModification, SecurityRequest
+from cachefleet.domain.security import AccessModification, SecurityRequest, tls_engines
 from cachefleet.domain.shards import ShardConfigurationRequest, Shards
 from cachefleet.domain.tags import Tag, tags
 from cachefleet.domain.users import UserGroup
@@ -738,6 +738,12 @@ class ServerlessCaches(UseCases):
                 f"({cache.full_engine_version})."
             )
         release = self._release(engine, major)
+        if group.security.transit_encryption and not release.tls:
+            raise InvalidParameterCombination(
+                f"MajorEngineVersion: serverless cache {cache.name} serves TLS, and {release.engine} {release.version} "
+                f"here is built without it, so its nodes could not start on it. Engines with TLS on this host: "
+                f"{tls_engines(self._catalog.releases())}."
+            )
         self._groups.modify(cache.region, ModifyReplicationGroupRequest(
             group_id=group.group_id, engine=release.engine if release.engine != cache.engine else None,
             engine_version=release.version, apply_immediately=True,

@@ -25,6 +25,7 @@ from cachefleet.domain.errors import InvalidParameterCombination, InvalidParamet
 from cachefleet.domain.identifiers import Region
 from cachefleet.domain.operations import EngineUpgrade, Operation, OperationKind, UpgradeReason
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
+from cachefleet.domain.security import tls_engines
 
 DOWNGRADE = (
     "You can upgrade to a newer engine version, but you cannot downgrade to an earlier engine version. If you want "
@@ -247,6 +248,8 @@ class Upgrades(UseCases):
             cluster_mode=group.cluster_enabled, engine=engine, version=version,
             new_parameter_group=parameter_group_name, noun="replication group",
         )
+        if target is not None:
+            self._check_tls(group.security.transit_encryption, target.release, f"Replication group {group.group_id}")
         waiting = any(m.pending.engine_version is not None for m in members)
         if target is None:
             if not waiting or version is None:
@@ -260,6 +263,15 @@ class Upgrades(UseCases):
             return UpgradePlan(pending, (), self.waiting_message(group, current, target))
         operation = self._begin(group, OperationKind.UPGRADE, upgrade=target.upgrade())
         return UpgradePlan(pending, (operation,), self.starting_message(group, current, target))
+
+    def _check_tls(self, encrypted: bool, release: EngineRelease, noun: str) -> None:
+        """Nodes of a resource with in-transit encryption start with TLS: a build without it would not start."""
+        if encrypted and not release.tls:
+            raise InvalidParameterCombination(
+                f"EngineVersion: {noun} has in-transit encryption enabled, and {label(release)} here is built without "
+                f"TLS, so its nodes could not start on it. Engines with TLS on this host: "
+                f"{tls_engines(self._catalog.releases())}."
+            )
 
     def check_can_start(self, group: ReplicationGroup) -> None:
         if group.status != GroupStatus.AVAILABLE:
@@ -322,6 +334,8 @@ class Upgrades(UseCases):
             cluster.region, current=current, parameter_group_name=cluster.parameter_group_name, cluster_mode=False,
             engine=None, version=version, new_parameter_group=parameter_group_name, noun="cluster",
         )
+        if target is not None:
+            self._check_tls(cluster.security.transit_encryption, target.release, f"Cache cluster {cluster.cluster_id}")
         if target is None:
             if cluster.pending.engine_version is None or version is None:
                 return None
