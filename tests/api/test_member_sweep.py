@@ -470,7 +470,11 @@ def sweep_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The sweep's own server: the hundred-odd resources it holds at once need most of a /24 of
     node addresses, which a server shared with other test files might not have left."""
     root = tmp_path_factory.mktemp("sweep")
-    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port()).start()
+    clock = root / "snapshot-clock"  # empty: the wall clock; `snapshotted` moves it into a window once
+    clock.write_text("")
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(),
+                     extra=["--snapshot-clock-file", str(clock)]).start()
+    _EXPORTS["clock"] = clock
     yield running
     running.down()
 
@@ -1007,7 +1011,33 @@ def snapshotted(modified: dict[str, Any], sweep_server: Server) -> Iterator[dict
     _snapshot_observed(ec, "sweep-source", {})
     _serverless_snapshot_observed(ec, "sweep-sl-source", {})
     modified["created"] += [(CREATE_SNAPSHOT, "sweep-source"), (CREATE_SERVERLESS_SNAPSHOT, "sweep-sl-source")]
+    _automatic_snapshots(modified)
     yield modified
+
+
+def _automatic_snapshots(modified: dict[str, Any]) -> None:
+    """An automatic snapshot of a cluster and of a serverless cache, for the Describe filters on
+    SnapshotSource / SnapshotType to have something to leave out: the schedule's clock (the sweep
+    server's --snapshot-clock-file) is moved into their 03:00 window, then back to the wall clock."""
+    ec = modified["ec"]
+    ec.create_cache_cluster(CacheClusterId="sweep-auto", Engine="valkey", CacheNodeType="cache.t4g.micro",
+                            SnapshotRetentionLimit=1, SnapshotWindow="03:00-04:00")
+    ec.create_serverless_cache(ServerlessCacheName="sweep-auto-sl", Engine="valkey", DailySnapshotTime="03:00",
+                               SnapshotRetentionLimit=1)
+    modified["created"] += [(CACHE_CLUSTER, "sweep-auto"), (SERVERLESS_CACHE, "sweep-auto-sl")]
+    wait_for(lambda: ec.describe_cache_clusters(CacheClusterId="sweep-auto")["CacheClusters"][0][
+        "CacheClusterStatus"] == "available", timeout=60, what="sweep-auto available")
+    wait_for(lambda: ec.describe_serverless_caches(ServerlessCacheName="sweep-auto-sl")["ServerlessCaches"][0][
+        "Status"] == "available", timeout=60, what="sweep-auto-sl available")
+    _EXPORTS["clock"].write_text("2031-03-01T03:10:00+00:00")
+    try:
+        wait_for(lambda: [x for x in ec.describe_snapshots(SnapshotSource="system")["Snapshots"]
+                          if x["SnapshotStatus"] == "available"], timeout=60, what="an automatic snapshot")
+        wait_for(lambda: [x for x in ec.describe_serverless_cache_snapshots(SnapshotType="automatic")[
+            "ServerlessCacheSnapshots"] if x["Status"] == "available"], timeout=60,
+                 what="an automatic serverless cache snapshot")
+    finally:
+        _EXPORTS["clock"].write_text("")
 
 
 def _snapshot_cases() -> list[Any]:
