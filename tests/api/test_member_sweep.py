@@ -470,8 +470,11 @@ def sweep_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The sweep's own server: the hundred-odd resources it holds at once need most of a /24 of
     node addresses, which a server shared with other test files might not have left."""
     root = tmp_path_factory.mktemp("sweep")
-    clock = root / "snapshot-clock"  # empty: the wall clock; `snapshotted` moves it into a window once
-    clock.write_text("")
+    # The schedule's clock stays at noon, outside every snapshot window the sweep's resources name, so
+    # that no automatic snapshot starts (and makes a group `snapshotting`) whenever the suite runs;
+    # `snapshotted` moves it into a window once.
+    clock = root / "snapshot-clock"
+    clock.write_text(NOON)
     running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(),
                      extra=["--snapshot-clock-file", str(clock)]).start()
     _EXPORTS["clock"] = clock
@@ -934,6 +937,7 @@ def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any
 # Taken of the resources the Modify sweeps changed (settled by then: these tests come after theirs), and
 # deleted with the sweep's other records at the end.
 BUCKET = "sweep-bucket"
+NOON = "2031-03-01T12:00:00+00:00"  # the sweep server's snapshot schedule clock (see sweep_server)
 _EXPORTS: dict[str, Path] = {}  # "dir": the bucket's directory (set by the ``snapshotted`` fixture)
 
 
@@ -1018,7 +1022,7 @@ def snapshotted(modified: dict[str, Any], sweep_server: Server) -> Iterator[dict
 def _automatic_snapshots(modified: dict[str, Any]) -> None:
     """An automatic snapshot of a cluster and of a serverless cache, for the Describe filters on
     SnapshotSource / SnapshotType to have something to leave out: the schedule's clock (the sweep
-    server's --snapshot-clock-file) is moved into their 03:00 window, then back to the wall clock."""
+    server's --snapshot-clock-file) is moved into their 03:00 window, then back to noon."""
     ec = modified["ec"]
     ec.create_cache_cluster(CacheClusterId="sweep-auto", Engine="valkey", CacheNodeType="cache.t4g.micro",
                             SnapshotRetentionLimit=1, SnapshotWindow="03:00-04:00")
@@ -1037,7 +1041,7 @@ def _automatic_snapshots(modified: dict[str, Any]) -> None:
             "ServerlessCacheSnapshots"] if x["Status"] == "available"], timeout=60,
                  what="an automatic serverless cache snapshot")
     finally:
-        _EXPORTS["clock"].write_text("")
+        _EXPORTS["clock"].write_text(NOON)
 
 
 def _snapshot_cases() -> list[Any]:
