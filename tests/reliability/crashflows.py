@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from typing import Any
+
+import redis
 
 from crashsteps import Shape, Workflow, kill_primary, member_addresses
 from helpers import Server, engine, wait_group
@@ -109,6 +113,14 @@ def _upgrade(group_id: str) -> Any:
     return action
 
 
+def _runs_valkey(pid: int) -> bool:
+    """Whether the engine process runs a Valkey build (the upgrade's target; the group starts on Redis OSS)."""
+    try:
+        return "valkey" in os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+
+
 WORKFLOWS += (
     Workflow("failover-enabled", "foc", True, _create("foc", NumNodeGroups=2, ReplicasPerNodeGroup=1),
              lambda ec, server: kill_primary(ec, server, "foc"), Shape(2, 1)),
@@ -118,7 +130,115 @@ WORKFLOWS += (
              _set_parameter("params", "maxmemory-samples", "7"), Shape(2, 1)),
     Workflow("upgrade", "upg", False,
              _create("upg", NumCacheClusters=2, Engine="redis", EngineVersion="7.0"),
-             _upgrade("upg"), Shape(1, 1), replaces_nodes=True),
+             _upgrade("upg"), Shape(1, 1), upgraded=lambda pid: _runs_valkey(pid)),
+)
+
+RESTORED_KEYS = 2000
+
+
+def _snapshotted(source_id: str, snapshot: str, **spec: Any) -> Any:
+    """A group holding RESTORED_KEYS keys and a snapshot of it, to restore from."""
+    def setup(ec: Any) -> None:
+        _create(source_id, **spec)(ec)
+        group = ec.describe_replication_groups(ReplicationGroupId=source_id)["ReplicationGroups"][0]
+        if group["ClusterEnabled"]:
+            endpoint = group["ConfigurationEndpoint"]
+            client: Any = redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=5)
+        else:
+            client = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+        try:
+            pipe = client.pipeline(transaction=False)
+            for n in range(RESTORED_KEYS):
+                pipe.set(f"restored:{n}", n)
+            pipe.execute()
+        finally:
+            client.close()
+        ec.create_snapshot(ReplicationGroupId=source_id, SnapshotName=snapshot)
+        _wait_for(lambda: _snapshot_status(ec, snapshot) == "available", 60, f"snapshot {snapshot}")
+
+    return setup
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _restore(group_id: str, snapshot: str, **spec: Any) -> Any:
+    """CreateReplicationGroup from the snapshot; done once every key of it reads back from the new group."""
+    def action(ec: Any, server: Server) -> Callable[[Any], bool]:
+        ec.create_replication_group(ReplicationGroupId=group_id, SnapshotName=snapshot, **{**HA, **spec})
+        return lambda ec: _restored(ec, group_id)
+
+    return action
+
+
+def _restored(ec: Any, group_id: str) -> bool:
+    group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    if group["Status"] != "available":
+        return False
+    if group["ClusterEnabled"]:
+        endpoint = group["ConfigurationEndpoint"]
+        client: Any = redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=5)
+    else:
+        client = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+    try:
+        pipe = client.pipeline(transaction=False)
+        for n in range(RESTORED_KEYS):
+            pipe.get(f"restored:{n}")
+        values = [v.decode() if isinstance(v, bytes) else v for v in pipe.execute()]
+        return values == [str(n) for n in range(RESTORED_KEYS)]
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _with_user_group(group_id: str, **spec: Any) -> Any:
+    """Users ``default`` (open, as without a user group) and ``app`` in a user group (of Engine redis: ElastiCache
+    lets only those hold a user without a password), and a group without it."""
+    def setup(ec: Any) -> None:
+        ec.create_user(UserId="crash-default", UserName="default", Engine="redis", AccessString="on ~* +@all",
+                       NoPasswordRequired=True)
+        ec.create_user(UserId="crash-app", UserName="app", Engine="redis", AccessString="on ~app:* +get",
+                       Passwords=["crash-app-password-0123456789"])
+        ec.create_user_group(UserGroupId="crash-users", Engine="redis", UserIds=["crash-default", "crash-app"])
+        _wait_for(lambda: ec.describe_user_groups(UserGroupId="crash-users")["UserGroups"][0]["Status"] == "active",
+                  20, "the user group active")
+        _create(group_id, **spec)(ec)
+
+    return setup
+
+
+def _add_user_group(group_id: str) -> Any:
+    """ModifyReplicationGroup UserGroupIdsToAdd; done once every node knows the ``app`` user."""
+    def action(ec: Any, server: Server) -> Callable[[Any], bool]:
+        ec.modify_replication_group(ReplicationGroupId=group_id, UserGroupIdsToAdd=["crash-users"],
+                                    ApplyImmediately=True)
+
+        def synced(ec: Any) -> bool:
+            try:
+                return all(any(rule.startswith("user app on ") for rule in engine(address).acl_list())
+                           for address in member_addresses(ec, group_id).values())
+            except redis.RedisError:
+                return False
+
+        return synced
+
+    return action
+
+
+WORKFLOWS += (
+    Workflow("restore", "rst", False, _snapshotted("rst-src", "crash-rst", NumCacheClusters=2),
+             _restore("rst", "crash-rst", NumCacheClusters=2), Shape(1, 1), writer=False),
+    Workflow("restore-reshape", "rsh", True,
+             _snapshotted("rsh-src", "crash-rsh", NumNodeGroups=1, ReplicasPerNodeGroup=1, ClusterMode="enabled"),
+             _restore("rsh", "crash-rsh", NumNodeGroups=2, ReplicasPerNodeGroup=1, ClusterMode="enabled"), Shape(2, 1), writer=False),
+    Workflow("acl-sync", "acl", False, _with_user_group("acl", NumCacheClusters=2), _add_user_group("acl"),
+             Shape(1, 1)),
 )
 
 BY_NAME = {workflow.name: workflow for workflow in WORKFLOWS}
@@ -139,6 +259,9 @@ SHORT: tuple[tuple[str, str], ...] = (
     ("snapshot", "Operation SNAPSHOT streaming#1"),
     ("parameters", "CacheNodeParameters#5"),
     ("upgrade", "Operation FAILOVER requested + Operation UPGRADE failing over#1"),
+    ("restore", "Restore moving#1"),
+    ("restore-reshape", "Operation CREATE restoring#1"),
+    ("acl-sync", "Operation ACCESS requested + ReplicationGroup modifying#1"),
 )
 
 # Crash points where the product is known not to converge (RELIABILITY.md, "Known failures"):

@@ -57,7 +57,9 @@ class Workflow:
     action: Callable[[Any, Server], Callable[[Any], bool] | None]
     shape: Shape
     writer: bool = True  # create has no group to write to before it starts
-    replaces_nodes: bool = False  # an engine upgrade starts every node anew by design: not a restart to flag
+    # An engine upgrade starts nodes anew by design: given, it tells (by pid) whether a process runs
+    # the new build. A node already on it at the crash must be adopted; the others may be new.
+    upgraded: Callable[[int], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,12 +123,12 @@ def describe(ec: Any, group_id: str) -> dict[str, Any] | None:
         return None
 
 
-def member_addresses(ec: Any, group_id: str) -> dict[str, str]:
-    """Cache cluster id -> node address of every member of the group."""
+def member_addresses(ec: Any, group_id: str | None) -> dict[str, str]:
+    """Cache cluster id -> node address of every member of the group (of every group and cluster: None)."""
     clusters = ec.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
     return {
         c["CacheClusterId"]: c["CacheNodes"][0]["Endpoint"]["Address"]
-        for c in clusters if c.get("ReplicationGroupId") == group_id and c.get("CacheNodes")
+        for c in clusters if group_id in (None, c.get("ReplicationGroupId")) and c.get("CacheNodes")
     }
 
 
@@ -430,9 +432,9 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
             lost = lost_keys(group, writer.confirmed)
             outcome.lost_count, outcome.lost = len(lost), lost[:10]
             writer = None
-        _check_processes(outcome, server, member_addresses(ec, workflow.group_id), at_crash)
-        if workflow.replaces_nodes:
-            outcome.restarted = []
+        if workflow.upgraded is not None:
+            at_crash = {address: pid for address, pid in at_crash.items() if workflow.upgraded(pid)}
+        _check_processes(outcome, server, member_addresses(ec, None), at_crash)
         return outcome
     finally:
         if writer:
