@@ -57,13 +57,18 @@ REMAINING: tuple[str, ...] = (
     # Global datastores: Modify changes every member group (a node type or engine change of each), which
     # tests/api/test_global_datastores_api.py checks for GlobalReplicationGroupDescription,
     # AutomaticFailoverEnabled, CacheParameterGroupName, CacheNodeType; not swept yet.
-    # Increase/DecreaseNodeGroupsInGlobalReplicationGroup are refused whole (cluster mode disabled
-    # datastores only: GlobalDatastores.refuse_shards), so their members cannot be dropped.
     "ModifyGlobalReplicationGroup",
-    "IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup",
     # Online migration: a call that is accepted needs a source engine to replicate from
     # (tests/acceptance/test_migration.py, CompleteMigration's Force there). StartMigration's AutoCutover and
     # ClearTargetCacheData=false are refused, named (tests/api/test_migration_api.py); PrepareMigration and the
     # ServerlessCacheName path are refused whole (serverless migration is not offered).
     "StartMigration", "TestMigration", "CompleteMigration", "PrepareMigration",
 )
+
+# Operations refused whole, whatever member is set: the sweep sends each member and checks the refusal
+# is InvalidParameterValue naming the operation (so no member of them can be dropped).
+REFUSED_WHOLE: dict[str, str] = {
+    **{operation: "cluster mode enabled global datastores are not built (GlobalDatastores.refuse_shards): "
+       "a member group is cluster mode disabled, so it has no node groups to add or remove"
+       for operation in ("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup")},
+}

@@ -39,6 +39,7 @@ sweep_exceptions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sweep_exceptions)
 EXCEPTIONS: dict[tuple[str, str], str] = sweep_exceptions.EXCEPTIONS
 REMAINING: tuple[str, ...] = sweep_exceptions.REMAINING
+REFUSED_WHOLE: dict[str, str] = sweep_exceptions.REFUSED_WHOLE
 
 MODEL = botocore.session.get_session().get_service_model("elasticache")
 OUTPOST = "arn:aws:outposts:us-east-1:000000000000:outpost/op-0123456789abcdef0"
@@ -548,14 +549,14 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)}
+    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)} | set(REFUSED_WHOLE)
     assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)} == set(REMAINING)
+    assert with_members - ({o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)} | set(REFUSED_WHOLE)) == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -1612,3 +1613,33 @@ DESCRIBE_GLOBAL = Describe(
     for path, _ in members(MODEL.operation_model(DESCRIBE_GLOBAL.name).input_shape)])
 def test_each_global_describe_member_takes_effect(global_primaries: dict[str, Any], path: str) -> None:
     test_each_describe_member_takes_effect(global_primaries, DESCRIBE_GLOBAL, path)
+
+
+# The shard operations of a global datastore are refused whole (REFUSED_WHOLE): each member is sent
+# with the required ones, on the fixture's datastore, and the refusal must name the operation.
+_WHOLE_VALUES: dict[str, Any] = {
+    "RegionalConfigurations": [{"ReplicationGroupId": "sweep-global-other", "ReplicationGroupRegion": "us-east-1",
+                                "ReshardingConfiguration": [{"NodeGroupId": "0001", "PreferredAvailabilityZones":
+                                                             ["us-east-1a"]}]}],
+    "GlobalNodeGroupsToRemove": ["sweep-0001"], "GlobalNodeGroupsToRetain": ["sweep-0001"],
+}
+
+
+@pytest.mark.parametrize(("operation", "path", "member"), [
+    pytest.param(operation, path, member, id=f"{operation}:{path}")
+    for operation in REFUSED_WHOLE
+    for path, member in members(MODEL.operation_model(operation).input_shape)
+    if "." not in path])
+def test_each_member_of_an_operation_refused_whole_is_refused(global_primaries: dict[str, Any], operation: str,
+                                                              path: str, member: Shape) -> None:
+    ec = global_primaries["ec"]
+    record = _global_of(ec, "sweep-global-other")
+    assert record is not None
+    params = {"GlobalReplicationGroupId": record["GlobalReplicationGroupId"], "NodeGroupCount": 2,
+              "ApplyImmediately": True,
+              path: _WHOLE_VALUES[path] if path in _WHOLE_VALUES else made_value(path, member)}
+    with pytest.raises(ClientError) as refused:
+        getattr(ec, botocore.xform_name(operation))(**params)
+    found = refused.value.response["Error"]
+    assert found["Code"] == "InvalidParameterValue", found
+    assert operation in found["Message"], found
