@@ -144,3 +144,14 @@ def test_modify_global_needs_apply_immediately_and_one_engine_change_at_a_time()
 def test_the_shard_operations_are_refused_in_elasticache_words():
     error = gd.refuse_cluster_mode("RebalanceSlotsInGlobalReplicationGroup")
     assert isinstance(error, InvalidParameterValue) and "cluster mode disabled" in str(error)
+
+
+def test_one_member_lookup_serves_failover_and_disassociate_each_with_its_own_sentence():
+    member = gd.GlobalDatastores._member(record(), WEST, "west", "is not a member of global replication group")
+    assert member == GlobalMember(WEST, "west", MemberRole.SECONDARY)
+    with pytest.raises(InvalidParameterValue, match="Replication group gone in us-west-2 is not associated with "
+                                                    "Global Replication Group abcde-g."):
+        gd.GlobalDatastores._member(record(), WEST, "gone", "is not associated with Global Replication Group")
+    # The region matters: the same id in another region is not the member.
+    with pytest.raises(InvalidParameterValue, match="is not a member of global replication group abcde-g"):
+        gd.GlobalDatastores._member(record(), EAST, "west", "is not a member of global replication group")

@@ -482,12 +482,7 @@ class GlobalDatastores(GroupUseCases):
     def failover(self, global_id: str, *, primary_region: str, primary_group_id: str) -> GlobalReplicationGroup:
         record = self._global(global_id)
         self._require_settled(record, action="failed over")
-        member = record.member(primary_region, primary_group_id)
-        if member is None:
-            raise InvalidParameterValue(
-                f"Replication group {primary_group_id} in {primary_region} is not a member of global replication group "
-                f"{record.global_id}."
-            )
+        member = self._member(record, primary_region, primary_group_id, "is not a member of global replication group")
         if member.role == MemberRole.PRIMARY:
             raise InvalidParameterValue(
                 f"Replication group {primary_group_id} in {primary_region} is already the primary of global replication "
@@ -511,13 +506,8 @@ class GlobalDatastores(GroupUseCases):
     def disassociate(self, global_id: str, *, group_id: str, region: str) -> GlobalReplicationGroup:
         record = self._global(global_id)
         self._require_settled(record, action="changed")
-        member = record.member(region, group_id)
-        if member is None:
-            # terraform-provider-aws's disassociateReplicationGroup treats this wording as done.
-            raise InvalidParameterValue(
-                f"Replication group {group_id} in {region} is not associated with Global Replication Group "
-                f"{record.global_id}."
-            )
+        # terraform-provider-aws's disassociateReplicationGroup treats this wording as done.
+        member = self._member(record, region, group_id, "is not associated with Global Replication Group")
         if member.role == MemberRole.PRIMARY:
             raise InvalidParameterValue(
                 f"Replication group {group_id} is the primary of global replication group {record.global_id}; only a "
@@ -537,6 +527,14 @@ class GlobalDatastores(GroupUseCases):
         if group is not None:
             self._changed(group)
         return updated
+
+    @staticmethod
+    def _member(record: GlobalReplicationGroup, region: str, group_id: str, wording: str) -> GlobalMember:
+        """The member ``group_id`` in ``region``; refused with ``wording`` (each caller's own sentence) if missing."""
+        member = record.member(region, group_id)
+        if member is None:
+            raise InvalidParameterValue(f"Replication group {group_id} in {region} {wording} {record.global_id}.")
+        return member
 
     def delete(self, global_id: str, *, retain_primary: bool) -> GlobalReplicationGroup:
         record = self._global(global_id)
