@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from crashsteps import Shape, Workflow, kill_primary, member_addresses
+from crashsteps import Shape, Workflow, kill_primary, member_addresses, wait_until
 from helpers import Server, engine, wait_group
 
 BASE = {"ReplicationGroupDescription": "crash", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}
@@ -140,12 +139,7 @@ def _snapshotted(source_id: str, snapshot: str, **spec: Any) -> Any:
     """A group holding RESTORED_KEYS keys and a snapshot of it, to restore from."""
     def setup(ec: Any) -> None:
         _create(source_id, **spec)(ec)
-        group = ec.describe_replication_groups(ReplicationGroupId=source_id)["ReplicationGroups"][0]
-        if group["ClusterEnabled"]:
-            endpoint = group["ConfigurationEndpoint"]
-            client: Any = redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=5)
-        else:
-            client = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+        client = _client(ec.describe_replication_groups(ReplicationGroupId=source_id)["ReplicationGroups"][0])
         try:
             pipe = client.pipeline(transaction=False)
             for n in range(RESTORED_KEYS):
@@ -154,17 +148,17 @@ def _snapshotted(source_id: str, snapshot: str, **spec: Any) -> Any:
         finally:
             client.close()
         ec.create_snapshot(ReplicationGroupId=source_id, SnapshotName=snapshot)
-        _wait_for(lambda: _snapshot_status(ec, snapshot) == "available", 60, f"snapshot {snapshot}")
+        wait_until(lambda: _snapshot_status(ec, snapshot) == "available", 60, f"snapshot {snapshot}")
 
     return setup
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
+def _client(group: dict[str, Any]) -> Any:
+    """A client of the group's data: its configuration endpoint (cluster mode) or its primary."""
+    if group["ClusterEnabled"]:
+        endpoint = group["ConfigurationEndpoint"]
+        return redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=5)
+    return engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
 
 
 def _restore(group_id: str, snapshot: str, **spec: Any) -> Any:
@@ -180,11 +174,7 @@ def _restored(ec: Any, group_id: str) -> bool:
     group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
     if group["Status"] != "available":
         return False
-    if group["ClusterEnabled"]:
-        endpoint = group["ConfigurationEndpoint"]
-        client: Any = redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=5)
-    else:
-        client = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+    client = _client(group)
     try:
         pipe = client.pipeline(transaction=False)
         for n in range(RESTORED_KEYS):
@@ -206,7 +196,7 @@ def _with_user_group(group_id: str, **spec: Any) -> Any:
         ec.create_user(UserId="crash-app", UserName="app", Engine="redis", AccessString="on ~app:* +get",
                        Passwords=["crash-app-password-0123456789"])
         ec.create_user_group(UserGroupId="crash-users", Engine="redis", UserIds=["crash-default", "crash-app"])
-        _wait_for(lambda: ec.describe_user_groups(UserGroupId="crash-users")["UserGroups"][0]["Status"] == "active",
+        wait_until(lambda: ec.describe_user_groups(UserGroupId="crash-users")["UserGroups"][0]["Status"] == "active",
                   20, "the user group active")
         _create(group_id, **spec)(ec)
 

@@ -306,7 +306,7 @@ def _start_work(workflow: Workflow, ec: Any, server: Server) -> Callable[[Any], 
         return None
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -326,7 +326,7 @@ def teardown(server: Server) -> None:
     for _, pid in engine_processes(server.data_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    _wait(lambda: not engine_processes(server.data_dir), 10, "the engines to exit")
+    wait_until(lambda: not engine_processes(server.data_dir), 10, "the engines to exit")
     shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
@@ -341,7 +341,7 @@ def enumerate_steps(root: Path, workflow: Workflow) -> list[Step]:
         workflow.setup(ec)
         before = log.read_text().splitlines() if log.exists() else []
         done = _start_work(workflow, ec, server)
-        _wait(lambda: shape_reached(ec, workflow, done), CONVERGE_TIMEOUT, f"{workflow.name} to converge")
+        wait_until(lambda: shape_reached(ec, workflow, done), CONVERGE_TIMEOUT, f"{workflow.name} to converge")
         lines = log.read_text().splitlines()
     finally:
         teardown(server)
@@ -397,7 +397,7 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
                 return process.poll() is not None
 
         try:
-            _wait(dead_or_done, CONVERGE_TIMEOUT, f"the control plane to crash after {step.crash_after}")
+            wait_until(dead_or_done, CONVERGE_TIMEOUT, f"the control plane to crash after {step.crash_after}")
         except TimeoutError as error:
             outcome.problems.append(str(error))
         outcome.crashed = process.poll() == -signal.SIGKILL
@@ -412,7 +412,7 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
         server.start()
         ec = server.client()
         try:
-            _wait(lambda: shape_reached(ec, workflow, done), CONVERGE_TIMEOUT,
+            wait_until(lambda: shape_reached(ec, workflow, done), CONVERGE_TIMEOUT,
                   f"{workflow.name} to converge after the crash")
             outcome.converged = True
             outcome.seconds_to_converge = time.monotonic() - restarted_at
@@ -425,7 +425,7 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
         if writer:
             # A few more confirmed writes through the converged group, then stop the writer.
             counts = [len(w.confirmed) for w in writer.writers]
-            _wait(lambda: all(len(w.confirmed) > c + 5 for w, c in zip(writer.writers, counts, strict=True)),
+            wait_until(lambda: all(len(w.confirmed) > c + 5 for w, c in zip(writer.writers, counts, strict=True)),
                   20, "confirmed writes after convergence")
             writer.__exit__()
             outcome.confirmed = len(writer.confirmed)
