@@ -31,6 +31,32 @@ ALL_THREE = {"redis 7.0", "valkey 8.1", "valkey 9.1"} <= set(BINARIES)
 pytestmark = pytest.mark.skipif(not ALL_THREE, reason="needs Redis OSS 7.0, Valkey 8.1 and Valkey 9.1 installed")
 
 
+class DescribeWatcher:
+    """Describes one cache cluster back to back in a thread and keeps every distinct
+    (status, EngineVersion, PendingModifiedValues) it saw, in order."""
+
+    def __init__(self, ec, cluster_id: str) -> None:
+        self.ec, self.cluster_id = ec, cluster_id
+        self.states: list[tuple[str, str, dict]] = []
+        self.looks = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            found = self.ec.describe_cache_clusters(CacheClusterId=self.cluster_id)["CacheClusters"][0]
+            state = (found["CacheClusterStatus"], found["EngineVersion"], found.get("PendingModifiedValues", {}))
+            self.looks += 1
+            if not self.states or self.states[-1] != state:
+                self.states.append(state)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join(timeout=10)
+        return self.looks
+
+
 class StreakWriter:
     """Writes k:N through one address, each write confirmed with WAIT 1, and records every error
     streak: the time from a write's first error to the next successful write (seconds)."""
@@ -233,6 +259,7 @@ def test_nodes_without_replicas_restart_on_their_saved_data(server, ec):
         ec.modify_cache_cluster(CacheClusterId="upg-one-001", Engine="valkey", EngineVersion="8.1")
     assert refused.value.response["Error"]["Code"] == "InvalidParameterCombination"
 
+    seen = DescribeWatcher(ec, "upg-solo")
     ec.modify_cache_cluster(CacheClusterId="upg-solo", EngineVersion="9.1", ApplyImmediately=True)
     ec.modify_replication_group(ReplicationGroupId="upg-one", Engine="valkey", EngineVersion="8.1", ApplyImmediately=True)
     # Cluster mode, one node per shard: Redis OSS 7.0 straight to Valkey 9.1, each keeping its id and slots.
@@ -244,6 +271,8 @@ def test_nodes_without_replicas_restart_on_their_saved_data(server, ec):
              what="the standalone node on 9.1 with its data")
     done = wait_cluster(ec, "upg-solo", timeout=60)
     assert done["EngineVersion"].startswith("9.1.") and done["PendingModifiedValues"] == {}
+    # Never `available` while the upgrade is still pending (it was, for one step, before the fix).
+    assert seen.stop() and not [s for s in seen.states if s[0] == "available" and s[2]], seen.states
     assert engine(solo).get("ttl") == "kept" and 900 < engine(solo).ttl("ttl") <= 1000
     wait_group(ec, "upg-one", timeout=60)
     assert build_of(one).startswith("valkey 8.1.") and engine(one).dbsize() == 1000

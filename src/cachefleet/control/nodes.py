@@ -263,16 +263,22 @@ class Nodes:
         current = self.store.get(CacheCluster, cluster.region, cluster.cluster_id)
         if current is None or current.status not in (ClusterStatus.CREATING, ClusterStatus.MODIFYING, ClusterStatus.REBOOTING):
             return
+        self.observed.rebooted.discard(node_key(current))
+        if current.status_reason == REPLACING:
+            # A node restarted on a new build: only its node is available. The cluster stays
+            # `modifying` with its pending EngineVersion until the upgrade records the new build
+            # (one transaction), so no Describe shows it available with the upgrade still pending.
+            if current.node.status != NodeStatus.AVAILABLE:
+                with self.store.transaction() as tx:
+                    tx.put(replace(current, node=replace(current.node, status=NodeStatus.AVAILABLE)))
+            return
         created = current.status == ClusterStatus.CREATING
         updated = replace(
             current, status=ClusterStatus.AVAILABLE, status_reason="", node=replace(current.node, status=NodeStatus.AVAILABLE)
         )
-        self.observed.rebooted.discard(node_key(current))
         role = "replica" if current.replication_group_id and not self.is_primary(current) else "primary"
         with self.store.transaction() as tx:
             tx.put(updated)
-            if current.status_reason == REPLACING:
-                return  # the upgrade records the node's new build once it sees it available
             if current.status_reason == RECOVERING:
                 message = f"Finished recovery for cache nodes {current.cluster_id}: it is a replica in sync with the primary"
             elif current.status == ClusterStatus.REBOOTING:

@@ -151,6 +151,9 @@ class UpgradeWorkflow:
         return apply_status(nodes.family(cluster), nodes.parameter_values(cluster), record)[0] == ApplyStatus.PENDING_REBOOT
 
     def _ready(self, cluster: CacheCluster) -> bool:
+        """The replaced node answers on its new build (`mark_available` saw it up and in sync)."""
+        if cluster.status_reason == REPLACING:
+            return cluster.node.status == NodeStatus.AVAILABLE and self.nodes.running(cluster)
         return cluster.status == ClusterStatus.AVAILABLE and self.nodes.running(cluster)
 
     # ------------------------------------------------------------------ replication groups
@@ -222,7 +225,8 @@ class UpgradeWorkflow:
             return False
         now = nodes.clock.now()
         with nodes.store.transaction() as tx:
-            done = replace(cluster, status_reason="", pending=pending_of(cluster.pending, None))
+            done = replace(cluster, status=ClusterStatus.AVAILABLE, status_reason="",
+                           pending=pending_of(cluster.pending, None))
             tx.put(done)
             tx.put(progressed(replace(operation, upgrade=replace(upgrade, replacing=None, replacing_pid=None,
                                                                 in_place=False)),
