@@ -19,6 +19,7 @@ from rich.table import Table
 
 from cachefleet.cli.commands import err, fleet, out
 from cachefleet.cli.output import output_option
+from cachefleet.client import global_datastores
 from cachefleet.client.fleet import ApiFailure, Fleet
 
 
@@ -26,31 +27,10 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def _records(client: Fleet, global_id: str | None = None) -> list[dict[str, Any]]:
-    """DescribeGlobalReplicationGroups with members, every page (or the one named)."""
-    found: list[dict[str, Any]] = []
-    marker: str | None = None
-    while True:
-        page = client.call("elasticache", "describe_global_replication_groups", ShowMemberInfo=True,
-                           **({"GlobalReplicationGroupId": global_id} if global_id else {}),
-                           **({"Marker": marker} if marker else {}))
-        found.extend(dict(r) for r in page.get("GlobalReplicationGroups", []))
-        marker = page.get("Marker")
-        if not marker:
-            return found
-
-
-def _members(record: dict[str, Any]) -> list[dict[str, Any]]:
-    # The primary first, then the secondaries by region: the order a reader scans for.
-    return sorted(record.get("Members") or [], key=lambda m: (m["Role"] != "PRIMARY", m["ReplicationGroupRegion"]))
-
-
-def _member_text(member: dict[str, Any]) -> str:
-    return f"{member['ReplicationGroupRegion']}/{member['ReplicationGroupId']}"
-
-
-def _primary(record: dict[str, Any]) -> dict[str, Any] | None:
-    return next((m for m in record.get("Members") or [] if m["Role"] == "PRIMARY"), None)
+_records = global_datastores.records
+_members = global_datastores.members
+_member_text = global_datastores.member_text
+_primary = global_datastores.primary
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -11,14 +11,8 @@ from typing import Any
 import click
 
 from cachefleet.cli.commands import err, fleet, out
+from cachefleet.client import migrations
 from cachefleet.client.fleet import Fleet
-
-# Events that end a step, by step: (success, failure) prefixes of ElastiCache's (and Cachefleet's) messages.
-_OUTCOMES = {
-    "test": ("Test Migration successful", "Test Migration failed"),
-    "start": ("is in sync with the source", "Start Migration failed"),
-    "complete": ("Complete Migration successful", "Complete Migration failed"),
-}
 
 
 def _endpoint(value: str) -> list[dict[str, Any]]:
@@ -28,31 +22,21 @@ def _endpoint(value: str) -> list[dict[str, Any]]:
     return [{"Address": host, "Port": int(port)}]
 
 
-def _wait_outcome(client: Fleet, group_id: str, step: str, since: set[tuple[str, str]], timeout: float) -> str:
+def _wait_outcome(client: Fleet, group_id: str, step: str, since: set[migrations.EventKey], timeout: float) -> str:
     """The message of the event that ends ``step`` (one not in ``since``); exits 1 on a failure."""
-    success, failure = _OUTCOMES[step]
     deadline = time.monotonic() + timeout
     with err.status(f"Waiting for {group_id}"):
         while time.monotonic() < deadline:
-            for event in client.events(group_id, minutes=60):
-                if (str(event["date"]), str(event["message"])) in since or event["source"] != group_id.lower():
-                    continue
-                if success in event["message"]:
-                    return str(event["message"])
-                if failure in event["message"]:
-                    err.print(event["message"], soft_wrap=True, markup=False)
-                    sys.exit(1)
+            found = migrations.outcome(client, group_id, step, since)
+            if found is not None:
+                succeeded, message = found
+                if succeeded:
+                    return message
+                err.print(message, soft_wrap=True, markup=False)
+                sys.exit(1)
             time.sleep(0.5)
     err.print(f"No outcome within {timeout:.0f} s; see `cachefleet migrate status {group_id}`.")
     sys.exit(1)
-
-
-def _now(client: Fleet, group_id: str) -> set[tuple[str, str]]:
-    """The group's events so far: the outcome waited for is a new one."""
-    try:
-        return {(str(e["date"]), str(e["message"])) for e in client.events(group_id, minutes=60)}
-    except Exception:  # noqa: BLE001 - an unknown group: the call itself says so next
-        return set()
 
 
 @click.group()
@@ -67,7 +51,7 @@ def migrate() -> None:
 def test_command(group_id: str, source: str, timeout: float) -> None:
     """Check that GROUP_ID can migrate from SOURCE (HOST:PORT) without migrating anything."""
     client = fleet()
-    since = _now(client, group_id)
+    since = migrations.seen(client, group_id)
     client.call("elasticache", "test_migration", ReplicationGroupId=group_id, CustomerNodeEndpointList=_endpoint(source))
     out.print(_wait_outcome(client, group_id, "test", since, timeout), soft_wrap=True, markup=False)
 
@@ -80,7 +64,7 @@ def test_command(group_id: str, source: str, timeout: float) -> None:
 def start(group_id: str, source: str, wait: bool, timeout: float) -> None:
     """Make GROUP_ID's primary a replica of SOURCE (HOST:PORT); writes go to the source until complete."""
     client = fleet()
-    since = _now(client, group_id)
+    since = migrations.seen(client, group_id)
     group = client.call("elasticache", "start_migration", ReplicationGroupId=group_id,
                         CustomerNodeEndpointList=_endpoint(source))["ReplicationGroup"]
     out.print(f"Migrating {group['ReplicationGroupId']} from {source} ({group['Status']}).")
@@ -96,7 +80,7 @@ def start(group_id: str, source: str, wait: bool, timeout: float) -> None:
 def complete(group_id: str, force: bool, wait: bool, timeout: float) -> None:
     """Stop following the source: GROUP_ID's primary takes writes again."""
     client = fleet()
-    since = _now(client, group_id)
+    since = migrations.seen(client, group_id)
     client.call("elasticache", "complete_migration", ReplicationGroupId=group_id, Force=force)
     out.print(f"Completing the migration of {group_id}" + (" (forced)." if force else "."))
     if wait:
@@ -112,6 +96,5 @@ def status(group_id: str, minutes: int) -> None:
     group = client.call("elasticache", "describe_replication_groups", ReplicationGroupId=group_id)["ReplicationGroups"][0]
     out.print(f"{group['ReplicationGroupId']}: {group['Status']}", markup=False)
     # One line per event, unwrapped: a message is what a script greps for.
-    for event in client.events(group_id, minutes=minutes):
-        if event["source"] == group["ReplicationGroupId"] and "igration" in event["message"]:
-            out.print(f"{event['date']}  {event['message']}", soft_wrap=True, markup=False)
+    for event in migrations.migration_events(client, group["ReplicationGroupId"], minutes=minutes):
+        out.print(f"{event['date']}  {event['message']}", soft_wrap=True, markup=False)

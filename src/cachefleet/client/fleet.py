@@ -153,7 +153,8 @@ class Fleet:
         except (ClientError, BotoCoreError) as error:
             raise translate(error, self.endpoint_url) from None
 
-    def _pages(self, service: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    def pages(self, service: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        """Every ``key`` item of an operation that pages with Marker."""
         items: list[dict[str, Any]] = []
         marker: str | None = None
         while True:
@@ -227,11 +228,11 @@ class Fleet:
             raise
 
     def _all_clusters(self, **params: Any) -> list[dict[str, Any]]:
-        return self._pages("elasticache", "describe_cache_clusters", "CacheClusters", ShowCacheNodeInfo=True, **params)
+        return self.pages("elasticache", "describe_cache_clusters", "CacheClusters", ShowCacheNodeInfo=True, **params)
 
     def overview(self) -> list[dict[str, Any]]:
         """Every replication group and standalone cache cluster, summarized, sorted by name."""
-        groups = self._pages("elasticache", "describe_replication_groups", "ReplicationGroups")
+        groups = self.pages("elasticache", "describe_replication_groups", "ReplicationGroups")
         clusters = self._all_clusters()
         summaries = [_summary(_group_view(group, clusters)) for group in groups]
         summaries += [_summary(_cluster_view(c)) for c in clusters if not c.get("ReplicationGroupId")]
@@ -268,7 +269,7 @@ class Fleet:
 
     # ------------------------------------------------------------------ users (RBAC)
     def users(self) -> list[dict[str, Any]]:
-        return [_user_view(u) for u in self._pages("elasticache", "describe_users", "Users")]
+        return [_user_view(u) for u in self.pages("elasticache", "describe_users", "Users")]
 
     def create_user(
         self, user_id: str, *, user_name: str | None, access_string: str, passwords: Sequence[str], engine: str,
@@ -301,7 +302,7 @@ class Fleet:
         return _user_view(self.call("elasticache", "delete_user", UserId=user_id))
 
     def engines(self) -> list[dict[str, Any]]:
-        versions = self._pages("elasticache", "describe_cache_engine_versions", "CacheEngineVersions")
+        versions = self.pages("elasticache", "describe_cache_engine_versions", "CacheEngineVersions")
         return [
             {"engine": v["Engine"], "version": v["EngineVersion"], "description": v.get("CacheEngineVersionDescription", "")}
             for v in versions
@@ -317,7 +318,7 @@ class Fleet:
                 sources.update(node["cache_cluster_id"] for node in self.describe(name)["nodes"])
             except NotFound:
                 pass  # deleted: its own events are still there to show
-        raw = self._pages("elasticache", "describe_events", "Events", Duration=minutes, MaxRecords=100)
+        raw = self.pages("elasticache", "describe_events", "Events", Duration=minutes, MaxRecords=100)
         events = [
             {
                 "date": _iso(e.get("Date")),
@@ -333,7 +334,7 @@ class Fleet:
     # ------------------------------------------------------------------ parameter groups
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Every parameter group (the defaults included), with the clusters using each and their apply status."""
-        groups = self._pages("elasticache", "describe_cache_parameter_groups", "CacheParameterGroups")
+        groups = self.pages("elasticache", "describe_cache_parameter_groups", "CacheParameterGroups")
         users: dict[str, list[dict[str, Any]]] = {}
         for cluster in self._all_clusters():
             status = cluster.get("CacheParameterGroup") or {}
@@ -358,7 +359,7 @@ class Fleet:
             # Let the server say it is not there (its error and wording).
             self.call("elasticache", "describe_cache_parameter_groups", CacheParameterGroupName=name)
             raise NotFound(f"No parameter group named {name} in {self.region}.")
-        parameters = self._pages(
+        parameters = self.pages(
             "elasticache", "describe_cache_parameters", "Parameters", CacheParameterGroupName=name,
             **({"Source": source} if source else {}),
         )
@@ -598,7 +599,7 @@ class Fleet:
             resource = self.describe_or_gone(name)
             key = "CacheClusterId" if resource["kind"] == "cluster" else "ReplicationGroupId"
             params[key] = name.lower()
-        found = self._pages("elasticache", "describe_snapshots", "Snapshots", ShowNodeGroupConfig=True, **params)
+        found = self.pages("elasticache", "describe_snapshots", "Snapshots", ShowNodeGroupConfig=True, **params)
         return sorted((snapshot_view(s) for s in found), key=lambda s: str(s["created"]), reverse=True)
 
     def snapshot_status(self, snapshot_name: str) -> dict[str, Any] | None:
@@ -899,7 +900,15 @@ def _group_view(group: dict[str, Any], clusters: Iterable[dict[str, Any]]) -> di
         "parameter_group": any_cluster.get("CacheParameterGroup", {}).get("CacheParameterGroupName"),
         "pending": _pending(group, by_id.values()),
         "upgrade": _upgrade(nodes, group.get("Status")),
+        "global_datastore": _global_info(group.get("GlobalReplicationGroupInfo")),
     }
+
+
+def _global_info(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The global datastore a group is a member of, and its role there (PRIMARY or SECONDARY)."""
+    if not info or not info.get("GlobalReplicationGroupId"):
+        return None
+    return {"id": info["GlobalReplicationGroupId"], "role": info.get("GlobalReplicationGroupMemberRole")}
 
 
 def _cluster_view(cluster: dict[str, Any]) -> dict[str, Any]:
