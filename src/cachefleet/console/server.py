@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cachefleet.client import serverless
+from cachefleet.client import global_datastores, migrations, serverless
 from cachefleet.client.fleet import ApiFailure, Fleet
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ SERVERLESS_CHARTS = [
     ("SuccessfulReadRequestLatency", "Average", "Microseconds"),
 ]
 MAX_METRIC_MINUTES = 24 * 60
+# How long the facade waits for TestMigration's outcome event (the source probe times out in 2 s).
+TEST_MIGRATION_WAIT = 20.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -124,6 +126,17 @@ class Console:
             ("GET", "/console/api/serverless", self.serverless_caches),
             ("GET", "/console/api/serverless/{name}", self.serverless_cache),
             ("POST", "/console/api/serverless/{name}/metrics", self.serverless_metrics),
+            ("GET", "/console/api/global", self.global_datastores),
+            ("POST", "/console/api/global", self.create_global),
+            ("GET", "/console/api/global/{id}", self.global_datastore),
+            ("DELETE", "/console/api/global/{id}", self.delete_global),
+            ("POST", "/console/api/global/{id}/failover", self.failover_global),
+            ("POST", "/console/api/global/{id}/disassociate", self.disassociate_global),
+            ("GET", "/console/api/migrations", self.migration_targets),
+            ("GET", "/console/api/migrations/{name}", self.migration),
+            ("POST", "/console/api/migrations/{name}/test", self.test_migration),
+            ("POST", "/console/api/migrations/{name}/start", self.start_migration),
+            ("POST", "/console/api/migrations/{name}/complete", self.complete_migration),
         ]
         for method, path, handler in api:
             app.router.add_route(method, path, self._guarded(handler))
@@ -369,3 +382,123 @@ class Console:
         await asyncio.to_thread(fleet.reset_parameters, request.match_info["name"], names)
         what = ", ".join(names) if names else "every parameter"
         return _json({"messages": [f"Reset {what} of {request.match_info['name']}."]})
+
+    # ------------------------------------------------------------------ global datastores
+    @staticmethod
+    def _text(body: dict[str, Any], key: str, what: str) -> str:
+        value = str(body.get(key) or "").strip()
+        if not value:
+            raise ConsoleProblem(f"Give {what}.", code="MissingParameter")
+        return value
+
+    async def global_datastores(self, request: web.Request) -> web.StreamResponse:
+        """Every global datastore (in every region, as the API lists them), and this region's groups
+        that belong to none: the ones a datastore can be created from."""
+        fleet = self._fleet(request)
+        records = await asyncio.to_thread(global_datastores.records, fleet)
+        candidates = await asyncio.to_thread(global_datastores.candidates, fleet)
+        return _json({"region": fleet.region, "datastores": [global_datastores.global_view(r) for r in records],
+                      "candidates": candidates})
+
+    async def global_datastore(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        records = await asyncio.to_thread(global_datastores.records, fleet, request.match_info["id"])
+        return _json(global_datastores.global_view(records[0]))
+
+    async def create_global(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        primary = self._text(body, "primary", "the replication group that becomes the primary")
+        suffix = self._text(body, "suffix", "the global datastore's name suffix")
+        record = await asyncio.to_thread(
+            fleet.call, "elasticache", "create_global_replication_group", GlobalReplicationGroupIdSuffix=suffix,
+            PrimaryReplicationGroupId=primary, GlobalReplicationGroupDescription=str(body.get("description") or ""))
+        return _json(global_datastores.global_view(record["GlobalReplicationGroup"]), status=201)
+
+    async def failover_global(self, request: web.Request) -> web.StreamResponse:
+        """Planned failover: the member ``group`` in ``region`` becomes the primary."""
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        region, group = self._text(body, "region", "the new primary's region"), self._text(body, "group", "the new primary")
+        record = await asyncio.to_thread(
+            fleet.call, "elasticache", "failover_global_replication_group",
+            GlobalReplicationGroupId=request.match_info["id"], PrimaryRegion=region, PrimaryReplicationGroupId=group)
+        view = global_datastores.global_view(record["GlobalReplicationGroup"])
+        return _json(view | {"messages": [f"Failing {view['id']} over to {region}/{group} ({view['status']})."]})
+
+    async def disassociate_global(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        body = await self._body(request)
+        region, group = self._text(body, "region", "the member's region"), self._text(body, "group", "the member")
+        record = await asyncio.to_thread(
+            fleet.call, "elasticache", "disassociate_global_replication_group",
+            GlobalReplicationGroupId=request.match_info["id"], ReplicationGroupId=group, ReplicationGroupRegion=region)
+        view = global_datastores.global_view(record["GlobalReplicationGroup"])
+        return _json(view | {"messages": [f"Disassociating {region}/{group} from {view['id']}: it becomes a "
+                                          "standalone, writable replication group."]})
+
+    async def delete_global(self, request: web.Request) -> web.StreamResponse:
+        """DeleteGlobalReplicationGroup; ``{"retain_primary": false}`` deletes the primary group too."""
+        fleet = self._fleet(request)
+        body = await self._body(request) if request.body_exists else {}
+        retain = body.get("retain_primary", True)
+        if not isinstance(retain, bool):
+            raise ConsoleProblem("retain_primary must be true or false.")
+        record = await asyncio.to_thread(
+            fleet.call, "elasticache", "delete_global_replication_group",
+            GlobalReplicationGroupId=request.match_info["id"], RetainPrimaryReplicationGroup=retain)
+        view = global_datastores.global_view(record["GlobalReplicationGroup"])
+        kept = "the primary replication group is kept" if retain else "the primary replication group is deleted too"
+        return _json(view | {"messages": [f"Deleting global datastore {view['id']} ({view['status']}); {kept}."]})
+
+    # ------------------------------------------------------------------ online migration
+    def _source(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        address = self._text(body, "address", "the source node's address")
+        port = self._int(body, "port", default=6379)
+        return migrations.endpoint(address, port if port is not None else 6379)
+
+    async def migration_targets(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json({"region": fleet.region, "groups": await asyncio.to_thread(migrations.targets, fleet)})
+
+    async def migration(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        return _json(await asyncio.to_thread(migrations.migration_view, fleet, request.match_info["name"]))
+
+    async def test_migration(self, request: web.Request) -> web.StreamResponse:
+        """TestMigration, then its outcome: the first new event that ends it (the API answers before it checks)."""
+        fleet = self._fleet(request)
+        name = request.match_info["name"]
+        source = self._source(await self._body(request))
+        since = await asyncio.to_thread(migrations.seen, fleet, name)
+        await asyncio.to_thread(fleet.call, "elasticache", "test_migration", ReplicationGroupId=name,
+                                CustomerNodeEndpointList=source)
+        deadline = asyncio.get_running_loop().time() + TEST_MIGRATION_WAIT
+        while asyncio.get_running_loop().time() < deadline:
+            found = await asyncio.to_thread(migrations.outcome, fleet, name, "test", since)
+            if found is not None:
+                return _json({"ok": found[0], "message": found[1]})
+            await asyncio.sleep(0.25)
+        return _json({"ok": None, "message": f"TestMigration of {name} has no outcome after {TEST_MIGRATION_WAIT:.0f} s "
+                                             "yet; its event will appear under Migration events."})
+
+    async def start_migration(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        name = request.match_info["name"]
+        source = self._source(await self._body(request))
+        group = (await asyncio.to_thread(fleet.call, "elasticache", "start_migration", ReplicationGroupId=name,
+                                         CustomerNodeEndpointList=source))["ReplicationGroup"]
+        where = f"{source[0]['Address']}:{source[0]['Port']}"
+        return _json({"status": group.get("Status"),
+                      "messages": [f"Migrating {group['ReplicationGroupId']} from {where} ({group.get('Status')})."]})
+
+    async def complete_migration(self, request: web.Request) -> web.StreamResponse:
+        fleet = self._fleet(request)
+        name = request.match_info["name"]
+        force = (await self._body(request)).get("force", False)
+        if not isinstance(force, bool):
+            raise ConsoleProblem("force must be true or false.")
+        group = (await asyncio.to_thread(fleet.call, "elasticache", "complete_migration", ReplicationGroupId=name,
+                                         Force=force))["ReplicationGroup"]
+        return _json({"status": group.get("Status"), "messages": [
+            f"Completing the migration of {group['ReplicationGroupId']}" + (" (forced)." if force else ".")]})

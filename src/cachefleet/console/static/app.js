@@ -566,6 +566,8 @@ function renderSummary(summary, view) {
     ...securityRows(view),
     ["Configuration endpoint", view.configuration_endpoint],
     ["Replication group", view.replication_group_id],
+    ["Global datastore", view.global_datastore ? h("span", {}, h("a", { href: `#/g/${encodeURIComponent(view.global_datastore.id)}`, id: "global-datastore-link" },
+      view.global_datastore.id), ` (${view.global_datastore.role})`) : null],
     ["Parameter group", view.parameter_group ? h("a", { href: `#/p/${encodeURIComponent(view.parameter_group)}`, id: "parameter-group-link" }, view.parameter_group) : null],
     ["Engine upgrade", view.upgrade ? h("span", { id: "upgrade-progress", "data-state": view.upgrade.state },
       h("progress", { max: String(view.upgrade.total), value: String(view.upgrade.done) }),
@@ -610,6 +612,9 @@ function renderActions(actions, view) {
     confirmBox.hidden = false;
   } }, "Delete");
   parts.push(h("div", { class: "group" }, deleteButton, confirmBox));
+  if (view.kind === "group" && !view.cluster_mode) {
+    parts.push(h("div", { class: "group" }, h("a", { href: `#/m/${encodeURIComponent(name)}`, id: "migrate-link" }, "Migrate data from a self-hosted node…")));
+  }
   actions.replaceChildren(...parts);
 }
 
@@ -696,12 +701,282 @@ function renderSnapshots(box, items) {
   }
 }
 
-function renderEvents(box, items) {
-  if (!items.length) { box.replaceChildren(h("p", { class: "muted" }, "No events in the last 24 hours.")); return; }
-  box.replaceChildren(h("table", { id: "events-table" },
+function renderEvents(box, items, id = "events-table", empty = "No events in the last 24 hours.") {
+  if (!items.length) { box.replaceChildren(h("p", { class: "muted" }, empty)); return; }
+  box.replaceChildren(h("table", { id },
     h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Source"), h("th", {}, "Message"))),
     h("tbody", {}, ...items.slice().reverse().map((e) => h("tr", {},
       h("td", { class: "mono nowrap" }, e.date ? new Date(e.date).toLocaleString() : "–"), h("td", {}, e.source), h("td", { class: "event-message" }, e.message))))));
+}
+
+// ---------------------------------------------------------------------- global datastores
+function memberKey(m) { return `${m.region}/${m.group}`; }
+
+function memberLines(view) {
+  return h("ul", { class: "members" }, ...view.members.map((m) => h("li", { "data-member": memberKey(m), "data-role": m.role },
+    h("span", { class: "mono" }, memberKey(m)), " ", h("span", { class: `role role-${m.role.toLowerCase()}` }, m.role), " ",
+    statusBadge(m.status))));
+}
+
+async function globalListPage(app) {
+  const rows = h("tbody", { id: "global-rows" });
+  const table = h("table", { id: "global-table" },
+    h("thead", {}, h("tr", {}, ...["Global datastore", "Status", "Engine", "Node type", "Cluster mode", "Members (region/group, role, status)"]
+      .map((c) => h("th", {}, c)))),
+    rows);
+  const primary = h("select", { id: "global-primary" });
+  const suffix = h("input", { id: "global-suffix", placeholder: "orders", autocomplete: "off" });
+  const description = h("input", { id: "global-description", autocomplete: "off" });
+  const submit = h("button", { class: "primary", type: "submit", id: "global-create" }, "Create");
+  const form = h("form", { class: "card grid", id: "global-create-form", onsubmit: (event) => {
+    event.preventDefault();
+    withButton(submit, async () => {
+      const created = await call("POST", "/global", { primary: primary.value, suffix: suffix.value.trim(), description: description.value });
+      flash("notice", `Creating global datastore ${created.id} (${created.status}) with primary ${primary.value}.`);
+      location.hash = `#/g/${encodeURIComponent(created.id)}`;
+    });
+  } },
+  h("label", { class: "field" }, "Primary replication group (this region)", primary),
+  h("label", { class: "field" }, "Name suffix", suffix),
+  h("label", { class: "field" }, "Description", description),
+  submit);
+  const regionNote = h("p", { class: "muted", id: "global-region-note" });
+  app.replaceChildren(
+    h("h1", {}, "Global datastores"),
+    h("p", { class: "muted" }, "A primary replication group in one region and read-only secondaries in others, kept in sync by replication. ",
+      "A secondary is added with CreateReplicationGroup GlobalReplicationGroupId in its own region (boto3, the AWS CLI or Terraform)."),
+    table,
+    h("h2", {}, "Create a global datastore"),
+    regionNote,
+    form);
+  const refresh = async () => {
+    const data = await call("GET", "/global");
+    regionNote.textContent = `From an available replication group of ${data.region} that belongs to no global datastore; ` +
+      "the id is prefixed as ElastiCache prefixes it. The node type must be large or bigger (m5, m6g, m7g, r5, r6g, r6gd, r7g, c7gn).";
+    if (!data.datastores.length) {
+      rows.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "muted", id: "no-global" }, "No global datastores yet.")));
+    } else {
+      rows.replaceChildren(...data.datastores.map((g) => h("tr", { "data-global": g.id },
+        h("td", {}, h("a", { href: `#/g/${encodeURIComponent(g.id)}` }, g.id)),
+        h("td", {}, statusBadge(g.status)), h("td", {}, `${dash(g.engine)} ${g.engine_version || ""}`),
+        h("td", {}, dash(g.node_type)), h("td", {}, g.cluster_mode ? "enabled" : "disabled"),
+        h("td", {}, memberLines(g)))));
+    }
+    const chosen = primary.value;
+    const ids = data.candidates.map((c) => c.id).join(",");
+    if (primary.dataset.ids !== ids) {
+      primary.dataset.ids = ids;
+      primary.replaceChildren(...(data.candidates.length ? data.candidates.map((c) => h("option", { value: c.id },
+        `${c.id} (${c.status}, ${dash(c.node_type)}${c.cluster_mode ? ", cluster mode" : ""})`))
+        : [h("option", { value: "" }, `no replication group in ${data.region} is free`)]));
+      if (data.candidates.some((c) => c.id === chosen)) primary.value = chosen;
+    }
+  };
+  try { await refresh(); } catch (e) { showError(e); }
+  every(POLL_MS, refresh);
+}
+
+async function globalPage(app, id) {
+  const badge = h("span", { id: "status" });
+  const summary = h("dl", { class: "summary card", id: "summary" });
+  const members = h("div", { id: "members" });
+  const actions = h("div", { class: "card actions", id: "global-actions" });
+  app.replaceChildren(
+    h("p", {}, h("a", { href: "#/global" }, "← All global datastores")),
+    h("h1", {}, "Global datastore ", h("span", { id: "global-name" }, id), badge),
+    summary,
+    h("h2", {}, "Members"),
+    h("p", { class: "muted" }, "A planned failover pauses writes on the primary, lets the secondary catch up, then swaps the roles: nothing acknowledged is lost. ",
+      "Writers move to the new primary region's primary endpoint."),
+    members,
+    h("h2", {}, "Delete"), actions);
+  const done = (result) => flash("notice", (result.messages || []).join(" ") || "Done.");
+  let gone = false;
+  const retain = h("input", { id: "global-retain-primary", type: "checkbox", checked: true });
+  const confirmBox = h("span", { id: "global-delete-confirm", class: "confirm", hidden: true });
+  const deleteButton = h("button", { class: "danger", id: "global-delete", onclick: () => {
+    const what = retain.checked ? "(its primary replication group is kept)" : "and its primary replication group with all its data";
+    const yes = h("button", { class: "danger", id: "global-delete-confirm-yes", onclick: () => withButton(yes, async () => {
+      confirmBox.hidden = true;
+      done(await call("DELETE", `/global/${encodeURIComponent(id)}`, { retain_primary: retain.checked }));
+      await refresh();
+    }) }, "Yes, delete");
+    const no = h("button", { onclick: () => { confirmBox.hidden = true; } }, "Cancel");
+    confirmBox.replaceChildren(`Delete global datastore ${id} ${what}?`, yes, no);
+    confirmBox.hidden = false;
+  } }, "Delete global datastore");
+  actions.replaceChildren(
+    h("div", { class: "group" }, h("label", { class: "check" }, retain, "Keep the primary replication group (RetainPrimaryReplicationGroup)")),
+    h("div", { class: "group" }, deleteButton, confirmBox),
+    h("span", { class: "muted" }, "Disassociate every secondary first: a global datastore with secondaries cannot be deleted."));
+
+  const memberAction = (label, cls, path, m) => {
+    const button = h("button", { class: cls, onclick: () => withButton(button, async () => {
+      done(await call("POST", `/global/${encodeURIComponent(id)}/${path}`, { region: m.region, group: m.group }));
+      await refresh();
+    }) }, label);
+    return button;
+  };
+  const renderMembers = (view) => {
+    members.replaceChildren(h("table", { id: "members-table" },
+      h("thead", {}, h("tr", {}, ...["Region", "Replication group", "Role", "Status", "Automatic failover", ""].map((c) => h("th", {}, c)))),
+      h("tbody", {}, ...view.members.map((m) => h("tr", { "data-member": memberKey(m), "data-role": m.role },
+        h("td", {}, m.region),
+        h("td", {}, m.region === (state.region || state.session.region) ? h("a", { href: `#/r/${encodeURIComponent(m.group)}` }, m.group) : m.group),
+        h("td", { class: `member-role role-${m.role.toLowerCase()}` }, m.role),
+        h("td", { class: "member-status" }, statusBadge(m.status)),
+        h("td", {}, dash(m.automatic_failover)),
+        h("td", { class: "nowrap" }, m.role === "PRIMARY" ? h("span", { class: "muted" }, "takes the writes") : [
+          memberAction("Fail over to this region", "member-failover", "failover", m), " ",
+          memberAction("Disassociate", "danger member-disassociate", "disassociate", m)]))))));
+  };
+  const refresh = async () => {
+    if (gone) return;
+    let view;
+    try {
+      view = await call("GET", `/global/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.code === "GlobalReplicationGroupNotFoundFault") {
+        gone = true;
+        badge.replaceChildren(statusBadge("deleted"));
+        summary.replaceChildren(h("dt", {}, "Status"), h("dd", { id: "global-gone" }, `${id} does not exist (any more).`));
+        members.replaceChildren(); actions.replaceChildren(h("a", { href: "#/global" }, "Back to the list"));
+        return;
+      }
+      throw e;
+    }
+    badge.replaceChildren(statusBadge(view.status));
+    const rows = [
+      ["Engine", `${dash(view.engine)} ${view.engine_version || ""}`],
+      ["Node type", view.node_type],
+      ["Cluster mode", view.cluster_mode ? "enabled" : "disabled"],
+      ["Description", view.description],
+      ["Encryption in transit", view.tls ? "yes" : "no"],
+      ["Encryption at rest", view.at_rest_encryption ? "yes" : "no"],
+      ["ARN", view.arn],
+    ].filter(([, value]) => value);
+    summary.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key), h("dd", { "data-field": key }, value)]));
+    renderMembers(view);
+  };
+  try { await refresh(); } catch (e) { showError(e); }
+  every(POLL_MS, refresh);
+}
+
+// ---------------------------------------------------------------------- online migration
+async function migrationsPage(app) {
+  const rows = h("tbody", { id: "migration-rows" });
+  app.replaceChildren(
+    h("h1", {}, "Online migrations"),
+    h("p", { class: "muted" }, "Migrate a self-hosted Valkey or Redis OSS node into a cluster-mode-disabled replication group: ",
+      "the group's primary replicates from your node (which is only read, never written to) until you complete the migration."),
+    h("table", { id: "migrations-table" },
+      h("thead", {}, h("tr", {}, ...["Replication group", "Status", "Engine", "Nodes", "Primary endpoint"].map((c) => h("th", {}, c)))),
+      rows));
+  const refresh = async () => {
+    const data = await call("GET", "/migrations");
+    if (!data.groups.length) {
+      rows.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted", id: "no-migration-targets" },
+        `No cluster-mode-disabled replication groups in ${data.region}: create one first.`)));
+      return;
+    }
+    rows.replaceChildren(...data.groups.map((g) => h("tr", { "data-name": g.id },
+      h("td", {}, h("a", { href: `#/m/${encodeURIComponent(g.id)}` }, g.id)), h("td", {}, statusBadge(g.status)),
+      h("td", {}, `${dash(g.engine)} ${g.engine_version || ""}`), h("td", { class: "num" }, g.nodes),
+      h("td", { class: "mono" }, dash(g.endpoint)))));
+  };
+  try { await refresh(); } catch (e) { showError(e); }
+  every(POLL_MS, refresh);
+}
+
+function renderTestResult(box, result, pending) {
+  if (pending) {
+    box.replaceChildren(h("span", { class: "muted" }, "Testing the source…"));
+    box.dataset.outcome = "testing";
+    return;
+  }
+  if (!result) { box.replaceChildren(h("span", { class: "muted" }, "Not tested yet.")); box.dataset.outcome = ""; return; }
+  const outcome = result.ok === true ? "successful" : result.ok === false ? "failed" : "unknown";
+  box.dataset.outcome = outcome;
+  box.replaceChildren(h("strong", {}, { successful: "Test passed: ", failed: "Test failed: ", unknown: "No result yet: " }[outcome]),
+    h("span", { class: "test-message" }, result.message),
+    result.date ? h("span", { class: "muted" }, ` (${new Date(result.date).toLocaleString()})`) : "");
+}
+
+async function migrationPage(app, name) {
+  const badge = h("span", { id: "status" });
+  const summary = h("dl", { class: "summary card", id: "summary" });
+  const address = h("input", { id: "migration-address", placeholder: "10.0.0.241", autocomplete: "off" });
+  const port = h("input", { id: "migration-port", type: "number", min: 1, max: 65535, value: "6379" });
+  const result = h("div", { id: "migration-test-result", class: "card" });
+  const force = h("input", { id: "migration-force", type: "checkbox" });
+  const events = h("div", { id: "migration-events" });
+  const done = (answer) => flash("notice", (answer.messages || []).join(" ") || "Done.");
+  const source = () => ({ address: address.value.trim(), port: port.value });
+  let testing = false;
+  const test = h("button", { id: "migration-test", onclick: () => withButton(test, async () => {
+    testing = true;
+    renderTestResult(result, null, true);
+    try {
+      const answer = await call("POST", `/migrations/${encodeURIComponent(name)}/test`, source());
+      renderTestResult(result, answer, false);
+    } catch (e) {
+      renderTestResult(result, null, false);
+      throw e;
+    } finally { testing = false; }
+  }) }, "Test migration");
+  const start = h("button", { class: "primary", id: "migration-start", onclick: () => withButton(start, async () => {
+    done(await call("POST", `/migrations/${encodeURIComponent(name)}/start`, source()));
+    await refresh();
+  }) }, "Start migration");
+  const complete = h("button", { id: "migration-complete", onclick: () => withButton(complete, async () => {
+    done(await call("POST", `/migrations/${encodeURIComponent(name)}/complete`, { force: force.checked }));
+    await refresh();
+  }) }, "Complete migration");
+  app.replaceChildren(
+    h("p", {}, h("a", { href: "#/migrations" }, "← All migration targets"), " · ", h("a", { href: `#/r/${encodeURIComponent(name)}` }, `${name}'s page`)),
+    h("h1", {}, "Migrate into ", h("span", { id: "migration-name" }, name), badge),
+    summary,
+    h("h2", {}, "Source node (self-hosted Valkey or Redis OSS, no AUTH)"),
+    h("div", { class: "card actions", id: "migration-source" },
+      h("div", { class: "group" }, h("label", { class: "field" }, "Address", address), h("label", { class: "field" }, "Port", port)),
+      h("div", { class: "group" }, test, start)),
+    h("h2", {}, "Test result"), result,
+    h("h2", {}, "Complete"),
+    h("div", { class: "card actions", id: "migration-finish" },
+      h("div", { class: "group" }, h("label", { class: "check" }, force, "Force (complete even if not in sync with the source)"), complete),
+      h("span", { class: "muted" }, "The group stops following the source and takes writes again.")),
+    h("h2", {}, "Migration events"), events);
+  renderTestResult(result, null, false);
+  let gone = false;
+  const refresh = async () => {
+    if (gone) return;
+    let view;
+    try {
+      view = await call("GET", `/migrations/${encodeURIComponent(name)}`);
+    } catch (e) {
+      if (e.code === "NotFound") {
+        gone = true;
+        badge.replaceChildren(statusBadge("deleted"));
+        summary.replaceChildren(h("dt", {}, "Status"), h("dd", { id: "gone" }, `${name} does not exist (any more).`));
+        return;
+      }
+      throw e;
+    }
+    badge.replaceChildren(statusBadge(view.status));
+    const rows = [
+      ["Status", view.status === "migrating" ? "migrating: the primary follows the source; writes to the group are refused (READONLY)" : view.status],
+      ["Engine", `${dash(view.engine)} ${view.engine_version || ""}`],
+      ["Cluster mode", view.cluster_mode ? "enabled (online migration needs it disabled)" : "disabled"],
+      ["Multi-AZ", view.multi_az],
+      ["Nodes", String(view.nodes)],
+      ["Primary endpoint", view.primary_endpoint],
+    ].filter(([, value]) => value);
+    summary.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key), h("dd", { "data-field": key }, value)]));
+    if (!testing && result.dataset.outcome === "" && view.last_test) renderTestResult(result, view.last_test, false);
+    renderEvents(events, view.events, "migration-events-table", "No migration events in the last 24 hours.");
+  };
+  try { await refresh(); } catch (e) { showError(e); }
+  every(POLL_MS, refresh);
 }
 
 // ---------------------------------------------------------------------- routing
@@ -713,8 +988,14 @@ async function route() {
   const match = location.hash.match(/^#\/r\/(.+)$/);
   const group = location.hash.match(/^#\/p\/(.+)$/);
   const cache = location.hash.match(/^#\/s\/(.+)$/);
+  const datastore = location.hash.match(/^#\/g\/(.+)$/);
+  const migration = location.hash.match(/^#\/m\/(.+)$/);
   try {
     if (match) await resourcePage(app, decodeURIComponent(match[1]));
+    else if (datastore) await globalPage(app, decodeURIComponent(datastore[1]));
+    else if (location.hash === "#/global") await globalListPage(app);
+    else if (migration) await migrationPage(app, decodeURIComponent(migration[1]));
+    else if (location.hash === "#/migrations") await migrationsPage(app);
     else if (cache) await serverlessPage(app, decodeURIComponent(cache[1]));
     else if (group) await parameterGroupPage(app, decodeURIComponent(group[1]));
     else await listPage(app);
