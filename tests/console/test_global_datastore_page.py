@@ -124,3 +124,21 @@ def test_create_fail_over_disassociate_and_delete_a_global_datastore_from_the_pa
         ec.delete_replication_group(ReplicationGroupId=group_id)
     for ec, group_id in ((east, "webgd-east"), (west, "webgd-west"), (east, "webgd-small")):
         wait_group_gone(ec, group_id)
+
+
+def test_deleting_a_global_datastore_without_retaining_its_primary_deletes_the_group_too(server, page):
+    east = server.client(region="us-east-1")
+    east.create_replication_group(ReplicationGroupId="webgd-solo", ReplicationGroupDescription="alone", **SETTINGS)
+    wait_group(east, "webgd-solo")
+    global_id = east.create_global_replication_group(GlobalReplicationGroupIdSuffix="websolo",
+                                                     PrimaryReplicationGroupId="webgd-solo")[
+        "GlobalReplicationGroup"]["GlobalReplicationGroupId"]
+    page.goto(f"{server.url}/console/#/g/{global_id}")
+    expect(page.locator('#members-table tr[data-member="us-east-1/webgd-solo"]')).to_have_attribute("data-role", "PRIMARY")
+    page.uncheck("#global-retain-primary")
+    page.click("#global-delete")
+    expect(page.locator("#global-delete-confirm")).to_contain_text("and its primary replication group with all its data")
+    page.click("#global-delete-confirm-yes")
+    expect(page.locator(".flash.notice")).to_contain_text("the primary replication group is deleted too")
+    expect(page.locator("#global-gone")).to_be_visible(timeout=TIMEOUT)
+    wait_group_gone(east, "webgd-solo")
