@@ -186,7 +186,7 @@ def test_modify_needs_apply_immediately_and_reaches_every_member(pair):
     expect("CacheParameterGroupNotFound", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
            ApplyImmediately=True, CacheParameterGroupName="gda-params")
     unchanged = east.describe_cache_clusters(CacheClusterId="gda-east-001")["CacheClusters"][0]
-    assert unchanged["CacheParameterGroup"]["CacheParameterGroupName"] != "gda-params"  # the secondary went first
+    assert unchanged["CacheParameterGroup"]["CacheParameterGroupName"] != "gda-params"  # no member changes if one refuses
     west.create_cache_parameter_group(CacheParameterGroupName="gda-params", CacheParameterGroupFamily=family,
                                       Description="west")
     east.modify_global_replication_group(GlobalReplicationGroupId=global_id, ApplyImmediately=True,
@@ -196,6 +196,46 @@ def test_modify_needs_apply_immediately_and_reaches_every_member(pair):
         assert member["MemberClusters"]
         cluster = client.describe_cache_clusters(CacheClusterId=member["MemberClusters"][0])["CacheClusters"][0]
         assert cluster["CacheParameterGroup"]["CacheParameterGroupName"] == "gda-params"
+
+
+def _member_state(client, group_id):
+    """What a user sees of a member: its status, node type, pending changes and each node's parameter group."""
+    group = client.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    parameter_groups = {
+        cluster_id: client.describe_cache_clusters(CacheClusterId=cluster_id)["CacheClusters"][0]["CacheParameterGroup"]
+        ["CacheParameterGroupName"]
+        for cluster_id in group["MemberClusters"]
+    }
+    return group["Status"], group["CacheNodeType"], group.get("PendingModifiedValues", {}), parameter_groups
+
+
+def test_modify_changes_every_member_or_none(pair):
+    east, west, global_id = pair
+    members = ((east, "gda-east"), (west, "gda-west"))
+    for client, group_id in members:
+        wait_group(client, group_id)
+    before = {group_id: _member_state(client, group_id) for client, group_id in members}
+    assert all(state[0] == "available" and state[2] == {} for state in before.values())
+    family = east.describe_cache_parameter_groups(
+        CacheParameterGroupName=next(iter(before["gda-east"][3].values())),
+    )["CacheParameterGroups"][0]["CacheParameterGroupFamily"]
+    # Each parameter group exists in one member's region only: the other member refuses, and the one that
+    # could take it must not have taken it (whichever member is asked first).
+    west.create_cache_parameter_group(CacheParameterGroupName="gda-west-only", CacheParameterGroupFamily=family,
+                                      Description="west only")
+    east.create_cache_parameter_group(CacheParameterGroupName="gda-east-only", CacheParameterGroupFamily=family,
+                                      Description="east only")
+    for name, refusing in (("gda-west-only", "gda-east (us-east-1)"), ("gda-east-only", "gda-west (us-west-2)")):
+        expect("CacheParameterGroupNotFound", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
+               ApplyImmediately=True, CacheParameterGroupName=name, says=refusing)
+        assert {group_id: _member_state(client, group_id) for client, group_id in members} == before
+    east.create_cache_parameter_group(CacheParameterGroupName="gda-west-only", CacheParameterGroupFamily=family,
+                                      Description="both now")
+    east.modify_global_replication_group(GlobalReplicationGroupId=global_id, ApplyImmediately=True,
+                                         CacheParameterGroupName="gda-west-only")
+    for client, group_id in members:
+        wait_for(lambda c=client, g=group_id: set(_member_state(c, g)[3].values()) == {"gda-west-only"},
+                 what=f"every node of {group_id} on gda-west-only")
 
 
 def test_failover_disassociate_and_delete_rules(pair):

@@ -29,6 +29,7 @@ from cachefleet.domain.backups import Prepared
 from cachefleet.domain.cache_clusters import CacheCluster
 from cachefleet.domain.errors import (
     AlreadyExists,
+    CachefleetError,
     InvalidParameterCombination,
     InvalidParameterValue,
     InvalidState,
@@ -38,6 +39,7 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.replication_groups import (
     CreateReplicationGroupRequest,
+    GroupChange,
     GroupStatus,
     GroupUseCases,
     ModifyReplicationGroupRequest,
@@ -434,6 +436,8 @@ class GlobalDatastores(GroupUseCases):
 
     # ------------------------------------------------------------------ modify
     def modify(self, request: ModifyGlobalRequest) -> GlobalReplicationGroup:
+        """All or nothing: every member's change is decided (and may be refused) before any is written,
+        then the members and the record are written in one transaction."""
         record = self._global(request.global_id)
         self._require_settled(record, action="modified")
         groups = self.member_groups(record)
@@ -459,23 +463,27 @@ class GlobalDatastores(GroupUseCases):
         )
         touched = any(v is not None for v in (request.node_type, request.engine_version, request.parameter_group_name,
                                                request.automatic_failover))
-        if touched:
-            # The secondaries first: a member that refuses the change leaves the primary as it was.
-            for member in sorted(record.members, key=lambda m: m.role == MemberRole.PRIMARY):
-                self._groups.modify(member.region, replace(member_request, group_id=member.replication_group_id))
+        planned: dict[GlobalMember, GroupChange] = {}
+        for member in record.members if touched else ():
+            try:
+                change = self._groups.plan_modify(member.region, replace(member_request, group_id=member.replication_group_id))
+            except CachefleetError as refused:
+                raise type(refused)(
+                    f"{refused.message} Member {member.replication_group_id} ({member.region}) of global replication "
+                    f"group {record.global_id} refused the change; no member was changed.",
+                    resource=refused.resource,
+                ) from refused
+            planned[member] = change
         changes: dict[str, Any] = {}
         if request.description is not None:
             changes["description"] = request.description
         if request.node_type is not None:
             changes["node_type"] = request.node_type
-        if request.engine_version is not None:
-            primary_group = self._store.get(Group, record.primary.region, record.primary.replication_group_id)
-            if primary_group is not None:
-                changes.update(engine=primary_group.engine, engine_version=primary_group.engine_version)
+        if request.engine_version is not None and record.primary in planned:
+            primary_group = planned[record.primary].group
+            changes.update(engine=primary_group.engine, engine_version=primary_group.engine_version)
         updated = replace(record, **changes)
-        if updated != record:
-            with self._store.transaction() as tx:
-                tx.put(updated)
+        self._groups.apply(list(planned.values()), records=(updated,) if updated != record else ())
         return updated
 
     # ------------------------------------------------------------------ failover
