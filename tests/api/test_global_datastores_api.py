@@ -238,6 +238,58 @@ def test_modify_changes_every_member_or_none(pair):
                  what=f"every node of {group_id} on gda-west-only")
 
 
+def test_tags_on_create_and_on_the_regionless_arn(server):
+    east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+    east.create_replication_group(ReplicationGroupId="gda-tagged", **LARGE)
+    wait_group(east, "gda-tagged")
+    try:
+        expect("InvalidParameterValue", east.create_global_replication_group, GlobalReplicationGroupIdSuffix="tagged",
+               PrimaryReplicationGroupId="gda-tagged", Tags=[{"Key": "aws:owner", "Value": "x"}], says="aws:")
+        assert "GlobalReplicationGroupInfo" not in wait_group(east, "gda-tagged")  # refused before anything changed
+        created = east.create_global_replication_group(
+            GlobalReplicationGroupIdSuffix="tagged", PrimaryReplicationGroupId="gda-tagged",
+            Tags=[{"Key": "team", "Value": "cache"}, {"Key": "cost", "Value": "42"}],
+        )["GlobalReplicationGroup"]
+        global_id = created["GlobalReplicationGroupId"]
+        arn = f"arn:aws:elasticache::000000000000:globalreplicationgroup:{global_id}"
+        assert created["ARN"] == arn
+        described = west.describe_global_replication_groups(GlobalReplicationGroupId=global_id)["GlobalReplicationGroups"]
+        assert described[0]["ARN"] == arn
+        # The datastore spans regions: its tags are the same whichever region asks.
+        for client in (east, west):
+            assert client.list_tags_for_resource(ResourceName=arn)["TagList"] == [
+                {"Key": "team", "Value": "cache"}, {"Key": "cost", "Value": "42"}]
+        added = west.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": "team", "Value": "platform"},
+                                                                  {"Key": "env", "Value": "prod"}])["TagList"]
+        assert added == [{"Key": "team", "Value": "platform"}, {"Key": "cost", "Value": "42"},
+                         {"Key": "env", "Value": "prod"}]
+        left = east.remove_tags_from_resource(ResourceName=arn, TagKeys=["cost"])["TagList"]
+        assert left == [{"Key": "team", "Value": "platform"}, {"Key": "env", "Value": "prod"}]
+        assert west.list_tags_for_resource(ResourceName=arn)["TagList"] == left
+        expect("TagNotFound", east.remove_tags_from_resource, ResourceName=arn, TagKeys=["cost"])
+        # The group's own tags are its own.
+        assert east.list_tags_for_resource(
+            ResourceName="arn:aws:elasticache:us-east-1:000000000000:replicationgroup:gda-tagged")["TagList"] == []
+        expect("InvalidARN", east.list_tags_for_resource, says="names none",
+               ResourceName=f"arn:aws:elasticache:us-east-1:000000000000:globalreplicationgroup:{global_id}")
+        expect("GlobalReplicationGroupNotFoundFault", east.list_tags_for_resource,
+               ResourceName="arn:aws:elasticache::000000000000:globalreplicationgroup:ldgnf-nothing")
+        expect("GlobalReplicationGroupNotFoundFault", east.add_tags_to_resource, Tags=[{"Key": "k", "Value": "v"}],
+               ResourceName=f"arn:aws:elasticache::123456789012:globalreplicationgroup:{global_id}")
+        expect("TagQuotaPerResourceExceeded", east.add_tags_to_resource, ResourceName=arn,
+               Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(49)])
+        assert len(east.list_tags_for_resource(ResourceName=arn)["TagList"]) == 2
+        east.delete_global_replication_group(GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=True)
+        expect("GlobalReplicationGroupNotFoundFault", east.list_tags_for_resource, ResourceName=arn)
+    finally:
+        for record in east.describe_global_replication_groups()["GlobalReplicationGroups"]:
+            if record["GlobalReplicationGroupId"].endswith("-tagged"):
+                east.delete_global_replication_group(GlobalReplicationGroupId=record["GlobalReplicationGroupId"],
+                                                     RetainPrimaryReplicationGroup=True)
+        east.delete_replication_group(ReplicationGroupId="gda-tagged")
+        wait_group_gone(east, "gda-tagged")
+
+
 def test_failover_disassociate_and_delete_rules(pair):
     east, west, global_id = pair
     expect("InvalidParameterValue", east.failover_global_replication_group, GlobalReplicationGroupId=global_id,

@@ -14,6 +14,7 @@ from cachefleet.domain.errors import InvalidParameterCombination, InvalidParamet
 from cachefleet.domain.global_datastores import GlobalMember, GlobalReplicationGroup, MemberRole
 from cachefleet.domain.identifiers import Region
 from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
+from cachefleet.domain.tags import Tag
 from cachefleet.store.codec import decode, encode
 from cachefleet.store.sqlite import SqliteStore
 
@@ -115,7 +116,7 @@ def test_a_planned_failover_swaps_the_roles_of_the_record_and_both_groups(store)
 
 
 def test_the_record_round_trips_through_the_store_codec():
-    value = record(failover_to=GlobalMember(WEST, "west", MemberRole.SECONDARY))
+    value = record(failover_to=GlobalMember(WEST, "west", MemberRole.SECONDARY), tags=(Tag("team", "cache"),))
     assert decode(GlobalReplicationGroup, encode(value)) == value
     assert record(members=record().members[:1]).settled_status() == gd.GlobalStatus.PRIMARY_ONLY
 

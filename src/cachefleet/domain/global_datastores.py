@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -47,6 +47,7 @@ from cachefleet.domain.replication_groups import (
 )
 from cachefleet.domain.replication_groups import ReplicationGroup as Group
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.tags import Tag, tags
 
 GLOBAL_REGION = Region("global")  # the store's region of records that span regions
 MAX_SECONDARIES = 2  # "a primary cluster ... to a secondary cluster in up to two other Regions"
@@ -92,7 +93,7 @@ class GlobalReplicationGroup:
     KIND: ClassVar[Kind] = Kind(
         name="GlobalReplicationGroup", noun="Global replication group", not_found="GlobalReplicationGroupNotFoundFault",
         arn_type="globalreplicationgroup", already_exists="GlobalReplicationGroupAlreadyExistsFault",
-        invalid_state="InvalidGlobalReplicationGroupStateFault",
+        invalid_state="InvalidGlobalReplicationGroupStateFault", taggable=True, store_region=GLOBAL_REGION,
     )
 
     region: Region  # always GLOBAL_REGION
@@ -109,6 +110,7 @@ class GlobalReplicationGroup:
     transit_encryption: bool = False
     at_rest_encryption: bool = False
     failover_to: GlobalMember | None = None  # a planned failover asked for and not done yet
+    tags: tuple[Tag, ...] = ()
 
     @property
     def key(self) -> str:
@@ -320,8 +322,12 @@ class GlobalDatastores(GroupUseCases):
         tx.add_event(event_for(resource, message, self._clock.now()))
 
     # ------------------------------------------------------------------ create
-    def create(self, region: Region, *, suffix: str, primary_group_id: str, description: str = "") -> GlobalReplicationGroup:
+    def create(
+        self, region: Region, *, suffix: str, primary_group_id: str, description: str = "",
+        raw_tags: Sequence[Mapping[str, Any]] = (),
+    ) -> GlobalReplicationGroup:
         full_id = global_id(region, suffix)
+        given_tags = tags(raw_tags)
         group = self._group(region, primary_group_id)
         if self._store.get(GlobalReplicationGroup, GLOBAL_REGION, full_id) is not None:
             raise AlreadyExists(f"Global replication group {full_id} already exists.", resource="GlobalReplicationGroup")
@@ -346,7 +352,7 @@ class GlobalDatastores(GroupUseCases):
             engine=group.engine, engine_version=group.engine_version, node_type=group.node_type,
             members=(GlobalMember(region, group.group_id, MemberRole.PRIMARY),), create_time=self._clock.now(),
             auth_token_enabled=group.security.auth_token_enabled, transit_encryption=group.security.transit_encryption,
-            at_rest_encryption=group.at_rest_encryption,
+            at_rest_encryption=group.at_rest_encryption, tags=given_tags,
         )
         updated = replace(group, global_replication_group_id=full_id, global_role=MemberRole.PRIMARY.value)
         with self._store.transaction() as tx:
