@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from cachefleet.domain.global_datastores import id_prefix
-from helpers import expect, wait_for, wait_group, wait_group_gone
+from helpers import engine, expect, wait_event, wait_for, wait_group, wait_group_gone
 
 LARGE = {"ReplicationGroupDescription": "gd", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
 
@@ -288,6 +288,48 @@ def test_tags_on_create_and_on_the_regionless_arn(server):
                                                      RetainPrimaryReplicationGroup=True)
         east.delete_replication_group(ReplicationGroupId="gda-tagged")
         wait_group_gone(east, "gda-tagged")
+
+
+def _member_status(client, global_id, group_id):
+    record = client.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)
+    return next((m["Status"] for m in record["GlobalReplicationGroups"][0]["Members"]
+                 if m["ReplicationGroupId"] == group_id), None)
+
+
+def test_a_joining_secondary_is_associating_until_its_primary_has_the_primary_regions_data(pair, server):
+    east, _, global_id = pair
+    europe = server.client(region="eu-west-1")
+    primary = next(m for m in east.describe_replication_groups(ReplicationGroupId="gda-east")["ReplicationGroups"][0]
+                   ["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    node = engine(primary["ReadEndpoint"]["Address"])
+    saved = {name: node.config_get(name)[name] for name in ("repl-diskless-sync", "repl-diskless-sync-delay")}
+    # The primary region's primary holds every new full sync back for 5 s (diskless, with a delay): the joining
+    # secondary's primary cannot have the data before then, so its membership is seen associating.
+    node.config_set("repl-diskless-sync", "yes")
+    node.config_set("repl-diskless-sync-delay", "5")
+    try:
+        europe.create_replication_group(ReplicationGroupId="gda-eu", ReplicationGroupDescription="joining",
+                                        GlobalReplicationGroupId=global_id)
+        assert _member_status(east, global_id, "gda-eu") == "associating"
+        assert _member_status(east, global_id, "gda-east") == _member_status(east, global_id, "gda-west") == \
+            "associated"
+        assert europe.describe_replication_groups(ReplicationGroupId="gda-eu")["ReplicationGroups"][0]["Status"] == \
+            "creating"  # available once it has the data
+        (event,) = wait_event(europe, "gda-eu", "is associated with global replication group")
+        assert "in sync with gda-east-001 (us-east-1)" in event, event
+        assert _member_status(europe, global_id, "gda-eu") == "associated"
+        joined = wait_group(europe, "gda-eu")
+        reader = engine(joined["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+        assert reader.info("replication")["master_link_status"] == "up"
+    finally:
+        node.config_set("repl-diskless-sync", saved["repl-diskless-sync"])
+        node.config_set("repl-diskless-sync-delay", saved["repl-diskless-sync-delay"])
+        wait_for(lambda: europe.describe_replication_groups(ReplicationGroupId="gda-eu")["ReplicationGroups"][0]
+                 ["Status"] == "available", what="gda-eu settled")
+        europe.disassociate_global_replication_group(GlobalReplicationGroupId=global_id, ReplicationGroupId="gda-eu",
+                                                     ReplicationGroupRegion="eu-west-1")
+        europe.delete_replication_group(ReplicationGroupId="gda-eu")
+        wait_group_gone(europe, "gda-eu")
 
 
 def test_failover_disassociate_and_delete_rules(pair):

@@ -105,6 +105,20 @@ def test_a_secondary_follows_the_primary_groups_primary_node(store):
     assert gd.secondaries_of(store, west) == []
 
 
+def test_a_joining_secondary_is_associating_until_it_is_said_to_have_the_data(store):
+    west = store.get(ReplicationGroup, WEST, "west")
+    assert gd.joining(store, west) is None  # the fixture's secondary is associated
+    joining = record(members=(*record().members[:1], GlobalMember(WEST, "west", MemberRole.SECONDARY,
+                                                                   gd.MemberStatus.ASSOCIATING)))
+    with store.transaction() as tx:
+        tx.put(joining)
+    assert gd.joining(store, west) == joining
+    assert gd.joining(store, store.get(ReplicationGroup, EAST, "east")) is None  # the primary joins nothing
+    done = gd.associated(joining, WEST, "west")
+    assert [m.status for m in done.members] == [gd.MemberStatus.ASSOCIATED] * 2 and done.members[0] == joining.members[0]
+    assert decode(GlobalReplicationGroup, encode(joining)) == joining
+
+
 def test_a_planned_failover_swaps_the_roles_of_the_record_and_both_groups(store):
     asked = record(status=gd.GlobalStatus.MODIFYING, failover_to=GlobalMember(WEST, "west", MemberRole.SECONDARY))
     updated, groups = gd.failed_over(store, asked)

@@ -76,14 +76,22 @@ class MemberRole(StrEnum):
     SECONDARY = "SECONDARY"
 
 
+class MemberStatus(StrEnum):
+    """A membership's status, as ElastiCache writes it: a secondary is associating until its primary
+    has the primary region's primary's data (the full sync done, the link up)."""
+
+    ASSOCIATING = "associating"
+    ASSOCIATED = "associated"
+
+
 @dataclass(frozen=True)
 class GlobalMember:
-    """One member: a replication group of one region and its role."""
+    """One member: a replication group of one region, its role and the status of its membership."""
 
     region: Region
     replication_group_id: str
     role: MemberRole
-    status: str = "associated"
+    status: MemberStatus = MemberStatus.ASSOCIATED
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class GlobalReplicationGroup:
 
     def member(self, region: str, group_id: str) -> GlobalMember | None:
         for member in self.members:
-            if member.region == region and member.replication_group_id == group_id.lower():
+            if (member.region, member.replication_group_id) == (region, group_id.lower()):
                 return member
         return None
 
@@ -206,6 +214,23 @@ def upstream(store: StateStore, group: Group) -> CacheCluster | None:
     if primary_group is None:
         return None
     return store.get(CacheCluster, primary.region, primary_group.node_groups[0].primary_cluster_id)
+
+
+def joining(store: StateStore, group: Group) -> GlobalReplicationGroup | None:
+    """The global datastore ``group`` is joining: its record while ``group`` is an associating member."""
+    if group.global_replication_group_id is None:
+        return None
+    record = store.get(GlobalReplicationGroup, GLOBAL_REGION, group.global_replication_group_id)
+    member = record.member(group.region, group.group_id) if record is not None else None
+    return record if member is not None and member.status == MemberStatus.ASSOCIATING else None
+
+
+def associated(record: GlobalReplicationGroup, region: str, group_id: str) -> GlobalReplicationGroup:
+    """The record once the member ``group_id`` of ``region`` has the primary region's data."""
+    return replace(record, members=tuple(
+        replace(m, status=MemberStatus.ASSOCIATED) if (m.region, m.replication_group_id) == (region, group_id) else m
+        for m in record.members
+    ))
 
 
 def secondaries_of(store: StateStore, group: Group) -> list[Group]:
@@ -422,8 +447,8 @@ class GlobalDatastores(GroupUseCases):
             node_type=primary_group.node_type, port=primary_group.port, automatic_failover=automatic,
             multi_az=primary_group.multi_az == "enabled",
         )
-        joined = replace(record, members=(*record.members, GlobalMember(region, request.group_id, MemberRole.SECONDARY)),
-                         status=GlobalStatus.AVAILABLE)
+        joining_member = GlobalMember(region, request.group_id, MemberRole.SECONDARY, MemberStatus.ASSOCIATING)
+        joined = replace(record, members=(*record.members, joining_member), status=GlobalStatus.AVAILABLE)
         return self._groups.create(region, secondary, extra=Prepared(records=(joined,)))
 
     # ------------------------------------------------------------------ describe

@@ -29,7 +29,7 @@ def view(ctx: Context, record: GlobalReplicationGroup, *, members: bool = True) 
             "ReplicationGroupRegion": member.region,
             "Role": member.role.value,
             "AutomaticFailover": group.automatic_failover if group is not None else None,
-            "Status": member.status,
+            "Status": member.status.value,
         })
     return {
         "GlobalReplicationGroupId": record.global_id,
