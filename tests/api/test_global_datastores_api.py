@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from cachefleet.domain.global_datastores import id_prefix
-from helpers import expect, wait_for, wait_group, wait_group_gone
+from helpers import engine, expect, wait_event, wait_for, wait_group, wait_group_gone
 
 LARGE = {"ReplicationGroupDescription": "gd", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
 
@@ -186,7 +186,7 @@ def test_modify_needs_apply_immediately_and_reaches_every_member(pair):
     expect("CacheParameterGroupNotFound", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
            ApplyImmediately=True, CacheParameterGroupName="gda-params")
     unchanged = east.describe_cache_clusters(CacheClusterId="gda-east-001")["CacheClusters"][0]
-    assert unchanged["CacheParameterGroup"]["CacheParameterGroupName"] != "gda-params"  # the secondary went first
+    assert unchanged["CacheParameterGroup"]["CacheParameterGroupName"] != "gda-params"  # no member changes if one refuses
     west.create_cache_parameter_group(CacheParameterGroupName="gda-params", CacheParameterGroupFamily=family,
                                       Description="west")
     east.modify_global_replication_group(GlobalReplicationGroupId=global_id, ApplyImmediately=True,
@@ -196,6 +196,140 @@ def test_modify_needs_apply_immediately_and_reaches_every_member(pair):
         assert member["MemberClusters"]
         cluster = client.describe_cache_clusters(CacheClusterId=member["MemberClusters"][0])["CacheClusters"][0]
         assert cluster["CacheParameterGroup"]["CacheParameterGroupName"] == "gda-params"
+
+
+def _member_state(client, group_id):
+    """What a user sees of a member: its status, node type, pending changes and each node's parameter group."""
+    group = client.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
+    parameter_groups = {
+        cluster_id: client.describe_cache_clusters(CacheClusterId=cluster_id)["CacheClusters"][0]["CacheParameterGroup"]
+        ["CacheParameterGroupName"]
+        for cluster_id in group["MemberClusters"]
+    }
+    return group["Status"], group["CacheNodeType"], group.get("PendingModifiedValues", {}), parameter_groups
+
+
+def test_modify_changes_every_member_or_none(pair):
+    east, west, global_id = pair
+    members = ((east, "gda-east"), (west, "gda-west"))
+    for client, group_id in members:
+        wait_group(client, group_id)
+    before = {group_id: _member_state(client, group_id) for client, group_id in members}
+    assert all(state[0] == "available" and state[2] == {} for state in before.values())
+    family = east.describe_cache_parameter_groups(
+        CacheParameterGroupName=next(iter(before["gda-east"][3].values())),
+    )["CacheParameterGroups"][0]["CacheParameterGroupFamily"]
+    # Each parameter group exists in one member's region only: the other member refuses, and the one that
+    # could take it must not have taken it (whichever member is asked first).
+    west.create_cache_parameter_group(CacheParameterGroupName="gda-west-only", CacheParameterGroupFamily=family,
+                                      Description="west only")
+    east.create_cache_parameter_group(CacheParameterGroupName="gda-east-only", CacheParameterGroupFamily=family,
+                                      Description="east only")
+    for name, refusing in (("gda-west-only", "gda-east (us-east-1)"), ("gda-east-only", "gda-west (us-west-2)")):
+        expect("CacheParameterGroupNotFound", east.modify_global_replication_group, GlobalReplicationGroupId=global_id,
+               ApplyImmediately=True, CacheParameterGroupName=name, says=refusing)
+        assert {group_id: _member_state(client, group_id) for client, group_id in members} == before
+    east.create_cache_parameter_group(CacheParameterGroupName="gda-west-only", CacheParameterGroupFamily=family,
+                                      Description="both now")
+    east.modify_global_replication_group(GlobalReplicationGroupId=global_id, ApplyImmediately=True,
+                                         CacheParameterGroupName="gda-west-only")
+    for client, group_id in members:
+        wait_for(lambda c=client, g=group_id: set(_member_state(c, g)[3].values()) == {"gda-west-only"},
+                 what=f"every node of {group_id} on gda-west-only")
+
+
+def test_tags_on_create_and_on_the_regionless_arn(server):
+    east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+    east.create_replication_group(ReplicationGroupId="gda-tagged", **LARGE)
+    wait_group(east, "gda-tagged")
+    try:
+        expect("InvalidParameterValue", east.create_global_replication_group, GlobalReplicationGroupIdSuffix="tagged",
+               PrimaryReplicationGroupId="gda-tagged", Tags=[{"Key": "aws:owner", "Value": "x"}], says="aws:")
+        assert "GlobalReplicationGroupInfo" not in wait_group(east, "gda-tagged")  # refused before anything changed
+        created = east.create_global_replication_group(
+            GlobalReplicationGroupIdSuffix="tagged", PrimaryReplicationGroupId="gda-tagged",
+            Tags=[{"Key": "team", "Value": "cache"}, {"Key": "cost", "Value": "42"}],
+        )["GlobalReplicationGroup"]
+        global_id = created["GlobalReplicationGroupId"]
+        arn = f"arn:aws:elasticache::000000000000:globalreplicationgroup:{global_id}"
+        assert created["ARN"] == arn
+        described = west.describe_global_replication_groups(GlobalReplicationGroupId=global_id)["GlobalReplicationGroups"]
+        assert described[0]["ARN"] == arn
+        # The datastore spans regions: its tags are the same whichever region asks.
+        for client in (east, west):
+            assert client.list_tags_for_resource(ResourceName=arn)["TagList"] == [
+                {"Key": "team", "Value": "cache"}, {"Key": "cost", "Value": "42"}]
+        added = west.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": "team", "Value": "platform"},
+                                                                  {"Key": "env", "Value": "prod"}])["TagList"]
+        assert added == [{"Key": "team", "Value": "platform"}, {"Key": "cost", "Value": "42"},
+                         {"Key": "env", "Value": "prod"}]
+        left = east.remove_tags_from_resource(ResourceName=arn, TagKeys=["cost"])["TagList"]
+        assert left == [{"Key": "team", "Value": "platform"}, {"Key": "env", "Value": "prod"}]
+        assert west.list_tags_for_resource(ResourceName=arn)["TagList"] == left
+        expect("TagNotFound", east.remove_tags_from_resource, ResourceName=arn, TagKeys=["cost"])
+        # The group's own tags are its own.
+        assert east.list_tags_for_resource(
+            ResourceName="arn:aws:elasticache:us-east-1:000000000000:replicationgroup:gda-tagged")["TagList"] == []
+        expect("InvalidARN", east.list_tags_for_resource, says="names none",
+               ResourceName=f"arn:aws:elasticache:us-east-1:000000000000:globalreplicationgroup:{global_id}")
+        expect("GlobalReplicationGroupNotFoundFault", east.list_tags_for_resource,
+               ResourceName="arn:aws:elasticache::000000000000:globalreplicationgroup:ldgnf-nothing")
+        expect("GlobalReplicationGroupNotFoundFault", east.add_tags_to_resource, Tags=[{"Key": "k", "Value": "v"}],
+               ResourceName=f"arn:aws:elasticache::123456789012:globalreplicationgroup:{global_id}")
+        expect("TagQuotaPerResourceExceeded", east.add_tags_to_resource, ResourceName=arn,
+               Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(49)])
+        assert len(east.list_tags_for_resource(ResourceName=arn)["TagList"]) == 2
+        east.delete_global_replication_group(GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=True)
+        expect("GlobalReplicationGroupNotFoundFault", east.list_tags_for_resource, ResourceName=arn)
+    finally:
+        for record in east.describe_global_replication_groups()["GlobalReplicationGroups"]:
+            if record["GlobalReplicationGroupId"].endswith("-tagged"):
+                east.delete_global_replication_group(GlobalReplicationGroupId=record["GlobalReplicationGroupId"],
+                                                     RetainPrimaryReplicationGroup=True)
+        east.delete_replication_group(ReplicationGroupId="gda-tagged")
+        wait_group_gone(east, "gda-tagged")
+
+
+def _member_status(client, global_id, group_id):
+    record = client.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)
+    return next((m["Status"] for m in record["GlobalReplicationGroups"][0]["Members"]
+                 if m["ReplicationGroupId"] == group_id), None)
+
+
+def test_a_joining_secondary_is_associating_until_its_primary_has_the_primary_regions_data(pair, server):
+    east, _, global_id = pair
+    europe = server.client(region="eu-west-1")
+    primary = next(m for m in east.describe_replication_groups(ReplicationGroupId="gda-east")["ReplicationGroups"][0]
+                   ["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    node = engine(primary["ReadEndpoint"]["Address"])
+    saved = {name: node.config_get(name)[name] for name in ("repl-diskless-sync", "repl-diskless-sync-delay")}
+    # The primary region's primary holds every new full sync back for 5 s (diskless, with a delay): the joining
+    # secondary's primary cannot have the data before then, so its membership is seen associating.
+    node.config_set("repl-diskless-sync", "yes")
+    node.config_set("repl-diskless-sync-delay", "5")
+    try:
+        europe.create_replication_group(ReplicationGroupId="gda-eu", ReplicationGroupDescription="joining",
+                                        GlobalReplicationGroupId=global_id)
+        assert _member_status(east, global_id, "gda-eu") == "associating"
+        assert _member_status(east, global_id, "gda-east") == _member_status(east, global_id, "gda-west") == \
+            "associated"
+        assert europe.describe_replication_groups(ReplicationGroupId="gda-eu")["ReplicationGroups"][0]["Status"] == \
+            "creating"  # available once it has the data
+        (event,) = wait_event(europe, "gda-eu", "is associated with global replication group")
+        assert "in sync with gda-east-001 (us-east-1)" in event, event
+        assert _member_status(europe, global_id, "gda-eu") == "associated"
+        joined = wait_group(europe, "gda-eu")
+        reader = engine(joined["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+        assert reader.info("replication")["master_link_status"] == "up"
+    finally:
+        node.config_set("repl-diskless-sync", saved["repl-diskless-sync"])
+        node.config_set("repl-diskless-sync-delay", saved["repl-diskless-sync-delay"])
+        wait_for(lambda: europe.describe_replication_groups(ReplicationGroupId="gda-eu")["ReplicationGroups"][0]
+                 ["Status"] == "available", what="gda-eu settled")
+        europe.disassociate_global_replication_group(GlobalReplicationGroupId=global_id, ReplicationGroupId="gda-eu",
+                                                     ReplicationGroupRegion="eu-west-1")
+        europe.delete_replication_group(ReplicationGroupId="gda-eu")
+        wait_group_gone(europe, "gda-eu")
 
 
 def test_failover_disassociate_and_delete_rules(pair):

@@ -1530,8 +1530,9 @@ _LARGE = {"ReplicationGroupDescription": "sweep", "Engine": "valkey", "CacheNode
 
 
 def _suffix(rid: str) -> str:
-    """A datastore's id is its prefix and this suffix, 40 characters at most: shorter than the group's id."""
-    return "sw-g" + rid[-3:]
+    """A datastore's id is its prefix and this suffix, 40 characters at most: the end of the group's id (each
+    swept member's group id ends with its own name and number, so no two datastores share a suffix)."""
+    return "swg" + rid[-20:]
 
 
 def _global_of(ec: Any, rid: str) -> dict[str, Any] | None:
@@ -1549,8 +1550,9 @@ def _global_cleanup(ec: Any, rid: str) -> None:
 
 def _global_observed(ec: Any, rid: str, answer: dict[str, Any]) -> Any:
     record = answer["GlobalReplicationGroup"]
-    return {"record": ec.describe_global_replication_groups(GlobalReplicationGroupId=record[
-        "GlobalReplicationGroupId"])["GlobalReplicationGroups"][0]}
+    found = ec.describe_global_replication_groups(GlobalReplicationGroupId=record["GlobalReplicationGroupId"])
+    described = found["GlobalReplicationGroups"][0]
+    return {"record": described, "tags": ec.list_tags_for_resource(ResourceName=described["ARN"])["TagList"]}
 
 
 CREATE_GLOBAL = Operation(
@@ -1562,7 +1564,7 @@ CREATE_GLOBAL = Operation(
     elements=REPLICATION_GROUP.elements,
     values={"GlobalReplicationGroupDescription": "sweep-global-description", "Tags": [{"Key": "sweep", "Value": "v"}],
             "Tags[].Key": "sweep-key", "Tags[].Value": "sweep-value"},
-    bases={}, shown={},
+    bases={}, shown={"Tags": lambda o: {"Key": "sweep", "Value": "v"} in o["tags"]},
 )
 
 
@@ -1576,12 +1578,12 @@ def group_gone(ec: Any, group_id: str) -> bool:
 
 @pytest.fixture(scope="module")
 def global_primaries(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The groups the datastores are made around (the Tags cases are refused before one is looked up)."""
+    """The groups the datastores are made around: one for each swept member, and the fixture's own."""
     ec = sweep["ec"]
-    described = _resource_id(CREATE_GLOBAL, "GlobalReplicationGroupDescription")
-    for group_id in (described, "sweep-global-other"):
+    swept = [_resource_id(CREATE_GLOBAL, path) for path in CREATE_GLOBAL.values]
+    for group_id in (*swept, "sweep-global-other"):
         ec.create_replication_group(ReplicationGroupId=group_id, **_LARGE)
-    for group_id in (described, "sweep-global-other"):
+    for group_id in (*swept, "sweep-global-other"):
         wait_for(lambda g=group_id: _group_settled(ec, g), timeout=60, what=f"{group_id} available")
     ec.create_global_replication_group(GlobalReplicationGroupIdSuffix=_suffix("sweep-global-other"),
                                        PrimaryReplicationGroupId="sweep-global-other")

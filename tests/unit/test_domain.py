@@ -78,6 +78,14 @@ def test_identifiers():
     assert (parsed.resource_type, parsed.resource_id) == ("cluster", "c1")
     with pytest.raises(errors.InvalidArn):
         identifiers.parse_arn("arn:aws:s3:::bucket", region="us-east-1")
+    # A global replication group spans regions: its ARN names none, and one that names a region is refused.
+    grg = "arn:aws:elasticache::000000000000:globalreplicationgroup:abcde-g"
+    parsed = identifiers.parse_arn(grg, region="us-west-2", regionless={"globalreplicationgroup"})
+    assert (parsed.region, parsed.resource_id, str(parsed)) == ("", "abcde-g", grg)
+    with pytest.raises(errors.InvalidArn, match="names none"):
+        identifiers.parse_arn(grg.replace("::", ":us-west-2:"), region="us-west-2", regionless={"globalreplicationgroup"})
+    with pytest.raises(errors.InvalidArn, match="region"):
+        identifiers.parse_arn(grg, region="us-west-2")  # a caller that takes regional ARNs only
 
 
 def test_engine_resolution():

@@ -14,6 +14,7 @@ from cachefleet.domain.errors import InvalidParameterCombination, InvalidParamet
 from cachefleet.domain.global_datastores import GlobalMember, GlobalReplicationGroup, MemberRole
 from cachefleet.domain.identifiers import Region
 from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
+from cachefleet.domain.tags import Tag
 from cachefleet.store.codec import decode, encode
 from cachefleet.store.sqlite import SqliteStore
 
@@ -104,6 +105,20 @@ def test_a_secondary_follows_the_primary_groups_primary_node(store):
     assert gd.secondaries_of(store, west) == []
 
 
+def test_a_joining_secondary_is_associating_until_it_is_said_to_have_the_data(store):
+    west = store.get(ReplicationGroup, WEST, "west")
+    assert gd.joining(store, west) is None  # the fixture's secondary is associated
+    joining = record(members=(*record().members[:1], GlobalMember(WEST, "west", MemberRole.SECONDARY,
+                                                                   gd.MemberStatus.ASSOCIATING)))
+    with store.transaction() as tx:
+        tx.put(joining)
+    assert gd.joining(store, west) == joining
+    assert gd.joining(store, store.get(ReplicationGroup, EAST, "east")) is None  # the primary joins nothing
+    done = gd.associated(joining, WEST, "west")
+    assert [m.status for m in done.members] == [gd.MemberStatus.ASSOCIATED] * 2 and done.members[0] == joining.members[0]
+    assert decode(GlobalReplicationGroup, encode(joining)) == joining
+
+
 def test_a_planned_failover_swaps_the_roles_of_the_record_and_both_groups(store):
     asked = record(status=gd.GlobalStatus.MODIFYING, failover_to=GlobalMember(WEST, "west", MemberRole.SECONDARY))
     updated, groups = gd.failed_over(store, asked)
@@ -115,7 +130,7 @@ def test_a_planned_failover_swaps_the_roles_of_the_record_and_both_groups(store)
 
 
 def test_the_record_round_trips_through_the_store_codec():
-    value = record(failover_to=GlobalMember(WEST, "west", MemberRole.SECONDARY))
+    value = record(failover_to=GlobalMember(WEST, "west", MemberRole.SECONDARY), tags=(Tag("team", "cache"),))
     assert decode(GlobalReplicationGroup, encode(value)) == value
     assert record(members=record().members[:1]).settled_status() == gd.GlobalStatus.PRIMARY_ONLY
 

@@ -57,6 +57,7 @@ GROUP = ReplicationGroup.KIND.name
 CLUSTER = CacheCluster.KIND.name
 PARAMETER_GROUP = CacheParameterGroup.KIND.name
 PARAMETER_RETRY = 0.5  # a node that did not take its parameters is tried again this soon
+ASSOCIATING_RETRY = 0.05  # a secondary joining its global datastore looks at its primary's sync this often
 USER = User.KIND.name
 USER_GROUP = UserGroup.KIND.name
 SNAPSHOT = Snapshot.KIND.name
@@ -415,6 +416,8 @@ class Reconciler:
             self.scheduler.kick(Target.of(secondary))
         if not restored:
             raise Retry(0.25, f"restoring the data of {group.group_id}")  # not available before all of it is in
+        if not group.cluster_enabled and await self.groups.associate(nodes.current(group) or group):
+            self.scheduler.later(target, ASSOCIATING_RETRY)
         self.groups.settle(group)
         if not group.cluster_enabled:
             await self.migrations.reconcile(nodes.current(group) or group)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -29,6 +29,7 @@ from cachefleet.domain.backups import Prepared
 from cachefleet.domain.cache_clusters import CacheCluster
 from cachefleet.domain.errors import (
     AlreadyExists,
+    CachefleetError,
     InvalidParameterCombination,
     InvalidParameterValue,
     InvalidState,
@@ -38,6 +39,7 @@ from cachefleet.domain.identifiers import Region
 from cachefleet.domain.ports import StateStore
 from cachefleet.domain.replication_groups import (
     CreateReplicationGroupRequest,
+    GroupChange,
     GroupStatus,
     GroupUseCases,
     ModifyReplicationGroupRequest,
@@ -45,6 +47,7 @@ from cachefleet.domain.replication_groups import (
 )
 from cachefleet.domain.replication_groups import ReplicationGroup as Group
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.tags import Tag, tags
 
 GLOBAL_REGION = Region("global")  # the store's region of records that span regions
 MAX_SECONDARIES = 2  # "a primary cluster ... to a secondary cluster in up to two other Regions"
@@ -73,14 +76,22 @@ class MemberRole(StrEnum):
     SECONDARY = "SECONDARY"
 
 
+class MemberStatus(StrEnum):
+    """A membership's status, as ElastiCache writes it: a secondary is associating until its primary
+    has the primary region's primary's data (the full sync done, the link up)."""
+
+    ASSOCIATING = "associating"
+    ASSOCIATED = "associated"
+
+
 @dataclass(frozen=True)
 class GlobalMember:
-    """One member: a replication group of one region and its role."""
+    """One member: a replication group of one region, its role and the status of its membership."""
 
     region: Region
     replication_group_id: str
     role: MemberRole
-    status: str = "associated"
+    status: MemberStatus = MemberStatus.ASSOCIATED
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,7 @@ class GlobalReplicationGroup:
     KIND: ClassVar[Kind] = Kind(
         name="GlobalReplicationGroup", noun="Global replication group", not_found="GlobalReplicationGroupNotFoundFault",
         arn_type="globalreplicationgroup", already_exists="GlobalReplicationGroupAlreadyExistsFault",
-        invalid_state="InvalidGlobalReplicationGroupStateFault",
+        invalid_state="InvalidGlobalReplicationGroupStateFault", taggable=True, store_region=GLOBAL_REGION,
     )
 
     region: Region  # always GLOBAL_REGION
@@ -107,6 +118,7 @@ class GlobalReplicationGroup:
     transit_encryption: bool = False
     at_rest_encryption: bool = False
     failover_to: GlobalMember | None = None  # a planned failover asked for and not done yet
+    tags: tuple[Tag, ...] = ()
 
     @property
     def key(self) -> str:
@@ -122,7 +134,7 @@ class GlobalReplicationGroup:
 
     def member(self, region: str, group_id: str) -> GlobalMember | None:
         for member in self.members:
-            if member.region == region and member.replication_group_id == group_id.lower():
+            if (member.region, member.replication_group_id) == (region, group_id.lower()):
                 return member
         return None
 
@@ -202,6 +214,23 @@ def upstream(store: StateStore, group: Group) -> CacheCluster | None:
     if primary_group is None:
         return None
     return store.get(CacheCluster, primary.region, primary_group.node_groups[0].primary_cluster_id)
+
+
+def joining(store: StateStore, group: Group) -> GlobalReplicationGroup | None:
+    """The global datastore ``group`` is joining: its record while ``group`` is an associating member."""
+    if group.global_replication_group_id is None:
+        return None
+    record = store.get(GlobalReplicationGroup, GLOBAL_REGION, group.global_replication_group_id)
+    member = record.member(group.region, group.group_id) if record is not None else None
+    return record if member is not None and member.status == MemberStatus.ASSOCIATING else None
+
+
+def associated(record: GlobalReplicationGroup, region: str, group_id: str) -> GlobalReplicationGroup:
+    """The record once the member ``group_id`` of ``region`` has the primary region's data."""
+    return replace(record, members=tuple(
+        replace(m, status=MemberStatus.ASSOCIATED) if (m.region, m.replication_group_id) == (region, group_id) else m
+        for m in record.members
+    ))
 
 
 def secondaries_of(store: StateStore, group: Group) -> list[Group]:
@@ -318,8 +347,12 @@ class GlobalDatastores(GroupUseCases):
         tx.add_event(event_for(resource, message, self._clock.now()))
 
     # ------------------------------------------------------------------ create
-    def create(self, region: Region, *, suffix: str, primary_group_id: str, description: str = "") -> GlobalReplicationGroup:
+    def create(
+        self, region: Region, *, suffix: str, primary_group_id: str, description: str = "",
+        raw_tags: Sequence[Mapping[str, Any]] = (),
+    ) -> GlobalReplicationGroup:
         full_id = global_id(region, suffix)
+        given_tags = tags(raw_tags)
         group = self._group(region, primary_group_id)
         if self._store.get(GlobalReplicationGroup, GLOBAL_REGION, full_id) is not None:
             raise AlreadyExists(f"Global replication group {full_id} already exists.", resource="GlobalReplicationGroup")
@@ -344,7 +377,7 @@ class GlobalDatastores(GroupUseCases):
             engine=group.engine, engine_version=group.engine_version, node_type=group.node_type,
             members=(GlobalMember(region, group.group_id, MemberRole.PRIMARY),), create_time=self._clock.now(),
             auth_token_enabled=group.security.auth_token_enabled, transit_encryption=group.security.transit_encryption,
-            at_rest_encryption=group.at_rest_encryption,
+            at_rest_encryption=group.at_rest_encryption, tags=given_tags,
         )
         updated = replace(group, global_replication_group_id=full_id, global_role=MemberRole.PRIMARY.value)
         with self._store.transaction() as tx:
@@ -414,8 +447,8 @@ class GlobalDatastores(GroupUseCases):
             node_type=primary_group.node_type, port=primary_group.port, automatic_failover=automatic,
             multi_az=primary_group.multi_az == "enabled",
         )
-        joined = replace(record, members=(*record.members, GlobalMember(region, request.group_id, MemberRole.SECONDARY)),
-                         status=GlobalStatus.AVAILABLE)
+        joining_member = GlobalMember(region, request.group_id, MemberRole.SECONDARY, MemberStatus.ASSOCIATING)
+        joined = replace(record, members=(*record.members, joining_member), status=GlobalStatus.AVAILABLE)
         return self._groups.create(region, secondary, extra=Prepared(records=(joined,)))
 
     # ------------------------------------------------------------------ describe
@@ -434,6 +467,8 @@ class GlobalDatastores(GroupUseCases):
 
     # ------------------------------------------------------------------ modify
     def modify(self, request: ModifyGlobalRequest) -> GlobalReplicationGroup:
+        """All or nothing: every member's change is decided (and may be refused) before any is written,
+        then the members and the record are written in one transaction."""
         record = self._global(request.global_id)
         self._require_settled(record, action="modified")
         groups = self.member_groups(record)
@@ -459,23 +494,27 @@ class GlobalDatastores(GroupUseCases):
         )
         touched = any(v is not None for v in (request.node_type, request.engine_version, request.parameter_group_name,
                                                request.automatic_failover))
-        if touched:
-            # The secondaries first: a member that refuses the change leaves the primary as it was.
-            for member in sorted(record.members, key=lambda m: m.role == MemberRole.PRIMARY):
-                self._groups.modify(member.region, replace(member_request, group_id=member.replication_group_id))
+        planned: dict[GlobalMember, GroupChange] = {}
+        for member in record.members if touched else ():
+            try:
+                change = self._groups.plan_modify(member.region, replace(member_request, group_id=member.replication_group_id))
+            except CachefleetError as refused:
+                raise type(refused)(
+                    f"{refused.message} Member {member.replication_group_id} ({member.region}) of global replication "
+                    f"group {record.global_id} refused the change; no member was changed.",
+                    resource=refused.resource,
+                ) from refused
+            planned[member] = change
         changes: dict[str, Any] = {}
         if request.description is not None:
             changes["description"] = request.description
         if request.node_type is not None:
             changes["node_type"] = request.node_type
-        if request.engine_version is not None:
-            primary_group = self._store.get(Group, record.primary.region, record.primary.replication_group_id)
-            if primary_group is not None:
-                changes.update(engine=primary_group.engine, engine_version=primary_group.engine_version)
+        if request.engine_version is not None and record.primary in planned:
+            primary_group = planned[record.primary].group
+            changes.update(engine=primary_group.engine, engine_version=primary_group.engine_version)
         updated = replace(record, **changes)
-        if updated != record:
-            with self._store.transaction() as tx:
-                tx.put(updated)
+        self._groups.apply(list(planned.values()), records=(updated,) if updated != record else ())
         return updated
 
     # ------------------------------------------------------------------ failover

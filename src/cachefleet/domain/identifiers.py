@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import NewType
 
@@ -158,9 +159,10 @@ def arn(region: str, resource_type: str, resource_id: str) -> str:
     return str(Arn(region, resource_type, resource_id))
 
 
-def parse_arn(value: str, *, region: str) -> Arn:
+def parse_arn(value: str, *, region: str, regionless: Collection[str] = ()) -> Arn:
     """An ElastiCache ARN of ``region``; one naming another account parses (``foreign``), and its
-    resource is then not found, as ElastiCache has it."""
+    resource is then not found, as ElastiCache has it. The ARNs of the resource types in ``regionless``
+    (a global replication group's) name no region instead."""
     parts = value.split(":", 6)
     if len(parts) != 7:
         raise InvalidArn(
@@ -174,7 +176,14 @@ def parse_arn(value: str, *, region: str) -> Arn:
             resource="Resource",
         )
     _, _, _, arn_region, account, resource_type, resource_id = parts
-    if arn_region != region:
+    if resource_type in regionless:
+        if arn_region:
+            raise InvalidArn(
+                f"The ARN '{value}' names region {arn_region}, but a {resource_type} spans regions and its ARN names "
+                f"none: arn:aws:elasticache::{account_id()}:{resource_type}:{resource_id}.",
+                resource="Resource",
+            )
+    elif arn_region != region:
         raise InvalidArn(
             f"The ARN '{value}' is in region {arn_region}, but the request was made in {region}.",
             resource="Resource",

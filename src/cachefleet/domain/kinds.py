@@ -59,6 +59,8 @@ def all_kinds() -> Iterator[Kind]:
 
 BY_NAME: dict[str, Kind] = {kind.name: kind for kind in all_kinds()}
 BY_ARN_TYPE: dict[str, Kind] = {kind.arn_type: kind for kind in all_kinds() if kind.arn_type}
+# ARN types that name no region: kinds spanning regions (a global replication group).
+REGIONLESS_ARN_TYPES: frozenset[str] = frozenset(t for t, kind in BY_ARN_TYPE.items() if kind.store_region is not None)
 STORED_BY_NAME: dict[str, type] = {kind_of(cls).name: cls for cls in STORED}
 
 

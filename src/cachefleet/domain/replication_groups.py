@@ -57,7 +57,7 @@ from cachefleet.domain.errors import (
     NotFound,
     QuotaExceeded,
 )
-from cachefleet.domain.events import EventSourceType
+from cachefleet.domain.events import Event, EventSourceType, event_for
 from cachefleet.domain.identifiers import Region
 from cachefleet.domain.logs import LogDelivery, log_deliveries
 from cachefleet.domain.operations import FailoverKind, FailoverRequest, Operation, OperationKind
@@ -672,6 +672,21 @@ _AS_GIVEN = ("preferred_maintenance_window", "auto_minor_version_upgrade", "snap
 _MEMBER_SETTINGS = (*_AS_GIVEN, "parameter_group_name", "cache_security_group_names")
 
 
+@dataclass(frozen=True)
+class GroupChange:
+    """A ModifyReplicationGroup decided and not yet written: every check has passed, nothing is stored.
+
+    ``group`` is the group as it becomes (what the call answers); ``records`` what the transaction
+    puts (none when nothing changes), ``events`` what it records, ``kick`` whether the reconciler is told.
+    Several changes can be written in one transaction (``ReplicationGroups.apply``): a global
+    datastore's Modify decides every member's before it writes any."""
+
+    group: ReplicationGroup
+    records: tuple[Any, ...] = ()
+    events: tuple[Event, ...] = ()
+    kick: bool = False
+
+
 # ---------------------------------------------------------------------- use cases
 class GroupUseCases(UseCases):
     """Base of the use cases that act on replication groups: lookups, status rules, starting work."""
@@ -708,15 +723,37 @@ class GroupUseCases(UseCases):
     ) -> ReplicationGroup:
         """Records the group as ``modifying``, with the operation (the work the reconciler is to do),
         other changed ``records`` and an event saying what starts; the reconciler is told."""
+        change = self._modifying(group, message, operation, records=records)
+        self._write([change])
+        return change.group
+
+    def _modifying(
+        self, group: ReplicationGroup, message: str, operation: Operation, *, records: Sequence[Any] = ()
+    ) -> GroupChange:
+        """``_start_modifying`` decided, not written."""
         updated = replace(group, status=GroupStatus.MODIFYING)
+        return GroupChange(
+            updated, records=(updated, operation, *records), events=(self._event_of(updated, message),), kick=True
+        )
+
+    def _event_of(self, resource: Any, message: str) -> Event:
+        return event_for(resource, message, self._clock.now())
+
+    def _write(self, changes: Sequence[GroupChange], *, records: Sequence[Any] = ()) -> None:
+        """Writes decided changes (and other ``records``) in one transaction and tells the reconciler."""
+        if not records and not any(change.records or change.events for change in changes):
+            return
         with self._store.transaction() as tx:
-            tx.put(updated)
-            tx.put(operation)
             for record in records:
                 tx.put(record)
-            self._event(tx, updated, message)
-        self._changed(updated)
-        return updated
+            for change in changes:
+                for record in change.records:
+                    tx.put(record)
+                for event in change.events:
+                    tx.add_event(event)
+        for change in changes:
+            if change.kick:
+                self._changed(change.group)
 
 
 class ReplicationGroups(GroupUseCases):
@@ -1054,6 +1091,16 @@ class ReplicationGroups(GroupUseCases):
 
     # ------------------------------------------------------------------ modify
     def modify(self, region: Region, request: ModifyReplicationGroupRequest) -> ReplicationGroup:
+        change = self.plan_modify(region, request)
+        self._write([change])
+        return change.group
+
+    def apply(self, changes: Sequence[GroupChange], *, records: Sequence[Any] = ()) -> None:
+        """Writes changes from ``plan_modify`` (of any regions), and other ``records``, in one transaction."""
+        self._write(changes, records=records)
+
+    def plan_modify(self, region: Region, request: ModifyReplicationGroupRequest) -> GroupChange:
+        """ModifyReplicationGroup decided against the stored state, every refusal raised, nothing written."""
         group = self._group(region, request.group_id)
         self._require_status(group, GroupStatus.AVAILABLE, action="modified")
         if request.primary_cluster_id is not None:
@@ -1121,7 +1168,7 @@ class ReplicationGroups(GroupUseCases):
                 "change cannot be made in one call; make them one after the other."
             )
         if not changed and plan is None and access is None and deferred is None and replaced is None:
-            return group
+            return GroupChange(group)
         updated = replace(group, **changed)
         if deferred is not None or replaced is not None:
             updated = replace(updated, pending_access=deferred)
@@ -1134,28 +1181,26 @@ class ReplicationGroups(GroupUseCases):
             members.update({c.cluster_id: c for c in plan.members})
         if access is not None:
             updated = replace(updated, security=access.security, status=GroupStatus.MODIFYING)
-        with self._store.transaction() as tx:
-            tx.put(updated)
-            if member_changes or plan is not None:
-                for cluster in members.values():
-                    tx.put(replace(cluster, **member_changes))
-            if changed:
-                self._event(tx, updated, f"Replication group {group.group_id} modified: {', '.join(sorted(changed))}")
-            if plan is not None:
-                for operation in plan.operations:
-                    tx.put(operation)
-                self._event(tx, updated, plan.message)
-            if access is not None:
-                tx.put(self._begin(updated, OperationKind.ACCESS, access=access.change))
-                self._event(tx, updated, access.message)
-            if deferred is not None:
-                self._event(tx, updated, self._waits_for_window(updated, deferred.asked, replaced))
-            elif replaced is not None and access is None:
-                self._event(tx, updated, f"Pending change of replication group {group.group_id} cancelled: "
-                                         f"{replaced.asked}")
-        if "parameter_group_name" in changed or plan is not None or access is not None or deferred or replaced:
-            self._changed(updated)
-        return updated
+        records: list[Any] = [updated]
+        messages: list[str] = []
+        if member_changes or plan is not None:
+            records.extend(replace(cluster, **member_changes) for cluster in members.values())
+        if changed:
+            messages.append(f"Replication group {group.group_id} modified: {', '.join(sorted(changed))}")
+        if plan is not None:
+            records.extend(plan.operations)
+            messages.append(plan.message)
+        if access is not None:
+            records.append(self._begin(updated, OperationKind.ACCESS, access=access.change))
+            messages.append(access.message)
+        if deferred is not None:
+            messages.append(self._waits_for_window(updated, deferred.asked, replaced))
+        elif replaced is not None and access is None:
+            messages.append(f"Pending change of replication group {group.group_id} cancelled: {replaced.asked}")
+        kick = "parameter_group_name" in changed or plan is not None or access is not None or bool(deferred or replaced)
+        return GroupChange(
+            updated, records=tuple(records), events=tuple(self._event_of(updated, m) for m in messages), kick=kick
+        )
 
     def _waits_for_window(self, group: ReplicationGroup, asked: str, replaced: PendingAccess | None) -> str:
         opens = windows.Window.parse(group.preferred_maintenance_window).opens_at_or_after(self._clock.now())
@@ -1254,7 +1299,7 @@ class ReplicationGroups(GroupUseCases):
         )
         return {"automatic_failover": "enabled" if automatic else "disabled", "multi_az": "enabled" if multi_az else "disabled"}
 
-    def _switchover(self, group: ReplicationGroup, cluster_id: str) -> ReplicationGroup:
+    def _switchover(self, group: ReplicationGroup, cluster_id: str) -> GroupChange:
         """PrimaryClusterId: make that replica the primary, losing nothing (a planned failover)."""
         if group.cluster_enabled:
             raise InvalidParameterCombination(
@@ -1264,7 +1309,7 @@ class ReplicationGroups(GroupUseCases):
         if node_group is None:
             raise InvalidParameterValue(f"{cluster_id} is not a member of replication group {group.group_id}.")
         if node_group.primary_cluster_id == cluster_id:
-            return group
+            return GroupChange(group)
         target = self._get(CacheCluster, group.region, cluster_id)
         if target.status != ClusterStatus.AVAILABLE:
             raise InvalidState(
@@ -1272,40 +1317,38 @@ class ReplicationGroups(GroupUseCases):
                 resource="CacheCluster",
             )
         request = FailoverRequest(node_group.node_group_id, FailoverKind.SWITCHOVER, cluster_id)
-        return self._start_modifying(
+        return self._modifying(
             group, f"Switching the primary of replication group {group.group_id} to {cluster_id}",
             self._begin(group, OperationKind.FAILOVER, failover=request),
         )
 
-    def _change_node_type(self, group: ReplicationGroup, node_type: str, *, immediately: bool) -> ReplicationGroup:
+    def _change_node_type(self, group: ReplicationGroup, node_type: str, *, immediately: bool) -> GroupChange:
         """Now with ApplyImmediately; otherwise every member's PendingModifiedValues holds it until the
         maintenance window (asking for the current node type cancels a pending change)."""
         members = self._members(group)
         waiting = [m for m in members if m.pending.node_type is not None]
         if node_type == group.node_type:
             if waiting and not immediately:
-                with self._store.transaction() as tx:
-                    for member in waiting:
-                        tx.put(replace(member, pending=replace(member.pending, node_type=None)))
-                    self._event(tx, group, f"Pending node type change of replication group {group.group_id} cancelled")
-                self._changed(group)
-                return group
+                return GroupChange(
+                    group, records=tuple(replace(m, pending=replace(m.pending, node_type=None)) for m in waiting),
+                    events=(self._event_of(group, f"Pending node type change of replication group {group.group_id} "
+                                                  "cancelled"),),
+                    kick=True,
+                )
             raise InvalidParameterCombination(f"Replication group {group.group_id} already uses {node_type}.")
         if not immediately:
             opens = windows.Window.parse(group.preferred_maintenance_window).opens_at_or_after(self._clock.now())
-            with self._store.transaction() as tx:
-                for member in members:
-                    tx.put(replace(member, pending=replace(member.pending, node_type=node_type)))
-                self._event(
-                    tx, group,
-                    f"Replication group {group.group_id}: node type change from {group.node_type} to {node_type} is "
-                    f"pending; it waits for the maintenance window {group.preferred_maintenance_window} (next at "
-                    f"{windows.describe(opens)})",
-                )
-            self._changed(group)
-            return group
+            message = (
+                f"Replication group {group.group_id}: node type change from {group.node_type} to {node_type} is "
+                f"pending; it waits for the maintenance window {group.preferred_maintenance_window} (next at "
+                f"{windows.describe(opens)})"
+            )
+            return GroupChange(
+                group, records=tuple(replace(m, pending=replace(m.pending, node_type=node_type)) for m in members),
+                events=(self._event_of(group, message),), kick=True,
+            )
         cleared = [replace(m, pending=replace(m.pending, node_type=None)) for m in waiting]
-        return self._start_modifying(
+        return self._modifying(
             group, f"Scaling replication group {group.group_id} from {group.node_type} to {node_type}",
             self._begin(group, OperationKind.NODE_TYPE, node_type=node_type), records=cleared,
         )

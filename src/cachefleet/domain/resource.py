@@ -25,6 +25,9 @@ class Kind:
     invalid_state: str | None = None
     quota_exceeded: str | None = None
     taggable: bool = False
+    # Set for a kind that spans regions: its records are stored under this pseudo region whatever the
+    # request's, and its ARN names no region (arn:aws:elasticache::<account>:<type>:<id>).
+    store_region: str | None = None
 
 
 class Resource(Protocol):

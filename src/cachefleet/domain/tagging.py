@@ -49,7 +49,7 @@ class Tagging(UseCases):
         return result
 
     def _tagged(self, region: Region, resource_arn: str) -> Any:
-        parsed = identifiers.parse_arn(resource_arn, region=region)
+        parsed = identifiers.parse_arn(resource_arn, region=region, regionless=kinds.REGIONLESS_ARN_TYPES)
         kind = kinds.BY_ARN_TYPE.get(parsed.resource_type)
         if kind is None:
             raise InvalidArn(
@@ -82,4 +82,4 @@ class Tagging(UseCases):
         if kind.name in ("ReplicationGroup", "CacheCluster") and identifiers.is_serverless_group(parsed.resource_id.lower()):
             # A serverless cache's group and nodes are its own: it is tagged on its serverlesscache ARN.
             raise NotFound(not_found_message(kind.name, kind.noun, parsed.resource_id), resource=kind.name)
-        return self._get(cls, region, parsed.resource_id)
+        return self._get(cls, kind.store_region or region, parsed.resource_id)

@@ -9,14 +9,14 @@ from typing import Any
 
 from cachefleet.api.context import Context
 from cachefleet.api.paging import paginate
+from cachefleet.domain import identifiers
 from cachefleet.domain.errors import InvalidParameterValue
 from cachefleet.domain.global_datastores import GlobalReplicationGroup, ModifyGlobalRequest
-from cachefleet.domain.identifiers import account_id
 
 
 def arn(global_id: str) -> str:
-    """A global datastore belongs to no one region: its ARN has none."""
-    return f"arn:aws:elasticache::{account_id()}:globalreplicationgroup:{global_id}"
+    """A global datastore belongs to no one region: its ARN has none (the one tagging takes)."""
+    return identifiers.arn("", GlobalReplicationGroup.KIND.arn_type or "", global_id)
 
 
 def view(ctx: Context, record: GlobalReplicationGroup, *, members: bool = True) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def view(ctx: Context, record: GlobalReplicationGroup, *, members: bool = True) 
             "ReplicationGroupRegion": member.region,
             "Role": member.role.value,
             "AutomaticFailover": group.automatic_failover if group is not None else None,
-            "Status": member.status,
+            "Status": member.status.value,
         })
     return {
         "GlobalReplicationGroupId": record.global_id,
@@ -52,11 +52,9 @@ def _one(ctx: Context, record: GlobalReplicationGroup) -> dict[str, Any]:
 
 
 def create_global_replication_group(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    if params.get("Tags"):
-        raise InvalidParameterValue("CreateGlobalReplicationGroup: Tags are not supported by Cachefleet yet; omit Tags.")
     record = ctx.elasticache.global_datastores.create(
         ctx.region, suffix=params["GlobalReplicationGroupIdSuffix"], primary_group_id=params["PrimaryReplicationGroupId"],
-        description=params.get("GlobalReplicationGroupDescription", ""),
+        description=params.get("GlobalReplicationGroupDescription", ""), raw_tags=params.get("Tags") or (),
     )
     return _one(ctx, record)
 

@@ -145,6 +145,33 @@ class ReplicationGroupWorkflow:
             desired[node_key(holder)][1].append(node_group.reader_endpoint)
         await nodes.place(desired)
 
+    async def associate(self, group: ReplicationGroup) -> bool:
+        """A secondary joining its global datastore is ``associating`` until its primary has the
+        primary region's primary's data (it follows that node, the full sync done, the link up); then
+        its membership is ``associated``, with an event. True while it still waits."""
+        nodes = self.nodes
+        if global_datastores.joining(nodes.store, group) is None:
+            return False
+        leader = global_datastores.upstream(nodes.store, group)
+        primary = nodes.members(group).get(group.node_groups[0].primary_cluster_id)
+        if leader is None or primary is None or not nodes.running(primary):
+            return True
+        if not await nodes.in_sync(primary, (leader.node.address, leader.port)):
+            return True
+        record = global_datastores.joining(nodes.store, group)  # again: the await let other work write it
+        if record is None:
+            return False
+        updated = global_datastores.associated(record, group.region, group.group_id)
+        with nodes.store.transaction() as tx:
+            tx.put(updated)
+            tx.add_event(event_for(
+                group, f"Replication group {group.group_id} is associated with global replication group "
+                       f"{record.global_id}: its primary {primary.cluster_id} is in sync with {leader.cluster_id} "
+                       f"({leader.region})", nodes.clock.now(),
+            ))
+        log.info("%s/%s associated with global datastore %s", group.region, group.group_id, record.global_id)
+        return False
+
     # ------------------------------------------------------------------ both cluster modes
     def settle(self, group: ReplicationGroup) -> None:
         """A creating or modifying group whose work is all done becomes available."""
@@ -159,6 +186,8 @@ class ReplicationGroupWorkflow:
             return
         if len(members) != len(current.member_cluster_ids):
             return
+        if current.status == GroupStatus.CREATING and global_datastores.joining(nodes.store, current) is not None:
+            return  # a new secondary is available once it has the primary region's data (associate)
         node_group = current.node_groups[0]
         # A group whose primary follows a migration's source goes back to migrating (after a failover, say).
         migrating = upstream(nodes.store.get(Migration, current.region, current.group_id)) is not None
