@@ -67,8 +67,8 @@ REMAINING: tuple[str, ...] = (
 
 # Operations refused whole, whatever member is set: the sweep sends each member and checks the refusal
 # is InvalidParameterValue naming the operation (so no member of them can be dropped).
-REFUSED_WHOLE: dict[str, str] = {
-    **{operation: "cluster mode enabled global datastores are not built (GlobalDatastores.refuse_shards): "
-       "a member group is cluster mode disabled, so it has no node groups to add or remove"
-       for operation in ("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup")},
-}
+REFUSED_WHOLE: dict[str, str] = dict.fromkeys(
+    ("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup"),
+    "cluster mode enabled global datastores are not built (GlobalDatastores.refuse_shards): a member group is "
+    "cluster mode disabled, so it has no node groups to add or remove",
+)
