@@ -54,10 +54,6 @@ REMAINING: tuple[str, ...] = (
     # Service updates (none on the sweep's server: see above); tests/acceptance/test_maintenance.py checks
     # ServiceUpdateName, ReplicationGroupIds, CacheClusterIds, ShowNodeLevelUpdateStatus.
     "DescribeServiceUpdates", "DescribeUpdateActions",
-    # Global datastores: Modify changes every member group (a node type or engine change of each), which
-    # tests/api/test_global_datastores_api.py checks for GlobalReplicationGroupDescription,
-    # AutomaticFailoverEnabled, CacheParameterGroupName, CacheNodeType; not swept yet.
-    "ModifyGlobalReplicationGroup",
     # Online migration: a call that is accepted needs a source engine to replicate from
     # (tests/acceptance/test_migration.py, CompleteMigration's Force there). StartMigration's AutoCutover and
     # ClearTargetCacheData=false are refused, named (tests/api/test_migration_api.py); PrepareMigration and the

@@ -30,6 +30,7 @@ from botocore.model import Shape
 
 from cachefleet.api import elasticache
 from cachefleet.api.server import handlers_of
+from cachefleet.domain.global_datastores import id_prefix
 from helpers import Server, free_port, fresh_network, wait_for
 
 # The table of exceptions lives next to this file (tests run with --import-mode=importlib).
@@ -887,9 +888,9 @@ def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
         ec.delete_user(UserId=user)
 
 
-def _modify_cases() -> list[Any]:
+def _modify_cases(*modifications: Modification) -> list[Any]:
     cases = []
-    for modification in MODIFIED:
+    for modification in modifications or MODIFIED:
         for path, member in members(MODEL.operation_model(modification.name).input_shape):
             reason = EXCEPTIONS.get((modification.name, path))
             marks = [pytest.mark.skip(reason=reason)] if reason else []
@@ -900,7 +901,10 @@ def _modify_cases() -> list[Any]:
 @pytest.mark.parametrize(("modification", "path", "member"), _modify_cases())
 def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any], modification: Modification,
                                                          path: str, member: Shape) -> None:
-    ec = modified["ec"]
+    _modify_member(modified["ec"], modification, path, member)
+
+
+def _modify_member(ec: Any, modification: Modification, path: str, member: Shape) -> None:
     key = modification.key
     wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
     if path in modification.prepare:
@@ -1578,8 +1582,9 @@ def global_primaries(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The groups the datastores are made around (the Tags cases are refused before one is looked up)."""
     ec = sweep["ec"]
     described = _resource_id(CREATE_GLOBAL, "GlobalReplicationGroupDescription")
-    for group_id in (described, "sweep-global-other"):
-        ec.create_replication_group(ReplicationGroupId=group_id, **_LARGE)
+    ec.create_replication_group(ReplicationGroupId=described, **_LARGE)
+    # Valkey 8.1, for the ModifyGlobalReplicationGroup sweep's EngineVersion case to upgrade (global_pair).
+    ec.create_replication_group(ReplicationGroupId="sweep-global-other", EngineVersion="8.1", **_LARGE)
     for group_id in (described, "sweep-global-other"):
         wait_for(lambda g=group_id: _group_settled(ec, g), timeout=60, what=f"{group_id} available")
     ec.create_global_replication_group(GlobalReplicationGroupIdSuffix=_suffix("sweep-global-other"),
@@ -1644,7 +1649,90 @@ def test_each_member_of_an_operation_refused_whole_is_refused(global_primaries: 
     assert operation in found["Message"], found
 
 
+# ---------------------------------------------------------------------- ModifyGlobalReplicationGroup
+# The fixture's datastore (global_primaries: sweep-global-other in us-east-1, on Valkey 8.1) gets a
+# secondary in us-west-2; each member changes both member groups, or is refused naming itself.
+GLOBAL_ID = f"{id_prefix('us-east-1')}-{_suffix('sweep-global-other')}"
+WEST = "us-west-2"
+_WEST: dict[str, Any] = {}  # "ec": the us-west-2 client (set by the ``global_pair`` fixture)
+_GLOBAL_MEMBERS = (("us-east-1", "sweep-global-other"), (WEST, "sweep-global-west"))
+
+
+def _global_members(ec: Any) -> list[tuple[Any, str]]:
+    return [(ec if region == "us-east-1" else _WEST["ec"], group_id) for region, group_id in _GLOBAL_MEMBERS]
+
+
+def _global_settled(ec: Any, global_id: str) -> bool:
+    record = ec.describe_global_replication_groups(GlobalReplicationGroupId=global_id)["GlobalReplicationGroups"][0]
+    return record["Status"] == "available" and all(_group_settled(c, g) for c, g in _global_members(ec))
+
+
+def _global_modified(ec: Any, global_id: str) -> Any:
+    record = ec.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)[
+        "GlobalReplicationGroups"][0]
+    observed = [_group_observed(client, group_id, {}) for client, group_id in _global_members(ec)]
+    return {"record": record, "groups": [o["group"] for o in observed],
+            "clusters": [c for o in observed for c in o["clusters"]]}
+
+
+def _every_member_cluster(check: Callable[[dict[str, Any]], bool]) -> Callable[[Any], bool]:
+    """Both member groups took the change: every cluster of each (two regions) shows it."""
+    return lambda o: len(o["clusters"]) == len(_GLOBAL_MEMBERS) and all(check(c) for c in o["clusters"])
+
+
+MODIFY_GLOBAL = Modification(
+    name="ModifyGlobalReplicationGroup", target=GLOBAL_ID, key="GlobalReplicationGroupId",
+    base={"ApplyImmediately": True}, observe=_global_modified, settled=_global_settled,
+    values={"CacheNodeType": "cache.r6g.xlarge", "Engine": "valkey", "EngineVersion": "9.1",
+            "CacheParameterGroupName": "sweep-global-params", "AutomaticFailoverEnabled": True,
+            "GlobalReplicationGroupDescription": "sweep-global-new-description"},
+    bases={},
+    shown={
+        "CacheNodeType": lambda o: o["record"]["CacheNodeType"] == "cache.r6g.xlarge" and _every_member_cluster(
+            lambda c: c["CacheNodeType"] == "cache.r6g.xlarge")(o),
+        "EngineVersion": lambda o: o["record"]["EngineVersion"].startswith("9.1.") and _every_member_cluster(
+            lambda c: c["EngineVersion"].startswith("9.1."))(o),
+        "CacheParameterGroupName": _every_member_cluster(
+            lambda c: c["CacheParameterGroup"]["CacheParameterGroupName"] == "sweep-global-params"),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def global_pair(global_primaries: dict[str, Any], sweep_server: Server) -> Iterator[dict[str, Any]]:
+    """The fixture's datastore with a secondary in another region, and a parameter group of the version
+    the EngineVersion case upgrades to in both regions (a parameter group is regional)."""
+    ec = global_primaries["ec"]
+    west = _WEST["ec"] = sweep_server.client(region=WEST)
+    wait_for(lambda: _group_settled(ec, "sweep-global-other"), timeout=60, what="sweep-global-other available")
+    west.create_replication_group(ReplicationGroupId="sweep-global-west", ReplicationGroupDescription="sweep",
+                                  GlobalReplicationGroupId=GLOBAL_ID)
+    for client in (ec, west):
+        client.create_cache_parameter_group(CacheParameterGroupName="sweep-global-params",
+                                            CacheParameterGroupFamily="valkey9", Description="sweep")
+    wait_for(lambda: _global_settled(ec, GLOBAL_ID), timeout=60, what=f"{GLOBAL_ID} with its secondary available")
+    yield global_primaries
+    # The datastore goes here, with its groups: the parameter groups can go only after them.
+    wait_for(lambda: _global_settled(ec, GLOBAL_ID), timeout=120, what=f"{GLOBAL_ID} settled")
+    ec.disassociate_global_replication_group(GlobalReplicationGroupId=GLOBAL_ID, ReplicationGroupId="sweep-global-west",
+                                             ReplicationGroupRegion=WEST)
+    wait_for(lambda: _group_settled(west, "sweep-global-west"), timeout=60, what="sweep-global-west available")
+    west.delete_replication_group(ReplicationGroupId="sweep-global-west")
+    wait_for(lambda: ec.describe_global_replication_groups(GlobalReplicationGroupId=GLOBAL_ID)[
+        "GlobalReplicationGroups"][0]["Status"] == "primary-only" and _group_settled(ec, "sweep-global-other"),
+        timeout=60, what=f"{GLOBAL_ID} primary-only")
+    ec.delete_global_replication_group(GlobalReplicationGroupId=GLOBAL_ID, RetainPrimaryReplicationGroup=False)
+    for client, group_id in ((west, "sweep-global-west"), (ec, "sweep-global-other")):
+        wait_for(lambda c=client, g=group_id: group_gone(c, g), timeout=60, what=f"{group_id} gone")
+        client.delete_cache_parameter_group(CacheParameterGroupName="sweep-global-params")
+
+
+@pytest.mark.parametrize(("modification", "path", "member"), _modify_cases(MODIFY_GLOBAL))
+def test_each_optional_global_modify_member_shows_or_is_refused(global_pair: dict[str, Any], modification: Modification,
+                                                                path: str, member: Shape) -> None:
+    _modify_member(global_pair["ec"], modification, path, member)
+
 # Every operation the sweep covers (the checks above read it when they run, after every table is made).
 SWEPT_NAMES: frozenset[str] = frozenset(
     {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES,
-                      CREATE_GLOBAL, DESCRIBE_GLOBAL)} | set(REFUSED_WHOLE))
+                      CREATE_GLOBAL, DESCRIBE_GLOBAL, MODIFY_GLOBAL)} | set(REFUSED_WHOLE))
