@@ -54,17 +54,31 @@ REMAINING: tuple[str, ...] = (
     # Service updates (none on the sweep's server: see above); tests/acceptance/test_maintenance.py checks
     # ServiceUpdateName, ReplicationGroupIds, CacheClusterIds, ShowNodeLevelUpdateStatus.
     "DescribeServiceUpdates", "DescribeUpdateActions",
-    # Online migration: a call that is accepted needs a source engine to replicate from
-    # (tests/acceptance/test_migration.py, CompleteMigration's Force there). StartMigration's AutoCutover and
-    # ClearTargetCacheData=false are refused, named (tests/api/test_migration_api.py); PrepareMigration and the
-    # ServerlessCacheName path are refused whole (serverless migration is not offered).
-    "StartMigration", "TestMigration", "CompleteMigration", "PrepareMigration",
 )
 
-# Operations refused whole, whatever member is set: the sweep sends each member and checks the refusal
-# is InvalidParameterValue naming the operation (so no member of them can be dropped).
-REFUSED_WHOLE: dict[str, str] = dict.fromkeys(
-    ("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup"),
-    "cluster mode enabled global datastores are not built (GlobalDatastores.refuse_shards): a member group is "
-    "cluster mode disabled, so it has no node groups to add or remove",
+# Operations refused whole, whatever member is set: operation -> (the fault, why). The sweep sends each member
+# (with the required ones) and checks the fault and that its message names the operation (so no member of
+# them can be dropped).
+REFUSED_WHOLE: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(
+        ("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup"),
+        ("InvalidParameterValue",
+         "cluster mode enabled global datastores are not built (GlobalDatastores.refuse_shards): a member group is "
+         "cluster mode disabled, so it has no node groups to add or remove"),
+    ),
+    "PrepareMigration": (
+        "InvalidServerlessCacheStateFault",
+        "serverless migration is not offered (api/elasticache/migrations.py): Cachefleet migrates into node-based "
+        "replication groups only, so a serverless cache is never prepared for one",
+    ),
+}
+
+# Members that take a swept operation down a path refused whole: (operation, member) -> (the fault, why). The
+# sweep sends the member instead of the base call's ReplicationGroupId and checks that fault, naming the member;
+# then with the base call, and checks it is refused (InvalidParameterValue / InvalidParameterCombination) naming
+# the member, not dropped.
+REFUSED_PATHS: dict[tuple[str, str], tuple[str, str]] = dict.fromkeys(
+    (("StartMigration", "ServerlessCacheName"), ("CompleteMigration", "ServerlessCacheName")),
+    ("ServerlessCacheNotUnderMigrationFault",
+     "serverless migration is not offered: no serverless cache is ever under migration here"),
 )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ from botocore.model import Shape
 from cachefleet.api import elasticache
 from cachefleet.api.server import handlers_of
 from cachefleet.domain.global_datastores import id_prefix
-from helpers import Server, free_port, fresh_network, wait_for
+from engines import BINARIES, BareEngines
+from helpers import Server, engine, free_port, fresh_network, wait_for
 
 # The table of exceptions lives next to this file (tests run with --import-mode=importlib).
 _spec = importlib.util.spec_from_file_location("sweep_exceptions", Path(__file__).with_name("sweep_exceptions.py"))
@@ -40,7 +42,8 @@ sweep_exceptions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sweep_exceptions)
 EXCEPTIONS: dict[tuple[str, str], str] = sweep_exceptions.EXCEPTIONS
 REMAINING: tuple[str, ...] = sweep_exceptions.REMAINING
-REFUSED_WHOLE: dict[str, str] = sweep_exceptions.REFUSED_WHOLE
+REFUSED_WHOLE: dict[str, tuple[str, str]] = sweep_exceptions.REFUSED_WHOLE
+REFUSED_PATHS: dict[tuple[str, str], tuple[str, str]] = sweep_exceptions.REFUSED_PATHS
 
 MODEL = botocore.session.get_session().get_service_model("elasticache")
 OUTPOST = "arn:aws:outposts:us-east-1:000000000000:outpost/op-0123456789abcdef0"
@@ -1537,6 +1540,9 @@ def _suffix(rid: str) -> str:
     return "sw-g" + rid[-3:]
 
 
+GLOBAL_ID = f"{id_prefix('us-east-1')}-{_suffix('sweep-global-other')}"  # the global_primaries fixture's
+
+
 def _global_of(ec: Any, rid: str) -> dict[str, Any] | None:
     found = [g for g in ec.describe_global_replication_groups(ShowMemberInfo=True)["GlobalReplicationGroups"]
              if g["GlobalReplicationGroupId"].endswith("-" + _suffix(rid))]
@@ -1619,40 +1625,54 @@ def test_each_global_describe_member_takes_effect(global_primaries: dict[str, An
     test_each_describe_member_takes_effect(global_primaries, DESCRIBE_GLOBAL, path)
 
 
-# The shard operations of a global datastore are refused whole (REFUSED_WHOLE): each member is sent
-# with the required ones, on the fixture's datastore, and the refusal must name the operation.
+# The operations refused whole (REFUSED_WHOLE): each member is sent with the required ones (the fixture's
+# datastore, the Modify sweep's serverless cache), and the refusal must be the table's fault, naming the operation.
+_SECRET = "arn:aws:secretsmanager:us-east-1:000000000000:secret:sweep-source"
+_WHOLE_BASES: dict[str, dict[str, Any]] = {
+    **dict.fromkeys(("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup"),
+                    {"GlobalReplicationGroupId": GLOBAL_ID, "NodeGroupCount": 2, "ApplyImmediately": True}),
+    "PrepareMigration": {"ServerlessCacheName": MODIFY_SERVERLESS.target,
+                         "CustomerNodeEndpointList": [{"Address": "127.0.0.1", "Port": 6379}]},
+}
+_WHOLE_ELEMENTS: dict[str, Any] = {
+    "RegionalConfigurations": {"ReplicationGroupId": "sweep-global-other", "ReplicationGroupRegion": "us-east-1",
+                               "ReshardingConfiguration": [{"NodeGroupId": "0001",
+                                                            "PreferredAvailabilityZones": ["us-east-1a"]}]},
+}
 _WHOLE_VALUES: dict[str, Any] = {
-    "RegionalConfigurations": [{"ReplicationGroupId": "sweep-global-other", "ReplicationGroupRegion": "us-east-1",
-                                "ReshardingConfiguration": [{"NodeGroupId": "0001", "PreferredAvailabilityZones":
-                                                             ["us-east-1a"]}]}],
+    "RegionalConfigurations": [_WHOLE_ELEMENTS["RegionalConfigurations"]],
+    "RegionalConfigurations[].ReplicationGroupId": "sweep-global-other",
+    "RegionalConfigurations[].ReplicationGroupRegion": "us-east-1",
+    "RegionalConfigurations[].ReshardingConfiguration": [{"NodeGroupId": "0001"}],
+    "RegionalConfigurations[].ReshardingConfiguration[].NodeGroupId": "0001",
     "GlobalNodeGroupsToRemove": ["sweep-0001"], "GlobalNodeGroupsToRetain": ["sweep-0001"],
+    "SourceAuthenticationConfiguration": {"SecretManagerConfig": {"SecretArn": _SECRET}},
+    "SourceAuthenticationConfiguration.SecretManagerConfig": {"SecretArn": _SECRET},
+    "SourceAuthenticationConfiguration.SecretManagerConfig.SecretArn": _SECRET,
+    "SourceTlsConfiguration": {"SourceTlsMode": "verify-ca"},
 }
 
 
 @pytest.mark.parametrize(("operation", "path", "member"), [
     pytest.param(operation, path, member, id=f"{operation}:{path}")
     for operation in REFUSED_WHOLE
-    for path, member in members(MODEL.operation_model(operation).input_shape)
-    if "." not in path])
-def test_each_member_of_an_operation_refused_whole_is_refused(global_primaries: dict[str, Any], operation: str,
-                                                              path: str, member: Shape) -> None:
+    for path, member in members(MODEL.operation_model(operation).input_shape)])
+def test_each_member_of_an_operation_refused_whole_is_refused(global_primaries: dict[str, Any],
+                                                              modified: dict[str, Any], operation: str, path: str,
+                                                              member: Shape) -> None:
     ec = global_primaries["ec"]
-    record = _global_of(ec, "sweep-global-other")
-    assert record is not None
-    params = {"GlobalReplicationGroupId": record["GlobalReplicationGroupId"], "NodeGroupCount": 2,
-              "ApplyImmediately": True,
-              path: _WHOLE_VALUES[path] if path in _WHOLE_VALUES else made_value(path, member)}
+    value = _WHOLE_VALUES[path] if path in _WHOLE_VALUES else made_value(path, member)
+    params = put(_WHOLE_BASES[operation], path, value, _WHOLE_ELEMENTS)
     with pytest.raises(ClientError) as refused:
         getattr(ec, botocore.xform_name(operation))(**params)
     found = refused.value.response["Error"]
-    assert found["Code"] == "InvalidParameterValue", found
+    assert found["Code"] == REFUSED_WHOLE[operation][0], found
     assert operation in found["Message"], found
 
 
 # ---------------------------------------------------------------------- ModifyGlobalReplicationGroup
 # The fixture's datastore (global_primaries: sweep-global-other in us-east-1, on Valkey 8.1) gets a
 # secondary in us-west-2; each member changes both member groups, or is refused naming itself.
-GLOBAL_ID = f"{id_prefix('us-east-1')}-{_suffix('sweep-global-other')}"
 WEST = "us-west-2"
 _WEST: dict[str, Any] = {}  # "ec": the us-west-2 client (set by the ``global_pair`` fixture)
 _GLOBAL_MEMBERS = (("us-east-1", "sweep-global-other"), (WEST, "sweep-global-west"))
@@ -1732,7 +1752,217 @@ def test_each_optional_global_modify_member_shows_or_is_refused(global_pair: dic
                                                                 path: str, member: Shape) -> None:
     _modify_member(global_pair["ec"], modification, path, member)
 
+# ---------------------------------------------------------------------- online migration
+# One Multi-AZ group follows bare engines (BareEngines, as tests/acceptance/test_migration.py's): each
+# member's call starts from the state its operation needs (``ready``), shows in the group's events after
+# it (and in its data), and the group is made available again after each case.
+MIGRATED = "sweep-migrated"
+_SOURCES: dict[str, Any] = {}  # "source", "doomed" (a source the Force case kills), "nowhere": set by ``migrating``
+
+
+@dataclass(frozen=True)
+class MigrationCall:
+    """How a migration operation is swept on MIGRATED."""
+
+    name: str
+    base: Callable[[], dict[str, Any]]  # the smallest valid call (the sources are known once started)
+    values: dict[str, Callable[[], Any]]  # member path -> its value
+    elements: Callable[[], dict[str, Any]]  # a list element to start from: it fails where the member is not read
+    ready: Callable[[Any, str], None]  # (client, member path) -> puts MIGRATED where the call applies
+    shown: dict[str, Callable[[Any, list[str]], bool]]  # member path -> (client, events since the call) -> it took effect
+
+
+def _endpoint(name: str) -> dict[str, Any]:
+    return {"Address": _SOURCES[name].address, "Port": _SOURCES[name].port}
+
+
+def _migrated_primary(ec: Any) -> Any:
+    group = ec.describe_replication_groups(ReplicationGroupId=MIGRATED)["ReplicationGroups"][0]
+    return engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+
+
+def _group_events(ec: Any) -> list[str]:
+    return [e["Message"] for e in ec.describe_events(SourceIdentifier=MIGRATED, SourceType="replication-group",
+                                                    Duration=60, MaxRecords=100)["Events"]]
+
+
+def _available_again(ec: Any) -> None:
+    """Completes whatever migration MIGRATED has (Force: its source may be gone) and waits for it."""
+    def completed() -> bool:
+        status = ec.describe_replication_groups(ReplicationGroupId=MIGRATED)["ReplicationGroups"][0]["Status"]
+        if status != "migrating":
+            return _group_settled(ec, MIGRATED)
+        try:
+            ec.complete_migration(ReplicationGroupId=MIGRATED, Force=True)
+        except ClientError as error:  # still starting, or already completing
+            if error.response["Error"]["Code"] != "InvalidReplicationGroupState":
+                raise
+        return False
+
+    wait_for(completed, timeout=60, interval=0.2, what=f"{MIGRATED} available again")
+
+
+def _in_sync(source: str) -> Callable[[Any, list[str]], bool]:
+    def check(ec: Any, events: list[str]) -> bool:
+        address = f"{_SOURCES[source].address}:{_SOURCES[source].port}"
+        return any(f"Migration of replication group {MIGRATED} is in sync with the source {address}" in m
+                   for m in events) and _migrated_primary(ec).get("source-key") == source
+
+    return check
+
+
+def _following(source: str) -> Callable[[Any, str], None]:
+    """A migration from ``source``, in sync (what CompleteMigration completes)."""
+    def ready(ec: Any, path: str) -> None:
+        _available_again(ec)
+        before = _group_events(ec)
+        ec.start_migration(ReplicationGroupId=MIGRATED, CustomerNodeEndpointList=[_endpoint(source)])
+        wait_for(lambda: _in_sync(source)(ec, _since(before, _group_events(ec))), timeout=60,
+                 what=f"{MIGRATED} in sync with {source}")
+
+    return ready
+
+
+def _source_lost(ec: Any, path: str) -> None:
+    """In sync with the doomed source, which then goes away: completing needs Force."""
+    _following("doomed")(ec, path)
+    before = _group_events(ec)
+    _SOURCES["doomed"].process.kill()
+    wait_for(lambda: any("the replication link to the source" in m and "is down" in m
+                         for m in _since(before, _group_events(ec))), timeout=60, what="the link to the source down")
+
+
+def _target_data(ec: Any, path: str) -> None:
+    """Available, with a key of its own (a migration's full sync replaces the target's data)."""
+    _available_again(ec)
+    _migrated_primary(ec).set("target-only", "mine")
+
+
+def _since(before: list[str], after: list[str]) -> list[str]:
+    """The events of ``after`` not in ``before`` (a message may repeat: counted)."""
+    left = Counter(after) - Counter(before)
+    return list(left.elements())
+
+
+def _completed(ec: Any, events: list[str]) -> bool:
+    return f"Complete Migration successful for {MIGRATED}" in events and _group_settled(ec, MIGRATED)
+
+
+def _tested(source: str) -> Callable[[Any, list[str]], bool]:
+    def check(ec: Any, events: list[str]) -> bool:
+        address = f"{_SOURCES[source].address}:{_SOURCES[source].port}"
+        return any(m.startswith(f"Test Migration successful for {MIGRATED}: the source {address}") for m in events)
+
+    return check
+
+
+# The endpoint element the Address and Port cases start from names an address where nothing listens, on
+# the source's port, or the source's address on port 1: only the member under test makes the call work.
+_ADDRESS = {"CustomerNodeEndpointList[].Address": lambda: _SOURCES["source"].address,
+            "CustomerNodeEndpointList[].Port": lambda: _SOURCES["source"].port}
+
+
+def _broken_element(path: str) -> Callable[[], dict[str, Any]]:
+    return lambda: {"CustomerNodeEndpointList": {**_endpoint("source"), **(
+        {"Address": _SOURCES["nowhere"]} if path.endswith("Address") else {"Port": 1})}}
+
+
+MIGRATION_CALLS = (
+    MigrationCall(
+        name="TestMigration",
+        base=lambda: {"ReplicationGroupId": MIGRATED, "CustomerNodeEndpointList": [_endpoint("source")]},
+        values=_ADDRESS, elements=lambda: {}, ready=lambda ec, path: _available_again(ec),
+        shown={path: _tested("source") for path in _ADDRESS},
+    ),
+    MigrationCall(
+        name="StartMigration",
+        base=lambda: {"ReplicationGroupId": MIGRATED, "CustomerNodeEndpointList": [_endpoint("source")]},
+        values={**_ADDRESS, "ReplicationGroupId": lambda: MIGRATED,
+                "CustomerNodeEndpointList": lambda: [_endpoint("source")], "AutoCutover": lambda: True,
+                "ClearTargetCacheData": lambda: True, "ServerlessCacheName": lambda: MODIFY_SERVERLESS.target},
+        elements=lambda: {}, ready=_target_data,
+        shown={**{path: _in_sync("source") for path in ("ReplicationGroupId", "CustomerNodeEndpointList", *_ADDRESS)},
+               "ClearTargetCacheData": lambda ec, events: _in_sync("source")(ec, events)
+               and _migrated_primary(ec).get("target-only") is None},
+    ),
+    MigrationCall(
+        name="CompleteMigration",
+        base=lambda: {"ReplicationGroupId": MIGRATED},
+        values={"ReplicationGroupId": lambda: MIGRATED, "Force": lambda: True,
+                "ServerlessCacheName": lambda: MODIFY_SERVERLESS.target},
+        elements=lambda: {}, ready=lambda ec, path: (_source_lost if path == "Force" else _following("source"))(ec, path),
+        shown={"ReplicationGroupId": _completed, "Force": _completed},
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def migrating(modified: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """MIGRATED, and the bare engines it follows: a Valkey 8.1 source (an older engine than the group's) and the
+    one the Force case kills; each holds ``source-key`` = its name."""
+    ec = modified["ec"]
+    engines = BareEngines()
+    valkey = next(b for b in BINARIES if b.release.engine == "valkey" and b.release.major_minor == "8.1")
+    try:
+        for host, name in ((10, "source"), (11, "doomed")):
+            _SOURCES[name] = engines(valkey, host=host)
+            engine(_SOURCES[name].address, _SOURCES[name].port).set("source-key", name)
+        _SOURCES["nowhere"] = engines.address(99)
+        ec.create_replication_group(ReplicationGroupId=MIGRATED, ReplicationGroupDescription="sweep", Engine="valkey",
+                                    CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True,
+                                    MultiAZEnabled=True)
+        wait_for(lambda: _group_settled(ec, MIGRATED), timeout=60, what=f"{MIGRATED} available")
+        yield modified
+        _available_again(ec)
+        ec.delete_replication_group(ReplicationGroupId=MIGRATED)
+        ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=MIGRATED, WaiterConfig={"Delay": 1})
+    finally:
+        engines.close()
+
+
+def _migration_cases() -> list[Any]:
+    return [pytest.param(c, path, id=f"{c.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(c.name, path)])] if (c.name, path) in EXCEPTIONS
+                         else [])
+            for c in MIGRATION_CALLS for path, _ in members(MODEL.operation_model(c.name).input_shape)]
+
+
+def _refused_naming(error: ClientError, codes: tuple[str, ...], path: str, params: dict[str, Any]) -> None:
+    found = error.response["Error"]
+    names = [part.replace("[]", "") for part in path.split(".")]
+    assert found["Code"] in codes, f"{params} -> {found}"
+    assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+
+
+@pytest.mark.parametrize(("call", "path"), _migration_cases())
+def test_each_optional_migration_member_shows_or_is_refused(migrating: dict[str, Any], call: MigrationCall,
+                                                            path: str) -> None:
+    ec = migrating["ec"]
+    operation = getattr(ec, botocore.xform_name(call.name))
+    call.ready(ec, path)
+    try:
+        value = call.values[path]()
+        elements = {**call.elements(), **(_broken_element(path)() if path in _ADDRESS else {})}
+        if (call.name, path) in REFUSED_PATHS:
+            # Down the refused path (the member instead of ReplicationGroupId), then beside the base call.
+            alone = put({k: v for k, v in call.base().items() if k != "ReplicationGroupId"}, path, value, elements)
+            with pytest.raises(ClientError) as refused:
+                operation(**alone)
+            _refused_naming(refused.value, (REFUSED_PATHS[(call.name, path)][0],), path, alone)
+        params = put(call.base(), path, value, elements)
+        before = _group_events(ec)
+        try:
+            operation(**params)
+        except ClientError as error:
+            _refused_naming(error, REFUSALS, path, params)
+            return
+        assert (call.name, path) not in REFUSED_PATHS, f"{call.name} {params}: {path} accepted beside the base call"
+        wait_for(lambda: call.shown[path](ec, _since(before, _group_events(ec))), timeout=60,
+                 what=f"{call.name} {path}={value!r} shown")
+    finally:
+        _available_again(ec)
+
 # Every operation the sweep covers (the checks above read it when they run, after every table is made).
 SWEPT_NAMES: frozenset[str] = frozenset(
     {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES,
-                      CREATE_GLOBAL, DESCRIBE_GLOBAL, MODIFY_GLOBAL)} | set(REFUSED_WHOLE))
+                      CREATE_GLOBAL, DESCRIBE_GLOBAL, MODIFY_GLOBAL, *MIGRATION_CALLS)} | set(REFUSED_WHOLE))
