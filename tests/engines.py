@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -19,6 +20,27 @@ from cachefleet.engine.config import NodeConfig, render
 from cachefleet.testing.network import fresh_network
 
 BINARIES = sorted(Catalog.discover().binaries(), key=lambda b: (b.release.engine, b.release.version))
+
+
+def marked_build(directory: Path, binary: EngineBinary, *, version: str, mark: str) -> Path:
+    """A second build of ``binary``'s engine minor, made honestly for service update tests: a wrapper
+    ``directory/valkey-server`` that reports ``version`` to the catalog (``cachefleet up --engine-path
+    directory``) and runs ``binary``, passing ``mark`` (``--proc-title-template``, inert while
+    ``set-proc-title`` is off) by which a test sees which build a node's process was started from --
+    INFO says the wrapped build's version, since it is the same engine code. Returns ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "valkey-server"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"# Valkey {version} for Cachefleet's service update tests: the {binary.release.version} engine, marked.\n"
+        'if [ "$1" = "--version" ]; then\n'
+        f'  echo "Valkey server v={version} sha=00000000:0 malloc=libc bits=64 build=cachefleet-test-wrapper"\n'
+        "  exit 0\n"
+        "fi\n"
+        f'exec "{binary.server}" "$@" --proc-title-template "{mark}"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return directory
 
 
 def binary_id(binary: EngineBinary) -> str:

@@ -17,6 +17,7 @@ together at the end, so the sweep costs one engine start per member.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import importlib.util
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from botocore.model import Shape
 from cachefleet.api import elasticache
 from cachefleet.api.server import handlers_of
 from cachefleet.domain.global_datastores import id_prefix
-from engines import BINARIES, BareEngines
+from engines import BINARIES, BareEngines, marked_build
 from helpers import Server, engine, free_port, fresh_network, wait_for
 
 # The table of exceptions lives next to this file (tests run with --import-mode=importlib).
@@ -1212,6 +1213,8 @@ class Call:
     values: dict[str, Any]
     elements: dict[str, Any]
     shown: dict[str, Callable[[Any, dict[str, Any]], bool]]  # member path -> (client, answer) -> it took effect
+    # member path -> a call made before the swept one, where the resource needs a change first
+    ready: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
 def _own_node_type(describe: Callable[[Any], str]) -> Callable[[Any, dict[str, Any]], bool]:
@@ -1254,7 +1257,12 @@ def _call_cases() -> list[Any]:
 
 @pytest.mark.parametrize(("call", "path"), _call_cases())
 def test_each_optional_call_member_shows_or_is_refused(snapshotted: dict[str, Any], call: Call, path: str) -> None:
-    ec = snapshotted["ec"]
+    _call_member(snapshotted["ec"], call, path)
+
+
+def _call_member(ec: Any, call: Call, path: str) -> None:
+    if path in call.ready:
+        call.ready[path](ec)
     params = put(call.base, path, call.values[path], call.elements)
     try:
         answer = getattr(ec, botocore.xform_name(call.name))(**params)
@@ -1285,6 +1293,9 @@ class Describe:
     shown: dict[str, Callable[[dict[str, Any]], bool]] = field(default_factory=dict)  # non-filters: (answer) -> ok
     page: tuple[str, str, int] = ("MaxRecords", "Marker", 20)  # size member, marker member, smallest size
     within: str = ""  # the answer's member holding the listing and the marker, if not the answer itself
+    # Filters whose value matches nothing the sweep holds (where nothing else can be had): the listing with
+    # it is empty, without it not.
+    leaves_out: frozenset[str] = frozenset()
 
 
 def _field(name: str) -> Callable[[dict[str, Any], Any], bool]:
@@ -1449,6 +1460,9 @@ def test_each_describe_member_takes_effect(snapshotted: dict[str, Any], describe
         return
     listed = answer[describe.listing]
     everything = call(**describe.base)[describe.listing]
+    if path in describe.leaves_out:
+        assert not listed and everything, f"{describe.name} {params}: {len(listed)} of {len(everything)} listed"
+        return
     match = describe.matches[path]
     assert listed, f"{describe.name} {params} lists nothing"
     assert all(match(item, value) for item in listed), f"{describe.name} {params} lists what does not match: {listed}"
@@ -1962,7 +1976,158 @@ def test_each_optional_migration_member_shows_or_is_refused(migrating: dict[str,
     finally:
         _available_again(ec)
 
+# ---------------------------------------------------------------------- service updates
+# The sweep's second server has a second build of two installed Valkey minors (engines.marked_build, as
+# tests/acceptance/test_maintenance.py makes one: 8.1.9 of 8.1.8, 9.1.3 of 9.1.2), so it offers two service
+# updates; a server of its own, so that no other resource of the sweep runs a wrapped build. A group of two
+# nodes and two standalone clusters on 8.1.8 take the Batch members; a cluster on 9.1.2 is left not-applied,
+# for the DescribeUpdateActions filters to have something to leave out.
+UPDATE_81, UPDATE_91 = "valkey-8-1-9-engine-update", "valkey-9-1-3-engine-update"
+SU_GROUP, SU_ALONE, SU_STOPPED, SU_WAITING = "sweep-su-group", "sweep-su-alone", "sweep-su-stopped", "sweep-su-waiting"
+
+
+@pytest.fixture(scope="module")
+def updates_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("sweep-updates")
+    builds = []
+    for minor, version in (("8.1", "8.1.9"), ("9.1", "9.1.3")):
+        binary = next(b for b in BINARIES if b.release.engine == "valkey" and b.release.major_minor == minor)
+        built = marked_build(root / "builds" / version, binary, version=version, mark="{title} wrapper-" + version)
+        builds += ["--engine-path", str(built)]
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(), extra=builds).start()
+    yield running
+    running.down()
+
+
+def _su_settled(ec: Any) -> bool:
+    clusters = ec.describe_cache_clusters()["CacheClusters"]
+    return _group_settled(ec, SU_GROUP) and all(c["CacheClusterStatus"] == "available" for c in clusters)
+
+
+@pytest.fixture(scope="module")
+def updated(updates_server: Server) -> Iterator[dict[str, Any]]:
+    ec = updates_server.client()
+    ec.create_replication_group(ReplicationGroupId=SU_GROUP, ReplicationGroupDescription="sweep", NumCacheClusters=2,
+                                EngineVersion="8.1.8", AutoMinorVersionUpgrade=False, **_VALKEY)
+    for cluster_id, version in ((SU_ALONE, "8.1.8"), (SU_STOPPED, "8.1.8"), (SU_WAITING, "9.1.2")):
+        ec.create_cache_cluster(CacheClusterId=cluster_id, EngineVersion=version, AutoMinorVersionUpgrade=False,
+                                **_VALKEY)
+    wait_for(lambda: _su_settled(ec), timeout=60, what="the service update sweep's resources available")
+    yield {"ec": ec}
+    wait_for(lambda: _su_settled(ec), timeout=120, what="the service update sweep's resources settled")
+    ec.delete_replication_group(ReplicationGroupId=SU_GROUP)
+    for cluster_id in (SU_ALONE, SU_STOPPED, SU_WAITING):
+        ec.delete_cache_cluster(CacheClusterId=cluster_id)
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=SU_GROUP, WaiterConfig={"Delay": 1})
+    for cluster_id in (SU_ALONE, SU_STOPPED, SU_WAITING):
+        ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=cluster_id, WaiterConfig={"Delay": 1})
+
+
+def _action(ec: Any, **ids: list[str]) -> dict[str, Any]:
+    found = ec.describe_update_actions(ServiceUpdateName=UPDATE_81, ShowNodeLevelUpdateStatus=True, **ids)
+    return dict(found["UpdateActions"][0])
+
+
+def _processed(key: str, resource_id: str, status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda answer: answer["ProcessedUpdateActions"] == [
+        {key: resource_id, "ServiceUpdateName": UPDATE_81, "UpdateActionStatus": status}]
+
+
+def _eventually(check: Callable[[], bool], what: str) -> bool:
+    try:
+        return bool(wait_for(check, timeout=90, interval=0.1, what=what))
+    except TimeoutError:
+        return False
+
+
+def _versions(ec: Any, *cluster_ids: str) -> list[str]:
+    return [ec.describe_cache_clusters(CacheClusterId=c)["CacheClusters"][0]["EngineVersion"] for c in cluster_ids]
+
+
+# Stopped first (between the group's two nodes: one finishes, the other does not start), then applied: the
+# group finishes, and a cluster of its own is updated.
+_apply = lambda **ids: lambda ec: ec.batch_apply_update_action(ServiceUpdateName=UPDATE_81, **ids)  # noqa: E731
+BATCHES = (
+    Call(
+        name="BatchStopUpdateAction", base={"ServiceUpdateName": UPDATE_81},
+        values={"ReplicationGroupIds": [SU_GROUP], "CacheClusterIds": [SU_STOPPED]}, elements={},
+        ready={"ReplicationGroupIds": _apply(ReplicationGroupIds=[SU_GROUP]),
+               "CacheClusterIds": _apply(CacheClusterIds=[SU_STOPPED])},
+        shown={
+            "ReplicationGroupIds": lambda ec, a: _processed("ReplicationGroupId", SU_GROUP, "stopping")(a)
+            and _eventually(lambda: _su_settled(ec) and _action(ec, ReplicationGroupIds=[SU_GROUP])[
+                "UpdateActionStatus"] == "stopped", "the group's update stopped")
+            and _action(ec, ReplicationGroupIds=[SU_GROUP])["NodesUpdated"] == "1/2"
+            and sorted(_versions(ec, f"{SU_GROUP}-001", f"{SU_GROUP}-002")) == ["8.1.8", "8.1.9"],
+            # One node: it finishes, stopped or not; the answer says the stop was taken.
+            "CacheClusterIds": lambda ec, a: _processed("CacheClusterId", SU_STOPPED, "stopping")(a)
+            and _eventually(lambda: _su_settled(ec), "the stopped cluster settled"),
+        },
+    ),
+    Call(
+        name="BatchApplyUpdateAction", base={"ServiceUpdateName": UPDATE_81},
+        values={"ReplicationGroupIds": [SU_GROUP], "CacheClusterIds": [SU_ALONE]}, elements={},
+        ready={path: lambda ec: wait_for(lambda: _su_settled(ec), timeout=60, what="settled")
+               for path in ("ReplicationGroupIds", "CacheClusterIds")},
+        shown={
+            "ReplicationGroupIds": lambda ec, a: _processed("ReplicationGroupId", SU_GROUP, "in-progress")(a)
+            and _eventually(lambda: _su_settled(ec) and _action(ec, ReplicationGroupIds=[SU_GROUP])[
+                "UpdateActionStatus"] == "complete", "the group's update complete")
+            and _versions(ec, f"{SU_GROUP}-001", f"{SU_GROUP}-002") == ["8.1.9", "8.1.9"],
+            "CacheClusterIds": lambda ec, a: _processed("CacheClusterId", SU_ALONE, "in-progress")(a)
+            and _eventually(lambda: _su_settled(ec) and _action(ec, CacheClusterIds=[SU_ALONE])[
+                "UpdateActionStatus"] == "complete", "the cluster's update complete")
+            and _versions(ec, SU_ALONE) == ["8.1.9"],
+        },
+    ),
+)
+
+
+@pytest.mark.parametrize(("call", "path"), [
+    pytest.param(c, path, id=f"{c.name}:{path}") for c in BATCHES
+    for path, _ in members(MODEL.operation_model(c.name).input_shape)])
+def test_each_optional_batch_update_member_shows_or_is_refused(updated: dict[str, Any], call: Call, path: str) -> None:
+    _call_member(updated["ec"], call, path)
+
+
+_FUTURE, _PAST = dt.datetime(2099, 1, 1, tzinfo=dt.UTC), dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+UPDATE_DESCRIBES = (
+    Describe(
+        name="DescribeServiceUpdates", listing="ServiceUpdates", identity=_at("ServiceUpdateName"), base={},
+        values={"ServiceUpdateName": UPDATE_81, "ServiceUpdateStatus": ["expired"]},
+        matches={"ServiceUpdateName": _field("ServiceUpdateName")},
+        # Both updates are available: no other status can be had without removing a build.
+        leaves_out=frozenset({"ServiceUpdateStatus"}),
+    ),
+    Describe(
+        name="DescribeUpdateActions", listing="UpdateActions",
+        identity=lambda a: (a["ServiceUpdateName"], a.get("ReplicationGroupId"), a.get("CacheClusterId")), base={},
+        values={"ServiceUpdateName": UPDATE_91, "ReplicationGroupIds": [SU_GROUP], "CacheClusterIds": [SU_ALONE],
+                "Engine": "redis", "ServiceUpdateStatus": ["expired"], "ServiceUpdateTimeRange": {"StartTime": _FUTURE},
+                "ServiceUpdateTimeRange.StartTime": _FUTURE, "ServiceUpdateTimeRange.EndTime": _PAST,
+                "UpdateActionStatus": ["not-applied"], "ShowNodeLevelUpdateStatus": True},
+        matches={"ServiceUpdateName": _field("ServiceUpdateName"),
+                 "ReplicationGroupIds": lambda item, v: item.get("ReplicationGroupId") == SU_GROUP,
+                 "CacheClusterIds": lambda item, v: item.get("CacheClusterId") == SU_ALONE,
+                 "UpdateActionStatus": lambda item, v: item["UpdateActionStatus"] == "not-applied"},
+        shown={"ShowNodeLevelUpdateStatus": lambda a: bool(a["UpdateActions"]) and all(
+            u.get("NodeGroupUpdateStatus") or u.get("CacheNodeUpdateStatus") for u in a["UpdateActions"])},
+        # Both updates are of Valkey, available, released when the server started: these match nothing here.
+        leaves_out=frozenset({"Engine", "ServiceUpdateStatus", "ServiceUpdateTimeRange", "ServiceUpdateTimeRange.StartTime",
+                              "ServiceUpdateTimeRange.EndTime"}),
+    ),
+)
+
+
+@pytest.mark.parametrize(("describe", "path"), [
+    pytest.param(d, path, id=f"{d.name}:{path}",
+                 marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS else [])
+    for d in UPDATE_DESCRIBES for path, _ in members(MODEL.operation_model(d.name).input_shape)])
+def test_each_update_describe_member_takes_effect(updated: dict[str, Any], describe: Describe, path: str) -> None:
+    test_each_describe_member_takes_effect(updated, describe, path)
+
 # Every operation the sweep covers (the checks above read it when they run, after every table is made).
 SWEPT_NAMES: frozenset[str] = frozenset(
     {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES,
-                      CREATE_GLOBAL, DESCRIBE_GLOBAL, MODIFY_GLOBAL, *MIGRATION_CALLS)} | set(REFUSED_WHOLE))
+                      CREATE_GLOBAL, DESCRIBE_GLOBAL, MODIFY_GLOBAL, *MIGRATION_CALLS, *BATCHES,
+                      *UPDATE_DESCRIBES)} | set(REFUSED_WHOLE))
