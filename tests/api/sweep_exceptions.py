@@ -1,5 +1,5 @@
-"""The members the member sweep (test_member_sweep.py) does not check, each with its reason, and
-the operations it does not sweep yet."""
+"""The members the member sweep (test_member_sweep.py) does not check, each with its reason; the
+operations it does not sweep yet; and the operations and paths refused whole, each with its fault."""
 
 from __future__ import annotations
 
