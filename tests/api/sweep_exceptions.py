@@ -1,5 +1,5 @@
-"""The members the member sweep (test_member_sweep.py) does not check, each with its reason, and
-the operations it does not sweep yet."""
+"""The members the member sweep (test_member_sweep.py) does not check, each with its reason; the
+operations it does not sweep yet; and the operations and paths refused whole, each with its fault."""
 
 from __future__ import annotations
 
@@ -40,35 +40,38 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     **{(operation, member): "fewer than a page (20) of these in the sweep: paging is checked on the longer listings"
        for operation in ("DescribeCacheEngineVersions", "DescribeCacheParameterGroups", "DescribeCacheSecurityGroups",
                          "DescribeCacheSubnetGroups", "DescribeSnapshots", "DescribeUserGroups", "DescribeUsers",
-                         "DescribeReservedCacheNodes", "DescribeGlobalReplicationGroups")
+                         "DescribeReservedCacheNodes", "DescribeGlobalReplicationGroups", "DescribeServiceUpdates",
+                         "DescribeUpdateActions")
        for member in ("MaxRecords", "Marker")},
 }
 
 # Operations Cachefleet answers, with optional members, that the sweep does not cover yet (the
 # test fails when an operation is answered and neither swept nor listed here).
-REMAINING: tuple[str, ...] = (
-    # Service updates: one exists only when a newer patch build of an installed engine minor is on the host,
-    # which the sweep's server has not (ServiceUpdateNotFoundFault before any member is read);
-    # tests/acceptance/test_maintenance.py makes one and checks ReplicationGroupIds and CacheClusterIds.
-    "BatchApplyUpdateAction", "BatchStopUpdateAction",
-    # Service updates (none on the sweep's server: see above); tests/acceptance/test_maintenance.py checks
-    # ServiceUpdateName, ReplicationGroupIds, CacheClusterIds, ShowNodeLevelUpdateStatus.
-    "DescribeServiceUpdates", "DescribeUpdateActions",
-    # Global datastores: Modify changes every member group (a node type or engine change of each), which
-    # tests/api/test_global_datastores_api.py checks for GlobalReplicationGroupDescription,
-    # AutomaticFailoverEnabled, CacheParameterGroupName, CacheNodeType; not swept yet.
-    "ModifyGlobalReplicationGroup",
-    # Online migration: a call that is accepted needs a source engine to replicate from
-    # (tests/acceptance/test_migration.py, CompleteMigration's Force there). StartMigration's AutoCutover and
-    # ClearTargetCacheData=false are refused, named (tests/api/test_migration_api.py); PrepareMigration and the
-    # ServerlessCacheName path are refused whole (serverless migration is not offered).
-    "StartMigration", "TestMigration", "CompleteMigration", "PrepareMigration",
-)
+REMAINING: tuple[str, ...] = ()
 
-# Operations refused whole, whatever member is set: the sweep sends each member and checks the refusal
-# is InvalidParameterValue naming the operation (so no member of them can be dropped).
-REFUSED_WHOLE: dict[str, str] = {
-    **{operation: "cluster mode enabled global datastores are not built (GlobalDatastores.refuse_shards): "
-       "a member group is cluster mode disabled, so it has no node groups to add or remove"
-       for operation in ("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup")},
+# Operations refused whole, whatever member is set: operation -> (the fault, why). The sweep sends each member
+# (with the required ones) and checks the fault and that its message names the operation (so no member of
+# them can be dropped).
+REFUSED_WHOLE: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(
+        ("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup"),
+        ("InvalidParameterValue",
+         "cluster mode enabled global datastores are not built (GlobalDatastores.refuse_shards): a member group is "
+         "cluster mode disabled, so it has no node groups to add or remove"),
+    ),
+    "PrepareMigration": (
+        "InvalidServerlessCacheStateFault",
+        "serverless migration is not offered (api/elasticache/migrations.py): Cachefleet migrates into node-based "
+        "replication groups only, so a serverless cache is never prepared for one",
+    ),
 }
+
+# Members that take a swept operation down a path refused whole: (operation, member) -> (the fault, why). The
+# sweep sends the member instead of the base call's ReplicationGroupId and checks that fault, naming the member;
+# then with the base call, and checks it is refused (InvalidParameterValue / InvalidParameterCombination) naming
+# the member, not dropped.
+REFUSED_PATHS: dict[tuple[str, str], tuple[str, str]] = dict.fromkeys(
+    (("StartMigration", "ServerlessCacheName"), ("CompleteMigration", "ServerlessCacheName")),
+    ("ServerlessCacheNotUnderMigrationFault",
+     "serverless migration is not offered: no serverless cache is ever under migration here"),
+)

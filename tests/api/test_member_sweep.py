@@ -17,7 +17,9 @@ together at the end, so the sweep costs one engine start per member.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import importlib.util
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,9 @@ from botocore.model import Shape
 
 from cachefleet.api import elasticache
 from cachefleet.api.server import handlers_of
-from helpers import Server, free_port, fresh_network, wait_for
+from cachefleet.domain.global_datastores import id_prefix
+from engines import BINARIES, BareEngines, marked_build
+from helpers import Server, engine, free_port, fresh_network, wait_for
 
 # The table of exceptions lives next to this file (tests run with --import-mode=importlib).
 _spec = importlib.util.spec_from_file_location("sweep_exceptions", Path(__file__).with_name("sweep_exceptions.py"))
@@ -39,7 +43,8 @@ sweep_exceptions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sweep_exceptions)
 EXCEPTIONS: dict[tuple[str, str], str] = sweep_exceptions.EXCEPTIONS
 REMAINING: tuple[str, ...] = sweep_exceptions.REMAINING
-REFUSED_WHOLE: dict[str, str] = sweep_exceptions.REFUSED_WHOLE
+REFUSED_WHOLE: dict[str, tuple[str, str]] = sweep_exceptions.REFUSED_WHOLE
+REFUSED_PATHS: dict[tuple[str, str], tuple[str, str]] = sweep_exceptions.REFUSED_PATHS
 
 MODEL = botocore.session.get_session().get_service_model("elasticache")
 OUTPOST = "arn:aws:outposts:us-east-1:000000000000:outpost/op-0123456789abcdef0"
@@ -549,14 +554,13 @@ def test_the_exceptions_name_members_that_exist() -> None:
         assert reason, (operation, path)
         known = {p for p, _ in members(MODEL.operation_model(operation).input_shape)}
         assert path in known, f"{operation} has no member {path} (stale exception)"
-    swept = {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)} | set(REFUSED_WHOLE)
-    assert not swept & set(REMAINING), "an operation swept here is still listed as remaining"
+    assert not SWEPT_NAMES & set(REMAINING), "an operation swept here is still listed as remaining"
 
 
 def test_every_answered_operation_with_optional_members_is_swept_or_listed_as_remaining() -> None:
     answered = handlers_of(MODEL, elasticache.FAMILIES)
     with_members = {o for o in answered if any(members(MODEL.operation_model(o).input_shape))}
-    assert with_members - ({o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES, CREATE_GLOBAL, DESCRIBE_GLOBAL)} | set(REFUSED_WHOLE)) == set(REMAINING)
+    assert with_members - SWEPT_NAMES == set(REMAINING)
 
 
 # ---------------------------------------------------------------------- modifications
@@ -888,9 +892,9 @@ def modified(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
         ec.delete_user(UserId=user)
 
 
-def _modify_cases() -> list[Any]:
+def _modify_cases(*modifications: Modification) -> list[Any]:
     cases = []
-    for modification in MODIFIED:
+    for modification in modifications or MODIFIED:
         for path, member in members(MODEL.operation_model(modification.name).input_shape):
             reason = EXCEPTIONS.get((modification.name, path))
             marks = [pytest.mark.skip(reason=reason)] if reason else []
@@ -901,7 +905,10 @@ def _modify_cases() -> list[Any]:
 @pytest.mark.parametrize(("modification", "path", "member"), _modify_cases())
 def test_each_optional_modify_member_shows_or_is_refused(modified: dict[str, Any], modification: Modification,
                                                          path: str, member: Shape) -> None:
-    ec = modified["ec"]
+    _modify_member(modified["ec"], modification, path, member)
+
+
+def _modify_member(ec: Any, modification: Modification, path: str, member: Shape) -> None:
     key = modification.key
     wait_for(lambda: modification.settled(ec, modification.target), timeout=120, what=f"{modification.target} settled")
     if path in modification.prepare:
@@ -1206,6 +1213,8 @@ class Call:
     values: dict[str, Any]
     elements: dict[str, Any]
     shown: dict[str, Callable[[Any, dict[str, Any]], bool]]  # member path -> (client, answer) -> it took effect
+    # member path -> a call made before the swept one, where the resource needs a change first
+    ready: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
 
 def _own_node_type(describe: Callable[[Any], str]) -> Callable[[Any, dict[str, Any]], bool]:
@@ -1248,7 +1257,12 @@ def _call_cases() -> list[Any]:
 
 @pytest.mark.parametrize(("call", "path"), _call_cases())
 def test_each_optional_call_member_shows_or_is_refused(snapshotted: dict[str, Any], call: Call, path: str) -> None:
-    ec = snapshotted["ec"]
+    _call_member(snapshotted["ec"], call, path)
+
+
+def _call_member(ec: Any, call: Call, path: str) -> None:
+    if path in call.ready:
+        call.ready[path](ec)
     params = put(call.base, path, call.values[path], call.elements)
     try:
         answer = getattr(ec, botocore.xform_name(call.name))(**params)
@@ -1279,6 +1293,9 @@ class Describe:
     shown: dict[str, Callable[[dict[str, Any]], bool]] = field(default_factory=dict)  # non-filters: (answer) -> ok
     page: tuple[str, str, int] = ("MaxRecords", "Marker", 20)  # size member, marker member, smallest size
     within: str = ""  # the answer's member holding the listing and the marker, if not the answer itself
+    # Filters whose value matches nothing the sweep holds (where nothing else can be had): the listing with
+    # it is empty, without it not.
+    leaves_out: frozenset[str] = frozenset()
 
 
 def _field(name: str) -> Callable[[dict[str, Any], Any], bool]:
@@ -1443,6 +1460,9 @@ def test_each_describe_member_takes_effect(snapshotted: dict[str, Any], describe
         return
     listed = answer[describe.listing]
     everything = call(**describe.base)[describe.listing]
+    if path in describe.leaves_out:
+        assert not listed and everything, f"{describe.name} {params}: {len(listed)} of {len(everything)} listed"
+        return
     match = describe.matches[path]
     assert listed, f"{describe.name} {params} lists nothing"
     assert all(match(item, value) for item in listed), f"{describe.name} {params} lists what does not match: {listed}"
@@ -1535,6 +1555,9 @@ def _suffix(rid: str) -> str:
     return "swg" + rid[-20:]
 
 
+GLOBAL_ID = f"{id_prefix('us-east-1')}-{_suffix('sweep-global-other')}"  # the global_primaries fixture's
+
+
 def _global_of(ec: Any, rid: str) -> dict[str, Any] | None:
     found = [g for g in ec.describe_global_replication_groups(ShowMemberInfo=True)["GlobalReplicationGroups"]
              if g["GlobalReplicationGroupId"].endswith("-" + _suffix(rid))]
@@ -1581,8 +1604,10 @@ def global_primaries(sweep: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The groups the datastores are made around: one for each swept member, and the fixture's own."""
     ec = sweep["ec"]
     swept = [_resource_id(CREATE_GLOBAL, path) for path in CREATE_GLOBAL.values]
-    for group_id in (*swept, "sweep-global-other"):
+    for group_id in swept:
         ec.create_replication_group(ReplicationGroupId=group_id, **_LARGE)
+    # Valkey 8.1, for the ModifyGlobalReplicationGroup sweep's EngineVersion case to upgrade (global_pair).
+    ec.create_replication_group(ReplicationGroupId="sweep-global-other", EngineVersion="8.1", **_LARGE)
     for group_id in (*swept, "sweep-global-other"):
         wait_for(lambda g=group_id: _group_settled(ec, g), timeout=60, what=f"{group_id} available")
     ec.create_global_replication_group(GlobalReplicationGroupIdSuffix=_suffix("sweep-global-other"),
@@ -1617,31 +1642,503 @@ def test_each_global_describe_member_takes_effect(global_primaries: dict[str, An
     test_each_describe_member_takes_effect(global_primaries, DESCRIBE_GLOBAL, path)
 
 
-# The shard operations of a global datastore are refused whole (REFUSED_WHOLE): each member is sent
-# with the required ones, on the fixture's datastore, and the refusal must name the operation.
+# The operations refused whole (REFUSED_WHOLE): each member is sent with the required ones (the fixture's
+# datastore, the Modify sweep's serverless cache), and the refusal must be the table's fault, naming the operation.
+_SECRET = "arn:aws:secretsmanager:us-east-1:000000000000:secret:sweep-source"
+_WHOLE_BASES: dict[str, dict[str, Any]] = {
+    **dict.fromkeys(("IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup"),
+                    {"GlobalReplicationGroupId": GLOBAL_ID, "NodeGroupCount": 2, "ApplyImmediately": True}),
+    "PrepareMigration": {"ServerlessCacheName": MODIFY_SERVERLESS.target,
+                         "CustomerNodeEndpointList": [{"Address": "127.0.0.1", "Port": 6379}]},
+}
+_WHOLE_ELEMENTS: dict[str, Any] = {
+    "RegionalConfigurations": {"ReplicationGroupId": "sweep-global-other", "ReplicationGroupRegion": "us-east-1",
+                               "ReshardingConfiguration": [{"NodeGroupId": "0001",
+                                                            "PreferredAvailabilityZones": ["us-east-1a"]}]},
+}
 _WHOLE_VALUES: dict[str, Any] = {
-    "RegionalConfigurations": [{"ReplicationGroupId": "sweep-global-other", "ReplicationGroupRegion": "us-east-1",
-                                "ReshardingConfiguration": [{"NodeGroupId": "0001", "PreferredAvailabilityZones":
-                                                             ["us-east-1a"]}]}],
+    "RegionalConfigurations": [_WHOLE_ELEMENTS["RegionalConfigurations"]],
+    "RegionalConfigurations[].ReplicationGroupId": "sweep-global-other",
+    "RegionalConfigurations[].ReplicationGroupRegion": "us-east-1",
+    "RegionalConfigurations[].ReshardingConfiguration": [{"NodeGroupId": "0001"}],
+    "RegionalConfigurations[].ReshardingConfiguration[].NodeGroupId": "0001",
     "GlobalNodeGroupsToRemove": ["sweep-0001"], "GlobalNodeGroupsToRetain": ["sweep-0001"],
+    "SourceAuthenticationConfiguration": {"SecretManagerConfig": {"SecretArn": _SECRET}},
+    "SourceAuthenticationConfiguration.SecretManagerConfig": {"SecretArn": _SECRET},
+    "SourceAuthenticationConfiguration.SecretManagerConfig.SecretArn": _SECRET,
+    "SourceTlsConfiguration": {"SourceTlsMode": "verify-ca"},
 }
 
 
 @pytest.mark.parametrize(("operation", "path", "member"), [
     pytest.param(operation, path, member, id=f"{operation}:{path}")
     for operation in REFUSED_WHOLE
-    for path, member in members(MODEL.operation_model(operation).input_shape)
-    if "." not in path])
-def test_each_member_of_an_operation_refused_whole_is_refused(global_primaries: dict[str, Any], operation: str,
-                                                              path: str, member: Shape) -> None:
+    for path, member in members(MODEL.operation_model(operation).input_shape)])
+def test_each_member_of_an_operation_refused_whole_is_refused(global_primaries: dict[str, Any],
+                                                              modified: dict[str, Any], operation: str, path: str,
+                                                              member: Shape) -> None:
     ec = global_primaries["ec"]
-    record = _global_of(ec, "sweep-global-other")
-    assert record is not None
-    params = {"GlobalReplicationGroupId": record["GlobalReplicationGroupId"], "NodeGroupCount": 2,
-              "ApplyImmediately": True,
-              path: _WHOLE_VALUES[path] if path in _WHOLE_VALUES else made_value(path, member)}
+    value = _WHOLE_VALUES[path] if path in _WHOLE_VALUES else made_value(path, member)
+    params = put(_WHOLE_BASES[operation], path, value, _WHOLE_ELEMENTS)
     with pytest.raises(ClientError) as refused:
         getattr(ec, botocore.xform_name(operation))(**params)
     found = refused.value.response["Error"]
-    assert found["Code"] == "InvalidParameterValue", found
+    assert found["Code"] == REFUSED_WHOLE[operation][0], found
     assert operation in found["Message"], found
+
+
+# ---------------------------------------------------------------------- ModifyGlobalReplicationGroup
+# The fixture's datastore (global_primaries: sweep-global-other in us-east-1, on Valkey 8.1) gets a
+# secondary in us-west-2; each member changes both member groups, or is refused naming itself.
+WEST = "us-west-2"
+_WEST: dict[str, Any] = {}  # "ec": the us-west-2 client (set by the ``global_pair`` fixture)
+_GLOBAL_MEMBERS = (("us-east-1", "sweep-global-other"), (WEST, "sweep-global-west"))
+
+
+def _global_members(ec: Any) -> list[tuple[Any, str]]:
+    return [(ec if region == "us-east-1" else _WEST["ec"], group_id) for region, group_id in _GLOBAL_MEMBERS]
+
+
+def _global_settled(ec: Any, global_id: str) -> bool:
+    record = ec.describe_global_replication_groups(GlobalReplicationGroupId=global_id)["GlobalReplicationGroups"][0]
+    return record["Status"] == "available" and all(_group_settled(c, g) for c, g in _global_members(ec))
+
+
+def _global_modified(ec: Any, global_id: str) -> Any:
+    record = ec.describe_global_replication_groups(GlobalReplicationGroupId=global_id, ShowMemberInfo=True)[
+        "GlobalReplicationGroups"][0]
+    observed = [_group_observed(client, group_id, {}) for client, group_id in _global_members(ec)]
+    return {"record": record, "groups": [o["group"] for o in observed],
+            "clusters": [c for o in observed for c in o["clusters"]]}
+
+
+def _every_member_cluster(check: Callable[[dict[str, Any]], bool]) -> Callable[[Any], bool]:
+    """Both member groups took the change: every cluster of each (two regions) shows it."""
+    return lambda o: len(o["clusters"]) == len(_GLOBAL_MEMBERS) and all(check(c) for c in o["clusters"])
+
+
+MODIFY_GLOBAL = Modification(
+    name="ModifyGlobalReplicationGroup", target=GLOBAL_ID, key="GlobalReplicationGroupId",
+    base={"ApplyImmediately": True}, observe=_global_modified, settled=_global_settled,
+    values={"CacheNodeType": "cache.r6g.xlarge", "Engine": "valkey", "EngineVersion": "9.1",
+            "CacheParameterGroupName": "sweep-global-params", "AutomaticFailoverEnabled": True,
+            "GlobalReplicationGroupDescription": "sweep-global-new-description"},
+    bases={},
+    shown={
+        "CacheNodeType": lambda o: o["record"]["CacheNodeType"] == "cache.r6g.xlarge" and _every_member_cluster(
+            lambda c: c["CacheNodeType"] == "cache.r6g.xlarge")(o),
+        "EngineVersion": lambda o: o["record"]["EngineVersion"].startswith("9.1.") and _every_member_cluster(
+            lambda c: c["EngineVersion"].startswith("9.1."))(o),
+        "CacheParameterGroupName": _every_member_cluster(
+            lambda c: c["CacheParameterGroup"]["CacheParameterGroupName"] == "sweep-global-params"),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def global_pair(global_primaries: dict[str, Any], sweep_server: Server) -> Iterator[dict[str, Any]]:
+    """The fixture's datastore with a secondary in another region, and a parameter group of the version
+    the EngineVersion case upgrades to in both regions (a parameter group is regional)."""
+    ec = global_primaries["ec"]
+    west = _WEST["ec"] = sweep_server.client(region=WEST)
+    wait_for(lambda: _group_settled(ec, "sweep-global-other"), timeout=60, what="sweep-global-other available")
+    west.create_replication_group(ReplicationGroupId="sweep-global-west", ReplicationGroupDescription="sweep",
+                                  GlobalReplicationGroupId=GLOBAL_ID)
+    for client in (ec, west):
+        client.create_cache_parameter_group(CacheParameterGroupName="sweep-global-params",
+                                            CacheParameterGroupFamily="valkey9", Description="sweep")
+    wait_for(lambda: _global_settled(ec, GLOBAL_ID), timeout=60, what=f"{GLOBAL_ID} with its secondary available")
+    yield global_primaries
+    # The datastore goes here, with its groups: the parameter groups can go only after them.
+    wait_for(lambda: _global_settled(ec, GLOBAL_ID), timeout=120, what=f"{GLOBAL_ID} settled")
+    ec.disassociate_global_replication_group(GlobalReplicationGroupId=GLOBAL_ID, ReplicationGroupId="sweep-global-west",
+                                             ReplicationGroupRegion=WEST)
+    wait_for(lambda: _group_settled(west, "sweep-global-west"), timeout=60, what="sweep-global-west available")
+    west.delete_replication_group(ReplicationGroupId="sweep-global-west")
+    wait_for(lambda: ec.describe_global_replication_groups(GlobalReplicationGroupId=GLOBAL_ID)[
+        "GlobalReplicationGroups"][0]["Status"] == "primary-only" and _group_settled(ec, "sweep-global-other"),
+        timeout=60, what=f"{GLOBAL_ID} primary-only")
+    ec.delete_global_replication_group(GlobalReplicationGroupId=GLOBAL_ID, RetainPrimaryReplicationGroup=False)
+    for client, group_id in ((west, "sweep-global-west"), (ec, "sweep-global-other")):
+        wait_for(lambda c=client, g=group_id: group_gone(c, g), timeout=60, what=f"{group_id} gone")
+        client.delete_cache_parameter_group(CacheParameterGroupName="sweep-global-params")
+
+
+@pytest.mark.parametrize(("modification", "path", "member"), _modify_cases(MODIFY_GLOBAL))
+def test_each_optional_global_modify_member_shows_or_is_refused(global_pair: dict[str, Any], modification: Modification,
+                                                                path: str, member: Shape) -> None:
+    _modify_member(global_pair["ec"], modification, path, member)
+
+# ---------------------------------------------------------------------- online migration
+# One Multi-AZ group follows bare engines (BareEngines, as tests/acceptance/test_migration.py's): each
+# member's call starts from the state its operation needs (``ready``), shows in the group's events after
+# it (and in its data), and the group is made available again after each case.
+MIGRATED = "sweep-migrated"
+_SOURCES: dict[str, Any] = {}  # "source", "doomed" (a source the Force case kills), "nowhere": set by ``migrating``
+
+
+@dataclass(frozen=True)
+class MigrationCall:
+    """How a migration operation is swept on MIGRATED."""
+
+    name: str
+    base: Callable[[], dict[str, Any]]  # the smallest valid call (the sources are known once started)
+    values: dict[str, Callable[[], Any]]  # member path -> its value
+    elements: Callable[[], dict[str, Any]]  # a list element to start from: it fails where the member is not read
+    ready: Callable[[Any, str], None]  # (client, member path) -> puts MIGRATED where the call applies
+    shown: dict[str, Callable[[Any, list[str]], bool]]  # member path -> (client, events since the call) -> it took effect
+
+
+def _endpoint(name: str) -> dict[str, Any]:
+    return {"Address": _SOURCES[name].address, "Port": _SOURCES[name].port}
+
+
+def _migrated_primary(ec: Any) -> Any:
+    group = ec.describe_replication_groups(ReplicationGroupId=MIGRATED)["ReplicationGroups"][0]
+    return engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+
+
+def _group_events(ec: Any) -> list[str]:
+    return [e["Message"] for e in ec.describe_events(SourceIdentifier=MIGRATED, SourceType="replication-group",
+                                                    Duration=60, MaxRecords=100)["Events"]]
+
+
+def _available_again(ec: Any) -> None:
+    """Completes whatever migration MIGRATED has (Force: its source may be gone) and waits for it."""
+    def completed() -> bool:
+        status = ec.describe_replication_groups(ReplicationGroupId=MIGRATED)["ReplicationGroups"][0]["Status"]
+        if status != "migrating":
+            return _group_settled(ec, MIGRATED)
+        try:
+            ec.complete_migration(ReplicationGroupId=MIGRATED, Force=True)
+        except ClientError as error:  # still starting, or already completing
+            if error.response["Error"]["Code"] != "InvalidReplicationGroupState":
+                raise
+        return False
+
+    wait_for(completed, timeout=60, interval=0.2, what=f"{MIGRATED} available again")
+
+
+def _in_sync(source: str) -> Callable[[Any, list[str]], bool]:
+    def check(ec: Any, events: list[str]) -> bool:
+        address = f"{_SOURCES[source].address}:{_SOURCES[source].port}"
+        return any(f"Migration of replication group {MIGRATED} is in sync with the source {address}" in m
+                   for m in events) and _migrated_primary(ec).get("source-key") == source
+
+    return check
+
+
+def _following(source: str) -> Callable[[Any, str], None]:
+    """A migration from ``source``, in sync (what CompleteMigration completes)."""
+    def ready(ec: Any, path: str) -> None:
+        _available_again(ec)
+        before = _group_events(ec)
+        ec.start_migration(ReplicationGroupId=MIGRATED, CustomerNodeEndpointList=[_endpoint(source)])
+        wait_for(lambda: _in_sync(source)(ec, _since(before, _group_events(ec))), timeout=60,
+                 what=f"{MIGRATED} in sync with {source}")
+
+    return ready
+
+
+def _source_lost(ec: Any, path: str) -> None:
+    """In sync with the doomed source, which then goes away: completing needs Force."""
+    _following("doomed")(ec, path)
+    before = _group_events(ec)
+    _SOURCES["doomed"].process.kill()
+    wait_for(lambda: any("the replication link to the source" in m and "is down" in m
+                         for m in _since(before, _group_events(ec))), timeout=60, what="the link to the source down")
+
+
+def _target_data(ec: Any, path: str) -> None:
+    """Available, with a key of its own (a migration's full sync replaces the target's data)."""
+    _available_again(ec)
+    _migrated_primary(ec).set("target-only", "mine")
+
+
+def _since(before: list[str], after: list[str]) -> list[str]:
+    """The events of ``after`` not in ``before`` (a message may repeat: counted)."""
+    left = Counter(after) - Counter(before)
+    return list(left.elements())
+
+
+def _completed(ec: Any, events: list[str]) -> bool:
+    return f"Complete Migration successful for {MIGRATED}" in events and _group_settled(ec, MIGRATED)
+
+
+def _tested(source: str) -> Callable[[Any, list[str]], bool]:
+    def check(ec: Any, events: list[str]) -> bool:
+        address = f"{_SOURCES[source].address}:{_SOURCES[source].port}"
+        return any(m.startswith(f"Test Migration successful for {MIGRATED}: the source {address}") for m in events)
+
+    return check
+
+
+# The endpoint element the Address and Port cases start from names an address where nothing listens, on
+# the source's port, or the source's address on port 1: only the member under test makes the call work.
+_ADDRESS = {"CustomerNodeEndpointList[].Address": lambda: _SOURCES["source"].address,
+            "CustomerNodeEndpointList[].Port": lambda: _SOURCES["source"].port}
+
+
+def _broken_element(path: str) -> Callable[[], dict[str, Any]]:
+    return lambda: {"CustomerNodeEndpointList": {**_endpoint("source"), **(
+        {"Address": _SOURCES["nowhere"]} if path.endswith("Address") else {"Port": 1})}}
+
+
+MIGRATION_CALLS = (
+    MigrationCall(
+        name="TestMigration",
+        base=lambda: {"ReplicationGroupId": MIGRATED, "CustomerNodeEndpointList": [_endpoint("source")]},
+        values=_ADDRESS, elements=lambda: {}, ready=lambda ec, path: _available_again(ec),
+        shown={path: _tested("source") for path in _ADDRESS},
+    ),
+    MigrationCall(
+        name="StartMigration",
+        base=lambda: {"ReplicationGroupId": MIGRATED, "CustomerNodeEndpointList": [_endpoint("source")]},
+        values={**_ADDRESS, "ReplicationGroupId": lambda: MIGRATED,
+                "CustomerNodeEndpointList": lambda: [_endpoint("source")], "AutoCutover": lambda: True,
+                "ClearTargetCacheData": lambda: True, "ServerlessCacheName": lambda: MODIFY_SERVERLESS.target},
+        elements=lambda: {}, ready=_target_data,
+        shown={**{path: _in_sync("source") for path in ("ReplicationGroupId", "CustomerNodeEndpointList", *_ADDRESS)},
+               "ClearTargetCacheData": lambda ec, events: _in_sync("source")(ec, events)
+               and _migrated_primary(ec).get("target-only") is None},
+    ),
+    MigrationCall(
+        name="CompleteMigration",
+        base=lambda: {"ReplicationGroupId": MIGRATED},
+        values={"ReplicationGroupId": lambda: MIGRATED, "Force": lambda: True,
+                "ServerlessCacheName": lambda: MODIFY_SERVERLESS.target},
+        elements=lambda: {}, ready=lambda ec, path: (_source_lost if path == "Force" else _following("source"))(ec, path),
+        shown={"ReplicationGroupId": _completed, "Force": _completed},
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def migrating(modified: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """MIGRATED, and the bare engines it follows: a Valkey 8.1 source (an older engine than the group's) and the
+    one the Force case kills; each holds ``source-key`` = its name."""
+    ec = modified["ec"]
+    engines = BareEngines()
+    valkey = next(b for b in BINARIES if b.release.engine == "valkey" and b.release.major_minor == "8.1")
+    try:
+        for host, name in ((10, "source"), (11, "doomed")):
+            _SOURCES[name] = engines(valkey, host=host)
+            engine(_SOURCES[name].address, _SOURCES[name].port).set("source-key", name)
+        _SOURCES["nowhere"] = engines.address(99)
+        ec.create_replication_group(ReplicationGroupId=MIGRATED, ReplicationGroupDescription="sweep", Engine="valkey",
+                                    CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True,
+                                    MultiAZEnabled=True)
+        wait_for(lambda: _group_settled(ec, MIGRATED), timeout=60, what=f"{MIGRATED} available")
+        yield modified
+        _available_again(ec)
+        ec.delete_replication_group(ReplicationGroupId=MIGRATED)
+        ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=MIGRATED, WaiterConfig={"Delay": 1})
+    finally:
+        engines.close()
+
+
+def _migration_cases() -> list[Any]:
+    return [pytest.param(c, path, id=f"{c.name}:{path}",
+                         marks=[pytest.mark.skip(reason=EXCEPTIONS[(c.name, path)])] if (c.name, path) in EXCEPTIONS
+                         else [])
+            for c in MIGRATION_CALLS for path, _ in members(MODEL.operation_model(c.name).input_shape)]
+
+
+def _refused_naming(error: ClientError, codes: tuple[str, ...], path: str, params: dict[str, Any]) -> None:
+    found = error.response["Error"]
+    names = [part.replace("[]", "") for part in path.split(".")]
+    assert found["Code"] in codes, f"{params} -> {found}"
+    assert any(name in found["Message"] for name in names), f"the refusal names none of {names}: {found['Message']}"
+
+
+@pytest.mark.parametrize(("call", "path"), _migration_cases())
+def test_each_optional_migration_member_shows_or_is_refused(migrating: dict[str, Any], call: MigrationCall,
+                                                            path: str) -> None:
+    ec = migrating["ec"]
+    operation = getattr(ec, botocore.xform_name(call.name))
+    call.ready(ec, path)
+    try:
+        value = call.values[path]()
+        elements = {**call.elements(), **(_broken_element(path)() if path in _ADDRESS else {})}
+        if (call.name, path) in REFUSED_PATHS:
+            # Down the refused path (the member instead of ReplicationGroupId), then beside the base call.
+            alone = put({k: v for k, v in call.base().items() if k != "ReplicationGroupId"}, path, value, elements)
+            with pytest.raises(ClientError) as refused:
+                operation(**alone)
+            _refused_naming(refused.value, (REFUSED_PATHS[(call.name, path)][0],), path, alone)
+        params = put(call.base(), path, value, elements)
+        before = _group_events(ec)
+        try:
+            operation(**params)
+        except ClientError as error:
+            _refused_naming(error, REFUSALS, path, params)
+            return
+        assert (call.name, path) not in REFUSED_PATHS, f"{call.name} {params}: {path} accepted beside the base call"
+        wait_for(lambda: call.shown[path](ec, _since(before, _group_events(ec))), timeout=60,
+                 what=f"{call.name} {path}={value!r} shown")
+    finally:
+        _available_again(ec)
+
+# ---------------------------------------------------------------------- service updates
+# The sweep's second server has a second build of two installed Valkey minors (engines.marked_build, as
+# tests/acceptance/test_maintenance.py makes one: 8.1.9 of 8.1.8, 9.1.3 of 9.1.2), so it offers two service
+# updates; a server of its own, so that no other resource of the sweep runs a wrapped build. A group of three
+# nodes and two standalone clusters on 8.1.8 take the Batch members; a cluster on 9.1.2 is left not-applied,
+# for the DescribeUpdateActions filters to have something to leave out.
+UPDATE_81, UPDATE_91 = "valkey-8-1-9-engine-update", "valkey-9-1-3-engine-update"
+SU_GROUP, SU_ALONE, SU_STOPPED, SU_WAITING = "sweep-su-group", "sweep-su-alone", "sweep-su-stopped", "sweep-su-waiting"
+
+
+@pytest.fixture(scope="module")
+def updates_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("sweep-updates")
+    builds = []
+    for minor, version in (("8.1", "8.1.9"), ("9.1", "9.1.3")):
+        binary = next(b for b in BINARIES if b.release.engine == "valkey" and b.release.major_minor == minor)
+        built = marked_build(root / "builds" / version, binary, version=version, mark="{title} wrapper-" + version)
+        builds += ["--engine-path", str(built)]
+    running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(), extra=builds).start()
+    yield running
+    running.down()
+
+
+def _su_settled(ec: Any) -> bool:
+    clusters = ec.describe_cache_clusters()["CacheClusters"]
+    return _group_settled(ec, SU_GROUP) and all(c["CacheClusterStatus"] == "available" for c in clusters)
+
+
+@pytest.fixture(scope="module")
+def updated(updates_server: Server) -> Iterator[dict[str, Any]]:
+    ec = updates_server.client()
+    ec.create_replication_group(ReplicationGroupId=SU_GROUP, ReplicationGroupDescription="sweep", NumCacheClusters=3,
+                                EngineVersion="8.1.8", AutoMinorVersionUpgrade=False, **_VALKEY)
+    for cluster_id, version in ((SU_ALONE, "8.1.8"), (SU_STOPPED, "8.1.8"), (SU_WAITING, "9.1.2")):
+        ec.create_cache_cluster(CacheClusterId=cluster_id, EngineVersion=version, AutoMinorVersionUpgrade=False,
+                                **_VALKEY)
+    wait_for(lambda: _su_settled(ec), timeout=60, what="the service update sweep's resources available")
+    yield {"ec": ec}
+    wait_for(lambda: _su_settled(ec), timeout=120, what="the service update sweep's resources settled")
+    ec.delete_replication_group(ReplicationGroupId=SU_GROUP)
+    for cluster_id in (SU_ALONE, SU_STOPPED, SU_WAITING):
+        ec.delete_cache_cluster(CacheClusterId=cluster_id)
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId=SU_GROUP, WaiterConfig={"Delay": 1})
+    for cluster_id in (SU_ALONE, SU_STOPPED, SU_WAITING):
+        ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId=cluster_id, WaiterConfig={"Delay": 1})
+
+
+def _action(ec: Any, **ids: list[str]) -> dict[str, Any]:
+    found = ec.describe_update_actions(ServiceUpdateName=UPDATE_81, ShowNodeLevelUpdateStatus=True, **ids)
+    return dict(found["UpdateActions"][0])
+
+
+def _processed(key: str, resource_id: str, status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda answer: answer["ProcessedUpdateActions"] == [
+        {key: resource_id, "ServiceUpdateName": UPDATE_81, "UpdateActionStatus": status}]
+
+
+def _eventually(check: Callable[[], bool], what: str) -> bool:
+    try:
+        return bool(wait_for(check, timeout=90, interval=0.1, what=what))
+    except TimeoutError:
+        return False
+
+
+def _versions(ec: Any, *cluster_ids: str) -> list[str]:
+    return [ec.describe_cache_clusters(CacheClusterId=c)["CacheClusters"][0]["EngineVersion"] for c in cluster_ids]
+
+
+_SU_MEMBERS = (f"{SU_GROUP}-001", f"{SU_GROUP}-002", f"{SU_GROUP}-003")
+
+
+def _partly_updated(ec: Any) -> bool:
+    """Some of the group's nodes run the new build, not all, as its update action counts them."""
+    updated = _versions(ec, *_SU_MEMBERS).count("8.1.9")
+    return 1 <= updated < 3 and _action(ec, ReplicationGroupIds=[SU_GROUP])["NodesUpdated"] == f"{updated}/3"
+
+
+# Stopped first (between the group's nodes: the one being updated finishes, no other starts), then applied:
+# the group finishes, and a cluster of its own is updated.
+_apply = lambda **ids: lambda ec: ec.batch_apply_update_action(ServiceUpdateName=UPDATE_81, **ids)  # noqa: E731
+BATCHES = (
+    Call(
+        name="BatchStopUpdateAction", base={"ServiceUpdateName": UPDATE_81},
+        values={"ReplicationGroupIds": [SU_GROUP], "CacheClusterIds": [SU_STOPPED]}, elements={},
+        ready={"ReplicationGroupIds": _apply(ReplicationGroupIds=[SU_GROUP]),
+               "CacheClusterIds": _apply(CacheClusterIds=[SU_STOPPED])},
+        shown={
+            "ReplicationGroupIds": lambda ec, a: _processed("ReplicationGroupId", SU_GROUP, "stopping")(a)
+            and _eventually(lambda: _su_settled(ec) and _action(ec, ReplicationGroupIds=[SU_GROUP])[
+                "UpdateActionStatus"] == "stopped", "the group's update stopped")
+            and _partly_updated(ec),
+            # One node: it finishes, stopped or not; the answer says the stop was taken.
+            "CacheClusterIds": lambda ec, a: _processed("CacheClusterId", SU_STOPPED, "stopping")(a)
+            and _eventually(lambda: _su_settled(ec), "the stopped cluster settled"),
+        },
+    ),
+    Call(
+        name="BatchApplyUpdateAction", base={"ServiceUpdateName": UPDATE_81},
+        values={"ReplicationGroupIds": [SU_GROUP], "CacheClusterIds": [SU_ALONE]}, elements={},
+        ready={path: lambda ec: wait_for(lambda: _su_settled(ec), timeout=60, what="settled")
+               for path in ("ReplicationGroupIds", "CacheClusterIds")},
+        shown={
+            "ReplicationGroupIds": lambda ec, a: _processed("ReplicationGroupId", SU_GROUP, "in-progress")(a)
+            and _eventually(lambda: _su_settled(ec) and _action(ec, ReplicationGroupIds=[SU_GROUP])[
+                "UpdateActionStatus"] == "complete", "the group's update complete")
+            and _versions(ec, *_SU_MEMBERS) == ["8.1.9"] * 3,
+            "CacheClusterIds": lambda ec, a: _processed("CacheClusterId", SU_ALONE, "in-progress")(a)
+            and _eventually(lambda: _su_settled(ec) and _action(ec, CacheClusterIds=[SU_ALONE])[
+                "UpdateActionStatus"] == "complete", "the cluster's update complete")
+            and _versions(ec, SU_ALONE) == ["8.1.9"],
+        },
+    ),
+)
+
+
+@pytest.mark.parametrize(("call", "path"), [
+    pytest.param(c, path, id=f"{c.name}:{path}") for c in BATCHES
+    for path, _ in members(MODEL.operation_model(c.name).input_shape)])
+def test_each_optional_batch_update_member_shows_or_is_refused(updated: dict[str, Any], call: Call, path: str) -> None:
+    _call_member(updated["ec"], call, path)
+
+
+_FUTURE, _PAST = dt.datetime(2099, 1, 1, tzinfo=dt.UTC), dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+UPDATE_DESCRIBES = (
+    Describe(
+        name="DescribeServiceUpdates", listing="ServiceUpdates", identity=_at("ServiceUpdateName"), base={},
+        values={"ServiceUpdateName": UPDATE_81, "ServiceUpdateStatus": ["expired"]},
+        matches={"ServiceUpdateName": _field("ServiceUpdateName")},
+        # Both updates are available: no other status can be had without removing a build.
+        leaves_out=frozenset({"ServiceUpdateStatus"}),
+    ),
+    Describe(
+        name="DescribeUpdateActions", listing="UpdateActions",
+        identity=lambda a: (a["ServiceUpdateName"], a.get("ReplicationGroupId"), a.get("CacheClusterId")), base={},
+        values={"ServiceUpdateName": UPDATE_91, "ReplicationGroupIds": [SU_GROUP], "CacheClusterIds": [SU_ALONE],
+                "Engine": "redis", "ServiceUpdateStatus": ["expired"], "ServiceUpdateTimeRange": {"StartTime": _FUTURE},
+                "ServiceUpdateTimeRange.StartTime": _FUTURE, "ServiceUpdateTimeRange.EndTime": _PAST,
+                "UpdateActionStatus": ["not-applied"], "ShowNodeLevelUpdateStatus": True},
+        matches={"ServiceUpdateName": _field("ServiceUpdateName"),
+                 "ReplicationGroupIds": lambda item, v: item.get("ReplicationGroupId") == SU_GROUP,
+                 "CacheClusterIds": lambda item, v: item.get("CacheClusterId") == SU_ALONE,
+                 "UpdateActionStatus": lambda item, v: item["UpdateActionStatus"] == "not-applied"},
+        shown={"ShowNodeLevelUpdateStatus": lambda a: bool(a["UpdateActions"]) and all(
+            u.get("NodeGroupUpdateStatus") or u.get("CacheNodeUpdateStatus") for u in a["UpdateActions"])},
+        # Both updates are of Valkey, available, released when the server started: these match nothing here.
+        leaves_out=frozenset({"Engine", "ServiceUpdateStatus", "ServiceUpdateTimeRange", "ServiceUpdateTimeRange.StartTime",
+                              "ServiceUpdateTimeRange.EndTime"}),
+    ),
+)
+
+
+@pytest.mark.parametrize(("describe", "path"), [
+    pytest.param(d, path, id=f"{d.name}:{path}",
+                 marks=[pytest.mark.skip(reason=EXCEPTIONS[(d.name, path)])] if (d.name, path) in EXCEPTIONS else [])
+    for d in UPDATE_DESCRIBES for path, _ in members(MODEL.operation_model(d.name).input_shape)])
+def test_each_update_describe_member_takes_effect(updated: dict[str, Any], describe: Describe, path: str) -> None:
+    test_each_describe_member_takes_effect(updated, describe, path)
+
+# Every operation the sweep covers (the checks above read it when they run, after every table is made).
+SWEPT_NAMES: frozenset[str] = frozenset(
+    {o.name for o in (*SWEPT, *MODIFIED, *SNAPSHOTS, *DELETIONS, *CALLS, *DESCRIBES, PURCHASE, *RESERVED_DESCRIBES,
+                      CREATE_GLOBAL, DESCRIBE_GLOBAL, MODIFY_GLOBAL, *MIGRATION_CALLS, *BATCHES,
+                      *UPDATE_DESCRIBES)} | set(REFUSED_WHOLE))

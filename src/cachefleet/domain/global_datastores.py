@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from cachefleet.domain import identifiers
 from cachefleet.domain.backups import Prepared
 from cachefleet.domain.cache_clusters import CacheCluster
+from cachefleet.domain.engines import resolve_engine
 from cachefleet.domain.errors import (
     AlreadyExists,
     CachefleetError,
@@ -483,7 +484,8 @@ class GlobalDatastores(GroupUseCases):
                 )
             if request.automatic_failover and any(not ng.replica_cluster_ids for ng in group.node_groups):
                 raise InvalidParameterCombination(
-                    f"Automatic failover needs a replica in every member: {group.group_id} ({member.region}) has none."
+                    f"AutomaticFailoverEnabled needs a replica in every member: {group.group_id} ({member.region}) "
+                    "has none."
                 )
         if request.engine_version is not None:
             check_engine(request.engine or record.engine, request.engine_version)
@@ -510,9 +512,10 @@ class GlobalDatastores(GroupUseCases):
             changes["description"] = request.description
         if request.node_type is not None:
             changes["node_type"] = request.node_type
-        if request.engine_version is not None and record.primary in planned:
-            primary_group = planned[record.primary].group
-            changes.update(engine=primary_group.engine, engine_version=primary_group.engine_version)
+        if request.engine_version is not None:
+            # The build the members are upgraded to (their own records change once each upgrade is done).
+            target = resolve_engine(self._catalog.releases(), request.engine or record.engine, request.engine_version)
+            changes.update(engine=target.engine, engine_version=target.version)
         updated = replace(record, **changes)
         self._groups.apply(list(planned.values()), records=(updated,) if updated != record else ())
         return updated

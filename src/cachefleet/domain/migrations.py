@@ -168,9 +168,14 @@ def engine_name(engine: str) -> str:
 class Migrations(GroupUseCases):
     """StartMigration, TestMigration, CompleteMigration on cluster-mode-disabled replication groups."""
 
-    def _target(self, region: Region, group_id: str | None) -> ReplicationGroup:
+    def _target(self, region: Region, group_id: str | None, serverless_cache_name: str | None = None) -> ReplicationGroup:
         if not group_id:
             raise InvalidParameterCombination("Either ReplicationGroupId or ServerlessCacheName must be specified.")
+        if serverless_cache_name:
+            raise InvalidParameterCombination(
+                "Either ReplicationGroupId or ServerlessCacheName must be specified, not both: this request gives "
+                f"ReplicationGroupId {group_id} and ServerlessCacheName {serverless_cache_name}."
+            )
         return self._group(region, group_id)
 
     def _check_new(self, group: ReplicationGroup) -> None:
@@ -180,8 +185,9 @@ class Migrations(GroupUseCases):
             raise AlreadyExists(f"Replication group {group.group_id} is already {what}.", resource="Migration")
         check_target(group, [c.status for c in self._members(group)])
 
-    def start(self, region: Region, group_id: str | None, endpoints: Sequence[Mapping[str, Any]] | None) -> ReplicationGroup:
-        group = self._target(region, group_id)
+    def start(self, region: Region, group_id: str | None, endpoints: Sequence[Mapping[str, Any]] | None, *,
+              serverless_cache_name: str | None = None) -> ReplicationGroup:
+        group = self._target(region, group_id, serverless_cache_name)
         address, port = customer_endpoint(endpoints)
         self._check_new(group)
         migration = Migration(
@@ -210,8 +216,9 @@ class Migrations(GroupUseCases):
         self._changed(group)
         return group
 
-    def complete(self, region: Region, group_id: str | None, *, force: bool) -> ReplicationGroup:
-        group = self._target(region, group_id)
+    def complete(self, region: Region, group_id: str | None, *, force: bool,
+                 serverless_cache_name: str | None = None) -> ReplicationGroup:
+        group = self._target(region, group_id, serverless_cache_name)
         migration = self._store.get(Migration, region, group.group_id)
         if migration is None or not (migration.following or migration.phase == MigrationPhase.STARTING):
             raise NotFound(f"Replication group {group.group_id} is not under migration.", resource="Migration")

@@ -17,7 +17,8 @@ def _no_serverless(ctx: Context, name: str) -> ApiError:
     ctx.elasticache.serverless.describe(ctx.region, name)  # ServerlessCacheNotFoundFault for an unknown name
     return ApiError(
         "ServerlessCacheNotUnderMigrationFault",
-        f"Serverless cache {name} is not under migration: Cachefleet migrates into node-based replication groups only.",
+        f"Serverless cache {name} is not under migration: Cachefleet migrates into node-based replication groups only "
+        "(ReplicationGroupId, not ServerlessCacheName).",
     )
 
 
@@ -36,7 +37,8 @@ def start_migration(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             "full sync, which replaces the target's data; omit ClearTargetCacheData or set it to true."
         )
     group = ctx.elasticache.migrations.start(ctx.region, params.get("ReplicationGroupId"),
-                                             params.get("CustomerNodeEndpointList"))
+                                             params.get("CustomerNodeEndpointList"),
+                                             serverless_cache_name=params.get("ServerlessCacheName"))
     return _one(ctx, group)
 
 
@@ -49,7 +51,8 @@ def complete_migration(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("ServerlessCacheName") and not params.get("ReplicationGroupId"):
         raise _no_serverless(ctx, params["ServerlessCacheName"])
     group = ctx.elasticache.migrations.complete(ctx.region, params.get("ReplicationGroupId"),
-                                                force=bool(params.get("Force", False)))
+                                                force=bool(params.get("Force", False)),
+                                                serverless_cache_name=params.get("ServerlessCacheName"))
     return _one(ctx, group)
 
 
@@ -58,8 +61,8 @@ def prepare_migration(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     ctx.elasticache.serverless.describe(ctx.region, name)
     raise ApiError(
         "InvalidServerlessCacheStateFault",
-        f"Serverless cache {name} cannot be prepared for migration: Cachefleet migrates into node-based replication "
-        "groups only (StartMigration with ReplicationGroupId).",
+        f"Serverless cache {name} cannot be prepared for migration: PrepareMigration is not offered by Cachefleet, "
+        "which migrates into node-based replication groups only (StartMigration with ReplicationGroupId).",
     )
 
 
