@@ -70,6 +70,9 @@ class BenchServer:
                        capture_output=True, cwd=ROOT, check=False)
         if self.process is not None:
             self.process.wait(timeout=30)
+        keep = os.environ.get("CACHEFLEET_BENCH_LOG")  # a path to keep the server's log at
+        if keep:
+            shutil.copyfile(self.root / "server.log", keep)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -735,3 +735,66 @@ def test_a_primary_that_hangs_while_its_slots_move_is_failed_over_at_once(cluste
     assert values == list(seed.values())
     ec.delete_replication_group(ReplicationGroupId="hangmove")
     wait_group_gone(ec, "hangmove")
+
+
+class PingWatch:
+    """PINGs one engine back to back in a thread and keeps the slowest reply (seconds)."""
+
+    def __init__(self, address: str) -> None:
+        self.client = engine(address)
+        self.slowest = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            start = time.monotonic()
+            self.client.ping()
+            self.slowest = max(self.slowest, time.monotonic() - start)
+            self._done.wait(0.005)
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join(timeout=30)
+        self.client.close()
+        return self.slowest
+
+
+def test_a_source_moving_large_values_keeps_answering(cluster_server):
+    """Known failure 3 of RELIABILITY.md: MIGRATE blocks the source until the target has the keys, and
+    the lanes of one source queued enough of them (here 64 slots of 2 MB, 256 KB values) to keep it from
+    answering for most of a second, so the hang detector failed it over mid-reshard. The key moves of
+    one source are now sized by a time budget: its PING answers stay well inside the detector's 0.5 s."""
+    ec = cluster_server.client()
+    ec.create_replication_group(ReplicationGroupId="bigvals", CacheParameterGroupName="default.valkey9.cluster.on",
+                                ReplicasPerNodeGroup=1, **SHARDED)
+    group = wait_group(ec, "bigvals")
+    primary = next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    address = primary["ReadEndpoint"]["Address"]
+    tags = _tag_per_slot()
+    moving = range(slotmath.SLOTS - 64, slotmath.SLOTS)  # slots the new second shard takes
+    value = os.urandom(128 * 1024).hex()  # 256 KB
+    writer = engine(address)
+    for slot in moving:
+        writer.mset({f"big:{{{tags[slot]}}}:{i}": value for i in range(8)})
+    wait_for(lambda: engine(next(m for m in group["NodeGroups"][0]["NodeGroupMembers"]
+                                 if m["CurrentRole"] == "replica")["ReadEndpoint"]["Address"]).dbsize() == 512,
+             timeout=60, what="the replica to hold the 512 large keys")
+    watch = PingWatch(address)
+    try:
+        ec.modify_replication_group_shard_configuration(ReplicationGroupId="bigvals", NodeGroupCount=2,
+                                                        ApplyImmediately=True)
+        group, _ = wait_reshard(ec, "bigvals")
+    finally:
+        slowest = watch.stop()
+    assert not [m for m in events_of(ec, "bigvals") if "Failover from primary node" in m]
+    second = next(ng for ng in group["NodeGroups"] if ng["NodeGroupId"] == "0002")
+    assert set(moving) <= set(slotmath.parse(second["Slots"]))
+    new_primary = next(m for m in second["NodeGroupMembers"] if m["CurrentRole"] == "primary")
+    assert engine(new_primary["ReadEndpoint"]["Address"]).dbsize() == 512
+    print(f"slowest PING {slowest:.3f} s")
+    assert slowest < 0.3, f"the source answered a PING after {slowest:.3f} s while its slots moved"
+    writer.close()
+    ec.delete_replication_group(ReplicationGroupId="bigvals")
+    wait_group_gone(ec, "bigvals")

@@ -129,7 +129,7 @@ WORKFLOWS += (
              _set_parameter("params", "maxmemory-samples", "7"), Shape(2, 1)),
     Workflow("upgrade", "upg", False,
              _create("upg", NumCacheClusters=2, Engine="redis", EngineVersion="7.0"),
-             _upgrade("upg"), Shape(1, 1), upgraded=lambda pid: _runs_valkey(pid)),
+             _upgrade("upg"), Shape(1, 1), upgraded=_runs_valkey),
 )
 
 RESTORED_KEYS = 2000

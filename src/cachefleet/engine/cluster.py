@@ -5,9 +5,10 @@ Slot ranges are written as ElastiCache writes them: ``0-5461,10923-16383``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,17 @@ from redis.exceptions import ResponseError
 from cachefleet.domain.slots import SLOTS, parse, ranges_of
 from cachefleet.engine.admin import AdminClient, EngineError
 
-__all__ = ["SLOTS", "ClusterNode", "ClusterView", "add_slots", "migrate_slots", "parse_nodes", "view"]
+__all__ = ["SLOTS", "ClusterNode", "ClusterView", "MigrateBudget", "add_slots", "migrate_slots", "parse_nodes", "view"]
 MIGRATE_BATCH = 1000
 MIGRATE_TIMEOUT_MS = 10000
+# The MIGRATE work one source has in flight at once, in seconds of its own time (see MigrateBudget).
+MIGRATE_BUDGET = 0.05
+# Keys of a source's first MIGRATE pipeline, before its cost per key is known: small, so that a
+# source of large values is not blocked by the very first guess.
+FIRST_KEYS = 16
+MAX_KEYS = 16 * MIGRATE_BATCH
+# How often a budget reads its source's own MIGRATE time (INFO commandstats).
+CALIBRATE_EVERY = 0.2
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,118 @@ def _raise_errors(admin: AdminClient, what: str, slots: Sequence[int], replies: 
             raise EngineError(f"{admin.address}:{admin.port}: {what} of slot {slot}: {reply}")
 
 
+class MigrateBudget:
+    """The key moves of one source primary, kept to ``seconds`` of its time in flight.
+
+    MIGRATE blocks the source until the target has the keys, and an engine runs the whole
+    pipeline a connection sent before it reads the next connection, so a client's command -- and
+    the health probe's PING -- waits behind every MIGRATE already sent to that source. Counting
+    pipelines does not bound that wait: 8 pipelines of 16 slots of 1 KB values kept a source
+    silent for 0.6-0.9 s on a loaded box (the hang detector failed it over, RELIABILITY.md known
+    failure 3), while dense small keys need several pipelines in flight to keep the source busy.
+    So the budget learns what a key costs this source and lets the lanes have at most
+    ``seconds`` of that work in flight, one pipeline carrying at most that much (at least one key).
+    The cost comes from the source's own account of its MIGRATE time (INFO commandstats, read
+    every CALIBRATE_EVERY s: microseconds spent in MIGRATE per key answered since the last read);
+    until the first such read, from the time the replies took (not counting time queued behind
+    the lanes' other pipelines). Reply times alone also count the control plane's delay in reading
+    64 lanes' replies, which on a loaded box made the budget throttle a source that was idle.
+    """
+
+    def __init__(self, seconds: float = MIGRATE_BUDGET, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self.per_key: float | None = None  # seconds of the source's time a key takes, learnt
+        self._in_flight = 0.0  # estimated seconds of the pipelines sent and not answered
+        self._pipelines = 0  # how many: a float sum need not come back to exactly 0.0
+        self._last_reply = 0.0
+        self._changed = asyncio.Condition()
+        self._answered = 0  # keys of the pipelines answered
+        self._calibration: tuple[float, int] | None = None  # (MIGRATE usec, keys answered) at the last read
+        self._calibrated_at: float | None = None
+        self._calibrating = False
+        self._from_source = False
+        self.sent = 0  # pipelines sent, keys in them, and the most in flight at once (for the log)
+        self.sent_keys = 0
+        self.most_in_flight = 0
+
+    def summary(self) -> str:
+        per_key = "unknown" if self.per_key is None else f"{self.per_key * 1e6:.1f} us"
+        return (f"{self.sent} MIGRATE pipelines of {self.sent_keys / max(1, self.sent):.0f} keys on average, "
+                f"at most {self.most_in_flight} at once; last cost per key {per_key}")
+
+    def keys(self) -> int:
+        """How many keys the next pipeline may carry."""
+        if self.per_key is None:
+            return FIRST_KEYS
+        return max(1, min(MAX_KEYS, int(self.seconds / self.per_key)))
+
+    def cost(self, keys: int) -> float:
+        """The estimated time of a pipeline of ``keys`` (unknown cost: the whole budget)."""
+        return self.seconds if self.per_key is None else keys * self.per_key
+
+    def learn(self, keys: int, service: float) -> None:
+        observed = service / max(1, keys)
+        # Moves up at once (a heavier slot must not block the source twice) and down gently.
+        self.per_key = observed if self.per_key is None or observed > self.per_key else 0.7 * self.per_key + 0.3 * observed
+
+    def learn_from_source(self, migrate_usec: float, answered: int) -> None:
+        """One reading of the source's total MIGRATE time against the keys answered so far."""
+        if self._calibration is not None:
+            usec, keys = self._calibration
+            if answered > keys and migrate_usec >= usec:
+                if not self._from_source:
+                    self.per_key = None  # the reply-time estimate is biased up: the first reading replaces it
+                    self._from_source = True
+                self.learn(answered - keys, (migrate_usec - usec) / 1e6)
+        self._calibration = (migrate_usec, answered)
+
+    async def calibrate(self, source: AdminClient) -> None:
+        """Reads the source's own MIGRATE time when CALIBRATE_EVERY has passed since the last read."""
+        now = self._clock()
+        if self._calibrating or (self._calibrated_at is not None and now - self._calibrated_at < CALIBRATE_EVERY):
+            return
+        self._calibrating = True
+        try:
+            answered = self._answered
+            stats = (await source.info("commandstats")).get("cmdstat_migrate", "")
+        finally:
+            self._calibrating = False
+        self._calibrated_at = now
+        fields = dict(item.partition("=")[::2] for item in stats.split(","))
+        if fields.get("usec", "").isdigit():
+            self.learn_from_source(float(fields["usec"]), answered)
+
+    @contextlib.asynccontextmanager
+    async def moving(self, keys: int) -> AsyncIterator[None]:
+        """Holds ``keys``' share of the budget while their MIGRATE pipeline runs."""
+        cost = self.cost(keys)
+        async with self._changed:
+            # Alone, a pipeline goes whatever its cost (its cost per key may have been learnt after
+            # its keys were counted): waiting for a budget it can never fit would wait for ever.
+            await self._changed.wait_for(lambda: self._pipelines == 0 or self._in_flight + cost <= self.seconds)
+            self._in_flight += cost
+            self._pipelines += 1
+            self.sent += 1
+            self.sent_keys += keys
+            self.most_in_flight = max(self.most_in_flight, self._pipelines)
+        sent = self._clock()
+        try:
+            yield
+            replied = self._clock()
+            self._answered += keys
+            if self._calibration is None:
+                # The source serves pipelines one after another: this one's own time started when
+                # it was sent or when the one before it was answered, whichever came last.
+                self.learn(keys, replied - max(sent, self._last_reply))
+            self._last_reply = max(self._last_reply, replied)
+        finally:
+            async with self._changed:
+                self._pipelines -= 1
+                self._in_flight = self._in_flight - cost if self._pipelines else 0.0
+                self._changed.notify_all()
+
+
 async def migrate_slots(
     slots: Sequence[int],
     *,
@@ -127,15 +248,15 @@ async def migrate_slots(
     source_id: str,
     target: AdminClient,
     target_id: str,
-    gate: AbstractAsyncContextManager[object] | None = None,
+    budget: MigrateBudget | None = None,
     target_auth: tuple[str, str] | None = None,
 ) -> int:
     """Moves slots and their keys from ``source`` to ``target``; returns the keys moved.
 
     MIGRATE blocks the source's event loop until the target has the keys, so the key moves of
-    lanes working on the same source are limited by ``gate`` (a semaphore per source): other
-    clients' commands -- and the health probe's PING -- wait for a few batches, not for every
-    lane's batches queued behind each other (64 lanes made a busy source look hung for seconds).
+    lanes working on the same source share one ``budget`` (per source): other clients' commands
+    -- and the health probe's PING -- wait for about the budget's seconds, not for every lane's
+    batches queued behind each other (64 lanes made a busy source look hung for seconds).
 
     Every step is one pipelined round trip for the whole batch of slots (MIGRATE itself
     takes one slot's keys per command). Idempotent: running it again after an
@@ -158,14 +279,24 @@ async def migrate_slots(
     moving = [slot for slot in ordered if slot not in done]
     replies = await source.pipeline([("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id) for slot in moving])
     _raise_errors(source, "MIGRATING", moving, replies)
+    budget = budget or MigrateBudget()
     moved = 0
     pending = moving
     while pending:
-        async with gate or contextlib.nullcontext():
-            listed = await source.pipeline([("CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH) for slot in pending])
-            batch = [(slot, keys) for slot, keys in zip(pending, listed, strict=True) if isinstance(keys, list) and keys]
-            if not batch:
+        allowance = budget.keys()
+        count = min(MIGRATE_BATCH, allowance)
+        listed = await source.pipeline([("CLUSTER", "GETKEYSINSLOT", slot, count) for slot in pending])
+        found = [(slot, keys) for slot, keys in zip(pending, listed, strict=True) if isinstance(keys, list) and keys]
+        batch: list[tuple[int, list[Any]]] = []
+        total = 0
+        for slot, keys in found:
+            if batch and total + len(keys) > allowance:
                 break
+            batch.append((slot, keys))
+            total += len(keys)
+        if not batch:
+            break
+        async with budget.moving(total):
             replies = await source.pipeline(
                 [
                     ("MIGRATE", target.address, target.port, "", 0, MIGRATE_TIMEOUT_MS, "REPLACE", *auth, "KEYS", *keys)
@@ -173,8 +304,11 @@ async def migrate_slots(
                 ]
             )
         _raise_errors(source, "MIGRATE", [slot for slot, _ in batch], replies)
-        moved += sum(len(keys) for _, keys in batch)
-        pending = [slot for slot, keys in batch if len(keys) >= MIGRATE_BATCH]
+        moved += total
+        await budget.calibrate(source)
+        # Slots left out of this pipeline, and slots that may hold more keys than were listed.
+        sent = len(batch)
+        pending = [slot for slot, keys in batch if len(keys) >= count] + [slot for slot, _ in found[sent:]]
     # The target first, so that it serves the slots before the source stops redirecting to it.
     finalize = [("CLUSTER", "SETSLOT", slot, "NODE", target_id) for slot in ordered]
     _raise_errors(target, "SETSLOT NODE", ordered, await target.pipeline(finalize))

@@ -69,12 +69,10 @@ UPKEEP_COMMANDS = frozenset(
 # measured moving 5461 slots to a new shard with one replica each, 8 lanes of 32 took 14.8 s,
 # 64 lanes of 16 5.9 s; 1,000,000 keys without replicas 10.1 s -> 8.1 s.
 LANES = 64
-# MIGRATE blocks the source until the target has the keys: the lanes of one source send at most
-# this many key batches at once, so that its other clients (and the health probe's PING) wait for
-# a few batches, not for all 64 lanes' (which made a busy source look hung for seconds).
-# bench/reshard.py (1M keys, one source), keys/s against valkey-cli: 64 at once 3.4x, 16 2.8x,
-# 4 2.6x, one at a time 1.9x.
-SOURCE_MIGRATES = 8
+# MIGRATE blocks the source until the target has the keys: the lanes of one source share one
+# engine_cluster.MigrateBudget, which keeps its key moves in flight to a few tens of milliseconds of
+# the source's time, so that its other clients (and the health probe's PING) wait that long, not for
+# all 64 lanes' batches (which made a busy source look hung for seconds).
 MIGRATE = "migrate"
 DRAIN = "drain"
 
@@ -399,8 +397,8 @@ class ShardedTopology:
         moved = [0]
         last_record = [time.monotonic()]
         lanes = min(LANES, queue.qsize())
-        # Per source primary: at most SOURCE_MIGRATES of its key moves at once (see migrate_slots).
-        gates: dict[str, asyncio.Semaphore] = {}
+        # Per source primary: one budget for its key moves (see MigrateBudget).
+        budgets: dict[str, engine_cluster.MigrateBudget] = {}
 
         async def lane() -> None:
             # A lane's own connections (long read timeout: a MIGRATE pipeline can take a while).
@@ -415,7 +413,7 @@ class ShardedTopology:
                     target_access = nodes.access(members[dest])
                     count = await engine_cluster.migrate_slots(
                         batch, source=connections[source], source_id=ids[source], target=connections[dest],
-                        target_id=ids[dest], gate=gates.setdefault(source, asyncio.Semaphore(SOURCE_MIGRATES)),
+                        target_id=ids[dest], budget=budgets.setdefault(source, engine_cluster.MigrateBudget()),
                         target_auth=target_access.credentials,
                     )
                     moved[0] += count  # not `+= await ...`: that reads the total before the await
@@ -433,6 +431,8 @@ class ShardedTopology:
         finally:
             self._record_slots(group, progress)
         log.info("%s: moved %d slots with %d keys", group.group_id, len(moving), moved[0])
+        for source, budget in budgets.items():
+            log.info("%s: key moves out of %s: %s", group.group_id, source, budget.summary())
         current = nodes.current(group)
         if current is not None:
             nodes.record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
