@@ -325,12 +325,8 @@ def _migration(group_id: str) -> Any:
 
         def action(ec: Any, server: Server) -> Callable[[Any], bool]:
             source = state["source"]
-            try:
-                ec.start_migration(ReplicationGroupId=group_id,
-                                   CustomerNodeEndpointList=[{"Address": source.address, "Port": source.port}])
-            except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
-                    botocore.exceptions.ReadTimeoutError):
-                pass  # the crash point is StartMigration's own commit: completed after the restart
+            ec.start_migration(ReplicationGroupId=group_id,
+                               CustomerNodeEndpointList=[{"Address": source.address, "Port": source.port}])
             pipe = state["client"].pipeline(transaction=False)
             for n in range(LATER_KEYS):
                 pipe.set(f"later:{n}", n)

@@ -353,14 +353,38 @@ def lost_keys(group: dict[str, Any], keys: list[str], *, address: str | None = N
 
 # ---------------------------------------------------------------------------------- running
 
+_NO_ANSWER = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
+              botocore.exceptions.ReadTimeoutError)
+
+
+class _Unanswered:
+    """The client an action calls through. The crash point may be a request's own commit: its answer
+    never comes, and the call returns None once the control plane is seen dead of its SIGKILL, so
+    that the action still returns its condition of convergence (without it a restore, a snapshot or
+    a global failover crashed at its request would be checked for the group's shape only)."""
+
+    def __init__(self, ec: Any, server: Server) -> None:
+        self._ec = ec
+        self._server = server
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._ec, name)
+        if name.startswith("_") or name in ("meta", "exceptions") or not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except _NO_ANSWER:
+                process = self._server.process
+                assert process is not None and process.wait(timeout=10) == -signal.SIGKILL
+                return None
+
+        return call
+
+
 def _start_work(workflow: Workflow, ec: Any, server: Server) -> Callable[[Any], bool] | None:
-    try:
-        return workflow.action(ec, server)
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
-            botocore.exceptions.ReadTimeoutError):
-        # The crash point may be the request's own commit: the answer never comes.
-        assert server.process is not None and server.process.wait(timeout=10) == -signal.SIGKILL
-        return None
+    return workflow.action(_Unanswered(ec, server), server)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
