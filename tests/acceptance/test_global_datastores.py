@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import botocore.exceptions
 import pytest
 import redis
 
@@ -245,5 +246,61 @@ def test_a_crash_at_the_global_failovers_role_swap_converges_with_nothing_lost(t
         assert record["Status"] == "available"
         assert engine_pids(server.data_dir) == at_crash, "engine processes were restarted, not adopted"
         print(f"longest gap between confirmed writes across the crash: {writer.longest_gap * 1000:.0f} ms")
+    finally:
+        server.down()
+
+
+@pytest.mark.timeout(90)
+def test_a_failover_resumed_after_a_crash_never_points_the_new_primary_back_at_the_old(tmp_path):
+    """SIGKILL of the control plane right after FailoverGlobalReplicationGroup's commit, before any
+    engine was told. The restarted control plane resumes the failover while both member groups'
+    passes run; a pass that read its group's role before the swap must not act on it after. Once
+    us-west-2's primary is a primary, it stays one (sampled every few ms). Before the fix its stale
+    pass pointed it back at us-east-1's primary (a replication loop of some 30 ms): this test caught
+    it in 2 of 3 runs, the crash suite's global-failover workflow in 4 of 4."""
+    server = Server(data_dir=tmp_path / "data", network=fresh_network(), port=free_port(),
+                    env={"CACHEFLEET_CRASH_AFTER": "GlobalReplicationGroup modifying#1"}).start()
+    try:
+        east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+        east.create_replication_group(
+            ReplicationGroupId="gdr-east", NumCacheClusters=2, AutomaticFailoverEnabled=True, **SETTINGS)
+        wait_group(east, "gdr-east")
+        global_id = east.create_global_replication_group(
+            GlobalReplicationGroupIdSuffix="resume", PrimaryReplicationGroupId="gdr-east",
+        )["GlobalReplicationGroup"]["GlobalReplicationGroupId"]
+        west.create_replication_group(ReplicationGroupId="gdr-west", ReplicationGroupDescription="secondary",
+                                      GlobalReplicationGroupId=global_id, NumCacheClusters=2)
+        wait_group(west, "gdr-west")
+        wait_for(lambda: all(m["Status"] == "associated" for m in east.describe_global_replication_groups(
+            GlobalReplicationGroupId=global_id, ShowMemberInfo=True)["GlobalReplicationGroups"][0]["Members"]),
+            timeout=20, what="both members associated")
+        new_primary = engine(primary_endpoint_node(west, "gdr-west"))
+        old_primary = primary_endpoint_node(east, "gdr-east")
+        with pytest.raises((botocore.exceptions.ConnectionClosedError, botocore.exceptions.EndpointConnectionError)):
+            east.failover_global_replication_group(
+                GlobalReplicationGroupId=global_id, PrimaryRegion="us-west-2", PrimaryReplicationGroupId="gdr-west")
+        assert server.process is not None and server.process.wait(timeout=15) == -signal.SIGKILL
+        server.process, server.env = None, {}
+        server.start(wait=False)
+
+        roles_seen: list[tuple[str, str | None]] = []
+        deadline = time.monotonic() + 30
+        promoted_at: float | None = None
+        while time.monotonic() < deadline and (promoted_at is None or time.monotonic() < promoted_at + 2):
+            info = new_primary.info("replication")
+            seen = (info["role"], info.get("master_host"))
+            if not roles_seen or roles_seen[-1] != seen:
+                roles_seen.append(seen)
+            if seen[0] == "master" and promoted_at is None:
+                promoted_at = time.monotonic()
+            time.sleep(0.002)
+        assert promoted_at is not None, f"us-west-2's primary was never promoted: {roles_seen}"
+        first = next(n for n, (role, _) in enumerate(roles_seen) if role == "master")
+        assert all(role == "master" for role, _ in roles_seen[first:]), (
+            f"us-west-2's primary was pointed back at {old_primary} after its promotion: {roles_seen}")
+        server.wait_ready()
+        east = server.client(region="us-east-1")
+        wait_for(lambda: roles(east, global_id) == {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}, timeout=15,
+                 what="the roles swapped")
     finally:
         server.down()

@@ -124,3 +124,30 @@ def test_migrations_from_valkey_and_redis_follow_then_complete(make_server, star
     engine(primary).set("written", "here")
     wait_for(lambda: _follows(reader, "written", "here"), timeout=10, what="the replica following the new primary")
     assert len([m for m in events_of(ec, "mig") if "Complete Migration successful for mig" in m]) == 2
+
+
+def test_in_sync_waits_for_the_groups_replica_to_have_the_sources_data(make_server, start_engine):
+    """The primary's full sync from the source is followed by its replica's own from the primary:
+    the migration is in sync (and completes) only once the replica has the data too, else a
+    failover right after CompleteMigration would promote a replica without it. Found by the crash
+    suite (a restart right after StartMigration: the group became available, its replica still
+    syncing). The primary's RDB for its replica is made slow (rdb-key-save-delay, 3 ms a key)."""
+    source = start_engine(installed("valkey", "8.1"), host=10)
+    client = redis.Redis(host=source.address, port=source.port, decode_responses=True)
+    client.mset({f"k{n}": str(n) for n in range(1000)})
+    server = make_server()
+    ec = server.client()
+    ec.create_replication_group(ReplicationGroupId="mig-sync", **SPEC)
+    group = wait_group(ec, "mig-sync")
+    members = {m["CurrentRole"]: m["ReadEndpoint"]["Address"] for m in group["NodeGroups"][0]["NodeGroupMembers"]}
+    engine(members["primary"]).config_set("rdb-key-save-delay", 3000)  # microseconds a key: a 3 s sync
+
+    ec.start_migration(ReplicationGroupId="mig-sync", CustomerNodeEndpointList=_endpoint(source))
+    wait_event(ec, "mig-sync", "is in sync with the source", timeout=30)
+    info = engine(members["replica"]).info("replication")
+    assert (info["master_host"], info["master_link_status"]) == (members["primary"], "up")
+    assert engine(members["replica"]).dbsize() == 1000
+    engine(members["primary"]).config_set("rdb-key-save-delay", 0)
+    ec.complete_migration(ReplicationGroupId="mig-sync")
+    wait_event(ec, "mig-sync", "Complete Migration successful for mig-sync")
+    wait_group(ec, "mig-sync")

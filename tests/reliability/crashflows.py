@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import botocore.exceptions
 import redis
 
-from crashsteps import Shape, Workflow, kill_primary, member_addresses, wait_until
+from crashsteps import (
+    ConfirmedWriter,
+    Shape,
+    Workflow,
+    describe,
+    engines_agree,
+    in_region,
+    kill_primary,
+    member_addresses,
+    wait_until,
+)
+from enginekit import installed
+from engines import BareEngines
 from helpers import Server, engine, wait_group
 
 BASE = {"ReplicationGroupDescription": "crash", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}
@@ -231,6 +248,223 @@ WORKFLOWS += (
              Shape(1, 1)),
 )
 
+# ---------------------------------------------------------------------------------- online migration
+
+SOURCE_KEYS = 2000  # on the source before StartMigration
+LATER_KEYS = 200  # written to the source while the group follows it
+# What a source answers to without being written to (INFO commandstats names): the group's probes
+# and its replication link, and this test's reads.
+SOURCE_READS = {"info", "ping", "client", "psync", "sync", "replconf", "config", "command", "hello", "dbsize", "get",
+                "select", "auth"}
+MIGRATED = {**HA, "NumCacheClusters": 2, "MultiAZEnabled": True}
+
+
+def _source_writes(source: redis.Redis) -> dict[str, int]:
+    """The source's write commands so far, by name, with their counts (INFO commandstats)."""
+    stats = source.info("commandstats")
+    calls = {name.removeprefix("cmdstat_").split("|")[0]: int(value["calls"]) for name, value in stats.items()}
+    return {name: count for name, count in calls.items() if name not in SOURCE_READS}
+
+
+def _events(ec: Any, source_id: str) -> list[str]:
+    return [str(e["Message"]) for e in ec.describe_events(SourceIdentifier=source_id, Duration=60)["Events"]]
+
+
+def _last(messages: list[str], text: str) -> int:
+    return max((n for n, message in enumerate(messages) if text in message), default=-1)
+
+
+def _migration(group_id: str) -> Any:
+    """A run's migration from a bare valkey-server of its own: a user's StartMigration, then, once
+    the group says it is in sync, CompleteMigration -- asked again after a restart should the
+    completion not be pending or done (a failed one says so in an event), as a user would."""
+
+    def bind(stack: contextlib.ExitStack[Any]) -> Workflow:
+        engines = BareEngines()
+        stack.callback(engines.close)
+        counting = threading.Event()  # set once CompleteMigration is asked: the writer's keys count from then
+        state: dict[str, Any] = {}
+
+        def setup(ec: Any) -> None:
+            source = engines(installed("valkey", "8.1"), host=10)
+            client = redis.Redis(host=source.address, port=source.port, decode_responses=True)
+            stack.callback(client.close)
+            pipe = client.pipeline(transaction=False)
+            for n in range(SOURCE_KEYS):
+                pipe.set(f"source:{n}", n)
+            pipe.execute()
+            state.update(source=source, client=client, before=_source_writes(client), asked=0.0)
+            _create(group_id, **MIGRATED)(ec)
+
+        def complete_when_in_sync(ec: Any) -> None:
+            messages = _events(ec, group_id)
+            failed = _last(messages, f"Complete Migration failed for {group_id}")
+            pending = _last(messages, f"Completing migration of replication group {group_id}") > failed
+            if pending or _last(messages, "is in sync with the source") < 0 or time.monotonic() - state["asked"] < 1:
+                return
+            counting.set()
+            state["asked"] = time.monotonic()
+            try:
+                ec.complete_migration(ReplicationGroupId=group_id)
+            except botocore.exceptions.ClientError as error:
+                # Already completing (asked before the crash), or completed meanwhile.
+                if error.response["Error"]["Code"] not in ("InvalidReplicationGroupState",
+                                                           "ReplicationGroupNotUnderMigrationFault"):
+                    raise
+
+        def done(ec: Any) -> bool:
+            group = describe(ec, group_id)
+            if group is None:
+                return False
+            if group["Status"] == "migrating":
+                complete_when_in_sync(ec)
+                return False
+            # Converged once available with its primary a primary again: no longer following the source.
+            primary = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
+            return bool(group["Status"] == "available" and engine(primary).info("replication")["role"] == "master")
+
+        def action(ec: Any, server: Server) -> Callable[[Any], bool]:
+            source = state["source"]
+            ec.start_migration(ReplicationGroupId=group_id,
+                               CustomerNodeEndpointList=[{"Address": source.address, "Port": source.port}])
+            pipe = state["client"].pipeline(transaction=False)
+            for n in range(LATER_KEYS):
+                pipe.set(f"later:{n}", n)
+            pipe.execute()
+            return done
+
+        def check(ec: Any) -> list[str]:
+            problems = []
+            group = describe(ec, group_id)
+            assert group is not None
+            primary = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
+            expected = {**{f"source:{n}": str(n) for n in range(SOURCE_KEYS)},
+                        **{f"later:{n}": str(n) for n in range(LATER_KEYS)}}
+            names = list(expected)
+            values = dict(zip(names, primary.mget(names), strict=True))
+            missing = [name for name in names if values[name] != expected[name]]
+            if missing:
+                problems.append(f"{len(missing)} of the source's {len(names)} keys not on the group: {missing[:5]}")
+            client, before = state["client"], state["before"]
+            writes = _source_writes(client)
+            if writes != {**before, "set": before.get("set", 0) + LATER_KEYS} or client.dbsize() != len(names):
+                problems.append(f"the source was written to: its writes {writes} (before the migration {before}, "
+                                f"then {LATER_KEYS} SETs of the test), {client.dbsize()} keys")
+            return problems
+
+        def make_writer(ec: Any) -> ConfirmedWriter:
+            group = describe(ec, group_id)
+            assert group is not None
+            return ConfirmedWriter(group, counting=counting)
+
+        return dataclasses.replace(workflow, setup=setup, action=action, check=check,
+                                   make_writer=make_writer, bind=None)
+
+    workflow = Workflow("migration", group_id, False, _nothing, lambda ec, server: None, Shape(1, 1), bind=bind)
+    return workflow
+
+
+# ---------------------------------------------------------------------------------- global datastore failover
+
+GLOBAL = {**BASE, "CacheNodeType": "cache.r6g.large"}  # ElastiCache's global datastores take no T node types
+EAST, WEST = "us-east-1", "us-west-2"
+
+
+def _global_id(ec: Any) -> str:
+    return str(ec.describe_global_replication_groups()["GlobalReplicationGroups"][0]["GlobalReplicationGroupId"])
+
+
+def _global_record(ec: Any) -> dict[str, Any]:
+    return dict(ec.describe_global_replication_groups(ShowMemberInfo=True)["GlobalReplicationGroups"][0])
+
+
+def _primary_node(group: dict[str, Any]) -> str:
+    return str(next(m for m in group["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")[
+        "ReadEndpoint"]["Address"])
+
+
+def _global_datastore(east_id: str, west_id: str) -> Any:
+    """A global datastore: ``east_id`` (1+1) its primary in us-east-1, ``west_id`` (1+1) its secondary in us-west-2."""
+    def setup(ec: Any) -> None:
+        west = in_region(ec, WEST)
+        _create(east_id, NumCacheClusters=2, **GLOBAL)(ec)
+        global_id = ec.create_global_replication_group(
+            GlobalReplicationGroupIdSuffix="crash", PrimaryReplicationGroupId=east_id,
+        )["GlobalReplicationGroup"]["GlobalReplicationGroupId"]
+        west.create_replication_group(ReplicationGroupId=west_id, ReplicationGroupDescription="secondary",
+                                      GlobalReplicationGroupId=global_id, NumCacheClusters=2)
+        wait_group(west, west_id, timeout=60)
+        wait_until(lambda: _global_record(ec)["Status"] == "available"
+                   and all(m["Status"] == "associated" for m in _global_record(ec)["Members"]), 30,
+                   "the global datastore available with both members associated")
+
+    return setup
+
+
+def _global_failover(east_id: str, west_id: str) -> Any:
+    """FailoverGlobalReplicationGroup to us-west-2; done once the roles swapped in the records and on
+    the engines: us-west-2's primary a primary, us-east-1's following it."""
+    def action(ec: Any, server: Server) -> Callable[[Any], bool]:
+        ec.failover_global_replication_group(GlobalReplicationGroupId=_global_id(ec), PrimaryRegion=WEST,
+                                             PrimaryReplicationGroupId=west_id)
+        return lambda ec: _swapped(ec, east_id, west_id)
+
+    return action
+
+
+def _swapped(ec: Any, east_id: str, west_id: str) -> bool:
+    record = _global_record(ec)
+    roles = {m["ReplicationGroupRegion"]: m["Role"] for m in record["Members"]}
+    if record["Status"] != "available" or roles != {EAST: "SECONDARY", WEST: "PRIMARY"}:
+        return False
+    west = describe(in_region(ec, WEST), west_id)
+    east = describe(ec, east_id)
+    if west is None or east is None or west["Status"] != "available":
+        return False
+    try:
+        new, old = engine(_primary_node(west)).info("replication"), engine(_primary_node(east)).info("replication")
+    except redis.RedisError:
+        return False
+    return bool(new["role"] == "master" and old["role"] == "slave" and old.get("master_host") == _primary_node(west)
+                and old.get("master_link_status") == "up")
+
+
+def _global_checks(east_id: str, west_id: str) -> Any:
+    """Once converged: us-west-2's engines agree among themselves, and us-east-1 refuses writes (READONLY)."""
+    def check(ec: Any) -> list[str]:
+        west = describe(in_region(ec, WEST), west_id)
+        east = describe(ec, east_id)
+        assert west is not None and east is not None
+        problems = engines_agree(west)
+        if west.get("GlobalReplicationGroupInfo", {}).get("GlobalReplicationGroupMemberRole") != "PRIMARY":
+            problems.append(f"{west_id} is described as {west.get('GlobalReplicationGroupInfo')}")
+        try:
+            engine(east["NodeGroups"][0]["PrimaryEndpoint"]["Address"]).set("crash:probe", "east")
+            problems.append(f"{east_id}, the secondary, accepted a write")
+        except redis.exceptions.ReadOnlyError:
+            pass
+        return problems
+
+    return check
+
+
+def _global_writer(east_id: str, west_id: str) -> Any:
+    """Writes to us-east-1's primary endpoint, and to us-west-2's once us-east-1 answers READONLY."""
+    def make_writer(ec: Any) -> ConfirmedWriter:
+        east, west = describe(ec, east_id), describe(in_region(ec, WEST), west_id)
+        assert east is not None and west is not None
+        return ConfirmedWriter(east, standby=(west["NodeGroups"][0]["PrimaryEndpoint"]["Address"],))
+
+    return make_writer
+
+
+WORKFLOWS += (
+    _migration("mig"),
+    Workflow("global-failover", "gf-east", False, _global_datastore("gf-east", "gf-west"),
+             _global_failover("gf-east", "gf-west"), Shape(1, 1, GLOBAL["CacheNodeType"]), regions=(EAST, WEST),
+             check=_global_checks("gf-east", "gf-west"), make_writer=_global_writer("gf-east", "gf-west")),
+)
+
 BY_NAME = {workflow.name: workflow for workflow in WORKFLOWS}
 
 # What `make test` crashes at: one commit of each workflow, the first, a middle or the last as
@@ -252,6 +486,8 @@ SHORT: tuple[tuple[str, str], ...] = (
     ("restore", "Restore moving#1"),
     ("restore-reshape", "Operation CREATE restoring#1"),
     ("acl-sync", "Operation ACCESS requested + ReplicationGroup modifying#1"),
+    ("migration", "Migration#3"),
+    ("global-failover", "GlobalReplicationGroup available + ReplicationGroup available#1"),
 )
 
 # Crash points where the product is known not to converge (RELIABILITY.md, "Known failures"):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import botocore.exceptions
 import redis
 from redis.crc import key_slot
@@ -60,6 +61,15 @@ class Workflow:
     # An engine upgrade starts nodes anew by design: given, it tells (by pid) whether a process runs
     # the new build. A node already on it at the crash must be adopted; the others may be new.
     upgraded: Callable[[int], bool] | None = None
+    # The regions whose groups' nodes the process checks count (a global datastore spans two).
+    regions: tuple[str, ...] = ("us-east-1",)
+    # ec -> problems a user would see once the workflow converged (a migration: the source's keys on the group).
+    check: Callable[[Any], list[str]] | None = None
+    # ec -> the writer, when it is not ConfirmedWriter(the group) (a global datastore's moves region).
+    make_writer: Callable[[Any], ConfirmedWriter] | None = None
+    # What a run needs of its own outside the control plane (a migration's source engine): given the
+    # run's ExitStack, closed once the run is over, the workflow as this run runs it.
+    bind: Callable[[contextlib.ExitStack[Any]], Workflow] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,25 @@ def describe(ec: Any, group_id: str) -> dict[str, Any] | None:
         return None
 
 
+_REGION_CLIENTS: dict[tuple[str, str], Any] = {}
+_REGION_LOCK = threading.Lock()
+
+
+def in_region(ec: Any, region: str) -> Any:
+    """A client of the same control plane as ``ec`` in another region (a global datastore's second)."""
+    if ec.meta.region_name == region:
+        return ec
+    key = (ec.meta.endpoint_url, region)
+    with _REGION_LOCK:
+        if key not in _REGION_CLIENTS:
+            # Server.client's credentials and settings, at the same endpoint.
+            _REGION_CLIENTS[key] = boto3.client(
+                "elasticache", endpoint_url=ec.meta.endpoint_url, region_name=region,
+                aws_access_key_id="AKIDTEST", aws_secret_access_key="secret", config=ec.meta.config,
+            )
+        return _REGION_CLIENTS[key]
+
+
 def member_addresses(ec: Any, group_id: str | None) -> dict[str, str]:
     """Cache cluster id -> node address of every member of the group (of every group and cluster: None)."""
     clusters = ec.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
@@ -155,8 +184,10 @@ def shape_reached(ec: Any, workflow: Workflow, done: Callable[[Any], bool] | Non
 
 
 def engines_agree(group: dict[str, Any]) -> list[str]:
-    """Problems with what the engines say of their roles: one master per shard, replicas linked to it."""
+    """Problems with what the engines say of their roles: one master per shard, replicas linked to it.
+    A global datastore's secondary has no master: its primary is a replica of the primary region's."""
     problems = []
+    secondary = group.get("GlobalReplicationGroupInfo", {}).get("GlobalReplicationGroupMemberRole") == "SECONDARY"
     for node_group in group["NodeGroups"]:
         masters = []
         for member in node_group["NodeGroupMembers"]:
@@ -165,7 +196,8 @@ def engines_agree(group: dict[str, Any]) -> list[str]:
                 masters.append(member["CacheClusterId"])
             elif info.get("master_link_status") != "up":
                 problems.append(f"{member['CacheClusterId']} replica link {info.get('master_link_status')}")
-        described = [m["CacheClusterId"] for m in node_group["NodeGroupMembers"] if m["CurrentRole"] == "primary"]
+        described = [m["CacheClusterId"] for m in node_group["NodeGroupMembers"]
+                     if m["CurrentRole"] == "primary" and not secondary]
         if masters != described:
             problems.append(f"shard {node_group['NodeGroupId']}: engines' masters {masters}, described {described}")
     return problems
@@ -181,9 +213,14 @@ class ShardWriter:
     control plane is down. ``confirmed`` holds every key a replica acknowledged.
     """
 
-    def __init__(self, address: str, tag: str) -> None:
+    def __init__(self, address: str, tag: str, *, standby: tuple[str, ...] = (),
+                 counting: threading.Event | None = None) -> None:
         self.address = address
         self.tag = tag
+        # Where to go on READONLY, in turn (an application's endpoints of each region of a global datastore).
+        self.addresses = (address, *standby) if standby else ()
+        # Keys count as confirmed only if written once this is set (a migration's full sync replaces the data).
+        self.counting = counting
         self.confirmed: list[str] = []
         self.errors = 0
 
@@ -196,6 +233,7 @@ class ShardWriter:
         n = 0
         while not stop.is_set():
             key = f"{{{self.tag}}}:{n}"
+            counts = self.counting is None or self.counting.is_set()
             try:
                 if client is None:
                     client = self._connect(self.address)
@@ -211,11 +249,19 @@ class ShardWriter:
                     target = self._connect(ask.host)
                     target.execute_command("ASKING")
                     target.set(key, n)
-                if target.wait(1, 200) >= 1:
+                if target.wait(1, 200) >= 1 and counts:
                     self.confirmed.append(key)
                 if target is not client:
                     target.close()
                 n += 1
+            except redis.exceptions.ReadOnlyError:
+                self.errors += 1
+                if client is not None:
+                    client.close()
+                client = None
+                if self.addresses:
+                    self.address = self.addresses[(self.addresses.index(self.address) + 1) % len(self.addresses)]
+                stop.wait(0.01)
             except (redis.RedisError, OSError):
                 self.errors += 1
                 if client is not None:
@@ -229,15 +275,19 @@ class ShardWriter:
 class ConfirmedWriter:
     """One ShardWriter per shard of the group (one for cluster mode disabled), in threads."""
 
-    def __init__(self, group: dict[str, Any]) -> None:
+    def __init__(self, group: dict[str, Any], *, standby: tuple[str, ...] = (),
+                 counting: threading.Event | None = None) -> None:
         self.writers: list[ShardWriter] = []
+        self.standby = standby
+        self.counting = counting
         if group["ClusterEnabled"]:
             for node_group in group["NodeGroups"]:
                 primary = next(m for m in node_group["NodeGroupMembers"] if m["CurrentRole"] == "primary")
                 slot = min(slotmath.parse(node_group["Slots"]))
                 self.writers.append(ShardWriter(primary["ReadEndpoint"]["Address"], tag_for_slot(slot)))
         else:
-            self.writers.append(ShardWriter(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"], "w"))
+            self.writers.append(ShardWriter(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"], "w",
+                                            standby=standby, counting=counting))
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=w.run, args=(self._stop,), daemon=True) for w in self.writers]
 
@@ -255,6 +305,11 @@ class ConfirmedWriter:
     def confirmed(self) -> list[str]:
         return [key for w in self.writers for key in w.confirmed]
 
+    def lost(self, group: dict[str, Any]) -> list[str]:
+        """The confirmed keys the group no longer holds; a writer that moves region reads from where it writes."""
+        address = self.writers[0].address if self.standby else None
+        return lost_keys(group, self.confirmed, address=address)
+
     def wait_confirmed(self, count: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while min(len(w.confirmed) for w in self.writers) < count:
@@ -270,13 +325,15 @@ def tag_for_slot(slot: int) -> str:
     return str(candidate)
 
 
-def lost_keys(group: dict[str, Any], keys: list[str]) -> list[str]:
-    """The confirmed keys that no longer hold their value, read from the node serving each."""
+def lost_keys(group: dict[str, Any], keys: list[str], *, address: str | None = None) -> list[str]:
+    """The confirmed keys that no longer hold their value, read from the node serving each (or ``address``)."""
     if not keys:
         return []
-    if group["ClusterEnabled"]:
+    if address is not None:
+        client: Any = engine(address)
+    elif group["ClusterEnabled"]:
         endpoint = group["ConfigurationEndpoint"]
-        client: Any = redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=5)
+        client = redis.RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=5)
     else:
         client = engine(group["NodeGroups"][0]["PrimaryEndpoint"]["Address"])
     try:
@@ -296,14 +353,38 @@ def lost_keys(group: dict[str, Any], keys: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------------- running
 
+_NO_ANSWER = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
+              botocore.exceptions.ReadTimeoutError)
+
+
+class _Unanswered:
+    """The client an action calls through. The crash point may be a request's own commit: its answer
+    never comes, and the call returns None once the control plane is seen dead of its SIGKILL, so
+    that the action still returns its condition of convergence (without it a restore, a snapshot or
+    a global failover crashed at its request would be checked for the group's shape only)."""
+
+    def __init__(self, ec: Any, server: Server) -> None:
+        self._ec = ec
+        self._server = server
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._ec, name)
+        if name.startswith("_") or name in ("meta", "exceptions") or not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except _NO_ANSWER:
+                process = self._server.process
+                assert process is not None and process.wait(timeout=10) == -signal.SIGKILL
+                return None
+
+        return call
+
+
 def _start_work(workflow: Workflow, ec: Any, server: Server) -> Callable[[Any], bool] | None:
-    try:
-        return workflow.action(ec, server)
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
-            botocore.exceptions.ReadTimeoutError):
-        # The crash point may be the request's own commit: the answer never comes.
-        assert server.process is not None and server.process.wait(timeout=10) == -signal.SIGKILL
-        return None
+    return workflow.action(_Unanswered(ec, server), server)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -333,6 +414,11 @@ def teardown(server: Server) -> None:
 def enumerate_steps(root: Path, workflow: Workflow) -> list[Step]:
     """Every commit the workflow made after its setup, in order, each as the n-th of its label
     since the control plane started (the setup runs under the same counts in ``crash_at``)."""
+    with contextlib.ExitStack() as stack:
+        return _enumerate_steps(root, workflow.bind(stack) if workflow.bind else workflow)
+
+
+def _enumerate_steps(root: Path, workflow: Workflow) -> list[Step]:
     log = root / f"{workflow.name}-steps.log"
     log.unlink(missing_ok=True)
     server = start_server(root, {"CACHEFLEET_STEP_LOG": str(log)})
@@ -367,6 +453,11 @@ def representative(steps: list[Step]) -> list[Step]:
 
 def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
     """Runs the workflow until the control plane kills itself after ``step``, restarts it, checks."""
+    with contextlib.ExitStack() as stack:
+        return _crash_at(root, workflow.bind(stack) if workflow.bind else workflow, step)
+
+
+def _crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
     began = time.monotonic()
     outcome = Outcome(workflow.name, step)
     steps_log = Path(tempfile.mkstemp(prefix="steps-", suffix=".log", dir=root)[1])
@@ -379,11 +470,14 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
         teardown(server)
         return outcome
     group = describe(ec, workflow.group_id)
-    writer = ConfirmedWriter(group) if workflow.writer and group else None
+    writer = None
+    if workflow.writer and group:
+        writer = workflow.make_writer(ec) if workflow.make_writer else ConfirmedWriter(group)
     try:
         if writer:
             writer.__enter__()
-            writer.wait_confirmed(20)
+            if writer.counting is None:  # else the workflow says when its writes start to count
+                writer.wait_confirmed(20)
         done = _start_work(workflow, ec, server)
         assert server.process is not None
         process = server.process
@@ -422,6 +516,8 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
         group = describe(ec, workflow.group_id)
         assert group is not None
         outcome.problems.extend(engines_agree(group))
+        if workflow.check is not None:
+            outcome.problems.extend(workflow.check(ec))
         if writer:
             # A few more confirmed writes through the converged group, then stop the writer.
             counts = [len(w.confirmed) for w in writer.writers]
@@ -429,12 +525,13 @@ def crash_at(root: Path, workflow: Workflow, step: Step) -> Outcome:
                   20, "confirmed writes after convergence")
             writer.__exit__()
             outcome.confirmed = len(writer.confirmed)
-            lost = lost_keys(group, writer.confirmed)
+            lost = writer.lost(group)
             outcome.lost_count, outcome.lost = len(lost), lost[:10]
             writer = None
         if workflow.upgraded is not None:
             at_crash = {address: pid for address, pid in at_crash.items() if workflow.upgraded(pid)}
-        _check_processes(outcome, server, member_addresses(ec, None), at_crash)
+        members = {c: a for region in workflow.regions for c, a in member_addresses(in_region(ec, region), None).items()}
+        _check_processes(outcome, server, members, at_crash)
         return outcome
     finally:
         if writer:

@@ -151,6 +151,16 @@ class Nodes:
         self._admins: dict[str, tuple[NodeAccess, AdminClient]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
+        self._global_roles: dict[str, asyncio.Lock] = {}
+
+    def global_roles(self, global_id: str | None) -> contextlib.AbstractAsyncContextManager[object]:
+        """Held by a planned global failover from its first step to its last, and by a member
+        group's pass while it decides and sets its primary's role: the pass reads the roles once it
+        holds it, so it never acts on roles read before a failover swapped them (a restarted control
+        plane resumes a failover while its member groups' passes run). No global datastore: nothing."""
+        if global_id is None:
+            return contextlib.nullcontext()
+        return self._global_roles.setdefault(global_id, asyncio.Lock())
 
     # ------------------------------------------------------------------ reaching nodes
     def mode(self, cluster: CacheCluster) -> TransitEncryptionMode | None:

@@ -53,6 +53,14 @@ class GlobalDatastoreWorkflow:
     async def reconcile(self, record: GlobalReplicationGroup) -> None:
         if record.failover_to is None:
             return
+        # The member groups' passes set no primary's role meanwhile (Nodes.global_roles).
+        async with self.nodes.global_roles(record.global_id):
+            current = self.nodes.store.get(GlobalReplicationGroup, record.region, record.global_id)
+            if current is not None and current.failover_to is not None:
+                await self._fail_over(current)
+
+    async def _fail_over(self, record: GlobalReplicationGroup) -> None:
+        assert record.failover_to is not None
         old = self._primary_node(record.primary)
         new = self._primary_node(record.failover_to)
         if old is None or new is None or not self.nodes.running(old[1]) or not self.nodes.running(new[1]):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.scheduler import Retry
+from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
 from cachefleet.domain.events import event_for
 from cachefleet.domain.migrations import (
     START_ATTEMPTS,
@@ -138,11 +139,16 @@ class MigrationWorkflow:
         # with it a failover), and before the primary's offset: under writes the two are then comparable.
         source = await probe_source(migration.address, migration.port, group) if link_up else None
         offset = int((await nodes.admin(primary).info("replication")).get("slave_repl_offset", "0") or 0)
+        # The group's replicas get the source's data through the primary: each one's own full sync
+        # from it follows the primary's (a replica can be seconds behind, or stopped).
+        syncing = await self._replicas_syncing(group, primary) if source is not None else []
         if migration.phase == MigrationPhase.COMPLETING:
-            await self._complete(group, migration, primary_key=node_key(primary), source=source, offset=offset)
+            await self._complete(group, migration, primary_key=node_key(primary), source=source, offset=offset,
+                                 syncing=syncing)
             return
-        # In sync: the primary holds the source's stream up to the offset the source had written.
-        in_sync = source is not None and source.problem is None and offset >= source.offset
+        # In sync: the primary holds the source's stream up to the offset the source had written,
+        # and every running replica of the group has finished its sync from the primary.
+        in_sync = source is not None and source.problem is None and offset >= source.offset and not syncing
         if migration.phase == MigrationPhase.SYNCING and in_sync and source is not None:
             self._record(group, replace(migration, phase=MigrationPhase.IN_SYNC),
                          f"Migration of replication group {group.group_id} is in sync with the source "
@@ -153,6 +159,24 @@ class MigrationWorkflow:
                          f"Migration of replication group {group.group_id}: the replication link to the source "
                          f"{migration.source} is down; resyncing")
         raise Retry(WATCH_INTERVAL if in_sync or not link_up else 0.25, f"migrating {group.group_id} from {migration.source}")
+
+    async def _replicas_syncing(self, group: ReplicationGroup, primary: CacheCluster) -> list[str]:
+        """The group's running replicas whose link to the primary is not up (a full sync in progress)."""
+        nodes = self.nodes
+        members = nodes.members(group)
+        syncing = []
+        for cluster_id in group.node_groups[0].replica_cluster_ids:
+            replica = members.get(cluster_id)
+            if replica is None or replica.status in (ClusterStatus.DELETING, ClusterStatus.CREATE_FAILED) or \
+                    not nodes.running(replica):
+                continue
+            try:
+                if await nodes.in_sync(replica, (primary.node.address, primary.port)):
+                    continue
+            except EngineError:
+                pass
+            syncing.append(cluster_id)
+        return syncing
 
     async def _check_source(self, group: ReplicationGroup, migration: Migration) -> None:
         report = await probe_source(migration.address, migration.port, group)
@@ -183,11 +207,16 @@ class MigrationWorkflow:
         raise Retry(0.0, "")  # the topology points the primary at the source now
 
     async def _complete(self, group: ReplicationGroup, migration: Migration, *, primary_key: str,
-                        source: SourceReport | None, offset: int) -> None:
+                        source: SourceReport | None, offset: int, syncing: list[str]) -> None:
         gid = group.group_id
         if not migration.force:
-            if source is None or source.problem is not None or offset < source.offset:
-                behind = f"replication offset {offset} of the source's {source.offset}" if source else "link down"
+            if source is None or source.problem is not None or offset < source.offset or syncing:
+                if source is None:
+                    behind = "link down"
+                elif syncing and source.problem is None and offset >= source.offset:
+                    behind = f"replica {', '.join(syncing)} still syncing from the primary"
+                else:
+                    behind = f"replication offset {offset} of the source's {source.offset}"
                 self._record(group, replace(migration, phase=migration.resume or MigrationPhase.SYNCING, resume=None),
                              f"Complete Migration failed for {gid}: the data is not in sync with the source "
                              f"{migration.source} ({behind}); try again once in sync, or use Force")

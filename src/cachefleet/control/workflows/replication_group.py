@@ -42,19 +42,23 @@ class ReplicationGroupWorkflow:
         primary = members.get(node_group.primary_cluster_id)
         if primary is None:
             raise Retry(1.0, f"primary {node_group.primary_cluster_id} of {group.group_id} has no record")
-        # A migrating group's primary follows the customer's node (domain/migrations.py), whoever it
-        # is; a global datastore's secondary's primary follows the primary region's primary.
-        leader = global_datastores.upstream(nodes.store, group)
-        follows = (leader.node.address, leader.port) if leader is not None else None
-        if follows is None and group.global_role == global_datastores.MemberRole.SECONDARY:
-            raise Retry(0.5, f"{group.group_id} waits for the primary node of its global datastore")
-        source_of_primary = follows or upstream(nodes.store.get(Migration, group.region, group.group_id))
-        try:
-            await nodes.ensure_running(primary, replica_of=source_of_primary)
-        except NodeStartFailed as failure:
-            await nodes.node_failed(group, primary, str(failure))
-            return
-        await nodes.follow(primary, follows)
+        async with nodes.global_roles(group.global_replication_group_id):
+            # A migrating group's primary follows the customer's node (domain/migrations.py), whoever it
+            # is; a global datastore's secondary's primary follows the primary region's primary. Its
+            # role as stored now, under the global datastore's lock: a failover may have swapped it
+            # since this pass began.
+            current = nodes.current(group) or group
+            leader = global_datastores.upstream(nodes.store, current)
+            follows = (leader.node.address, leader.port) if leader is not None else None
+            if follows is None and current.global_role == global_datastores.MemberRole.SECONDARY:
+                raise Retry(0.5, f"{group.group_id} waits for the primary node of its global datastore")
+            source_of_primary = follows or upstream(nodes.store.get(Migration, group.region, group.group_id))
+            try:
+                await nodes.ensure_running(primary, replica_of=source_of_primary)
+            except NodeStartFailed as failure:
+                await nodes.node_failed(group, primary, str(failure))
+                return
+            await nodes.follow(primary, follows)
         source = (primary.node.address, primary.port)
         replicas = [members[cid] for cid in node_group.replica_cluster_ids if cid in members]
         # A group being created holds no data its readers could miss: its reader endpoint
