@@ -1,0 +1,89 @@
+"""Resource faults (issue 15): what the machine refuses the control plane, and what a user then sees.
+
+Each test runs a real server (``helpers.Server``) with a healthy group beside the one hit, and
+checks that the hit one gets a clear status and event (or the API a clear error), that nothing
+hangs, and that the healthy group keeps serving. Injected: an engine build that exits at start,
+an engine address taken by a foreign process, an engine build deleted while the control plane is
+down, the store's file locked by another process or read-only, the data dir's disk full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cachefleet.engine.catalog import Catalog
+from helpers import (
+    Server,
+    engine,
+    engine_pids,
+    events_of,
+    free_port,
+    fresh_network,
+    wait_group,
+    wait_group_gone,
+)
+
+VALKEY_81 = next(b for b in Catalog.discover().binaries() if b.release.engine == "valkey" and b.release.major_minor == "8.1")
+GROUP = {"ReplicationGroupDescription": "resource faults", "Engine": "valkey", "CacheNodeType": "cache.t4g.micro"}
+
+
+@contextlib.contextmanager
+def server(tmp_path: Path, *extra: str) -> Iterator[Server]:
+    running = Server(data_dir=tmp_path / "data", network=fresh_network(), port=free_port(), extra=list(extra))
+    try:
+        yield running.start()
+    finally:
+        running.down()
+
+
+def healthy(ec: Any, group_id: str) -> None:
+    """The group is available and its primary endpoint takes a write and reads it back."""
+    group = wait_group(ec, group_id)
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+    client = engine(endpoint["Address"], endpoint["Port"])
+    client.set("still", "here")
+    assert client.get("still") == "here"
+    client.close()
+
+
+def failing_build(directory: Path, *, version: str, reason: str) -> Path:
+    """An engine build that reports ``version`` to the catalog and exits 1 at start with ``reason`` on stderr."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "valkey-server"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"# Valkey {version} for Cachefleet's resource fault tests: it exits at start.\n"
+        'if [ "$1" = "--version" ]; then\n'
+        f'  echo "Valkey server v={version} sha=00000000:0 malloc=libc bits=64 build=cachefleet-test-exits"\n'
+        "  exit 0\n"
+        "fi\n"
+        f'echo "# {reason}" >&2\n'
+        "exit 1\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return directory
+
+
+# ---------------------------------------------------------------------------- 1. an engine exits at start
+def test_an_engine_that_exits_at_start_fails_its_group_with_the_engine_reason(tmp_path):
+    reason = "Fatal: cannot allocate the shared memory arena (resource fault test)"
+    builds = failing_build(tmp_path / "exits", version="7.2.4", reason=reason)
+    with server(tmp_path, "--engine-path", str(builds)) as running:
+        ec = running.client()
+        ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+        ec.create_replication_group(ReplicationGroupId="exits", NumCacheClusters=2, EngineVersion="7.2", **GROUP)
+        failed = wait_group(ec, "exits", status="create-failed")
+        assert failed["MemberClusters"] == ["exits-001", "exits-002"]
+        messages = events_of(ec, "exits")
+        assert any("create-failed" in m and reason in m for m in messages), messages
+        members = ec.describe_cache_clusters(CacheClusterId="exits-001")["CacheClusters"]
+        assert members[0]["CacheClusterStatus"] == "create-failed"
+        assert len(engine_pids(running.data_dir)) == 1  # fine's node only: nothing of exits is left running
+        healthy(ec, "fine")
+        ec.delete_replication_group(ReplicationGroupId="exits")
+        wait_group_gone(ec, "exits")
+        healthy(ec, "fine")
