@@ -10,10 +10,13 @@ down, the store's file locked by another process or read-only, the data dir's di
 from __future__ import annotations
 
 import contextlib
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from cachefleet.engine.catalog import Catalog
 from helpers import (
@@ -23,6 +26,7 @@ from helpers import (
     events_of,
     free_port,
     fresh_network,
+    wait_for,
     wait_group,
     wait_group_gone,
 )
@@ -86,4 +90,64 @@ def test_an_engine_that_exits_at_start_fails_its_group_with_the_engine_reason(tm
         healthy(ec, "fine")
         ec.delete_replication_group(ReplicationGroupId="exits")
         wait_group_gone(ec, "exits")
+        healthy(ec, "fine")
+
+
+# ---------------------------------------------------------------------------- 2. an address taken by a foreign process
+def used_addresses(ec: Any) -> set[str]:
+    found = set()
+    for group in ec.describe_replication_groups()["ReplicationGroups"]:
+        for shard in group["NodeGroups"]:
+            for name in ("PrimaryEndpoint", "ReaderEndpoint"):
+                if name in shard:
+                    found.add(shard[name]["Address"])
+            for member in shard["NodeGroupMembers"]:
+                found.add(member["ReadEndpoint"]["Address"])
+    return found
+
+
+@contextlib.contextmanager
+def listening(addresses: list[str], port: int = 6379) -> Iterator[list[socket.socket]]:
+    """A foreign server: listening sockets on ``addresses``:``port``, closed at the end."""
+    sockets = []
+    try:
+        for address in addresses:
+            held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(held)
+            held.bind((address, port))
+            held.listen()
+        yield sockets
+    finally:
+        for held in sockets:
+            held.close()
+
+
+@pytest.mark.parametrize(("taken", "says"), [
+    (0, "Address already in use"),  # the primary's own address: its engine cannot listen, and exits
+    (2, "another process (not a Cachefleet node) listens there"),  # the primary endpoint, bound once it runs
+])
+def test_an_address_taken_by_a_foreign_process_fails_the_create_clearly(tmp_path, taken, says):
+    with server(tmp_path) as running:
+        ec = running.client()
+        ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+        healthy(ec, "fine")
+        network = running.network.removesuffix(".0/24")
+        used = used_addresses(ec)
+        # The lowest free addresses go to the next group: its 2 nodes, then its primary and reader endpoints.
+        free = [f"{network}.{host}" for host in range(1, 254) if f"{network}.{host}" not in used][:4]
+        with listening([free[taken]]):
+            ec.create_replication_group(ReplicationGroupId="taken", NumCacheClusters=2, **GROUP)
+            group = wait_group(ec, "taken", status="create-failed", timeout=20)
+            assert group["NodeGroups"][0]["PrimaryEndpoint"]["Address"] == free[2]
+            assert group["NodeGroups"][0]["NodeGroupMembers"][0]["ReadEndpoint"]["Address"] == free[0]
+            messages = [m for m in events_of(ec, "taken") if "create-failed" in m]
+            assert messages and f"{free[taken]}:6379" in messages[0] and says in messages[0], messages
+            assert "Deprecation warning" not in messages[0], messages  # the engine's reason, not its noise
+            wait_for(lambda: len(engine_pids(running.data_dir)) == 1, timeout=10, what="taken's nodes stopped")
+            healthy(ec, "fine")
+        # Once the address is free again, the same group can be made.
+        ec.delete_replication_group(ReplicationGroupId="taken")
+        wait_group_gone(ec, "taken")
+        ec.create_replication_group(ReplicationGroupId="taken", NumCacheClusters=2, **GROUP)
+        healthy(ec, "taken")
         healthy(ec, "fine")

@@ -47,7 +47,7 @@ from cachefleet.engine import acl
 from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.config import NodeConfig, render
-from cachefleet.providers.local import NodeStartFailed, Seed
+from cachefleet.providers.local import NodeStartFailed, Seed, address_in_use
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,6 +101,10 @@ class GroupFailed(Exception):
     """A node of a group being created would not start: the group is create-failed now."""
 
 
+class AddressTaken(Exception):
+    """An endpoint address a node is to listen on is held by a process that is none of our nodes."""
+
+
 def node_key(cluster: CacheCluster) -> str:
     """A node is known by its address: unique in the node network, and stable for the node's life.
 
@@ -151,6 +155,7 @@ class Nodes:
         self._admins: dict[str, tuple[NodeAccess, AdminClient]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
+        self._taken_reported: set[tuple[str, str]] = set()  # (group id, message) of AddressTaken events recorded
 
     # ------------------------------------------------------------------ reaching nodes
     def mode(self, cluster: CacheCluster) -> TransitEncryptionMode | None:
@@ -774,9 +779,37 @@ class Nodes:
                     break
                 except EngineError:
                     await asyncio.sleep(0.05)
+            self._foreign_holder(cluster, addresses)
             raise
         self.observed.binds[key] = list(addresses)
         log.info("node %s listens on %s", key, " ".join(addresses))
+
+    def _foreign_holder(self, cluster: CacheCluster, addresses: list[str]) -> None:
+        """Raises AddressTaken if one of ``addresses`` is held by a process that is none of our nodes
+        (a rebind that fails for that reason fails again however often it is tried)."""
+        ours = {address for binds in self.observed.binds.values() for address in binds}
+        for address in addresses:
+            if address == cluster.node.address or address in ours:
+                continue
+            if address_in_use(address, cluster.port):
+                raise AddressTaken(
+                    f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} cannot listen on the "
+                    f"endpoint address {address}:{cluster.port}: another process (not a Cachefleet node) listens there. "
+                    "Stop that process, or start Cachefleet with a --node-network no other process uses"
+                )
+
+    async def address_taken(self, group: ReplicationGroup, message: str) -> None:
+        """An endpoint of the group cannot be bound (AddressTaken): a group being created fails
+        (GroupFailed); another one says so once in an event and tries again in 5 s (Retry)."""
+        log.warning("%s", message)
+        current = self.current(group) or group
+        if current.status == GroupStatus.CREATING:
+            await self.fail_group_creation(current, message)
+            raise GroupFailed(message)
+        if (current.group_id, message) not in self._taken_reported:
+            self._taken_reported.add((current.group_id, message))
+            self.record(current, message + "; trying again every 5 s")
+        raise Retry(5.0, message)
 
     async def place(self, desired: dict[str, tuple[CacheCluster, list[str]]]) -> None:
         """Binds each node's wanted addresses: releases first (an address can be bound by one
