@@ -10,6 +10,9 @@ down, the store's file locked by another process or read-only, the data dir's di
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import signal
 import socket
 import stat
 from collections.abc import Iterator
@@ -19,13 +22,17 @@ from typing import Any
 import pytest
 
 from cachefleet.engine.catalog import Catalog
+from engines import marked_build
 from helpers import (
     Server,
+    cluster_status,
     engine,
     engine_pids,
     events_of,
     free_port,
     fresh_network,
+    wait_cluster,
+    wait_event,
     wait_for,
     wait_group,
     wait_group_gone,
@@ -150,4 +157,53 @@ def test_an_address_taken_by_a_foreign_process_fails_the_create_clearly(tmp_path
         wait_group_gone(ec, "taken")
         ec.create_replication_group(ReplicationGroupId="taken", NumCacheClusters=2, **GROUP)
         healthy(ec, "taken")
+        healthy(ec, "fine")
+
+
+# ---------------------------------------------------------------------------- 3. an engine build gone at restart
+def test_an_engine_build_deleted_while_the_control_plane_is_down(tmp_path):
+    builds = marked_build(tmp_path / "builds", VALKEY_81, version="8.1.9", mark="{title} resource-faults-8.1.9")
+    with server(tmp_path, "--engine-path", str(builds)) as running:
+        ec = running.client()
+        ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+        ec.create_replication_group(ReplicationGroupId="wrapped", NumCacheClusters=2, EngineVersion="8.1", **GROUP)
+        ec.create_cache_cluster(CacheClusterId="solo", Engine="valkey", EngineVersion="8.1", CacheNodeType="cache.t4g.micro")
+        solo = wait_cluster(ec, "solo")["CacheNodes"][0]["Endpoint"]["Address"]
+        healthy(ec, "wrapped")
+        healthy(ec, "fine")
+        assert ec.describe_cache_clusters(CacheClusterId="wrapped-001")["CacheClusters"][0]["EngineVersion"] == "8.1.9"
+        before = engine_pids(running.data_dir)
+        running.stop()
+        shutil.rmtree(builds)
+        running.start()
+        ec = running.client()
+        # The nodes still run: adopted, not restarted, and serving.
+        assert engine_pids(running.data_dir) == before
+        healthy(ec, "wrapped")
+        healthy(ec, "fine")
+        # A node of the missing build that has to start again cannot: it says so, once, and its status shows it.
+        replica = ec.describe_cache_clusters(CacheClusterId="wrapped-002", ShowCacheNodeInfo=True)["CacheClusters"][0]
+        os.kill(before[replica["CacheNodes"][0]["Endpoint"]["Address"]], signal.SIGKILL)
+        os.kill(before[solo], signal.SIGKILL)
+        for cluster_id in ("wrapped-002", "solo"):
+            said = wait_event(ec, cluster_id, "would not start")
+            assert "its engine build valkey 8.1.9 is not installed on this machine any more" in said[0], said
+            assert cluster_status(ec, cluster_id) == "modifying"
+        # A cluster that cannot start can be deleted meanwhile.
+        ec.delete_cache_cluster(CacheClusterId="solo")
+        wait_for(lambda: cluster_status(ec, "solo") is None, timeout=20, what="solo deleted")
+        healthy(ec, "wrapped")  # its primary still serves
+        healthy(ec, "fine")
+        # Tried again (each try is logged), but not said again every 5 s.
+        wait_for(lambda: running.log().count("8.1.9 is not installed on this machine") >= 2, timeout=15,
+                 interval=0.2, what="another start attempt")
+        assert len([m for m in events_of(ec, "wrapped-002") if "would not start" in m]) == 1
+        # With the build back (and the control plane started again, which finds builds), the node starts.
+        running.stop()
+        marked_build(builds, VALKEY_81, version="8.1.9", mark="{title} resource-faults-8.1.9")
+        running.start()
+        ec = running.client()
+        wait_cluster(ec, "wrapped-002", timeout=20)
+        wait_event(ec, "wrapped-002", "Cache cluster wrapped-002 is available")
+        assert engine(replica["CacheNodes"][0]["Endpoint"]["Address"]).get("still") == "here"  # resynced
         healthy(ec, "fine")

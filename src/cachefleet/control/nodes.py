@@ -26,7 +26,7 @@ from cachefleet.control.health import HealthMonitor
 from cachefleet.control.locks import Locks, fingerprint
 from cachefleet.control.scheduler import Retry
 from cachefleet.domain import parameters as catalogue
-from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus, NodeStatus
+from cachefleet.domain.cache_clusters import NODE_RESTARTING, CacheCluster, ClusterStatus, NodeStatus
 from cachefleet.domain.credentials import CONTROL_PLANE_USER, TransitEncryptionMode
 from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.events import event_for
@@ -155,7 +155,8 @@ class Nodes:
         self._admins: dict[str, tuple[NodeAccess, AdminClient]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
-        self._taken_reported: set[tuple[str, str]] = set()  # (group id, message) of AddressTaken events recorded
+        self._taken_reported: set[tuple[str, str]] = set()
+        self._start_failures: dict[str, str] = {}  # node key -> why its last start failed (said in an event once)  # (group id, message) of AddressTaken events recorded
 
     # ------------------------------------------------------------------ reaching nodes
     def mode(self, cluster: CacheCluster) -> TransitEncryptionMode | None:
@@ -491,7 +492,16 @@ class Nodes:
         seed: Seed | None = None, load_bytes: int = 0,
     ) -> None:
         key = node_key(cluster)
-        binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        try:
+            binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        except LookupError:
+            # Its build was removed (an --engine-path directory gone, a package uninstalled) while
+            # the node did not run: no attempt can start it until the build is back.
+            raise NodeStartFailed(
+                f"its engine build {cluster.engine} {cluster.engine_version} is not installed on this machine "
+                "any more; install it again (or give its --engine-path) and restart Cachefleet, or delete the "
+                "cluster"
+            ) from None
         # Locked from its first instant: the ACL file holds the control-plane user and its clients' users.
         users = self.locks.users(cluster, key)
         self.locks.write_aclfile(key, users)
@@ -513,6 +523,7 @@ class Nodes:
             except NodeStartFailed as failure:
                 last = failure
                 continue
+            self._start_failures.pop(key, None)
             self.observed.binds[key] = [cluster.node.address]
             self.observed.transit[key] = mode
             self.observed.users[key] = (pid, fingerprint(users))
@@ -574,7 +585,17 @@ class Nodes:
                     tx.delete(create)
                 tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} create-failed: {message}", self.clock.now()))
             return
-        self.record(cluster, message + "; trying again in 5 s")
+        key = node_key(cluster)
+        current = self.store.get(CacheCluster, cluster.region, cluster.cluster_id) or cluster
+        if self._start_failures.get(key) != reason or current.status == ClusterStatus.AVAILABLE:
+            # Said once (not every 5 s), and seen in its status: the cluster is not available while its
+            # node does not run; it is again once the node starts (mark_available).
+            self._start_failures[key] = reason
+            with self.store.transaction() as tx:
+                if current.status == ClusterStatus.AVAILABLE:
+                    tx.put(replace(current, status=ClusterStatus.MODIFYING, status_reason=NODE_RESTARTING,
+                                   node=replace(current.node, status=NodeStatus.CREATING)))
+                tx.add_event(event_for(current, message + "; trying again every 5 s", self.clock.now()))
         raise Retry(5.0, message)
 
     async def fail_group_creation(self, group: ReplicationGroup, message: str, *, cause: CacheCluster | None = None) -> None:
