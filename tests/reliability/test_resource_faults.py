@@ -14,12 +14,16 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from cachefleet.engine.catalog import Catalog
 from engines import marked_build
@@ -29,6 +33,7 @@ from helpers import (
     engine,
     engine_pids,
     events_of,
+    expect,
     free_port,
     fresh_network,
     wait_cluster,
@@ -51,14 +56,21 @@ def server(tmp_path: Path, *extra: str) -> Iterator[Server]:
         running.down()
 
 
-def healthy(ec: Any, group_id: str) -> None:
-    """The group is available and its primary endpoint takes a write and reads it back."""
-    group = wait_group(ec, group_id)
-    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
-    client = engine(endpoint["Address"], endpoint["Port"])
-    client.set("still", "here")
-    assert client.get("still") == "here"
-    client.close()
+def healthy(ec: Any, group_id: str, timeout: float = 30.0) -> None:
+    """The group is available and its primary endpoint takes a write and reads it back (within ``timeout``)."""
+    endpoint = wait_group(ec, group_id, timeout=timeout)["NodeGroups"][0]["PrimaryEndpoint"]
+
+    def written() -> bool:
+        client = engine(endpoint["Address"], endpoint["Port"])
+        try:
+            client.set("still", "here")
+            return client.get("still") == "here"
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    wait_for(written, timeout=timeout, interval=0.1, what=f"{group_id}'s primary endpoint to take a write")
 
 
 def failing_build(directory: Path, *, version: str, reason: str) -> Path:
@@ -207,3 +219,95 @@ def test_an_engine_build_deleted_while_the_control_plane_is_down(tmp_path):
         wait_event(ec, "wrapped-002", "Cache cluster wrapped-002 is available")
         assert engine(replica["CacheNodes"][0]["Endpoint"]["Address"]).get("still") == "here"  # resynced
         healthy(ec, "fine")
+
+
+# ---------------------------------------------------------------------------- 4. the store locked or read-only
+@contextlib.contextmanager
+def store_locked(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another process's writer on the store: BEGIN EXCLUSIVE held open on its own connection."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        yield other
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            other.execute("ROLLBACK")
+        other.close()
+
+
+def test_a_store_locked_by_another_process_refuses_writes_and_serves_reads(tmp_path):
+    subnets = {"CacheSubnetGroupDescription": "x", "SubnetIds": ["subnet-us-east-1a"]}
+    with server(tmp_path) as running:
+        ec = running.client()
+        ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+        healthy(ec, "fine")
+        with store_locked(running.data_dir / "state.db"):
+            start = time.monotonic()
+            expect("ServiceUnavailable", ec.create_cache_subnet_group, status=503, says="locked by another process",
+                   CacheSubnetGroupName="locked", **subnets)
+            expect("ServiceUnavailable", ec.create_replication_group, status=503, says="Nothing was changed",
+                   ReplicationGroupId="second", NumCacheClusters=1, **GROUP)
+            assert time.monotonic() - start < 5  # no hang: a few half-second waits (botocore tries twice)
+            # Reads answer, at once.
+            start = time.monotonic()
+            assert ec.describe_replication_groups(ReplicationGroupId="fine")["ReplicationGroups"][0]["Status"] == "available"
+            assert any("fine created and available" in m for m in events_of(ec, "fine"))
+            assert time.monotonic() - start < 1
+            expect("ReplicationGroupNotFoundFault", ec.describe_replication_groups, ReplicationGroupId="second")
+            healthy(ec, "fine")  # the data plane is untouched
+            # A node lost meanwhile waits for the store: the control plane records before it acts.
+            os.kill(next(iter(engine_pids(running.data_dir).values())), signal.SIGKILL)
+            wait_for(lambda: running.log().count("the store cannot write") >= 1, timeout=10, interval=0.1,
+                     what="the control plane to find the store locked")
+        # The lock gone, the same requests work.
+        healthy(ec, "fine", timeout=15)  # restarted (empty) within a retry of the store
+        ec.create_cache_subnet_group(CacheSubnetGroupName="locked", **subnets)
+        ec.create_replication_group(ReplicationGroupId="second", NumCacheClusters=1, **GROUP)
+        healthy(ec, "second")
+        healthy(ec, "fine")
+    assert integrity(running.data_dir / "state.db") == "ok"
+
+
+def integrity(path: Path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path`` read-only even for root (the tests run as root, whom a chmod does not stop): a
+    read-only bind mount of the file over itself, detached at the end (lazily: the server may
+    hold the read-only file open; what it opens afterwards is the writable file again)."""
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_a_read_only_store_refuses_writes_serves_reads_and_writes_again_once_writable(tmp_path):
+    subnets = {"CacheSubnetGroupDescription": "x", "SubnetIds": ["subnet-us-east-1a"]}
+    with server(tmp_path) as running:
+        ec = running.client()
+        ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+        healthy(ec, "fine")
+        before = engine_pids(running.data_dir)
+        running.stop()
+        with read_only(running.data_dir / "state.db"):
+            with pytest.raises(OSError, match="Read-only"):
+                open(running.data_dir / "state.db", "r+b").close()  # the fault is real: root cannot write it
+            running.start()  # it starts: what it has is served
+            ec = running.client()
+            expect("ServiceUnavailable", ec.create_cache_subnet_group, status=503, says="is read-only",
+                   CacheSubnetGroupName="ro", **subnets)
+            assert ec.describe_replication_groups(ReplicationGroupId="fine")["ReplicationGroups"][0]["Status"] == "available"
+            assert any("fine created and available" in m for m in events_of(ec, "fine"))
+            healthy(ec, "fine")
+            assert engine_pids(running.data_dir) == before  # adopted, not restarted
+        # Writable again: no restart needed.
+        ec.create_cache_subnet_group(CacheSubnetGroupName="ro", **subnets)
+        ec.create_replication_group(ReplicationGroupId="second", NumCacheClusters=1, **GROUP)
+        healthy(ec, "second")
+        healthy(ec, "fine")
+    assert integrity(running.data_dir / "state.db") == "ok"
