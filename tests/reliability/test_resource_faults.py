@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import redis
+from botocore.exceptions import ClientError
 
 from cachefleet.engine.catalog import Catalog
 from engines import marked_build
@@ -309,5 +310,99 @@ def test_a_read_only_store_refuses_writes_serves_reads_and_writes_again_once_wri
         ec.create_cache_subnet_group(CacheSubnetGroupName="ro", **subnets)
         ec.create_replication_group(ReplicationGroupId="second", NumCacheClusters=1, **GROUP)
         healthy(ec, "second")
+        healthy(ec, "fine")
+    assert integrity(running.data_dir / "state.db") == "ok"
+
+
+# ---------------------------------------------------------------------------- 5. the data dir's disk full
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``path`` (the tests run as root), unmounted at the end."""
+    path.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill(directory: Path, *, leave: int = 0) -> Path:
+    """Writes a file in ``directory`` until its disk has only ``leave`` bytes left; returns it."""
+    filler = directory / "filler"
+    free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+    chunk = b"\0" * (1 << 20)
+    with open(filler, "ab", buffering=0) as out:
+        written = 0
+        try:
+            while written < free - leave:
+                written += out.write(chunk[: min(len(chunk), free - leave - written)])
+        except OSError as error:
+            assert error.errno == 28, error  # ENOSPC
+    return filler
+
+
+def snapshot_status(ec: Any, name: str) -> str:
+    return str(ec.describe_snapshots(SnapshotName=name)["Snapshots"][0]["SnapshotStatus"])
+
+
+def test_a_full_data_disk(tmp_path):
+    subnets = {"CacheSubnetGroupDescription": "x", "SubnetIds": ["subnet-us-east-1a"]}
+    with small_disk(tmp_path / "data", "48m") as data, server(tmp_path) as running:
+        ec = running.client()
+        ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+        ec.create_replication_group(ReplicationGroupId="full", NumCacheClusters=1, **GROUP)
+        healthy(ec, "fine")
+        healthy(ec, "full")
+        endpoint = wait_group(ec, "full")["NodeGroups"][0]["PrimaryEndpoint"]
+        client = engine(endpoint["Address"])
+        pipe = client.pipeline()
+        for i in range(4000):
+            pipe.set(f"k:{i}", os.urandom(500).hex())  # 4 MB that does not compress: its RDB needs the room
+        pipe.execute()
+
+        # Room for the store's writes, not for an RDB: a snapshot fails, saying so.
+        filler = fill(data, leave=1 << 20)
+        ec.create_snapshot(ReplicationGroupId="full", SnapshotName="on-a-full-disk")
+        wait_for(lambda: snapshot_status(ec, "on-a-full-disk") == "failed", timeout=20, interval=0.1,
+                 what="the snapshot to fail")
+        said = wait_event(ec, "full", "Snapshot failed for snapshot with ID 'on-a-full-disk'")
+        assert "no space left" in said[0], said
+        wait_group(ec, "full")
+        # A new replica's full sync (the primary saves an RDB for it) cannot finish: said, not silent.
+        ec.increase_replica_count(ReplicationGroupId="full", NewReplicaCount=1, ApplyImmediately=True)
+        said = wait_event(ec, "full-002", "cannot finish its full sync")
+        assert "its primary full-001 could not save the data a full sync sends" in said[0], said
+        assert "bytes are free on its data disk" in said[0], said
+        assert ec.describe_replication_groups(ReplicationGroupId="full")["ReplicationGroups"][0]["Status"] == "modifying"
+        client.set("writes", "still taken")  # the primary serves its clients meanwhile
+        healthy(ec, "fine")
+
+        # No byte left: the store refuses changes with a clear server fault; reads answer.
+        fill(data)
+        refused = []
+        for i in range(200):  # what room the store's write-ahead log still has is used up, then refused
+            try:
+                ec.create_cache_subnet_group(CacheSubnetGroupName=f"full{i}", **subnets)
+            except ClientError as error:
+                assert error.response["Error"]["Code"] == "ServiceUnavailable", error.response
+                assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+                assert "is on a full disk" in error.response["Error"]["Message"]
+                refused.append(f"full{i}")
+                if len(refused) == 3:
+                    break
+        assert len(refused) == 3
+        expect("CacheSubnetGroupNotFoundFault", ec.describe_cache_subnet_groups, CacheSubnetGroupName=refused[0])
+        assert ec.describe_replication_groups(ReplicationGroupId="fine")["ReplicationGroups"][0]["Status"] == "available"
+        assert events_of(ec, "full")
+        healthy(ec, "fine")
+
+        # Room again: the sync finishes, snapshots and changes work, nothing was lost.
+        filler.unlink()
+        wait_cluster(ec, "full-002", timeout=30)
+        healthy(ec, "full")
+        assert client.get("k:3999") is not None and client.get("writes") == "still taken"
+        ec.create_snapshot(ReplicationGroupId="full", SnapshotName="with-room")
+        wait_for(lambda: snapshot_status(ec, "with-room") == "available", timeout=30, interval=0.1, what="snapshot")
+        ec.create_cache_subnet_group(CacheSubnetGroupName=refused[0], **subnets)
         healthy(ec, "fine")
     assert integrity(running.data_dir / "state.db") == "ok"

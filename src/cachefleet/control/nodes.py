@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -156,7 +157,8 @@ class Nodes:
         self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
         self._taken_reported: set[tuple[str, str]] = set()
-        self._start_failures: dict[str, str] = {}  # node key -> why its last start failed (said in an event once)  # (group id, message) of AddressTaken events recorded
+        self._start_failures: dict[str, str] = {}
+        self._sync_blocked: set[str] = set()  # replica keys whose blocked full sync was said in an event  # node key -> why its last start failed (said in an event once)  # (group id, message) of AddressTaken events recorded
 
     # ------------------------------------------------------------------ reaching nodes
     def mode(self, cluster: CacheCluster) -> TransitEncryptionMode | None:
@@ -872,6 +874,31 @@ class Nodes:
             elif key in self.observed.links_down and state is not None and state.link_up:
                 self.observed.links_down.discard(key)
                 self.record(cluster, f"Replication link of cache cluster {cluster.cluster_id} to its primary is up again{offset}")
+
+    async def sync_blocked(self, primary: CacheCluster) -> str | None:
+        """Why a full sync from ``primary`` cannot finish, if the primary tells: its last save of the
+        data a sync sends failed (a disk-based sync: engine/config.py), its data disk full, say."""
+        info = await self.admin(primary).info("persistence")
+        if info.get("rdb_last_bgsave_status") != "err" or info.get("rdb_bgsave_in_progress") == "1":
+            return None
+        try:
+            free = f"{shutil.disk_usage(self.provider.node_dir(node_key(primary))).free} bytes are free on its data disk"
+        except OSError as error:
+            free = f"its data disk cannot be looked at: {error}"
+        return f"its primary {primary.cluster_id} could not save the data a full sync sends (its last save failed; {free})"
+
+    def note_sync(self, replicas: Sequence[CacheCluster], blocked: str | None) -> None:
+        """Says once (an event per replica) that the full syncs of ``replicas`` are blocked, and why;
+        a replica whose sync is done (``blocked`` None) is said again if it is blocked later."""
+        for replica in replicas:
+            key = node_key(replica)
+            if blocked is None:
+                self._sync_blocked.discard(key)
+            elif key not in self._sync_blocked:
+                self._sync_blocked.add(key)
+                self.record(
+                    replica, f"Cache cluster {replica.cluster_id} cannot finish its full sync: {blocked}; it is tried again"
+                )
 
     async def in_sync(self, replica: CacheCluster, source: tuple[str, int]) -> bool:
         """Whether the replica follows ``source`` with its link up (its full sync is done)."""

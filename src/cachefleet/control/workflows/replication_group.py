@@ -94,7 +94,13 @@ class ReplicationGroupWorkflow:
         nodes.mark_available(primary)
         for cluster in synced:
             nodes.mark_available(cluster)
+        nodes.note_sync(synced, None)
         if pending:
+            # A sync the primary cannot serve (its disk full) is said, and looked at less often.
+            blocked = await nodes.sync_blocked(primary)
+            if blocked is not None:
+                nodes.note_sync([members[cid] for cid in pending], blocked)
+                raise Retry(1.0, blocked)
             raise Retry(0.005, "")
 
     async def _reader_homeless(self, node_group: NodeGroup, primary: CacheCluster, replicas: list[CacheCluster]) -> bool:
