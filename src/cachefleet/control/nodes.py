@@ -18,6 +18,7 @@ import contextlib
 import logging
 import shutil
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +65,7 @@ RECOVERING = "recovering"  # status_reason of a lost primary coming back as a re
 HUNG_PRIMARY_GRACE = 10.0
 HUNG_REPLICA_GRACE = 5.0
 REPLACING = "replacing"  # status_reason of a node restarting on another build (an engine upgrade)
+SYNC_LOOK_AFTER = 1.0  # seconds a full sync runs before its primary is asked whether it can finish
 SHUTDOWN_TIMEOUT = 60.0  # seconds for a node to save its data and exit (SHUTDOWN SAVE)
 
 
@@ -156,9 +158,10 @@ class Nodes:
         self._admins: dict[str, tuple[NodeAccess, AdminClient]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
-        self._taken_reported: set[tuple[str, str]] = set()
-        self._start_failures: dict[str, str] = {}
-        self._sync_blocked: set[str] = set()  # replica keys whose blocked full sync was said in an event  # node key -> why its last start failed (said in an event once)  # (group id, message) of AddressTaken events recorded
+        self._taken_reported: set[tuple[str, str]] = set()  # (group id, message) of AddressTaken events recorded
+        self._start_failures: dict[str, str] = {}  # node key -> why its last start failed (said in an event once)
+        self._sync_blocked: set[str] = set()  # replica keys whose blocked full sync was said in an event
+        self._syncing_since: dict[str, float] = {}  # replica key -> when its pending sync was seen (or looked at)
 
     # ------------------------------------------------------------------ reaching nodes
     def mode(self, cluster: CacheCluster) -> TransitEncryptionMode | None:
@@ -879,13 +882,27 @@ class Nodes:
         """Why a full sync from ``primary`` cannot finish, if the primary tells: its last save of the
         data a sync sends failed (a disk-based sync: engine/config.py), its data disk full, say."""
         info = await self.admin(primary).info("persistence")
-        if info.get("rdb_last_bgsave_status") != "err" or info.get("rdb_bgsave_in_progress") == "1":
+        # Whatever save runs now (the engine tries the sync again every second), the last one failed.
+        if info.get("rdb_last_bgsave_status") != "err":
             return None
         try:
             free = f"{shutil.disk_usage(self.provider.node_dir(node_key(primary))).free} bytes are free on its data disk"
         except OSError as error:
             free = f"its data disk cannot be looked at: {error}"
         return f"its primary {primary.cluster_id} could not save the data a full sync sends (its last save failed; {free})"
+
+    def syncing_long(self, replicas: Sequence[CacheCluster], seconds: float = SYNC_LOOK_AFTER) -> bool:
+        """Whether to ask the primary if the pending full syncs of ``replicas`` can finish: once one has
+        run ``seconds``, and then every ``seconds`` (a sync's passes come every 5 ms)."""
+        now = time.monotonic()
+        due = False
+        for replica in replicas:
+            key = node_key(replica)
+            since = self._syncing_since.setdefault(key, now)
+            if now - since >= seconds:
+                self._syncing_since[key] = now  # the next look, a period later
+                due = True
+        return due
 
     def note_sync(self, replicas: Sequence[CacheCluster], blocked: str | None) -> None:
         """Says once (an event per replica) that the full syncs of ``replicas`` are blocked, and why;
@@ -894,6 +911,7 @@ class Nodes:
             key = node_key(replica)
             if blocked is None:
                 self._sync_blocked.discard(key)
+                self._syncing_since.pop(key, None)
             elif key not in self._sync_blocked:
                 self._sync_blocked.add(key)
                 self.record(

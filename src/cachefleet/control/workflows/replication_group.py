@@ -97,9 +97,10 @@ class ReplicationGroupWorkflow:
         nodes.note_sync(synced, None)
         if pending:
             # A sync the primary cannot serve (its disk full) is said, and looked at less often.
-            blocked = await nodes.sync_blocked(primary)
+            waiting = [members[cid] for cid in pending]
+            blocked = await nodes.sync_blocked(primary) if nodes.syncing_long(waiting) else None
             if blocked is not None:
-                nodes.note_sync([members[cid] for cid in pending], blocked)
+                nodes.note_sync(waiting, blocked)
                 raise Retry(1.0, blocked)
             raise Retry(0.005, "")
 
