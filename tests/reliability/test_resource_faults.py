@@ -406,3 +406,26 @@ def test_a_full_data_disk(tmp_path):
         ec.create_cache_subnet_group(CacheSubnetGroupName=refused[0], **subnets)
         healthy(ec, "fine")
     assert integrity(running.data_dir / "state.db") == "ok"
+
+
+def test_a_full_data_disk_blocks_a_cluster_mode_replica_sync_and_says_so(tmp_path):
+    with small_disk(tmp_path / "data", "48m") as data, server(tmp_path) as running:
+        ec = running.client()
+        ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+        ec.create_replication_group(ReplicationGroupId="sharded", NumNodeGroups=1, ReplicasPerNodeGroup=0,
+                                    CacheParameterGroupName="default.valkey9.cluster.on", **GROUP)
+        primary = wait_group(ec, "sharded")["NodeGroups"][0]["NodeGroupMembers"][0]["ReadEndpoint"]["Address"]
+        client = engine(primary)
+        pipe = client.pipeline(transaction=False)
+        for i in range(4000):
+            pipe.set(f"{{k}}:{i}", os.urandom(500).hex())
+        pipe.execute()
+        filler = fill(data, leave=1 << 20)
+        ec.increase_replica_count(ReplicationGroupId="sharded", NewReplicaCount=1, ApplyImmediately=True)
+        said = wait_event(ec, "sharded-0001-002", "cannot finish its full sync")
+        assert "its primary sharded-0001-001 could not save the data a full sync sends" in said[0], said
+        healthy(ec, "fine")
+        filler.unlink()
+        wait_group(ec, "sharded", timeout=30)
+        assert cluster_status(ec, "sharded-0001-002") == "available"
+        healthy(ec, "fine")
