@@ -317,7 +317,13 @@ class Cachefleet:
         self._lock.acquire()
         clock = self.clock
         self.store = SqliteStore(self.settings.data_dir / "state.db")
-        os.chmod(self.settings.data_dir / "state.db", 0o600)
+        if self.store.writable:
+            os.chmod(self.settings.data_dir / "state.db", 0o600)
+        else:
+            log.warning(
+                "the state store %s is read-only: the API answers reads, and every change with "
+                "ServiceUnavailable until it is writable again", self.settings.data_dir / "state.db",
+            )
         provider = local.LocalProvider(self.settings.data_dir)
         # The CA exists from the first start: clients can fetch it before any TLS group does.
         self.ca = tls.CertificateAuthority.load_or_create(self.settings.data_dir / "tls")

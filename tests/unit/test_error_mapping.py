@@ -37,7 +37,7 @@ DOMAIN_ERRORS = {
     if isinstance(value, type) and issubclass(value, domain.CachefleetError)
 }
 # Classes mapped by class alone, whatever their resource.
-BY_CLASS = {domain.InvalidParameterValue, domain.InvalidParameterCombination, domain.ValidationError}
+BY_CLASS = {domain.InvalidParameterValue, domain.InvalidParameterCombination, domain.ValidationError, domain.StoreUnavailable}
 # A resource that is not a literal must be listed here with every value it can take.
 KIND_NAMES = {kind.name for kind in kinds.all_kinds()}
 DYNAMIC_RESOURCES = {

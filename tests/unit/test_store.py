@@ -117,3 +117,28 @@ def test_regions_are_separate(tmp_path):
         tx.put(cluster("c1", "eu-west-1"))
     assert len(store.list(CacheCluster)) == 2
     assert store.get(CacheCluster, "eu-west-1", "c1").region == "eu-west-1"
+
+
+def test_a_store_locked_by_another_process_refuses_a_write_soon_and_keeps_what_it_had(tmp_path):
+    import sqlite3
+    import time
+
+    from cachefleet.domain.errors import StoreUnavailable
+
+    store = SqliteStore(tmp_path / "state.db")
+    with store.transaction() as tx:
+        tx.put(group())
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    start = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="locked by another process"), store.transaction() as tx:
+        tx.put(cluster())
+        tx.delete(group())
+    assert time.monotonic() - start < 2  # the event loop waits at most the busy timeout, not 5 s
+    assert store.get(CacheCluster, "us-east-1", "c1") is None  # the mirror has none of it either
+    assert store.get(ReplicationGroup, "us-east-1", "g") == group()
+    other.execute("ROLLBACK")
+    other.close()
+    with store.transaction() as tx:
+        tx.put(cluster())
+    assert SqliteStore(tmp_path / "state.db").get(CacheCluster, "us-east-1", "c1") == cluster()

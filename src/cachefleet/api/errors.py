@@ -144,6 +144,8 @@ class ErrorCatalog:
             return ApiError("InvalidParameterValue", error.message)
         if isinstance(error, domain.ValidationError):
             return ApiError("ValidationError", error.message)
+        if isinstance(error, domain.StoreUnavailable):
+            return ApiError("ServiceUnavailable", error.message)
         shape = shape_for(error)
         if shape is None:
             log.error("no AWS error for %s(resource=%r): %s", type(error).__name__, error.resource, error.message)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +28,7 @@ from cachefleet.control.health import HealthMonitor
 from cachefleet.control.locks import Locks, fingerprint
 from cachefleet.control.scheduler import Retry
 from cachefleet.domain import parameters as catalogue
-from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus, NodeStatus
+from cachefleet.domain.cache_clusters import NODE_RESTARTING, CacheCluster, ClusterStatus, NodeStatus
 from cachefleet.domain.credentials import CONTROL_PLANE_USER, TransitEncryptionMode
 from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.events import event_for
@@ -47,7 +49,7 @@ from cachefleet.engine import acl
 from cachefleet.engine.access import NodeAccess
 from cachefleet.engine.admin import AdminClient, EngineError
 from cachefleet.engine.config import NodeConfig, render
-from cachefleet.providers.local import NodeStartFailed, Seed
+from cachefleet.providers.local import NodeStartFailed, Seed, address_in_use
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +65,7 @@ RECOVERING = "recovering"  # status_reason of a lost primary coming back as a re
 HUNG_PRIMARY_GRACE = 10.0
 HUNG_REPLICA_GRACE = 5.0
 REPLACING = "replacing"  # status_reason of a node restarting on another build (an engine upgrade)
+SYNC_LOOK_AFTER = 1.0  # seconds a full sync runs before its primary is asked whether it can finish
 SHUTDOWN_TIMEOUT = 60.0  # seconds for a node to save its data and exit (SHUTDOWN SAVE)
 
 
@@ -99,6 +102,10 @@ class Binaries(Protocol):
 
 class GroupFailed(Exception):
     """A node of a group being created would not start: the group is create-failed now."""
+
+
+class AddressTaken(Exception):
+    """An endpoint address a node is to listen on is held by a process that is none of our nodes."""
 
 
 def node_key(cluster: CacheCluster) -> str:
@@ -152,6 +159,10 @@ class Nodes:
         self._closing: set[asyncio.Task[None]] = set()
         self.observed = Observed({}, {}, {}, set(), set(), set())
         self._global_roles: dict[str, asyncio.Lock] = {}
+        self._taken_reported: set[tuple[str, str]] = set()  # (group id, message) of AddressTaken events recorded
+        self._start_failures: dict[str, str] = {}  # node key -> why its last start failed (said in an event once)
+        self._sync_blocked: set[str] = set()  # replica keys whose blocked full sync was said in an event
+        self._syncing_since: dict[str, float] = {}  # replica key -> when its pending sync was seen (or looked at)
 
     def global_roles(self, global_id: str | None) -> contextlib.AbstractAsyncContextManager[object]:
         """Held by a planned global failover from its first step to its last, and by a member
@@ -496,7 +507,16 @@ class Nodes:
         seed: Seed | None = None, load_bytes: int = 0,
     ) -> None:
         key = node_key(cluster)
-        binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        try:
+            binary = self._binaries.binary(cluster.engine, cluster.engine_version)
+        except LookupError:
+            # Its build was removed (an --engine-path directory gone, a package uninstalled) while
+            # the node did not run: no attempt can start it until the build is back.
+            raise NodeStartFailed(
+                f"its engine build {cluster.engine} {cluster.engine_version} is not installed on this machine "
+                "any more; install it again (or give its --engine-path) and restart Cachefleet, or delete the "
+                "cluster"
+            ) from None
         # Locked from its first instant: the ACL file holds the control-plane user and its clients' users.
         users = self.locks.users(cluster, key)
         self.locks.write_aclfile(key, users)
@@ -518,6 +538,7 @@ class Nodes:
             except NodeStartFailed as failure:
                 last = failure
                 continue
+            self._start_failures.pop(key, None)
             self.observed.binds[key] = [cluster.node.address]
             self.observed.transit[key] = mode
             self.observed.users[key] = (pid, fingerprint(users))
@@ -579,7 +600,17 @@ class Nodes:
                     tx.delete(create)
                 tx.add_event(event_for(cluster, f"Cache cluster {cluster.cluster_id} create-failed: {message}", self.clock.now()))
             return
-        self.record(cluster, message + "; trying again in 5 s")
+        key = node_key(cluster)
+        current = self.store.get(CacheCluster, cluster.region, cluster.cluster_id) or cluster
+        if self._start_failures.get(key) != reason or current.status == ClusterStatus.AVAILABLE:
+            # Said once (not every 5 s), and seen in its status: the cluster is not available while its
+            # node does not run; it is again once the node starts (mark_available).
+            self._start_failures[key] = reason
+            with self.store.transaction() as tx:
+                if current.status == ClusterStatus.AVAILABLE:
+                    tx.put(replace(current, status=ClusterStatus.MODIFYING, status_reason=NODE_RESTARTING,
+                                   node=replace(current.node, status=NodeStatus.CREATING)))
+                tx.add_event(event_for(current, message + "; trying again every 5 s", self.clock.now()))
         raise Retry(5.0, message)
 
     async def fail_group_creation(self, group: ReplicationGroup, message: str, *, cause: CacheCluster | None = None) -> None:
@@ -784,9 +815,37 @@ class Nodes:
                     break
                 except EngineError:
                     await asyncio.sleep(0.05)
+            self._foreign_holder(cluster, addresses)
             raise
         self.observed.binds[key] = list(addresses)
         log.info("node %s listens on %s", key, " ".join(addresses))
+
+    def _foreign_holder(self, cluster: CacheCluster, addresses: list[str]) -> None:
+        """Raises AddressTaken if one of ``addresses`` is held by a process that is none of our nodes
+        (a rebind that fails for that reason fails again however often it is tried)."""
+        ours = {address for binds in self.observed.binds.values() for address in binds}
+        for address in addresses:
+            if address == cluster.node.address or address in ours:
+                continue
+            if address_in_use(address, cluster.port):
+                raise AddressTaken(
+                    f"Cache node {cluster.node.node_id} of cache cluster {cluster.cluster_id} cannot listen on the "
+                    f"endpoint address {address}:{cluster.port}: another process (not a Cachefleet node) listens there. "
+                    "Stop that process, or start Cachefleet with a --node-network no other process uses"
+                )
+
+    async def address_taken(self, group: ReplicationGroup, message: str) -> None:
+        """An endpoint of the group cannot be bound (AddressTaken): a group being created fails
+        (GroupFailed); another one says so once in an event and tries again in 5 s (Retry)."""
+        log.warning("%s", message)
+        current = self.current(group) or group
+        if current.status == GroupStatus.CREATING:
+            await self.fail_group_creation(current, message)
+            raise GroupFailed(message)
+        if (current.group_id, message) not in self._taken_reported:
+            self._taken_reported.add((current.group_id, message))
+            self.record(current, message + "; trying again every 5 s")
+        raise Retry(5.0, message)
 
     async def place(self, desired: dict[str, tuple[CacheCluster, list[str]]]) -> None:
         """Binds each node's wanted addresses: releases first (an address can be bound by one
@@ -828,6 +887,46 @@ class Nodes:
             elif key in self.observed.links_down and state is not None and state.link_up:
                 self.observed.links_down.discard(key)
                 self.record(cluster, f"Replication link of cache cluster {cluster.cluster_id} to its primary is up again{offset}")
+
+    async def sync_blocked(self, primary: CacheCluster) -> str | None:
+        """Why a full sync from ``primary`` cannot finish, if the primary tells: its last save of the
+        data a sync sends failed (a disk-based sync: engine/config.py), its data disk full, say."""
+        info = await self.admin(primary).info("persistence")
+        # Whatever save runs now (the engine tries the sync again every second), the last one failed.
+        if info.get("rdb_last_bgsave_status") != "err":
+            return None
+        try:
+            free = f"{shutil.disk_usage(self.provider.node_dir(node_key(primary))).free} bytes are free on its data disk"
+        except OSError as error:
+            free = f"its data disk cannot be looked at: {error}"
+        return f"its primary {primary.cluster_id} could not save the data a full sync sends (its last save failed; {free})"
+
+    def syncing_long(self, replicas: Sequence[CacheCluster], seconds: float = SYNC_LOOK_AFTER) -> bool:
+        """Whether to ask the primary if the pending full syncs of ``replicas`` can finish: once one has
+        run ``seconds``, and then every ``seconds`` (a sync's passes come every 5 ms)."""
+        now = time.monotonic()
+        due = False
+        for replica in replicas:
+            key = node_key(replica)
+            since = self._syncing_since.setdefault(key, now)
+            if now - since >= seconds:
+                self._syncing_since[key] = now  # the next look, a period later
+                due = True
+        return due
+
+    def note_sync(self, replicas: Sequence[CacheCluster], blocked: str | None) -> None:
+        """Says once (an event per replica) that the full syncs of ``replicas`` are blocked, and why;
+        a replica whose sync is done (``blocked`` None) is said again if it is blocked later."""
+        for replica in replicas:
+            key = node_key(replica)
+            if blocked is None:
+                self._sync_blocked.discard(key)
+                self._syncing_since.pop(key, None)
+            elif key not in self._sync_blocked:
+                self._sync_blocked.add(key)
+                self.record(
+                    replica, f"Cache cluster {replica.cluster_id} cannot finish its full sync: {blocked}; it is tried again"
+                )
 
     async def in_sync(self, replica: CacheCluster, source: tuple[str, int]) -> bool:
         """Whether the replica follows ``source`` with its link up (its full sync is done)."""

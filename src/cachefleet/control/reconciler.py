@@ -16,12 +16,13 @@ are asked for their actual role and bound addresses, and nothing is started twic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 
 from cachefleet.control.health import HealthMonitor
 from cachefleet.control.locks import Locks
-from cachefleet.control.nodes import Binaries, GroupFailed, Nodes, Provider, node_key
+from cachefleet.control.nodes import AddressTaken, Binaries, GroupFailed, Nodes, Provider, node_key
 from cachefleet.control.scheduler import Failed, Retry, Scheduler, Target
 from cachefleet.control.snapshot_files import SnapshotFiles
 from cachefleet.control.warm import WarmPool
@@ -228,7 +229,11 @@ class Reconciler:
                 await self.scheduler.tasks.cancel(target)
                 return
             self._check_deadlines(target, group)
-            await self._group_pass(target, group)
+            try:
+                await self._group_pass(target, group)
+            except AddressTaken as taken:
+                with contextlib.suppress(GroupFailed):
+                    await self.nodes.address_taken(group, str(taken))
         elif target.kind == CLUSTER:
             cluster = self.store.get(CacheCluster, target.region, target.key)
             if cluster is None:

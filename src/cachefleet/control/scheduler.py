@@ -11,7 +11,9 @@ The contract between the scheduler and a workflow pass:
   ``fail`` hook once, which records the failed status and an event (``create-failed``, a
   reshard given up...). Deadlines live in the operation records (domain/operations.py); the
   pass raises ``Failed`` when one has passed.
-- A transient engine error (``transient``) is retried after half a second; any other
+- A transient engine error (``transient``) is retried after half a second; a store that cannot
+  write (``StoreUnavailable``: locked, read-only, full) after a growing delay of up to 5 s, with a
+  warning and no traceback (it is the machine's fault, not a bug); any other
   exception is a bug: it is logged with its traceback and retried with a growing delay (up to
   30 s), never silently forever: the operation's deadline still ends it.
 - Long steps (slot migration, drains) run as ``Tasks``: background tasks the pass starts and
@@ -28,6 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cachefleet.domain.errors import StoreUnavailable
 from cachefleet.domain.resource import Resource
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_DELAY = 0.5
 FIRST_BUG_DELAY = 1.0
 MAX_BUG_DELAY = 30.0
+MAX_STORE_DELAY = 5.0  # a store that writes again is noticed this soon
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,13 @@ class Scheduler:
                     continue
                 except asyncio.CancelledError:
                     raise
+                except StoreUnavailable as error:
+                    delay = self._bug_delays.get(target, FIRST_BUG_DELAY)
+                    self._bug_delays[target] = min(delay * 2, MAX_STORE_DELAY)
+                    self._reasons[target] = error.message
+                    log.warning("%s: the store cannot write; again in %.0f s", target.key, delay)
+                    self.later(target, delay)
+                    continue
                 except self._transient as error:
                     self._reasons[target] = str(error)
                     log.warning("%s: %s; again in %.1f s", target.key, error, TRANSIENT_DELAY)

@@ -57,6 +57,11 @@ class ClusterStatus(StrEnum):
     SNAPSHOTTING = "snapshotting"
 
 
+# status_reason of a cluster (modifying, its node creating) whose node used to run and would not start
+# again: the control plane keeps trying, and the cluster can be deleted meanwhile.
+NODE_RESTARTING = "restarting"
+
+
 class NodeStatus(StrEnum):
     """A cache node's status, as ElastiCache writes it."""
 
@@ -653,7 +658,10 @@ class CacheClusters(UseCases):
 
     def delete(self, region: Region, cluster_id: str, *, final_snapshot: str | None = None) -> CacheCluster:
         cluster = self._get(CacheCluster, region, cluster_id)
-        if cluster.status not in (ClusterStatus.AVAILABLE, ClusterStatus.CREATE_FAILED):
+        # A cluster whose node would not start again (its build is gone, say) may not become available
+        # before it is deleted.
+        stuck = cluster.status == ClusterStatus.MODIFYING and cluster.status_reason == NODE_RESTARTING
+        if cluster.status not in (ClusterStatus.AVAILABLE, ClusterStatus.CREATE_FAILED) and not stuck:
             raise InvalidState(
                 f"Cache cluster {cluster.cluster_id} is {cluster.status}; it can be deleted once it is available.",
                 resource="CacheCluster",

@@ -77,6 +77,12 @@ class ValidationError(CachefleetError):
     """A request CloudWatch rejects as malformed (for example, a metric math expression)."""
 
 
+class StoreUnavailable(CachefleetError):
+    """The state store cannot record a change now (its file locked by another process, read-only, its
+    disk full): nothing of the change was written. A fault of the server, not of the caller's request
+    (ElastiCache's ServiceUnavailable); the same request can be made again once the store writes."""
+
+
 # ---------------------------------------------------------------------- ElastiCache's wordings
 @dataclass(frozen=True)
 class Wording:

@@ -34,7 +34,9 @@ class StateStore(Protocol):
 
     Contract: reads see every committed transaction; a transaction that raises is rolled
     back entirely; a crash never leaves part of a transaction behind. Every kind listed in
-    ``domain/kinds.py`` can be stored.
+    ``domain/kinds.py`` can be stored. A transaction the store cannot write (its storage locked,
+    read-only or full) raises ``StoreUnavailable`` soon, with nothing written, rather than waiting;
+    reads keep answering meanwhile.
     """
 
     def get(self, kind: type[R], region: str, key: str) -> R | None: ...

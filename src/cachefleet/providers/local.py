@@ -59,6 +59,18 @@ def check_network_usable(address: str) -> None:
             ) from error
 
 
+def address_in_use(address: str, port: int) -> bool:
+    """Whether some process listens on ``address``:``port`` (a bind of our own there fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the engines do: a port left in TIME_WAIT by a closed connection is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return True
+    return False
+
+
 class LocalProvider:
     """Runs nodes as child processes on their own addresses, adopts them after a restart, fences by signal."""
 
@@ -226,6 +238,9 @@ class LocalProvider:
                 lines += (directory / name).read_text(errors="replace").splitlines()
             except OSError:
                 continue
+        # The engine's warnings are "#" lines, but not every one says why it stopped: a deprecation
+        # warning about an ACL rule of ours is no reason.
+        lines = [line for line in lines if "Deprecation warning" not in line]
         interesting = [line for line in lines if "#" in line or "rror" in line or "FATAL" in line or "Fatal" in line]
         detail = (interesting or lines)[-3:]
         return "the engine exited during start-up" + (": " + " | ".join(s.strip() for s in detail) if detail else "")

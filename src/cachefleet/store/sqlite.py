@@ -7,9 +7,11 @@ store is used from the control plane's single event-loop thread.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cachefleet.domain import kinds
+from cachefleet.domain.errors import StoreUnavailable
 from cachefleet.domain.events import Event, EventSourceType
 from cachefleet.domain.ports import R
 from cachefleet.domain.resource import Resource
@@ -26,6 +29,18 @@ from cachefleet.store.crashpoints import CrashHook
 log = logging.getLogger(__name__)
 
 EVENT_RETENTION = dt.timedelta(days=14)
+# How long a write waits for another process's lock on the file. Nothing else of Cachefleet writes
+# it (the data dir is locked), so a lock is foreign and may last: the control plane's one event
+# loop waits here, and must not wait long (the API answers reads meanwhile).
+BUSY_TIMEOUT = 0.5
+# Why a write failed, by SQLite's error name, in the words of StoreUnavailable's message.
+_WHY = {
+    "SQLITE_BUSY": "is locked by another process",
+    "SQLITE_LOCKED": "is locked by another process",
+    "SQLITE_READONLY": "is read-only",
+    "SQLITE_FULL": "is on a full disk",
+    "SQLITE_IOERR": "could not be written (an I/O error)",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -68,10 +83,15 @@ class SqliteStore:
     """The StateStore in SQLite (WAL), with every record mirrored in memory."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._path = path
+        self._db = self._connect()
+        # SQLite opens a file it cannot write read-only: its schema and journal mode are the ones
+        # it was given when it was writable, and writes answer StoreUnavailable until it is again.
+        self.writable = os.access(path, os.W_OK)
+        if self.writable:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        self._reopen = False  # a write found the file read-only: the next one opens it again
         # kind name -> (region, key) -> record: reads never touch SQLite.
         self._mirror: dict[str, dict[tuple[str, str], Any]] = {name: {} for name in kinds.STORED_BY_NAME}
         for kind, region, key, doc in self._db.execute("SELECT kind, region, key, doc FROM resources"):
@@ -84,6 +104,11 @@ class SqliteStore:
         self._writes_since_prune = 0
         # Test-only crash injection (store/crashpoints.py): None unless its variables are set.
         self._crash_hook = CrashHook.from_environment()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=BUSY_TIMEOUT)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     def close(self) -> None:
         self._db.close()
@@ -112,6 +137,26 @@ class SqliteStore:
             return
         for resource in (*tx.puts, *tx.deletes):
             self._records(type(resource))  # an unknown kind fails before anything is written
+        if self._reopen:
+            # A connection SQLite opened read-only stays so: the file may be writable again now.
+            self._db.close()
+            self._db = self._connect()
+            self._reopen = False
+        try:
+            self._write(tx)
+        except sqlite3.OperationalError as error:
+            raise self._unavailable(error) from error
+        if self._crash_hook is not None:
+            self._crash_hook.committed(tx.puts, tx.deletes, tx.events)
+        for resource in tx.puts:
+            self._records(type(resource))[(resource.region, resource.key)] = resource
+        for resource in tx.deletes:
+            self._records(type(resource)).pop((resource.region, resource.key), None)
+        self._writes_since_prune += len(tx.events)
+        if self._writes_since_prune > 1000:
+            self._prune_events()
+
+    def _write(self, tx: _Transaction) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for resource in tx.puts:
@@ -131,22 +176,28 @@ class SqliteStore:
                 )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back already (a full disk at COMMIT)
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        if self._crash_hook is not None:
-            self._crash_hook.committed(tx.puts, tx.deletes, tx.events)
-        for resource in tx.puts:
-            self._records(type(resource))[(resource.region, resource.key)] = resource
-        for resource in tx.deletes:
-            self._records(type(resource)).pop((resource.region, resource.key), None)
-        self._writes_since_prune += len(tx.events)
-        if self._writes_since_prune > 1000:
-            self._prune_events()
+
+    def _unavailable(self, error: sqlite3.OperationalError) -> StoreUnavailable:
+        name = getattr(error, "sqlite_errorname", "")
+        why = _WHY.get("_".join(name.split("_")[:2]), "cannot be written")  # SQLITE_IOERR_WRITE: SQLITE_IOERR
+        self._reopen = name.startswith("SQLITE_READONLY")
+        log.warning("the state store %s %s: %s (%s)", self._path, why, error, name)
+        return StoreUnavailable(
+            f"Cachefleet cannot record changes now: its state store ({self._path.name} in its data directory) {why} "
+            f"({error}). Nothing was changed; the request can be made again once the store is writable."
+        )
 
     def _prune_events(self) -> None:
         self._writes_since_prune = 0
         cutoff = (dt.datetime.now(dt.UTC) - EVENT_RETENTION).timestamp()
-        self._db.execute("DELETE FROM events WHERE date < ?", (cutoff,))
+        try:
+            self._db.execute("DELETE FROM events WHERE date < ?", (cutoff,))
+        except sqlite3.OperationalError as error:  # pruned at a later write
+            log.warning("old events not pruned: %s", error)
 
     def events(
         self,
@@ -166,7 +217,11 @@ class SqliteStore:
             sql += " AND source_id = ?"
             args.append(source_id)
         sql += " ORDER BY date, id"
-        for kind, source, date, message, sequence in self._db.execute(sql, args).fetchall():
+        try:
+            rows = self._db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as error:
+            raise self._unavailable(error) from error
+        for kind, source, date, message, sequence in rows:
             yield Event(
                 region=region,
                 source_type=EventSourceType(kind),

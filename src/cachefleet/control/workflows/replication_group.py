@@ -98,7 +98,14 @@ class ReplicationGroupWorkflow:
         nodes.mark_available(primary)
         for cluster in synced:
             nodes.mark_available(cluster)
+        nodes.note_sync(synced, None)
         if pending:
+            # A sync the primary cannot serve (its disk full) is said, and looked at less often.
+            waiting = [members[cid] for cid in pending]
+            blocked = await nodes.sync_blocked(primary) if nodes.syncing_long(waiting) else None
+            if blocked is not None:
+                nodes.note_sync(waiting, blocked)
+                raise Retry(1.0, blocked)
             raise Retry(0.005, "")
 
     async def _reader_homeless(self, node_group: NodeGroup, primary: CacheCluster, replicas: list[CacheCluster]) -> bool:

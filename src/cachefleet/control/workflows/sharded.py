@@ -237,12 +237,14 @@ class ShardedTopology:
                 if replica in admins:
                     info = await admins[replica].info("replication")
                     if info.get("master_link_status") != "up":
+                        await self._say_blocked_sync(members, node_group.primary_cluster_id, replica)
                         raise Again(f"waiting for {replica} to sync")
         await self._node_timeout(live, STEADY_NODE_TIMEOUT)
         await self._place_configuration_endpoint(group, live)
         for cluster in live:
             nodes.mark_available(cluster)
             nodes.mark_checked(cluster)
+        nodes.note_sync(live, None)
         if reshard is not None:
             current = nodes.current(group) or group
             with nodes.store.transaction() as tx:
@@ -253,6 +255,16 @@ class ShardedTopology:
                     else f"Resharding of {current.group_id} completed: {len(current.node_groups)} node groups"
                 )
                 tx.add_event(event_for(current, message, nodes.clock.now()))
+
+    async def _say_blocked_sync(self, members: dict[str, CacheCluster], primary_id: str, replica_id: str) -> None:
+        """A replica's full sync its primary cannot save for (its disk full) is said once (Nodes.note_sync)."""
+        nodes = self.nodes
+        replica, primary = members.get(replica_id), members.get(primary_id)
+        if replica is None or primary is None or not nodes.syncing_long([replica]):
+            return
+        blocked = await nodes.sync_blocked(primary)
+        if blocked is not None:
+            nodes.note_sync([replica], blocked)
 
     async def _drained_leavers(
         self, group: ReplicationGroup, reshard: Operation | None, live: list[CacheCluster]
