@@ -22,25 +22,40 @@ from cachefleet.testing.network import fresh_network
 BINARIES = sorted(Catalog.discover().binaries(), key=lambda b: (b.release.engine, b.release.version))
 
 
+def _wrapper(directory: Path, *, version: str, build: str, comment: str, run: str) -> Path:
+    """``directory/valkey-server``: a script that reports ``version`` (build label ``build``) to the
+    catalog's ``--version`` and otherwise runs the shell lines ``run``. Returns ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "valkey-server"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"# Valkey {version} for {comment}\n"
+        'if [ "$1" = "--version" ]; then\n'
+        f'  echo "Valkey server v={version} sha=00000000:0 malloc=libc bits=64 build={build}"\n'
+        "  exit 0\n"
+        "fi\n"
+        + run
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return directory
+
+
 def marked_build(directory: Path, binary: EngineBinary, *, version: str, mark: str) -> Path:
     """A second build of ``binary``'s engine minor, made honestly for service update tests: a wrapper
     ``directory/valkey-server`` that reports ``version`` to the catalog (``cachefleet up --engine-path
     directory``) and runs ``binary``, passing ``mark`` (``--proc-title-template``, inert while
     ``set-proc-title`` is off) by which a test sees which build a node's process was started from --
     INFO says the wrapped build's version, since it is the same engine code. Returns ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "valkey-server"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"# Valkey {version} for Cachefleet's service update tests: the {binary.release.version} engine, marked.\n"
-        'if [ "$1" = "--version" ]; then\n'
-        f'  echo "Valkey server v={version} sha=00000000:0 malloc=libc bits=64 build=cachefleet-test-wrapper"\n'
-        "  exit 0\n"
-        "fi\n"
-        f'exec "{binary.server}" "$@" --proc-title-template "{mark}"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return directory
+    return _wrapper(directory, version=version, build="cachefleet-test-wrapper",
+                    comment=f"Cachefleet's service update tests: the {binary.release.version} engine, marked.",
+                    run=f'exec "{binary.server}" "$@" --proc-title-template "{mark}"\n')
+
+
+def failing_build(directory: Path, *, version: str, reason: str) -> Path:
+    """An engine build that reports ``version`` to the catalog and exits 1 at start with ``reason`` on stderr."""
+    return _wrapper(directory, version=version, build="cachefleet-test-exits",
+                    comment="Cachefleet's resource fault tests: it exits at start.",
+                    run=f'echo "# {reason}" >&2\nexit 1\n')
 
 
 def binary_id(binary: EngineBinary) -> str:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import redis
 from botocore.exceptions import ClientError
 
 from cachefleet.engine.catalog import Catalog
-from engines import marked_build
+from engines import failing_build, marked_build
 from helpers import (
     Server,
     cluster_status,
@@ -72,24 +71,6 @@ def healthy(ec: Any, group_id: str, timeout: float = 30.0) -> None:
             client.close()
 
     wait_for(written, timeout=timeout, interval=0.1, what=f"{group_id}'s primary endpoint to take a write")
-
-
-def failing_build(directory: Path, *, version: str, reason: str) -> Path:
-    """An engine build that reports ``version`` to the catalog and exits 1 at start with ``reason`` on stderr."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "valkey-server"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"# Valkey {version} for Cachefleet's resource fault tests: it exits at start.\n"
-        'if [ "$1" = "--version" ]; then\n'
-        f'  echo "Valkey server v={version} sha=00000000:0 malloc=libc bits=64 build=cachefleet-test-exits"\n'
-        "  exit 0\n"
-        "fi\n"
-        f'echo "# {reason}" >&2\n'
-        "exit 1\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return directory
 
 
 # ---------------------------------------------------------------------------- 1. an engine exits at start
