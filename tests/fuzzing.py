@@ -652,6 +652,10 @@ def cloudwatch_request(url: str, rng: random.Random, operation_name: str, protoc
         body = body[: len(body) // 2]  # a truncated document
     if rng.random() < 0.2:
         body = body.replace(b"a", hostile_text(rng).encode("utf-8", "replace")[:64], 1)
+    if protocol == "json" and rng.random() < 0.1:
+        body = body.replace(b'": "', b'": "\\udced', 1)  # a lone surrogate, as JSON can escape one
+    if rng.random() < 0.02:
+        body = rng.choice([b"[" * 100_000, b'{"a":' * 50_000, b"\x81" * 100_000 + b"\x00", b"\x9f" * 100_000])  # nested deep
     aws = AWSRequest(method="POST", url=url + request["url_path"], data=body, headers=request["headers"])
     SigV4Auth(credentials, "monitoring", "us-east-1").add_auth(aws)
     prepared = aws.prepare()
@@ -789,10 +793,13 @@ class SigV4Fuzz:
     # ------------------------------------------------------------------ building
     def signed(self, *, body: bytes | None = None, when: str | None = None, service: str = "elasticache",
                region: str = "us-east-1", content_type: bytes | None = b"application/x-www-form-urlencoded; charset=utf-8",
-               ) -> RawRequest:
+               path: str = "/", headers: dict[str, str] | None = None) -> RawRequest:
+        """A well-signed POST (of ``ACTION`` unless another body is given)."""
         body = self.ACTION if body is None else body
-        url = f"http://127.0.0.1:{self.port}/"
-        headers = {} if content_type is None else {"Content-Type": content_type.decode("latin-1")}
+        url = f"http://127.0.0.1:{self.port}{path}"
+        headers = dict(headers or {})
+        if content_type is not None:
+            headers["Content-Type"] = content_type.decode("latin-1")
         aws = AWSRequest(method="POST", url=url, data=body, headers=headers)
         when = when or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         _SignedAt(self.credentials, service, region, when).add_auth(aws)
@@ -800,7 +807,7 @@ class SigV4Fuzz:
         sent = [("Host", f"127.0.0.1:{self.port}".encode())]
         sent += [(key, value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value)
                  for key, value in prepared.headers.items() if key.lower() not in ("host", "content-length")]
-        return RawRequest("POST", "/", sent, body)
+        return RawRequest("POST", path, sent, body)
 
     # Spoils that sign the request anew (undoing any spoil before them) or replace it: at most one per
     # request, and first.
@@ -811,7 +818,8 @@ class SigV4Fuzz:
         request = self.signed()
         chosen = [self.rng.choice(self.spoils)]
         if self.rng.random() < 0.2 and chosen[0][0] != "presigned":
-            second = self.rng.choice([spoil for spoil in self.spoils if spoil[0] not in self.RESIGNING])
+            second = self.rng.choice([spoil for spoil in self.spoils
+                                      if spoil[0] not in self.RESIGNING and spoil[0] != chosen[0][0]])
             chosen = sorted([*chosen, second], key=lambda spoil: spoil[0] not in self.RESIGNING)
         refuse = False
         for _, spoil in chosen:
@@ -826,6 +834,14 @@ class SigV4Fuzz:
 
     def _authorization(self, request: RawRequest) -> str:
         return (request.header("Authorization") or b"").decode("latin-1")
+
+    def _replace(self, request: RawRequest, name: str, value: bytes) -> bool:
+        """Sets a header; True when that breaks the signature (the header is signed, or is X-Amz-Date)."""
+        before = request.header(name)
+        request.set(name, value)
+        signed = re.search(r"SignedHeaders=([^,\s]+)", self._authorization(request))
+        covered = name.lower() == "x-amz-date" or bool(signed and name.lower() in signed.group(1).split(";"))
+        return covered and value != before
 
     # ------------------------------------------------------------------ spoils (True: must be refused)
     def _spoil_no_authorization(self, request: RawRequest) -> bool:
@@ -940,9 +956,9 @@ class SigV4Fuzz:
             request.body = rng.choice([self.ACTION.replace(b"20", b"21"), self.ACTION + b"&Engine=valkey",
                                        b"Action=DeleteCacheCluster&Version=2015-02-02&CacheClusterId=x", b""])
         elif choice < 0.55:
-            request.set("Host", rng.choice([b"127.0.0.1", b"localhost:1", b"", b"\xff"]))
+            return self._replace(request, "Host", rng.choice([b"127.0.0.1", b"localhost:1", b"", b"\xff"]))
         elif choice < 0.7:
-            request.set("Content-Type", rng.choice(_CONTENT_TYPES[:-1]))  # signed, then changed
+            return self._replace(request, "Content-Type", rng.choice(_CONTENT_TYPES[:-1]))  # signed, then changed
         elif choice < 0.85:
             signed_headers = rng.choice(["content-type;host;x-amz-date;x-missing", "content-type;x-amz-date", "host",
                                          "", ";;", "HOST;X-AMZ-DATE", "content-type;host;x-amz-date;" + "h" * 9000])
@@ -1005,10 +1021,9 @@ class SigV4Fuzz:
 
     def _spoil_unsigned_bytes_in_signed_header(self, request: RawRequest) -> bool:
         """A signed header's value replaced by bytes that are not UTF-8 (or control characters)."""
-        header = self._authorization(request)
         name = self.rng.choice(["Content-Type", "X-Amz-Date", "Host"])
-        request.set(name, self.rng.choice([b"\xff\xfe\xe9", b"text/\x80", b"\xed\xa0\x80", b"a\x7fb", b"\xc3\xa9t\xc3\xa9"]))
-        return "SignedHeaders=" in header
+        return self._replace(request, name, self.rng.choice([b"\xff\xfe\xe9", b"text/\x80", b"\xed\xa0\x80", b"a\x7fb",
+                                                             b"\xc3\xa9t\xc3\xa9"]))
 
     def presigned(self, replace: dict[str, str] | None = None, *, extra: tuple[tuple[str, str], ...] = ()) -> RawRequest:
         """A presigned GET (SigV4 in the query string) of ``ACTION``, with the parameters of ``replace``

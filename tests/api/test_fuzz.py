@@ -9,6 +9,7 @@ is printed with any failure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
 import pytest
 from botocore.credentials import Credentials
 
@@ -167,6 +169,21 @@ FOUND += [
     # aiohttp raised RequestPayloadError on reading the body.
     (Wire("Content-Encoding: gzip on a body that is not gzip", _changed("Content-Encoding", b"gzip")),
      400, "MalformedQueryString"),
+    # The CBOR error quoted the X-Amz-Date it refused, surrogates and all: CBOR text must be UTF-8.
+    (Wire("a CBOR request whose X-Amz-Date is not UTF-8", lambda fuzz, request: _changed("X-Amz-Date", b"\xed\xa0\x80")(
+        fuzz, dataclasses.replace(request, target="/service/GraniteServiceVersion20100801/operation/ListMetrics"))),
+     403, "SignatureDoesNotMatch"),
+    # RecursionError from json.loads, and a lone surrogate (JSON can escape one) the store could not
+    # encode (the CloudWatch fuzz sends both now).
+    (Wire("a CloudWatch JSON document nested 100,000 deep", lambda fuzz, _: fuzz.signed(
+        body=b"[" * 100_000, service="monitoring", content_type=b"application/x-amz-json-1.0",
+        headers={"X-Amz-Target": "GraniteServiceVersion20100801.DescribeAlarms"})), 400, "SerializationException"),
+    (Wire("a CloudWatch alarm name with a lone surrogate", lambda fuzz, _: fuzz.signed(
+        body=json.dumps({"AlarmName": "a\udced", "MetricName": "CPUUtilization", "Namespace": "AWS/ElastiCache",
+                         "Statistic": "Average", "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0,
+                         "ComparisonOperator": "GreaterThanThreshold"}).encode(),
+        service="monitoring", content_type=b"application/x-amz-json-1.0",
+        headers={"X-Amz-Target": "GraniteServiceVersion20100801.PutMetricAlarm"})), 400, "SerializationException"),
 ]
 
 
@@ -189,6 +206,11 @@ def test_what_the_fuzz_found(request, params, status, code):
         server = request.getfixturevalue("checked")
         fuzz = SigV4Fuzz(random.Random(0), server.port)
         answer = send_raw(server.port, params.change(fuzz, fuzz.signed()))
+        if answer.headers.get("content-type") in ("application/cbor", "application/x-amz-json-1.0"):
+            document = cbor2.loads(answer.body) if answer.headers["content-type"] == "application/cbor" else json.loads(answer.body)
+            assert (answer.status, document.get("__type")) == (status, code), document
+            assert document.get("message"), document
+            return
         answer_status, text = answer.status, answer.body.decode()
         action = "DescribeCacheEngineVersions"
     else:
