@@ -962,8 +962,11 @@ class SigV4Fuzz:
         elif choice < 0.85:
             signed_headers = rng.choice(["content-type;host;x-amz-date;x-missing", "content-type;x-amz-date", "host",
                                          "", ";;", "HOST;X-AMZ-DATE", "content-type;host;x-amz-date;" + "h" * 9000])
+            before = re.search(r"SignedHeaders=([^,]+)", header)
             request.set("Authorization", re.sub(r"SignedHeaders=[^,]+", "SignedHeaders=" + signed_headers,
                                                 header).encode())
+            # Names are compared in lower case (as signers write them): the same list in capitals still matches.
+            return before is None or before.group(1).lower() != signed_headers.lower()
         else:
             request.set("X-Amz-Content-Sha256", rng.choice([b"0" * 64, b"UNSIGNED-PAYLOAD", self._hostile().strip() or b"x"]))
         return True
