@@ -602,8 +602,15 @@ def process_figures(pid: int) -> dict[str, float]:
         rss.append(int(fields["VmRSS"].split()[0]) / 1024)
         anon.append(int(fields["RssAnon"].split()[0]) / 1024)
         time.sleep(0.05)
+    kinds: Counter[str] = Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        kinds[target.split(":")[0] if ":" in target else "file " + target.rsplit(".", 1)[-1][-8:]] += 1
     return {"rss_mib": min(rss), "anon_mib": min(anon), "threads": int(fields["Threads"]),
-            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+            "fds": sum(kinds.values()), "fd_kinds": dict(sorted(kinds.items()))}
 
 
 # ---------------------------------------------------------------------- CloudWatch, in every protocol
