@@ -957,9 +957,12 @@ class SigV4Fuzz:
         choice = rng.random()
         if choice < 0.25:
             head, _, signature = header.rpartition("Signature=")
-            flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+            flipped = signature[:-1] + ("1" if signature.endswith("0") else "0")
             request.set("Authorization", (head + "Signature=" + flipped).encode())
-        elif choice < 0.45:  # the body changed after signing
+        elif choice < 0.45:  # the body changed after signing (framed anew: a Content-Length or chunking
+            # set by an earlier spoil for the old body would leave the server waiting for bytes never sent)
+            request.set("Content-Length", None)
+            request.set("Transfer-Encoding", None)
             request.body = rng.choice([self.ACTION.replace(b"20", b"21"), self.ACTION + b"&Engine=valkey",
                                        b"Action=DeleteCacheCluster&Version=2015-02-02&CacheClusterId=x", b""])
         elif choice < 0.55:

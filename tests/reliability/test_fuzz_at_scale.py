@@ -126,7 +126,11 @@ class Worker:
 
     def send_sigv4(self) -> None:
         spoiled, request, refuse = self.signatures.request()
-        answer = send_raw(self.server.port, request)
+        try:
+            answer = send_raw(self.server.port, request)
+        except OSError as error:  # counted by run(), with what was sent
+            self.tally.fail("sigv4", f"{spoiled}: no answer: {error}", f"sent: {request.wire()[:600]!r}")
+            raise
         self.tally.statuses[status_class(answer.status)] += 1
         if answer.took > self.tally.slowest[0]:
             self.tally.slowest = (answer.took, f"sigv4 {spoiled}")
