@@ -20,6 +20,7 @@ import binascii
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from cachefleet.api.protocol import check_range, check_string
 
 JSON = "json"
 CBOR = "cbor"
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def decode_body(body: bytes, encoding: str) -> Any:
@@ -41,6 +43,8 @@ def decode_body(body: bytes, encoding: str) -> Any:
             return json.loads(body)
         except (UnicodeDecodeError, ValueError):
             raise ApiError("SerializationException", "The request body is not valid JSON.") from None
+        except RecursionError:
+            raise ApiError("SerializationException", "The request body is not valid JSON: it is nested too deeply.") from None
     try:
         return cbor2.loads(body)
     except (cbor2.CBORDecodeError, ValueError, TypeError):
@@ -105,6 +109,8 @@ class DocumentReader:
         if kind == "string":
             if not isinstance(value, str):
                 raise _wrong_type(name, "a string")
+            if _SURROGATES.search(value):  # JSON can escape one ("\\udced"); no store or answer can hold it
+                raise ApiError("SerializationException", f"Parameter {name} is not valid Unicode text (a lone surrogate).")
             check_string(shape, value, name)
             return value
         if kind in ("integer", "long"):
@@ -168,7 +174,9 @@ class DocumentWriter:
         return encode_body(document, self._encoding)
 
     def error(self, *, code: str, type_name: str, message: str) -> bytes:
-        return encode_body({"__type": type_name, "message": message}, self._encoding)
+        # A message may quote what the client sent: header bytes that were not UTF-8 come as surrogates,
+        # which CBOR text (UTF-8) cannot carry.
+        return encode_body({"__type": type_name, "message": _SURROGATES.sub("\ufffd", message)}, self._encoding)
 
     def _converter(self, shape: Shape) -> Convert:
         found = self._converters.get(shape.name)

@@ -157,7 +157,11 @@ class ApiServer:
         try:
             call = self._call_of(request)
             action = call.action or "?"
-            body = await request.read()
+            try:
+                body = await request.read()
+            except web.RequestPayloadError as error:  # e.g. Content-Encoding: gzip on a body that is not gzip
+                reason = str(error.__cause__ or error).strip().splitlines()[-1].strip()
+                raise ApiError("MalformedQueryString", f"The request body cannot be read: {reason}.") from None
             query = parse_qsl(request.query_string, keep_blank_values=True)
             params = dict(query)
             if call.protocol == QUERY and request.method == "POST" and body:

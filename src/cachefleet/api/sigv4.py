@@ -372,7 +372,8 @@ class Authenticator:
                 payload_hash=payload,
             )
             expected = signature(secret, parsed.date, parsed.region, parsed.service, parsed.amz_date, scope, canonical)
-            if hmac.compare_digest(expected, parsed.signature):
+            # Bytes: compare_digest refuses str past ASCII, and a presigned X-Amz-Signature can be anything.
+            if hmac.compare_digest(expected.encode(), parsed.signature.encode("utf-8", "surrogateescape")):
                 return entry
         raise _signature_mismatch(
             "The request signature we calculated does not match the signature you provided. "
@@ -393,7 +394,7 @@ def canonical_request(
     signed_headers: Sequence[str],
     payload_hash: str,
 ) -> str:
-    canonical_path = quote(unquote(path) or "/", safe="/~")
+    canonical_path = quote(unquote(path, errors="surrogateescape") or "/", safe="/~", errors="surrogateescape")
     canonical_query = "&".join(
         f"{k}={v}" for k, v in sorted((_uri_encode(key), _uri_encode(value)) for key, value in query)
     )
@@ -406,10 +407,16 @@ def canonical_request(
     )
 
 
+def _bytes(text: str) -> bytes:
+    """UTF-8, with the bytes of a header that was not UTF-8 as they came (aiohttp decodes header values
+    with surrogateescape): a signature covers the bytes as sent."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def signature(secret: str, date: str, region: str, service: str, amz_date: str, scope: str, canonical: str) -> str:
     def sign(key: bytes, message: str) -> bytes:
-        return hmac.new(key, message.encode(), hashlib.sha256).digest()
+        return hmac.new(key, _bytes(message), hashlib.sha256).digest()
 
-    key = sign(sign(sign(sign(("AWS4" + secret).encode(), date), region), service), "aws4_request")
-    to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    key = sign(sign(sign(sign(_bytes("AWS4" + secret), date), region), service), "aws4_request")
+    to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(_bytes(canonical)).hexdigest()])
+    return hmac.new(key, _bytes(to_sign), hashlib.sha256).hexdigest()
