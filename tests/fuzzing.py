@@ -17,6 +17,7 @@ wrong types reach the server as they are.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import math
@@ -574,6 +575,30 @@ def delete_everything(server: Server) -> None:
         return left == 0
 
     wait_for(serverless_gone, timeout=60, interval=0.2, what="every serverless cache to be deleted")
+
+    def global_gone() -> bool:
+        """Global datastores first (a member group cannot be deleted): secondaries disassociated,
+        then the datastore deleted keeping its primary, each once it is settled."""
+        ec = server.client()
+        found = ec.describe_global_replication_groups(ShowMemberInfo=True)["GlobalReplicationGroups"]
+        for record in found:
+            if record["Status"] not in ("available", "primary-only"):
+                continue
+            global_id = record["GlobalReplicationGroupId"]
+            secondaries = [m for m in record.get("Members", []) if m["Role"] == "SECONDARY"]
+            for member in secondaries:
+                with contextlib.suppress(ClientError):  # one at a time: the next pass takes the next
+                    ec.disassociate_global_replication_group(
+                        GlobalReplicationGroupId=global_id, ReplicationGroupId=member["ReplicationGroupId"],
+                        ReplicationGroupRegion=member["ReplicationGroupRegion"])
+                break
+            else:
+                with contextlib.suppress(ClientError):
+                    ec.delete_global_replication_group(GlobalReplicationGroupId=global_id,
+                                                       RetainPrimaryReplicationGroup=True)
+        return not found
+
+    wait_for(global_gone, timeout=60, interval=0.2, what="every global datastore to be deleted")
     groups, clusters = snapshot(server)
     for key in groups:
         region, group_id = key.split("/")
