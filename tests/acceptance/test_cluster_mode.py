@@ -16,6 +16,7 @@ from redis.cluster import LoadBalancingStrategy, RedisCluster
 from redis.crc import key_slot
 
 from cachefleet.domain import slots as slotmath
+from cachefleet.engine import cluster as engine_cluster
 from helpers import (
     Server,
     data_memory,
@@ -359,8 +360,17 @@ def test_scale_out_and_in_under_load(cluster_server):
     messages = [e["Message"] for e in ec.describe_events(SourceIdentifier="elastic")["Events"]]
     assert any("Resharding replication group elastic: 3 -> 4 node groups" in m for m in messages)
     assert any("Resharding of elastic completed: 2 node groups" in m for m in messages)
+    # Valkey 9+ hands slots over by atomic slot migration (engine/cluster.py), older builds key by key.
+    atomic = "between shards of elastic by atomic slot migration"
+    assert any(atomic in m for m in messages) == cluster_server_atomic(ec, group), messages
     ec.delete_replication_group(ReplicationGroupId="elastic")
     wait_group_gone(ec, "elastic")
+
+
+def cluster_server_atomic(ec, group):
+    """Whether the group's build moves slots by atomic slot migration."""
+    member = ec.describe_cache_clusters(CacheClusterId=group["MemberClusters"][0])["CacheClusters"][0]
+    return engine_cluster.atomic_slot_migration(member["Engine"], member["EngineVersion"])
 
 
 def replicas_hold_their_primarys_keys(group, keys):

@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from cachefleet.engine import acl
+from cachefleet.engine import cluster as engine_cluster
 from cachefleet.engine.admin import AdminClient
 from cachefleet.engine.files import atomic_write
 from cachefleet.monitor.sampler import INFO_COMMAND
@@ -286,7 +287,7 @@ def test_the_control_plane_commands_are_the_ones_cachefleet_sends():
                "control/reconciler.py", "control/nodes.py", "control/health.py", "control/warm.py", "control/locks.py",
                "monitor/sampler.py", "monitor/logs.py"]
     sources += [f"control/workflows/{p.name}" for p in sorted((root / "control" / "workflows").glob("*.py"))]
-    allowed = {c for c, _ in acl.CONTROL_PLANE_COMMANDS}
+    allowed = {c for c, _ in acl.CONTROL_PLANE_COMMANDS + acl.ATOMIC_SLOT_MIGRATION_COMMANDS}
     sent = set()
     for name in sources:
         text = (root / name).read_text()
@@ -303,3 +304,85 @@ def test_the_control_plane_commands_are_the_ones_cachefleet_sends():
     assert sent - allowed == set(), f"commands sent without an ACL rule: {sorted(sent - allowed)}"
     assert {"info", "ping", "migrate", "cluster|setslot", "slowlog|get", "client|pause"} <= sent
 
+
+
+ATOMIC_BINARIES = [b for b in BINARIES if engine_cluster.atomic_slot_migration(b.release.engine, b.release.version)]
+
+
+def locked_atomic_engine(start_engine, binary, *, host: int, password: str):
+    """A locked cluster-mode node with the users a build with atomic slot migration gets (locks.py)."""
+    directory = Path(tempfile.mkdtemp(prefix="cachefleet-engine-"))
+    users = [
+        acl.WantedUser("default", "off"),
+        acl.control_plane_user(password, atomic_slots=True),
+        acl.slot_import_user(password),
+        acl.WantedUser("inspector", "on +acl|dryrun", (acl.password_hash(INSPECTOR_PASSWORD),)),
+        acl.WantedUser("writer", "on ~* +@all", (acl.password_hash(WRITER_PASSWORD),)),
+    ]
+    aclfile = atomic_write(directory / "users.acl", "".join(u.acl_line() + "\n" for u in users))
+    return start_engine(binary, host=host, directory=directory, cluster=True,
+                        extra={"aclfile": str(aclfile), "masteruser": CONTROL, "cluster-allow-replica-migration": "no"})
+
+
+@pytest.mark.skipif(not ATOMIC_BINARIES, reason="no engine build with atomic slot migration is installed")
+@pytest.mark.parametrize("binary", ATOMIC_BINARIES, ids=binary_id)
+def test_atomic_slot_migration_between_locked_nodes(binary, start_engine):
+    """Valkey 9+: the source logs in to the target as the slot-import user with the target's own
+    password and hands every slot over with its keys (every type, TTLs) and its replica's copy; a
+    source logged in with a wrong password fails the job and keeps its keys. The slot-import user
+    may write keys and nothing dangerous; the control-plane user still writes no key."""
+    passwords = [acl.new_password() for _ in range(3)]
+    nodes = [locked_atomic_engine(start_engine, binary, host=41 + i, password=p) for i, p in enumerate(passwords)]
+    ctls = [control(n, p) for n, p in zip(nodes, passwords, strict=True)]
+    for ctl in ctls:
+        ctl.config_set("cluster-node-timeout", "1000")
+    ctls[0].execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+    for engine in nodes[1:]:
+        ctls[0].execute_command("CLUSTER", "MEET", engine.address, str(engine.port), str(engine.port + 10000))
+    wait_for(lambda: all(_cluster_ready(ctl, 3) for ctl in ctls), timeout=20, what="three nodes meet")
+    ids = [_myid(ctl) for ctl in ctls]
+    ctls[2].config_set("masterauth", passwords[1])
+    ctls[2].execute_command("CLUSTER", "REPLICATE", ids[1])
+    writer = client(nodes[0], "writer", WRITER_PASSWORD)
+    pipe = writer.pipeline(transaction=False)
+    for n in range(2000):
+        pipe.set(f"s:{n}", n)
+    pipe.rpush("{t}list", 1, 2, 3).hset("{t}hash", "f", "v").sadd("{t}set", "m").zadd("{t}zset", {"m": 2})
+    pipe.xadd("{t}stream", {"f": "v"}).pfadd("{t}hll", "a").set("{t}ttl", "x", ex=1000)
+    pipe.execute()
+
+    async def move(password: str) -> None:
+        admin = admin_for(nodes[0], passwords[0])
+        try:
+            await admin.execute("CONFIG", "SET", "masteruser", acl.SLOT_IMPORT_USER, "masterauth", password)
+            await engine_cluster.migrate_slots_atomically(range(8192, 16384), source=admin, target_id=ids[1])
+        finally:
+            await admin.close()
+
+    with pytest.raises(engine_cluster.SlotMigrationFailed):
+        asyncio.run(move("a-wrong-password-for-the-target"))
+    assert writer.dbsize() == 2007
+    asyncio.run(move(passwords[1]))
+    target = client(nodes[1], "writer", WRITER_PASSWORD)
+    moved = {f"s:{n}" for n in range(2000) if writer.execute_command("CLUSTER", "KEYSLOT", f"s:{n}") >= 8192}
+    tagged = writer.execute_command("CLUSTER", "KEYSLOT", "{t}") >= 8192
+    wait_for(lambda: target.dbsize() == len(moved) + 7 * tagged and writer.dbsize() == 2007 - target.dbsize(),
+             timeout=10, what="the source to drop the keys it handed over")
+    assert all(target.get(k) == k[2:] for k in sorted(moved)[:200])
+    if tagged:
+        assert target.lrange("{t}list", 0, -1) == ["1", "2", "3"] and target.xlen("{t}stream") == 1
+        assert 0 < target.ttl("{t}ttl") <= 1000 and target.pfcount("{t}hll") == 1
+    replica = client(nodes[2], "writer", WRITER_PASSWORD)
+    wait_for(lambda: replica.dbsize() == target.dbsize(), timeout=10, what="the target's replica to have the keys")
+    source = next(line for line in ctls[0].execute_command("CLUSTER", "NODES").splitlines() if "myself" in line)
+    assert "master" in source and source.split()[8:] == ["0-8191"]  # half its slots gone, still a primary
+
+    inspector = client(nodes[1], "inspector", INSPECTOR_PASSWORD)
+    for command in (("SET", "k", "v"), ("DEL", "k"), ("PEXPIREAT", "k", "1"), ("CLUSTER", "SYNCSLOTS", "ACK")):
+        assert inspector.execute_command("ACL", "DRYRUN", acl.SLOT_IMPORT_USER, *command) == "OK", command
+    for command in (("GET", "k"), ("FLUSHALL",), ("FLUSHDB",), ("RESTORE", "k", "0", "x"), ("CONFIG", "SET", "port", "0"),
+                    ("KEYS", "*"), ("CLUSTER", "RESET"), ("SHUTDOWN", "NOSAVE")):
+        assert inspector.execute_command("ACL", "DRYRUN", acl.SLOT_IMPORT_USER, *command) != "OK", command
+    for command in (("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", "0", "1", "NODE", ids[0]), ("CLUSTER", "GETSLOTMIGRATIONS")):
+        assert inspector.execute_command("ACL", "DRYRUN", CONTROL, *command) == "OK", command
+    assert inspector.execute_command("ACL", "DRYRUN", CONTROL, "SET", "k", "v") != "OK"

@@ -89,3 +89,18 @@ def test_the_plan_creates_and_deletes_but_never_default_or_kept_users():
     assert steps.commands()[-1] == ("ACL", "DELUSER", "cachefleet-probe-3", "gone")
     # A group without a default user of its own leaves the engine's default alone.
     assert "default" not in acl.plan([], current).delusers
+
+
+def test_atomic_slot_migration_rules_only_on_builds_that_have_it():
+    from cachefleet.engine.cluster import atomic_slot_migration
+
+    assert atomic_slot_migration("valkey", "9.1.2") and atomic_slot_migration("valkey", "10.0.0")
+    assert not atomic_slot_migration("valkey", "8.1.4") and not atomic_slot_migration("redis", "9.0.0")
+    assert not atomic_slot_migration("redis", "7.0.15")
+    # Redis OSS 7.0 refuses an ACL line naming a subcommand it does not have: never on older builds.
+    assert "+cluster|migrateslots" not in acl.control_plane_rules()
+    assert "+cluster|migrateslots" in acl.control_plane_rules(atomic_slots=True)
+    importer = acl.slot_import_user("a-password-for-the-node")
+    assert importer.name == "cachefleet-slots" and importer.password_hashes == (acl.password_hash("a-password-for-the-node"),)
+    rules = importer.rules()
+    assert rules[:4] == ("on", "~*", "resetchannels", "-@all") and "-@dangerous" in rules and "+@read" not in rules

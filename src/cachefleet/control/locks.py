@@ -45,6 +45,7 @@ from cachefleet.domain.users import (
 )
 from cachefleet.engine import acl, tls
 from cachefleet.engine.access import NodeAccess
+from cachefleet.engine.cluster import atomic_slot_migration
 from cachefleet.engine.files import atomic_write, private_dir
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,9 @@ class Locks:
         return self.security(cluster).transit_encryption_mode
 
     def users(self, cluster: CacheCluster, key: str) -> list[acl.WantedUser]:
-        """Every ACL user the node must have: the control plane's, then its clients'."""
-        found = [acl.control_plane_user(self.ensure_password(key))]
+        """Every ACL user the node must have: the control plane's (and on a build with atomic slot
+        migration the one a source hands slots over as), then its clients'."""
+        found = self._own_users(key, cluster.engine, cluster.engine_version)
         security = self.security(cluster)
         if security.user_group_ids:
             found += self.user_group_users(cluster.region, security.user_group_ids)
@@ -148,10 +150,16 @@ class Locks:
             found.append(acl.WantedUser(DEFAULT_USER_NAME, OPEN_ACCESS, nopass=True))
         return found
 
-    def unclaimed_users(self, key: str) -> list[acl.WantedUser]:
+    def unclaimed_users(self, key: str, engine: str, version: str) -> list[acl.WantedUser]:
         """The users of a node no cluster owns yet (a warm node): the control plane's, and the
         engine's open default user (the cluster that takes the node gets its own users then)."""
-        return [acl.control_plane_user(self.ensure_password(key)), acl.WantedUser(DEFAULT_USER_NAME, OPEN_ACCESS, nopass=True)]
+        return [*self._own_users(key, engine, version), acl.WantedUser(DEFAULT_USER_NAME, OPEN_ACCESS, nopass=True)]
+
+    def _own_users(self, key: str, engine: str, version: str) -> list[acl.WantedUser]:
+        password = self.ensure_password(key)
+        if not atomic_slot_migration(engine, version):
+            return [acl.control_plane_user(password)]
+        return [acl.control_plane_user(password, atomic_slots=True), acl.slot_import_user(password)]
 
     def unclaimed_settings(self, key: str) -> dict[str, str]:
         return {"aclfile": str((self._node_dir(key) / ACL_FILE).resolve()), "masteruser": CONTROL_PLANE_USER}

@@ -29,7 +29,7 @@ from cachefleet.control.locks import Locks, fingerprint
 from cachefleet.control.scheduler import Retry
 from cachefleet.domain import parameters as catalogue
 from cachefleet.domain.cache_clusters import NODE_RESTARTING, CacheCluster, ClusterStatus, NodeStatus
-from cachefleet.domain.credentials import CONTROL_PLANE_USER, TransitEncryptionMode
+from cachefleet.domain.credentials import CONTROL_PLANE_USER, SLOT_IMPORT_USER, TransitEncryptionMode
 from cachefleet.domain.engines import EngineRelease
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import Operation, OperationKind, operation_key, progressed
@@ -501,6 +501,16 @@ class Nodes:
         """The replica logs in to its primary as the control-plane user, with the primary's password
         (set before it follows the primary; again after a failover gave its shard another one)."""
         await self._replication_password(replica, node_key(primary))
+
+    async def authenticate_slot_export(self, source: CacheCluster, target: CacheCluster) -> None:
+        """The source of an atomic slot migration logs in to its target as the slot-import user,
+        with the target's password (``masteruser``/``masterauth``: a primary uses them for nothing
+        else). Forgotten as a replica's setting, so that the source's next primary sets them again."""
+        password = self.locks.password(node_key(target))
+        if password is None:
+            raise EngineError(f"no control-plane password for {target.cluster_id}")
+        await self.admin(source).execute("CONFIG", "SET", "masteruser", SLOT_IMPORT_USER, "masterauth", password)
+        self.observed.masterauth.pop(node_key(source), None)
 
     async def _start(
         self, cluster: CacheCluster, replica_of: tuple[str, int] | None, *, sharded: bool, keep_data: bool = False,

@@ -144,7 +144,7 @@ class WarmPool:
         self._starting.add(address)
         try:
             binary = self._binaries.binary(release.engine, release.version)
-            self._locks.write_aclfile(address, self._locks.unclaimed_users(address))
+            self._locks.write_aclfile(address, self._locks.unclaimed_users(address, release.engine, release.version))
             config = render(
                 NodeConfig(
                     address=address,

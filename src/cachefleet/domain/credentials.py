@@ -34,6 +34,9 @@ DEFAULT_USER_NAME = "default"
 # Cachefleet's own ACL user on every node, and the prefix of the scratch users its user sync
 # renders access strings with: no ElastiCache user may take these names.
 CONTROL_PLANE_USER = "cachefleet-control"
+# The user a Valkey 9+ source logs in to a target as, to hand slots over (atomic slot migration:
+# the target applies the slots' keys and writes as this user).
+SLOT_IMPORT_USER = "cachefleet-slots"
 RESERVED_USER_PREFIX = "cachefleet-"
 
 _USER_ID = re.compile(r"^[a-z][a-z0-9-]*$")

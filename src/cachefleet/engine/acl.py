@@ -28,16 +28,23 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from cachefleet.domain.credentials import CONTROL_PLANE_USER, DEFAULT_USER_NAME, RESERVED_USER_PREFIX
+from cachefleet.domain.credentials import (
+    CONTROL_PLANE_USER,
+    DEFAULT_USER_NAME,
+    RESERVED_USER_PREFIX,
+    SLOT_IMPORT_USER,
+)
 from cachefleet.engine.admin import AdminClient, EngineError
 
 __all__ = [
     "CONTROL_PLANE_COMMANDS",
     "CONTROL_PLANE_USER",
+    "SLOT_IMPORT_USER",
     "EngineUser",
     "SyncPlan",
     "WantedUser",
     "control_plane_user",
+    "slot_import_user",
     "new_password",
     "parse_acl_list",
     "password_hash",
@@ -95,6 +102,19 @@ CONTROL_PLANE_COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Only on builds with atomic slot migration (Valkey 9+): an engine without the subcommand refuses
+# the whole ACL line ("Unknown command or category name in ACL", Redis OSS 7.0).
+ATOMIC_SLOT_MIGRATION_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("cluster|migrateslots", "atomic slot migration on the source (engine/cluster.py)"),
+    ("cluster|getslotmigrations", "atomic slot migration progress (engine/cluster.py)"),
+)
+# What a target applies as SLOT_IMPORT_USER: the handshake, then the slots' keys as write commands
+# and the writes streamed after them (measured on Valkey 9.1: strings, lists, hashes, sets, sorted
+# sets, streams, HyperLogLogs and TTLs). Nothing dangerous (no FLUSHALL, no RESTORE), no reads.
+SLOT_IMPORT_RULES = ("on", "~*", "resetchannels", "-@all", "+@write", "-@dangerous", "+cluster|syncslots",
+                     "+ping", "+select", "+multi", "+exec")
+
+
 def new_password() -> str:
     """A random password for a node's control-plane user (256 bits)."""
     return secrets.token_urlsafe(32)
@@ -105,9 +125,11 @@ def password_hash(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
-def control_plane_rules() -> tuple[str, ...]:
-    """The ACL rules of the control-plane user, without its password."""
-    return ("on", "~*", "resetchannels", "-@all", *(f"+{command}" for command, _ in CONTROL_PLANE_COMMANDS))
+def control_plane_rules(*, atomic_slots: bool = False) -> tuple[str, ...]:
+    """The ACL rules of the control-plane user, without its password (``atomic_slots``: the
+    build has atomic slot migration)."""
+    commands = CONTROL_PLANE_COMMANDS + (ATOMIC_SLOT_MIGRATION_COMMANDS if atomic_slots else ())
+    return ("on", "~*", "resetchannels", "-@all", *(f"+{command}" for command, _ in commands))
 
 
 @dataclass(frozen=True)
@@ -133,8 +155,13 @@ class WantedUser:
         return " ".join(["user", self.name, "reset", *self.rules(), *secrets_rules])
 
 
-def control_plane_user(password: str) -> WantedUser:
-    return WantedUser(CONTROL_PLANE_USER, " ".join(control_plane_rules()), (password_hash(password),))
+def control_plane_user(password: str, *, atomic_slots: bool = False) -> WantedUser:
+    return WantedUser(CONTROL_PLANE_USER, " ".join(control_plane_rules(atomic_slots=atomic_slots)), (password_hash(password),))
+
+
+def slot_import_user(password: str) -> WantedUser:
+    """The user a source logs in to this node as to hand it slots (its password: the node's control-plane password)."""
+    return WantedUser(SLOT_IMPORT_USER, " ".join(SLOT_IMPORT_RULES), (password_hash(password),))
 
 
 def _split(access_string: str) -> list[str]:

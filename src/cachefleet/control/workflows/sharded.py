@@ -57,6 +57,11 @@ SLOT_BATCH = 16
 DRAIN_QUIET = 1.0
 DRAIN_IDLE = 2
 DRAIN_MAX = 10.0
+# ... and at most DRAIN_MAX_SHARD s for the nodes of a removed shard. Atomic slot migration hands
+# a shard's slots over in a fraction of a second, after which valkey-glide still learns them one
+# MOVED at a time: under the scale-in test's load it kept writing to the leaving primaries for
+# more than 10 s (closing them then failed a request in flight, 2 of 6 runs).
+DRAIN_MAX_SHARD = 30.0
 DRAIN_POLL = 0.2
 ROLLING_BACK = "rolling back"
 # Commands that are not a client's reads and writes: health probes (PING, INFO), metric samples
@@ -75,6 +80,8 @@ LANES = 64
 # all 64 lanes' batches (which made a busy source look hung for seconds).
 MIGRATE = "migrate"
 DRAIN = "drain"
+# Atomic slot migration jobs that may fail in a row between two nodes before their keys move one by one.
+ATOMIC_ATTEMPTS = 2
 
 
 class Again(Exception):
@@ -89,6 +96,8 @@ class ShardedTopology:
         self.tasks = tasks
         self._fast: set[str] = set()  # node keys whose node timeout is lowered
         self._drained: dict[Target, frozenset[str]] = {}  # leaving node keys whose drain finished
+        # (group, source, target) -> atomic slot migration jobs failed in a row between them
+        self._atomic_failures: dict[tuple[str, str, str], int] = {}
 
     async def reconcile(self, group: ReplicationGroup, members: dict[str, CacheCluster]) -> None:
         nodes = self.nodes
@@ -222,7 +231,8 @@ class ShardedTopology:
             if removed is not None and not any(owner == ng_id for owner in owners.values()):
                 leaving += [members[c] for c in removed.member_cluster_ids if c in members]
         if leaving:
-            await self._remove(group, leaving, admins, ids)
+            limit = DRAIN_MAX_SHARD if plan is not None and plan.removing else DRAIN_MAX
+            await self._remove(group, leaving, admins, ids, limit)
             return  # the record changed; the next pass looks again
         if self._drop_emptied_node_groups(group):
             # A crash between the last leaving node's deletion and its node group's: done now.
@@ -400,12 +410,27 @@ class ShardedTopology:
         by_pair: dict[tuple[str, str], list[int]] = {}
         for slot in moving:
             by_pair.setdefault((owners[slot], destination[slot]), []).append(slot)
-        queue: asyncio.Queue[tuple[str, str, list[int]]] = asyncio.Queue()
-        for (source_ng, target_ng), pair_slots in by_pair.items():
-            for start in range(0, len(pair_slots), SLOT_BATCH):
-                queue.put_nowait((source_ng, target_ng, pair_slots[start : start + SLOT_BATCH]))
         members = {c.cluster_id: c for c in nodes.members(group).values()}
         progress = dict(owners)
+        # Valkey 9+ moves a pair's slots by itself (atomic slot migration); other pairs key by key.
+        atomic = {
+            pair: pair_slots for pair, pair_slots in by_pair.items()
+            if self._atomic_pair(group, members.get(primaries[pair[0]]), members.get(primaries[pair[1]]))
+        }
+        if atomic:
+            try:
+                await self._migrate_atomically(group, ids, primaries, members, atomic, progress)
+            finally:
+                self._record_slots(group, progress)
+        queue: asyncio.Queue[tuple[str, str, list[int]]] = asyncio.Queue()
+        for (source_ng, target_ng), pair_slots in by_pair.items():
+            if (source_ng, target_ng) in atomic:
+                continue
+            for start in range(0, len(pair_slots), SLOT_BATCH):
+                queue.put_nowait((source_ng, target_ng, pair_slots[start : start + SLOT_BATCH]))
+        if queue.empty():
+            return
+        keyed = sum(len(pair_slots) for pair, pair_slots in by_pair.items() if pair not in atomic)
         moved = [0]
         last_record = [time.monotonic()]
         lanes = min(LANES, queue.qsize())
@@ -442,12 +467,84 @@ class ShardedTopology:
             await asyncio.gather(*(lane() for _ in range(lanes)))
         finally:
             self._record_slots(group, progress)
-        log.info("%s: moved %d slots with %d keys", group.group_id, len(moving), moved[0])
+        log.info("%s: moved %d slots with %d keys", group.group_id, keyed, moved[0])
         for source, budget in budgets.items():
             log.info("%s: key moves out of %s: %s", group.group_id, source, budget.summary())
         current = nodes.current(group)
         if current is not None:
-            nodes.record(current, f"Moved {len(moving)} slots with {moved[0]} keys between shards of {group.group_id}")
+            nodes.record(current, f"Moved {keyed} slots with {moved[0]} keys between shards of {group.group_id}")
+
+    def _atomic_pair(self, group: ReplicationGroup, source: CacheCluster | None, target: CacheCluster | None) -> bool:
+        """Whether slots move from ``source`` to ``target`` by atomic slot migration: both builds
+        have it, and it has not failed twice between them (then keys move one by one)."""
+        if source is None or target is None:
+            return False
+        if self._atomic_failures.get((group.group_id, source.cluster_id, target.cluster_id), 0) >= ATOMIC_ATTEMPTS:
+            return False
+        return all(engine_cluster.atomic_slot_migration(c.engine, c.engine_version) for c in (source, target))
+
+    async def _migrate_atomically(
+        self,
+        group: ReplicationGroup,
+        ids: dict[str, str],
+        primaries: dict[str, str],
+        members: dict[str, CacheCluster],
+        pairs: dict[tuple[str, str], list[int]],
+        progress: dict[int, str],
+    ) -> None:
+        """Moves each pair's slots in one atomic slot migration job of its source (Valkey 9+):
+        a source's jobs one after another (its ``masterauth`` is the target's password while it
+        hands slots over), different sources at once. A job the engine was already running (it went
+        on while the control plane restarted) is waited for and nothing else is started: the next
+        pass plans again from what moved. A pair whose source refuses the command, or whose job
+        failed twice, moves its keys one by one instead (``_atomic_pair``).
+        """
+        nodes = self.nodes
+        by_source: dict[str, list[tuple[str, list[int]]]] = {}
+        for (source_ng, target_ng), pair_slots in sorted(pairs.items()):
+            by_source.setdefault(source_ng, []).append((target_ng, pair_slots))
+
+        async def export(source_ng: str, jobs: list[tuple[str, list[int]]]) -> None:
+            source = members[primaries[source_ng]]
+            admin = nodes.access(source).admin(timeout=10.0)
+            try:
+                if await engine_cluster.wait_for_exports(admin):
+                    raise Again(f"{source.cluster_id} finished a slot migration it had started before")
+                for target_ng, pair_slots in jobs:
+                    target = members[primaries[target_ng]]
+                    key = (group.group_id, source.cluster_id, target.cluster_id)
+                    await nodes.authenticate_slot_export(source, target)
+                    started = time.monotonic()
+                    try:
+                        await engine_cluster.migrate_slots_atomically(pair_slots, source=admin, target_id=ids[target.cluster_id])
+                    except engine_cluster.SlotMigrationRefused as refused:
+                        log.warning("%s: %s; moving its keys one by one", group.group_id, refused)
+                        self._atomic_failures[key] = ATOMIC_ATTEMPTS
+                        raise Again(str(refused)) from None
+                    except engine_cluster.SlotMigrationFailed as failed:
+                        self._atomic_failures[key] = self._atomic_failures.get(key, 0) + 1
+                        raise EngineError(str(failed)) from None
+                    self._atomic_failures.pop(key, None)
+                    for slot in pair_slots:
+                        progress[slot] = target_ng
+                    self._record_slots(group, progress)
+                    log.info("%s: %d slots moved from %s to %s by atomic slot migration in %.2f s", group.group_id,
+                             len(pair_slots), source.cluster_id, target.cluster_id, time.monotonic() - started)
+            finally:
+                await admin.close()
+
+        results = await asyncio.gather(*(export(ng, jobs) for ng, jobs in by_source.items()), return_exceptions=True)
+        moved = sum(len(s) for pair, s in pairs.items() if all(progress[slot] == pair[1] for slot in s))
+        current = nodes.current(group)
+        if moved and current is not None:
+            nodes.record(current, f"Moved {moved} slots between shards of {group.group_id} by atomic slot migration")
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for error in errors:
+            if not isinstance(error, Exception):
+                raise error
+        if errors:
+            # Again: the next pass plans from the nodes' views (a refused pair moves its keys one by one).
+            raise errors[0]
 
     def _record_slots(self, group: ReplicationGroup, owners: dict[int, str]) -> None:
         """Stores which slots each node group owns now (Describe shows them, and the progress);
@@ -470,10 +567,11 @@ class ShardedTopology:
                                       now=self.nodes.clock.now()))
 
     async def _remove(
-        self, group: ReplicationGroup, leaving: list[CacheCluster], admins: dict[str, AdminClient], ids: dict[str, str]
+        self, group: ReplicationGroup, leaving: list[CacheCluster], admins: dict[str, AdminClient], ids: dict[str, str],
+        limit: float = DRAIN_MAX,
     ) -> None:
-        """Forgets leaving nodes on every node that stays, drains them (a tracked task), then stops
-        them and drops their records."""
+        """Forgets leaving nodes on every node that stays, drains them (a tracked task, at most
+        ``limit`` s), then stops them and drops their records."""
         nodes = self.nodes
         task_target = Target.of(group)
         if self.tasks.busy(task_target, DRAIN):
@@ -496,7 +594,7 @@ class ShardedTopology:
                         log.info("forget %s on %s: %s", cluster.cluster_id, name, error)
             draining = [c for c in leaving if node_key(c) in keys]
             await self._move_configuration_endpoint(group, draining)
-            self.tasks.start(task_target, DRAIN, self._drain(task_target, draining))
+            self.tasks.start(task_target, DRAIN, self._drain(task_target, draining, limit))
             raise Retry(0.05, f"draining {len(keys)} leaving node(s) of {group.group_id}")
         self._drained.pop(task_target, None)
         for cluster in leaving:
@@ -518,7 +616,7 @@ class ShardedTopology:
             tx.put(replace(current, node_groups=kept))
         return True
 
-    async def _drain(self, task_target: Target, leaving: list[CacheCluster]) -> None:
+    async def _drain(self, task_target: Target, leaving: list[CacheCluster], limit: float = DRAIN_MAX) -> None:
         """Leaving nodes keep answering (MOVED) until their clients have moved away; then their
         client connections are closed, so that stopping the process cuts no request off (a tracked task).
 
@@ -527,7 +625,7 @@ class ShardedTopology:
         refreshes its whole map only every 60 s. Killing the node while such a client has a
         request in flight fails that request (glide: ``ConnectionError(... RecvError ...)``).
         So each node is waited on until it is quiet (no client command for DRAIN_QUIET s) and
-        CLIENT LIST shows no client connection used within DRAIN_IDLE s -- at most DRAIN_MAX s.
+        CLIENT LIST shows no client connection used within DRAIN_IDLE s -- at most ``limit`` s.
         Then it stops listening and its client connections are closed between commands: a
         client that cannot reconnect reroutes the slot at once (measured with glide on a bare
         cluster under a busy core: SIGKILL while glide still used the node failed a request in
@@ -556,7 +654,7 @@ class ShardedTopology:
                     busy[name] = busy_clients(connections)
                     if now - quiet_since[name] >= DRAIN_QUIET and not busy[name]:
                         pending.discard(name)
-                if not pending or time.monotonic() - started >= DRAIN_MAX:
+                if not pending or time.monotonic() - started >= limit:
                     break
                 await asyncio.sleep(DRAIN_POLL)
             waited = time.monotonic() - started
