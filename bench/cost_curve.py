@@ -93,6 +93,7 @@ def measure(nodes: int, args: argparse.Namespace) -> dict[str, float]:
         before, started = cpu_seconds(pid), time.monotonic()
         time.sleep(args.window)
         cpu = (cpu_seconds(pid) - before) / (time.monotonic() - started) * 100
+        window_load = load()
         rss = running.rss_mb()
         params = {"Action": "DescribeReplicationGroups", "Version": "2015-02-02", "MaxRecords": "100"}
         times = []
@@ -108,6 +109,7 @@ def measure(nodes: int, args: argparse.Namespace) -> dict[str, float]:
             "failover_median": statistics.median(failover_times) * 1000, "failover_max": max(failover_times) * 1000,
             "create_all": create_seconds, "create_group": group_seconds * 1000,
         }
+    print(f"  load average at the end of the CPU window: {window_load}", flush=True)
     print(f"  control plane {row['cpu']:.1f} % of one core, RSS {row['rss']:.0f} MB; "
           f"DescribeReplicationGroups p99 {row['describe_p99']:.1f} ms (median {row['describe_median']:.1f} ms); "
           f"failover median {row['failover_median']:.0f} ms (max {row['failover_max']:.0f} ms, n={args.failovers}); "
