@@ -31,5 +31,9 @@ def cachefleet(pytestconfig: pytest.Config) -> Iterator[LocalFleet]:
     ``.replication_group(id, **CreateReplicationGroup params)`` returning a ready redis-py client."""
     engine = _setting(pytestconfig, "cachefleet_engine", "cachefleet_engine") or "valkey"
     version = _setting(pytestconfig, "cachefleet_engine_version", "cachefleet_engine_version")
-    with running(engine=engine, engine_version=version) as fleet:
+    max_nodes = _setting(pytestconfig, "cachefleet_max_nodes", "cachefleet_max_nodes")
+    if max_nodes is not None and not (max_nodes.isdigit() and int(max_nodes) >= 1):
+        raise pytest.UsageError(f"--cachefleet-max-nodes {max_nodes}: give a whole number of nodes, 1 or more.")
+    with running(engine=engine, engine_version=version,
+                 max_nodes=int(max_nodes) if max_nodes is not None else None) as fleet:
         yield fleet

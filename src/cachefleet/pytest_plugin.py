@@ -32,9 +32,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Engine of the groups the fixture creates: valkey (default) or redis.")
     group.addoption("--cachefleet-engine-version", default=None, metavar="VERSION",
                     help="Engine version (such as 8.1 or 7.0); default: the newest installed.")
+    group.addoption("--cachefleet-max-nodes", default=None, metavar="N",
+                    help="The fixture server's node quota per region (cachefleet up --max-nodes); default 300.")
     parser.addini("cachefleet", "Enable the cachefleet fixture.", type="bool", default=False)
     parser.addini("cachefleet_engine", "Default of --cachefleet-engine.", default="valkey")
     parser.addini("cachefleet_engine_version", "Default of --cachefleet-engine-version.", default="")
+    parser.addini("cachefleet_max_nodes", "Default of --cachefleet-max-nodes.", default="")
 
 
 def enabled(config: pytest.Config) -> bool:

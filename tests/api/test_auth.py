@@ -8,7 +8,8 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import error_code, raw_call
+from cachefleet.domain.global_datastores import id_prefix
+from helpers import error_code, raw_call, wait_for, wait_group
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,16 @@ def checked(tmp_path_factory):
         '    "Statement": [{"Effect": "Allow", "Action": "elasticache:Describe*", "Resource": "*"}]}\n'
         "[operator]\naws_access_key_id = AKIAOPERATOR\naws_secret_access_key = operator-secret\n"
         "policy_file = deny-deletes.json\n"
+        # Global datastores: their ARNs have no region.
+        "[globals]\naws_access_key_id = AKIAGLOBALS\naws_secret_access_key = globals-secret\n"
+        'policy = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}, {"Effect": "Deny",\n'
+        '    "Action": "elasticache:*GlobalReplicationGroup*",\n'
+        '    "Resource": "arn:aws:elasticache::000000000000:globalreplicationgroup:*-secret"}]}\n'
+        "[gdreader]\naws_access_key_id = AKIAGDREADER\naws_secret_access_key = gdreader-secret\n"
+        'policy = {"Statement": [{"Effect": "Allow", "Action": "elasticache:DescribeGlobalReplicationGroups",\n'
+        '    "Resource": "arn:aws:elasticache::000000000000:globalreplicationgroup:*-open"},\n'
+        '    {"Effect": "Allow", "Action": "elasticache:ModifyGlobalReplicationGroup",\n'
+        '    "Resource": "arn:aws:elasticache:us-east-1:000000000000:globalreplicationgroup:*"}]}\n'
     )
     running = Server(data_dir=root / "data", network=fresh_network(), port=free_port(),
                      extra=["--credentials-file", str(credentials)]).start()
@@ -269,3 +280,50 @@ def test_credentials_create_makes_a_key_the_running_server_takes(checked, tmp_pa
         capture_output=True, text=True, cwd=ROOT,
     )
     assert bad.returncode == 1 and "already has a profile [newbie]" in bad.stderr
+
+
+def test_a_policy_on_global_datastore_arns_is_honoured(checked):
+    good = checked.client(access_key="AKIAGOOD", secret_key="good-secret")
+    keyed = checked.client(access_key="AKIAGLOBALS", secret_key="globals-secret")
+    reader = checked.client(access_key="AKIAGDREADER", secret_key="gdreader-secret")
+    good.create_replication_group(ReplicationGroupId="gdp-east", ReplicationGroupDescription="gd", Engine="valkey",
+                                  CacheNodeType="cache.r6g.large")
+    wait_group(good, "gdp-east")
+    secret, open_id = f"{id_prefix('us-east-1')}-secret", f"{id_prefix('us-east-1')}-open"
+    # Denied on the datastore's region-less ARN: refused before anything is made.
+    response = _denied(keyed.create_global_replication_group, GlobalReplicationGroupIdSuffix="secret",
+                       PrimaryReplicationGroupId="gdp-east")
+    assert response["Error"]["Code"] == "AccessDenied"
+    assert response["Error"]["Message"] == (
+        "User: arn:aws:iam::000000000000:user/globals is not authorized to perform: "
+        "elasticache:CreateGlobalReplicationGroup on resource: "
+        f"arn:aws:elasticache::000000000000:globalreplicationgroup:{secret} "
+        "with an explicit deny in an identity-based policy"
+    )
+    assert [g["GlobalReplicationGroupId"] for g in good.describe_global_replication_groups()["GlobalReplicationGroups"]
+            ] == []
+    assert "GlobalReplicationGroupInfo" not in good.describe_replication_groups(
+        ReplicationGroupId="gdp-east")["ReplicationGroups"][0]
+    # The same key may make and manage another datastore; made by someone else, "secret" stays out of its reach.
+    made = keyed.create_global_replication_group(GlobalReplicationGroupIdSuffix="open",
+                                                 PrimaryReplicationGroupId="gdp-east")["GlobalReplicationGroup"]
+    assert made["GlobalReplicationGroupId"] == open_id
+    keyed.modify_global_replication_group(GlobalReplicationGroupId=open_id, ApplyImmediately=True,
+                                          GlobalReplicationGroupDescription="kept open")
+    # Allowed on the one ARN only: that datastore can be described, the list of all cannot; a regional
+    # ARN pattern names no global datastore.
+    described = reader.describe_global_replication_groups(GlobalReplicationGroupId=open_id)
+    assert described["GlobalReplicationGroups"][0]["GlobalReplicationGroupDescription"] == "kept open"
+    response = _denied(reader.describe_global_replication_groups)
+    assert response["Error"]["Code"] == "AccessDenied"
+    assert "because no identity-based policy allows" in response["Error"]["Message"]
+    response = _denied(reader.modify_global_replication_group, GlobalReplicationGroupId=open_id, ApplyImmediately=True,
+                       GlobalReplicationGroupDescription="changed")
+    assert f"on resource: arn:aws:elasticache::000000000000:globalreplicationgroup:{open_id} " in (
+        response["Error"]["Message"])
+    assert good.describe_global_replication_groups(GlobalReplicationGroupId=open_id)["GlobalReplicationGroups"][0][
+        "GlobalReplicationGroupDescription"] == "kept open"
+    keyed.delete_global_replication_group(GlobalReplicationGroupId=open_id, RetainPrimaryReplicationGroup=True)
+    wait_for(lambda: not good.describe_global_replication_groups()["GlobalReplicationGroups"], timeout=30,
+             what="the global datastore deleted")
+    good.delete_replication_group(ReplicationGroupId="gdp-east")

@@ -425,7 +425,7 @@ SHARDED = {**VALID, "ReplicationGroupId": "badshards"}
         ({"NumNodeGroups": 2, "ReplicasPerNodeGroup": 6}, "InvalidParameterValue", "0 to 5"),
         ({"NodeGroupConfiguration": [{"ReplicaCount": 2, "ReplicaAvailabilityZones": ["us-east-1a"]}]}, "InvalidParameterCombination", "one zone per replica"),
         ({"NumNodeGroups": 501}, "NodeGroupsPerReplicationGroupQuotaExceeded", "500"),
-        ({"NumNodeGroups": 100, "ReplicasPerNodeGroup": 5}, "NodeGroupsPerReplicationGroupQuotaExceeded", "500 nodes"),
+        ({"NumNodeGroups": 100, "ReplicasPerNodeGroup": 5}, "NodeQuotaForClusterExceeded", "500 nodes"),
         ({"NumNodeGroups": 2, "AutomaticFailoverEnabled": False}, "InvalidParameterCombination", "Automatic failover must be enabled"),
         ({"NumNodeGroups": 2, "NumCacheClusters": 2}, "InvalidParameterCombination", "NumCacheClusters"),
         ({"NumNodeGroups": 2, "ClusterMode": "disabled"}, "InvalidParameterCombination", "ClusterMode is disabled"),

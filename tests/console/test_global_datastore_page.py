@@ -142,3 +142,34 @@ def test_deleting_a_global_datastore_without_retaining_its_primary_deletes_the_g
     expect(page.locator(".flash.notice")).to_contain_text("the primary replication group is deleted too")
     expect(page.locator("#global-gone")).to_be_visible(timeout=TIMEOUT)
     wait_group_gone(east, "webgd-solo")
+
+
+def test_the_page_shows_the_events_of_every_member_in_its_own_region(server, page):
+    east, west = server.client(region="us-east-1"), server.client(region="us-west-2")
+    east.create_replication_group(ReplicationGroupId="webgd-ev-east", ReplicationGroupDescription="primary", **SETTINGS)
+    wait_group(east, "webgd-ev-east")
+    global_id = east.create_global_replication_group(GlobalReplicationGroupIdSuffix="webevents",
+                                                     PrimaryReplicationGroupId="webgd-ev-east")[
+        "GlobalReplicationGroup"]["GlobalReplicationGroupId"]
+    page.goto(f"{server.url}/console/#/g/{global_id}")
+    events = page.locator("#global-events-table")
+    primary_event = events.locator("tr", has_text=f"is the primary of global replication group {global_id}")
+    expect(primary_event).to_have_count(1, timeout=TIMEOUT)
+    expect(primary_event.locator("td").nth(1)).to_have_text("us-east-1/webgd-ev-east")
+    # A secondary joins in us-west-2 (whose events the console's region, us-east-1, does not list):
+    # its association appears on the page as it happens, under its own region.
+    west.create_replication_group(ReplicationGroupId="webgd-ev-west", ReplicationGroupDescription="secondary",
+                                  GlobalReplicationGroupId=global_id, NumCacheClusters=1)
+    joined = events.locator("tr", has_text=f"is associated with global replication group {global_id}")
+    expect(joined).to_have_count(1, timeout=TIMEOUT)
+    expect(joined.locator("td").nth(1)).to_have_text("us-west-2/webgd-ev-west")
+    assert not [e for e in east.describe_events(Duration=60)["Events"] if e["SourceIdentifier"] == "webgd-ev-west"]
+    wait_group(west, "webgd-ev-west")
+    west.disassociate_global_replication_group(GlobalReplicationGroupId=global_id, ReplicationGroupId="webgd-ev-west",
+                                               ReplicationGroupRegion="us-west-2")
+    wait_for(lambda: "GlobalReplicationGroupInfo" not in wait_group(west, "webgd-ev-west"), timeout=10,
+             what="webgd-ev-west standalone")
+    east.delete_global_replication_group(GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=False)
+    west.delete_replication_group(ReplicationGroupId="webgd-ev-west")
+    wait_group_gone(east, "webgd-ev-east")
+    wait_group_gone(west, "webgd-ev-west")

@@ -107,3 +107,35 @@ def test_enabled_by_flag_or_ini(pytester: pytest.Pytester) -> None:
     assert pytest_plugin.enabled(pytester.parseconfig("--cachefleet"))
     pytester.makeini("[pytest]\ncachefleet = true\n")
     assert pytest_plugin.enabled(pytester.parseconfig())
+
+
+QUOTA_INNER = '''
+import pytest
+from botocore.exceptions import ClientError
+
+def test_quota(cachefleet):
+    ec = cachefleet.elasticache
+    ec.create_cache_cluster(CacheClusterId="quota-one", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    with pytest.raises(ClientError) as caught:
+        ec.create_cache_cluster(CacheClusterId="quota-two", Engine="valkey", CacheNodeType="cache.t4g.micro")
+    assert caught.value.response["Error"]["Code"] == "NodeQuotaForCustomerExceeded"
+    assert "at most 1 nodes" in caught.value.response["Error"]["Message"]
+'''
+
+
+@pytest.mark.parametrize("where", ["option", "ini"])
+def test_fixture_server_takes_the_node_quota(project: pytest.Pytester, where: str) -> None:
+    """``--cachefleet-max-nodes`` (or ``cachefleet_max_nodes`` in the ini file) reaches the server's ``--max-nodes``."""
+    project.makepyfile(test_quota=QUOTA_INNER)
+    if where == "ini":
+        project.makeini("[pytest]\naddopts = -p cachefleet\ncachefleet_max_nodes = 1\n")
+        result = project.runpytest_subprocess("test_quota.py")
+    else:
+        result = project.runpytest_subprocess("-p", "cachefleet", "--cachefleet-max-nodes", "1", "test_quota.py")
+    result.assert_outcomes(passed=1)
+
+
+def test_fixture_refuses_a_node_quota_that_is_not_a_count(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("-p", "cachefleet", "--cachefleet-max-nodes", "many", "-k", "test_group")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*--cachefleet-max-nodes many: give a whole number of nodes, 1 or more.*"])

@@ -235,6 +235,40 @@ class _EmptyStore:
 
 
 # ---------------------------------------------------------------------- policies and the credentials file
+GLOBAL_ARN = "arn:aws:elasticache::000000000000:globalreplicationgroup:"
+
+
+@pytest.mark.parametrize("operation", [
+    "DescribeGlobalReplicationGroups", "ModifyGlobalReplicationGroup", "DeleteGlobalReplicationGroup",
+    "IncreaseNodeGroupsInGlobalReplicationGroup", "DecreaseNodeGroupsInGlobalReplicationGroup",
+    "RebalanceSlotsInGlobalReplicationGroup",
+])
+def test_a_global_datastore_operation_names_its_region_less_arn(operation):
+    assert request_resources("elasticache", operation, {"GlobalReplicationGroupId": "abcde-Orders"}, "us-west-2") == [
+        GLOBAL_ARN + "abcde-orders"]
+
+
+def test_global_datastore_operations_naming_a_group_name_it_in_its_region():
+    from cachefleet.domain.global_datastores import id_prefix
+
+    assert request_resources("elasticache", "CreateGlobalReplicationGroup", {
+        "GlobalReplicationGroupIdSuffix": "orders", "PrimaryReplicationGroupId": "east"}, "us-east-1") == [
+        f"{GLOBAL_ARN}{id_prefix('us-east-1')}-orders",
+        "arn:aws:elasticache:us-east-1:000000000000:replicationgroup:east"]
+    assert request_resources("elasticache", "DisassociateGlobalReplicationGroup", {
+        "GlobalReplicationGroupId": "abcde-orders", "ReplicationGroupId": "west",
+        "ReplicationGroupRegion": "us-west-2"}, "us-east-1") == [
+        GLOBAL_ARN + "abcde-orders", "arn:aws:elasticache:us-west-2:000000000000:replicationgroup:west"]
+    assert request_resources("elasticache", "FailoverGlobalReplicationGroup", {
+        "GlobalReplicationGroupId": "abcde-orders", "PrimaryRegion": "us-west-2",
+        "PrimaryReplicationGroupId": "west"}, "us-east-1") == [
+        GLOBAL_ARN + "abcde-orders", "arn:aws:elasticache:us-west-2:000000000000:replicationgroup:west"]
+    assert request_resources("elasticache", "CreateReplicationGroup", {
+        "ReplicationGroupId": "west", "GlobalReplicationGroupId": "abcde-orders"}, "us-west-2") == [
+        "arn:aws:elasticache:us-west-2:000000000000:replicationgroup:west", GLOBAL_ARN + "abcde-orders"]
+    assert request_resources("elasticache", "DescribeGlobalReplicationGroups", {}, "us-east-1") == ["*"]
+
+
 def test_the_resources_a_request_names():
     assert request_resources("elasticache", "CreateReplicationGroup", {"ReplicationGroupId": "Web"}, "eu-west-1") == [
         "arn:aws:elasticache:eu-west-1:000000000000:replicationgroup:web"]

@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from cachefleet.api.errors import ApiError
+from cachefleet.domain.global_datastores import id_prefix
 from cachefleet.domain.identifiers import account_id
 
 VERSIONS = ("2012-10-17", "2008-10-17")
@@ -250,11 +251,47 @@ _ELASTICACHE_RESOURCES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def global_datastore_arn(global_id: str) -> str:
+    """A global datastore's ARN has no region: it spans regions (IAM's ``globalreplicationgroup``)."""
+    return f"arn:aws:elasticache::{account_id()}:globalreplicationgroup:{global_id.lower()}"
+
+
+def _group_arn(region: str, group_id: Any) -> str:
+    return f"arn:aws:elasticache:{region}:{account_id()}:replicationgroup:{str(group_id).lower()}"
+
+
+def _global_datastore_resources(operation: str, params: Mapping[str, Any], region: str) -> list[str]:
+    """The ARNs of a ...GlobalReplicationGroup(s) operation, as IAM's reference lists them: the global
+    datastore's (the one CreateGlobalReplicationGroup will make, from the suffix and this region's
+    prefix) and, for Create, Disassociate and Failover, the replication group named, in its region."""
+    resources: list[str] = []
+    if operation == "CreateGlobalReplicationGroup":
+        if params.get("GlobalReplicationGroupIdSuffix"):
+            suffix = str(params["GlobalReplicationGroupIdSuffix"])
+            resources.append(global_datastore_arn(f"{id_prefix(region)}-{suffix}"))
+        if params.get("PrimaryReplicationGroupId"):
+            resources.append(_group_arn(region, params["PrimaryReplicationGroupId"]))
+        return resources or ["*"]
+    if params.get("GlobalReplicationGroupId"):
+        resources.append(global_datastore_arn(str(params["GlobalReplicationGroupId"])))
+    if operation == "DisassociateGlobalReplicationGroup" and params.get("ReplicationGroupId"):
+        resources.append(_group_arn(str(params.get("ReplicationGroupRegion") or region), params["ReplicationGroupId"]))
+    if operation == "FailoverGlobalReplicationGroup" and params.get("PrimaryReplicationGroupId"):
+        resources.append(_group_arn(str(params.get("PrimaryRegion") or region), params["PrimaryReplicationGroupId"]))
+    return resources or ["*"]
+
+
 def request_resources(service: str, operation: str, params: Mapping[str, Any], region: str) -> list[str]:
     """The ARNs a request acts on, as IAM would check them ("*" when it names none: a Describe of everything)."""
     if service == "elasticache":
         if operation.endswith(("TagsToResource", "TagsFromResource", "TagsForResource")) and params.get("ResourceName"):
             return [str(params["ResourceName"])]
+        if "GlobalReplicationGroup" in operation:
+            return _global_datastore_resources(operation, params, region)
+        if operation == "CreateReplicationGroup" and params.get("GlobalReplicationGroupId"):
+            # A secondary joins a global datastore: IAM checks the group and the datastore.
+            return [_group_arn(region, params.get("ReplicationGroupId", "")),
+                    global_datastore_arn(str(params["GlobalReplicationGroupId"]))]
         for noun, member, arn_type in _ELASTICACHE_RESOURCES:
             if noun in operation and params.get(member):
                 return [f"arn:aws:elasticache:{region}:{account_id()}:{arn_type}:{str(params[member]).lower()}"]

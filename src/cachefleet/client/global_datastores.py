@@ -8,9 +8,10 @@ Whether one qualifies (node type, engine version, cluster mode) is the API's to 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from cachefleet.client.fleet import Fleet
+from cachefleet.client.fleet import Fleet, _iso
 
 
 def records(fleet: Fleet, global_id: str | None = None) -> list[dict[str, Any]]:
@@ -71,3 +72,17 @@ def candidates(fleet: Fleet) -> list[dict[str, Any]]:
          for g in groups if not g.get("GlobalReplicationGroupInfo")),
         key=lambda g: str(g["id"]),
     )
+
+
+def events(fleet_in: Callable[[str], Fleet], record: dict[str, Any], *, minutes: int = 24 * 60) -> list[dict[str, Any]]:
+    """A datastore's events: those of each member replication group (joining, leaving, failovers,
+    the group's own changes), read in the member's own region (``fleet_in(region)``), oldest first;
+    the source is ``region/group``."""
+    found: list[dict[str, Any]] = []
+    for member in members(record):
+        region, group_id = member["ReplicationGroupRegion"], member["ReplicationGroupId"]
+        raw = fleet_in(region).pages("elasticache", "describe_events", "Events", SourceType="replication-group",
+                                     SourceIdentifier=group_id, Duration=minutes, MaxRecords=100)
+        found.extend({"date": _iso(e.get("Date")), "source": f"{region}/{group_id}",
+                      "source_type": e.get("SourceType", ""), "message": e.get("Message", "")} for e in raw)
+    return sorted(found, key=lambda e: str(e["date"]))

@@ -167,8 +167,9 @@ class Console:
         if (request.method == "POST" or request.body_exists) and request.content_type != "application/json":
             raise ConsoleProblem("Send JSON (Content-Type: application/json).", status=415, code="UnsupportedMediaType")
 
-    def _fleet(self, request: web.Request) -> Fleet:
-        region = request.query.get("region") or self.region
+    def _fleet(self, request: web.Request, region: str | None = None) -> Fleet:
+        """The caller's fleet in the page's region (``?region=``), or in ``region`` when given."""
+        region = region or request.query.get("region") or self.region
         access_key = request.headers.get("X-Cachefleet-Access-Key", "")
         secret_key = request.headers.get("X-Cachefleet-Secret-Key", "")
         if not (access_key and secret_key):
@@ -403,7 +404,8 @@ class Console:
     async def global_datastore(self, request: web.Request) -> web.StreamResponse:
         fleet = self._fleet(request)
         records = await asyncio.to_thread(global_datastores.records, fleet, request.match_info["id"])
-        return _json(global_datastores.global_view(records[0]))
+        found = await asyncio.to_thread(global_datastores.events, lambda region: self._fleet(request, region), records[0])
+        return _json(global_datastores.global_view(records[0]) | {"events": found})
 
     async def create_global(self, request: web.Request) -> web.StreamResponse:
         fleet = self._fleet(request)

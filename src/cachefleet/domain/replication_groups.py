@@ -270,10 +270,14 @@ def subnet_zone(region: Region, zone: str | None, subnet_group: SubnetGroup | No
 def check_node_quotas(
     store: Any, region: Region, new_nodes: int, *, cluster_total: int, limit: int = MAX_NODES_PER_REGION
 ) -> None:
+    # ElastiCache's per-cluster limit counts nodes, primaries and replicas alike (500: 500 shards
+    # without replicas, 83 with 5), and has its own fault; the shard count alone is checked where
+    # NumNodeGroups/NodeGroupCount is read (NodeGroupsPerReplicationGroupQuotaExceeded).
     if cluster_total > MAX_NODES_PER_CLUSTER:
         raise QuotaExceeded(
-            f"A cluster can have at most {MAX_NODES_PER_CLUSTER} nodes; this asks for {cluster_total}.",
-            resource="NodeGroup",
+            f"A cluster can have at most {MAX_NODES_PER_CLUSTER} nodes (primaries and replicas); this asks for "
+            f"{cluster_total}: use fewer node groups or fewer replicas per node group.",
+            resource="NodeInCluster",
         )
     check_node_quota(store, region, new_nodes, limit=limit)
 

@@ -292,6 +292,7 @@ def running(
     port: int | None = None,
     warm_nodes: int = 0,
     sample_interval: int = 1,
+    max_nodes: int | None = None,
     init: Path | str | None = None,
     extra_args: Sequence[str] = (),
     startup_timeout: float = 60.0,
@@ -301,7 +302,8 @@ def running(
     ``engine``/``engine_version``: what ``replication_group`` creates by default (checked against
     the installed builds at start). ``data_dir``: kept after the block if given, else a temporary
     directory that is removed. ``node_network``: a loopback block (default: a free /24 claimed for
-    the block). ``init``: a declared-fleet file (as ``cachefleet up --init``), applied before the block starts. ``extra_args`` go to
+    the block). ``max_nodes``: the node quota of the region (``cachefleet up --max-nodes``; default
+    ElastiCache's 300). ``init``: a declared-fleet file (as ``cachefleet up --init``), applied before the block starts. ``extra_args`` go to
     ``cachefleet up`` as they are.
     """
     root = Path(tempfile.mkdtemp(prefix="cachefleet-fleet-"))
@@ -331,6 +333,7 @@ def running(
                     "--region", region,
                     "--warm-nodes", str(warm_nodes),
                     "--sample-interval", str(sample_interval),
+                    *(["--max-nodes", str(max_nodes)] if max_nodes is not None else []),
                     *extra_args,
                 ],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=root,

@@ -781,6 +781,7 @@ async function globalPage(app, id) {
   const summary = h("dl", { class: "summary card", id: "summary" });
   const members = h("div", { id: "members" });
   const actions = h("div", { class: "card actions", id: "global-actions" });
+  const events = h("div", { id: "global-events" });
   app.replaceChildren(
     h("p", {}, h("a", { href: "#/global" }, "← All global datastores")),
     h("h1", {}, "Global datastore ", h("span", { id: "global-name" }, id), badge),
@@ -789,7 +790,8 @@ async function globalPage(app, id) {
     h("p", { class: "muted" }, "A planned failover pauses writes on the primary, lets the secondary catch up, then swaps the roles: nothing acknowledged is lost. ",
       "Writers move to the new primary region's primary endpoint."),
     members,
-    h("h2", {}, "Delete"), actions);
+    h("h2", {}, "Delete"), actions,
+    h("h2", {}, "Events (of its members, each in its own region)"), events);
   const done = (result) => flash("notice", (result.messages || []).join(" ") || "Done.");
   let gone = false;
   const retain = h("input", { id: "global-retain-primary", type: "checkbox", checked: true });
@@ -857,6 +859,7 @@ async function globalPage(app, id) {
     ].filter(([, value]) => value);
     summary.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key), h("dd", { "data-field": key }, value)]));
     renderMembers(view);
+    renderEvents(events, view.events, "global-events-table", "No events of its members in the last 24 hours.");
   };
   try { await refresh(); } catch (e) { showError(e); }
   every(POLL_MS, refresh);
