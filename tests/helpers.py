@@ -314,6 +314,7 @@ class GlideLoad:
         self.value = value
         self.known = known
         self.errors: list[str] = []
+        self.error_times: list[float] = []  # time.monotonic() of each error
         self.written = 0
         self.reads = 0
         self._stop = threading.Event()
@@ -339,6 +340,7 @@ class GlideLoad:
                         self.reads += 1
                 except Exception as error:  # noqa: BLE001 - every failure counts
                     self.errors.append(f"{time.strftime('%H:%M:%S')} {key}: {error!r}")
+                    self.error_times.append(time.monotonic())
         finally:
             await client.close()
 

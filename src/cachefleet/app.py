@@ -257,6 +257,7 @@ class Watched:
                     engine=f"{cluster.engine} {cluster.engine_version}",
                     engine_log=self._provider.node_dir(key) / "engine.log",
                     deliveries=group.log_delivery if group is not None else (),
+                    member_since=cluster.node.create_time.timestamp(),
                 )
             )
         return found

@@ -1,15 +1,18 @@
 """A serverless cache's metrics as a whole (dimension clusterId), with real engines and a known
 workload: 1,000 SETs of 1 KiB and 1,000 GETs of them are ~2,000 ECPUs as ElastiCache documents
-them (one per KiB transferred by a simple read or write), within 5 %."""
+them (one per KiB transferred by a simple read or write), within 5 %; also when the workload comes
+right after `available`, before the monitor's first sample of nodes taken from the warm pool."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import time
 
 from redis.cluster import RedisCluster
 
-from helpers import wait_for
+from helpers import engine_processes, wait_for
 
 NAME = "sl-ecpu"
 CACHE = [{"Name": "clusterId", "Value": NAME}]
@@ -77,3 +80,54 @@ def test_ecpus_and_the_cache_metrics_of_a_known_workload(make_server):
     every = cw.list_metrics(Namespace="AWS/ElastiCache")["Metrics"]
     assert not [m for m in every if any("serverless--" in d["Value"] for d in m["Dimensions"])]
     client.close()
+
+
+def _age(pid: int) -> float:
+    """Seconds since a process started (from /proc, as the monitor reads it)."""
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        started = int(handle.read().rsplit(b")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime", "rb") as handle:
+        return float(handle.read().split()[0]) - started
+
+
+def test_commands_sent_before_a_warm_nodes_first_sample_are_metered(make_server):
+    server = make_server("--warm-nodes", "2")
+    ec, cw = server.client(), server.client("cloudwatch")
+    # The cache's nodes come from the warm pool, older than a fresh node (the monitor's 10 s): nodes the
+    # monitor has never sampled, whose counters since their start are not all a client's.
+    wait_for(lambda: len(warm := engine_processes(server.data_dir)) >= 2 and min(_age(pid) for _, pid in warm) > 11,
+             timeout=40, interval=0.2, what="two warm nodes older than 10 s")
+    start = dt.datetime.fromtimestamp(int(time.time()), dt.UTC)
+    ec.create_serverless_cache(ServerlessCacheName=NAME, Engine="valkey")
+    cache = wait_for(lambda: (c := ec.describe_serverless_caches(ServerlessCacheName=NAME)["ServerlessCaches"][0])[
+        "Status"] == "available" and c, interval=0.02, what="serverless cache available")
+    endpoint = cache["Endpoint"]
+    client = RedisCluster(host=endpoint["Address"], port=endpoint["Port"], decode_responses=True)
+    pipe = client.pipeline(transaction=False)  # in a few round trips: before the monitor's next tick
+    for i in range(1000):
+        pipe.set(f"key:{i:04d}", VALUE)
+    for i in range(1000):
+        pipe.get(f"key:{i:04d}")
+    replies = pipe.execute()
+    assert replies[:1000] == [True] * 1000 and replies[1000:] == [VALUE] * 1000
+    done = time.time()
+    end = dt.datetime.fromtimestamp(int(done) + 3, dt.UTC)
+    wait_for(lambda: max(series(cw, "BytesUsedForCache", start, end + dt.timedelta(seconds=5)), default=start) >= end,
+             timeout=15, interval=0.2, what="samples past the workload")
+    ecpus = sum(series(cw, "ElastiCacheProcessingUnits", start, end).values())
+    print(f"ECPUs of 1,000 SETs + 1,000 GETs of 1 KiB right after available: {ecpus:.1f} (documented {DOCUMENTED})")
+    assert abs(ecpus - DOCUMENTED) <= 0.05 * DOCUMENTED, ecpus
+    assert sum(series(cw, "TotalCmdsCount", start, end).values()) == 2000
+    assert sum(series(cw, "SetTypeCmds", start, end).values()) == 1000
+    assert sum(series(cw, "GetTypeCmds", start, end).values()) == 1000
+    client.close()
+
+    # A control plane that comes back adopts the nodes: what they served was metered by the run before.
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    server.start()
+    cw = server.client("cloudwatch")
+    restarted = dt.datetime.fromtimestamp(int(time.time()) + 3, dt.UTC)
+    wait_for(lambda: max(series(cw, "BytesUsedForCache", start, restarted + dt.timedelta(seconds=5)), default=start)
+             >= restarted, timeout=20, interval=0.2, what="samples after the restart")
+    assert sum(series(cw, "TotalCmdsCount", start, restarted).values()) == 2000
+    assert sum(series(cw, "ElastiCacheProcessingUnits", start, restarted).values()) == ecpus

@@ -2,9 +2,18 @@
 upgrade (replicas first, then a failover per shard), with real engines, while valkey-glide writes:
 every key kept, the nodes run the new build, a downgrade is refused.
 
-A client writing through the failover sees errors while its slots change primary (valkey-glide:
-ConnectionError, then RequestError 'Connection in recovery' for about a second); it must recover
-on its own: writing again, then without errors.
+A client writing through the failover sees errors for a moment while its slots change primary,
+and must recover on its own: writing again, then without errors. Not zero errors: the planned
+failover fences the old primary (SIGKILL, after draining its writes), so valkey-glide's request in
+flight on it fails (ConnectionError: the write may or may not have run, glide does not retry it)
+and the next ones fail fast with RequestError 'Connection in recovery' until glide has reconnected
+(since valkey-glide#5399 calls during a reconnect fail fast instead of waiting for it): from the
+fence until the new primary has taken its slots (TAKEOVER) and the configuration endpoint -- glide's
+only seed -- answers on it. Measured here: 1-598 errors within 0.005-0.114 s (the count is glide's
+fast-fail rate). Before the new primary took the configuration endpoint at once
+(control/workflows/failover.py), the endpoint refused connections until the group's next pass
+(~0.75 s after the fence): 472-1,023 errors over 0.17-1 s, glide logging "Can't reconnect to
+initial nodes ... Connection refused" all along.
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ from helpers import GlideLoad, events_of, wait_for
 
 NAME = "sl-up"
 KEYS = 2000
+# The failover's errors (see above): the request in flight on the fenced primary and glide's fast
+# failures while it reconnects, not a client cut off from the configuration endpoint.
+ERRORS_WITHIN = 0.5  # seconds from the first to the last (measured 0.005-0.114; 0.17-1 with the endpoint's gap)
 
 
 def described(ec):
@@ -59,6 +71,9 @@ def test_a_major_version_upgrade_rolls_through_the_cache(make_server):
         at_recovered = writer.written
         wait_for(lambda: writer.written >= at_recovered + 200, timeout=30, interval=0.05, what="glide writing on")
         assert len(writer.errors) == errors_then, writer.errors[errors_then:][:3]
+        span = max(writer.error_times, default=0.0) - min(writer.error_times, default=0.0)
+        print(f"glide errors {len(writer.errors)} within {span:.3f} s")
+        assert span <= ERRORS_WITHIN, (span, len(writer.errors), writer.errors[:2], writer.errors[-2:])
         written = writer.written
     print(f"Valkey 8 -> 9 upgrade of a serverless cache: {took:.1f} s; {writer.written} writes meanwhile;"
           f" glide errors {len(writer.errors)} ({writer.errors[:1]} .. {writer.errors[-1:]})")

@@ -12,7 +12,13 @@ from cachefleet.domain.metrics import MetricId
 from cachefleet.engine.access import NodeAccess
 from cachefleet.monitor import catalog
 from cachefleet.monitor.nodes import MonitoredNode
-from cachefleet.monitor.sampler import INFO_REQUEST_BYTES, Raw, data_memory, serverless_usage
+from cachefleet.monitor.sampler import (
+    INFO_REQUEST_BYTES,
+    Raw,
+    counts_from_start,
+    data_memory,
+    serverless_usage,
+)
 from cachefleet.monitor.serverless import (
     BASELINE_USEC,
     FRAMING_BYTES,
@@ -65,7 +71,31 @@ def test_the_monitors_own_info_is_left_out_of_a_nodes_period():
     current = _raw(1000 + INFO_REQUEST_BYTES + 2038, 50_000 + 6000 + 10, {"info": (11, 440), "set": (2, 2)})
     usage = serverless_usage(previous, current, {})
     assert usage == NodeUsage(2.0, 2.0, 2038.0, 10.0)  # 2048 bytes, of which 64 of framing: 1.9 KiB, 2 commands
-    assert serverless_usage(_raw(0, 0, {}, synthetic=True), current, {}) is None
+
+def test_a_nodes_first_period_counts_its_commands_not_its_bytes():
+    # Since the engine started (a zero baseline): set-up (upkeep) and a client's 3 SETs, ~60 KB of
+    # replies to the control plane's INFO and CLUSTER NODES, a slow SORT of 10 baselines.
+    now = {"info": (40, 4000), "cluster|nodes": (30, 900), "set": (3, 3), "sort": (1, int(10 * BASELINE_USEC))}
+    current = _raw(90_000, 60_000, now)
+    assert serverless_usage(_raw(0, 0, {}, synthetic=True), current, {}) == NodeUsage(13.0, 4.0, 0.0, 0.0, first=True)
+    # On a replica, the writes it applied from its primary are not its clients'.
+    families = {"set": (catalog.FAMILY_NAMES.index("SetTypeCmds"),)}
+    current.info.update(role="slave")
+    usage = serverless_usage(_raw(0, 0, {}, synthetic=True), current, families)
+    assert usage is not None and (usage.ecpu, usage.commands) == (10.0, 1.0)
+
+
+@pytest.mark.parametrize(("engine_age", "member_age", "monitor_age", "counted"), [
+    (3.0, 3.0, 600.0, True),  # a new node
+    (2.0, 86_400.0, 600.0, True),  # an engine restarted under its old record (a replaced node, a reboot)
+    (3_600.0, 1.5, 600.0, True),  # a warm node a new cache or shard took while this monitor runs
+    (3_600.0, 1_800.0, 5.0, False),  # adopted after a control-plane restart: the run before metered it
+    (8.0, 8.0, 5.0, False),  # even a young one: the run before may have sampled it
+    (3_600.0, None, 600.0, False),  # no record time: only its engine's age can tell
+    (None, 1.0, 600.0, False),  # the process is gone
+])
+def test_which_first_readings_count_from_the_engines_start(engine_age, member_age, monitor_age, counted):
+    assert counts_from_start(engine_age=engine_age, member_age=member_age, monitor_age=monitor_age) is counted
 
 
 def test_replication_is_not_clients_work():
@@ -115,11 +145,22 @@ def test_a_cache_row_sums_its_nodes():
     assert got["NetworkBytesIn"] == 110 and got["NetworkBytesOut"] == 220
 
 
-def test_a_nodes_first_period_gives_gauges_not_counts():
+def test_a_period_of_unknown_counts_gives_gauges_only():
     row = cache_row([NodePeriod(True, _row(BytesUsedForCache=1e6, CacheHits=99, IsMaster=1.0), None)])
     assert row[catalog.SERVERLESS_INDEX["BytesUsedForCache"]] == 1e6
     assert math.isnan(row[catalog.SERVERLESS_INDEX["CacheHits"]])
     assert math.isnan(row[catalog.SERVERLESS_INDEX["ElastiCacheProcessingUnits"]])
+
+
+def test_a_nodes_first_period_counts_commands_but_not_its_set_up_connections():
+    first = _row(BytesUsedForCache=1e6, CacheHits=99, NewConnections=7, SetTypeCmds=5, IsMaster=1.0)
+    later = _row(BytesUsedForCache=2e6, CacheHits=1, NewConnections=2, SetTypeCmds=1, IsMaster=1.0)
+    row = cache_row([NodePeriod(True, first, NodeUsage(104.0, 104.0, 0.0, 0.0, first=True)),
+                     NodePeriod(True, later, NodeUsage(1.0, 1.0, 40.0, 5.0))])
+    got = {name: row[i] for name, i in catalog.SERVERLESS_INDEX.items() if row[i] == row[i]}
+    assert got["ElastiCacheProcessingUnits"] == 105 and got["TotalCmdsCount"] == 105
+    assert got["CacheHits"] == 100 and got["SetTypeCmds"] == 6
+    assert got["NewConnections"] == 2  # the first period's 7 are the control plane's and the warm pool's
 
 
 def test_cache_series_are_listed_and_read_under_cluster_id_only(tmp_path):

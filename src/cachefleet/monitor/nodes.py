@@ -28,6 +28,9 @@ class MonitoredNode:
     shard: str = ""
     engine: str = ""  # engine and version, e.g. "valkey 8.1.8": nodes of one build share a command table
     deliveries: tuple[LogDelivery, ...] = ()  # its group's log delivery configurations
+    # When it became the member it is (its cache node record's creation, wall-clock seconds): a warm
+    # node's engine is older than that (see sampler.counts_from_start).
+    member_since: float | None = None
 
     @property
     def series_key(self) -> SeriesKey:

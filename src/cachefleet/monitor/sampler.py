@@ -44,9 +44,6 @@ FIELDS = (
     "used_cpu_sys_main_thread", "used_cpu_user_main_thread", "mem_replication_backlog", "mem_clients_slaves",
     "mem_clients_normal",
 )
-# A node first seen this young is counted from its start: the commands it served before the
-# first sample belong to its first period, not to a baseline.
-FRESH_NODE_SECONDS = 10
 YIELD_EVERY = 10  # nodes processed between two returns to the event loop
 _FIELDS = re.compile(r"\n(" + "|".join(sorted(FIELDS, key=len, reverse=True)) + r"):([^\r\n]*)")
 _CMDSTAT = re.compile(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)")
@@ -71,7 +68,7 @@ class Raw:
     pid: int | None
     age: float | None = None  # seconds since the engine process started
     reply_bytes: int = 0  # what the reply to this tick's INFO put on the wire (serverless caches leave it out)
-    synthetic: bool = False  # a zero baseline at the engine's start (_from_start), not a reading
+    synthetic: bool = False  # a zero baseline at the engine's start (from_start), not a reading
 
 
 def parse_info(text: str) -> tuple[dict[str, str], dict[str, tuple[int, int]], tuple[int, int, int], dict[str, int]]:
@@ -124,11 +121,26 @@ def _number(info: dict[str, str], key: str, default: float = NAN) -> float:
         return default
 
 
-def _from_start(raw: Raw) -> Raw | None:
-    """A zero baseline at the engine's start, for a node first sampled in its first seconds."""
-    uptime = raw.age
-    if uptime is None or uptime > FRESH_NODE_SECONDS:  # gone, or an old node (adopted after a restart)
-        return None
+def counts_from_start(*, engine_age: float | None, member_age: float | None, monitor_age: float) -> bool:
+    """Whether a node's first reading in this run of the monitor is counted from its engine's start.
+
+    Yes when no earlier run can have metered what its counters hold: its engine started while this
+    monitor runs (a new node, or one restarted), or it became the member it is while this monitor
+    runs (a warm node a new cache or shard took: its counters since its start are the warm pool's
+    set-up, which is upkeep, and the clients' first commands). No for a node adopted after a
+    control-plane restart: the earlier run metered its counters up to its last sample (what came
+    between that sample and this one is lost, not metered twice). Ages in seconds, at this reading.
+    """
+    if engine_age is None:
+        return False  # the process is gone
+    if engine_age <= monitor_age:
+        return True
+    return member_age is not None and member_age <= monitor_age
+
+
+def from_start(raw: Raw) -> Raw:
+    """A zero baseline at the engine's start: the first period of a node is its whole life so far."""
+    uptime = raw.age if raw.age is not None else 0.0
     zero = {key: "0" for key, value in raw.info.items() if _number(raw.info, key) == _number(raw.info, key)}
     return Raw(raw.at - max(uptime, 1.0), zero, {}, (0, 0, 0), {}, None, None, raw.pid, synthetic=True)
 
@@ -266,9 +278,18 @@ def serverless_usage(
     after its figures), without replication (the totals include it; Valkey 8 and Redis 7 count it
     apart too), without the command table a client library reads when it starts (``COMMAND``:
     ``table_bytes`` each, ~100 KB, upkeep) and, on a replica, without the write commands it applies
-    from its primary (a client's write to a replica is redirected before it runs)."""
+    from its primary (a client's write to a replica is redirected before it runs). A first period
+    (``previous`` a zero baseline at the engine's start) counts its metered commands, not its bytes."""
+    commands = current.commands
+    if current.info.get("role") != "master":
+        writes = catalog.FAMILY_NAMES.index("SetTypeCmds")
+        commands = {name: v for name, v in commands.items() if writes not in families.get(name.partition("|")[0], ())}
     if previous.synthetic:
-        return None  # the period since the engine started holds its set-up, not clients' work
+        # The period since the engine started: its metered commands are clients' (set-up is upkeep),
+        # its bytes are not (the set-up's replies, the warm pool's and the control plane's INFO, keys
+        # moved in by RESTORE-ASKING): each command counts by its engine time, at least 1, not its KiB.
+        ecpu, metered = processing_units({}, commands, bytes_in=0.0, bytes_out=0.0)
+        return NodeUsage(ecpu, metered, 0.0, 0.0, first=True)
 
     def counter(key: str) -> float:
         value = _delta(_number(current.info, key), _number(previous.info, key))
@@ -280,10 +301,6 @@ def serverless_usage(
     bytes_out -= max(0, tables) * table_bytes
     if bytes_in != bytes_in or bytes_out != bytes_out:
         return None
-    commands = current.commands
-    if current.info.get("role") != "master":
-        writes = catalog.FAMILY_NAMES.index("SetTypeCmds")
-        commands = {name: v for name, v in commands.items() if writes not in families.get(name.partition("|")[0], ())}
     ecpu, metered = processing_units(previous.commands, commands, bytes_in=bytes_in, bytes_out=bytes_out)
     return NodeUsage(ecpu, metered, max(0.0, bytes_in), max(0.0, bytes_out))
 
@@ -343,6 +360,9 @@ class Sampler:
         self.ticks = 0
         self.cpu_seconds = 0.0  # CPU time of all ticks
         self._last_minute: int | None = None
+        # When this run of the monitor started, by the wall clock (records) and the boot clock (/proc).
+        self._started = (time.time(), system_uptime())
+        self._counted: dict[str, int] = {}  # node key -> pid of the engine counted from its start in this run
         # primary address -> its (monotonic time, replication offset) at the last ticks
         self._offsets: dict[str, collections.deque[tuple[float, int]]] = {}
 
@@ -442,9 +462,9 @@ class Sampler:
                 started = time.process_time()
             previous, probe.last = probe.last, raw
             if previous is None:
-                previous = _from_start(raw)
-                if previous is None:
+                if not self._first_counted(probe.node, raw, booted):
                     continue
+                previous = from_start(raw)
             lag = replication_lag(raw.info, self._offsets, at, fallback=float(lags.get(probe.node.address, NAN)))
             row = derive(previous, raw, families=probe.families, memory_bytes=probe.node.memory_bytes,
                          host_available=available, replica_lag=lag)
@@ -466,6 +486,18 @@ class Sampler:
         self.cpu_seconds += spent
         if self._on_tick is not None:
             self._on_tick(second)
+
+    def _first_counted(self, node: MonitoredNode, raw: Raw, booted: float) -> bool:
+        """Whether a node's first reading is counted from its engine's start (counts_from_start),
+        once per engine: a reading lost later (a new connection) never counts its life again."""
+        if self._counted.get(node.key) == raw.pid:
+            return False
+        member_age = time.time() - node.member_since if node.member_since is not None else None
+        if not counts_from_start(engine_age=raw.age, member_age=member_age, monitor_age=booted - self._started[1]):
+            return False
+        if raw.pid is not None:
+            self._counted[node.key] = raw.pid
+        return True
 
     async def _connect(self, probe: _Probe) -> None:
         node = probe.node

@@ -80,11 +80,12 @@ class NodeUsage:
     commands: float
     bytes_in: float
     bytes_out: float
+    first: bool = False  # the node's first period, since its engine started: its bytes are unknown
 
 
 @dataclass(frozen=True)
 class NodePeriod:
-    """One node's row of the second, its role and its usage (None: a first period, not counted)."""
+    """One node's row of the second, its role and its usage (None: its counts are unknown)."""
 
     primary: bool
     row: Sequence[float]
@@ -99,7 +100,8 @@ def _sum(values: Sequence[float]) -> float:
 def cache_row(periods: Sequence[NodePeriod]) -> list[float]:
     """One serverless row (catalog order) from the nodes' rows of one second: gauges of data
     (bytes, items) from the primaries, everything else over every node; counts only of the nodes
-    whose period is known (a node's first period holds its start-up, not clients' work). Command
+    whose period is known (a node's first period, since its engine started, counts its commands but
+    not its new connections: those are its set-up's). Command
     families of replicas: GetTypeCmds only (reads through the ReaderEndpoint); their other
     commands are their primary's writes applied again."""
     index, out = catalog.INDEX, catalog.SERVERLESS_INDEX
@@ -110,8 +112,10 @@ def cache_row(periods: Sequence[NodePeriod]) -> list[float]:
         row[out[name]] = _sum([r[index[name]] for r in primaries])
     # The monitor's own connection to each node is not the cache's.
     row[out["CurrConnections"]] = _sum([max(0.0, p.row[index["CurrConnections"]] - 1) for p in periods])
-    for name in ("CacheHits", "CacheMisses", "NewConnections", "Evictions", "Reclaimed", "GetTypeCmds"):
+    for name in ("CacheHits", "CacheMisses", "Evictions", "Reclaimed", "GetTypeCmds"):
         row[out[name]] = _sum([p.row[index[name]] for p in counted])
+    # A first period's connections since the engine started are the control plane's set-up.
+    row[out["NewConnections"]] = _sum([p.row[index["NewConnections"]] for p in counted if p.usage and not p.usage.first])
     for name in catalog.FAMILY_NAMES[1:]:
         row[out[name]] = _sum([p.row[index[name]] for p in counted if p.primary])
     hits, misses = row[out["CacheHits"]], row[out["CacheMisses"]]
