@@ -11,8 +11,10 @@ after a crash, and re-forms a cluster whose nodes all restarted:
    member has any more are forgotten;
 4. replicas REPLICATE their shard's primary;
 5. slots not where the plan (a RESHARD operation, or the node groups' slots) wants them move,
-   with their keys (MIGRATE), while clients follow MOVED/ASK -- as a tracked task: passes go
-   on meanwhile (a hung primary is failed over while its slots move);
+   with their keys, while clients follow MOVED/ASK -- as a tracked task: passes go on meanwhile
+   (a hung primary is failed over while its slots move). Between Valkey 9+ nodes one atomic slot
+   migration job per source and target moves them (``_migrate_atomically``); otherwise lanes of
+   key-by-key MIGRATE (engine_cluster.migrate_slots);
 6. shards that are being removed, and replicas being deleted, are forgotten, drained of client
    traffic (a tracked task) and stopped;
 7. once every node says ``cluster_state:ok`` and agrees on the slots, and replicas are in
