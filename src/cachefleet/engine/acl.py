@@ -107,6 +107,7 @@ CONTROL_PLANE_COMMANDS: tuple[tuple[str, str], ...] = (
 ATOMIC_SLOT_MIGRATION_COMMANDS: tuple[tuple[str, str], ...] = (
     ("cluster|migrateslots", "atomic slot migration on the source (engine/cluster.py)"),
     ("cluster|getslotmigrations", "atomic slot migration progress (engine/cluster.py)"),
+    ("cluster|countkeysinslot", "cutting an atomic slot migration into jobs of a bounded key count (engine/cluster.py)"),
 )
 # What a target applies as SLOT_IMPORT_USER: the handshake, then the slots' keys as write commands
 # and the writes streamed after them (measured on Valkey 9.1: strings, lists, hashes, sets, sorted

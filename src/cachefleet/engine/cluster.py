@@ -20,7 +20,7 @@ from cachefleet.engine.admin import AdminClient, EngineError
 __all__ = [
     "SLOTS", "ClusterNode", "ClusterView", "MigrateBudget", "SlotMigration", "SlotMigrationFailed", "SlotMigrationRefused",
     "add_slots", "atomic_slot_migration", "migrate_slots", "migrate_slots_atomically", "parse_nodes", "slot_migrations", "view",
-    "wait_for_exports",
+    "atomic_jobs", "wait_for_exports",
 ]
 MIGRATE_BATCH = 1000
 MIGRATE_TIMEOUT_MS = 10000
@@ -37,6 +37,10 @@ ATOMIC_SLOT_MIGRATION_MAJOR = 9
 # How often the control plane reads a source's slot migration jobs (CLUSTER GETSLOTMIGRATIONS).
 SLOT_MIGRATION_POLL = 0.05
 FINISHED = frozenset({"success", "failed", "cancelled"})
+# Keys one atomic slot migration job moves at most. When a job ends, the source deletes the keys it
+# handed over in its main thread: measured on Valkey 9.1, 500,000 keys of 1 KB held it 0.86 s (a
+# health probe calls a node hung after 0.5 s without a PING reply); jobs of ~31,000 keys, 0.1 s.
+ATOMIC_JOB_KEYS = 25_000
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,27 @@ async def wait_for_exports(source: AdminClient, *, poll: float = SLOT_MIGRATION_
         waited = True
         await asyncio.sleep(poll)
     return waited
+
+
+async def atomic_jobs(source: AdminClient, slots: Sequence[int], *, max_keys: int = ATOMIC_JOB_KEYS) -> list[list[int]]:
+    """``slots`` (sorted) cut into runs of at most ``max_keys`` keys (a slot with more is a job alone),
+    counted with CLUSTER COUNTKEYSINSLOT in one pipeline."""
+    ordered = sorted(slots)
+    counts = await source.pipeline([("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in ordered])
+    jobs: list[list[int]] = []
+    current: list[int] = []
+    keys = 0
+    for slot, count in zip(ordered, counts, strict=True):
+        if isinstance(count, ResponseError):
+            raise EngineError(f"{source.address}:{source.port}: COUNTKEYSINSLOT {slot}: {count}")
+        if current and keys + int(count) > max_keys:
+            jobs.append(current)
+            current, keys = [], 0
+        current.append(slot)
+        keys += int(count)
+    if current:
+        jobs.append(current)
+    return jobs
 
 
 async def migrate_slots_atomically(

@@ -494,7 +494,9 @@ class ShardedTopology:
         pairs: dict[tuple[str, str], list[int]],
         progress: dict[int, str],
     ) -> None:
-        """Moves each pair's slots in one atomic slot migration job of its source (Valkey 9+):
+        """Moves each pair's slots by atomic slot migration jobs of its source (Valkey 9+), each of
+        at most engine_cluster.ATOMIC_JOB_KEYS keys (the source deletes what it handed over in its
+        main thread when a job ends: a bounded job keeps that pause short of a hung node's);
         a source's jobs one after another (its ``masterauth`` is the target's password while it
         hands slots over), different sources at once. A job the engine was already running (it went
         on while the control plane restarted) is waited for and nothing else is started: the next
@@ -517,21 +519,23 @@ class ShardedTopology:
                     key = (group.group_id, source.cluster_id, target.cluster_id)
                     await nodes.authenticate_slot_export(source, target)
                     started = time.monotonic()
-                    try:
-                        await engine_cluster.migrate_slots_atomically(pair_slots, source=admin, target_id=ids[target.cluster_id])
-                    except engine_cluster.SlotMigrationRefused as refused:
-                        log.warning("%s: %s; moving its keys one by one", group.group_id, refused)
-                        self._atomic_failures[key] = ATOMIC_ATTEMPTS
-                        raise Again(str(refused)) from None
-                    except engine_cluster.SlotMigrationFailed as failed:
-                        self._atomic_failures[key] = self._atomic_failures.get(key, 0) + 1
-                        raise EngineError(str(failed)) from None
-                    self._atomic_failures.pop(key, None)
-                    for slot in pair_slots:
-                        progress[slot] = target_ng
-                    self._record_slots(group, progress)
-                    log.info("%s: %d slots moved from %s to %s by atomic slot migration in %.2f s", group.group_id,
-                             len(pair_slots), source.cluster_id, target.cluster_id, time.monotonic() - started)
+                    chunks = await engine_cluster.atomic_jobs(admin, pair_slots)
+                    for chunk in chunks:
+                        try:
+                            await engine_cluster.migrate_slots_atomically(chunk, source=admin, target_id=ids[target.cluster_id])
+                        except engine_cluster.SlotMigrationRefused as refused:
+                            log.warning("%s: %s; moving its keys one by one", group.group_id, refused)
+                            self._atomic_failures[key] = ATOMIC_ATTEMPTS
+                            raise Again(str(refused)) from None
+                        except engine_cluster.SlotMigrationFailed as failed:
+                            self._atomic_failures[key] = self._atomic_failures.get(key, 0) + 1
+                            raise EngineError(str(failed)) from None
+                        self._atomic_failures.pop(key, None)
+                        for slot in chunk:
+                            progress[slot] = target_ng
+                        self._record_slots(group, progress)
+                    log.info("%s: %d slots moved from %s to %s by atomic slot migration in %d job(s), %.2f s", group.group_id,
+                             len(pair_slots), source.cluster_id, target.cluster_id, len(chunks), time.monotonic() - started)
             finally:
                 await admin.close()
 
