@@ -36,11 +36,13 @@ from cachefleet.domain.operations import Operation, OperationKind, operation_key
 from cachefleet.domain.parameter_groups import (
     Builds,
     CacheNodeParameters,
+    cluster_user_parameters,
     cluster_values,
     family_name,
     node_parameters,
     node_settings,
     offered_names,
+    write_fencing,
 )
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
@@ -406,6 +408,7 @@ class Nodes:
             mode = self.locks.mode(cluster)
         values = values if values is not None else self.parameter_values(cluster)
         settings = node_settings(self.family(cluster), values, node_type=cluster.node_type, offered=self.offered(cluster))
+        settings.update(self._write_fencing(cluster))
         maxmemory = int(settings.pop("maxmemory"))
         return render(
             NodeConfig(
@@ -426,6 +429,15 @@ class Nodes:
                 },
             )
         )
+
+    def _write_fencing(self, cluster: CacheCluster) -> dict[str, str]:
+        """min-replicas-to-write / -max-lag for a node of a shard with replicas (see ``write_fencing``):
+        any node of the shard may be its primary after a failover, so each starts with them."""
+        group = self.store.get(ReplicationGroup, cluster.region, cluster.replication_group_id or "")
+        node_group = group.node_group_of(cluster.cluster_id) if group is not None else None
+        if node_group is None or "min-replicas-to-write" not in self.offered(cluster):
+            return {}
+        return write_fencing(cluster_user_parameters(self.store, cluster), replicas=len(node_group.member_cluster_ids) - 1)
 
     async def _adopt_sharded(self, cluster: CacheCluster) -> None:
         """A running cluster-mode node (adopted after a restart, or a warm node just given to a
