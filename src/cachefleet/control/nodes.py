@@ -720,6 +720,10 @@ class Nodes:
                         )
                     )
 
+    def recheck(self, resource: Resource, delay: float) -> None:
+        """The resource's pass runs again after ``delay`` seconds (whatever else happens meanwhile)."""
+        self._recheck(resource, delay)
+
     def silent_long_enough(self, resource: Resource, cluster: CacheCluster, grace: float) -> bool:
         """Whether an unhealthy node has been silent for ``grace`` seconds; if not yet, the
         resource's pass runs again when it will have been (unless the node answers before)."""
