@@ -132,6 +132,7 @@ class Observed:
     transit: dict[str, TransitEncryptionMode | None] = field(default_factory=dict)  # node key -> TLS mode it runs
     masterauth: dict[str, tuple[int, str]] = field(default_factory=dict)  # replica key -> (pid, primary key)
     upstream: dict[str, tuple[str, int]] = field(default_factory=dict)  # global secondary primary -> node it follows
+    write_fence: dict[str, tuple[int, str]] = field(default_factory=dict)  # primary key -> (pid, min-replicas-to-write set)
 
 
 class Nodes:
@@ -438,6 +439,42 @@ class Nodes:
         if node_group is None or "min-replicas-to-write" not in self.offered(cluster):
             return {}
         return write_fencing(cluster_user_parameters(self.store, cluster), replicas=len(node_group.member_cluster_ids) - 1)
+
+    async def fence_writes(self, group: ReplicationGroup) -> None:
+        """min-replicas-to-write on each shard's primary where Cachefleet sets it (``write_fencing``):
+        its value while a replica of the shard follows the primary, 0 while none does. A primary the
+        control plane reaches keeps taking writes when its replicas are gone (a replica lost, or the
+        only one promoted); one cut off from the control plane as well cannot be told so, and stops
+        taking writes once no replica has acknowledged for min-replicas-max-lag seconds."""
+        members = self.members(group)
+        for node_group in group.node_groups:
+            primary = members.get(node_group.primary_cluster_id)
+            if primary is None:
+                continue
+            key = node_key(primary)
+            pid = self.provider.pid(key)
+            wanted = self._write_fencing(primary).get("min-replicas-to-write")
+            if pid is None or wanted is None or not self.health.healthy(key):
+                continue
+            try:
+                info = await self.admin(primary).info("replication")
+            except EngineError:
+                continue
+            # What the primary itself counts (a replica online; its lag is the engine's business).
+            followed = any(name.startswith("slave") and name[5:].isdigit() and "state=online" in text
+                           for name, text in info.items())
+            value = wanted if followed else "0"
+            if self.observed.write_fence.get(key) == (pid, value):
+                continue
+            try:
+                await self.admin(primary).execute("CONFIG", "SET", "min-replicas-to-write", value)
+            except EngineError as error:
+                log.info("%s: min-replicas-to-write %s waits for the next pass: %s", primary.cluster_id, value, error)
+                continue
+            if value == "0" and (self.observed.write_fence.get(key) or (0, ""))[1] != "0":
+                log.warning("%s: no replica follows primary %s: it takes writes without one (min-replicas-to-write 0)",
+                            group.group_id, primary.cluster_id)
+            self.observed.write_fence[key] = (pid, value)
 
     async def _adopt_sharded(self, cluster: CacheCluster) -> None:
         """A running cluster-mode node (adopted after a restart, or a warm node just given to a
