@@ -135,6 +135,19 @@ class Observed:
     write_fence: dict[str, tuple[int, str]] = field(default_factory=dict)  # primary key -> (pid, min-replicas-to-write set)
 
 
+def replica_lags(info: dict[str, str]) -> list[int]:
+    """Seconds since each online replica's last acknowledgement, from the primary's INFO replication
+    (``slaveN:ip=...,state=online,offset=...,lag=N``)."""
+    lags = []
+    for name, text in info.items():
+        if not (name.startswith("slave") and name[5:].isdigit()):
+            continue
+        fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        if fields.get("state") == "online" and fields.get("lag", "").isdigit():
+            lags.append(int(fields["lag"]))
+    return lags
+
+
 class Nodes:
     """The node toolkit every workflow uses, and the observed state of the nodes."""
 
@@ -453,17 +466,22 @@ class Nodes:
                 continue
             key = node_key(primary)
             pid = self.provider.pid(key)
-            wanted = self._write_fencing(primary).get("min-replicas-to-write")
+            fencing = self._write_fencing(primary)
+            wanted = fencing.get("min-replicas-to-write")
             if pid is None or wanted is None or not self.health.healthy(key):
                 continue
             try:
                 info = await self.admin(primary).info("replication")
             except EngineError:
                 continue
-            # What the primary itself counts (a replica online; its lag is the engine's business).
-            followed = any(name.startswith("slave") and name[5:].isdigit() and "state=online" in text
-                           for name, text in info.items())
-            value = wanted if followed else "0"
+            max_lag = int(fencing.get("min-replicas-max-lag") or self.parameter_values(primary).get("min-replicas-max-lag", "10"))
+            lags = replica_lags(info)
+            value = wanted if any(lag <= max_lag for lag in lags) else "0"
+            behind = [max_lag - lag for lag in lags if 2 <= lag <= max_lag]
+            if behind:
+                # A replica has not acknowledged for a while (hung, or cut off): look again by the time
+                # the primary would stop counting it, so that a reachable primary does not refuse writes.
+                self.recheck(group, min(behind) + 0.5)
             if self.observed.write_fence.get(key) == (pid, value):
                 continue
             try:
