@@ -379,15 +379,14 @@ def test_replication_fields_are_read_as_info_parses_them():
     from cachefleet.engine.admin import parse_info
 
     replica = (b"# Replication\r\nrole:slave\r\nmaster_host:127.80.0.2\r\nmaster_port:6379\r\n"
-               b"master_link_status:down\r\nmaster_last_io_seconds_ago:3\r\nslave_repl_offset:-1\r\nslave_priority:100\r\nconnected_slaves:0\r\n"
+               b"master_link_status:down\r\nslave_repl_offset:-1\r\nslave_priority:100\r\nconnected_slaves:0\r\n"
                b"master_repl_offset:0\r\n")
     primary = (b"# Replication\r\nrole:master\r\nconnected_slaves:1\r\n"
                b"slave0:ip=127.80.0.3,port=6379,state=online,offset=4242,lag=0\r\nmaster_repl_offset:4242\r\n")
     for body in (replica, primary, b"role:master\r\nmaster_repl_offset:7"):
         full = parse_info(body.decode())
         assert replication_fields(body) == {k: v for k, v in full.items() if k in (
-            "role", "master_link_status", "slave_repl_offset", "master_repl_offset", "master_host",
-            "master_last_io_seconds_ago")}, body
+            "role", "master_link_status", "slave_repl_offset", "master_repl_offset")}, body
 
 
 async def test_health_monitor_opens_a_bounded_number_of_connections_at_once():
@@ -486,35 +485,3 @@ async def test_a_takeover_waits_while_the_replica_credits_its_primary_with_a_mov
     replica.nodes_text = replica.nodes_text.replace("0-100", "0-99").replace("101-200", "100-200")
     chosen = await failover._promote_best(group, [_replica("r1")], _replica("old"))
     assert chosen is not None and replica.commands == [("CLUSTER", "FAILOVER", "TAKEOVER")]
-
-
-# ---------------------------------------------------------------------- a primary silent to the control plane only
-def test_a_silent_primary_its_replicas_hear_from_is_not_failed_over():
-    """Only the control plane's path to it is cut (a zone partition): failing it over would make two primaries."""
-    heard = PrimaryState(running=True, healthy=False, silent_for=9.0, heard_by="g-002")
-    assert decide(GROUP, NODE_GROUP, PRIMARY, None, heard) is None
-    waiting = PrimaryState(running=True, healthy=False, silent_for=0.6, awaiting_replicas=True)
-    assert decide(GROUP, NODE_GROUP, PRIMARY, None, waiting) is None
-    # An exited process is gone whatever its replicas last heard; a failover asked for goes ahead.
-    gone = PrimaryState(running=False, healthy=False, silent_for=1.0, heard_by="g-002")
-    assert decide(GROUP, NODE_GROUP, PRIMARY, None, gone) is not None
-    asked = decide(GROUP, NODE_GROUP, PRIMARY, FailoverRequest("0001", FailoverKind.TEST), heard)
-    assert asked is not None and asked.planned
-
-
-def test_a_replica_proves_its_primary_alive_only_with_news_from_after_the_silence():
-    from cachefleet.control.health import Replication, heard_after
-
-    info = {"role": "slave", "master_host": "10.251.1.1", "master_link_status": "up", "master_last_io_seconds_ago": "0",
-            "slave_repl_offset": "42"}
-    silent_since = 100.0  # the primary's last answer to the control plane
-    assert heard_after(Replication.parse(info, seen_at=101.5), "10.251.1.1", silent_since)
-    # Whole seconds: news "0 s ago" seen within a second of the silence may predate it.
-    assert not heard_after(Replication.parse(info, seen_at=100.9), "10.251.1.1", silent_since)
-    stale = {**info, "master_last_io_seconds_ago": "2"}
-    assert not heard_after(Replication.parse(stale, seen_at=102.5), "10.251.1.1", silent_since)
-    assert not heard_after(Replication.parse(info, seen_at=101.5), "10.251.2.1", silent_since)  # another primary
-    down = {**info, "master_link_status": "down"}
-    assert not heard_after(Replication.parse(down, seen_at=101.5), "10.251.1.1", silent_since)
-    unknown = {k: v for k, v in info.items() if k != "master_last_io_seconds_ago"}
-    assert not heard_after(Replication.parse(unknown, seen_at=101.5), "10.251.1.1", silent_since)

@@ -44,12 +44,7 @@ PROBE_NAME = "cachefleet-health"
 OPEN_AT_ONCE = 32  # connections being opened (logged in, named) at one time
 
 
-REPLICATION_FIELDS = (
-    b"role", b"master_link_status", b"slave_repl_offset", b"master_repl_offset",
-    # Whom a replica follows and when it last heard from it: whether a primary silent to the control
-    # plane is alive all the same (failover.py).
-    b"master_host", b"master_last_io_seconds_ago",
-)
+REPLICATION_FIELDS = (b"role", b"master_link_status", b"slave_repl_offset", b"master_repl_offset")
 
 
 def replication_fields(body: bytes) -> dict[str, str]:
@@ -74,8 +69,6 @@ class Replication:
     offset: int  # the replication stream it holds (slave_repl_offset, or master_repl_offset)
     link_up: bool  # a primary's link is always up; a replica's is master_link_status
     seen_at: float  # time.monotonic() of the answer
-    primary: str = ""  # a replica's primary's address (master_host)
-    last_io: int = -1  # a replica's seconds since it last heard from its primary (-1: unknown)
 
     @classmethod
     def parse(cls, info: dict[str, str], seen_at: float) -> Replication:
@@ -87,19 +80,7 @@ class Replication:
                 offset = int(value)
                 break
         link_up = role != "slave" or info.get("master_link_status") == "up"
-        last_io = info.get("master_last_io_seconds_ago", "")
-        return cls(
-            role=role, offset=offset, link_up=link_up, seen_at=seen_at, primary=info.get("master_host", ""),
-            last_io=int(last_io) if last_io.isdigit() else -1,
-        )
-
-
-def heard_after(state: Replication, primary_address: str, moment: float) -> bool:
-    """Whether a replica, as of its INFO ``state``, heard from its primary at ``primary_address``
-    after ``moment`` (same clock as ``seen_at``)."""
-    if state.role != "slave" or not state.link_up or state.primary != primary_address or state.last_io < 0:
-        return False
-    return state.seen_at - state.last_io - 1 > moment
+        return cls(role=role, offset=offset, link_up=link_up, seen_at=seen_at)
 
 
 PING, INFO = b"PING\r\n", b"INFO replication\r\n"
@@ -327,15 +308,6 @@ class HealthMonitor:
         """Why the node refuses the control plane's credentials (None: it does not)."""
         watched = self._watched.get(key)
         return None if watched is None else watched.probe.refused
-
-    def heard_after_silence(self, replica_key: str, primary_key: str, primary_address: str) -> bool:
-        """Whether the replica's last INFO says it heard from ``primary_address`` after that primary's
-        last answer to the control plane: the primary is alive, only the control plane's path to it is cut.
-        (``master_last_io_seconds_ago`` is whole seconds: a second is taken off to be sure.)"""
-        replica, primary = self._watched.get(replica_key), self._watched.get(primary_key)
-        if replica is None or primary is None or replica.replication is None:
-            return False
-        return heard_after(replica.replication, primary_address, primary.last_answer)
 
     def silent_for(self, key: str) -> float:
         watched = self._watched.get(key)

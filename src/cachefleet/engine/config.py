@@ -74,10 +74,6 @@ def render(config: NodeConfig) -> str:
         ("replica-announce-ip", config.address),
         ("bind-source-addr", config.address),
         ("repl-backlog-size", "1mb"),
-        # A primary pings its replicas every second (the default is 10): a replica that heard from it
-        # within a second or two proves it alive when only the control plane cannot reach it
-        # (control/workflows/failover.py).
-        ("repl-ping-replica-period", "1"),
         ("replica-read-only", "yes"),
         # ElastiCache's slow log defaults (what log delivery reads).
         ("slowlog-log-slower-than", "10000"),

@@ -20,14 +20,6 @@ Patroni's rules, in this order, so that a shard never has two primaries:
 5. the lost node comes back under the same id as a fresh replica of the new primary
    (the next pass starts it and waits for its full sync).
 
-A primary that stops answering the control plane while its process runs is failed over only if
-its replicas do not hear from it either: a replica whose last INFO says it heard from the
-primary after the primary's last answer to the control plane proves it alive (only the control
-plane's path to it is cut: a zone partition), and promoting another would make two primaries
-until the old one's min-replicas-to-write fence stops it. A live primary pings its replicas every
-second (``repl-ping-replica-period 1``), so their word is waited for up to EVIDENCE_WAIT seconds
-of silence; a primary its replicas do not hear from either is failed over then.
-
 Every decision is recorded as an event with its reason. ``decide`` is pure; ``run`` acts.
 """
 
@@ -54,11 +46,6 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 5.0
 TAKEOVER_TIMEOUT = 5.0
 RETRY_DELAY = 2.0
-# How long a silent (running) primary's replicas may take to say whether they still hear from it
-# (they are asked once a second; a live primary pings them once a second).
-EVIDENCE_WAIT = 3.0
-# How often a primary its replicas still hear from is looked at again while it is silent to us.
-HEARD_RECHECK = 1.0
 # How often a shard whose primary is gone looks again for a replica that answers.
 WAIT_FOR_REPLICA = 0.2
 # How long a replica whose view of the slots is behind (see stale_claims) may take to catch up
@@ -101,8 +88,6 @@ class PrimaryState:
     running: bool
     healthy: bool
     silent_for: float
-    heard_by: str | None = None  # a replica that heard from the silent primary after its silence began
-    awaiting_replicas: bool = False  # silent for less than EVIDENCE_WAIT, and replicas may yet say
 
 
 def decide(
@@ -122,8 +107,6 @@ def decide(
         return None
     if not state.running:
         return Trouble(f"the engine process of primary {primary.cluster_id} exited", planned=False)
-    if not state.healthy and (state.heard_by is not None or state.awaiting_replicas):
-        return None  # alive for its replicas (a partition between it and the control plane), or not known yet
     if not state.healthy:
         return Trouble(
             f"primary {primary.cluster_id} stopped answering ({state.silent_for:.1f} s without a PING reply)", planned=False
@@ -137,48 +120,16 @@ class Failover:
     def __init__(self, nodes: Nodes) -> None:
         self.nodes = nodes
         self._waiting: set[tuple[str, str, str]] = set()  # shards waiting for a silent replica
-        self._heard: set[str] = set()  # keys of silent primaries their replicas hear from (said in an event)
 
     def trouble(self, group: ReplicationGroup, node_group: NodeGroup, primary: CacheCluster) -> Trouble | None:
         nodes = self.nodes
         key = node_key(primary)
         operation = nodes.operation(group, OperationKind.FAILOVER)
-        running, healthy, silent = nodes.provider.pid(key) is not None, nodes.health.healthy(key), nodes.health.silent_for(key)
-        heard_by, awaiting = None, False
-        if running and not healthy:
-            heard_by, awaiting = self._replicas_word(group, node_group, primary, silent)
-        else:
-            self._heard.discard(key)
         state = PrimaryState(
-            running=running, healthy=healthy, silent_for=silent, heard_by=heard_by, awaiting_replicas=awaiting,
+            running=nodes.provider.pid(key) is not None, healthy=nodes.health.healthy(key),
+            silent_for=nodes.health.silent_for(key),
         )
         return decide(group, node_group, primary, operation.failover if operation else None, state)
-
-    def _replicas_word(
-        self, group: ReplicationGroup, node_group: NodeGroup, primary: CacheCluster, silent: float
-    ) -> tuple[str | None, bool]:
-        """(a replica that still hears from the silent primary, whether to wait for the replicas' word);
-        the pass runs again to look once more."""
-        nodes = self.nodes
-        key = node_key(primary)
-        members = nodes.members(group)
-        replicas = [members[c] for c in node_group.replica_cluster_ids if c in members and nodes.running(members[c])]
-        for replica in replicas:
-            if nodes.health.heard_after_silence(node_key(replica), key, primary.node.address):
-                if key not in self._heard:
-                    self._heard.add(key)
-                    nodes.record(group, f"Primary node {primary.cluster_id} does not answer the control plane "
-                                        f"({silent:.1f} s) but replica node {replica.cluster_id} still hears from it: "
-                                        "no failover while it does (the control plane's path to it is cut)")
-                nodes.recheck(group, HEARD_RECHECK)
-                return replica.cluster_id, False
-        if key in self._heard:
-            self._heard.discard(key)
-            nodes.record(group, f"Replica nodes of {primary.cluster_id} no longer hear from it either")
-        if replicas and silent < EVIDENCE_WAIT:
-            nodes.recheck(group, EVIDENCE_WAIT - silent)
-            return None, True
-        return None, False
 
     async def run(
         self, group: ReplicationGroup, node_group: NodeGroup, members: dict[str, CacheCluster], trouble: Trouble
