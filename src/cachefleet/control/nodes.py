@@ -132,7 +132,7 @@ class Observed:
     transit: dict[str, TransitEncryptionMode | None] = field(default_factory=dict)  # node key -> TLS mode it runs
     masterauth: dict[str, tuple[int, str]] = field(default_factory=dict)  # replica key -> (pid, primary key)
     upstream: dict[str, tuple[str, int]] = field(default_factory=dict)  # global secondary primary -> node it follows
-    write_fence: dict[str, tuple[int, str]] = field(default_factory=dict)  # primary key -> (pid, min-replicas-to-write set)
+    write_fence: dict[str, tuple[int, str]] = field(default_factory=dict)  # primary key -> (pid, "to-write/max-lag" set)
 
 
 def replica_lags(info: dict[str, str]) -> list[int]:
@@ -458,7 +458,9 @@ class Nodes:
         its value while a replica of the shard follows the primary, 0 while none does. A primary the
         control plane reaches keeps taking writes when its replicas are gone (a replica lost, or the
         only one promoted); one cut off from the control plane as well cannot be told so, and stops
-        taking writes once no replica has acknowledged for min-replicas-max-lag seconds."""
+        taking writes once no replica has acknowledged for min-replicas-max-lag seconds. A shard left
+        without replicas (DecreaseReplicaCount to 0) gets its parameter group's values back. A
+        parameter group that sets min-replicas-to-write is left to the parameters workflow."""
         members = self.members(group)
         for node_group in group.node_groups:
             primary = members.get(node_group.primary_cluster_id)
@@ -466,33 +468,42 @@ class Nodes:
                 continue
             key = node_key(primary)
             pid = self.provider.pid(key)
+            if pid is None or not self.health.healthy(key) or "min-replicas-to-write" not in self.offered(primary):
+                continue
+            if "min-replicas-to-write" in cluster_user_parameters(self.store, primary):
+                continue  # its parameter group decides (and the parameters workflow applies it)
             fencing = self._write_fencing(primary)
-            wanted = fencing.get("min-replicas-to-write")
-            if pid is None or wanted is None or not self.health.healthy(key):
-                continue
-            try:
-                info = await self.admin(primary).info("replication")
-            except EngineError:
-                continue
-            max_lag = int(fencing.get("min-replicas-max-lag") or self.parameter_values(primary).get("min-replicas-max-lag", "10"))
-            lags = replica_lags(info)
-            value = wanted if any(lag <= max_lag for lag in lags) else "0"
+            values = self.parameter_values(primary)
+            # No replica in the shard (any more): the parameter group's values, as at a start without one.
+            wanted = fencing.get("min-replicas-to-write", values.get("min-replicas-to-write", "0"))
+            lag_setting = fencing.get("min-replicas-max-lag", values.get("min-replicas-max-lag", "10"))
+            max_lag = int(lag_setting)
+            lags: list[int] = []
+            if fencing:
+                try:
+                    lags = replica_lags(await self.admin(primary).info("replication"))
+                except EngineError:
+                    continue
+            value = wanted if not fencing or any(lag <= max_lag for lag in lags) else "0"
             behind = [max_lag - lag for lag in lags if 2 <= lag <= max_lag]
-            if behind:
+            if fencing and behind:
                 # A replica has not acknowledged for a while (hung, or cut off): look again by the time
                 # the primary would stop counting it, so that a reachable primary does not refuse writes.
                 self.recheck(group, min(behind) + 0.5)
-            if self.observed.write_fence.get(key) == (pid, value):
+            if self.observed.write_fence.get(key) == (pid, f"{value}/{lag_setting}"):
                 continue
             try:
-                await self.admin(primary).execute("CONFIG", "SET", "min-replicas-to-write", value)
+                # Both: a primary that started without replicas runs with the parameter group's lag.
+                await self.admin(primary).execute(
+                    "CONFIG", "SET", "min-replicas-to-write", value, "min-replicas-max-lag", lag_setting,
+                )
             except EngineError as error:
                 log.info("%s: min-replicas-to-write %s waits for the next pass: %s", primary.cluster_id, value, error)
                 continue
-            if value == "0" and (self.observed.write_fence.get(key) or (0, ""))[1] != "0":
+            if fencing and value == "0":
                 log.warning("%s: no replica follows primary %s: it takes writes without one (min-replicas-to-write 0)",
                             group.group_id, primary.cluster_id)
-            self.observed.write_fence[key] = (pid, value)
+            self.observed.write_fence[key] = (pid, f"{value}/{lag_setting}")
 
     async def _adopt_sharded(self, cluster: CacheCluster) -> None:
         """A running cluster-mode node (adopted after a restart, or a warm node just given to a
