@@ -449,9 +449,13 @@ class Nodes:
         any node of the shard may be its primary after a failover, so each starts with them."""
         group = self.store.get(ReplicationGroup, cluster.region, cluster.replication_group_id or "")
         node_group = group.node_group_of(cluster.cluster_id) if group is not None else None
-        if node_group is None or "min-replicas-to-write" not in self.offered(cluster):
+        if group is None or node_group is None or "min-replicas-to-write" not in self.offered(cluster):
             return {}
-        return write_fencing(cluster_user_parameters(self.store, cluster), replicas=len(node_group.member_cluster_ids) - 1)
+        # A replica being removed does not count: its shard's primary must not refuse writes once it is gone.
+        members = self.members(group)
+        staying = [c for c in node_group.member_cluster_ids
+                   if c != cluster.cluster_id and (c not in members or members[c].status != ClusterStatus.DELETING)]
+        return write_fencing(cluster_user_parameters(self.store, cluster), replicas=len(staying))
 
     async def fence_writes(self, group: ReplicationGroup) -> None:
         """min-replicas-to-write on each shard's primary where Cachefleet sets it (``write_fencing``):
