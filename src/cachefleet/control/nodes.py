@@ -66,6 +66,7 @@ RECOVERING = "recovering"  # status_reason of a lost primary coming back as a re
 # costs a full resync of the whole data set. Only a node silent this long is hung.
 HUNG_PRIMARY_GRACE = 10.0
 HUNG_REPLICA_GRACE = 5.0
+FENCE_TIMEOUT = 0.3  # the write fencing's INFO and CONFIG SET on a primary (fence_writes)
 REPLACING = "replacing"  # status_reason of a node restarting on another build (an engine upgrade)
 SYNC_LOOK_AFTER = 1.0  # seconds a full sync runs before its primary is asked whether it can finish
 SHUTDOWN_TIMEOUT = 60.0  # seconds for a node to save its data and exit (SHUTDOWN SAVE)
@@ -485,8 +486,10 @@ class Nodes:
             lags: list[int] = []
             if fencing:
                 try:
-                    lags = replica_lags(await self.admin(primary).info("replication"))
-                except EngineError:
+                    # Bounded: a primary cut off a moment ago still counts as healthy, and the pass
+                    # (which holds the group's failover) must not wait on it for the client's timeout.
+                    lags = replica_lags(await asyncio.wait_for(self.admin(primary).info("replication"), FENCE_TIMEOUT))
+                except (EngineError, TimeoutError):
                     continue
             value = wanted if not fencing or any(lag <= max_lag for lag in lags) else "0"
             behind = [max_lag - lag for lag in lags if 2 <= lag <= max_lag]
@@ -498,10 +501,10 @@ class Nodes:
                 continue
             try:
                 # Both: a primary that started without replicas runs with the parameter group's lag.
-                await self.admin(primary).execute(
+                await asyncio.wait_for(self.admin(primary).execute(
                     "CONFIG", "SET", "min-replicas-to-write", value, "min-replicas-max-lag", lag_setting,
-                )
-            except EngineError as error:
+                ), FENCE_TIMEOUT)
+            except (EngineError, TimeoutError) as error:
                 log.info("%s: min-replicas-to-write %s waits for the next pass: %s", primary.cluster_id, value, error)
                 continue
             if fencing and value == "0":
