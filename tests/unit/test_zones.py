@@ -91,3 +91,15 @@ def test_write_fencing_applies_to_shards_with_replicas_unless_the_parameter_grou
     # The parameter group sets the lag: Cachefleet sets only the count; it sets the count: nothing.
     assert G.write_fencing(frozenset({"min-replicas-max-lag"}), replicas=1) == {"min-replicas-to-write": "1"}
     assert G.write_fencing(frozenset({"min-replicas-to-write"}), replicas=1) == {}
+
+
+def test_replica_lags_are_read_from_the_primarys_info() -> None:
+    from cachefleet.control.nodes import replica_lags
+
+    info = {"role": "master", "connected_slaves": "3",
+            "slave0": "ip=10.251.2.1,port=6379,state=online,offset=4242,lag=0",
+            "slave1": "ip=10.251.3.1,port=6379,state=wait_bgsave,offset=0,lag=0",  # not synced yet: no vote
+            "slave2": "ip=10.251.3.2,port=6379,state=online,offset=4200,lag=4",
+            "slave_read_only": "1", "master_repl_offset": "4242"}
+    assert replica_lags(info) == [0, 4]
+    assert replica_lags({"role": "master", "connected_slaves": "0"}) == []
