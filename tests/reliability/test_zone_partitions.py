@@ -160,9 +160,9 @@ def test_a_zone_cut_off_fails_over_and_its_old_primary_stops_writes_then_rejoins
         assert ipaddress.IPv4Address(address) in zones[zone].subnet, (zone, address)
     assert old["PreferredAvailabilityZone"] == A
     # Cachefleet's write fencing on a group with replicas (README: Zone partitions).
-    assert engine(old_address).config_get("min-replicas-*") == {
+    wait_for(lambda: engine(old_address).config_get("min-replicas-*") == {
         "min-replicas-to-write": "1", "min-replicas-max-lag": str(MAX_LAG),
-    }
+    }, timeout=10, what="min-replicas 1 / 5 on the primary, its replicas online")
 
     log_path = tmp_path / "zone-a-writes.jsonl"
     with open(tmp_path / "zone-a.err", "w") as errors:

@@ -423,7 +423,12 @@ class Nodes:
             mode = self.locks.mode(cluster)
         values = values if values is not None else self.parameter_values(cluster)
         settings = node_settings(self.family(cluster), values, node_type=cluster.node_type, offered=self.offered(cluster))
-        settings.update(self._write_fencing(cluster))
+        fencing = self._write_fencing(cluster)
+        if "min-replicas-to-write" in fencing:
+            # A node starts without a replica online (its replicas, if any, sync from it first): it
+            # takes writes until fence_writes sees one online and raises the count.
+            fencing["min-replicas-to-write"] = "0"
+        settings.update(fencing)
         maxmemory = int(settings.pop("maxmemory"))
         return render(
             NodeConfig(
@@ -446,8 +451,7 @@ class Nodes:
         )
 
     def _write_fencing(self, cluster: CacheCluster) -> dict[str, str]:
-        """min-replicas-to-write / -max-lag for a node of a shard with replicas (see ``write_fencing``):
-        any node of the shard may be its primary after a failover, so each starts with them."""
+        """min-replicas-to-write / -max-lag for a node of a shard with replicas (see ``write_fencing``)."""
         group = self.store.get(ReplicationGroup, cluster.region, cluster.replication_group_id or "")
         node_group = group.node_group_of(cluster.cluster_id) if group is not None else None
         if group is None or node_group is None or "min-replicas-to-write" not in self.offered(cluster):
