@@ -159,7 +159,7 @@ def test_a_zone_cut_off_fails_over_and_its_old_primary_stops_writes_then_rejoins
     for zone, address in by_zone.items():  # each node on its zone's subnet, in its namespace
         assert ipaddress.IPv4Address(address) in zones[zone].subnet, (zone, address)
     assert old["PreferredAvailabilityZone"] == A
-    # Cachefleet's write fencing on a group with replicas (README: Zone partitions).
+    # Cachefleet's write fencing on a group with replicas (README, High availability: Write fencing).
     wait_for(lambda: engine(old_address).config_get("min-replicas-*") == {
         "min-replicas-to-write": "1", "min-replicas-max-lag": str(MAX_LAG),
     }, timeout=10, what="min-replicas 1 / 5 on the primary, its replicas online")
@@ -245,7 +245,6 @@ def test_a_zone_cut_off_fails_over_and_its_old_primary_stops_writes_then_rejoins
             "confirmed_lost": len(missing),
         }
         print("zone partition:", json.dumps(report))
-        assert len(lost_isolated) <= len(acknowledged)
     finally:
         if inside.poll() is None:
             inside.kill()
