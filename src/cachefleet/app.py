@@ -118,6 +118,8 @@ class Settings:
     s3_endpoint_url: str | None = None  # exports and SnapshotArns (None: buckets are <data-dir>/buckets/<bucket>)
     snapshot_clock_file: Path | None = None  # tests: the automatic snapshot schedule's clock
     serverless_sizing: str = ""  # SizingPolicy.parse: how serverless caches size themselves
+    # Availability zones in network namespaces (`--zone AZ=NAMESPACE:SUBNET`, README: Zone partitions).
+    zones: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -133,6 +135,38 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise StartupError(f"--listen {value}: use HOST:PORT, for example 127.0.0.1:8379.")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def zone_networks(values: tuple[str, ...], *, region: str, network: ipaddress.IPv4Network) -> list[local.Zone]:
+    """``--zone AZ=NAMESPACE:SUBNET``: the availability zones whose nodes run in a network namespace
+    of their own and get their addresses from its subnet (the namespace is set up beforehand)."""
+    zones: list[local.Zone] = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        namespace, colon, block = rest.partition(":")
+        if not sep or not colon or not name or not namespace or not block:
+            raise StartupError(f"--zone {value}: use AZ=NAMESPACE:SUBNET, for example {region}a=zone-a:10.251.1.0/24.")
+        if name not in identifiers.availability_zones(region):
+            raise StartupError(
+                f"--zone {value}: {name} is not an availability zone of {region} "
+                f"({', '.join(identifiers.availability_zones(region))})."
+            )
+        try:
+            subnet = ipaddress.ip_network(block, strict=False)
+        except ValueError:
+            raise StartupError(f"--zone {value}: {block} is not an IPv4 block such as 10.251.1.0/24.") from None
+        if not isinstance(subnet, ipaddress.IPv4Network) or subnet.num_addresses < 4:
+            raise StartupError(f"--zone {value}: use an IPv4 block of at least a /30, such as 10.251.1.0/24.")
+        if not Path(local.NETNS_DIR, namespace).exists():
+            raise StartupError(f"--zone {value}: there is no network namespace {namespace}; create it first "
+                               f"(ip netns add {namespace}) and route {subnet} to it.")
+        for other in zones:
+            if other.availability_zone == name or other.network.overlaps(subnet):
+                raise StartupError(f"--zone {value} overlaps --zone of {other.availability_zone} ({other.network}).")
+        if subnet.overlaps(network):
+            raise StartupError(f"--zone {value}: {subnet} overlaps the node network {network}.")
+        zones.append(local.Zone(name, namespace, subnet))
+    return zones
 
 
 def is_loopback(host: str) -> bool:
@@ -284,6 +318,7 @@ class Cachefleet:
         host, port = parse_listen(settings.listen)
         self.host, self.port = host, port
         self.network = node_network(settings.node_network)
+        self.zones = zone_networks(settings.zones, region=settings.region, network=self.network)
         if settings.credentials_file is not None:
             try:
                 secrets: CredentialsFile | None = CredentialsFile(settings.credentials_file)
@@ -325,7 +360,7 @@ class Cachefleet:
                 "the state store %s is read-only: the API answers reads, and every change with "
                 "ServiceUnavailable until it is writable again", self.settings.data_dir / "state.db",
             )
-        provider = local.LocalProvider(self.settings.data_dir)
+        provider = local.LocalProvider(self.settings.data_dir, zones=self.zones)
         # The CA exists from the first start: clients can fetch it before any TLS group does.
         self.ca = tls.CertificateAuthority.load_or_create(self.settings.data_dir / "tls")
         locks = Locks(
@@ -342,7 +377,9 @@ class Cachefleet:
             binaries=self.catalog,
             network=self.network,
             release=valkeys[-1] if valkeys else None,
-            size=self.settings.warm_nodes,
+            # Warm nodes run in the node network: with zones in namespaces of their own, a warm node
+            # would be in the wrong one.
+            size=0 if self.zones else self.settings.warm_nodes,
             locks=locks,
         )
         builds = measure_builds(self.catalog)
@@ -369,6 +406,7 @@ class Cachefleet:
                 on_change=changed,
                 warm=warm,
                 max_nodes=self.settings.max_nodes,
+                zone_networks={zone.availability_zone: zone.network for zone in self.zones},
             ),
             builds=builds,
             snapshot_storage=snapshot_files,

@@ -112,6 +112,9 @@ main.add_command(global_datastores.global_command)
               help="Seconds between metric samples of every node (0 turns metrics, alarms and log delivery off).")
 @click.option("--tls-certificate-days", default=90.0, show_default=True, type=click.FloatRange(min=0.00005),
               help="Lifetime of node certificates; each is renewed, without a restart, once a third of it is left.")
+@click.option("--zone", "zones", multiple=True, metavar="AZ=NAMESPACE:SUBNET",
+              help="Run the nodes of availability zone AZ in network namespace NAMESPACE, with addresses from SUBNET "
+                   "(set up beforehand; README: Zone partitions). Repeat for each zone.")
 @click.option("--max-nodes", default=300, show_default=True, type=click.IntRange(1, 100000),
               help="The node quota per region (ElastiCache's default is 300; AWS raises it on request).")
 @click.option("--s3-endpoint-url", default=None, metavar="URL",
@@ -140,6 +143,7 @@ def up(
     sample_interval: int,
     tls_certificate_days: float,
     max_nodes: int,
+    zones: tuple[str, ...],
     s3_endpoint_url: str | None,
     init_file: Path | None,
     snapshot_clock_file: Path | None,
@@ -171,6 +175,7 @@ def up(
         sample_interval=sample_interval,
         tls_certificate_days=tls_certificate_days,
         max_nodes=max_nodes,
+        zones=zones,
         s3_endpoint_url=s3_endpoint_url,
         snapshot_clock_file=snapshot_clock_file.resolve() if snapshot_clock_file else None,
         serverless_sizing=serverless_sizing,

@@ -36,11 +36,13 @@ from cachefleet.domain.operations import Operation, OperationKind, operation_key
 from cachefleet.domain.parameter_groups import (
     Builds,
     CacheNodeParameters,
+    cluster_user_parameters,
     cluster_values,
     family_name,
     node_parameters,
     node_settings,
     offered_names,
+    write_fencing,
 )
 from cachefleet.domain.ports import Clock, StateStore
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
@@ -64,6 +66,7 @@ RECOVERING = "recovering"  # status_reason of a lost primary coming back as a re
 # costs a full resync of the whole data set. Only a node silent this long is hung.
 HUNG_PRIMARY_GRACE = 10.0
 HUNG_REPLICA_GRACE = 5.0
+FENCE_TIMEOUT = 0.3  # the write fencing's INFO and CONFIG SET on a primary (fence_writes)
 REPLACING = "replacing"  # status_reason of a node restarting on another build (an engine upgrade)
 SYNC_LOOK_AFTER = 1.0  # seconds a full sync runs before its primary is asked whether it can finish
 SHUTDOWN_TIMEOUT = 60.0  # seconds for a node to save its data and exit (SHUTDOWN SAVE)
@@ -130,6 +133,20 @@ class Observed:
     transit: dict[str, TransitEncryptionMode | None] = field(default_factory=dict)  # node key -> TLS mode it runs
     masterauth: dict[str, tuple[int, str]] = field(default_factory=dict)  # replica key -> (pid, primary key)
     upstream: dict[str, tuple[str, int]] = field(default_factory=dict)  # global secondary primary -> node it follows
+    write_fence: dict[str, tuple[int, str]] = field(default_factory=dict)  # primary key -> (pid, "to-write/max-lag" set)
+
+
+def replica_lags(info: dict[str, str]) -> list[int]:
+    """Seconds since each online replica's last acknowledgement, from the primary's INFO replication
+    (``slaveN:ip=...,state=online,offset=...,lag=N``)."""
+    lags = []
+    for name, text in info.items():
+        if not (name.startswith("slave") and name[5:].isdigit()):
+            continue
+        fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        if fields.get("state") == "online" and fields.get("lag", "").isdigit():
+            lags.append(int(fields["lag"]))
+    return lags
 
 
 class Nodes:
@@ -406,6 +423,12 @@ class Nodes:
             mode = self.locks.mode(cluster)
         values = values if values is not None else self.parameter_values(cluster)
         settings = node_settings(self.family(cluster), values, node_type=cluster.node_type, offered=self.offered(cluster))
+        fencing = self._write_fencing(cluster)
+        if "min-replicas-to-write" in fencing:
+            # A node starts without a replica online (its replicas, if any, sync from it first): it
+            # takes writes until fence_writes sees one online and raises the count.
+            fencing["min-replicas-to-write"] = "0"
+        settings.update(fencing)
         maxmemory = int(settings.pop("maxmemory"))
         return render(
             NodeConfig(
@@ -426,6 +449,72 @@ class Nodes:
                 },
             )
         )
+
+    def _write_fencing(self, cluster: CacheCluster) -> dict[str, str]:
+        """min-replicas-to-write / -max-lag for a node of a shard with replicas (see ``write_fencing``)."""
+        group = self.store.get(ReplicationGroup, cluster.region, cluster.replication_group_id or "")
+        node_group = group.node_group_of(cluster.cluster_id) if group is not None else None
+        if group is None or node_group is None or "min-replicas-to-write" not in self.offered(cluster):
+            return {}
+        # A replica being removed does not count: its shard's primary must not refuse writes once it is gone.
+        members = self.members(group)
+        staying = [c for c in node_group.member_cluster_ids
+                   if c != cluster.cluster_id and (c not in members or members[c].status != ClusterStatus.DELETING)]
+        return write_fencing(cluster_user_parameters(self.store, cluster), replicas=len(staying))
+
+    async def fence_writes(self, group: ReplicationGroup) -> None:
+        """min-replicas-to-write on each shard's primary where Cachefleet sets it (``write_fencing``):
+        its value while a replica of the shard follows the primary, 0 while none does. A primary the
+        control plane reaches keeps taking writes when its replicas are gone (a replica lost, or the
+        only one promoted); one cut off from the control plane as well cannot be told so, and stops
+        taking writes once no replica has acknowledged for min-replicas-max-lag seconds. A shard left
+        without replicas (DecreaseReplicaCount to 0) gets its parameter group's values back. A
+        parameter group that sets min-replicas-to-write is left to the parameters workflow."""
+        members = self.members(group)
+        for node_group in group.node_groups:
+            primary = members.get(node_group.primary_cluster_id)
+            if primary is None:
+                continue
+            key = node_key(primary)
+            pid = self.provider.pid(key)
+            if pid is None or not self.health.healthy(key) or "min-replicas-to-write" not in self.offered(primary):
+                continue
+            if "min-replicas-to-write" in cluster_user_parameters(self.store, primary):
+                continue  # its parameter group decides (and the parameters workflow applies it)
+            fencing = self._write_fencing(primary)
+            values = self.parameter_values(primary)
+            # No replica in the shard (any more): the parameter group's values, as at a start without one.
+            wanted = fencing.get("min-replicas-to-write", values.get("min-replicas-to-write", "0"))
+            lag_setting = fencing.get("min-replicas-max-lag", values.get("min-replicas-max-lag", "10"))
+            max_lag = int(lag_setting)
+            lags: list[int] = []
+            if fencing:
+                try:
+                    # Bounded: a primary cut off a moment ago still counts as healthy, and the pass
+                    # (which holds the group's failover) must not wait on it for the client's timeout.
+                    lags = replica_lags(await asyncio.wait_for(self.admin(primary).info("replication"), FENCE_TIMEOUT))
+                except (EngineError, TimeoutError):
+                    continue
+            value = wanted if not fencing or any(lag <= max_lag for lag in lags) else "0"
+            behind = [max_lag - lag for lag in lags if 2 <= lag <= max_lag]
+            if fencing and behind:
+                # A replica has not acknowledged for a while (hung, or cut off): look again by the time
+                # the primary would stop counting it, so that a reachable primary does not refuse writes.
+                self.recheck(group, min(behind) + 0.5)
+            if self.observed.write_fence.get(key) == (pid, f"{value}/{lag_setting}"):
+                continue
+            try:
+                # Both: a primary that started without replicas runs with the parameter group's lag.
+                await asyncio.wait_for(self.admin(primary).execute(
+                    "CONFIG", "SET", "min-replicas-to-write", value, "min-replicas-max-lag", lag_setting,
+                ), FENCE_TIMEOUT)
+            except (EngineError, TimeoutError) as error:
+                log.info("%s: min-replicas-to-write %s waits for the next pass: %s", primary.cluster_id, value, error)
+                continue
+            if fencing and value == "0":
+                log.warning("%s: no replica follows primary %s: it takes writes without one (min-replicas-to-write 0)",
+                            group.group_id, primary.cluster_id)
+            self.observed.write_fence[key] = (pid, f"{value}/{lag_setting}")
 
     async def _adopt_sharded(self, cluster: CacheCluster) -> None:
         """A running cluster-mode node (adopted after a restart, or a warm node just given to a
@@ -717,6 +806,10 @@ class Nodes:
                             ),
                         )
                     )
+
+    def recheck(self, resource: Resource, delay: float) -> None:
+        """The resource's pass runs again after ``delay`` seconds (whatever else happens meanwhile)."""
+        self._recheck(resource, delay)
 
     def silent_long_enough(self, resource: Resource, cluster: CacheCluster, grace: float) -> bool:
         """Whether an unhealthy node has been silent for ``grace`` seconds; if not yet, the

@@ -387,6 +387,9 @@ class Reconciler:
                 raise Retry(0.0, "")  # again at once, with the new primary
         if deferred is not None:
             raise deferred
+        # Before the topology, which may wait on a replica for long: a primary left without one takes
+        # writes again at once.
+        await nodes.fence_writes(group)
         # Certificates first: a group waiting to converge must not let its nodes' certificates expire.
         await self.access.renew(group)
         # Before the topology (and the parameters): a replaced node's record names its new build
@@ -413,6 +416,7 @@ class Reconciler:
         for cluster in nodes.members(group).values():
             nodes.watch(cluster)
         nodes.note_links(group)
+        await nodes.fence_writes(nodes.current(group) or group)  # its replicas follow it now
         current = nodes.current(group)
         if current is not None and nodes.operation(current, OperationKind.NODE_TYPE) is not None:
             await self.node_type.apply(current)

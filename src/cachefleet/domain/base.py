@@ -9,7 +9,7 @@ engine.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -53,6 +53,10 @@ class Dependencies:
     # (None: domain/elasticache.py asks the registry of kinds).
     used_addresses: Callable[[], set[str]] | None = None
     max_nodes: int = MAX_NODES_PER_REGION  # the node quota per region (`cachefleet up --max-nodes`)
+    # Availability zones placed in a network of their own (`cachefleet up --zone`): a node of
+    # such a zone gets its address from the zone's subnet; other zones' nodes and every endpoint
+    # from the node network.
+    zone_networks: Mapping[str, ipaddress.IPv4Network] = field(default_factory=dict)
 
 
 class UseCases:
@@ -83,6 +87,21 @@ class UseCases:
         """The lowest ``count`` free addresses of the node network."""
         used = self._deps.used_addresses() if self._deps.used_addresses is not None else set()
         return validation.allocate_addresses(self._network, used | set(also_used), count)
+
+    def _allocate_in(self, zones: Sequence[str], *, also_used: Iterable[str] = ()) -> list[str]:
+        """One free address for a node of each zone, in order: from the zone's own subnet where it
+        has one (``--zone``), else from the node network."""
+        zone_networks = self._deps.zone_networks
+        if not any(zone in zone_networks for zone in zones):
+            return self._allocate(len(zones), also_used=also_used)
+        used = self._deps.used_addresses() if self._deps.used_addresses is not None else set()
+        used |= set(also_used)
+        found: list[str] = []
+        for zone in zones:
+            (address,) = validation.allocate_addresses(zone_networks.get(zone, self._network), used, 1)
+            used.add(address)
+            found.append(address)
+        return found
 
     def _operation(self, resource: Resource, kind: OperationKind) -> Operation | None:
         return self._store.get(Operation, resource.region, operation_key(resource.KIND.name, resource.key, kind))

@@ -511,7 +511,7 @@ class CacheClusters(UseCases):
         if request.security.transit_encryption_mode is not None:
             check_tls_engine(release, self._catalog.releases(), member="TransitEncryptionEnabled")
         now = self._clock.now()
-        (address,) = self._allocate(1)
+        (address,) = self._allocate_in([zone])
         cluster = CacheCluster(
             region=region,
             cluster_id=request.cluster_id,

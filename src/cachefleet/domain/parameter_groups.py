@@ -178,6 +178,34 @@ def cluster_values(store: StateStore, cluster: CacheCluster) -> dict[str, str]:
     return effective_values(family, {}, cluster_on=cluster.parameter_group_name.endswith(".cluster.on"))
 
 
+# Cachefleet's own values of these two on the nodes of a shard with replicas, where the node's parameter
+# group does not set them (README: Zone partitions). A primary cut off from every replica of its
+# shard stops taking writes once no replica has acknowledged the stream for MIN_REPLICAS_MAX_LAG
+# seconds (replicas acknowledge every second): the writes a partitioned primary acknowledges, and
+# that the failover to a reachable replica then loses, are bounded by about that. 5 s, half of
+# ElastiCache's default of the lag parameter: well past the control plane's failover (~0.5 s) and
+# replica stalls of a few seconds (a fork, a slow command), short enough to bound the loss.
+MIN_REPLICAS_TO_WRITE = "1"
+MIN_REPLICAS_MAX_LAG = "5"
+
+
+def write_fencing(user_set: Collection[str], *, replicas: int) -> dict[str, str]:
+    """The min-replicas-* settings Cachefleet gives a node of a shard with ``replicas`` replicas:
+    none without replicas; with them, its own values of those its parameter group leaves at the default."""
+    if replicas < 1:
+        return {}
+    fencing = {"min-replicas-to-write": MIN_REPLICAS_TO_WRITE, "min-replicas-max-lag": MIN_REPLICAS_MAX_LAG}
+    if "min-replicas-to-write" in user_set:
+        return {}  # the parameter group decides whether writes wait for replicas at all
+    return {name: value for name, value in fencing.items() if name not in user_set}
+
+
+def cluster_user_parameters(store: StateStore, cluster: CacheCluster) -> frozenset[str]:
+    """Names of the parameters the cluster's parameter group sets (Source ``user``); none for a default group."""
+    stored = store.get(CacheParameterGroup, cluster.region, cluster.parameter_group_name)
+    return frozenset(stored.user_values) if stored is not None else frozenset()
+
+
 def node_parameters(cluster: CacheCluster, values: Mapping[str, str]) -> CacheNodeParameters:
     """The record of a node (re)started with ``values``."""
     return CacheNodeParameters(cluster.region, cluster.cluster_id, cluster.parameter_group_name, tuple(sorted(values.items())))

@@ -111,7 +111,7 @@ class Replicas(GroupUseCases):
         now = self._clock.now()
         new_clusters = [
             new_member(group, cluster_id, ng_id, zone, address, now=now)
-            for (ng_id, cluster_id, zone), address in zip(additions, self._allocate(len(additions)), strict=True)
+            for (ng_id, cluster_id, zone), address in zip(additions, self._allocate_in([zone for _, _, zone in additions]), strict=True)
         ]
         node_groups = tuple(
             replace(ng, member_cluster_ids=ng.member_cluster_ids + tuple(c for n, c, _ in additions if n == ng.node_group_id))

@@ -837,8 +837,9 @@ class ReplicationGroups(GroupUseCases):
                     resource="CacheCluster",
                 )
             member_ids.append(candidate)
-        addresses = self._allocate(new_count + 2)
-        primary_endpoint, reader_endpoint = addresses[new_count:]
+        new_zones = [zone for cluster_id, zone in zip(member_ids, zones, strict=True) if seed is None or cluster_id != seed.cluster_id]
+        node_addresses = self._allocate_in(new_zones)
+        primary_endpoint, reader_endpoint = self._allocate(2, also_used=node_addresses)
         now = self._clock.now()
         group = ReplicationGroup(
             region=region,
@@ -877,7 +878,7 @@ class ReplicationGroups(GroupUseCases):
             global_replication_group_id=request.global_replication_group_id,
             global_role="SECONDARY" if request.global_replication_group_id else None,
         )
-        fresh = iter(addresses[:new_count])
+        fresh = iter(node_addresses)
         clusters = [
             replace(seed, replication_group_id=group.group_id, node_group_id="0001", status=ClusterStatus.MODIFYING,
                     security=Security())
@@ -1018,8 +1019,15 @@ class ReplicationGroups(GroupUseCases):
             if warmable and plain and request.restore is None else []
         )
         try:
-            fresh = self._allocate(total - len(warm) + 1, also_used=warm)
-            configuration_endpoint = fresh.pop()
+            # Addresses in the order the loop below takes them (a shard's primary may be a warm node).
+            fresh_zones = [
+                zone
+                for index, spec in enumerate(specs)
+                for number, zone in enumerate((spec.primary_zone or "", *spec.replica_zones), start=1)
+                if not (number == 1 and index < len(warm))
+            ]
+            fresh = self._allocate_in(fresh_zones, also_used=warm)
+            (configuration_endpoint,) = self._allocate(1, also_used=[*warm, *fresh])
             addresses = iter(fresh)
             warm_left = list(warm)
             group = ReplicationGroup(
@@ -1509,7 +1517,7 @@ class ReplicationGroups(GroupUseCases):
             key=lambda z: (used_zones.count(z), subnet_group.availability_zones.index(z)),
         )
         zone = zone_in(subnet_group, request.zone, default=least_used)
-        (address,) = self._allocate(1)
+        (address,) = self._allocate_in([zone])
         cluster = new_member(
             group, request.cluster_id, node_group.node_group_id, zone, address, now=self._clock.now(),
             tags_of_member=request.tags,

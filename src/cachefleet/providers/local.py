@@ -2,6 +2,9 @@
 
 A node lives in ``<data-dir>/nodes/<key>/`` (the key is the node's address):
 ``engine.conf``, ``data/``, ``engine.log``.
+A node of an availability zone given a network namespace (``cachefleet up --zone``) is started
+under ``ip netns exec`` (which execs the engine: the pid stays the engine's) and listens on an
+address of its zone's subnet; the namespaces and their routes are set up beforehand.
 Engines run in their own session so they outlive the control plane. Their command line
 names their config file, which is how a restarted control plane finds and adopts them
 (``/proc/*/cmdline``) instead of starting duplicates. Exits are seen at once through a
@@ -12,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 from cachefleet.engine.access import NodeAccess, close_stream
@@ -36,6 +41,18 @@ LOAD_RATE = 50e6
 # the engine is spawned and left once it answers PING (or failed): it puts an RDB there (a hard
 # link, or a FIFO fed while the engine loads). Its exit may raise: the seed failed.
 Seed = Callable[[Path], AbstractContextManager[object]]
+
+
+NETNS_DIR = "/run/netns"  # where `ip netns add` keeps its named namespaces
+
+
+@dataclass(frozen=True)
+class Zone:
+    """An availability zone whose nodes run in a network namespace of their own, on its subnet."""
+
+    availability_zone: str
+    namespace: str
+    network: ipaddress.IPv4Network
 
 
 class NodeStartFailed(Exception):
@@ -74,7 +91,9 @@ def address_in_use(address: str, port: int) -> bool:
 class LocalProvider:
     """Runs nodes as child processes on their own addresses, adopts them after a restart, fences by signal."""
 
-    def __init__(self, data_dir: Path, *, on_exit: ExitListener | None = None) -> None:
+    def __init__(self, data_dir: Path, *, on_exit: ExitListener | None = None, zones: Sequence[Zone] = ()) -> None:
+        self._zones = tuple(zones)
+        self._ip = shutil.which("ip") or "/usr/sbin/ip"
         self.nodes_dir = (data_dir / "nodes").resolve()
         self.nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._pids: dict[str, int] = {}
@@ -83,6 +102,17 @@ class LocalProvider:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ discovery
+    def namespace(self, key: str) -> str | None:
+        """The network namespace the node runs in (None: this one); a node's key is its address."""
+        try:
+            address = ipaddress.IPv4Address(key)
+        except ValueError:
+            return None
+        for zone in self._zones:
+            if address in zone.network:
+                return zone.namespace
+        return None
+
     def node_dir(self, key: str) -> Path:
         return self.nodes_dir / key
 
@@ -169,9 +199,13 @@ class LocalProvider:
         stdout_path = directory / "stdout.log"
         with contextlib.suppress(FileNotFoundError):
             (directory / "engine.log").unlink()
+        argv = [str(binary), str(config_path)]
+        namespace = self.namespace(key)
+        if namespace is not None:
+            argv = [self._ip, "netns", "exec", namespace, *argv]  # it execs the engine: same pid
         pid = os.posix_spawn(
-            str(binary),
-            [str(binary), str(config_path)],
+            argv[0],
+            argv,
             {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
