@@ -88,9 +88,10 @@ def cli_cluster(binary, cli: Path, names: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--engine-major", default="8", help="the Valkey major both clusters run (9: atomic slot migration)")
     args = parser.parse_args()
     valkeys = sorted((b for b in Catalog.discover().binaries() if b.release.engine == "valkey"), key=lambda b: b.release.version)
-    binary = next(b for b in valkeys if b.release.version.startswith("8."))
+    binary = next(b for b in valkeys if b.release.version.startswith(f"{args.engine_major}."))
     cli = next(b.cli for b in valkeys if b.cli is not None and b.cli.name == "valkey-cli")
     print(f"move {args.keys:,} keys (8192 slots) between 2 shards; {binary.release.engine} {binary.release.version}; {machine()}")
     names = keys_in(set(range(8192)), args.keys)

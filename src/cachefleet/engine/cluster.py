@@ -39,8 +39,10 @@ SLOT_MIGRATION_POLL = 0.05
 FINISHED = frozenset({"success", "failed", "cancelled"})
 # Keys one atomic slot migration job moves at most. When a job ends, the source deletes the keys it
 # handed over in its main thread: measured on Valkey 9.1, 500,000 keys of 1 KB held it 0.86 s (a
-# health probe calls a node hung after 0.5 s without a PING reply); jobs of ~31,000 keys, 0.1 s.
-ATOMIC_JOB_KEYS = 25_000
+# health probe calls a node hung after 0.5 s without a PING reply); jobs of ~31,000 keys, 0.1 s. Each
+# job costs ~0.4 s beyond its keys: 0.5 GB moved in 8.9 s as 21 jobs of 25,000 keys, in 6.4 s as 11 of
+# 50,000 (bench/serverless_scale.py, no failover either way).
+ATOMIC_JOB_KEYS = 50_000
 
 
 @dataclass(frozen=True)
