@@ -716,14 +716,21 @@ def test_a_primary_that_hangs_while_its_slots_move_is_failed_over_at_once(cluste
              what="the replica to hold its primary's keys")
     pid = engine_pids(cluster_server.data_dir)[primary["ReadEndpoint"]["Address"]]
 
-    ec.modify_replication_group_shard_configuration(ReplicationGroupId="hangmove", NodeGroupCount=3, ApplyImmediately=True)
+    source_engine = engine(primary["ReadEndpoint"]["Address"])
 
     def moving():
+        if atomic:
+            # An atomic slot migration job of the source's is running (it lasts ~0.2 s here).
+            jobs = source_engine.execute_command("CLUSTER", "GETSLOTMIGRATIONS")
+            return any(job["operation"] == "EXPORT" and job["state"] not in ("success", "failed", "cancelled")
+                       for job in jobs)
         found = ec.describe_replication_groups(ReplicationGroupId="hangmove")["ReplicationGroups"][0]
         migration = found["PendingModifiedValues"].get("Resharding", {}).get("SlotMigration")
         return migration is not None and 0 < migration["ProgressPercentage"] < 60
 
-    wait_for(moving, timeout=60, interval=0.01, what="slots moving")
+    atomic = cluster_server_atomic(ec, group)
+    ec.modify_replication_group_shard_configuration(ReplicationGroupId="hangmove", NodeGroupCount=3, ApplyImmediately=True)
+    wait_for(moving, timeout=60, interval=0.002, what="slots moving")
     os.kill(pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:

@@ -264,7 +264,7 @@ def _replica(cluster_id: str, zone: str = "us-east-1a"):
     return SimpleNamespace(cluster_id=cluster_id, availability_zone=zone, node=SimpleNamespace(address=cluster_id))
 
 
-SHARDED = SimpleNamespace(cluster_enabled=True, group_id="g", node_groups=(), node_group_of=lambda cluster_id: None)
+SHARDED = SimpleNamespace(cluster_enabled=True, group_id="g", node_groups=(), configuration_endpoint="", node_group_of=lambda cluster_id: None)
 
 
 @pytest.fixture
@@ -471,7 +471,7 @@ async def test_a_takeover_waits_while_the_replica_credits_its_primary_with_a_mov
     other.nodes_text = f"{b1} 127.0.0.3:6379@16379 myself,master - 0 0 4 connected 100-200"
     ops = FakeOps({"r1": replica, "b": other})
     b_primary = _replica("b")
-    group = SimpleNamespace(cluster_enabled=True, group_id="g", clusters=(b_primary,),
+    group = SimpleNamespace(cluster_enabled=True, group_id="g", clusters=(b_primary,), configuration_endpoint="",
                             node_groups=(SimpleNamespace(primary_cluster_id="b"),),
                             node_group_of=lambda cluster_id: SimpleNamespace(node_group_id="0001"))
     events: list[str] = []
