@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import time
 from pathlib import Path
 
-import redis
 from common import machine, percentile, raw_request, server, wait_all_available
-from failover import engine_pid, primary, recovered, wait
+from failover import recovered, time_failovers, wait
 
 TICKS = os.sysconf("SC_CLK_TCK")
 NETWORK = "127.118.0.0/20"  # 4,096 addresses: room for 1,000 nodes and their endpoints
@@ -64,22 +62,7 @@ def create_all(ec, nodes: int) -> tuple[float, float]:
 def failovers(running, rounds: int) -> list[float]:
     ec = running.client()
     wait(lambda: recovered(ec, FAILOVER_GROUP), timeout=120)
-    times = []
-    for _ in range(rounds):
-        group = ec.describe_replication_groups(ReplicationGroupId=FAILOVER_GROUP)["ReplicationGroups"][0]
-        endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
-        pid = engine_pid(running.root / "data", primary(group)["ReadEndpoint"]["Address"])
-        started = time.perf_counter()
-        os.kill(pid, signal.SIGKILL)
-        while True:
-            try:
-                redis.Redis(host=endpoint, socket_timeout=0.5, socket_connect_timeout=0.5).set("after", "kill")
-                break
-            except redis.RedisError:
-                time.sleep(0.005)
-        times.append(time.perf_counter() - started)
-        wait(lambda: recovered(ec, FAILOVER_GROUP), timeout=120)
-    return times
+    return time_failovers(ec, running, FAILOVER_GROUP, rounds, timeout=120)
 
 
 def measure(nodes: int, args: argparse.Namespace) -> dict[str, float]:

@@ -62,14 +62,12 @@ def primary(group, index: int = 0):
     return next(m for m in group["NodeGroups"][index]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
 
 
-def disabled_mode(running, rounds: int) -> list[float]:
-    ec = running.client()
-    ec.create_replication_group(ReplicationGroupId="fo", ReplicationGroupDescription="bench", Engine="valkey",
-                                CacheNodeType="cache.t4g.micro", NumCacheClusters=3, AutomaticFailoverEnabled=True)
-    wait(lambda: recovered(ec, "fo"))
+def time_failovers(ec, running, group_id: str, rounds: int, *, timeout: float = 60.0) -> list[float]:
+    """SIGKILL the group's primary ``rounds`` times: seconds from each kill to a write answered
+    through the primary endpoint (the group recovers between rounds)."""
     times = []
     for _ in range(rounds):
-        group = ec.describe_replication_groups(ReplicationGroupId="fo")["ReplicationGroups"][0]
+        group = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]
         endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]["Address"]
         pid = engine_pid(running.root / "data", primary(group)["ReadEndpoint"]["Address"])
         started = time.perf_counter()
@@ -81,8 +79,16 @@ def disabled_mode(running, rounds: int) -> list[float]:
             except redis.RedisError:
                 time.sleep(0.005)
         times.append(time.perf_counter() - started)
-        wait(lambda: recovered(ec, "fo"))
+        wait(lambda: recovered(ec, group_id), timeout=timeout)
     return times
+
+
+def disabled_mode(running, rounds: int) -> list[float]:
+    ec = running.client()
+    ec.create_replication_group(ReplicationGroupId="fo", ReplicationGroupDescription="bench", Engine="valkey",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=3, AutomaticFailoverEnabled=True)
+    wait(lambda: recovered(ec, "fo"))
+    return time_failovers(ec, running, "fo", rounds)
 
 
 def enabled_mode(running, rounds: int) -> list[float]:
