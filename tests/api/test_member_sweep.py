@@ -2059,6 +2059,21 @@ def _partly_updated(ec: Any) -> bool:
     return 1 <= updated < 3 and _action(ec, ReplicationGroupIds=[SU_GROUP])["NodesUpdated"] == f"{updated}/3"
 
 
+def _apply_and_begin(ec: Any) -> None:
+    """Applies the group's update and waits for its first node's update to begin: a stop before any
+    node began would rightly update none (it raced so in 1 of ~3 clean-clone runs)."""
+    ec.batch_apply_update_action(ServiceUpdateName=UPDATE_81, ReplicationGroupIds=[SU_GROUP])
+
+    def begun() -> bool:
+        found = ec.describe_update_actions(ServiceUpdateName=UPDATE_81, ReplicationGroupIds=[SU_GROUP],
+                                           ShowNodeLevelUpdateStatus=True)["UpdateActions"]
+        return any(member.get("NodeUpdateStatus") in ("in-progress", "complete")
+                   for action in found for group in action.get("NodeGroupUpdateStatus", [])
+                   for member in group.get("NodeGroupMemberUpdateStatus", []))
+
+    wait_for(begun, timeout=60, interval=0.02, what="the group's first node update to begin")
+
+
 # Stopped first (between the group's nodes: the one being updated finishes, no other starts), then applied:
 # the group finishes, and a cluster of its own is updated.
 _apply = lambda **ids: lambda ec: ec.batch_apply_update_action(ServiceUpdateName=UPDATE_81, **ids)  # noqa: E731
@@ -2066,7 +2081,7 @@ BATCHES = (
     Call(
         name="BatchStopUpdateAction", base={"ServiceUpdateName": UPDATE_81},
         values={"ReplicationGroupIds": [SU_GROUP], "CacheClusterIds": [SU_STOPPED]}, elements={},
-        ready={"ReplicationGroupIds": _apply(ReplicationGroupIds=[SU_GROUP]),
+        ready={"ReplicationGroupIds": lambda ec: _apply_and_begin(ec),
                "CacheClusterIds": _apply(CacheClusterIds=[SU_STOPPED])},
         shown={
             "ReplicationGroupIds": lambda ec, a: _processed("ReplicationGroupId", SU_GROUP, "stopping")(a)
