@@ -149,6 +149,14 @@ def replica_lags(info: dict[str, str]) -> list[int]:
     return lags
 
 
+def _stopping(member: CacheCluster | None) -> bool:
+    """Whether a member is stopped on purpose, or about to be: being removed, rebooted, or replaced
+    by a rolling upgrade (``REPLACING``). A member not in the store (yet) is not."""
+    if member is None:
+        return False
+    return member.status in (ClusterStatus.DELETING, ClusterStatus.REBOOTING) or member.status_reason == REPLACING
+
+
 class Nodes:
     """The node toolkit every workflow uses, and the observed state of the nodes."""
 
@@ -456,10 +464,10 @@ class Nodes:
         node_group = group.node_group_of(cluster.cluster_id) if group is not None else None
         if group is None or node_group is None or "min-replicas-to-write" not in self.offered(cluster):
             return {}
-        # A replica being removed does not count: its shard's primary must not refuse writes once it is gone.
+        # A replica stopped on purpose does not count (being removed, rebooted, or replaced by an
+        # upgrade): its shard's primary must not refuse writes while it is gone.
         members = self.members(group)
-        staying = [c for c in node_group.member_cluster_ids
-                   if c != cluster.cluster_id and (c not in members or members[c].status != ClusterStatus.DELETING)]
+        staying = [c for c in node_group.member_cluster_ids if c != cluster.cluster_id and not _stopping(members.get(c))]
         return write_fencing(cluster_user_parameters(self.store, cluster), replicas=len(staying))
 
     async def fence_writes(self, group: ReplicationGroup) -> None:
@@ -880,6 +888,8 @@ class Nodes:
             primary = cluster.cluster_id in group.primary_cluster_ids
             rebooting = cluster.status == ClusterStatus.REBOOTING and key not in self.observed.rebooted
             if rebooting and not (primary and failover_requested):
+                if not primary:
+                    await self.fence_writes(group)  # its primary takes writes without it meanwhile
                 await self.reboot(cluster)
             elif (
                 not self.health.healthy(key)

@@ -299,6 +299,8 @@ class UpgradeWorkflow:
                     f"({cluster.engine} {cluster.engine_version}) with {LABELS.get(upgrade.engine, upgrade.engine)} "
                     f"{upgrade.engine_version}: it syncs from its primary",
         )
+        # Its primary takes writes without it while it is replaced (a shard's only replica included).
+        await self.nodes.fence_writes(self.nodes.current(group) or group)
         await self.nodes.stop(cluster)
 
     async def _restart_in_place(self, resource: Resource, operation: Operation, cluster: CacheCluster, *, sharded: bool) -> None:
