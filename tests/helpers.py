@@ -177,6 +177,26 @@ def engine(address: str, port: int = 6379) -> redis.Redis:
     return redis.Redis(host=address, port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True)
 
 
+def exporting(*sources: redis.Redis) -> bool:
+    """Whether an atomic slot migration job (Valkey 9+ CLUSTER GETSLOTMIGRATIONS) of one of these
+    source primaries is running now: a move that lasts ~0.2 s here, caught by polling this."""
+    from cachefleet.engine.cluster import FINISHED
+
+    return any(job["operation"] == "EXPORT" and job["state"] not in FINISHED
+               for source in sources for job in source.execute_command("CLUSTER", "GETSLOTMIGRATIONS"))
+
+
+def node_update_statuses(found: Any) -> set[str]:
+    """Every NodeUpdateStatus anywhere in update actions (node groups' members, cache nodes): a
+    BatchStopUpdateAction sent before any is "in-progress" or "complete" rightly updates none."""
+    if isinstance(found, dict):
+        own = {found["NodeUpdateStatus"]} if "NodeUpdateStatus" in found else set()
+        return own.union(*(node_update_statuses(v) for v in found.values()))
+    if isinstance(found, list):
+        return set().union(*(node_update_statuses(v) for v in found))
+    return set()
+
+
 def events_of(ec: Any, source_id: str) -> list[str]:
     events = ec.describe_events(SourceIdentifier=source_id, Duration=60)["Events"]
     return [str(e["Message"]) for e in events]

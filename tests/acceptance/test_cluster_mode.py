@@ -23,6 +23,7 @@ from helpers import (
     engine,
     engine_pids,
     events_of,
+    exporting,
     free_port,
     fresh_network,
     node_addresses,
@@ -493,8 +494,7 @@ def test_a_reshard_interrupted_by_a_control_plane_crash_finishes(make_server):
         if atomic:
             # Killed while an atomic slot migration job runs in the engines (~0.3 s each here): the
             # restarted control plane waits for it, then plans again from what moved.
-            return any(job["operation"] == "EXPORT" and job["state"] not in ("success", "failed", "cancelled")
-                       for source in sources for job in source.execute_command("CLUSTER", "GETSLOTMIGRATIONS"))
+            return exporting(*sources)
         group = ec.describe_replication_groups(ReplicationGroupId="crashy")["ReplicationGroups"][0]
         progress = group["PendingModifiedValues"].get("Resharding", {}).get("SlotMigration", {}).get("ProgressPercentage", 0)
         return 0 < progress < 100
@@ -729,9 +729,7 @@ def test_a_primary_that_hangs_while_its_slots_move_is_failed_over_at_once(cluste
     def moving():
         if atomic:
             # An atomic slot migration job of the source's is running (it lasts ~0.2 s here).
-            jobs = source_engine.execute_command("CLUSTER", "GETSLOTMIGRATIONS")
-            return any(job["operation"] == "EXPORT" and job["state"] not in ("success", "failed", "cancelled")
-                       for job in jobs)
+            return exporting(source_engine)
         found = ec.describe_replication_groups(ReplicationGroupId="hangmove")["ReplicationGroups"][0]
         migration = found["PendingModifiedValues"].get("Resharding", {}).get("SlotMigration")
         return migration is not None and 0 < migration["ProgressPercentage"] < 60

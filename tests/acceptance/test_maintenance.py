@@ -20,7 +20,15 @@ import pytest
 
 from cachefleet.engine.catalog import Catalog
 from engines import marked_build
-from helpers import engine, events_of, wait_cluster, wait_for, wait_group, wait_group_gone
+from helpers import (
+    engine,
+    events_of,
+    node_update_statuses,
+    wait_cluster,
+    wait_for,
+    wait_group,
+    wait_group_gone,
+)
 from inprocess import FakeClock, InProcessServer
 
 VALKEY_81 = next((b for b in Catalog.discover().binaries() if b.release.major_minor == "8.1"
@@ -127,16 +135,6 @@ def test_pending_changes_wait_for_the_window_and_run_at_its_start(fleet):
     wait_group_gone(ec, "mw")
 
 
-def _node_statuses(found: Any) -> set[str]:
-    """Every NodeUpdateStatus anywhere in an update action (node groups' members, cache nodes)."""
-    if isinstance(found, dict):
-        own = {found["NodeUpdateStatus"]} if "NodeUpdateStatus" in found else set()
-        return own.union(*(_node_statuses(v) for v in found.values()))
-    if isinstance(found, list):
-        return set().union(*(_node_statuses(v) for v in found))
-    return set()
-
-
 def test_a_service_update_from_a_second_build_of_the_same_valkey_version(fleet):
     ec = fleet.client()
     week = BASE + dt.timedelta(days=7)
@@ -169,7 +167,7 @@ def test_a_service_update_from_a_second_build_of_the_same_valkey_version(fleet):
     ]
     # Stopped between nodes: the node being updated finishes, no other starts. (Stopped once the
     # first node's update began: a stop before any node began would rightly update none.)
-    wait_for(lambda: bool(_node_statuses(action()) & {"in-progress", "complete"}), timeout=60, interval=0.02,
+    wait_for(lambda: bool(node_update_statuses(action()) & {"in-progress", "complete"}), timeout=60, interval=0.02,
              what="the first node's update to begin")
     stopped = ec.batch_stop_update_action(ServiceUpdateName=UPDATE, ReplicationGroupIds=["su"])
     assert stopped["ProcessedUpdateActions"][0]["UpdateActionStatus"] == "stopping"

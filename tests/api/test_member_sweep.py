@@ -35,7 +35,7 @@ from cachefleet.api import elasticache
 from cachefleet.api.server import handlers_of
 from cachefleet.domain.global_datastores import id_prefix
 from engines import BINARIES, BareEngines, marked_build
-from helpers import Server, engine, free_port, fresh_network, wait_for
+from helpers import Server, engine, free_port, fresh_network, node_update_statuses, wait_for
 
 # The table of exceptions lives next to this file (tests run with --import-mode=importlib).
 _spec = importlib.util.spec_from_file_location("sweep_exceptions", Path(__file__).with_name("sweep_exceptions.py"))
@@ -2067,9 +2067,7 @@ def _apply_and_begin(ec: Any) -> None:
     def begun() -> bool:
         found = ec.describe_update_actions(ServiceUpdateName=UPDATE_81, ReplicationGroupIds=[SU_GROUP],
                                            ShowNodeLevelUpdateStatus=True)["UpdateActions"]
-        return any(member.get("NodeUpdateStatus") in ("in-progress", "complete")
-                   for action in found for group in action.get("NodeGroupUpdateStatus", [])
-                   for member in group.get("NodeGroupMemberUpdateStatus", []))
+        return bool(node_update_statuses(found) & {"in-progress", "complete"})
 
     wait_for(begun, timeout=60, interval=0.02, what="the group's first node update to begin")
 

@@ -73,6 +73,7 @@ CONTROL_PLANE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("replicaof", "reconciler and failover: REPLICAOF host port / NO ONE"),
     ("cluster|nodes", "cluster view (engine/cluster.py)"),
     ("cluster|info", "cluster formation (control/sharded.py)"),
+    ("cluster|slots", "every member in what clients see before it is available (control/sharded.py)"),
     ("cluster|meet", "cluster formation (control/sharded.py)"),
     ("cluster|replicate", "cluster replicas (control/sharded.py)"),
     ("cluster|addslotsrange", "initial slots, warm nodes (engine/cluster.py, control/sharded.py, control/warm.py)"),

@@ -130,6 +130,18 @@ async def view(admin: AdminClient) -> ClusterView:
     return parse_nodes(await admin.text("CLUSTER", "NODES"))
 
 
+async def slot_map_node_ids(admin: AdminClient) -> set[str]:
+    """The ids of the nodes the node's ``CLUSTER SLOTS`` lists: what a cluster client learns from it.
+    An engine leaves out a replica it has not yet seen hold data (replication offset 0 in the
+    cluster bus), which it sees a moment after the replica's sync, and a primary without slots."""
+    found: set[str] = set()
+    for entry in await admin.execute("CLUSTER", "SLOTS"):
+        for node in entry[2:]:
+            if len(node) > 2:
+                found.add(_text(node[2]))
+    return found
+
+
 async def add_slots(admin: AdminClient, slots: Iterable[int]) -> None:
     args: list[str] = []
     for low, high in ranges_of(slots):

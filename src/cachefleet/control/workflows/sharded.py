@@ -36,7 +36,7 @@ from dataclasses import replace
 from cachefleet.control.nodes import Nodes, node_key
 from cachefleet.control.scheduler import Retry, Target, Tasks
 from cachefleet.domain import slots as slotmath
-from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus
+from cachefleet.domain.cache_clusters import CacheCluster, ClusterStatus, NodeStatus
 from cachefleet.domain.events import event_for
 from cachefleet.domain.operations import Operation, OperationKind, Resharding, progressed
 from cachefleet.domain.replication_groups import GroupStatus, ReplicationGroup
@@ -251,6 +251,7 @@ class ShardedTopology:
                     if info.get("master_link_status") != "up":
                         await self._say_blocked_sync(members, node_group.primary_cluster_id, replica)
                         raise Again(f"waiting for {replica} to sync")
+        await self._listed_by_every_node(group, admins, ids, target, live)
         await self._node_timeout(live, STEADY_NODE_TIMEOUT)
         await self._place_configuration_endpoint(group, live)
         for cluster in live:
@@ -344,6 +345,25 @@ class ShardedTopology:
         if plan is not None:
             return {ng_id: slotmath.parse(ranges) for ng_id, ranges in plan.target_slots}
         return {ng.node_group_id: slotmath.parse(ng.slots) for ng in group.node_groups}
+
+    async def _listed_by_every_node(
+        self, group: ReplicationGroup, admins: dict[str, AdminClient], ids: dict[str, str],
+        target: dict[str, set[int]], live: list[CacheCluster],
+    ) -> None:
+        """Before a member is marked available: every node's CLUSTER SLOTS lists every member of a
+        shard with slots, as a client connecting then sees the group. A replica that just synced (a
+        new one, or one an upgrade replaced) is left out by the others until the cluster bus tells
+        them it holds data, up to a few hundred ms later. Not asked at rest (nothing to mark)."""
+        if all(c.status == ClusterStatus.AVAILABLE and c.node.status == NodeStatus.AVAILABLE for c in live):
+            return
+        wanted = {ids[c] for ng in group.node_groups if target.get(ng.node_group_id)
+                  for c in ng.member_cluster_ids if c in ids and c in admins}
+        names = list(admins)
+        listed = await self.nodes.ask(
+            asyncio.gather(*(engine_cluster.slot_map_node_ids(admins[n]) for n in names)), live)
+        missing = sorted({n for n, seen in zip(names, listed, strict=True) if wanted - seen})
+        if missing:
+            raise Retry(0.05, f"waiting for every member of {group.group_id} in CLUSTER SLOTS of {', '.join(missing)}")
 
     @staticmethod
     def _agreed(views: dict[str, ClusterView], ids: dict[str, str], target: dict[str, set[int]], primaries: dict[str, str]) -> bool:
