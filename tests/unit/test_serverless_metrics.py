@@ -13,7 +13,6 @@ from cachefleet.engine.access import NodeAccess
 from cachefleet.monitor import catalog
 from cachefleet.monitor.nodes import MonitoredNode
 from cachefleet.monitor.sampler import (
-    INFO_REQUEST_BYTES,
     Raw,
     counts_from_start,
     data_memory,
@@ -61,16 +60,29 @@ def test_a_reset_counter_counts_from_zero():
     assert (ecpu, commands) == (7, 7)
 
 
-def _raw(net_in, net_out, commands, *, reply=0, synthetic=False):
+INFO_REQUEST = 96  # the sampler's INFO request, as a node's traffic meter counts it
+
+
+def _raw(net_in, net_out, commands, *, control=(0, 0), synthetic=False):
     info = {"total_net_input_bytes": str(net_in), "total_net_output_bytes": str(net_out)}
-    return Raw(0.0, info, commands, (0, 0, 0), {}, None, None, 1, reply_bytes=reply, synthetic=synthetic)
+    return Raw(0.0, info, commands, (0, 0, 0), {}, None, None, 1, control=control, synthetic=synthetic)
 
 
-def test_the_monitors_own_info_is_left_out_of_a_nodes_period():
-    previous = _raw(1000, 50_000, {"info": (10, 400)}, reply=6000)
-    current = _raw(1000 + INFO_REQUEST_BYTES + 2038, 50_000 + 6000 + 10, {"info": (11, 440), "set": (2, 2)})
+def test_the_control_planes_own_traffic_is_left_out_of_a_nodes_period():
+    # Between two readings of the node's meter the control plane sent this tick's INFO request and
+    # 25 CLUSTER NODES (40 bytes each), and read the previous INFO's reply (6,000) and their 25
+    # replies (1,200 each); a client sent 2 SETs (2,038 bytes) and read 10.
+    previous = _raw(1000, 50_000, {"info": (10, 400)}, control=(5_000, 700_000))
+    current = _raw(1000 + INFO_REQUEST + 25 * 40 + 2038, 50_000 + 6000 + 25 * 1200 + 10,
+                   {"info": (11, 440), "cluster|nodes": (25, 500), "set": (2, 2)},
+                   control=(5_000 + INFO_REQUEST + 25 * 40, 700_000 + 6000 + 25 * 1200))
     usage = serverless_usage(previous, current, {})
     assert usage == NodeUsage(2.0, 2.0, 2038.0, 10.0)  # 2048 bytes, of which 64 of framing: 1.9 KiB, 2 commands
+    # Without the meter's readings the control plane's 31 KB would be billed to the client's 2 SETs.
+    unmetered = serverless_usage(_raw(1000, 50_000, {"info": (10, 400)}),
+                                 _raw(1000 + INFO_REQUEST + 25 * 40 + 2038, 50_000 + 6000 + 25 * 1200 + 10,
+                                      {"info": (11, 440), "cluster|nodes": (25, 500), "set": (2, 2)}), {})
+    assert unmetered is not None and unmetered.ecpu > 30
 
 def test_a_nodes_first_period_counts_its_commands_not_its_bytes():
     # Since the engine started (a zero baseline): set-up (upkeep) and a client's 3 SETs, ~60 KB of
@@ -103,13 +115,13 @@ def test_replication_is_not_clients_work():
     # A replica: its primary's stream comes in (and its SETs run there); a client's 3 GETs too.
     previous = _raw(0, 0, {"set": (0, 0), "get": (0, 0)})
     previous.info.update(total_net_repl_input_bytes="0", role="slave")
-    current = _raw(INFO_REQUEST_BYTES + 500_000 + 90, 60, {"set": (480, 480), "get": (3, 3)})
+    current = _raw(INFO_REQUEST + 500_000 + 90, 60, {"set": (480, 480), "get": (3, 3)}, control=(INFO_REQUEST, 0))
     current.info.update(total_net_repl_input_bytes="500000", role="slave")
     assert serverless_usage(previous, current, families) == NodeUsage(3.0, 3.0, 90.0, 60.0)
     # A primary: what it sends its replica is not a client's.
     previous = _raw(0, 0, {"set": (0, 0)})
     previous.info.update(total_net_repl_output_bytes="0", role="master")
-    current = _raw(INFO_REQUEST_BYTES + 480 * 1064, 480 * 5 + 510_000, {"set": (480, 480)})
+    current = _raw(INFO_REQUEST + 480 * 1064, 480 * 5 + 510_000, {"set": (480, 480)}, control=(INFO_REQUEST, 0))
     current.info.update(total_net_repl_output_bytes="510000", role="master")
     usage = serverless_usage(previous, current, families)
     assert usage is not None and usage.commands == 480

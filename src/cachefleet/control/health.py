@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cachefleet.engine import traffic
 from cachefleet.engine.access import AccessDenied, NodeAccess
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,10 @@ class _Link(asyncio.Protocol):
     """A logged-in probe connection: the reply to the one request in flight is parsed as its bytes
     arrive (``data_received``), and handed to ``on_reply`` -- no task, timer or read coroutine per probe."""
 
-    def __init__(self, transport: asyncio.BaseTransport, on_reply: Callable[[bytes | None, bool], None]) -> None:
+    def __init__(self, transport: asyncio.BaseTransport, on_reply: Callable[[bytes | None, bool], None],
+                 meter: traffic.Meter) -> None:
         self.transport = transport
+        self._meter = meter  # the node's (engine/traffic.py): a serverless cache's ECPUs leave probes out
         self._on_reply = on_reply  # (payload or None for no answer, whether it is an error line)
         self._buffer = bytearray()
         self._expect: bytes | None = None  # the request in flight, if any
@@ -104,9 +107,11 @@ class _Link(asyncio.Protocol):
     def send(self, request: bytes) -> None:
         self._expect = request
         self._buffer.clear()
+        self._meter.sent += len(request)
         self.transport.write(request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        self._meter.received += len(data)
         if self._expect is None:
             self.abort()  # nothing was asked: never read stray bytes as a later answer
             return
@@ -177,7 +182,7 @@ class _Probe:
         except (OSError, TimeoutError):
             return False
         self._writer = writer
-        self._link = _Link(writer.transport, self._on_reply)
+        self._link = _Link(writer.transport, self._on_reply, traffic.meter(self.access.address))
         writer.transport.set_protocol(self._link)
         return True
 

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cachefleet.engine import traffic
 from cachefleet.engine.admin import AdminClient, client_context
 from cachefleet.engine.resp import RespConnection, encode
 
@@ -78,17 +79,22 @@ class NodeAccess:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A raw stream to the node, logged in and (with ``name``) named with CLIENT SETNAME: the
         health probe, the ready check, a snapshot's SYNC. A refusal of the credentials raises
-        AccessDenied. ``limit`` is the reader's buffer size (asyncio's default is 64 KiB; a snapshot
-        stream reads more at once).
+        AccessDenied. Its set-up counts in the node's traffic meter (engine/traffic.py); what is sent
+        on the stream afterwards is the caller's to count. ``limit`` is the reader's buffer size
+        (asyncio's default is 64 KiB; a snapshot stream reads more at once).
         """
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.address, self.port, ssl=self.ssl_context, limit=limit), timeout
         )
         commands = [c for c in (self.auth_command(), ("CLIENT", "SETNAME", name) if name else None) if c is not None]
+        meter = traffic.meter(self.address)
         for command in commands:
             try:
-                writer.write(encode(*command))
+                request = encode(*command)
+                meter.sent += len(request)
+                writer.write(request)
                 reply = await asyncio.wait_for(reader.readline(), timeout)
+                meter.received += len(reply)
             except BaseException:
                 await close_stream(writer)
                 raise

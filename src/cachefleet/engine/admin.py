@@ -19,6 +19,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from cachefleet.engine import traffic
+
 Command = Sequence[str | bytes | int]
 # Every connection the control plane opens to a node names itself so (CLIENT SETNAME), so that
 # CLIENT LIST tells its own connections from clients'.
@@ -51,7 +53,32 @@ def client_context(ca_file: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-class _TlsConnection(Connection):
+class _MeteredConnection(Connection):
+    """A redis-py connection that counts its bytes in the node's traffic meter (engine/traffic.py):
+    what it writes (every command goes through the writer's ``writelines``) and what the reader is
+    fed, the hello and the login included, so that a serverless cache's ECPUs leave them out."""
+
+    async def _connect(self) -> None:
+        await super()._connect()  # type: ignore[no-untyped-call]
+        meter = traffic.meter(self.host)
+        reader, writer = self._reader, self._writer
+        assert reader is not None and writer is not None
+        feed, writelines = reader.feed_data, writer.writelines
+
+        def fed(data: bytes) -> None:
+            meter.received += len(data)
+            feed(data)
+
+        def written(chunks: Any) -> None:
+            chunks = list(chunks)
+            meter.sent += sum(len(chunk) for chunk in chunks)
+            writelines(chunks)
+
+        reader.feed_data = fed  # type: ignore[method-assign]
+        writer.writelines = written  # type: ignore[method-assign]
+
+
+class _TlsConnection(_MeteredConnection):
     """TLS with a shared SSLContext. redis-py's SSLConnection builds a context per connection and
     loads the system's CA store into it first: ~100 ms of the event loop for every admin connection
     (slot migration opens two per lane), for a store that a node's certificate never needs."""
@@ -98,7 +125,7 @@ class AdminClient:
         if ca_file is not None:
             self._connection: Connection = _TlsConnection(ssl_context=client_context(ca_file), **options)
         else:
-            self._connection = Connection(**options)
+            self._connection = _MeteredConnection(**options)
         self._lock = asyncio.Lock()
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:

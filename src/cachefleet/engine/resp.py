@@ -15,6 +15,8 @@ from typing import Any
 
 import hiredis
 
+from cachefleet.engine import traffic
+
 
 class ReplyError(Exception):
     """The engine answered a command with an error."""
@@ -31,12 +33,13 @@ def encode(*args: str | bytes | int) -> bytes:
 class RespConnection(asyncio.Protocol):
     """A pipelined RESP connection: replies resolve futures in order, parsed by hiredis as they arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, meter: traffic.Meter | None = None) -> None:
+        self._meter = meter or traffic.Meter()  # the node's (engine/traffic.py): the control plane's bytes
         self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self.closed = False
-        self.received = 0  # bytes read so far: what a reply cost on the wire (serverless ECPUs leave the monitor's out)
+        self.received = 0  # bytes read so far on this connection
 
     @classmethod
     async def open(
@@ -52,7 +55,10 @@ class RespConnection(asyncio.Protocol):
         """Connects (TLS when ``ssl_context``), logs in with ``auth`` (an AUTH command) and names the
         connection. Use ``NodeAccess.resp()`` (engine/access.py), which knows the node's settings."""
         loop = asyncio.get_running_loop()
-        _, protocol = await asyncio.wait_for(loop.create_connection(cls, address, port, ssl=ssl_context), timeout)
+        meter = traffic.meter(address)
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: cls(meter), address, port, ssl=ssl_context), timeout
+        )
         try:
             if auth is not None:
                 await asyncio.wait_for(protocol.call(*auth), timeout)
@@ -69,6 +75,7 @@ class RespConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
+        self._meter.received += len(data)
         self._reader.feed(data)
         while True:
             try:
@@ -102,7 +109,9 @@ class RespConnection(asyncio.Protocol):
             future.set_exception(ConnectionError("connection closed"))
             return future
         self._waiting.append(future)
-        self._transport.write(encode(*args))
+        request = encode(*args)
+        self._meter.sent += len(request)
+        self._transport.write(request)
         return future
 
     async def call(self, *args: str | bytes | int) -> Any:

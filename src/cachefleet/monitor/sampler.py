@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachefleet.engine.resp import RespConnection, encode
+from cachefleet.engine import traffic
+from cachefleet.engine.resp import RespConnection
 from cachefleet.monitor import catalog
 from cachefleet.monitor.nodes import MonitoredNode, NodeDirectory
 from cachefleet.monitor.serverless import CacheMetrics, NodeUsage, processing_units
@@ -30,7 +31,6 @@ from cachefleet.monitor.timeseries import TimeSeriesStore
 log = logging.getLogger(__name__)
 
 INFO_COMMAND = ("INFO", "clients", "memory", "stats", "replication", "persistence", "cpu", "commandstats", "keyspace")
-INFO_REQUEST_BYTES = len(encode(*INFO_COMMAND))
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CORES = os.cpu_count() or 1
@@ -67,7 +67,9 @@ class Raw:
     rss: int | None
     pid: int | None
     age: float | None = None  # seconds since the engine process started
-    reply_bytes: int = 0  # what the reply to this tick's INFO put on the wire (serverless caches leave it out)
+    # The control plane's own bytes (sent, received) to the node so far, read when this tick's INFO
+    # was sent (engine/traffic.py): serverless caches leave them out.
+    control: tuple[int, int] = (0, 0)
     synthetic: bool = False  # a zero baseline at the engine's start (from_start), not a reading
 
 
@@ -273,9 +275,10 @@ def derive(
 def serverless_usage(
     previous: Raw, current: Raw, families: dict[str, tuple[int, ...]], *, table_bytes: int = 0
 ) -> NodeUsage | None:
-    """A serverless cache node's period of clients' work only: without the monitor's own traffic
-    (the engine counts this tick's INFO request in and, out, the reply to the previous one, written
-    after its figures), without replication (the totals include it; Valkey 8 and Redis 7 count it
+    """A serverless cache node's period of clients' work only: without the control plane's own
+    traffic (what it sent and read between the two readings of the node's traffic meter, each read
+    as the tick's INFO was sent: the engine counts the INFO request that reads its figures and,
+    out, the reply to the previous one, written after them), without replication (the totals include it; Valkey 8 and Redis 7 count it
     apart too), without the command table a client library reads when it starts (``COMMAND``:
     ``table_bytes`` each, ~100 KB, upkeep) and, on a replica, without the write commands it applies
     from its primary (a client's write to a replica is redirected before it runs). A first period
@@ -295,8 +298,9 @@ def serverless_usage(
         value = _delta(_number(current.info, key), _number(previous.info, key))
         return 0.0 if value != value and "_repl_" in key else value
 
-    bytes_in = counter("total_net_input_bytes") - counter("total_net_repl_input_bytes") - INFO_REQUEST_BYTES
-    bytes_out = counter("total_net_output_bytes") - counter("total_net_repl_output_bytes") - previous.reply_bytes
+    sent, received = (now - before for now, before in zip(current.control, previous.control, strict=True))
+    bytes_in = counter("total_net_input_bytes") - counter("total_net_repl_input_bytes") - sent
+    bytes_out = counter("total_net_output_bytes") - counter("total_net_repl_output_bytes") - received
     tables = current.commands.get("command", (0, 0))[0] - previous.commands.get("command", (0, 0))[0]
     bytes_out -= max(0, tables) * table_bytes
     if bytes_in != bytes_in or bytes_out != bytes_out:
@@ -335,7 +339,6 @@ class _Probe:
     connecting: asyncio.Task[None] | None = None
     families: dict[str, tuple[int, ...]] = field(default_factory=dict)
     table_bytes: int = 0  # the size of the engine's COMMAND reply (a client library's start-up reads it)
-    received: int = 0  # the connection's byte count after the last reply read
     last: Raw | None = None
     retry_at: float = 0.0
 
@@ -396,10 +399,13 @@ class Sampler:
         nodes = {node.key: node for node in self._directory()}
         for key in list(self._probes):
             if key not in nodes:
-                self._close(self._probes.pop(key))
+                probe = self._probes.pop(key)
+                self._close(probe)
+                if not any(node.access.address == probe.node.access.address for node in nodes.values()):
+                    traffic.forget(probe.node.access.address)
                 self.latest.pop(key, None)
                 self.data_memory.pop(key, None)
-        pending: list[tuple[_Probe, asyncio.Future[Any]]] = []
+        pending: list[tuple[_Probe, asyncio.Future[Any], tuple[int, int]]] = []
         loop_time = time.monotonic()
         for key, node in nodes.items():
             probe = self._probes.get(key)
@@ -416,16 +422,16 @@ class Sampler:
                 if probe.connecting is None and loop_time >= probe.retry_at:
                     probe.connecting = asyncio.create_task(self._connect(probe))
                 continue
-            pending.append((probe, connection.send(*INFO_COMMAND)))
+            pending.append((probe, connection.send(*INFO_COMMAND), traffic.reading(node.access.address)))
         spent = time.process_time() - started
         if pending:
-            await asyncio.wait([future for _, future in pending], timeout=0.8 * self._interval)
+            await asyncio.wait([future for _, future, _ in pending], timeout=0.8 * self._interval)
         started = time.process_time()
         at = time.monotonic()
         available = host_available_memory()
         booted = system_uptime()
         fresh: list[tuple[_Probe, Raw]] = []
-        for count, (probe, future) in enumerate(pending, start=1):
+        for count, (probe, future, control) in enumerate(pending, start=1):
             if count % YIELD_EVERY == 0:
                 # Let API requests in: a hundred nodes parsed in one go would stall them ~10 ms.
                 spent += time.process_time() - started
@@ -442,8 +448,7 @@ class Sampler:
             info, commands, keyspace, replicas = parse_info(text)
             ticks, rss, started_at = read_process(probe.node.pid)
             age = booted - started_at / TICKS_PER_SECOND if started_at is not None else None
-            reply = self._reply_bytes(probe)
-            fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid, age, reply)))
+            fresh.append((probe, Raw(at, info, commands, keyspace, replicas, ticks, rss, probe.node.pid, age, control)))
         lags: dict[str, int] = {}
         offsets: dict[str, int] = {}  # primary address -> its replication offset now
         regions = {node.address: node.region for node in nodes.values()}
@@ -506,7 +511,6 @@ class Sampler:
             build = node.engine or f"{node.address}:{node.access.port}"
             probe.families = await self._command_families(build, connection)
             probe.table_bytes = self._table_bytes.get(build, 0)
-            probe.received = connection.received
             probe.connection = connection
             probe.retry_at = 0.0
         except (OSError, TimeoutError, ConnectionError, Exception) as error:  # noqa: BLE001 - any failure: retry later
@@ -540,15 +544,6 @@ class Sampler:
         finally:
             pending.set_result(found)
             del self._loading[build]
-
-    @staticmethod
-    def _reply_bytes(probe: _Probe) -> int:
-        """What the reply just read took on the wire (one reply a tick on the probe's connection)."""
-        connection = probe.connection
-        if connection is None:
-            return 0
-        size, probe.received = connection.received - probe.received, connection.received
-        return size
 
     @staticmethod
     def _close(probe: _Probe) -> None:

@@ -4,7 +4,8 @@ ElastiCache Serverless publishes a cache's metrics under the dimension ``cluster
 name) only, never per node. The sampler hands each second's node rows of a serverless group here
 (``CacheMetrics.add``); ``flush`` writes one row per cache (catalog ``SERVERLESS_METRICS``) to its
 own series. ``processing_units`` (pure) is the ECPU formula; ``cache_row`` (pure) how node rows
-add up. What the monitor itself sends (its INFO, its connection) is left out of every figure.
+add up. What the control plane itself sends and reads (the monitor's INFO, health probes, the
+workflows' admin commands: engine/traffic.py) is left out of every figure.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def processing_units(
     before: Mapping[str, tuple[int, int]], now: Mapping[str, tuple[int, int]], *, bytes_in: float, bytes_out: float,
 ) -> tuple[float, float]:
     """(ECPUs, metered commands) of one node's period, from two readings of INFO commandstats
-    (command -> (calls, usec)) and the period's client bytes (the monitor's own taken out).
+    (command -> (calls, usec)) and the period's client bytes (the control plane's own taken out).
 
     ECPU = max(Σ_c calls_c × max(1, usec_c / calls_c / BASELINE_USEC),
                (bytes_in + bytes_out − FRAMING_BYTES × Σ_c calls_c) / 1024)
