@@ -74,8 +74,8 @@ class _MeteredConnection(Connection):
             meter.sent += sum(len(chunk) for chunk in chunks)
             writelines(chunks)
 
-        reader.feed_data = fed  # type: ignore[method-assign]
-        writer.writelines = written  # type: ignore[method-assign]
+        reader.feed_data = fed  # type: ignore[method-assign,assignment]
+        writer.writelines = written  # type: ignore[method-assign,assignment]
 
 
 class _TlsConnection(_MeteredConnection):

@@ -399,10 +399,10 @@ class Sampler:
         nodes = {node.key: node for node in self._directory()}
         for key in list(self._probes):
             if key not in nodes:
-                probe = self._probes.pop(key)
-                self._close(probe)
-                if not any(node.access.address == probe.node.access.address for node in nodes.values()):
-                    traffic.forget(probe.node.access.address)
+                gone = self._probes.pop(key)
+                self._close(gone)
+                if not any(node.access.address == gone.node.access.address for node in nodes.values()):
+                    traffic.forget(gone.node.access.address)
                 self.latest.pop(key, None)
                 self.data_memory.pop(key, None)
         pending: list[tuple[_Probe, asyncio.Future[Any], tuple[int, int]]] = []
