@@ -268,6 +268,32 @@ def longest_gap(written: Written, since: float) -> tuple[float, float]:
     return best, began
 
 
+def written_at(writer: Writer, keys: list[str]) -> dict[str, float]:
+    """When each of ``keys`` was acknowledged (time.monotonic()): the i-th acknowledged key of a shard
+    is its shard's i-th time."""
+    wanted, seen, found = set(keys), Counter[int](), {}
+    count = len(writer.group.shards)
+    for key in writer.written.acknowledged:
+        index = int(key.rsplit(":", 1)[1]) % count
+        if key in wanted:
+            found[key] = writer.written.times[index][seen[index]][1]
+        seen[index] += 1
+    return found
+
+
+def loss_context(writer: Writer, lost: list[str], faults: list[Fault]) -> dict[str, Any]:
+    """For a diagnosis: the first and last lost key, when they were written, the faults of the group
+    from 3 s before the last one's write to 3 s after."""
+    if not lost:
+        return {}
+    times = written_at(writer, lost)
+    last = max(lost, key=lambda k: times.get(k, 0.0))
+    at = times.get(last, 0.0)
+    return {"first": lost[0], "last": last, "last_written_at": at,
+            "faults_around_last": [asdict(f) for f in faults
+                                   if f.group == writer.group.group_id and at - 3 <= f.at <= at + 3]}
+
+
 def missing(group: Group, keys: list[str]) -> list[str]:
     """The keys (written with value = their number) that do not hold it, read from each shard's primary."""
     by_shard: dict[int, list[str]] = {}

@@ -21,7 +21,18 @@ import redis
 
 from enginekit import installed
 from engines import BareEngines
-from failover_chaos import Chaos, Group, RoleSampler, Shard, Writer, figures, missing, running, write_report
+from failover_chaos import (
+    Chaos,
+    Group,
+    RoleSampler,
+    Shard,
+    Writer,
+    figures,
+    loss_context,
+    missing,
+    running,
+    write_report,
+)
 
 
 def _chaos(make_server: Any, faults: int, cp_every: tuple[int, int], name: str) -> None:
@@ -59,10 +70,10 @@ def _chaos(make_server: Any, faults: int, cp_every: tuple[int, int], name: str) 
     write_report(name, {"figures": data, "faults": [{**asdict(f), "name": f.name} for f in report.faults],
                         "two_master_moments": sampler.two_masters[:200], "two_writable": sampler.two_writable,
                         "lost": {g: {k: v[:100] for k, v in found.items()} for g, found in lost.items()},
+                        "lost_context": {g: loss_context(writers[g], v["confirmed"], report.faults)
+                                         for g, v in lost.items()},
                         "stuck": report.stuck, "orphans": report.orphans, "duplicates": report.duplicates,
                         "missing_processes": report.missing_processes, "not_adopted": report.not_adopted})
-    if report.stuck and os.environ.get("CHAOS_LOG"):
-        open(os.environ["CHAOS_LOG"], "w").write(server.log())
     assert not report.stuck, f"a group got stuck: {report.stuck}\n{server.log()[-4000:]}"
     assert len(report.faults) == faults and report.control_plane_kills >= 1
     assert data["confirmed_lost"] == 0, {g: v["confirmed"][:10] for g, v in lost.items()}
@@ -123,5 +134,6 @@ def test_the_checks_see_two_writable_primaries_and_a_lost_write(tmp_path):
         victim = writer.written.acknowledged[7]
         redis.Redis(host=a.address).delete(victim)
         assert missing(group, writer.written.acknowledged) == [victim]
+        assert loss_context(writer, [victim], [])["last"] == victim
     finally:
         engines.close()
