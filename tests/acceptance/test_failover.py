@@ -634,3 +634,38 @@ def _silent(server, address):
             return not conn.recv(16)
     except OSError:
         return True
+
+
+def test_a_killed_cluster_mode_replica_rejoins_its_shard(server, ec):
+    """kill -9 of a replica of a cluster-mode-enabled group: its node starts again fresh (a new node
+    id, no slots, no primary) and must be made a replica of its shard's primary again, synced. Found
+    by the failover chaos run (RELIABILITY.md, "A thousand failovers"): the group pass saw every
+    member `available` and the restarted process checked, took its shortcut for a formed cluster, and
+    the new process stayed a lone master forever, the group `available`, the shard without a replica."""
+    ec.create_replication_group(ReplicationGroupId="ha-replica-on", NumNodeGroups=1, ReplicasPerNodeGroup=1,
+                                ClusterMode="enabled", **HA)
+    group = wait_group(ec, "ha-replica-on")
+    primary = primary_of(group)
+    replica = next(m for m in members(group).values() if m["CurrentRole"] == "replica")
+    address = replica["ReadEndpoint"]["Address"]
+    old_pid = engine_pids(server.data_dir)[address]
+    primary_client = engine(primary["ReadEndpoint"]["Address"])
+    primary_client.set("{k}:before", "1")
+    kill(server, address)
+    wait_for(lambda: engine_pids(server.data_dir).get(address) not in (None, old_pid), timeout=10,
+             what="the replica's node started again")
+
+    def replica_again() -> bool:
+        try:
+            info = engine(address).info("replication")
+        except redis.RedisError:
+            return False
+        return info["role"] == "slave" and info.get("master_link_status") == "up"
+
+    wait_for(replica_again, timeout=20, interval=0.1, what="the restarted node a replica of its shard's primary again")
+    primary_client.set("{k}:after", "1")
+    assert primary_client.wait(1, 5000) == 1
+    group = wait_group(ec, "ha-replica-on")
+    assert_one_primary_all_replicas_synced(group)
+    ec.delete_replication_group(ReplicationGroupId="ha-replica-on")
+    wait_group_gone(ec, "ha-replica-on")

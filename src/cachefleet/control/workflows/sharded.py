@@ -98,6 +98,10 @@ class ShardedTopology:
         self.tasks = tasks
         self._fast: set[str] = set()  # node keys whose node timeout is lowered
         self._drained: dict[Target, frozenset[str]] = {}  # leaving node keys whose drain finished
+        # Node key -> pid of the process last seen in the formed cluster (step 7). A process started
+        # since (a replica killed and started again: a new node id, no primary, no slots) is checked
+        # and its record still `available`, but it has yet to meet the others and replicate.
+        self._formed: dict[str, int] = {}
         # (group, source, target) -> atomic slot migration jobs failed in a row between them
         self._atomic_failures: dict[tuple[str, str, str], int] = {}
 
@@ -116,6 +120,7 @@ class ShardedTopology:
             group.status in (GroupStatus.AVAILABLE, GroupStatus.SNAPSHOTTING)
             and reshard is None
             and all(nodes.checked(c) and c.status == ClusterStatus.AVAILABLE for c in started)
+            and all(self._formed.get(node_key(c)) == nodes.provider.pid(node_key(c)) for c in started)
             and len(started) == len(live)
         ):
             await self._place_configuration_endpoint(group, started)
@@ -257,6 +262,7 @@ class ShardedTopology:
         for cluster in live:
             nodes.mark_available(cluster)
             nodes.mark_checked(cluster)
+            self._formed[node_key(cluster)] = nodes.provider.pid(node_key(cluster)) or 0
         nodes.note_sync(live, None)
         if reshard is not None:
             current = nodes.current(group) or group
