@@ -265,9 +265,9 @@ def test_prometheus_exposition_carries_every_node(server, loaded):
                  "process_resident_memory_bytes", "process_open_fds", "cachefleet_control_plane_tasks"):
         assert name in families, name
     assert families["cachefleet_sampled_nodes"].samples[0].value >= 2
-    # At least the request's own task and one health watcher per node (tests/reliability/test_api_load.py
+    # At least the request's own task and the control plane's loops (tests/reliability/test_api_load.py
     # counts them before and after load).
-    assert families["cachefleet_control_plane_tasks"].samples[0].value >= 1 + 2
+    assert families["cachefleet_control_plane_tasks"].samples[0].value >= 2
 
 
 class Webhook:
