@@ -522,7 +522,9 @@ def run_load(make_server: Any, tmp_path: Path, shape: Shape) -> dict[str, Any]:
             break
 
     calls = sorted((call for thread in driver.calls for call in thread), key=lambda call: call.at)
+    # The last window, cut short by the stop (a few calls), is reported but not compared.
     per_window = windows(calls, shape.window)
+    whole = [w for w in per_window if w["from_s"] + shape.window <= loaded_for + 1]
     statuses = Counter(str(call.status) for call in calls)
     codes = Counter(call.code for call in calls if call.code)
     durations = [call.seconds for call in calls]
@@ -592,11 +594,12 @@ def run_load(make_server: Any, tmp_path: Path, shape: Shape) -> dict[str, Any]:
     check(runs["groups"] == len(groups) or shape is SHORT, f"benchmarked {runs['groups']} of {len(groups)} groups")
 
     first = [c.seconds for c in calls if c.at < shape.edge_windows * shape.window]
-    last = [c.seconds for c in calls if c.at >= (len(per_window) - shape.edge_windows) * shape.window]
+    last = [c.seconds for c in calls
+            if (len(whole) - shape.edge_windows) * shape.window <= c.at < len(whole) * shape.window]
     p99_first, p99_last = _percentile(first, 0.99), _percentile(last, 0.99)
     check(p99_last <= P99_RATIO * p99_first + P99_SLACK,
           f"API p99 grew from {p99_first * 1000:.0f} ms (first windows) to {p99_last * 1000:.0f} ms (last): {per_window}")
-    worst = max(per_window, key=lambda w: w["p99_ms"], default={"p99_ms": 0})
+    worst = max(whole, key=lambda w: w["p99_ms"], default={"p99_ms": 0})
     check(worst["p99_ms"] <= shape.p99_max * 1000, f"a window's p99 was {worst}")
 
     check(times, "no failover happened")
