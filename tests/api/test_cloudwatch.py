@@ -262,9 +262,12 @@ def test_prometheus_exposition_carries_every_node(server, loaded):
     assert {s.labels["shard"] for s in connections if s.labels["replication_group"] == "metrics"} == {"0001"}
     for name in ("elasticache_get_type_cmds", "elasticache_bytes_used_for_cache", "elasticache_engine_cpu_utilization",
                  "cachefleet_api_requests", "cachefleet_sampled_nodes", "cachefleet_sampler_cpu_seconds",
-                 "process_resident_memory_bytes"):
+                 "process_resident_memory_bytes", "process_open_fds", "cachefleet_control_plane_tasks"):
         assert name in families, name
     assert families["cachefleet_sampled_nodes"].samples[0].value >= 2
+    # At least the request's own task and the control plane's loops (tests/reliability/test_api_load.py
+    # counts them before and after load).
+    assert families["cachefleet_control_plane_tasks"].samples[0].value >= 2
 
 
 class Webhook:
