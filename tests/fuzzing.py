@@ -627,6 +627,14 @@ def process_figures(pid: int) -> dict[str, float]:
         rss.append(int(fields["VmRSS"].split()[0]) / 1024)
         anon.append(int(fields["RssAnon"].split()[0]) / 1024)
         time.sleep(0.05)
+    kinds = fd_kinds(pid)
+    return {"rss_mib": min(rss), "anon_mib": min(anon), "threads": int(fields["Threads"]),
+            "fds": sum(kinds.values()), "fd_kinds": kinds}
+
+
+def fd_kinds(pid: int) -> dict[str, int]:
+    """A process's open fds by kind: socket, pipe, anon_inode ([pidfd], [eventpoll]), or a file by its
+    extension ("file ring": a metric ring file, two fds each: the file's and CPython's mmap duplicate)."""
     kinds: Counter[str] = Counter()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -634,8 +642,7 @@ def process_figures(pid: int) -> dict[str, float]:
         except OSError:  # closed meanwhile
             continue
         kinds[target.split(":")[0] if ":" in target else "file " + target.rsplit(".", 1)[-1][-8:]] += 1
-    return {"rss_mib": min(rss), "anon_mib": min(anon), "threads": int(fields["Threads"]),
-            "fds": sum(kinds.values()), "fd_kinds": dict(sorted(kinds.items()))}
+    return dict(sorted(kinds.items()))
 
 
 # ---------------------------------------------------------------------- CloudWatch, in every protocol

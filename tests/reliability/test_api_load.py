@@ -50,6 +50,7 @@ import pytest
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fuzzing import fd_kinds
 from helpers import Server, engine_pids, wait_for
 
 BENCHMARK = "/usr/bin/redis-benchmark"
@@ -439,21 +440,6 @@ def quiet_counts(server: Server, *, samples: int = 5) -> dict[str, Any]:
     counts.update({key: statistics.median_low(sample[key] for sample in taken) for key in ("threads", "fds", "tasks")})
     counts["fd_kinds"] = fd_kinds(server.process.pid)
     return counts
-
-
-def fd_kinds(pid: int) -> dict[str, int]:
-    """Open fds by what they are: socket, pipe, anon_inode ([pidfd], [eventpoll]), or a file's path."""
-    kinds: Counter[str] = Counter()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:  # closed meanwhile
-            continue
-        if ":[" in target:
-            kinds[target.split(":[")[0]] += 1
-        else:  # a metric ring file (two fds each: the file's and CPython's mmap duplicate), or a file by name
-            kinds["ring" if target.endswith(".ring") else Path(target).name] += 1
-    return dict(sorted(kinds.items()))
 
 
 def windows(calls: list[Call], width: float) -> list[dict[str, float]]:
