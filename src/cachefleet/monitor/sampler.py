@@ -278,8 +278,8 @@ def serverless_usage(
     """A serverless cache node's period of clients' work only: without the control plane's own
     traffic (what it sent and read between the two readings of the node's traffic meter, each read
     as the tick's INFO was sent: the engine counts the INFO request that reads its figures and,
-    out, the reply to the previous one, written after them), without replication (the totals include it; Valkey 8 and Redis 7 count it
-    apart too), without the command table a client library reads when it starts (``COMMAND``:
+    out, the reply to the previous one, written after them), without replication (the totals
+    include it; Valkey 8 and Redis 7 count it apart too), without the command table a client library reads when it starts (``COMMAND``:
     ``table_bytes`` each, ~100 KB, upkeep) and, on a replica, without the write commands it applies
     from its primary (a client's write to a replica is redirected before it runs). A first period
     (``previous`` a zero baseline at the engine's start) counts its metered commands, not its bytes."""
@@ -397,11 +397,14 @@ class Sampler:
     async def tick(self, second: int) -> None:
         started = time.process_time()
         nodes = {node.key: node for node in self._directory()}
+        addresses: set[str] | None = None  # the nodes' addresses, once a probe is dropped
         for key in list(self._probes):
             if key not in nodes:
                 gone = self._probes.pop(key)
                 self._close(gone)
-                if not any(node.access.address == gone.node.access.address for node in nodes.values()):
+                if addresses is None:
+                    addresses = {node.access.address for node in nodes.values()}
+                if gone.node.access.address not in addresses:
                     traffic.forget(gone.node.access.address)
                 self.latest.pop(key, None)
                 self.data_memory.pop(key, None)
