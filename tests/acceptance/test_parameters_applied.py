@@ -266,8 +266,9 @@ def test_a_fan_out_interrupted_by_a_control_plane_sigkill_resumes_at_the_next_st
     try:
         _modify(ec, "crash", timeout="77", maxmemory_policy="allkeys-random")
         wait_for(lambda: _config(primary, "timeout") == "77", timeout=1.0, interval=0.005, what="the change on the primary")
+        # The engine takes the values before the store records the node in-sync: wait for the record.
+        wait_for(lambda: _apply_status(ec, "crashy-001")[0] == "in-sync", timeout=5, what="the primary recorded in-sync")
         assert _apply_status(ec, "crashy-002")[0] == "applying"
-        assert _apply_status(ec, "crashy-001")[0] == "in-sync"
         own.stop(signal.SIGKILL)
     finally:
         blocked.execute_command("ACL", "SETUSER", CONTROL_PLANE_USER, "+config|set")
