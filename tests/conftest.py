@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
@@ -12,6 +13,27 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import Server, free_port, fresh_network  # noqa: E402
+
+
+FAILED_LOGS = Path(tempfile.gettempdir()) / "cachefleet-failed-logs"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test keeps what its control plane logged: a copy of the whole log in FAILED_LOGS
+    (the data dir is removed with the fixture) and its warnings in the report, so that a failure
+    seen once in CI can be read afterwards."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, Server) and value.log_path is not None and value.log_path.exists():
+                FAILED_LOGS.mkdir(exist_ok=True)
+                kept = FAILED_LOGS / (re.sub(r"[^\w.-]+", "_", item.nodeid) + f"-{name}.log")
+                shutil.copyfile(value.log_path, kept)
+                warnings = [line for line in value.log().splitlines() if " WARNING " in line or " ERROR " in line]
+                report.sections.append((f"control plane warnings ({name}; whole log kept in {kept})",
+                                        "\n".join(warnings[-60:])))
+    return report
 
 
 @pytest.fixture(scope="session")
