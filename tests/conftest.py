@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import Server, free_port, fresh_network  # noqa: E402
 
-
 FAILED_LOGS = Path(tempfile.gettempdir()) / "cachefleet-failed-logs"
 
 
