@@ -626,6 +626,62 @@ def test_a_dead_primary_is_not_restarted_empty_while_its_only_replica_is_silent(
     wait_group_gone(ec, group_id)
 
 
+@pytest.mark.parametrize("cluster_mode", [False, True], ids=["disabled", "enabled"])
+def test_a_replica_in_sync_but_not_yet_marked_available_takes_over(server, ec, cluster_mode):
+    """The primary fails over; the old primary comes back as a replica and finishes its full sync,
+    and the new primary is lost before a pass has marked that replica available. It holds every
+    key: it is promoted (the primary was started again empty before, and the replica synced that
+    emptiness). The window is held open deterministically: the sync is made slow
+    (rdb-key-save-delay on the node that becomes the primary), the control plane is stopped
+    (SIGSTOP) while the sync is seen under way, and the new primary is killed once it is done."""
+    group_id = f"ha-late-{'on' if cluster_mode else 'off'}"
+    shape = {"NumNodeGroups": 1, "ReplicasPerNodeGroup": 1} if cluster_mode else {"NumCacheClusters": 2}
+    mode = {"ClusterMode": "enabled"} if cluster_mode else {}
+    ec.create_replication_group(ReplicationGroupId=group_id, **shape, **mode, **HA)
+    group = wait_group(ec, group_id)
+    first, second = primary_of(group), next(m for m in members(group).values() if m["CurrentRole"] == "replica")
+    first_address, second_address = first["ReadEndpoint"]["Address"], second["ReadEndpoint"]["Address"]
+    pipe = engine(first_address).pipeline(transaction=False)
+    for n in range(3000):
+        pipe.set(f"{{k}}:{n}", n)
+    pipe.execute()
+    assert engine(first_address).wait(1, 5000) == 1
+    engine(second_address).config_set("rdb-key-save-delay", 2000)  # 2 ms a key: its syncs take ~6 s
+    first_pid = engine_pids(server.data_dir)[first_address]
+    kill(server, first_address)
+    wait_for(lambda: _syncing_again(server, first_address, first_pid), timeout=30,
+             what="the old primary to come back as a replica, its full sync under way")
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        # Still syncing with the control plane stopped: no pass can have marked it available.
+        assert engine(first_address).info("replication")["master_sync_in_progress"] == 1
+        wait_for(lambda: engine(first_address).info("replication")["master_link_status"] == "up", timeout=30,
+                 what="the full sync to finish")
+        kill(server, second_address)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    wait_event(ec, group_id, f"Failover from primary node {second['CacheClusterId']} to replica node "
+                             f"{first['CacheClusterId']}", timeout=30)
+    group = wait_group(ec, group_id, timeout=60)
+    assert primary_of(group)["CacheClusterId"] == first["CacheClusterId"]
+    new_primary = engine(first_address)
+    missing = [n for n in range(3000) if new_primary.get(f"{{k}}:{n}") is None]
+    assert missing == [], f"{len(missing)} confirmed keys lost"
+    wait_event(ec, first["CacheClusterId"], "Finished recovery for cache nodes", timeout=30)
+    ec.delete_replication_group(ReplicationGroupId=group_id)
+    wait_group_gone(ec, group_id)
+
+
+def _syncing_again(server, address, old_pid):
+    """Whether a new process of this node is a replica in the middle of its full sync."""
+    if engine_pids(server.data_dir).get(address) in (None, old_pid):
+        return False
+    try:
+        return engine(address).info("replication").get("master_sync_in_progress") == 1
+    except redis.RedisError:
+        return False
+
+
 def _silent(server, address):
     """Whether the node gives no answer to a PING within 0.2 s (no retries)."""
     try:

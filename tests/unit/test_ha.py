@@ -340,6 +340,70 @@ async def test_a_promoted_replica_stays_primary_when_the_endpoint_cannot_be_boun
     assert ops.checked == ["r1"]
 
 
+async def test_a_replica_not_marked_available_is_a_candidate_once_it_holds_the_shards_data():
+    """A lost primary's replicas that are not ``available`` (recovering, being added) are candidates
+    only if they hold data: a replication backlog (master_repl_offset > 0), not a fresh node mid-sync."""
+    from cachefleet.domain.cache_clusters import ClusterStatus
+
+    class InfoAdmin:
+        def __init__(self, offset: str | None) -> None:
+            self.offset = offset
+
+        async def info(self, section: str = "default") -> dict[str, str]:
+            if self.offset is None:
+                raise EngineError("Connection refused")
+            return {"role": "slave", "master_repl_offset": self.offset}
+
+    def member(cluster_id: str, status: ClusterStatus):
+        return SimpleNamespace(cluster_id=cluster_id, status=status, node=SimpleNamespace(address=cluster_id))
+
+    ops = FakeOps({"synced": InfoAdmin("1402"), "fresh": InfoAdmin("0"), "gone": InfoAdmin(None),  # type: ignore[dict-item]
+                   "leaving": InfoAdmin("900"), "stopped": InfoAdmin("900"), "listed": InfoAdmin("900")})
+    ops.running = lambda cluster: cluster.cluster_id != "stopped"  # type: ignore[attr-defined]
+    members = {
+        "synced": member("synced", ClusterStatus.MODIFYING), "fresh": member("fresh", ClusterStatus.CREATING),
+        "gone": member("gone", ClusterStatus.MODIFYING), "leaving": member("leaving", ClusterStatus.DELETING),
+        "stopped": member("stopped", ClusterStatus.MODIFYING), "listed": member("listed", ClusterStatus.AVAILABLE),
+    }
+    node_group = SimpleNamespace(replica_cluster_ids=tuple(members) + ("unknown",))
+    found = await Failover(ops)._holders(node_group, members)  # type: ignore[arg-type]
+    # An available one is the ordinary candidates' business (they were none: it is unhealthy).
+    assert [c.cluster_id for c in found] == ["synced"]
+
+
+def test_a_lost_primary_is_started_again_in_place_only_once_the_failover_gave_up_on_it():
+    """Nodes._failover_first: a pass under way when an available primary of a group with automatic
+    failover and replicas exited must leave it to the failover (which promotes a replica, or finds
+    none and lets it start: ``may_restart``); a primary stopped on purpose is not ``available``."""
+    from cachefleet.control.nodes import Nodes
+    from cachefleet.domain.cache_clusters import ClusterStatus
+
+    shard = SimpleNamespace(primary_cluster_id="g-001", replica_cluster_ids=("g-002",))
+    alone = SimpleNamespace(primary_cluster_id="g-001", replica_cluster_ids=())
+    groups = {
+        "ha": SimpleNamespace(automatic_failover="enabled", node_group_of=lambda cid: shard),
+        "manual": SimpleNamespace(automatic_failover="disabled", node_group_of=lambda cid: shard),
+        "alone": SimpleNamespace(automatic_failover="enabled", node_group_of=lambda cid: alone),
+    }
+    fake = SimpleNamespace(store=SimpleNamespace(get=lambda kind, region, group_id: groups.get(group_id)),
+                           observed=SimpleNamespace(may_restart=set()))
+
+    def cluster(group_id, status=ClusterStatus.AVAILABLE, cluster_id="g-001"):
+        return SimpleNamespace(cluster_id=cluster_id, status=status, replication_group_id=group_id, region="r",
+                               node=SimpleNamespace(address=f"{group_id}-{cluster_id}"))
+
+    first = Nodes._failover_first
+    assert first(fake, cluster("ha"))  # type: ignore[arg-type]
+    assert not first(fake, cluster("ha", ClusterStatus.REBOOTING))  # type: ignore[arg-type]
+    assert not first(fake, cluster("ha", ClusterStatus.MODIFYING))  # type: ignore[arg-type]
+    assert not first(fake, cluster("ha", cluster_id="g-002"))  # type: ignore[arg-type]  # a replica
+    assert not first(fake, cluster("manual"))  # type: ignore[arg-type]
+    assert not first(fake, cluster("alone"))  # type: ignore[arg-type]
+    assert not first(fake, cluster(None))  # type: ignore[arg-type]
+    fake.observed.may_restart.add("ha-g-001")
+    assert not first(fake, cluster("ha"))  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------- failover: the decision
 GROUP = SimpleNamespace(automatic_failover="enabled")
 NODE_GROUP = SimpleNamespace(node_group_id="0001")

@@ -134,6 +134,9 @@ class Observed:
     masterauth: dict[str, tuple[int, str]] = field(default_factory=dict)  # replica key -> (pid, primary key)
     upstream: dict[str, tuple[str, int]] = field(default_factory=dict)  # global secondary primary -> node it follows
     write_fence: dict[str, tuple[int, str]] = field(default_factory=dict)  # primary key -> (pid, "to-write/max-lag" set)
+    # Lost primaries the failover found no replica for: only these may be started again in place
+    # while their group has automatic failover (see Nodes.ensure_running).
+    may_restart: set[str] = field(default_factory=set)
 
 
 def replica_lags(info: dict[str, str]) -> list[int]:
@@ -326,7 +329,8 @@ class Nodes:
         with self.store.transaction() as tx:
             tx.put(updated)
             if current.status_reason == RECOVERING:
-                message = f"Finished recovery for cache nodes {current.cluster_id}: it is a replica in sync with the primary"
+                state = "it took over as the primary" if role == "primary" else "it is a replica in sync with the primary"
+                message = f"Finished recovery for cache nodes {current.cluster_id}: {state}"
             elif current.status == ClusterStatus.REBOOTING:
                 message = f"Cache node {current.node.node_id} of cache cluster {current.cluster_id} rebooted"
             elif created:
@@ -351,6 +355,12 @@ class Nodes:
             return
         key = node_key(cluster)
         if self.provider.pid(key) is None:
+            if self._failover_first(cluster):
+                # A pass under way when the primary exited (a group converging passes every few ms)
+                # must not start it again empty: its replicas would sync that emptiness. The next
+                # pass fails it over, or finds no replica and lets it start (``may_restart``).
+                raise Retry(0.0, f"primary {cluster.cluster_id} exited: the failover looks at it first")
+            self.observed.may_restart.discard(key)
             quiet = (
                 cluster.status in (ClusterStatus.CREATING, ClusterStatus.REBOOTING)
                 or cluster.status_reason in (RECOVERING, REPLACING)
@@ -374,6 +384,21 @@ class Nodes:
             else:
                 await self._fix_role(cluster, replica_of)
         self.mark_checked(cluster)
+
+    def _failover_first(self, cluster: CacheCluster) -> bool:
+        """Whether this stopped node is an available primary of a group with automatic failover
+        and replicas, which the failover has not given up on (a primary stopped on purpose -- a
+        reboot, a replacement, a restart for new parameters -- is not ``available`` meanwhile)."""
+        if cluster.status != ClusterStatus.AVAILABLE or cluster.replication_group_id is None:
+            return False
+        if node_key(cluster) in self.observed.may_restart:
+            return False
+        group = self.store.get(ReplicationGroup, cluster.region, cluster.replication_group_id)
+        if group is None or group.automatic_failover != "enabled":
+            return False
+        node_group = group.node_group_of(cluster.cluster_id)
+        return (node_group is not None and node_group.primary_cluster_id == cluster.cluster_id
+                and bool(node_group.replica_cluster_ids))
 
     async def ensure_all(
         self,

@@ -20,6 +20,12 @@ Patroni's rules, in this order, so that a shard never has two primaries:
 5. the lost node comes back under the same id as a fresh replica of the new primary
    (the next pass starts it and waits for its full sync).
 
+A lost primary is never started again empty while a replica may hold its data: a replica that
+is not ``available`` yet but holds the shard's data (its sync done a moment before the primary
+was lost) is a candidate (``_holders``), and a pass already under way when the primary exited
+leaves it to the failover (``Nodes.ensure_running`` raises Retry until the failover has found
+no replica and said so in ``observed.may_restart``).
+
 Every decision is recorded as an event with its reason. ``decide`` is pure; ``run`` acts.
 """
 
@@ -166,9 +172,13 @@ class Failover:
                                      "restarted empty meanwhile", keep_request=True)
             raise Retry(WAIT_FOR_REPLICA, "the replicas of a lost primary do not answer")
         self._waiting.discard((group.region, group.group_id, node_group.node_group_id))
+        if not candidates and not silent and not trouble.planned:
+            candidates = await self._holders(node_group, members)
         if not candidates:
             self.call_off(group, f"Cannot fail over node group {node_group.node_group_id} of {group.group_id}: "
                                  f"{trouble.reason}, and no replica is available to take over")
+            if not nodes.running(old):
+                nodes.observed.may_restart.add(node_key(old))  # the topology starts it again in place
             return False
 
         if trouble.planned and nodes.running(old):
@@ -209,14 +219,39 @@ class Failover:
             tx.put(recovering)
             if operation is not None and operation.failover is not None and operation.failover.node_group_id == node_group.node_group_id:
                 tx.delete(operation)
+            late = "" if chosen.status == ClusterStatus.AVAILABLE else (
+                f"; {chosen.cluster_id} held the shard's data though it was not marked available yet")
             tx.add_event(event_for(updated, f"Failover from primary node {old.cluster_id} to replica node "
-                                            f"{chosen.cluster_id} completed ({trouble.reason})", now))
+                                            f"{chosen.cluster_id} completed ({trouble.reason}){late}", now))
             tx.add_event(event_for(recovering, f"Recovering cache nodes {old.cluster_id}", now))
         nodes.unchecked(list(members.values()))
         log.warning("%s: failed over %s -> %s: %s", group.group_id, old.cluster_id, chosen.cluster_id, trouble.reason)
         return True
 
     # ------------------------------------------------------------------ steps
+    async def _holders(self, node_group: NodeGroup, members: dict[str, CacheCluster]) -> list[CacheCluster]:
+        """Replicas not marked available that hold the shard's data all the same: a node whose full
+        sync finished a moment before the primary was lost, before a pass marked it (a failed-over
+        primary coming back as a replica, a replica being added or replaced). Without one of them the
+        lost primary would be started again empty and they would sync that emptiness. A node holds
+        data once it has a replication backlog (``master_repl_offset`` > 0: a fresh replica shows 0
+        until its sync is done); one that does not answer within a second is left out."""
+        nodes = self.nodes
+        found = []
+        for cluster_id in node_group.replica_cluster_ids:
+            cluster = members.get(cluster_id)
+            if cluster is None or cluster.status in (ClusterStatus.AVAILABLE, ClusterStatus.DELETING,
+                                                     ClusterStatus.CREATE_FAILED) or not nodes.running(cluster):
+                continue
+            try:
+                info = await asyncio.wait_for(nodes.admin(cluster).info("replication"), 1.0)
+            except (EngineError, TimeoutError):
+                continue
+            offset = info.get("master_repl_offset", "0")
+            if offset.isdigit() and int(offset) > 0:
+                found.append(cluster)
+        return found
+
     async def _drain(self, primary: CacheCluster, candidates: list[CacheCluster]) -> bool:
         """Pauses writes on the primary until a candidate has everything it acknowledged."""
         nodes = self.nodes
