@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
-    "create_group.py", "throughput.py", "describe_scale.py", "cluster_create.py", "reshard.py", "reshard_replicas.py",
+    "create_group.py", "throughput.py", "describe_scale.py", "describe_events.py", "cluster_create.py", "reshard.py", "reshard_replicas.py",
     "failover.py",
     "ha_overhead.py", "metric_query.py", "sampling_cost.py", "sampling_throughput.py", "auth_tls.py",
     "auth_instructions.py", "tls_preferred.py",

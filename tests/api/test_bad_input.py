@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from pathlib import Path
 
@@ -345,6 +346,10 @@ def test_describe_events_rejects(ec):
     expect("InvalidParameterValue", ec.describe_events, says="20160", Duration=30000)
     now = dt.datetime.now(dt.UTC)
     expect("InvalidParameterCombination", ec.describe_events, StartTime=now, EndTime=now - dt.timedelta(hours=1))
+    # A Marker names an event by its date and sequence: one that does not fit the store is refused, not a 500.
+    for forged in ("e:nan:1", "e:inf:1", "e:1.5:" + "9" * 30, "e:1.5:-1", "e:abc:1", "k:1.5:1", "e:1.5"):
+        marker = base64.urlsafe_b64encode(forged.encode()).decode()
+        expect("InvalidParameterValue", ec.describe_events, says="Marker", Marker=marker)
 
 
 def test_protocol_level_errors(server):

@@ -142,3 +142,33 @@ def test_a_store_locked_by_another_process_refuses_a_write_soon_and_keeps_what_i
     with store.transaction() as tx:
         tx.put(cluster())
     assert SqliteStore(tmp_path / "state.db").get(CacheCluster, "us-east-1", "c1") == cluster()
+
+
+def test_events_are_read_a_page_at_a_time_in_the_order_of_recording(tmp_path):
+    """DescribeEvents reads one page (``limit``) from the first event of it (``after``: a date and
+    sequence, so events of the same instant split across pages neither repeat nor go missing),
+    a serverless cache's hidden group's events left out by the query (a page stays full)."""
+    store = SqliteStore(tmp_path / "state.db")
+    later = NOW + dt.timedelta(microseconds=1)
+    with store.transaction() as tx:
+        for n in range(9):  # three to an instant; every third one of a hidden group
+            source = "serverless--c_x" if n % 3 == 1 else "g"
+            tx.add_event(Event(Region("us-east-1"), EventSourceType.REPLICATION_GROUP, source, f"e{n}",
+                               NOW if n < 6 else later))
+    window = {"start": NOW - dt.timedelta(minutes=1), "end": NOW + dt.timedelta(minutes=1)}
+    everything = list(store.events("us-east-1", **window))
+    assert [e.message for e in everything] == [f"e{n}" for n in range(9)]
+    shown = list(store.events("us-east-1", **window, hidden_prefix="serverless--"))
+    assert [e.message for e in shown] == ["e0", "e2", "e3", "e5", "e6", "e8"]
+    pages, after = [], None
+    while True:
+        page = list(store.events("us-east-1", **window, hidden_prefix="serverless--", after=after, limit=3))
+        pages.append([e.message for e in page[:2]])
+        if len(page) < 3:
+            break
+        after = (page[2].date.timestamp(), page[2].sequence)
+    assert pages == [["e0", "e2"], ["e3", "e5"], ["e6", "e8"]]
+    # An id's '_' is no wildcard: a source id that only looks like the prefix is shown.
+    assert [e.message for e in store.events("us-east-1", **window, hidden_prefix="serverless-_")] == [
+        f"e{n}" for n in range(9)]
+    store.close()

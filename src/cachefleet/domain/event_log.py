@@ -29,7 +29,11 @@ def _shifted(when: dt.datetime, minutes: int) -> dt.datetime:
 class EventLog(UseCases):
     """DescribeEvents over the store's event log."""
 
-    def describe(self, region: Region, params: Mapping[str, Any]) -> list[Event]:
+    def describe(
+        self, region: Region, params: Mapping[str, Any], *, after: tuple[float, int] | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """The window's events in the order of recording, from ``after`` (a timestamp and sequence)
+        on, at most ``limit`` (a page is read, not the window)."""
         now = self._clock.now()
         start: dt.datetime | None = params.get("StartTime")
         end: dt.datetime = params.get("EndTime", now)
@@ -53,9 +57,7 @@ class EventLog(UseCases):
         source_type = EventSourceType(params["SourceType"]) if "SourceType" in params else None
         source_id = params.get("SourceIdentifier")
         # A serverless cache's hidden group and its nodes are not shown (the cache's own events are).
-        return [
-            event for event in self._store.events(
-                region, start=start, end=end, source_type=source_type, source_id=source_id.lower() if source_id else None
-            )
-            if not identifiers.is_serverless_group(event.source_id)
-        ]
+        return list(self._store.events(
+            region, start=start, end=end, source_type=source_type, source_id=source_id.lower() if source_id else None,
+            hidden_prefix=identifiers.SERVERLESS_GROUP_PREFIX, after=after, limit=limit,
+        ))

@@ -53,7 +53,14 @@ class StateStore(Protocol):
         end: dt.datetime,
         source_type: EventSourceType | None = None,
         source_id: str | None = None,
-    ) -> Iterator[Event]: ...
+        hidden_prefix: str | None = None,
+        after: tuple[float, int] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
+        """Events of the window in the order of recording (date, then sequence): those whose
+        source id starts with ``hidden_prefix`` left out, from the one at or after ``after``
+        (timestamp, sequence) on, at most ``limit``."""
+        ...
 
 
 class EngineCatalog(Protocol):

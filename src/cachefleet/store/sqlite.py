@@ -207,6 +207,9 @@ class SqliteStore:
         end: dt.datetime,
         source_type: EventSourceType | None = None,
         source_id: str | None = None,
+        hidden_prefix: str | None = None,
+        after: tuple[float, int] | None = None,
+        limit: int | None = None,
     ) -> Iterator[Event]:
         sql = "SELECT source_type, source_id, date, message, id FROM events WHERE region = ? AND date >= ? AND date <= ?"
         args: list[Any] = [region, start.timestamp(), end.timestamp()]
@@ -216,7 +219,16 @@ class SqliteStore:
         if source_id is not None:
             sql += " AND source_id = ?"
             args.append(source_id)
+        if hidden_prefix:
+            sql += " AND substr(source_id, 1, ?) != ?"  # not LIKE: an id's '_' would be a wildcard
+            args += [len(hidden_prefix), hidden_prefix]
+        if after is not None:
+            sql += " AND (date > ? OR (date = ? AND id >= ?))"
+            args += [after[0], after[0], after[1]]
         sql += " ORDER BY date, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
         try:
             rows = self._db.execute(sql, args).fetchall()
         except sqlite3.OperationalError as error:
