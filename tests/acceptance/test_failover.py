@@ -588,6 +588,15 @@ def test_redis_cluster_does_not_fail_over_on_its_own(make_server):
     wait_group_gone(ec, "ha-nofo")
 
 
+def _primary_and_replica(ec, group_id, cluster_mode):
+    """A new group of one shard, a primary and a replica, with automatic failover: (primary, replica)."""
+    shape = {"NumNodeGroups": 1, "ReplicasPerNodeGroup": 1} if cluster_mode else {"NumCacheClusters": 2}
+    mode = {"ClusterMode": "enabled"} if cluster_mode else {}
+    ec.create_replication_group(ReplicationGroupId=group_id, **shape, **mode, **HA)
+    group = wait_group(ec, group_id)
+    return primary_of(group), next(m for m in members(group).values() if m["CurrentRole"] == "replica")
+
+
 @pytest.mark.parametrize("cluster_mode", [False, True], ids=["disabled", "enabled"])
 def test_a_dead_primary_is_not_restarted_empty_while_its_only_replica_is_silent(server, ec, cluster_mode):
     """The primary exits while its one replica does not answer (stopped for a moment, as a node
@@ -595,11 +604,7 @@ def test_a_dead_primary_is_not_restarted_empty_while_its_only_replica_is_silent(
     and the replica would sync that emptiness when it answers again. The failover waits for the
     replica instead, and promotes it: every confirmed key is kept."""
     group_id = f"ha-silent-{'on' if cluster_mode else 'off'}"
-    shape = {"NumNodeGroups": 1, "ReplicasPerNodeGroup": 1} if cluster_mode else {"NumCacheClusters": 2}
-    mode = {"ClusterMode": "enabled"} if cluster_mode else {}
-    ec.create_replication_group(ReplicationGroupId=group_id, **shape, **mode, **HA)
-    group = wait_group(ec, group_id)
-    old, replica = primary_of(group), next(m for m in members(group).values() if m["CurrentRole"] == "replica")
+    old, replica = _primary_and_replica(ec, group_id, cluster_mode)
     primary_client = engine(old["ReadEndpoint"]["Address"])
     for n in range(200):
         primary_client.set(f"{{k}}:{n}", n)
@@ -635,11 +640,7 @@ def test_a_replica_in_sync_but_not_yet_marked_available_takes_over(server, ec, c
     (rdb-key-save-delay on the node that becomes the primary), the control plane is stopped
     (SIGSTOP) while the sync is seen under way, and the new primary is killed once it is done."""
     group_id = f"ha-late-{'on' if cluster_mode else 'off'}"
-    shape = {"NumNodeGroups": 1, "ReplicasPerNodeGroup": 1} if cluster_mode else {"NumCacheClusters": 2}
-    mode = {"ClusterMode": "enabled"} if cluster_mode else {}
-    ec.create_replication_group(ReplicationGroupId=group_id, **shape, **mode, **HA)
-    group = wait_group(ec, group_id)
-    first, second = primary_of(group), next(m for m in members(group).values() if m["CurrentRole"] == "replica")
+    first, second = _primary_and_replica(ec, group_id, cluster_mode)
     first_address, second_address = first["ReadEndpoint"]["Address"], second["ReadEndpoint"]["Address"]
     pipe = engine(first_address).pipeline(transaction=False)
     for n in range(3000):
