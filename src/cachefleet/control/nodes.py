@@ -388,7 +388,7 @@ class Nodes:
     def _failover_first(self, cluster: CacheCluster) -> bool:
         """Whether this stopped node is an available primary of a group with automatic failover
         and replicas, which the failover has not given up on (a primary stopped on purpose -- a
-        reboot, a replacement, a restart for new parameters -- is not ``available`` meanwhile)."""
+        reboot, a replacement, a start that failed and is retried -- is not ``available`` meanwhile)."""
         if cluster.status != ClusterStatus.AVAILABLE or cluster.replication_group_id is None:
             return False
         if node_key(cluster) in self.observed.may_restart:
@@ -821,6 +821,7 @@ class Nodes:
         self.locks.forget(key)
         self.observed.links_down.discard(key)
         self.observed.synced.pop(key, None)
+        self.observed.may_restart.discard(key)
         with self.store.transaction() as tx:
             tx.delete(cluster)
             parameters = self.store.get(CacheNodeParameters, cluster.region, cluster.cluster_id)

@@ -40,9 +40,10 @@ def _first_of_page(params: dict[str, Any]) -> tuple[float, int] | None:
     kind, value = marker
     date, _, sequence = value.partition(":")
     try:
-        # Bounded: SQLite takes a 64-bit integer, and a non-finite date would compare as NULL.
-        if kind == "e" and sequence.isdigit() and len(sequence) <= 18 and math.isfinite(float(date)):
-            return float(date), int(sequence)
+        when = float(date)
     except ValueError:
-        pass
+        when = math.nan
+    # Bounded: SQLite takes a 64-bit integer, and a non-finite date would compare as NULL.
+    if kind == "e" and sequence.isdigit() and len(sequence) <= 18 and math.isfinite(when):
+        return when, int(sequence)
     raise invalid_marker(params["Marker"])
