@@ -410,3 +410,92 @@ def test_a_full_data_disk_blocks_a_cluster_mode_replica_sync_and_says_so(tmp_pat
         wait_group(ec, "sharded", timeout=30)
         assert cluster_status(ec, "sharded-0001-002") == "available"
         healthy(ec, "fine")
+
+
+# ---------------------------------------------------------------------------- 4b. the store's disk turns read-only while running
+@contextlib.contextmanager
+def ext4_disk(image: Path, mount_point: Path, size_mb: int = 96) -> Iterator[str]:
+    """An ext4 file system of ``size_mb`` on a loop device over ``image``, mounted on ``mount_point``
+    with ``errors=remount-ro`` (what a disk error does to a running system's file system); yields
+    the loop device's name. Unmounted and detached at the end."""
+    with open(image, "wb") as out:
+        out.truncate(size_mb << 20)
+    device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    try:
+        subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True, capture_output=True)
+        mount_point.mkdir(parents=True)
+        mount(device, mount_point)
+        yield device
+    finally:
+        subprocess.run(["umount", str(mount_point)], capture_output=True)
+        subprocess.run(["losetup", "-d", device], capture_output=True)
+
+
+def mount(device: str, mount_point: Path) -> None:
+    subprocess.run(["mount", "-o", "errors=remount-ro", device, str(mount_point)], check=True)
+
+
+def turn_read_only(device: str) -> None:
+    """ext4's own fault hook (``trigger_fs_error``): the file system records an error and, as mounted
+    (``errors=remount-ro``), turns read-only at once under every file open on it."""
+    Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("cachefleet resource fault test\n")
+
+
+def test_a_store_whose_disk_turns_read_only_while_running(tmp_path):
+    subnets = {"CacheSubnetGroupDescription": "x", "SubnetIds": ["subnet-us-east-1a"]}
+    with ext4_disk(tmp_path / "disk.img", tmp_path / "data") as device:
+        running = Server(data_dir=tmp_path / "data", network=fresh_network(), port=free_port())
+        try:
+            running.start()
+            ec = running.client()
+            ec.create_replication_group(ReplicationGroupId="fine", NumCacheClusters=1, **GROUP)
+            healthy(ec, "fine")
+            ec.create_cache_subnet_group(CacheSubnetGroupName="before", **subnets)
+
+            turn_read_only(device)
+            with pytest.raises(OSError, match="Read-only"):
+                (running.data_dir / "probe").write_text("x")  # the fault is real
+            start = time.monotonic()
+            expect("ServiceUnavailable", ec.create_cache_subnet_group, status=503, says="Nothing was changed",
+                   CacheSubnetGroupName="after", **subnets)
+            expect("ServiceUnavailable", ec.create_replication_group, status=503, says="is on a file system that is read-only",
+                   ReplicationGroupId="second", NumCacheClusters=1, **GROUP)
+            assert time.monotonic() - start < 5
+            # What was recorded before is served.
+            assert ec.describe_replication_groups(ReplicationGroupId="fine")["ReplicationGroups"][0]["Status"] == "available"
+            assert ec.describe_cache_subnet_groups(CacheSubnetGroupName="before")["CacheSubnetGroups"]
+            expect("CacheSubnetGroupNotFoundFault", ec.describe_cache_subnet_groups, CacheSubnetGroupName="after")
+            assert any("fine created and available" in m for m in events_of(ec, "fine"))
+            healthy(ec, "fine")  # the data plane is untouched
+            # A node lost meanwhile waits for the store (the control plane records before it acts).
+            os.kill(next(iter(engine_pids(running.data_dir).values())), signal.SIGKILL)
+            wait_for(lambda: "the data directory cannot be written ([Errno 30] Read-only file system" in running.log(),
+                     timeout=10, interval=0.1, what="the control plane to find the data disk read-only")
+            assert "Traceback" not in running.log()  # the machine's fault, said as such: not a bug's traceback
+            assert ec.describe_replication_groups(ReplicationGroupId="fine")["ReplicationGroups"]
+            assert running.process is not None and running.process.poll() is None
+        finally:
+            code = running.stop()
+            for pid in engine_pids(running.data_dir).values():
+                os.kill(pid, signal.SIGKILL)  # this test's engines: their files are on the disk to be checked
+        assert code == 0, running.log()[-3000:]
+
+        # The disk checked and mounted again (as after a repair): the store is whole and takes changes.
+        subprocess.run(["umount", str(running.data_dir)], check=True)
+        checked = subprocess.run(["e2fsck", "-f", "-y", device], capture_output=True, text=True)
+        assert checked.returncode in (0, 1), checked.stdout + checked.stderr  # 1: errors corrected
+        mount(device, running.data_dir)
+        assert integrity(running.data_dir / "state.db") == "ok"
+        try:
+            running.start()
+            ec = running.client()
+            assert ec.describe_cache_subnet_groups(CacheSubnetGroupName="before")["CacheSubnetGroups"]
+            expect("CacheSubnetGroupNotFoundFault", ec.describe_cache_subnet_groups, CacheSubnetGroupName="after")
+            healthy(ec, "fine")
+            ec.create_cache_subnet_group(CacheSubnetGroupName="after", **subnets)
+            ec.create_replication_group(ReplicationGroupId="second", NumCacheClusters=1, **GROUP)
+            healthy(ec, "second")
+        finally:
+            running.down()
+        assert integrity(running.data_dir / "state.db") == "ok"

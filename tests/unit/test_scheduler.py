@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import ipaddress
 from dataclasses import replace
 from pathlib import Path
@@ -106,6 +107,26 @@ async def test_a_transient_error_is_retried_soon(monkeypatch):
     scheduler = Scheduler(run=run, fail=lambda target, reason: asyncio.sleep(0), transient=(ConnectionError,))
     scheduler.kick(TARGET)
     await _until(lambda: len(runs) == 2 and scheduler.busy == 0)
+    await scheduler.stop()
+
+
+async def test_a_data_disk_that_refuses_a_nodes_files_is_the_machines_fault_not_a_bug(monkeypatch, caplog):
+    monkeypatch.setattr(scheduler_module, "FIRST_BUG_DELAY", 0.01)
+    raised = [OSError(errno.EROFS, "Read-only file system"), OSError(errno.ECONNREFUSED, "Connection refused")]
+    runs: list[int] = []
+
+    async def run(target: Target) -> None:
+        runs.append(1)
+        if raised:
+            raise raised.pop(0)
+
+    scheduler = Scheduler(run=run, fail=lambda target, reason: asyncio.sleep(0))
+    scheduler.kick(TARGET)
+    await _until(lambda: len(runs) == 3 and scheduler.busy == 0)
+    disk, bug = [r for r in caplog.records if r.name == scheduler_module.__name__]
+    assert "the data directory cannot be written ([Errno 30] Read-only file system)" in disk.getMessage()
+    assert disk.levelname == "WARNING" and disk.exc_info is None  # said, without a bug's traceback
+    assert bug.levelname == "ERROR" and bug.exc_info is not None  # any other OSError is still a bug
     await scheduler.stop()
 
 

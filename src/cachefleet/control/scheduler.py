@@ -12,8 +12,9 @@ The contract between the scheduler and a workflow pass:
   reshard given up...). Deadlines live in the operation records (domain/operations.py); the
   pass raises ``Failed`` when one has passed.
 - A transient engine error (``transient``) is retried after half a second; a store that cannot
-  write (``StoreUnavailable``: locked, read-only, full) after a growing delay of up to 5 s, with a
-  warning and no traceback (it is the machine's fault, not a bug); any other
+  write (``StoreUnavailable``: locked, read-only, full), or a data disk that refuses a node's
+  files (EROFS, ENOSPC, EDQUOT, EIO), after a growing delay of up to 5 s, with a warning and no
+  traceback (it is the machine's fault, not a bug); any other
   exception is a bug: it is logged with its traceback and retried with a growing delay (up to
   30 s), never silently forever: the operation's deadline still ends it.
 - Long steps (slot migration, drains) run as ``Tasks``: background tasks the pass starts and
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 TRANSIENT_DELAY = 0.5
 FIRST_BUG_DELAY = 1.0
 MAX_BUG_DELAY = 30.0
+# What a full or read-only data disk answers a node's files with (not a bug of ours).
+DISK_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO})
 MAX_STORE_DELAY = 5.0  # a store that writes again is noticed this soon
 
 
@@ -190,28 +194,41 @@ class Scheduler:
                 except asyncio.CancelledError:
                     raise
                 except StoreUnavailable as error:
-                    delay = self._bug_delays.get(target, FIRST_BUG_DELAY)
-                    self._bug_delays[target] = min(delay * 2, MAX_STORE_DELAY)
-                    self._reasons[target] = error.message
-                    log.warning("%s: the store cannot write; again in %.0f s", target.key, delay)
-                    self.later(target, delay)
+                    self._store_delay(target, error.message, "the store cannot write")
                     continue
                 except self._transient as error:
                     self._reasons[target] = str(error)
                     log.warning("%s: %s; again in %.1f s", target.key, error, TRANSIENT_DELAY)
                     self.later(target, TRANSIENT_DELAY)
                     continue
+                except OSError as error:
+                    if error.errno not in DISK_ERRNOS:
+                        self._bug(target, error)
+                        continue
+                    # The data disk refuses a node's files (read-only, full): the machine's fault, as above.
+                    self._store_delay(target, str(error), f"the data directory cannot be written ({error})")
+                    continue
                 except Exception as error:  # noqa: BLE001 - a bug; logged, retried with backoff
-                    delay = self._bug_delays.get(target, FIRST_BUG_DELAY)
-                    self._bug_delays[target] = min(delay * 2, MAX_BUG_DELAY)
-                    self._reasons[target] = f"{type(error).__name__}: {error}"
-                    log.exception("reconciling %s failed; again in %.0f s", target.key, delay)
-                    self.later(target, delay)
+                    self._bug(target, error)
                     continue
                 self._bug_delays.pop(target, None)
                 self._reasons.pop(target, None)
         finally:
             self._workers.pop(target, None)
+
+    def _store_delay(self, target: Target, reason: str, said: str) -> None:
+        delay = self._bug_delays.get(target, FIRST_BUG_DELAY)
+        self._bug_delays[target] = min(delay * 2, MAX_STORE_DELAY)
+        self._reasons[target] = reason
+        log.warning("%s: %s; again in %.0f s", target.key, said, delay)
+        self.later(target, delay)
+
+    def _bug(self, target: Target, error: Exception) -> None:
+        delay = self._bug_delays.get(target, FIRST_BUG_DELAY)
+        self._bug_delays[target] = min(delay * 2, MAX_BUG_DELAY)
+        self._reasons[target] = f"{type(error).__name__}: {error}"
+        log.error("reconciling %s failed; again in %.0f s", target.key, delay, exc_info=error)
+        self.later(target, delay)
 
 
 class Tasks:

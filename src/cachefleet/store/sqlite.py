@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -107,7 +108,10 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, timeout=BUSY_TIMEOUT)
-        db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit is on the disk before the request that made it is answered. NORMAL leaves
+        # WAL commits in the page cache until a checkpoint; a disk error that turns the file system
+        # read-only (or a power cut) then loses changes already acknowledged. ~0.2 ms a commit here.
+        db.execute("PRAGMA synchronous=FULL")
         return db
 
     def close(self) -> None:
@@ -184,12 +188,27 @@ class SqliteStore:
     def _unavailable(self, error: sqlite3.OperationalError) -> StoreUnavailable:
         name = getattr(error, "sqlite_errorname", "")
         why = _WHY.get("_".join(name.split("_")[:2]), "cannot be written")  # SQLITE_IOERR_WRITE: SQLITE_IOERR
+        if not name.startswith("SQLITE_BUSY") and self._on_read_only_file_system():
+            # SQLite says "disk I/O error" (EROFS) when the file system turned read-only under an open file.
+            why = "is on a file system that is read-only now (a disk error makes ext4 turn read-only; see the system log)"
         self._reopen = name.startswith("SQLITE_READONLY")
         log.warning("the state store %s %s: %s (%s)", self._path, why, error, name)
         return StoreUnavailable(
             f"Cachefleet cannot record changes now: its state store ({self._path.name} in its data directory) {why} "
             f"({error}). Nothing was changed; the request can be made again once the store is writable."
         )
+
+    def _on_read_only_file_system(self) -> bool:
+        """Whether the store's directory refuses a new file with EROFS. Asked, not read from statvfs:
+        an ext4 turned read-only by an error keeps its mount flags (``rw,emergency_ro``)."""
+        probe = self._path.parent / ".write-probe"
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as error:
+            return error.errno == errno.EROFS
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+        return False
 
     def _prune_events(self) -> None:
         self._writes_since_prune = 0
