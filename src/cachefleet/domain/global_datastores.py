@@ -48,6 +48,7 @@ from cachefleet.domain.replication_groups import (
 )
 from cachefleet.domain.replication_groups import ReplicationGroup as Group
 from cachefleet.domain.resource import Kind
+from cachefleet.domain.security import SecurityRequest
 from cachefleet.domain.tags import Tag, tags
 
 GLOBAL_REGION = Region("global")  # the store's region of records that span regions
@@ -447,10 +448,39 @@ class GlobalDatastores(GroupUseCases):
             request, engine=primary_group.engine, engine_version=primary_group.engine_version,
             node_type=primary_group.node_type, port=primary_group.port, automatic_failover=automatic,
             multi_az=primary_group.multi_az == "enabled",
+            security=self._inherited_encryption(record, primary_group, request, params),
+            at_rest_encryption=primary_group.at_rest_encryption,
         )
         joining_member = GlobalMember(region, request.group_id, MemberRole.SECONDARY, MemberStatus.ASSOCIATING)
         joined = replace(record, members=(*record.members, joining_member), status=GlobalStatus.AVAILABLE)
         return self._groups.create(region, secondary, extra=Prepared(records=(joined,)))
+
+    @staticmethod
+    def _inherited_encryption(
+        record: GlobalReplicationGroup, primary_group: Group, request: CreateReplicationGroupRequest,
+        params: Mapping[str, Any],
+    ) -> SecurityRequest:
+        """A secondary takes in-transit and at-rest encryption from the primary (its primary replicates
+        from the primary's over the same protocol); a request that asks otherwise is refused. Its
+        AUTH token or user groups are its own: its clients' locks, not the replication's."""
+        mode = primary_group.security.transit_encryption_mode
+        have = {
+            "TransitEncryptionEnabled": mode is not None,
+            "TransitEncryptionMode": mode.value if mode is not None else None,
+            "AtRestEncryptionEnabled": primary_group.at_rest_encryption,
+        }
+        for member, inherited in have.items():
+            given = params.get(member)
+            if given is None:
+                continue
+            same = str(given).lower() == str(inherited).lower() if member == "TransitEncryptionMode" else bool(given) == inherited
+            if not same:
+                raise InvalidParameterCombination(
+                    f"{member} {str(given).lower()} differs from the primary replication group {primary_group.group_id} "
+                    f"of {record.global_id} ({member} {str(inherited).lower()}); a secondary replication group takes "
+                    f"it from the primary: omit {member}."
+                )
+        return request.security.inheriting(mode)
 
     # ------------------------------------------------------------------ describe
     def describe(self, global_id: str | None = None) -> list[GlobalReplicationGroup]:

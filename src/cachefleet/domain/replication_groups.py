@@ -415,7 +415,7 @@ class CreateReplicationGroupRequest:
             identifiers.check_availability_zone(region, z, parameter="PreferredCacheClusterAZs")
             for z in params.get("PreferredCacheClusterAZs") or ()
         )
-        security = SecurityRequest.parse(params)
+        security = SecurityRequest.parse(params, transit_inherited=bool(params.get("GlobalReplicationGroupId")))
         check_cluster_mode_transit(cluster_mode=sharded, mode=security.transit_encryption_mode, member=operation)
         if seed is not None and {"AuthToken", "UserGroupIds"} & set(security.given):
             raise InvalidParameterCombination(
@@ -1271,6 +1271,14 @@ class ReplicationGroups(GroupUseCases):
                 f"Replication group {group.group_id} is still applying its previous AUTH token, user group or "
                 "in-transit encryption change.",
                 resource="ReplicationGroup",
+            )
+        if group.global_replication_group_id is not None and (
+            modification.transit_encryption is not None or modification.transit_encryption_mode is not None
+        ):
+            raise InvalidParameterCombination(
+                f"Replication group {group.group_id} is a member of global replication group "
+                f"{group.global_replication_group_id}: its members share one in-transit encryption (a secondary "
+                "replicates from the primary over it), so it cannot change here; disassociate the group first."
             )
         user_groups = {g: self._get(UserGroup, group.region, g) for g in modification.user_groups_to_add}
         plan = plan_modification(

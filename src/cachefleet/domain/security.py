@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cachefleet.domain import credentials
@@ -100,7 +100,9 @@ class SecurityRequest:
     given: tuple[str, ...] = ()  # the members the request named
 
     @classmethod
-    def parse(cls, params: Mapping[str, Any]) -> SecurityRequest:
+    def parse(cls, params: Mapping[str, Any], *, transit_inherited: bool = False) -> SecurityRequest:
+        """``transit_inherited``: the group takes its in-transit encryption from elsewhere (a global
+        datastore's secondary takes its primary's); what depends on it is checked by ``inheriting``."""
         enabled = bool(params.get("TransitEncryptionEnabled", False))
         raw_mode = params.get("TransitEncryptionMode")
         if raw_mode is not None and not enabled:
@@ -112,7 +114,8 @@ class SecurityRequest:
         token = params.get("AuthToken")
         if token is not None:
             credentials.auth_token(str(token))
-        credentials.auth_token_needs_transit_encryption(auth_token_given=token is not None, transit_encryption_enabled=enabled)
+        if not transit_inherited:
+            credentials.auth_token_needs_transit_encryption(auth_token_given=token is not None, transit_encryption_enabled=enabled)
         user_groups = tuple(dict.fromkeys(credentials.user_group_id(g) for g in params.get("UserGroupIds") or ()))
         if len(user_groups) > MAX_USER_GROUPS_PER_GROUP:
             raise InvalidParameterValue(
@@ -123,7 +126,8 @@ class SecurityRequest:
                 "AuthToken and UserGroupIds cannot be used together: authenticate with the AUTH token, or with the "
                 "users of a user group (RBAC)."
             )
-        credentials.auth_with_transit_mode(auth_token_given=token is not None, user_group_given=bool(user_groups), mode=mode)
+        if not transit_inherited:
+            credentials.auth_with_transit_mode(auth_token_given=token is not None, user_group_given=bool(user_groups), mode=mode)
         given = tuple(m for m in ("TransitEncryptionEnabled", "TransitEncryptionMode", "AuthToken", "UserGroupIds")
                       if m in params and params[m] not in (None, False, []))
         return cls(
@@ -132,6 +136,14 @@ class SecurityRequest:
             user_group_ids=user_groups,
             given=given,
         )
+
+    def inheriting(self, mode: TransitEncryptionMode | None) -> SecurityRequest:
+        """This request with the in-transit encryption ``mode`` it takes from elsewhere, and the checks
+        that depend on it (an AUTH token needs TLS, required rather than preferred)."""
+        token_given = self.auth_token_hash is not None
+        credentials.auth_token_needs_transit_encryption(auth_token_given=token_given, transit_encryption_enabled=mode is not None)
+        credentials.auth_with_transit_mode(auth_token_given=token_given, user_group_given=bool(self.user_group_ids), mode=mode)
+        return replace(self, transit_encryption_mode=mode)
 
     def security(self, *, now: dt.datetime) -> Security:
         return Security(
