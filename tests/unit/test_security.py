@@ -80,6 +80,16 @@ def test_a_create_refuses_what_elasticache_refuses(params, error, says):
     assert TOKEN not in caught.value.message
 
 
+def test_a_secondary_checks_its_auth_token_against_the_tls_it_inherits():
+    request = SecurityRequest.parse({"AuthToken": TOKEN}, transit_inherited=True)  # no TransitEncryptionEnabled
+    assert request.inheriting(REQUIRED).security(now=NOW).transit_encryption_mode is REQUIRED
+    with pytest.raises(InvalidParameterValue, match="only supported when encryption-in-transit is enabled"):
+        request.inheriting(None)
+    with pytest.raises(InvalidParameterCombination, match="preferred is not supported with redis access control"):
+        request.inheriting(TransitEncryptionMode.PREFERRED)
+    assert SecurityRequest.parse({}, transit_inherited=True).inheriting(None).security(now=NOW) == Security()
+
+
 def test_tls_on_a_build_without_it_names_the_engines_that_can():
     from cachefleet.domain.engines import EngineRelease
 
