@@ -167,7 +167,7 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
     def writable() -> bool:
         try:
             return bool(writer_east.set("standalone", "yes"))
-        except redis.ReadOnlyError:
+        except redis.ResponseError:  # READONLY, then NOREPLICAS until its replica has followed it
             return False
 
     wait_for(writable, timeout=10, what="gd-east writable on its own")

@@ -139,6 +139,43 @@ class _EofMarkStream:
         del self._held[:count]
 
 
+async def read_payload(
+    reader: asyncio.StreamReader, sink: Callable[[memoryview], object], verifier: StreamVerifier, *,
+    address: str, command: str, deadline: float,
+) -> None:
+    """Reads the RDB a node sends after SYNC or a PSYNC's +FULLRESYNC into ``sink`` (and ``verifier``):
+    sized (``$<n>``, a disk-based sync) or diskless (``$EOF:<mark>`` ... mark). Raises SnapshotFailed."""
+    while True:
+        # Newlines are keep-alives sent while the fork prepares the payload.
+        line = await asyncio.wait_for(reader.readline(), max(1.0, deadline - time.monotonic()))
+        if not line:
+            raise SnapshotFailed(f"{address} closed the connection before sending a snapshot")
+        if line.strip():
+            break
+    if line.startswith(b"-"):
+        raise SnapshotFailed(f"{address} refused {command}: {line.decode(errors='replace').strip()}")
+    if line.startswith(b"$EOF:"):
+        stream = _EofMarkStream(line[5:].strip(), sink, verifier)
+        while True:
+            data = await asyncio.wait_for(reader.read(CHUNK_SIZE), max(1.0, deadline - time.monotonic()))
+            if not data:
+                raise SnapshotFailed(f"{address} ended the snapshot after {stream.size} bytes, before its end mark")
+            if stream.feed(data):
+                break
+    elif line.startswith(b"$"):
+        # Disk-based sync (repl-diskless-sync no): the node saved a file and sends it sized.
+        remaining = int(line[1:].strip())
+        while remaining:
+            data = await asyncio.wait_for(reader.read(min(CHUNK_SIZE, remaining)), max(1.0, deadline - time.monotonic()))
+            if not data:
+                raise SnapshotFailed(f"{address} ended the snapshot {remaining} bytes early")
+            verifier.update(data)
+            sink(memoryview(data))
+            remaining -= len(data)
+    else:
+        raise SnapshotFailed(f"{address} answered {command} with {line[:60]!r}")
+
+
 async def stream_rdb(
     access: NodeAccess,
     sink: Callable[[memoryview], object],
@@ -172,36 +209,8 @@ async def stream_rdb(
             if not reply.startswith(b"+"):
                 raise SnapshotFailed(f"{address}:{port} refused {command[0]}: {reply.decode(errors='replace').strip()}")
         writer.write(encode(*commands[-1]))
-        deadline = time.monotonic() + timeout
-        while True:
-            # Newlines are keep-alives sent while the fork prepares the payload.
-            line = await asyncio.wait_for(reader.readline(), max(1.0, deadline - time.monotonic()))
-            if not line:
-                raise SnapshotFailed(f"{address}:{port} closed the connection before sending a snapshot")
-            if line.strip():
-                break
-        if line.startswith(b"-"):
-            raise SnapshotFailed(f"{address}:{port} refused SYNC: {line.decode(errors='replace').strip()}")
-        if line.startswith(b"$EOF:"):
-            stream = _EofMarkStream(line[5:].strip(), sink, verifier)
-            while True:
-                data = await asyncio.wait_for(reader.read(CHUNK_SIZE), max(1.0, deadline - time.monotonic()))
-                if not data:
-                    raise SnapshotFailed(f"{address}:{port} ended the snapshot after {stream.size} bytes, before its end mark")
-                if stream.feed(data):
-                    break
-        elif line.startswith(b"$"):
-            # Disk-based sync (repl-diskless-sync no): the node saved a file and sends it sized.
-            remaining = int(line[1:].strip())
-            while remaining:
-                data = await asyncio.wait_for(reader.read(min(CHUNK_SIZE, remaining)), max(1.0, deadline - time.monotonic()))
-                if not data:
-                    raise SnapshotFailed(f"{address}:{port} ended the snapshot {remaining} bytes early")
-                verifier.update(data)
-                sink(memoryview(data))
-                remaining -= len(data)
-        else:
-            raise SnapshotFailed(f"{address}:{port} answered SYNC with {line[:60]!r}")
+        await read_payload(reader, sink, verifier, address=f"{address}:{port}", command="SYNC",
+                           deadline=time.monotonic() + timeout)
         return verifier.finish()
     except (OSError, TimeoutError) as error:
         raise SnapshotFailed(f"{address}:{port}: the snapshot stream failed: {error or type(error).__name__}") from error
