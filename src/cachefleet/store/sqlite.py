@@ -34,6 +34,11 @@ EVENT_RETENTION = dt.timedelta(days=14)
 # it (the data dir is locked), so a lock is foreign and may last: the control plane's one event
 # loop waits here, and must not wait long (the API answers reads meanwhile).
 BUSY_TIMEOUT = 0.5
+# FULL: every commit is on the disk before the request that made it is answered. NORMAL leaves
+# WAL commits in the page cache until a checkpoint; a disk error that turns the file system
+# read-only (or a power cut) then loses changes already acknowledged. Its cost per commit is in
+# bench/store_commit.py (BENCHMARKS.md).
+SYNCHRONOUS = "FULL"
 # Why a write failed, by SQLite's error name, in the words of StoreUnavailable's message.
 _WHY = {
     "SQLITE_BUSY": "is locked by another process",
@@ -108,10 +113,7 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, timeout=BUSY_TIMEOUT)
-        # FULL: every commit is on the disk before the request that made it is answered. NORMAL leaves
-        # WAL commits in the page cache until a checkpoint; a disk error that turns the file system
-        # read-only (or a power cut) then loses changes already acknowledged. ~0.2 ms a commit here.
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         return db
 
     def close(self) -> None:
