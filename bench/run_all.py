@@ -13,7 +13,7 @@ SCRIPTS = [
     "ha_overhead.py", "metric_query.py", "sampling_cost.py", "sampling_throughput.py", "auth_tls.py",
     "auth_instructions.py", "tls_preferred.py",
     "parameter_fanout.py", "rolling_upgrade.py", "failover_locked.py", "snapshot_io.py", "snapshot_api.py",
-    "global_datastore.py", "store_commit.py",
+    "global_datastore.py", "store_commit.py", "relay.py",
 ]
 
 if __name__ == "__main__":
