@@ -28,6 +28,7 @@ Not wired into a workflow yet (see README, global datastores: "Not yet").
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -94,6 +95,9 @@ class Relay:
         self.name = name
         self.offset = 0  # the source's offset of everything the target has answered
         self.applied = 0  # commands applied to the target
+        self._parsed = 0  # the source's offset of everything read and sent on to the target
+        self._pending: collections.deque[tuple[bytes | None, int]] = collections.deque()
+        self._acked, self._acked_at = -1, 0.0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -139,89 +143,109 @@ class Relay:
         return SyncPoint(replication_id, offset, facts)
 
     async def apply(self, target: NodeAccess) -> None:
-        """Applies the stream to ``target`` until cancelled or the link fails (RelayFailed)."""
+        """Applies the stream to ``target`` until cancelled or the link fails (RelayFailed).
+
+        Two halves, pipelined: ``_forward`` reads the source, parses whole commands and writes them
+        to the target as they come; ``_acknowledge`` reads the target's replies in order, moves
+        ``offset`` past each answered command and acknowledges it to the source. Neither waits for
+        the other, so a burst of writes costs one round trip to the target, not one per read."""
         reader, writer = self._reader, self._writer
         if reader is None or writer is None:
             raise RelayFailed("apply needs a full sync first")
-        where = f"{self.source.address}:{self.source.port}"
         try:
             to_reader, to_writer = await target.stream(timeout=HANDSHAKE_TIMEOUT, name=self.name)
         except (AccessDenied, OSError, TimeoutError) as error:
             raise RelayFailed(f"target {target.address}:{target.port}: cannot connect: {error}") from error
-        replies = hiredis.Reader()
-        buffer = bytearray()
-        last_ack = 0.0
+        # What the target has yet to answer, in order: (command name, the source's offset after it);
+        # a name of None is the link's own (PING, GETACK: no reply), b"GETACK" to be acknowledged.
+        self._pending = collections.deque()
+        self._parsed = self.offset
+        halves = [asyncio.create_task(self._forward(reader, writer, to_writer)),
+                  asyncio.create_task(self._acknowledge(writer, to_reader))]
         try:
-            while True:
-                now = time.monotonic()
-                if now - last_ack >= ACK_INTERVAL:
-                    writer.write(encode("REPLCONF", "ACK", self.offset))
-                    last_ack = now
-                try:
-                    data = await asyncio.wait_for(reader.read(CHUNK_SIZE), ACK_INTERVAL)
-                except TimeoutError:
-                    continue
-                if not data:
-                    raise RelayFailed(f"{where} ended the replication link at offset {self.offset}")
-                buffer += data
-                consumed = await self._apply_buffered(buffer, writer, to_reader, to_writer, replies)
-                del buffer[:consumed]
-                if consumed:
-                    writer.write(encode("REPLCONF", "ACK", self.offset))
-                    last_ack = time.monotonic()
+            done, _ = await asyncio.wait(halves, return_when=asyncio.FIRST_EXCEPTION)
+            for half in done:
+                half.result()
         except (OSError, ValueError) as error:
+            where = f"{self.source.address}:{self.source.port}"
             raise RelayFailed(f"relay from {where}: {error or type(error).__name__}") from error
         finally:
+            for half in halves:
+                half.cancel()
+            await asyncio.gather(*halves, return_exceptions=True)
             await close_stream(to_writer)
 
-    async def _apply_buffered(
-        self, buffer: bytearray, source: asyncio.StreamWriter, to_reader: asyncio.StreamReader,
-        to_writer: asyncio.StreamWriter, replies: hiredis.Reader,
-    ) -> int:
-        """Applies every complete command in ``buffer``; returns how many bytes they took."""
-        position = batch_start = 0
-        batch: list[bytes] = []
-        while True:
-            parsed = parse_command(buffer, position)
-            if parsed is None:
-                break
-            args, end = parsed
-            name = args[0].upper() if args else b""
-            if name == b"PING" or (name == b"REPLCONF" and len(args) > 1 and args[1].upper() == b"GETACK"):
-                # The link's own: answered where the source asks (its offset excludes the GETACK), not data.
-                await self._flush(buffer, batch_start, position, batch, to_reader, to_writer, replies)
-                if name == b"REPLCONF":
-                    source.write(encode("REPLCONF", "ACK", self.offset))
-                self.offset += end - position
-                batch_start, batch, position = end, [], end
-                continue
-            batch.append(name)
-            position = end
-        await self._flush(buffer, batch_start, position, batch, to_reader, to_writer, replies)
-        return position
-
-    async def _flush(
-        self, buffer: bytearray, start: int, end: int, names: list[bytes], to_reader: asyncio.StreamReader,
-        to_writer: asyncio.StreamWriter, replies: hiredis.Reader,
+    async def _forward(
+        self, reader: asyncio.StreamReader, source: asyncio.StreamWriter, to_writer: asyncio.StreamWriter,
     ) -> None:
-        """Forwards ``buffer[start:end]`` (the commands ``names``) and waits for every reply."""
-        if not names:
-            return
-        to_writer.write(bytes(buffer[start:end]))
-        answered = 0
-        while answered < len(names):
+        where = f"{self.source.address}:{self.source.port}"
+        buffer = bytearray()
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(CHUNK_SIZE), ACK_INTERVAL)
+            except TimeoutError:
+                self._ack(source)  # as a replica's cron: the source's lag figure and min-replicas use it
+                continue
+            if not data:
+                raise RelayFailed(f"{where} ended the replication link at offset {self.offset}")
+            buffer += data
+            position = start = 0
+            while (parsed := parse_command(buffer, position)) is not None:
+                args, end = parsed
+                name = args[0].upper() if args else b""
+                if name == b"PING" or (name == b"REPLCONF" and len(args) > 1 and args[1].upper() == b"GETACK"):
+                    # The link's own, not data: never forwarded. A GETACK is answered with the offset of
+                    # what the target has answered before it (the offset excludes the GETACK itself).
+                    if position > start:
+                        to_writer.write(bytes(buffer[start:position]))
+                    start = end
+                    marker = b"GETACK" if name == b"REPLCONF" else None
+                    if not self._pending:
+                        if marker is not None:
+                            self._ack(source, force=True)
+                        self.offset = self._parsed = self._parsed + end - position
+                    else:
+                        self._parsed += end - position
+                        self._pending.append((marker, self._parsed))
+                else:
+                    self._parsed += end - position
+                    self._pending.append((name, self._parsed))
+                position = end
+            if position > start:
+                to_writer.write(bytes(buffer[start:position]))
+            del buffer[:position]
+            await to_writer.drain()
+
+    async def _acknowledge(self, source: asyncio.StreamWriter, to_reader: asyncio.StreamReader) -> None:
+        replies = hiredis.Reader()
+        while True:
             reply = replies.gets()
             if reply is False:
+                self._ack(source)  # everything read so far is answered: say so before waiting for more
                 data = await to_reader.read(CHUNK_SIZE)
                 if not data:
                     raise RelayFailed("the target closed the connection")
                 replies.feed(data)
                 continue
+            if not self._pending or self._pending[0][0] is None or self._pending[0][0] == b"GETACK":
+                raise RelayFailed(f"the target answered a command the relay did not send: {reply!r}")
+            name, after = self._pending.popleft()
+            assert name is not None
             if isinstance(reply, hiredis.ReplyError):
-                raise RelayFailed(f"the target refused {names[answered].decode(errors='replace')}: {reply}")
-            answered += 1
-        self.offset += end - start
-        self.applied += len(names)
+                raise RelayFailed(f"the target refused {name.decode(errors='replace')}: {reply}")
+            self.offset = after
+            self.applied += 1
+            while self._pending and self._pending[0][0] in (None, b"GETACK"):
+                marker, after = self._pending.popleft()
+                if marker is not None:
+                    self._ack(source, force=True)
+                self.offset = after
+
+    def _ack(self, source: asyncio.StreamWriter, *, force: bool = False) -> None:
+        """REPLCONF ACK of ``offset``: when it moved, a second after the last, or asked (GETACK)."""
+        if force or self.offset != self._acked or time.monotonic() - self._acked_at >= ACK_INTERVAL:
+            source.write(encode("REPLCONF", "ACK", self.offset))
+            self._acked, self._acked_at = self.offset, time.monotonic()
 
     async def close(self) -> None:
         if self._writer is not None:
