@@ -173,6 +173,33 @@ def data_memory(node_type: str, reserved_percent: int = 25) -> int:
     return parameters.data_maxmemory(node_type, {"reserved-memory-percent": str(reserved_percent)})
 
 
+def wait_writable(client: redis.Redis, *, timeout: float = 10.0, what: str) -> None:
+    """Until ``client``'s node takes a write: it answers READONLY while it follows another node, then
+    NOREPLICAS (min-replicas-to-write) until its own replica has reconnected to it."""
+
+    def takes_writes() -> bool:
+        try:
+            return bool(client.set("cachefleet:writable", "yes"))
+        except redis.ResponseError:
+            return False
+
+    wait_for(takes_writes, timeout=timeout, what=what)
+
+
+def replicates_read_only(writer: redis.Redis, reader: redis.Redis, key: str, value: str) -> None:
+    """A write of ``key`` on ``writer`` is read on ``reader`` within a second (a global datastore's
+    secondary), and ``reader`` refuses writes with READONLY."""
+    writer.set(key, value)
+    started = time.monotonic()
+    wait_for(lambda: reader.get(key) == value, timeout=5, what=f"{key}={value} on the reader")
+    assert time.monotonic() - started < 1.0
+    try:
+        reader.set(key, "from the reader")
+    except redis.ReadOnlyError:
+        return
+    raise AssertionError("the reader took a write")
+
+
 def engine(address: str, port: int = 6379) -> redis.Redis:
     return redis.Redis(host=address, port=port, socket_timeout=5, socket_connect_timeout=5, decode_responses=True)
 

@@ -18,9 +18,11 @@ from helpers import (
     engine_pids,
     free_port,
     fresh_network,
+    replicates_read_only,
     wait_for,
     wait_group,
     wait_group_gone,
+    wait_writable,
 )
 
 SETTINGS = {"ReplicationGroupDescription": "global", "Engine": "valkey", "CacheNodeType": "cache.r6g.large"}
@@ -100,12 +102,7 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
 
     east_endpoint, west_endpoint = primary_endpoint(primary_group), primary_endpoint(secondary)
     writer_east, reader_west = engine(east_endpoint), engine(west_endpoint)
-    writer_east.set("greeting", "hello")
-    started = time.monotonic()
-    wait_for(lambda: reader_west.get("greeting") == "hello", timeout=5, what="the write in us-west-2")
-    assert time.monotonic() - started < 1.0
-    with pytest.raises(redis.ReadOnlyError):
-        reader_west.set("greeting", "from the west")
+    replicates_read_only(writer_east, reader_west, "greeting", "hello")
     # A failover inside the secondary: its new primary follows the primary region too, read-only.
     west_primary = next(m for m in secondary["NodeGroups"][0]["NodeGroupMembers"] if m["CurrentRole"] == "primary")
     west.test_failover(ReplicationGroupId="gd-west", NodeGroupId="0001")
@@ -164,13 +161,7 @@ def test_global_datastore_replicates_fails_over_and_disassociates(server):
         GlobalReplicationGroupId=global_id, ReplicationGroupId="gd-east", ReplicationGroupRegion="us-east-1",
     )
 
-    def writable() -> bool:
-        try:
-            return bool(writer_east.set("standalone", "yes"))
-        except redis.ResponseError:  # READONLY, then NOREPLICAS until its replica has followed it
-            return False
-
-    wait_for(writable, timeout=10, what="gd-east writable on its own")
+    wait_writable(writer_east, what="gd-east writable on its own")
     assert "GlobalReplicationGroupInfo" not in wait_group(east, "gd-east")
     east.delete_global_replication_group(GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=False)
     assert west.describe_global_replication_groups()["GlobalReplicationGroups"] == []

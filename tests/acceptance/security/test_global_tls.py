@@ -5,14 +5,12 @@ global failover the old primary follows the new one over TLS as well."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from helpers import expect, wait_for, wait_group, wait_group_gone
+from helpers import expect, replicates_read_only, wait_for, wait_group, wait_group_gone, wait_writable
 
 SETTINGS = {"Engine": "redis", "CacheNodeType": "cache.r6g.large"}
 
@@ -69,12 +67,7 @@ def test_a_tls_global_datastore_replicates_over_tls_both_ways(locked_server, ca_
     west_client = tls(endpoint(west, "gtls-west"), ca_file, west_token)
     with pytest.raises(redis.AuthenticationError):
         tls(endpoint(west, "gtls-west"), ca_file, east_token).ping()  # each region's clients have their own token
-    east_client.set("greeting", "over tls")
-    started = time.monotonic()
-    wait_for(lambda: west_client.get("greeting") == "over tls", timeout=5, what="the write in us-west-2")
-    assert time.monotonic() - started < 1.0
-    with pytest.raises(redis.ReadOnlyError):
-        west_client.set("greeting", "from the west")
+    replicates_read_only(east_client, west_client, "greeting", "over tls")
     expect("InvalidParameterCombination", west.modify_replication_group, says="cannot change here",
            ReplicationGroupId="gtls-west", TransitEncryptionEnabled=True, TransitEncryptionMode="preferred",
            ApplyImmediately=True)
@@ -86,14 +79,8 @@ def test_a_tls_global_datastore_replicates_over_tls_both_ways(locked_server, ca_
              what="the roles to swap")
     assert west_client.get("greeting") == "over tls"
 
-    def written_in_the_west() -> bool:
-        try:
-            west_client.set("greeting", "from the west")
-            return True
-        except redis.ResponseError:  # READONLY, or NOREPLICAS while its replica reconnects
-            return False
-
-    wait_for(written_in_the_west, timeout=10, what="the new primary region to take writes")
+    wait_writable(west_client, what="the new primary region to take writes")
+    west_client.set("greeting", "from the west")
     wait_for(lambda: east_client.get("greeting") == "from the west", timeout=5, what="the write back in us-east-1")
     with pytest.raises(redis.ReadOnlyError):
         east_client.set("greeting", "from the east")
@@ -103,13 +90,7 @@ def test_a_tls_global_datastore_replicates_over_tls_both_ways(locked_server, ca_
     east.disassociate_global_replication_group(
         GlobalReplicationGroupId=global_id, ReplicationGroupId="gtls-east", ReplicationGroupRegion="us-east-1")
 
-    def east_writable() -> bool:
-        try:
-            return bool(east_client.set("standalone", "yes"))
-        except redis.ResponseError:  # READONLY, then NOREPLICAS until its replica has followed it
-            return False
-
-    wait_for(east_writable, timeout=10, what="gtls-east writable on its own")
+    wait_writable(east_client, what="gtls-east writable on its own")
     wait_group(east, "gtls-east")
     east.delete_global_replication_group(GlobalReplicationGroupId=global_id, RetainPrimaryReplicationGroup=False)
     east.delete_replication_group(ReplicationGroupId="gtls-east")
