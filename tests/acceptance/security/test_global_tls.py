@@ -50,7 +50,7 @@ def test_a_tls_global_datastore_replicates_over_tls_both_ways(locked_server, ca_
         expect("InvalidParameterCombination", west.create_replication_group,
                says=f"a secondary replication group takes it from the primary: omit {member}",
                ReplicationGroupId="gtls-west", ReplicationGroupDescription="x", GlobalReplicationGroupId=global_id,
-               NumCacheClusters=1, **{member: value, **extra})
+               NumCacheClusters=2, **{member: value, **extra})
     expect("ReplicationGroupNotFoundFault", west.describe_replication_groups, ReplicationGroupId="gtls-west")
     # ... and takes it when it says nothing (as Terraform sends it: transit_encryption_enabled conflicts
     # with global_replication_group_id there); its AUTH token is its own.
