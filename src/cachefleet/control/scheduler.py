@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 TRANSIENT_DELAY = 0.5
 FIRST_BUG_DELAY = 1.0
 MAX_BUG_DELAY = 30.0
+MAX_STORE_DELAY = 5.0  # a store that writes again is noticed this soon
 # What a full or read-only data disk answers a node's files with (not a bug of ours).
 DISK_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO})
-MAX_STORE_DELAY = 5.0  # a store that writes again is noticed this soon
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class Scheduler:
                 except asyncio.CancelledError:
                     raise
                 except StoreUnavailable as error:
-                    self._store_delay(target, error.message, "the store cannot write")
+                    self._machine_fault(target, error.message, "the store cannot write")
                     continue
                 except self._transient as error:
                     self._reasons[target] = str(error)
@@ -206,7 +206,7 @@ class Scheduler:
                         self._bug(target, error)
                         continue
                     # The data disk refuses a node's files (read-only, full): the machine's fault, as above.
-                    self._store_delay(target, str(error), f"the data directory cannot be written ({error})")
+                    self._machine_fault(target, str(error), f"the data directory cannot be written ({error})")
                     continue
                 except Exception as error:  # noqa: BLE001 - a bug; logged, retried with backoff
                     self._bug(target, error)
@@ -216,7 +216,8 @@ class Scheduler:
         finally:
             self._workers.pop(target, None)
 
-    def _store_delay(self, target: Target, reason: str, said: str) -> None:
+    def _machine_fault(self, target: Target, reason: str, said: str) -> None:
+        """The machine refused the pass (the store, the data disk): a warning, 1 s doubling to 5 s."""
         delay = self._bug_delays.get(target, FIRST_BUG_DELAY)
         self._bug_delays[target] = min(delay * 2, MAX_STORE_DELAY)
         self._reasons[target] = reason

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 ACK_INTERVAL = 1.0  # as a replica's replicationCron: the source's lag figure and min-replicas use it
 HANDSHAKE_TIMEOUT = 10.0
+_LINK = (None, b"GETACK")  # the pending entries of the link's own commands (no reply from the target)
 
 
 class RelayFailed(Exception):
@@ -227,7 +228,7 @@ class Relay:
                     raise RelayFailed("the target closed the connection")
                 replies.feed(data)
                 continue
-            if not self._pending or self._pending[0][0] is None or self._pending[0][0] == b"GETACK":
+            if not self._pending or self._pending[0][0] in _LINK:
                 raise RelayFailed(f"the target answered a command the relay did not send: {reply!r}")
             name, after = self._pending.popleft()
             assert name is not None
@@ -235,7 +236,7 @@ class Relay:
                 raise RelayFailed(f"the target refused {name.decode(errors='replace')}: {reply}")
             self.offset = after
             self.applied += 1
-            while self._pending and self._pending[0][0] in (None, b"GETACK"):
+            while self._pending and self._pending[0][0] in _LINK:
                 marker, after = self._pending.popleft()
                 if marker is not None:
                     self._ack(source, force=True)
