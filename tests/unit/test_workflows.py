@@ -6,7 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 from cachefleet.control.workflows.node_type import NodeTypeVerdict, node_type_verdict
-from cachefleet.control.workflows.sharded import ShardedTopology, rollback_plan
+from cachefleet.control.workflows.sharded import (
+    FORMING_NODE_TIMEOUT,
+    STEADY_NODE_TIMEOUT,
+    ShardedTopology,
+    forming_node_timeout,
+    rollback_plan,
+)
 from cachefleet.domain.operations import Resharding
 from cachefleet.domain.replication_groups import GroupStatus, NodeGroup, ReplicationGroup
 from cachefleet.engine.cluster import parse_nodes
@@ -124,3 +130,12 @@ def test_the_members_of_a_removed_shard_are_on_their_way_out_once_it_owns_no_slo
     # Emptied: its nodes are not made to meet the others again (the staying ones forget them).
     assert leaving_shards(group, plan, {0: "0002", 9000: "0002"}) == {"g-0001-001", "g-0001-002"}
     assert leaving_shards(group, None, {0: "0002"}) == set()
+
+
+def test_a_forming_cluster_lowers_its_node_timeout_only_while_its_pings_stay_few():
+    # Up to 100 nodes a cluster forms at 1 s, as before; a larger one at the steady 15 s (at 1 s,
+    # 200 nodes send ~80,000 pings a second, N (N - 1) / (T / 2), and did not form on 2 cores).
+    assert forming_node_timeout(9) == FORMING_NODE_TIMEOUT == "1000"
+    assert forming_node_timeout(100) == "1000"
+    assert forming_node_timeout(101) == STEADY_NODE_TIMEOUT == "15000"
+    assert forming_node_timeout(500) == STEADY_NODE_TIMEOUT

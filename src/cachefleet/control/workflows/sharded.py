@@ -22,8 +22,10 @@ after a crash, and re-forms a cluster whose nodes all restarted:
 
 While nodes join, ``cluster-node-timeout`` is lowered so that gossip spreads the slot map
 within a tick or two (the engine pings a peer only every ``node-timeout/2``), and the
-engine's rejoin delay, derived from it, shrinks to a second. It goes back to 15 s before
-slots move and once the cluster is formed: a busy machine must not look like a failure.
+engine's rejoin delay, derived from it, shrinks to a second -- for clusters of up to 100
+nodes; a larger one forms at the steady timeout (``forming_node_timeout``: at 1 s its pings
+alone kept 200 nodes on 2 cores from forming). It goes back to 15 s before slots move and once
+the cluster is formed: a busy machine must not look like a failure.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 FORMING_NODE_TIMEOUT = "1000"
 STEADY_NODE_TIMEOUT = "15000"
+FORMING_MAX_NODES = 100  # larger clusters form at the steady node timeout (forming_node_timeout)
 PROGRESS_INTERVAL = 0.25
 SLOT_BATCH = 16
 # A leaving node is drained once no client command reached it for DRAIN_QUIET s and every client
@@ -86,6 +89,16 @@ DRAIN = "drain"
 ATOMIC_ATTEMPTS = 2
 
 
+def forming_node_timeout(nodes: int) -> str:
+    """The node timeout while a cluster of ``nodes`` forms: 1 s up to FORMING_MAX_NODES nodes, the
+    steady 15 s past them. Every node pings each peer it has not heard from in half the timeout,
+    N (N - 1) / (T / 2) pings a second and as many pongs, and on 2 cores the bus's own work decides
+    (bench/many_shards.py, BENCHMARKS.md): 100 nodes formed in ~20 s at 1 s (~20,000 pings a second)
+    and took 39 s at 9.9 s (fewer pings, slower news); 200 nodes at 1 s (~80,000 a second) did not
+    form within 300 s, every engine busy with the bus, took 226 s at 4 s and 157 s at 15 s."""
+    return FORMING_NODE_TIMEOUT if nodes <= FORMING_MAX_NODES else STEADY_NODE_TIMEOUT
+
+
 class Again(Exception):
     """Not converged yet; the pass should run again shortly."""
 
@@ -96,7 +109,7 @@ class ShardedTopology:
     def __init__(self, nodes: Nodes, tasks: Tasks) -> None:
         self.nodes = nodes
         self.tasks = tasks
-        self._fast: set[str] = set()  # node keys whose node timeout is lowered
+        self._fast: dict[str, str] = {}  # node key -> the lowered node timeout it was given
         self._drained: dict[Target, frozenset[str]] = {}  # leaving node keys whose drain finished
         # Node key -> pid of the process last seen in the formed cluster (step 7). A process started
         # since (a replica killed and started again: a new node id, no primary, no slots) is checked
@@ -153,7 +166,7 @@ class ShardedTopology:
         pairs = [(a, b) for a in views for b in views if a != b and a not in out and b not in out]
         joining = any(not views[a].knows(ids[b]) for a, b in pairs) or group.status == GroupStatus.CREATING
         if joining:
-            await self._node_timeout(live, FORMING_NODE_TIMEOUT)
+            await self._node_timeout(live, forming=True)
 
         # 2. A primary alone gets its slots before it meets the others.
         for node_group in group.node_groups:
@@ -225,7 +238,7 @@ class ShardedTopology:
         if failure is not None:
             log.warning("%s: slot migration stopped (%s); planning it again", group.group_id, failure)
         if moving:
-            await self._node_timeout(live, STEADY_NODE_TIMEOUT)
+            await self._node_timeout(live, forming=False)
             self.tasks.start(target_of_task, MIGRATE, self._migrate(group, ids, primaries, owners, target, moving))
             raise Retry(0.05, f"moving {len(moving)} slots of {group.group_id}")
         self._record_slots(group, owners)
@@ -257,7 +270,7 @@ class ShardedTopology:
                         await self._say_blocked_sync(members, node_group.primary_cluster_id, replica)
                         raise Again(f"waiting for {replica} to sync")
         await self._listed_by_every_node(group, admins, ids, target, live)
-        await self._node_timeout(live, STEADY_NODE_TIMEOUT)
+        await self._node_timeout(live, forming=False)
         await self._place_configuration_endpoint(group, live)
         for cluster in live:
             nodes.mark_available(cluster)
@@ -381,16 +394,17 @@ class ShardedTopology:
         return True
 
     # ------------------------------------------------------------------ acting
-    async def _node_timeout(self, live: list[CacheCluster], value: str) -> None:
+    async def _node_timeout(self, live: list[CacheCluster], *, forming: bool) -> None:
+        value = forming_node_timeout(len(live)) if forming else STEADY_NODE_TIMEOUT
+        lowered = value if value != STEADY_NODE_TIMEOUT else None  # a large cluster forms at the steady timeout
         for cluster in live:
             key = node_key(cluster)
-            lowered = key in self._fast
-            if (value == FORMING_NODE_TIMEOUT) != lowered:
+            if self._fast.get(key) != lowered:
                 await self.nodes.admin(cluster).config_set("cluster-node-timeout", value)
-                if value == FORMING_NODE_TIMEOUT:
-                    self._fast.add(key)
+                if lowered is not None:
+                    self._fast[key] = lowered
                 else:
-                    self._fast.discard(key)
+                    self._fast.pop(key, None)
 
     @staticmethod
     async def _claim_initial_slots(admin: AdminClient, view: ClusterView, wanted: set[int]) -> None:
