@@ -22,17 +22,27 @@ from common import machine, server, summary
 from redis.cluster import RedisCluster
 
 
-def engine_pid(data_dir, address: str) -> int:
+def engine_pids(data_dir) -> dict[str, int]:
+    """Node address -> pid of every engine process of the server whose data directory is ``data_dir``."""
     prefix = str((data_dir / "nodes").resolve()) + os.sep
+    found = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 argv = open(f"/proc/{entry.name}/cmdline", "rb").read().split(b"\0")
             except OSError:
                 continue
-            if len(argv) > 1 and argv[1].decode(errors="replace") == f"{prefix}{address}/engine.conf":
-                return int(entry.name)
-    raise LookupError(address)
+            config = argv[1].decode(errors="replace") if len(argv) > 1 else ""
+            if config.startswith(prefix) and config.endswith("/engine.conf"):
+                found[config[len(prefix):-len("/engine.conf")]] = int(entry.name)
+    return found
+
+
+def engine_pid(data_dir, address: str) -> int:
+    pid = engine_pids(data_dir).get(address)
+    if pid is None:
+        raise LookupError(address)
+    return pid
 
 
 def recovered(ec, group_id: str) -> bool:
@@ -91,6 +101,18 @@ def disabled_mode(running, rounds: int) -> list[float]:
     return time_failovers(ec, running, "fo", rounds)
 
 
+def kill_until_written(pid: int, client: RedisCluster, key: str) -> float:
+    """kill -9 of a shard's primary: seconds until ``client`` writes ``key`` (of that shard) again."""
+    started = time.perf_counter()
+    os.kill(pid, signal.SIGKILL)
+    while True:
+        try:
+            client.set(key, "after")
+            return time.perf_counter() - started
+        except redis.RedisError:
+            time.sleep(0.005)
+
+
 def enabled_mode(running, rounds: int) -> list[float]:
     ec = running.client()
     ec.create_replication_group(ReplicationGroupId="fos", ReplicationGroupDescription="bench", Engine="valkey",
@@ -105,15 +127,7 @@ def enabled_mode(running, rounds: int) -> list[float]:
         group = ec.describe_replication_groups(ReplicationGroupId="fos")["ReplicationGroups"][0]
         client.set(key, "before")
         pid = engine_pid(running.root / "data", primary(group, 0)["ReadEndpoint"]["Address"])
-        started = time.perf_counter()
-        os.kill(pid, signal.SIGKILL)
-        while True:
-            try:
-                client.set(key, "after")
-                break
-            except redis.RedisError:
-                time.sleep(0.005)
-        times.append(time.perf_counter() - started)
+        times.append(kill_until_written(pid, client, key))
         wait(lambda: recovered(ec, "fos"))
     client.close()
     return times

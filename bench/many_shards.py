@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import time
 from pathlib import Path
 
-import redis
 from common import machine, server
-from failover import engine_pid, primary, recovered, wait
+from failover import engine_pid, engine_pids, kill_until_written, primary, recovered, wait
 from redis.cluster import RedisCluster
 
 from cachefleet.domain import slots as slotmath
@@ -45,20 +43,6 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / TICKS
-
-
-def engine_pids(data_dir: Path) -> list[int]:
-    prefix = str((data_dir / "nodes").resolve()).encode()
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                argv = open(f"/proc/{entry.name}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if len(argv) > 1 and argv[1].startswith(prefix):
-                found.append(int(entry.name))
-    return found
 
 
 def load() -> str:
@@ -100,7 +84,7 @@ def measure(shards: int, args: argparse.Namespace) -> None:
         print(f"  cluster client: {len(keys)} keys written and read back", flush=True)
 
         pids = [running.process.pid]
-        engines = engine_pids(running.root / "data")
+        engines = list(engine_pids(running.root / "data").values())
         plane_before, engines_before, began = cpu_seconds(pids), cpu_seconds(engines), time.monotonic()
         time.sleep(args.window)
         elapsed = time.monotonic() - began
@@ -114,16 +98,8 @@ def measure(shards: int, args: argparse.Namespace) -> None:
         slot = client.keyslot(key)
         index = next(i for i, ng in enumerate(group["NodeGroups"]) if slot in slotmath.parse(ng["Slots"]))
         pid = engine_pid(running.root / "data", primary(group, index)["ReadEndpoint"]["Address"])
-        started = time.perf_counter()
-        os.kill(pid, signal.SIGKILL)
-        while True:
-            try:
-                client.set(key, "after")
-                break
-            except redis.RedisError:
-                time.sleep(0.005)
-        print(f"  failover (kill -9 to a write of the shard's key): {(time.perf_counter() - started) * 1000:.0f} ms",
-              flush=True)
+        failover = kill_until_written(pid, client, key)
+        print(f"  failover (kill -9 to a write of the shard's key): {failover * 1000:.0f} ms", flush=True)
         wait(lambda: recovered(ec, GROUP), timeout=args.create_timeout)
 
         started = time.perf_counter()
