@@ -25,6 +25,7 @@ from cachefleet.monitor.sampler import (
     CORES,
     TICKS_PER_SECOND,
     Raw,
+    Sampler,
     derive,
     parse_info,
     read_process,
@@ -482,3 +483,44 @@ def test_the_metric_files_of_a_node_stay_within_the_documented_bound(tmp_path):
     store.close()
     files = list(tmp_path.rglob("*.ring"))
     assert files and sum(f.stat().st_size for f in files) == bytes_per_node()
+
+
+def test_the_minutes_roll_up_lets_the_event_loop_in_and_ends_before_the_ticks_listeners(tmp_path):
+    # 1,000 new nodes' first roll-up held the event loop for 24.9 s in one go (its minute files'
+    # pages faulted in): the API and the health monitor stood still. Now it returns to the loop
+    # every ROLL_UP_SLICE, and the tick's listeners (alarms of 60 s periods) still run after it.
+    class SlowStore(TimeSeriesStore):
+        rolled: list[float] = []
+
+        def roll_up_steps(self, minute):
+            for _ in range(20):
+                time.sleep(0.005)  # one node's first roll-up: ~25 ms measured; 5 ms here
+                self.rolled.append(time.monotonic())
+                yield
+
+    store = SlowStore(tmp_path / "metrics")
+    heard: list[float] = []
+    sampler = Sampler(directory=lambda: [], store=store, on_tick=lambda second: heard.append(time.monotonic()))
+
+    async def run() -> list[float]:
+        turns: list[float] = []
+
+        async def other_work() -> None:
+            while True:
+                turns.append(time.monotonic())
+                await asyncio.sleep(0)
+
+        beside = asyncio.create_task(other_work())
+        await asyncio.sleep(0)
+        await sampler.tick(59 * 60 + 59)
+        await sampler.tick(60 * 60)  # a new minute: the last one is rolled up
+        beside.cancel()
+        return turns
+
+    turns = asyncio.run(run())
+    first, last = store.rolled[0], store.rolled[-1]
+    during = [t for t in turns if first < t < last]
+    assert len(store.rolled) == 20
+    assert len(during) >= 5, f"the event loop ran other work {len(during)} times during a 100 ms roll-up"
+    assert heard[-1] > last  # the listeners of the new minute's tick come after the roll-up
+    store.close()

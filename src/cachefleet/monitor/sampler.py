@@ -45,6 +45,7 @@ FIELDS = (
     "mem_clients_normal",
 )
 YIELD_EVERY = 10  # nodes processed between two returns to the event loop
+ROLL_UP_SLICE = 0.01  # seconds of the minute's roll-up between two returns to the event loop
 _FIELDS = re.compile(r"\n(" + "|".join(sorted(FIELDS, key=len, reverse=True)) + r"):([^\r\n]*)")
 _CMDSTAT = re.compile(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)")
 _KEYSPACE = re.compile(r"\ndb(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)")
@@ -488,7 +489,14 @@ class Sampler:
         self._caches.flush(second)
         minute = second // 60 * 60
         if self._last_minute is not None and minute != self._last_minute:
-            self._store.roll_up(self._last_minute)
+            # Done before the tick's listeners run (an alarm of a 60 s period reads the minute), but a
+            # slice at a time: the API and the health monitor go on meanwhile.
+            sliced = time.monotonic()
+            for _ in self._store.roll_up_steps(self._last_minute):
+                if time.monotonic() - sliced >= ROLL_UP_SLICE:
+                    spent += time.process_time() - started
+                    await asyncio.sleep(0)
+                    started, sliced = time.process_time(), time.monotonic()
         self._last_minute = minute
         spent += time.process_time() - started
         self.cpu_seconds += spent

@@ -260,12 +260,23 @@ class TimeSeriesStore:
 
     def roll_up(self, minute: int) -> None:
         """Aggregates ``minute`` for every node written to; closes the files of nodes no longer written."""
+        for _ in self.roll_up_steps(minute):
+            pass
+
+    def roll_up_steps(self, minute: int) -> Iterator[None]:
+        """``roll_up``, one node at a time: yields after each, so that a caller on the event loop can
+        let other work in between (the sampler). A node's roll-up takes ~0.25 ms, and ~25 ms the first
+        time its minute file is written (its pages are faulted in: measured with 1,000 new nodes, the
+        whole roll-up held the event loop for 24.9 s in one go)."""
         for key, series in list(self._open.items()):
+            if self._open.get(key) is not series:
+                continue  # closed meanwhile
             if series.seconds.last_write < minute - 120:
                 series.close()  # reopened on demand by a query
                 del self._open[key]
-                continue
-            series.roll_up(minute)
+            else:
+                series.roll_up(minute)
+            yield
 
     def prune(self, now: float | None = None) -> list[SeriesKey]:
         """Removes the files of nodes that nobody wrote for 15 days (deleted long ago)."""
