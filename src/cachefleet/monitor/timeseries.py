@@ -267,10 +267,9 @@ class TimeSeriesStore:
         """``roll_up``, one node at a time: yields after each, so that a caller on the event loop can
         let other work in between (the sampler). A node's roll-up takes ~0.25 ms, and ~25 ms the first
         time its minute file is written (its pages are faulted in: measured with 1,000 new nodes, the
-        whole roll-up held the event loop for 24.9 s in one go)."""
+        whole roll-up held the event loop for 24.9 s in one go). Meanwhile the store's other users only
+        open series (queries): ``prune`` runs after the tick."""
         for key, series in list(self._open.items()):
-            if self._open.get(key) is not series:
-                continue  # closed meanwhile
             if series.seconds.last_write < minute - 120:
                 series.close()  # reopened on demand by a query
                 del self._open[key]

@@ -109,7 +109,7 @@ class ShardedTopology:
     def __init__(self, nodes: Nodes, tasks: Tasks) -> None:
         self.nodes = nodes
         self.tasks = tasks
-        self._fast: dict[str, str] = {}  # node key -> the lowered node timeout it was given
+        self._fast: set[str] = set()  # node keys whose node timeout is lowered
         self._drained: dict[Target, frozenset[str]] = {}  # leaving node keys whose drain finished
         # Node key -> pid of the process last seen in the formed cluster (step 7). A process started
         # since (a replica killed and started again: a new node id, no primary, no slots) is checked
@@ -396,15 +396,15 @@ class ShardedTopology:
     # ------------------------------------------------------------------ acting
     async def _node_timeout(self, live: list[CacheCluster], *, forming: bool) -> None:
         value = forming_node_timeout(len(live)) if forming else STEADY_NODE_TIMEOUT
-        lowered = value if value != STEADY_NODE_TIMEOUT else None  # a large cluster forms at the steady timeout
+        lowered = value == FORMING_NODE_TIMEOUT  # a large cluster forms at the steady timeout
         for cluster in live:
             key = node_key(cluster)
-            if self._fast.get(key) != lowered:
+            if lowered != (key in self._fast):
                 await self.nodes.admin(cluster).config_set("cluster-node-timeout", value)
-                if lowered is not None:
-                    self._fast[key] = lowered
+                if lowered:
+                    self._fast.add(key)
                 else:
-                    self._fast.pop(key, None)
+                    self._fast.discard(key)
 
     @staticmethod
     async def _claim_initial_slots(admin: AdminClient, view: ClusterView, wanted: set[int]) -> None:
