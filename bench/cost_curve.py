@@ -19,26 +19,14 @@ Usage: python bench/cost_curve.py [--nodes 100,300,1000] [--window 20] [--settle
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-from pathlib import Path
 
-from common import machine, percentile, raw_request, server, wait_all_available
+from common import cpu_seconds, load_average, machine, percentile, raw_request, server, wait_all_available
 from failover import recovered, time_failovers, wait
 
-TICKS = os.sysconf("SC_CLK_TCK")
 NETWORK = "127.118.0.0/20"  # 4,096 addresses: room for 1,000 nodes and their endpoints
 FAILOVER_GROUP = "curve-ha"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def create_all(ec, nodes: int) -> tuple[float, float]:
@@ -66,7 +54,7 @@ def failovers(running, rounds: int) -> list[float]:
 
 
 def measure(nodes: int, args: argparse.Namespace) -> dict[str, float]:
-    print(f"N = {nodes} nodes; load average before: {load()}", flush=True)
+    print(f"N = {nodes} nodes; load average before: {load_average()}", flush=True)
     with server(NETWORK, extra=["--warm-nodes", "0", "--max-nodes", str(nodes)]) as running:
         assert running.process is not None
         ec = running.client()
@@ -76,7 +64,7 @@ def measure(nodes: int, args: argparse.Namespace) -> dict[str, float]:
         before, started = cpu_seconds(pid), time.monotonic()
         time.sleep(args.window)
         cpu = (cpu_seconds(pid) - before) / (time.monotonic() - started) * 100
-        window_load = load()
+        window_load = load_average()
         rss = running.rss_mb()
         params = {"Action": "DescribeReplicationGroups", "Version": "2015-02-02", "MaxRecords": "100"}
         times = []
@@ -97,7 +85,7 @@ def measure(nodes: int, args: argparse.Namespace) -> dict[str, float]:
           f"DescribeReplicationGroups p99 {row['describe_p99']:.1f} ms (median {row['describe_median']:.1f} ms); "
           f"failover median {row['failover_median']:.0f} ms (max {row['failover_max']:.0f} ms, n={args.failovers}); "
           f"create of all {nodes} nodes {row['create_all']:.1f} s, of one 2-node group {row['create_group']:.0f} ms; "
-          f"load average after: {load()}", flush=True)
+          f"load average after: {load_average()}", flush=True)
     return row
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -34,25 +33,15 @@ import time
 from pathlib import Path
 
 import redis
-from common import machine
+from common import cpu_seconds, load_average, machine
 
 from cachefleet.domain import slots as slotmath
 from cachefleet.engine.catalog import Catalog
 from cachefleet.engine.config import NodeConfig, render
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
 
 def address(index: int) -> str:
     return f"127.122.{index // 250}.{index % 250 + 1}"
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
 
 
 def info_field(client: redis.Redis, name: str) -> int:
@@ -133,9 +122,9 @@ class Cluster:
         time.sleep(settle)
         pids = [p.pid for p in self.processes]
         sent_before = sum(info_field(c, "cluster_stats_messages_sent") for c in self.clients)
-        cpu_before, started = cpu_seconds(pids), time.monotonic()
+        cpu_before, started = cpu_seconds(*pids), time.monotonic()
         time.sleep(window)
-        cpu_after, elapsed = cpu_seconds(pids), time.monotonic() - started
+        cpu_after, elapsed = cpu_seconds(*pids), time.monotonic() - started
         sent_after = sum(info_field(c, "cluster_stats_messages_sent") for c in self.clients)
         return {"cpu": 100 * (cpu_after - cpu_before) / elapsed, "messages": (sent_after - sent_before) / elapsed,
                 "failing": self.failing()}
@@ -177,7 +166,7 @@ def main() -> None:
         cluster = Cluster(binary, nodes)
         try:
             formed = cluster.form(args.meet)
-            print(f"<!-- {nodes} nodes formed ({args.meet} meet) in {formed:.1f} s; load {Path('/proc/loadavg').read_text().split()[0]} -->",
+            print(f"<!-- {nodes} nodes formed ({args.meet} meet) in {formed:.1f} s; load {load_average()} -->",
                   flush=True)
             for hz in (int(h) for h in args.hz.split(",")):
                 for timeout_ms in (int(t) for t in args.timeouts.split(",")):

@@ -8,15 +8,9 @@ Usage: python bench/ha_overhead.py [--groups 50] [--seconds 20]
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-from common import machine, server, wait_all_available
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from common import cpu_seconds, machine, server, wait_all_available
 
 
 def main() -> None:

@@ -19,34 +19,16 @@ Usage: python bench/many_shards.py [--shards 25,50,100] [--keys 2000] [--window 
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
-from common import machine, server
+from common import cpu_seconds, load_average, machine, server
 from failover import engine_pid, engine_pids, kill_until_written, primary, recovered, wait
 from redis.cluster import RedisCluster
 
 from cachefleet.domain import slots as slotmath
 
-TICKS = os.sysconf("SC_CLK_TCK")
 NETWORK = "127.119.0.0/20"
 GROUP = "shards"
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
-
-
-def load() -> str:
-    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def status(ec) -> str:
@@ -63,7 +45,7 @@ def until_available(ec, timeout: float) -> float | None:
 
 
 def measure(shards: int, args: argparse.Namespace) -> None:
-    print(f"S = {shards} shards x 2 ({2 * shards} nodes); load before {load()}", flush=True)
+    print(f"S = {shards} shards x 2 ({2 * shards} nodes); load before {load_average()}", flush=True)
     with server(NETWORK, extra=["--warm-nodes", "0", "--max-nodes", str(2 * shards + 10)]) as running:
         assert running.process is not None
         ec = running.client()
@@ -72,9 +54,9 @@ def measure(shards: int, args: argparse.Namespace) -> None:
                                     CacheNodeType="cache.t4g.micro", NumNodeGroups=shards, ReplicasPerNodeGroup=1)
         created = until_available(ec, args.create_timeout)
         if created is None:
-            print(f"  not available after {args.create_timeout:.0f} s (status {status(ec)}; load {load()})", flush=True)
+            print(f"  not available after {args.create_timeout:.0f} s (status {status(ec)}; load {load_average()})", flush=True)
             return
-        print(f"  create to available: {time.perf_counter() - started:.1f} s; load {load()}", flush=True)
+        print(f"  create to available: {time.perf_counter() - started:.1f} s; load {load_average()}", flush=True)
         endpoint = ec.describe_replication_groups(ReplicationGroupId=GROUP)["ReplicationGroups"][0]["ConfigurationEndpoint"]
         client = RedisCluster(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=2, socket_connect_timeout=2)
         keys = [f"key:{i}" for i in range(args.keys)]
@@ -85,13 +67,13 @@ def measure(shards: int, args: argparse.Namespace) -> None:
 
         pids = [running.process.pid]
         engines = list(engine_pids(running.root / "data").values())
-        plane_before, engines_before, began = cpu_seconds(pids), cpu_seconds(engines), time.monotonic()
+        plane_before, engines_before, began = cpu_seconds(*pids), cpu_seconds(*engines), time.monotonic()
         time.sleep(args.window)
         elapsed = time.monotonic() - began
-        plane = (cpu_seconds(pids) - plane_before) / elapsed * 100
-        engines_cpu = (cpu_seconds(engines) - engines_before) / elapsed * 100
+        plane = (cpu_seconds(*pids) - plane_before) / elapsed * 100
+        engines_cpu = (cpu_seconds(*engines) - engines_before) / elapsed * 100
         print(f"  at rest: control plane {plane:.1f} % of one core, RSS {running.rss_mb():.0f} MB; "
-              f"{len(engines)} engines {engines_cpu:.1f} % of one core; load {load()}", flush=True)
+              f"{len(engines)} engines {engines_cpu:.1f} % of one core; load {load_average()}", flush=True)
 
         group = ec.describe_replication_groups(ReplicationGroupId=GROUP)["ReplicationGroups"][0]
         key = keys[0]

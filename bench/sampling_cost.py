@@ -13,22 +13,13 @@ Usage: python bench/sampling_cost.py [--groups 100] [--seconds 60]
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import statistics
 import time
 import urllib.request
-from pathlib import Path
 
-from common import machine, server, wait_all_available
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+from common import cpu_seconds, machine, server, wait_all_available
 
 
 def scrape(url: str, name: str) -> float:
